@@ -1,0 +1,165 @@
+"""The typed wrapper over the generated stubs: connection, deadlines, errors with details."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from chunkscope_client.v1 import common_pb2, models_pb2, models_pb2_grpc
+
+# The server's default limit; the gRPC default of 4 MiB is too small for large replies.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+_FORMATS = {
+    "": models_pb2.MODEL_FORMAT_UNSPECIFIED,
+    "hf_safetensors": models_pb2.MODEL_FORMAT_HF_SAFETENSORS,
+    "gguf": models_pb2.MODEL_FORMAT_GGUF,
+    "recurrent": models_pb2.MODEL_FORMAT_RECURRENT,
+}
+
+
+@dataclass
+class ChunkscopeError(Exception):
+    """A failed call: the gRPC status code plus the server's rich error details."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    field_violations: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError) -> ChunkscopeError:
+        call: Any = error
+        err = cls(code=call.code(), message=call.details() or "")
+        status = rpc_status.from_call(call)
+        if status is None:
+            return err
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                err.reason, err.metadata = info.reason, dict(info.metadata)
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                err.field_violations = [(v.field, v.description) for v in bad.field_violations]
+        return err
+
+
+class Client:
+    """A connection to one chunkscope server. Every call has a deadline (`timeout` seconds)."""
+
+    def __init__(self, channel: grpc.Channel, *, timeout: float = 30.0, token: str = "") -> None:
+        self._channel = channel
+        self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.models = models_pb2_grpc.ModelServiceStub(channel)
+        self._health = health_pb2_grpc.HealthStub(channel)
+
+    @classmethod
+    def connect(
+        cls,
+        address: str,
+        *,
+        timeout: float = 30.0,
+        token: str = "",
+        root_certificates: bytes | None = None,
+        tls: bool = False,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> Client:
+        """Open a channel to `address` (host:port); TLS when `tls` or certificates are given."""
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        if tls or root_certificates is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            channel = grpc.secure_channel(address, creds, options=options)
+        else:
+            channel = grpc.insecure_channel(address, options=options)
+        return cls(channel, timeout=timeout, token=token)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise ChunkscopeError.from_rpc_error(error) from None
+
+    # ----- health ---------------------------------------------------------------------------
+
+    def health(self, service: str = "") -> str:
+        """Serving status name ("SERVING", "NOT_SERVING", ...) of the server or one service."""
+        reply = self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service))
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+    # ----- ModelService ---------------------------------------------------------------------
+
+    def register_model(
+        self,
+        name: str,
+        source_path: str,
+        *,
+        format: str = "",
+        dtype: str = "",
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> models_pb2.Model:
+        """Register a model from a path under a server model root; `wait` until it is READY."""
+        if format not in _FORMATS:
+            raise ValueError(f"format must be one of {sorted(_FORMATS)}")
+        request = models_pb2.RegisterModelRequest(
+            name=name, source_path=source_path, format=_FORMATS[format], dtype=dtype, wait=wait
+        )
+        timeout = timeout or (max(self.timeout, 300.0) if wait else None)
+        return self._call(self.models.RegisterModel, request, timeout).model
+
+    def get_model(self, name: str) -> models_pb2.Model:
+        return self._call(self.models.GetModel, models_pb2.GetModelRequest(name=name)).model
+
+    def list_models(self, page_size: int = 0) -> Iterator[models_pb2.Model]:
+        """Every registered model, fetching pages as needed."""
+        token = ""
+        while True:
+            page = common_pb2.PageRequest(page_size=page_size, page_token=token)
+            reply = self._call(self.models.ListModels, models_pb2.ListModelsRequest(page=page))
+            yield from reply.models
+            token = reply.page.next_page_token
+            if not token:
+                return
+
+    def unregister_model(self, name: str) -> models_pb2.Model:
+        request = models_pb2.UnregisterModelRequest(name=name)
+        return self._call(self.models.UnregisterModel, request).model
+
+    def list_hook_points(
+        self, model: str, *, content_hash: str = ""
+    ) -> Sequence[common_pb2.HookPoint]:
+        request = models_pb2.ListHookPointsRequest(
+            model=common_pb2.ModelRef(name=model, content_hash=content_hash)
+        )
+        return list(self._call(self.models.ListHookPoints, request).hook_points)

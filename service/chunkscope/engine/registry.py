@@ -1,0 +1,363 @@
+"""The model registry: registered models, their life cycle, and the executors that run them.
+
+State lives on the asyncio event loop (every method here is called from it); weights are hashed and
+loaded on a dedicated loader thread, and forwards run on one compute thread per device, so the event
+loop never blocks on model work and forwards on one device never overlap (which is also what keeps
+one request's hooks out of another's forward).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import gc
+import logging
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from chunkscope import metrics
+from chunkscope.config import Settings
+from chunkscope.engine import loading
+from chunkscope.engine.device import dtype_name, resolve_device, resolve_dtype
+from chunkscope.engine.loading import LoadedModel, ModelSource
+from chunkscope.errors import (
+    AlreadyExists,
+    ChunkscopeError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    check,
+)
+from chunkscope.store.registry import ModelRecord, RegistryStore, now
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+LOADING, READY, FAILED = "LOADING", "READY", "FAILED"
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 1000
+
+
+@dataclass(frozen=True)
+class HookPointInfo:
+    name: str
+    shape: tuple[int, ...]
+    description: str
+    block: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the API reports about a model (a snapshot)."""
+
+    name: str
+    source_path: str
+    format: str
+    state: str
+    state_reason: str
+    content_hash: str
+    architecture: str
+    num_blocks: int
+    hidden_size: int
+    vocab_size: int
+    parameter_count: int
+    device: str
+    dtype: str
+    registered_at: datetime
+    load_seconds: float
+    symbols: tuple[str, ...]
+
+
+@dataclass
+class _Entry:
+    record: ModelRecord
+    source: ModelSource
+    dtype: torch.dtype
+    state: str = LOADING
+    reason: str = "loading weights"
+    loaded: LoadedModel | None = None
+    load_seconds: float = 0.0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class ModelRegistry:
+    """Registered models by name; persisted through RegistryStore."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.roots = settings.roots
+        if not settings.model_roots:  # the default root is ours to create
+            self.roots[0].mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(settings.device)
+        self.default_dtype = resolve_dtype(settings.dtype, self.device)
+        self.store = RegistryStore(settings.data_dir)
+        self._entries: dict[str, _Entry] = {}
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="chunkscope-load")
+        self._compute = ThreadPoolExecutor(1, thread_name_prefix=f"chunkscope-{self.device.type}")
+
+    # ----- life cycle -------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Reload every persisted registration; returns when each is READY or FAILED."""
+        tasks = []
+        for record in self.store.all():
+            try:
+                source = await self._inspect(record.source_path, record.format)
+            except ChunkscopeError as exc:
+                entry = _Entry(record, ModelSource(Path(record.source_path), record.format, "", ()),
+                               self.default_dtype, FAILED, f"cannot restore: {exc.message}")
+                self._entries[record.name] = entry
+                continue
+            entry = _Entry(record, source, resolve_dtype(record.dtype, self.device))
+            self._entries[record.name] = entry
+            tasks.append(self._start_load(entry))
+        self._update_gauge()
+        if tasks:
+            await asyncio.gather(*tasks)
+        log.info("restored %d registered models", len(self._entries))
+
+    async def close(self) -> None:
+        for entry in self._entries.values():
+            if entry.task is not None:
+                entry.task.cancel()
+        self._loader.shutdown(wait=False, cancel_futures=True)
+        self._compute.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+
+    # ----- ModelService -----------------------------------------------------------------------
+
+    async def register(
+        self, name: str, source_path: str, fmt: str, dtype: str, wait: bool
+    ) -> ModelInfo:
+        violations = []
+        if not name:
+            violations.append(FieldViolation("name", "required"))
+        elif not NAME_PATTERN.match(name):
+            violations.append(FieldViolation(
+                "name", f"{name[:80]!r} must be 1-64 characters of [a-z0-9._-], "
+                "starting with a letter or digit"))
+        if not source_path:
+            violations.append(FieldViolation("source_path", "required: a path under a model root"))
+        check(violations)
+        compute_dtype = resolve_dtype(dtype, self.device)
+        existing = self._entries.get(name)
+        if existing is not None and existing.state != FAILED:
+            raise AlreadyExists(
+                f"a model named {name!r} is already registered (state {existing.state}); "
+                "unregister it first or choose another name",
+                metadata={"model": name},
+            )
+        if existing is None and len(self._entries) >= self.settings.max_models:
+            raise ResourceExhausted(
+                f"the server holds at most {self.settings.max_models} models "
+                "(--max-models); unregister one first",
+                reason="TOO_MANY_MODELS",
+            )
+        resolved = loading.resolve_under_roots(source_path, self.roots)
+        source = await self._inspect(str(resolved), fmt)
+        # Re-check after the await: another registration may have taken the name meanwhile.
+        current = self._entries.get(name)
+        if current is not None and current is not existing:
+            raise AlreadyExists(f"a model named {name!r} was registered concurrently")
+        if existing is not None:
+            self._drop(existing)
+        record = ModelRecord(name, str(resolved), source.format, dtype, "", now())
+        entry = _Entry(record, source, compute_dtype)
+        self._entries[name] = entry
+        self.store.put(record)
+        task = self._start_load(entry)
+        self._update_gauge()
+        if wait:
+            await asyncio.shield(task)
+            if entry.state == FAILED:
+                raise FailedPrecondition(
+                    f"model {name!r} failed to load: {entry.reason}",
+                    reason="MODEL_LOAD_FAILED",
+                    metadata={"model": name},
+                )
+        return self._info(entry)
+
+    def get(self, name: str) -> ModelInfo:
+        return self._info(self._entry(name))
+
+    def list(self, page_size: int, page_token: str) -> tuple[list[ModelInfo], str, int]:
+        if page_size < 0:
+            raise InvalidArgument.field("page.page_size", "must be >= 0 (0 = server default)")
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = _decode_token(page_token)
+        names = sorted(self._entries)
+        remaining = [n for n in names if n > after]
+        page = remaining[:size]
+        token = _encode_token(page[-1]) if len(remaining) > size else ""
+        return [self._info(self._entries[n]) for n in page], token, len(names)
+
+    async def unregister(self, name: str) -> ModelInfo:
+        entry = self._entry(name)
+        info = self._info(entry)
+        self._drop(entry)
+        del self._entries[name]
+        self.store.delete(name)
+        self._update_gauge()
+        return info
+
+    def hook_points(self, name: str, expected_hash: str = "") -> list[HookPointInfo]:
+        model = self.ready(name, expected_hash)
+        out = []
+        for point in model.adapter.names():
+            site = model.adapter.resolve(point)
+            out.append(HookPointInfo(point, model.hook_shapes[point], site.description, site.block))
+        return out
+
+    # ----- for the engine's users ------------------------------------------------------------
+
+    def ready(self, name: str, expected_hash: str = "") -> LoadedModel:
+        """The loaded model, or FAILED_PRECONDITION if it is not READY / not the expected weights."""
+        entry = self._entry(name)
+        if entry.state != READY or entry.loaded is None:
+            raise FailedPrecondition(
+                f"model {name!r} is {entry.state}, not READY"
+                + (f": {entry.reason}" if entry.reason else "")
+                + ("; retry when loading has finished" if entry.state == LOADING else ""),
+                reason="MODEL_NOT_READY",
+                metadata={"model": name, "state": entry.state},
+            )
+        if expected_hash and expected_hash != entry.record.content_hash:
+            raise FailedPrecondition(
+                f"model {name!r} has content hash {entry.record.content_hash}, "
+                f"not the expected {expected_hash}",
+                reason="MODEL_HASH_MISMATCH",
+                metadata={"model": name},
+            )
+        return entry.loaded
+
+    async def run(self, name: str, fn: Callable[[LoadedModel], T], expected_hash: str = "") -> T:
+        """Run `fn(model)` on the device's compute thread (never on the event loop)."""
+        model = self.ready(name, expected_hash)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._compute, fn, model)
+
+    # ----- internals ------------------------------------------------------------------------
+
+    def _entry(self, name: str) -> _Entry:
+        if not name:
+            raise InvalidArgument.field("name", "required: the name a model was registered under")
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFound(
+                f"no model named {name[:80]!r} is registered; ListModels shows the registered ones",
+                reason="MODEL_NOT_FOUND",
+                metadata={"model": name[:80]},
+            )
+        return entry
+
+    async def _inspect(self, path: str, fmt: str) -> ModelSource:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, loading.inspect_source, Path(path), fmt)
+
+    def _start_load(self, entry: _Entry) -> asyncio.Task[None]:
+        entry.task = asyncio.get_running_loop().create_task(self._load(entry))
+        return entry.task
+
+    async def _load(self, entry: _Entry) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            digest, model = await loop.run_in_executor(self._loader, self._load_blocking, entry)
+        except ChunkscopeError as exc:
+            self._fail(entry, exc.message)
+            return
+        except Exception as exc:  # a load can fail in many library-specific ways
+            log.exception("loading model %s failed", entry.record.name)
+            self._fail(entry, f"{type(exc).__name__}: {exc}")
+            return
+        if self._entries.get(entry.record.name) is not entry:
+            return  # unregistered while loading: drop the weights
+        stored = entry.record.content_hash
+        if stored and stored != digest:
+            self._fail(entry, f"weights changed since registration ({stored} -> {digest}); "
+                       "unregister and register it again")
+            return
+        if not stored:
+            entry.record = dataclasses.replace(entry.record, content_hash=digest)
+            self.store.put(entry.record)
+        entry.loaded, entry.state, entry.reason = model, READY, ""
+        entry.load_seconds = time.perf_counter() - started
+        metrics.MODEL_LOAD_SECONDS.labels(entry.source.format).observe(entry.load_seconds)
+        self._update_gauge()
+        log.info("model %s READY in %.2fs (%s, %s, %s)", entry.record.name, entry.load_seconds,
+                 model.family, self.device, dtype_name(entry.dtype))
+
+    def _load_blocking(self, entry: _Entry) -> tuple[str, LoadedModel]:
+        digest = loading.content_hash(entry.source)
+        return digest, loading.load(entry.source, self.device, entry.dtype)
+
+    def _fail(self, entry: _Entry, reason: str) -> None:
+        entry.state, entry.reason, entry.loaded = FAILED, reason, None
+        self._update_gauge()
+        log.warning("model %s FAILED: %s", entry.record.name, reason)
+
+    def _drop(self, entry: _Entry) -> None:
+        if entry.task is not None and not entry.task.done():
+            entry.task.cancel()
+        entry.loaded = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _update_gauge(self) -> None:
+        for state in (LOADING, READY, FAILED):
+            count = sum(1 for e in self._entries.values() if e.state == state)
+            metrics.MODELS.labels(state).set(count)
+
+    def _info(self, entry: _Entry) -> ModelInfo:
+        model = entry.loaded
+        return ModelInfo(
+            name=entry.record.name,
+            source_path=entry.record.source_path,
+            format=entry.source.format,
+            state=entry.state,
+            state_reason=entry.reason,
+            content_hash=entry.record.content_hash,
+            architecture=entry.source.family,
+            num_blocks=model.adapter.num_blocks if model else 0,
+            hidden_size=model.hidden_size if model else 0,
+            vocab_size=model.vocab_size if model else 0,
+            parameter_count=model.parameter_count if model else 0,
+            device=str(self.device),
+            dtype=dtype_name(entry.dtype),
+            registered_at=entry.record.registered_at,
+            load_seconds=entry.load_seconds,
+            symbols=model.symbols if model else (),
+        )
+
+
+def _encode_token(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        name = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument.field(
+            "page.page_token", "not a token this server issued; pass next_page_token unchanged"
+        ) from None
+    if not NAME_PATTERN.match(name):
+        raise InvalidArgument.field(
+            "page.page_token", "not a token this server issued; pass next_page_token unchanged"
+        )
+    return name

@@ -1,0 +1,65 @@
+"""Every Prometheus metric chunkscope exports, defined here and nowhere else.
+
+gRPC metrics use the names and labels of go-grpc-middleware's prometheus provider so existing
+dashboards work: grpc_type, grpc_service, grpc_method, grpc_code (CamelCase code names such as
+"OK", "InvalidArgument"). Label values are bounded: method names come from the registered services,
+model names are operator-chosen and capped by max_models; never request ids, keys or free text.
+"""
+
+from __future__ import annotations
+
+import threading
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+# Extraction jobs run for minutes, so buckets reach 10 min; the low end resolves ~ms unary calls.
+HANDLING_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+
+_GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+
+GRPC_STARTED = Counter(
+    "grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS
+)
+GRPC_HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, regardless of success or failure.",
+    (*_GRPC_LABELS, "grpc_code"),
+)
+GRPC_HANDLING_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from an RPC's start to its completion on the server.",
+    _GRPC_LABELS,
+    buckets=HANDLING_BUCKETS,
+)
+GRPC_MSG_RECEIVED = Counter(
+    "grpc_server_msg_received_total", "Stream messages received on the server.", _GRPC_LABELS
+)
+GRPC_MSG_SENT = Counter(
+    "grpc_server_msg_sent_total", "Stream messages sent by the server.", _GRPC_LABELS
+)
+
+MODEL_LOAD_SECONDS = Histogram(
+    "chunkscope_model_load_seconds",
+    "Time to load a model's weights and resolve its hook points.",
+    ("format",),
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+)
+MODELS = Gauge("chunkscope_models", "Registered models by state.", ("state",))
+
+
+def code_label(code: grpc.StatusCode) -> str:
+    """CamelCase code name as go-grpc-middleware writes it: INVALID_ARGUMENT -> InvalidArgument."""
+    if code is grpc.StatusCode.OK:
+        return "OK"
+    return "".join(part.capitalize() for part in code.name.split("_"))
+
+
+def serve_metrics(host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+    """Start the /metrics HTTP endpoint on its own port (0 picks one); returns (server, thread)."""
+    server, thread = start_http_server(port, addr=host)
+    return server, thread

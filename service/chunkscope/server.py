@@ -1,0 +1,118 @@
+"""The gRPC server: wiring of servicers, interceptors, health, reflection, metrics and shutdown.
+
+Start-up order: bind the port (refusing a port another process holds: so_reuseport is off), health
+NOT_SERVING, restore the registry, then SERVING. On SIGTERM/SIGINT: health NOT_SERVING, stop
+accepting new RPCs, let in-flight ones finish within the grace period, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+import grpc
+from chunkscope_client.v1 import models_pb2, models_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from chunkscope import __version__, metrics
+from chunkscope.api.interceptors import ErrorInterceptor, MetricsInterceptor
+from chunkscope.api.models import ModelServicer
+from chunkscope.config import Settings
+from chunkscope.engine.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    registry: ModelRegistry
+    port: int
+    metrics_port: int | None
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def drain(self, grace: float) -> None:
+        """NOT_SERVING, stop accepting, give in-flight RPCs `grace` seconds, release models."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.registry.close()
+
+
+async def start(settings: Settings) -> RunningServer:
+    """Bind and start the server; health stays NOT_SERVING until the registry is restored."""
+    options = [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(), ErrorInterceptor()],
+        options=options,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    registry = ModelRegistry(settings)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    address = f"{settings.host}:{settings.port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {address}: {exc} (is another server using it?)") from None
+    if port == 0:
+        raise OSError(f"cannot listen on {address} (is another server using it?)")
+    metrics_port = None
+    if settings.metrics_port >= 0:
+        http, _ = metrics.serve_metrics(settings.host, settings.metrics_port)
+        metrics_port = http.server_port
+    running = RunningServer(server, health_servicer, registry, port, metrics_port)
+    await running.set_serving(False)
+    await server.start()
+    await registry.restore()
+    await running.set_serving(True)
+    return running
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT, then drain gracefully. Returns the exit status."""
+    running = await start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # One JSON line on stdout announces readiness (tests and scripts read the ports from it).
+    print(
+        json.dumps({
+            "event": "ready", "version": __version__, "grpc_port": running.port,
+            "metrics_port": running.metrics_port, "device": str(running.registry.device),
+        }),
+        flush=True,
+    )
+    log.info("chunkscope %s serving on %s:%d (metrics %s, device %s, roots %s)", __version__,
+             settings.host, running.port, running.metrics_port, running.registry.device,
+             ", ".join(map(str, settings.roots)))
+    await stop.wait()
+    log.info("shutting down: draining in-flight RPCs for up to %.0fs", settings.grace_seconds)
+    await running.drain(settings.grace_seconds)
+    log.info("stopped")
+    sys.stdout.flush()
+    return 0
