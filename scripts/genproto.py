@@ -32,9 +32,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [
-                sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_ROOT}",
-                f"--python_out={tmp}", f"--grpc_python_out={tmp}",
-                f"--mypy_out={tmp}", f"--mypy_grpc_out={tmp}", *protos,
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                f"-I{PROTO_ROOT}",
+                f"--python_out={tmp}",
+                f"--grpc_python_out={tmp}",
+                f"--mypy_out={tmp}",
+                f"--mypy_grpc_out={tmp}",
+                *protos,
             ],
             check=True,
             env=env,
@@ -50,7 +56,9 @@ def main() -> int:
             else:
                 text = PY_IMPORT.sub(r"\1 chunkscope_client.v1", text)
             (OUT / src.name).write_text(text)
-    (OUT / "__init__.py").write_text('"""Generated from protos/chunkscope/v1 by scripts/genproto.py; do not edit."""\n')
+    (OUT / "__init__.py").write_text(
+        '"""Generated from protos/chunkscope/v1 by scripts/genproto.py; do not edit."""\n'
+    )
     (OUT / "py.typed").write_text("")
     print(f"generated {len(list(OUT.glob('*.py')))} modules in {OUT.relative_to(ROOT)}")
     return 0

@@ -1,4 +1,4 @@
-"""chunkscope: a gRPC service that extracts, detects and steers chunks in neural-network hidden states.
+"""chunkscope: a gRPC service that extracts, detects and steers chunks in hidden states.
 
 Importing this package must stay cheap: torch and transformers are imported only by `engine/`.
 """

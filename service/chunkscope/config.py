@@ -24,7 +24,9 @@ def _paths(value: str) -> tuple[Path, ...]:
 class Settings:
     """Everything `chunkscope serve` can be told. Field help is shown by --help."""
 
-    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0 in containers)"})
+    host: str = field(
+        default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0 in containers)"}
+    )
     port: int = field(default=50051, metadata={"help": "gRPC port; 0 picks a free one"})
     metrics_port: int = field(
         default=9464, metadata={"help": "Prometheus /metrics port; 0 picks a free one, -1 disables"}
@@ -34,13 +36,20 @@ class Settings:
     )
     model_roots: tuple[Path, ...] = field(
         default=(),
-        metadata={"help": f"'{os.pathsep}'-separated directories models may be loaded from "
-                  "(default: <data-dir>/models)"},
+        metadata={
+            "help": f"'{os.pathsep}'-separated directories models may be loaded from "
+            "(default: <data-dir>/models)"
+        },
     )
-    device: str = field(default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu, cuda, cuda:N"})
+    device: str = field(
+        default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu, cuda, cuda:N"}
+    )
     dtype: str = field(
         default="auto",
-        metadata={"help": "compute dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, float16, bfloat16"},
+        metadata={
+            "help": "compute dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, "
+            "float16, bfloat16"
+        },
     )
     max_message_bytes: int = field(
         default=64 * 1024 * 1024, metadata={"help": "largest gRPC message received or sent"}

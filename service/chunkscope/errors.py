@@ -78,7 +78,7 @@ class PermissionDenied(ChunkscopeError):
 
 
 class FailedPrecondition(ChunkscopeError):
-    """The request is valid but the system is not in a state to serve it (retry after fixing that)."""
+    """The request is valid but the system is not in a state to serve it (fix that, retry)."""
 
     reason = "FAILED_PRECONDITION"
 
@@ -107,7 +107,7 @@ def status_code(error: ChunkscopeError) -> grpc.StatusCode:
     """The gRPC status for a domain error (its nearest class in STATUS_CODES)."""
     for cls in type(error).__mro__:
         if cls in STATUS_CODES:
-            return STATUS_CODES[cls]  # type: ignore[index]
+            return STATUS_CODES[cls]
     return grpc.StatusCode.INTERNAL
 
 

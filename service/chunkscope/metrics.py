@@ -22,9 +22,7 @@ HANDLING_BUCKETS = (
 
 _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
-GRPC_STARTED = Counter(
-    "grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS
-)
+GRPC_STARTED = Counter("grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS)
 GRPC_HANDLED = Counter(
     "grpc_server_handled_total",
     "RPCs completed on the server, regardless of success or failure.",

@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass
 
 import grpc
-from chunkscope_client.v1 import models_pb2, models_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -24,6 +23,7 @@ from chunkscope.api.interceptors import ErrorInterceptor, MetricsInterceptor
 from chunkscope.api.models import ModelServicer
 from chunkscope.config import Settings
 from chunkscope.engine.registry import ModelRegistry
+from chunkscope_client.v1 import models_pb2, models_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +101,26 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     # One JSON line on stdout announces readiness (tests and scripts read the ports from it).
     print(
-        json.dumps({
-            "event": "ready", "version": __version__, "grpc_port": running.port,
-            "metrics_port": running.metrics_port, "device": str(running.registry.device),
-        }),
+        json.dumps(
+            {
+                "event": "ready",
+                "version": __version__,
+                "grpc_port": running.port,
+                "metrics_port": running.metrics_port,
+                "device": str(running.registry.device),
+            }
+        ),
         flush=True,
     )
-    log.info("chunkscope %s serving on %s:%d (metrics %s, device %s, roots %s)", __version__,
-             settings.host, running.port, running.metrics_port, running.registry.device,
-             ", ".join(map(str, settings.roots)))
+    log.info(
+        "chunkscope %s serving on %s:%d (metrics %s, device %s, roots %s)",
+        __version__,
+        settings.host,
+        running.port,
+        running.metrics_port,
+        running.registry.device,
+        ", ".join(map(str, settings.roots)),
+    )
     await stop.wait()
     log.info("shutting down: draining in-flight RPCs for up to %.0fs", settings.grace_seconds)
     await running.drain(settings.grace_seconds)

@@ -1,1 +1,1 @@
-"""gRPC servicers and interceptors: proto <-> domain. Never imports torch, transformers or hdbscan."""
+"""gRPC servicers and interceptors: proto <-> domain. Never imports torch or hdbscan."""

@@ -48,18 +48,26 @@ class _Wrapper:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary, method, "unary"),
-                handler.request_deserializer, handler.response_serializer)
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 self._unary(handler.stream_unary, method, "client_stream"),
-                handler.request_deserializer, handler.response_serializer)
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(handler.unary_stream, method, "server_stream"),
-                handler.request_deserializer, handler.response_serializer)
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
         return grpc.stream_stream_rpc_method_handler(
             self._stream(handler.stream_stream, method, "bidi_stream"),
-            handler.request_deserializer, handler.response_serializer)
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
 
     def _unary(self, behavior: Behavior, method: str, rpc_type: str) -> Behavior:
         async def run(request: Any, context: Any) -> Any:
@@ -68,8 +76,11 @@ class _Wrapper:
         return run
 
     def _stream(self, behavior: Behavior, method: str, rpc_type: str) -> Behavior:
-        def run(request: Any, context: Any) -> AsyncIterator[Any]:
-            return self.stream(method, rpc_type, behavior, request, context)
+        # grpc.aio decides how to drive a handler by its function type: this must be an async
+        # generator function, not a function returning one.
+        async def run(request: Any, context: Any) -> AsyncIterator[Any]:
+            async for item in self.stream(method, rpc_type, behavior, request, context):
+                yield item
 
         return run
 
@@ -122,8 +133,9 @@ def _final_code(context: Any, exc: BaseException | None) -> grpc.StatusCode:
 class MetricsInterceptor(_WrappingInterceptor):
     """grpc_server_started/handled/handling_seconds, labelled like go-grpc-middleware."""
 
-    def _observe(self, method: str, rpc_type: str, started: float, context: Any,
-                 exc: BaseException | None) -> None:
+    def _observe(
+        self, method: str, rpc_type: str, started: float, context: Any, exc: BaseException | None
+    ) -> None:
         service, name = _split(method)
         code = _final_code(context, exc)
         metrics.GRPC_HANDLED.labels(rpc_type, service, name, metrics.code_label(code)).inc()
@@ -189,10 +201,16 @@ def rich_status(code: grpc.StatusCode, message: str, error: ChunkscopeError | No
     )
     details.append(info)
     if isinstance(error, InvalidArgument):
-        details.append(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
-        ]))
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in error.violations
+                ]
+            )
+        )
     packed = []
     for detail in details:
         any_ = any_pb2.Any()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from chunkscope_client.v1 import common_pb2, models_pb2, models_pb2_grpc
 from google.protobuf import timestamp_pb2
 
 from chunkscope.engine.registry import ModelInfo, ModelRegistry
 from chunkscope.errors import InvalidArgument
+from chunkscope_client.v1 import common_pb2, models_pb2, models_pb2_grpc
 
 _FORMAT_TO_PROTO = {
     "hf_safetensors": models_pb2.MODEL_FORMAT_HF_SAFETENSORS,
@@ -73,7 +73,8 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
     async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: Any
     ) -> models_pb2.ListModelsResponse:
-        infos, token, total = self.registry.list(request.page.page_size, request.page.page_token)
+        page = request.page
+        infos, token, total = self.registry.list_page(page.page_size, page.page_token)
         return models_pb2.ListModelsResponse(
             models=[model_to_proto(i) for i in infos],
             page=common_pb2.PageResponse(next_page_token=token, total_size=total),

@@ -1,1 +1,1 @@
-"""Chunk extraction methods (PA, DSC, UCD) as pure functions over arrays. No gRPC, no config, no files."""
+"""Chunk extraction (PA, DSC, UCD) as pure functions over arrays: no gRPC, config or files."""

@@ -1,1 +1,1 @@
-"""Per-device model engine: registry, architecture adapters, hooks, executors. The only place torch runs."""
+"""Model engine: registry, architecture tables, hooks, executors. The only place torch runs."""

@@ -7,7 +7,8 @@ guess. Canonical names (METHODS.md section 0):
   blocks.{i}.resid_pre    residual stream entering block i   (= HF hidden_states[i])
   blocks.{i}.attn_out     attention output of block i, before it is added to the residual
   blocks.{i}.mlp_out      MLP output of block i, before it is added to the residual
-  blocks.{i}.resid_post   residual stream leaving block i    (= HF hidden_states[i+1] before the final norm)
+  blocks.{i}.resid_post   residual stream leaving block i    (= HF hidden_states[i+1];
+                          HF applies the final norm to its last entry, this point does not)
   final_norm              output of the final norm, what the unembedding reads
   rnn.hidden              recurrent networks: h_t, aligned with input x_t
 """
@@ -83,7 +84,9 @@ def _decoder_adapter(family: str, layout: _DecoderLayout, num_blocks: int) -> Ar
         if name == "embed":
             return HookSite(layout.embed, "output", -1, "embeddings entering block 0")
         if name == "final_norm":
-            return HookSite(layout.final_norm, "output", -1, "final norm output, read by the unembedding")
+            return HookSite(
+                layout.final_norm, "output", -1, "final norm output, read by the unembedding"
+            )
         match = _BLOCK_NAME.match(name)
         if match is None or int(match.group(1)) >= num_blocks:
             return None
@@ -131,7 +134,7 @@ def _recurrent_adapter(family: str) -> ArchitectureAdapter:
 
 
 def adapter_for(family: str, num_blocks: int) -> ArchitectureAdapter:
-    """The adapter of an architecture family; FailedPrecondition if chunkscope has no table for it."""
+    """The adapter of an architecture family; FailedPrecondition if there is no table for it."""
     if family in _DECODER_LAYOUTS:
         return _decoder_adapter(family, _DECODER_LAYOUTS[family], num_blocks)
     if family in RECURRENT_FAMILIES:

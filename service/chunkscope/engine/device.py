@@ -29,7 +29,9 @@ def resolve_dtype(setting: str, device: torch.device, *, field: str = "dtype") -
     if setting in ("", "auto"):
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if setting not in DTYPES:
-        raise InvalidArgument.field(field, f"unknown dtype {setting!r}; use one of {', '.join(DTYPES)}")
+        raise InvalidArgument.field(
+            field, f"unknown dtype {setting!r}; use one of {', '.join(DTYPES)}"
+        )
     return DTYPES[setting]
 
 

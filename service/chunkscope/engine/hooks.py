@@ -41,6 +41,7 @@ def _make_pre_hook(name: str, fn: HookFn) -> Callable[..., Any]:
             return (new, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": new}
 
+    pre_hook._chunkscope = True  # type: ignore[attr-defined]
     return pre_hook
 
 
@@ -53,6 +54,7 @@ def _make_post_hook(name: str, fn: HookFn) -> Callable[..., Any]:
             return None
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
+    post_hook._chunkscope = True  # type: ignore[attr-defined]
     return post_hook
 
 
@@ -76,7 +78,9 @@ def hooks(model: nn.Module, sites: Mapping[str, HookSite], fn: HookFn) -> Iterat
 
 
 @contextmanager
-def capture(model: nn.Module, sites: Mapping[str, HookSite]) -> Iterator[dict[str, list[torch.Tensor]]]:
+def capture(
+    model: nn.Module, sites: Mapping[str, HookSite]
+) -> Iterator[dict[str, list[torch.Tensor]]]:
     """Record (detached) activations at the named sites; one list entry per call of the module.
 
     Recurrent hook points fire once per time step, so their list holds T tensors of [B, d];
@@ -92,5 +96,13 @@ def capture(model: nn.Module, sites: Mapping[str, HookSite]) -> Iterator[dict[st
 
 
 def hook_count(model: nn.Module) -> int:
-    """Number of forward hooks and pre-hooks on all submodules (0 when nothing leaked)."""
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    """Number of chunkscope hooks left on any submodule: 0 unless one leaked.
+
+    transformers installs (and keeps) hooks of its own for output_hidden_states, so only hooks
+    marked as ours are counted.
+    """
+    return sum(
+        getattr(fn, "_chunkscope", False)
+        for m in model.modules()
+        for fn in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())
+    )

@@ -133,11 +133,14 @@ def inspect_source(path: Path, fmt: str) -> ModelSource:
             "or a recurrent checkpoint directory",
         )
     if fmt == "gguf":
-        raise InvalidArgument.field("source_path", "format GGUF needs a .gguf file, got a directory")
+        raise InvalidArgument.field(
+            "source_path", "format GGUF needs a .gguf file, got a directory"
+        )
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FailedPrecondition(
-            f"{path} has no config.json; a model directory needs config.json and safetensors weights",
+            f"{path} has no config.json; a model directory needs config.json and "
+            "safetensors weights",
             reason="BAD_MODEL_CONFIG",
         )
     config = _read_json(config_file)
@@ -147,7 +150,9 @@ def inspect_source(path: Path, fmt: str) -> ModelSource:
             "format", 'RECURRENT needs a config.json with "chunkscope_format": "recurrent"'
         )
     if is_recurrent and fmt not in ("", "recurrent"):
-        raise InvalidArgument.field("format", "this directory is a recurrent checkpoint; use RECURRENT")
+        raise InvalidArgument.field(
+            "format", "this directory is a recurrent checkpoint; use RECURRENT"
+        )
     if is_recurrent:
         try:
             rconfig = recurrent.RecurrentConfig.from_json(config)
@@ -189,7 +194,7 @@ def _pickle_refused(path: Path) -> FailedPrecondition:
 
 
 def content_hash(source: ModelSource) -> str:
-    """sha256 over the weight files (name and bytes, in name order): binds dictionaries to weights."""
+    """sha256 over the weight files (name and bytes, in name order); binds dictionaries."""
     digest = hashlib.sha256()
     for weight in source.weight_files:
         digest.update(weight.name.encode() + b"\0")
@@ -227,24 +232,32 @@ def _load_recurrent(source: ModelSource, device: torch.device, dtype: torch.dtyp
     )
 
 
-def _load_language_model(source: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def _load_language_model(
+    source: ModelSource, device: torch.device, dtype: torch.dtype
+) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # progress bars would flood the server log
 
     common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
+    gguf: dict[str, Any] = {}
     if source.format == "gguf":
-        location, extra = source.path.parent, {"gguf_file": source.path.name}
+        location, gguf = source.path.parent, {"gguf_file": source.path.name}
     else:
-        location, extra = source.path, {"use_safetensors": True}
+        location = source.path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **common, **extra)
-        module = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **common, **extra)
+        tokenizer = AutoTokenizer.from_pretrained(location, **common, **gguf)
+        module: nn.Module = AutoModelForCausalLM.from_pretrained(
+            location, dtype=dtype, use_safetensors=not gguf, **common, **gguf
+        )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise FailedPrecondition(
             f"could not load {source.path.name}: {exc}", reason="MODEL_LOAD_FAILED"
         ) from None
     module.to(device)
     module.eval()
-    config = module.config
+    config: Any = module.config
     num_blocks = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0))
     hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0))
     return LoadedModel(
@@ -259,11 +272,6 @@ def _load_language_model(source: ModelSource, device: torch.device, dtype: torch
     )
 
 
-def probe_inputs(model: LoadedModel) -> torch.Tensor:
-    """A [1, 2] batch of token ids that every model accepts."""
-    return torch.zeros((1, 2), dtype=torch.long, device=model.device)
-
-
 @torch.inference_mode()
 def probe_hook_shapes(model: LoadedModel) -> dict[str, tuple[int, ...]]:
     """Run a 2-token forward with every hook point captured: proves the table matches the model.
@@ -272,8 +280,12 @@ def probe_hook_shapes(model: LoadedModel) -> dict[str, tuple[int, ...]]:
     """
     names = model.adapter.names()
     sites = {name: model.adapter.resolve(name) for name in names}
+    tokens = torch.zeros((1, 2), dtype=torch.long, device=model.device)
     with capture(model.module, sites) as recorded:
-        model.module(probe_inputs(model))
+        if model.is_recurrent:
+            model.module(tokens)
+        else:
+            model.module(input_ids=tokens, attention_mask=torch.ones_like(tokens))
     shapes: dict[str, tuple[int, ...]] = {}
     for name in names:
         calls = recorded[name]

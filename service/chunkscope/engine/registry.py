@@ -116,8 +116,13 @@ class ModelRegistry:
             try:
                 source = await self._inspect(record.source_path, record.format)
             except ChunkscopeError as exc:
-                entry = _Entry(record, ModelSource(Path(record.source_path), record.format, "", ()),
-                               self.default_dtype, FAILED, f"cannot restore: {exc.message}")
+                entry = _Entry(
+                    record,
+                    ModelSource(Path(record.source_path), record.format, "", ()),
+                    self.default_dtype,
+                    FAILED,
+                    f"cannot restore: {exc.message}",
+                )
                 self._entries[record.name] = entry
                 continue
             entry = _Entry(record, source, resolve_dtype(record.dtype, self.device))
@@ -145,9 +150,13 @@ class ModelRegistry:
         if not name:
             violations.append(FieldViolation("name", "required"))
         elif not NAME_PATTERN.match(name):
-            violations.append(FieldViolation(
-                "name", f"{name[:80]!r} must be 1-64 characters of [a-z0-9._-], "
-                "starting with a letter or digit"))
+            violations.append(
+                FieldViolation(
+                    "name",
+                    f"{name[:80]!r} must be 1-64 characters of [a-z0-9._-], "
+                    "starting with a letter or digit",
+                )
+            )
         if not source_path:
             violations.append(FieldViolation("source_path", "required: a path under a model root"))
         check(violations)
@@ -192,7 +201,7 @@ class ModelRegistry:
     def get(self, name: str) -> ModelInfo:
         return self._info(self._entry(name))
 
-    def list(self, page_size: int, page_token: str) -> tuple[list[ModelInfo], str, int]:
+    def list_page(self, page_size: int, page_token: str) -> tuple[list[ModelInfo], str, int]:
         if page_size < 0:
             raise InvalidArgument.field("page.page_size", "must be >= 0 (0 = server default)")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -223,7 +232,7 @@ class ModelRegistry:
     # ----- for the engine's users ------------------------------------------------------------
 
     def ready(self, name: str, expected_hash: str = "") -> LoadedModel:
-        """The loaded model, or FAILED_PRECONDITION if it is not READY / not the expected weights."""
+        """The loaded model; FAILED_PRECONDITION if it is not READY or not the expected weights."""
         entry = self._entry(name)
         if entry.state != READY or entry.loaded is None:
             raise FailedPrecondition(
@@ -284,23 +293,31 @@ class ModelRegistry:
             return
         if self._entries.get(entry.record.name) is not entry:
             return  # unregistered while loading: drop the weights
-        stored = entry.record.content_hash
-        if stored and stored != digest:
-            self._fail(entry, f"weights changed since registration ({stored} -> {digest}); "
-                       "unregister and register it again")
-            return
-        if not stored:
+        if not entry.record.content_hash:
             entry.record = dataclasses.replace(entry.record, content_hash=digest)
             self.store.put(entry.record)
         entry.loaded, entry.state, entry.reason = model, READY, ""
         entry.load_seconds = time.perf_counter() - started
         metrics.MODEL_LOAD_SECONDS.labels(entry.source.format).observe(entry.load_seconds)
         self._update_gauge()
-        log.info("model %s READY in %.2fs (%s, %s, %s)", entry.record.name, entry.load_seconds,
-                 model.family, self.device, dtype_name(entry.dtype))
+        log.info(
+            "model %s READY in %.2fs (%s, %s, %s)",
+            entry.record.name,
+            entry.load_seconds,
+            model.family,
+            self.device,
+            dtype_name(entry.dtype),
+        )
 
     def _load_blocking(self, entry: _Entry) -> tuple[str, LoadedModel]:
         digest = loading.content_hash(entry.source)
+        stored = entry.record.content_hash
+        if stored and stored != digest:
+            # Dictionaries are bound to the registered weights; never serve different ones.
+            raise FailedPrecondition(
+                f"weights changed since registration ({stored} -> {digest}); "
+                "unregister and register it again"
+            )
         return digest, loading.load(entry.source, self.device, entry.dtype)
 
     def _fail(self, entry: _Entry, reason: str) -> None:

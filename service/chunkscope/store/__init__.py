@@ -1,1 +1,1 @@
-"""Persistence: the model registry and dictionaries in the data directory (SQLite + safetensors, atomic writes)."""
+"""Persistence in the data directory: registry and dictionaries (SQLite + safetensors, atomic)."""

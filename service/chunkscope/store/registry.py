@@ -57,7 +57,8 @@ class RegistryStore:
                 )
             elif int(row[0]) > SCHEMA_VERSION:
                 raise RuntimeError(
-                    f"{self.path} has schema {row[0]}, newer than this chunkscope ({SCHEMA_VERSION})"
+                    f"{self.path} has schema {row[0]}, newer than this chunkscope "
+                    f"({SCHEMA_VERSION})"
                 )
 
     def put(self, record: ModelRecord) -> None:

@@ -1,0 +1,89 @@
+# chunkscope: one entry point per job. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= data
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+
+.PHONY: help venv proto proto-check lint fmt typecheck tools docker-check test test-fast demo demo-model serve lock clean
+
+help:
+	@echo "make demo        set up, fetch the demo model, start a server, register it, show hook points"
+	@echo "make test        set up, lint, check generated code, run the test suite"
+	@echo "make serve       run a server on 127.0.0.1:50051 with data in ./$(DATA_DIR)"
+	@echo "make proto       regenerate the Python stubs from protos/"
+	@echo "make lint        ruff, mypy, buf lint, hadolint"
+
+# The environment: created once, reinstalled when the dependency files change.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "chunkscope needs Python >= 3.11"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e clients/python -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+proto: venv
+	$(PY) scripts/genproto.py
+
+# Fails when the committed stubs differ from what the protos generate.
+proto-check: proto
+	@git diff --exit-code --stat -- clients/python/src/chunkscope_client/v1 \
+	  || { echo "generated stubs are stale: run 'make proto' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- clients/python/src/chunkscope_client/v1)" \
+	  || { echo "untracked generated files: run 'make proto' and commit"; exit 1; }
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/buf lint
+	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
+
+fmt: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+# Debian's prometheus, for the test where a real Prometheus scrapes the server.
+tools:
+	@command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "note: prometheus not installed and not root: its test will be skipped"; fi; }
+
+# The Dockerfile's install steps, outside Docker: non-editable build of both packages + import.
+docker-check: venv
+	rm -rf build/docker-check
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --target build/docker-check ./clients/python .
+	PYTHONPATH=build/docker-check $(PY) -c 'import chunkscope, chunkscope.server, chunkscope_client.v1.models_pb2; assert "build/docker-check" in chunkscope.__file__, chunkscope.__file__'
+
+# pytest exits 5 when it collects nothing: that is a broken suite here, not a pass.
+test: lint proto-check docker-check tools
+	$(PY) -m pytest -q; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+test-fast: venv
+	$(PY) -m pytest -q -x tests/unit
+
+demo-model: venv
+	$(PY) -m chunkscope demo-model --models-root $(DATA_DIR)/models
+
+demo: demo-model
+	$(PY) scripts/demo.py --data-dir $(DATA_DIR)
+
+serve: venv
+	$(PY) -m chunkscope serve --data-dir $(DATA_DIR)
+
+# Refresh the pins after changing dependencies (review the diff before committing).
+lock: venv
+	{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^-e'; } > constraints.tmp
+	mv constraints.tmp constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

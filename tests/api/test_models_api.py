@@ -1,0 +1,153 @@
+"""ModelService through the generated client against a real server on a loopback port."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from chunkscope_client import ChunkscopeError, Client
+from chunkscope_client.v1 import models_pb2
+
+READY = models_pb2.MODEL_STATE_READY
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "fmt", "arch", "blocks", "width"),
+    [
+        ("api-llama", "tiny-llama", models_pb2.MODEL_FORMAT_HF_SAFETENSORS, "llama", 2, 32),
+        ("api-gpt2", "tiny-gpt2", models_pb2.MODEL_FORMAT_HF_SAFETENSORS, "gpt2", 2, 32),
+        ("api-gguf", "gguf/tiny-llama.gguf", models_pb2.MODEL_FORMAT_GGUF, "llama", 2, 64),
+        ("api-elman", "rnn-elman", models_pb2.MODEL_FORMAT_RECURRENT, "elman", 1, 12),
+        ("api-gru", "rnn-gru", models_pb2.MODEL_FORMAT_RECURRENT, "gru", 1, 12),
+        ("api-lstm", "rnn-lstm", models_pb2.MODEL_FORMAT_RECURRENT, "lstm", 1, 12),
+    ],
+)
+def test_each_source_kind_registers_and_lists_its_hook_points(
+    client: Client, name: str, path: str, fmt: int, arch: str, blocks: int, width: int
+) -> None:
+    model = client.register_model(name, path, wait=True)
+    assert model.state == READY, model.state_reason
+    assert (model.format, model.architecture, model.num_blocks) == (fmt, arch, blocks)
+    assert model.content_hash.startswith("sha256:")
+    assert model.parameter_count > 0 and model.load_seconds > 0
+    assert model.hidden_size == width
+    hook_points = client.list_hook_points(name)
+    recurrent = arch in ("elman", "gru", "lstm")
+    assert len(hook_points) == (1 if recurrent else 2 + 4 * blocks)
+    assert all(list(p.shape) == [-1, -1, width] for p in hook_points)
+    if recurrent:
+        assert [p.name for p in hook_points] == ["rnn.hidden"]
+        assert list(model.symbols) == list("ABCDE")
+    else:
+        names = [p.name for p in hook_points]
+        assert names[0] == "embed" and names[-1] == "final_norm"
+        assert names[1:5] == [
+            f"blocks.0.{k}" for k in ("resid_pre", "attn_out", "mlp_out", "resid_post")
+        ]
+        assert [p.block for p in hook_points][1:5] == [0, 0, 0, 0]
+    assert client.get_model(name) == model
+    assert client.unregister_model(name).name == name
+    with pytest.raises(ChunkscopeError) as err:
+        client.get_model(name)
+    assert err.value.code is grpc.StatusCode.NOT_FOUND
+
+
+def _error(call, *args, **kwargs) -> ChunkscopeError:  # type: ignore[no-untyped-def]
+    with pytest.raises(ChunkscopeError) as err:
+        call(*args, **kwargs)
+    return err.value
+
+
+def test_bad_requests_get_the_right_codes_and_leave_the_server_up(
+    client: Client, outside_dir: object
+) -> None:
+    e = _error(client.register_model, "", "")
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert {f for f, _ in e.field_violations} == {"name", "source_path"}
+    assert e.reason == "INVALID_ARGUMENT"
+
+    e = _error(client.register_model, "UPPER case", "tiny-llama")
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT and e.field_violations[0][0] == "name"
+
+    e = _error(client.register_model, "m", "tiny-llama", dtype="float8")
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT and e.field_violations[0][0] == "dtype"
+
+    assert _error(client.get_model, "nobody").code is grpc.StatusCode.NOT_FOUND
+    assert _error(client.unregister_model, "nobody").code is grpc.StatusCode.NOT_FOUND
+    assert _error(client.list_hook_points, "nobody").code is grpc.StatusCode.NOT_FOUND
+    assert _error(client.list_hook_points, "").code is grpc.StatusCode.INVALID_ARGUMENT
+
+    for path in ("/etc", "escape", str(outside_dir), "../../../../etc"):
+        e = _error(client.register_model, "outside", path)
+        assert e.code is grpc.StatusCode.PERMISSION_DENIED, path
+        assert e.reason == "OUTSIDE_MODEL_ROOTS"
+    e = _error(client.register_model, "missing", "no-such-dir")
+    assert e.code is grpc.StatusCode.NOT_FOUND
+
+    e = _error(client.register_model, "pickled", "pickle-only")
+    assert (e.code, e.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PICKLE_REFUSED")
+    assert "safetensors" in e.message
+    e = _error(client.register_model, "bert", "bert")
+    assert (e.code, e.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "UNSUPPORTED_ARCHITECTURE")
+    assert "llama" in e.message
+
+    client.register_model("dup", "rnn-elman", wait=True)
+    e = _error(client.register_model, "dup", "rnn-gru", wait=True)
+    assert e.code is grpc.StatusCode.ALREADY_EXISTS and "dup" in e.message
+    client.unregister_model("dup")
+
+    # None of the refused registrations was stored, and the server still answers.
+    assert {m.name for m in client.list_models()}.isdisjoint(
+        {"", "m", "outside", "missing", "pickled", "bert"}
+    )
+    assert client.health() == "SERVING"
+
+
+def test_a_model_that_fails_to_load_is_failed_not_ready(client: Client) -> None:
+    model = client.register_model("corrupt", "corrupt-llama")  # no wait: returns LOADING
+    assert model.state in (models_pb2.MODEL_STATE_LOADING, models_pb2.MODEL_STATE_FAILED)
+    e = _error(client.register_model, "corrupt2", "corrupt-llama", wait=True)
+    assert (e.code, e.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "MODEL_LOAD_FAILED")
+    failed = client.get_model("corrupt2")
+    assert failed.state == models_pb2.MODEL_STATE_FAILED and failed.state_reason
+    e = _error(client.list_hook_points, "corrupt2")
+    assert (e.code, e.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "MODEL_NOT_READY")
+    for name in ("corrupt", "corrupt2"):
+        client.unregister_model(name)
+
+
+def test_content_hash_pins_the_weights(client: Client) -> None:
+    model = client.register_model("pinned", "rnn-lstm", wait=True)
+    assert len(client.list_hook_points("pinned", content_hash=model.content_hash)) == 1
+    e = _error(client.list_hook_points, "pinned", content_hash="sha256:" + "0" * 64)
+    assert (e.code, e.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "MODEL_HASH_MISMATCH")
+    client.unregister_model("pinned")
+
+
+def test_list_models_pages(client: Client) -> None:
+    names = [f"page-{i}" for i in range(5)]
+    for name in names:
+        client.register_model(name, "rnn-elman", wait=True)
+    listed = [m.name for m in client.list_models(page_size=2) if m.name.startswith("page-")]
+    assert listed == names
+    reply = client.models.ListModels(
+        models_pb2.ListModelsRequest(page={"page_size": 2}), timeout=10
+    )
+    assert len(reply.models) == 2 and reply.page.next_page_token
+    assert reply.page.total_size >= 5
+    e = _error(
+        client._call,
+        client.models.ListModels,
+        models_pb2.ListModelsRequest(page={"page_token": "garbage"}),
+    )
+    assert (
+        e.code is grpc.StatusCode.INVALID_ARGUMENT and e.field_violations[0][0] == "page.page_token"
+    )
+    for name in names:
+        client.unregister_model(name)
+
+
+def test_unknown_enum_values_are_refused(client: Client) -> None:
+    request = models_pb2.RegisterModelRequest(name="enum", source_path="rnn-elman", format=42)
+    e = _error(client._call, client.models.RegisterModel, request)
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT and e.field_violations[0][0] == "format"

@@ -1,0 +1,82 @@
+"""Shared fixtures: a model root with tiny real models (and broken ones), and a running server."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from support import ServerProcess, save_tiny_lm, start_server
+
+
+def _save_rnn(directory: Path, architecture: str, nonlinearity: str = "linear") -> Path:
+    import torch
+
+    from chunkscope.engine.recurrent import RecurrentConfig, RecurrentLM, save_checkpoint
+
+    torch.manual_seed(0)
+    config = RecurrentConfig(architecture, tuple("ABCDE"), 12, nonlinearity)
+    save_checkpoint(RecurrentLM(config), directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real tiny models (random weights) plus broken sources for the error paths."""
+    root = tmp_path_factory.mktemp("models")
+    save_tiny_lm(root / "tiny-llama", "llama")
+    save_tiny_lm(root / "tiny-gpt2", "gpt2")
+    _save_rnn(root / "rnn-elman", "elman")
+    _save_rnn(root / "rnn-elman-tanh", "elman", "tanh")
+    _save_rnn(root / "rnn-gru", "gru")
+    _save_rnn(root / "rnn-lstm", "lstm")
+    from helpers.tiny_gguf import write_tiny_llama_gguf
+
+    write_tiny_llama_gguf(root / "gguf" / "tiny-llama.gguf")
+
+    pickled = root / "pickle-only"
+    pickled.mkdir()
+    (pickled / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+
+    unsupported = root / "bert"
+    unsupported.mkdir()
+    (unsupported / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (unsupported / "model.safetensors").write_bytes(b"{}")
+
+    corrupt = root / "corrupt-llama"
+    corrupt.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (corrupt / name).write_bytes((root / "tiny-llama" / name).read_bytes())
+    (corrupt / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
+
+    outside = tmp_path_factory.mktemp("outside")
+    _save_rnn(outside / "rnn", "elman")
+    (root / "escape").symlink_to(outside / "rnn")
+    return root
+
+
+@pytest.fixture(scope="session")
+def outside_dir(model_root: Path) -> Path:
+    return (model_root / "escape").resolve()
+
+
+@pytest.fixture(scope="session")
+def server(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server for the API tests (tests that restart servers start their own)."""
+    proc = start_server(tmp_path_factory.mktemp("data"), model_root)
+    yield proc
+    proc.terminate()
+
+
+@pytest.fixture()
+def client(server: ServerProcess) -> Iterator[object]:
+    from chunkscope_client import Client
+
+    with Client.connect(server.address, timeout=60) as c:
+        yield c

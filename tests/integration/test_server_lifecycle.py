@@ -1,0 +1,128 @@
+"""The server as a process: restart and crash recovery, shutdown, port ownership, health."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from chunkscope_client import ChunkscopeError, Client
+from chunkscope_client.v1 import models_pb2
+from support import ROOT, start_server
+
+
+def test_registry_survives_restart_and_kill_9(tmp_path: Path, model_root: Path) -> None:
+    data = tmp_path / "data"
+    first = start_server(data, model_root)
+    with Client.connect(first.address) as c:
+        llama = c.register_model("llama", "tiny-llama", wait=True)
+        rnn = c.register_model("rnn", "rnn-elman", wait=True)
+    assert first.terminate(signal.SIGTERM) == 0  # graceful: exit status 0
+
+    second = start_server(data, model_root)  # restore loads both before SERVING
+    with Client.connect(second.address) as c:
+        assert c.health() == "SERVING"
+        restored = {m.name: m for m in c.list_models()}
+        assert {n: m.state for n, m in restored.items()} == {
+            "llama": models_pb2.MODEL_STATE_READY,
+            "rnn": models_pb2.MODEL_STATE_READY,
+        }
+        assert restored["llama"].content_hash == llama.content_hash
+        assert restored["rnn"].content_hash == rnn.content_hash
+        assert len(c.list_hook_points("llama")) == 10
+        c.unregister_model("rnn")
+        c.register_model("gru", "rnn-gru", wait=True)
+    second.proc.kill()  # kill -9: no chance to clean up
+    second.proc.wait()
+
+    third = start_server(data, model_root)
+    with Client.connect(third.address) as c:
+        assert sorted(m.name for m in c.list_models()) == ["gru", "llama"]
+        assert all(m.state == models_pb2.MODEL_STATE_READY for m in c.list_models())
+    third.terminate()
+
+
+def test_changed_weights_are_not_served_after_restart(tmp_path: Path, model_root: Path) -> None:
+    root = tmp_path / "models"
+    (root / "rnn").mkdir(parents=True)
+    for f in (model_root / "rnn-elman").iterdir():
+        (root / "rnn" / f.name).write_bytes(f.read_bytes())
+    data = tmp_path / "data"
+    server = start_server(data, root)
+    with Client.connect(server.address) as c:
+        c.register_model("rnn", "rnn", wait=True)
+    server.terminate()
+    (root / "rnn" / "model.safetensors").write_bytes(
+        (model_root / "rnn-gru" / "model.safetensors").read_bytes()
+    )
+    server = start_server(data, root)
+    with Client.connect(server.address) as c:
+        model = c.get_model("rnn")
+        assert model.state == models_pb2.MODEL_STATE_FAILED
+        assert "weights changed since registration" in model.state_reason
+        with pytest.raises(ChunkscopeError) as err:
+            c.list_hook_points("rnn")
+        assert err.value.code is grpc.StatusCode.FAILED_PRECONDITION
+    server.terminate()
+
+
+def test_a_second_server_cannot_take_the_same_port(tmp_path: Path, model_root: Path) -> None:
+    first = start_server(tmp_path / "a", model_root)
+    env_path = f"{ROOT / 'service'}:{ROOT / 'clients' / 'python' / 'src'}"
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chunkscope",
+            "serve",
+            "--port",
+            str(first.port),
+            "--metrics-port",
+            "-1",
+            "--data-dir",
+            str(tmp_path / "b"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": env_path, "PATH": ""},
+    )
+    assert second.returncode == 2
+    assert "cannot listen" in second.stderr
+    with Client.connect(first.address) as c:
+        assert c.health() == "SERVING"
+    first.terminate()
+
+
+def test_health_goes_not_serving_when_draining(tmp_path: Path, model_root: Path) -> None:
+    server = start_server(tmp_path / "data", model_root)
+    seen: list[str] = []
+    with grpc.insecure_channel(server.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        stream = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+        first_seen = threading.Event()
+
+        def watch() -> None:
+            try:
+                for reply in stream:
+                    seen.append(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+                    first_seen.set()
+            except grpc.RpcError:
+                pass
+
+        thread = threading.Thread(target=watch)
+        thread.start()
+        assert first_seen.wait(30)
+        assert server.terminate(signal.SIGINT) == 0
+        thread.join(30)
+    assert seen[0] == "SERVING"
+    assert "NOT_SERVING" in seen[1:]
+    assert "shutting down" in server.log()

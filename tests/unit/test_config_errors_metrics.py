@@ -1,0 +1,100 @@
+"""Settings precedence and validation, the error table, metric label spelling."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import grpc
+import pytest
+
+from chunkscope import metrics
+from chunkscope.config import Settings, add_arguments, load_settings
+from chunkscope.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    status_code,
+)
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_flags_beat_environment_beat_defaults() -> None:
+    env = {
+        "CHUNKSCOPE_PORT": "6000",
+        "CHUNKSCOPE_METRICS_PORT": "6001",
+        "CHUNKSCOPE_DTYPE": "bfloat16",
+    }
+    s = load_settings(_parse("--port", "7000"), env)
+    assert (s.port, s.metrics_port, s.dtype) == (7000, 6001, "bfloat16")
+    assert s.max_models == Settings().max_models
+
+
+def test_model_roots_split_on_pathsep_and_default_under_data_dir(tmp_path: Path) -> None:
+    s = load_settings(None, {"CHUNKSCOPE_MODEL_ROOTS": f"{tmp_path}/a:{tmp_path}/b"})
+    assert s.roots == ((tmp_path / "a").resolve(), (tmp_path / "b").resolve())
+    s = load_settings(None, {"CHUNKSCOPE_DATA_DIR": str(tmp_path)})
+    assert s.roots == ((tmp_path / "models").resolve(),)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CHUNKSCOPE_PORT": "http"}, "CHUNKSCOPE_PORT"),
+        ({"CHUNKSCOPE_PORT": "70000"}, "port"),
+        ({"CHUNKSCOPE_DEVICE": "tpu"}, "device"),
+        ({"CHUNKSCOPE_DTYPE": "int8"}, "dtype"),
+        ({"CHUNKSCOPE_MAX_MODELS": "0"}, "max_models"),
+    ],
+)
+def test_invalid_settings_name_the_setting(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        load_settings(None, env)
+
+
+def test_each_domain_error_has_its_status() -> None:
+    table = {
+        InvalidArgument(FieldViolation("f", "bad")): grpc.StatusCode.INVALID_ARGUMENT,
+        NotFound("x"): grpc.StatusCode.NOT_FOUND,
+        AlreadyExists("x"): grpc.StatusCode.ALREADY_EXISTS,
+        PermissionDenied("x"): grpc.StatusCode.PERMISSION_DENIED,
+        FailedPrecondition("x"): grpc.StatusCode.FAILED_PRECONDITION,
+        ResourceExhausted("x"): grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+    for error, code in table.items():
+        assert status_code(error) is code
+
+
+def test_invalid_argument_message_lists_every_field() -> None:
+    err = InvalidArgument(
+        [FieldViolation("name", "required"), FieldViolation("source_path", "required")]
+    )
+    assert err.message == "name: required; source_path: required"
+
+
+@pytest.mark.parametrize(
+    ("code", "label"),
+    [
+        (grpc.StatusCode.OK, "OK"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "DeadlineExceeded"),
+        (grpc.StatusCode.FAILED_PRECONDITION, "FailedPrecondition"),
+    ],
+)
+def test_code_labels_are_camel_case_like_go_grpc_middleware(
+    code: grpc.StatusCode, label: str
+) -> None:
+    assert metrics.code_label(code) == label
+
+
+def test_handling_buckets_reach_minutes() -> None:
+    assert max(metrics.HANDLING_BUCKETS) >= 600
