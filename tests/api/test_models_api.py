@@ -151,3 +151,22 @@ def test_unknown_enum_values_are_refused(client: Client) -> None:
     request = models_pb2.RegisterModelRequest(name="enum", source_path="rnn-elman", format=42)
     e = _error(client._call, client.models.RegisterModel, request)
     assert e.code is grpc.StatusCode.INVALID_ARGUMENT and e.field_violations[0][0] == "format"
+
+
+def test_testbed_cli_writes_a_checkpoint_that_registers(client: Client, model_root) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
+    out = model_root / "testbed-reflection"
+    run = subprocess.run(
+        [sys.executable, "-m", "chunkscope", "testbed", "train", "--generator", "reflection",
+         "--iterations", "30", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["vocab"] == list("ABCDE")
+    model = client.register_model("testbed", "testbed-reflection", wait=True)
+    assert (model.state, model.architecture, model.hidden_size) == (READY, "elman", 12)
+    assert list(model.symbols) == list("ABCDE")
+    client.unregister_model("testbed")
