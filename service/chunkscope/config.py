@@ -41,6 +41,13 @@ class Settings:
             "(default: <data-dir>/models)"
         },
     )
+    corpus_roots: tuple[Path, ...] = field(
+        default=(),
+        metadata={
+            "help": f"'{os.pathsep}'-separated directories corpus files may be read from "
+            "(default: <data-dir>/corpora)"
+        },
+    )
     device: str = field(
         default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu, cuda, cuda:N"}
     )
@@ -58,10 +65,20 @@ class Settings:
         default=256, metadata={"help": "RPCs served at once before RESOURCE_EXHAUSTED"}
     )
     max_models: int = field(default=8, metadata={"help": "registered models at most"})
+    max_capture_bytes: int = field(
+        default=4 * 1024**3,
+        metadata={"help": "hidden states one extraction may hold in memory (all its hook points)"},
+    )
     grace_seconds: float = field(
         default=20.0, metadata={"help": "on SIGTERM/SIGINT, how long in-flight RPCs may finish"}
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+
+    @property
+    def corpora(self) -> tuple[Path, ...]:
+        """Corpus roots, resolved; defaults to <data-dir>/corpora."""
+        roots = self.corpus_roots or (self.data_dir / "corpora",)
+        return tuple(r.resolve() for r in roots)
 
     @property
     def roots(self) -> tuple[Path, ...]:
@@ -133,7 +150,7 @@ def _validate(s: Settings) -> None:
         problems.append(f"device={s.device!r} must be auto, cpu, cuda or cuda:N")
     if s.dtype not in ("auto", "float32", "float16", "bfloat16"):
         problems.append(f"dtype={s.dtype!r} must be auto, float32, float16 or bfloat16")
-    for name in ("max_message_bytes", "max_concurrent_rpcs", "max_models"):
+    for name in ("max_message_bytes", "max_concurrent_rpcs", "max_models", "max_capture_bytes"):
         if getattr(s, name) <= 0:
             problems.append(f"{name} must be positive")
     if s.grace_seconds < 0:

@@ -19,15 +19,26 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from chunkscope import __version__, metrics
+from chunkscope.api.dictionaries import DictionaryServicer
 from chunkscope.api.interceptors import ErrorInterceptor, MetricsInterceptor
 from chunkscope.api.models import ModelServicer
 from chunkscope.config import Settings
+from chunkscope.engine.extraction import Extractor
 from chunkscope.engine.registry import ModelRegistry
-from chunkscope_client.v1 import models_pb2, models_pb2_grpc
+from chunkscope.store.dictionaries import DictionaryStore
+from chunkscope_client.v1 import (
+    dictionaries_pb2,
+    dictionaries_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,)
+SERVICE_NAMES = (
+    models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    dictionaries_pb2.DESCRIPTOR.services_by_name["DictionaryService"].full_name,
+)
 
 
 @dataclass
@@ -35,6 +46,7 @@ class RunningServer:
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     registry: ModelRegistry
+    dictionaries: DictionaryStore
     port: int
     metrics_port: int | None
 
@@ -52,6 +64,7 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.registry.close()
+        self.dictionaries.close()
 
 
 async def start(settings: Settings) -> RunningServer:
@@ -67,7 +80,12 @@ async def start(settings: Settings) -> RunningServer:
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     registry = ModelRegistry(settings)
+    dictionaries = DictionaryStore(settings.data_dir)
+    extractor = Extractor(registry, dictionaries, settings.max_capture_bytes)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry), server)
+    dictionaries_pb2_grpc.add_DictionaryServiceServicer_to_server(
+        DictionaryServicer(extractor, dictionaries, settings), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -84,7 +102,7 @@ async def start(settings: Settings) -> RunningServer:
     if settings.metrics_port >= 0:
         http, _ = metrics.serve_metrics(settings.host, settings.metrics_port)
         metrics_port = http.server_port
-    running = RunningServer(server, health_servicer, registry, port, metrics_port)
+    running = RunningServer(server, health_servicer, registry, dictionaries, port, metrics_port)
     await running.set_serving(False)
     await server.start()
     await registry.restore()

@@ -126,3 +126,48 @@ def test_health_goes_not_serving_when_draining(tmp_path: Path, model_root: Path)
     assert seen[0] == "SERVING"
     assert "NOT_SERVING" in seen[1:]
     assert "shutting down" in server.log()
+
+
+def _pa_request(n_texts: int, epochs: int = 0):  # type: ignore[no-untyped-def]
+    from chunkscope_client.v1 import dictionaries_pb2 as pb
+
+    texts = [f"Day {i}: the cat slept while the cake cooled." for i in range(n_texts)]
+    corpus = pb.Corpus(texts=pb.TextList(texts=texts))
+    if epochs:
+        return pb.ExtractDictionaryRequest(
+            model={"name": "llama"}, hook_points=["blocks.1.resid_post"], corpus=corpus,
+            cosine_dictionary=pb.CosineDictionaryParams(k=8, epochs=epochs, batch_size=8),
+        )  # fmt: skip
+    return pb.ExtractDictionaryRequest(
+        model={"name": "llama"}, hook_points=["blocks.0.resid_post"], corpus=corpus,
+        population_averaging=pb.PopulationAveragingParams(concepts=[{"concept": "cat"}]),
+    )  # fmt: skip
+
+
+def test_dictionaries_survive_restart_and_a_kill_9_mid_extraction_leaves_nothing(
+    tmp_path: Path, model_root: Path
+) -> None:
+    from chunkscope_client.v1 import dictionaries_pb2 as pb
+
+    data = tmp_path / "data"
+    server = start_server(data, model_root)
+    with Client.connect(server.address, timeout=120) as c:
+        c.register_model("llama", "tiny-llama", wait=True)
+        [kept] = c.extract_dictionary(_pa_request(12))
+        stream = c.dictionaries.ExtractDictionary(_pa_request(200, epochs=100000), timeout=120)
+        for message in stream:
+            if message.progress.phase == pb.EXTRACTION_PHASE_FIT:
+                break  # the job is fitting: kill the server under it
+        server.proc.kill()
+        server.proc.wait()
+        with pytest.raises(grpc.RpcError):
+            next(stream)
+
+    server = start_server(data, model_root)
+    with Client.connect(server.address, timeout=60) as c:
+        assert [d.id for d in c.list_dictionaries()] == [kept.id]
+        again = c.get_dictionary(kept.id)
+        assert [e.label for e in again.entries] == ["cat"]
+        assert again.entries[0].threshold == kept.entries[0].threshold
+    assert sorted(p.name for p in (data / "dictionaries").iterdir()) == [kept.id]
+    server.terminate()

@@ -255,6 +255,8 @@ def _load_language_model(
         raise FailedPrecondition(
             f"could not load {source.path.name}: {exc}", reason="MODEL_LOAD_FAILED"
         ) from None
+    if tokenizer.pad_token is None:  # batched capture pads on the right; pads are masked out
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     module.to(device)
     module.eval()
     config: Any = module.config

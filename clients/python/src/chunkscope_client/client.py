@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -12,7 +13,13 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from chunkscope_client.v1 import common_pb2, models_pb2, models_pb2_grpc
+from chunkscope_client.v1 import (
+    common_pb2,
+    dictionaries_pb2,
+    dictionaries_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+)
 
 # The server's default limit; the gRPC default of 4 MiB is too small for large replies.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -65,6 +72,7 @@ class Client:
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.models = models_pb2_grpc.ModelServiceStub(channel)
+        self.dictionaries = dictionaries_pb2_grpc.DictionaryServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
 
     @classmethod
@@ -163,3 +171,87 @@ class Client:
             model=common_pb2.ModelRef(name=model, content_hash=content_hash)
         )
         return list(self._call(self.models.ListHookPoints, request).hook_points)
+
+    # ----- DictionaryService ----------------------------------------------------------------
+
+    def extract_dictionary_stream(
+        self, request: dictionaries_pb2.ExtractDictionaryRequest, *, timeout: float | None = None
+    ) -> Iterator[dictionaries_pb2.ExtractDictionaryResponse]:
+        """The raw ExtractDictionary stream: progress messages, then the result."""
+        try:
+            yield from self.dictionaries.ExtractDictionary(
+                request, timeout=timeout or max(self.timeout, 3600.0), metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise ChunkscopeError.from_rpc_error(error) from None
+
+    def extract_dictionary(
+        self,
+        request: dictionaries_pb2.ExtractDictionaryRequest,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[dictionaries_pb2.ExtractionProgress], None] | None = None,
+    ) -> list[dictionaries_pb2.Dictionary]:
+        """Run an extraction to the end; returns the stored dictionaries (one per hook point)."""
+        for message in self.extract_dictionary_stream(request, timeout=timeout):
+            if message.HasField("progress"):
+                if on_progress is not None:
+                    on_progress(message.progress)
+            else:
+                return list(message.result.dictionaries)
+        raise ChunkscopeError(grpc.StatusCode.UNKNOWN, "the stream ended without a result")
+
+    def get_dictionary(
+        self, dictionary_id: str, *, include_prototypes: bool = False
+    ) -> dictionaries_pb2.Dictionary:
+        request = dictionaries_pb2.GetDictionaryRequest(
+            id=dictionary_id, include_prototypes=include_prototypes
+        )
+        return self._call(self.dictionaries.GetDictionary, request).dictionary
+
+    def list_dictionaries(
+        self, model: str = "", page_size: int = 0
+    ) -> Iterator[dictionaries_pb2.Dictionary]:
+        """Stored dictionaries (newest first), optionally of one model, fetching pages as needed."""
+        token = ""
+        while True:
+            page = common_pb2.PageRequest(page_size=page_size, page_token=token)
+            request = dictionaries_pb2.ListDictionariesRequest(model=model, page=page)
+            reply = self._call(self.dictionaries.ListDictionaries, request)
+            yield from reply.dictionaries
+            token = reply.page.next_page_token
+            if not token:
+                return
+
+    def delete_dictionary(self, dictionary_id: str) -> dictionaries_pb2.Dictionary:
+        request = dictionaries_pb2.DeleteDictionaryRequest(id=dictionary_id)
+        return self._call(self.dictionaries.DeleteDictionary, request).dictionary
+
+    def export_dictionary(self, dictionary_id: str) -> bytes:
+        """The dictionary as a portable archive (verified against the server's sha256)."""
+        request = dictionaries_pb2.ExportDictionaryRequest(id=dictionary_id)
+        parts, expected = [], ""
+        try:
+            for piece in self.dictionaries.ExportDictionary(
+                request, timeout=self.timeout, metadata=self._metadata
+            ):
+                expected = expected or piece.sha256
+                parts.append(piece.data)
+        except grpc.RpcError as error:
+            raise ChunkscopeError.from_rpc_error(error) from None
+        archive = b"".join(parts)
+        if expected != "sha256:" + hashlib.sha256(archive).hexdigest():
+            raise ChunkscopeError(grpc.StatusCode.DATA_LOSS, "exported archive failed its sha256")
+        return archive
+
+    def import_dictionary(self, archive: bytes) -> dictionaries_pb2.Dictionary:
+        """Store an archive made by export_dictionary (the server validates it)."""
+        digest = "sha256:" + hashlib.sha256(archive).hexdigest()
+
+        def pieces() -> Iterator[dictionaries_pb2.ImportDictionaryRequest]:
+            for start in range(0, max(len(archive), 1), 1 << 20):
+                yield dictionaries_pb2.ImportDictionaryRequest(
+                    data=archive[start : start + (1 << 20)], sha256=digest if start == 0 else ""
+                )
+
+        return self._call(self.dictionaries.ImportDictionary, pieces()).dictionary

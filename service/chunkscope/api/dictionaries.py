@@ -1,0 +1,353 @@
+"""DictionaryService: proto <-> domain for extraction jobs and stored dictionaries."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from google.protobuf import timestamp_pb2
+
+from chunkscope.api import tensors
+from chunkscope.chunking import dsc, pa, ucd
+from chunkscope.chunking.labels import Span
+from chunkscope.config import Settings
+from chunkscope.corpus import Inputs, read_corpus_file
+from chunkscope.engine import methods
+from chunkscope.engine.extraction import ExtractionSpec, Extractor, Progress
+from chunkscope.errors import FieldViolation, InvalidArgument
+from chunkscope.store.dictionaries import MAX_ARCHIVE_BYTES, DictionaryStore
+from chunkscope_client.v1 import common_pb2, dictionaries_pb2, dictionaries_pb2_grpc
+
+pb = dictionaries_pb2
+EXPORT_CHUNK = 1 << 20
+DEFAULT_PAGE, MAX_PAGE = 50, 1000
+
+_METHOD_TO_PROTO = {
+    "population_averaging": pb.CHUNK_METHOD_POPULATION_AVERAGING,
+    "discrete_sequence_chunking": pb.CHUNK_METHOD_DISCRETE_SEQUENCE_CHUNKING,
+    "cosine_dictionary": pb.CHUNK_METHOD_COSINE_DICTIONARY,
+    "density_chunks": pb.CHUNK_METHOD_DENSITY_CHUNKS,
+}
+_PHASES = {
+    "capture": pb.EXTRACTION_PHASE_CAPTURE,
+    "fit": pb.EXTRACTION_PHASE_FIT,
+    "store": pb.EXTRACTION_PHASE_STORE,
+}
+
+
+# ----- request -> domain ------------------------------------------------------------------------
+
+
+def _inputs(corpus: pb.Corpus, field: str, settings: Settings) -> Inputs:
+    kind = corpus.WhichOneof("source")
+    if kind == "texts":
+        return Inputs(texts=tuple(corpus.texts.texts))
+    if kind == "sequences":
+        return Inputs(sequences=tuple(tuple(s.symbols) for s in corpus.sequences.sequences))
+    if kind == "path":
+        return Inputs(texts=read_corpus_file(corpus.path, settings.corpora, f"{field}.path"))
+    raise InvalidArgument.field(field, "required: texts, path or sequences")
+
+
+def _or(value: float, default: float) -> float:
+    return value if value else default
+
+
+def _pa(p: pb.PopulationAveragingParams) -> methods.PASpec:
+    violations = []
+    concepts = []
+    for i, c in enumerate(p.concepts):
+        if not 1 <= len(c.concept) <= 64:
+            violations.append(FieldViolation(
+                f"population_averaging.concepts[{i}].concept", "1-64 characters"))  # fmt: skip
+        if any(not w.strip() for w in c.words):
+            violations.append(FieldViolation(
+                f"population_averaging.concepts[{i}].words", "must not be empty"))  # fmt: skip
+        concepts.append((c.concept, tuple(c.words)))
+    names = [c for c, _ in concepts]
+    if len(set(names)) != len(names):
+        violations.append(
+            FieldViolation("population_averaging.concepts", "a concept is listed twice")
+        )
+    if violations:
+        raise InvalidArgument(violations)
+    criterion = {
+        pb.PA_CRITERION_UNSPECIFIED: "accuracy",
+        pb.PA_CRITERION_ACCURACY: "accuracy",
+        pb.PA_CRITERION_TPR_AT_FPR: "tpr_at_fpr",
+    }.get(p.criterion)
+    if criterion is None:
+        raise InvalidArgument.field("population_averaging.criterion", "unknown PaCriterion value")
+    params = pa.PAParams(
+        n_samples=p.n_samples or 5,
+        min_occurrences=p.min_occurrences or 10,
+        taus=tuple(p.taus) or pa.DEFAULT_TAUS,
+        criterion=criterion,
+        max_fpr=_or(p.max_fpr, 0.001),
+        seed=p.seed,
+    )
+    spans = tuple(Span(s.text_index, s.start, s.end, s.concept) for s in p.spans)
+    return methods.PASpec(tuple(concepts), spans, p.step, params)
+
+
+def _method(request: pb.ExtractDictionaryRequest) -> tuple[str, methods.MethodSpec]:
+    kind = request.WhichOneof("method")
+    if kind == "population_averaging":
+        return kind, _pa(request.population_averaging)
+    if kind == "discrete_sequence_chunking":
+        s = request.discrete_sequence_chunking
+        return kind, dsc.DSCParams(
+            n_bins=s.n_bins or 5, n_iter=s.n_iter or 60, n_new_chunks=s.n_new_chunks or 10,
+            min_frequency=s.min_frequency or 5, overlap_jaccard=_or(s.overlap_jaccard, 0.8),
+            seed=s.seed,
+        )  # fmt: skip
+    if kind == "cosine_dictionary":
+        c = request.cosine_dictionary
+        return kind, ucd.CosineParams(
+            k=c.k or 256, epochs=c.epochs or 20, lr=_or(c.learning_rate, 1e-2),
+            batch_size=c.batch_size or 64, seed=c.seed,
+            reject_below=c.reject_below if c.reject_below > 0 else None,
+        )  # fmt: skip
+    if kind == "density_chunks":
+        d = request.density_chunks
+        return kind, ucd.DensityParams(
+            pca_dim={0: 32, -1: 0}.get(d.pca_dim, int(d.pca_dim)),
+            min_cluster_size=d.min_cluster_size or 25,
+            min_samples=d.min_samples or None,
+            radius_quantile=_or(d.radius_quantile, 0.95),
+            max_fit_states=d.max_fit_states or 20000,
+            seed=d.seed,
+        )
+    raise InvalidArgument.field(
+        "method",
+        "required: one of population_averaging, discrete_sequence_chunking, "
+        "cosine_dictionary, density_chunks",
+    )
+
+
+def spec_from_request(request: pb.ExtractDictionaryRequest, settings: Settings) -> ExtractionSpec:
+    if not request.HasField("model") or not request.model.name:
+        raise InvalidArgument.field("model.name", "required: a registered model's name")
+    method, method_spec = _method(request)
+    context = {
+        pb.CONTEXT_POLICY_UNSPECIFIED: "whole_text",
+        pb.CONTEXT_POLICY_WHOLE_TEXT: "whole_text",
+        pb.CONTEXT_POLICY_SENTENCE: "sentence",
+    }.get(request.context)
+    if context is None:
+        raise InvalidArgument.field("context", "unknown ContextPolicy value")
+    return ExtractionSpec(
+        model=request.model.name,
+        content_hash=request.model.content_hash,
+        hook_points=tuple(request.hook_points),
+        corpus=_inputs(request.corpus, "corpus", settings),
+        heldout=_inputs(request.heldout, "heldout", settings)
+        if request.HasField("heldout")
+        else None,
+        context=context,
+        batch_size=request.batch_size or 8,
+        max_tokens=request.max_tokens,
+        description=request.description,
+        method=method,
+        method_spec=method_spec,
+    )
+
+
+# ----- domain -> reply --------------------------------------------------------------------------
+
+
+def _scores(d: dict[str, Any] | None) -> pb.DetectionScores | None:
+    return None if d is None else pb.DetectionScores(**d)
+
+
+def _prototype(method: str, entry: dict[str, Any], t: dict[str, np.ndarray]) -> dict[str, Any]:
+    k = entry["id"]
+    if method == "population_averaging":
+        lo, hi = t["neuron_offsets"][k], t["neuron_offsets"][k + 1]
+        return {"prototype": tensors.to_proto(t["prototype"][lo:hi]),
+                "neurons": tensors.to_proto(t["neurons"][lo:hi])}  # fmt: skip
+    if method == "discrete_sequence_chunking":
+        return {"prototype": tensors.to_proto(t["state_vectors"][np.asarray(entry["states"])])}
+    key = "atoms" if method == "cosine_dictionary" else "prototypes"
+    return {"prototype": tensors.to_proto(t[key][k])}
+
+
+def entry_to_proto(
+    method: str, entry: dict[str, Any], t: dict[str, np.ndarray] | None
+) -> pb.ChunkEntry:
+    message = pb.ChunkEntry(
+        id=entry["id"],
+        label=entry["label"],
+        tau=entry.get("tau", 0.0),
+        threshold=entry.get("threshold", 0.0),
+        n_neurons=entry.get("n_neurons", 0),
+        count=entry.get("count", 0),
+        train=_scores(entry.get("train")),
+        heldout=_scores(entry.get("heldout")),
+        auc=entry.get("auc", 0.0),
+        states=entry.get("states", []),
+        examples=[pb.ChunkExample(**e) for e in entry.get("examples", [])],
+        **(_prototype(method, entry, t) if t is not None else {}),
+    )
+    return message
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def dictionary_to_proto(
+    manifest: dict[str, Any], t: dict[str, np.ndarray] | None = None, *, entries: bool = True
+) -> pb.Dictionary:
+    return pb.Dictionary(
+        id=manifest["id"],
+        model=common_pb2.ModelRef(
+            name=manifest["model"]["name"], content_hash=manifest["model"]["content_hash"]
+        ),
+        hook_point=manifest["hook_point"],
+        hidden_size=manifest["hidden_size"],
+        dtype=manifest["dtype"],
+        method=_METHOD_TO_PROTO[manifest["method"]],
+        parameters_json=json.dumps(manifest["parameters"], sort_keys=True),
+        corpus_fingerprint=manifest["corpus"]["fingerprint"],
+        n_inputs=manifest["corpus"]["n_inputs"],
+        n_tokens=manifest["corpus"]["n_tokens"],
+        created_at=_timestamp(datetime.fromisoformat(manifest["created_at"])),
+        chunkscope_version=manifest["chunkscope_version"],
+        description=manifest["description"],
+        n_entries=len(manifest["entries"]),
+        stats=manifest["stats"],
+        entries=[entry_to_proto(manifest["method"], e, t) for e in manifest["entries"]]
+        if entries
+        else [],
+    )
+
+
+def _progress(p: Progress) -> pb.ExtractDictionaryResponse:
+    return pb.ExtractDictionaryResponse(
+        progress=pb.ExtractionProgress(
+            phase=_PHASES[p.phase], hook_point=p.hook_point, items_done=p.done,
+            items_total=p.total, tokens_processed=p.tokens, elapsed_seconds=p.elapsed,
+            estimated_seconds_left=p.eta,
+        )
+    )  # fmt: skip
+
+
+# ----- the servicer -----------------------------------------------------------------------------
+
+
+class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
+    def __init__(self, extractor: Extractor, store: DictionaryStore, settings: Settings) -> None:
+        self.extractor = extractor
+        self.store = store
+        self.settings = settings
+
+    async def ExtractDictionary(
+        self, request: pb.ExtractDictionaryRequest, context: Any
+    ) -> AsyncIterator[pb.ExtractDictionaryResponse]:
+        spec = spec_from_request(request, self.settings)
+        started = asyncio.get_running_loop().time()
+        async for event in self.extractor.run(spec):
+            if isinstance(event, Progress):
+                yield _progress(event)
+            else:
+                elapsed = asyncio.get_running_loop().time() - started
+                yield pb.ExtractDictionaryResponse(
+                    result=pb.ExtractionResult(
+                        dictionaries=[dictionary_to_proto(m) for m in event],
+                        elapsed_seconds=elapsed,
+                    )
+                )
+
+    async def GetDictionary(
+        self, request: pb.GetDictionaryRequest, context: Any
+    ) -> pb.GetDictionaryResponse:
+        manifest, t = await asyncio.to_thread(self.store.load, request.id)
+        return pb.GetDictionaryResponse(
+            dictionary=dictionary_to_proto(manifest, t if request.include_prototypes else None)
+        )
+
+    async def ListDictionaries(
+        self, request: pb.ListDictionariesRequest, context: Any
+    ) -> pb.ListDictionariesResponse:
+        size = request.page.page_size
+        if size < 0:
+            raise InvalidArgument.field("page.page_size", "must be >= 0 (0 = server default)")
+        size = min(size or DEFAULT_PAGE, MAX_PAGE)
+        offset = _decode_offset(request.page.page_token)
+        records, total = self.store.list_page(request.model, offset, size)
+        token = _encode_offset(offset + size) if offset + size < total else ""
+        manifests = await asyncio.to_thread(
+            lambda: [self.store.read_manifest(r.id) for r in records]
+        )
+        return pb.ListDictionariesResponse(
+            dictionaries=[dictionary_to_proto(m, entries=False) for m in manifests],
+            page=common_pb2.PageResponse(next_page_token=token, total_size=total),
+        )
+
+    async def DeleteDictionary(
+        self, request: pb.DeleteDictionaryRequest, context: Any
+    ) -> pb.DeleteDictionaryResponse:
+        manifest = await asyncio.to_thread(self.store.delete, request.id)
+        return pb.DeleteDictionaryResponse(dictionary=dictionary_to_proto(manifest, entries=False))
+
+    async def ExportDictionary(
+        self, request: pb.ExportDictionaryRequest, context: Any
+    ) -> AsyncIterator[pb.ExportDictionaryResponse]:
+        archive = await asyncio.to_thread(self.store.export_archive, request.id)
+        digest = "sha256:" + hashlib.sha256(archive).hexdigest()
+        for start in range(0, len(archive), EXPORT_CHUNK):
+            first = start == 0
+            yield pb.ExportDictionaryResponse(
+                data=archive[start : start + EXPORT_CHUNK],
+                total_bytes=len(archive) if first else 0,
+                sha256=digest if first else "",
+            )
+
+    async def ImportDictionary(
+        self, request_iterator: AsyncIterator[pb.ImportDictionaryRequest], context: Any
+    ) -> pb.ImportDictionaryResponse:
+        parts, size, expected = [], 0, ""
+        async for piece in request_iterator:
+            expected = expected or piece.sha256
+            size += len(piece.data)
+            if size > MAX_ARCHIVE_BYTES:
+                raise InvalidArgument.field(
+                    "data", f"archive larger than {MAX_ARCHIVE_BYTES} bytes"
+                )
+            parts.append(piece.data)
+        archive = b"".join(parts)
+        if not archive:
+            raise InvalidArgument.field("data", "empty: stream the bytes of an exported archive")
+        if expected and expected != "sha256:" + hashlib.sha256(archive).hexdigest():
+            raise InvalidArgument.field(
+                "sha256", "the archive's bytes do not match the sha256 sent with them"
+            )
+        manifest = await asyncio.to_thread(self.store.import_archive, archive)
+        return pb.ImportDictionaryResponse(dictionary=dictionary_to_proto(manifest, entries=False))
+
+
+def _encode_offset(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+
+
+def _decode_offset(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        if not text.startswith("o:"):
+            raise ValueError(text)
+        return int(text[2:])
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument.field(
+            "page.page_token", "not a token this server issued; pass next_page_token unchanged"
+        ) from None

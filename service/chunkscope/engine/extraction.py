@@ -1,0 +1,326 @@
+"""Extraction jobs: validate, capture in batches, fit each hook point, store atomically.
+
+A job is an async generator of progress events ending with the stored manifests. Every check that
+can fail on user input runs before the model does any work. Model forwards run on the registry's
+compute thread, fits on a fit thread; between batches (and from the fit's progress callback) the
+job notices cancellation, and nothing is stored unless every hook point has been fitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chunkscope import __version__
+from chunkscope.chunking import dsc, ucd
+from chunkscope.corpus import Inputs, check_inputs
+from chunkscope.engine import methods
+from chunkscope.engine.capture import Captured, capture_batch, segments
+from chunkscope.engine.device import dtype_name
+from chunkscope.engine.loading import LoadedModel
+from chunkscope.engine.registry import ModelRegistry
+from chunkscope.errors import (
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+)
+from chunkscope.store.dictionaries import DictionaryStore, new_id
+
+DEFAULT_MAX_TOKENS, MAX_TOKENS, MAX_RECURRENT_STEPS = 512, 1 << 16, 1 << 22
+
+
+@dataclass(frozen=True)
+class ExtractionSpec:
+    """A validated-shape extraction request (values are checked by the job)."""
+
+    model: str
+    content_hash: str
+    hook_points: tuple[str, ...]
+    corpus: Inputs
+    heldout: Inputs | None
+    context: str  # "whole_text" | "sentence"
+    batch_size: int
+    max_tokens: int
+    description: str
+    method: str
+    method_spec: methods.MethodSpec
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # "capture" | "fit" | "store"
+    hook_point: str
+    done: int
+    total: int
+    tokens: int
+    elapsed: float
+    eta: float
+
+
+class _Cancelled(Exception):
+    """Raised inside a fit thread when the job was cancelled."""
+
+
+class Extractor:
+    def __init__(self, registry: ModelRegistry, store: DictionaryStore, max_capture_bytes: int):
+        self.registry = registry
+        self.store = store
+        self.max_capture_bytes = max_capture_bytes
+        self._fit_lock = asyncio.Lock()  # fits are CPU-heavy: one at a time
+
+    def _validate(self, spec: ExtractionSpec, model: LoadedModel) -> None:
+        violations = []
+        if not spec.hook_points:
+            violations.append(FieldViolation("hook_points", "required: at least one hook point"))
+        for i, name in enumerate(spec.hook_points):
+            try:
+                model.adapter.resolve(name)
+            except InvalidArgument as exc:
+                violations.append(
+                    FieldViolation(f"hook_points[{i}]", exc.violations[0].description)
+                )
+        if len(set(spec.hook_points)) != len(spec.hook_points):
+            violations.append(FieldViolation("hook_points", "lists a hook point twice"))
+        if not 1 <= spec.batch_size <= 1024:
+            violations.append(FieldViolation("batch_size", "must be in 1..1024 (0 = 8)"))
+        limit = MAX_RECURRENT_STEPS if model.is_recurrent else MAX_TOKENS
+        if not 1 <= spec.max_tokens <= limit:
+            violations.append(FieldViolation(
+                "max_tokens", f"must be in 1..{limit} (0 = {DEFAULT_MAX_TOKENS} tokens for "
+                "language models, whole sequences for recurrent ones)"))  # fmt: skip
+        if len(spec.description) > 200:
+            violations.append(FieldViolation("description", "at most 200 characters"))
+        if violations:
+            raise InvalidArgument(violations)
+        check_inputs(spec.corpus, "corpus", symbols=model.symbols)
+        if spec.heldout is not None:
+            check_inputs(spec.heldout, "heldout", symbols=model.symbols)
+        if spec.context == "sentence" and model.is_recurrent:
+            raise InvalidArgument.field(
+                "context", "SENTENCE applies to texts, not symbol sequences"
+            )
+        self._validate_method(spec, model)
+
+    def _validate_method(self, spec: ExtractionSpec, model: LoadedModel) -> None:
+        field = spec.method
+        try:
+            if isinstance(spec.method_spec, methods.PASpec):
+                if model.is_recurrent:
+                    raise InvalidArgument.field(
+                        field, "PA labels concepts in texts; for recurrent models use "
+                        "discrete_sequence_chunking")  # fmt: skip
+                if not spec.method_spec.concepts and not spec.method_spec.spans:
+                    raise InvalidArgument.field(f"{field}.concepts", "give concepts or spans")
+                spec.method_spec.params.validate()
+                methods.check_spans(spec.method_spec, spec.corpus)
+            elif isinstance(spec.method_spec, dsc.DSCParams):
+                if not model.is_recurrent:
+                    raise InvalidArgument.field(
+                        field, "DSC is for small recurrent networks; for language models use "
+                        "cosine_dictionary or density_chunks")  # fmt: skip
+                spec.method_spec.validate(model.hidden_size)
+            else:
+                spec.method_spec.validate()
+        except ValueError as exc:
+            raise InvalidArgument.field(field, str(exc)) from None
+
+    async def run(self, spec: ExtractionSpec) -> AsyncIterator[Progress | list[dict[str, Any]]]:
+        """Progress events, then the list of stored manifests (one per hook point)."""
+        started = time.perf_counter()
+        model = self.registry.ready(spec.model, spec.content_hash)
+        if spec.max_tokens == 0:  # one forward per text for LMs; whole sequences for RNNs
+            spec = dataclasses.replace(
+                spec, max_tokens=MAX_RECURRENT_STEPS if model.is_recurrent else DEFAULT_MAX_TOKENS
+            )
+        self._validate(spec, model)
+        info = self.registry.get(spec.model)
+        cancel = threading.Event()
+        try:
+            train: Captured | None = None
+            async for event in self._capture(spec, spec.corpus, started):
+                if isinstance(event, Captured):
+                    train = event
+                else:
+                    yield event
+            assert train is not None
+            heldout = None
+            if spec.heldout is not None:
+                async for event in self._capture(spec, spec.heldout, started, train.n_rows):
+                    if isinstance(event, Captured):
+                        heldout = event
+                    else:
+                        yield event
+            assert train is not None
+            fit = self._fit_function(spec, model, train, heldout)
+            outputs: list[tuple[str, methods.FitOutput]] = []
+            async with self._fit_lock:
+                for hook_point in spec.hook_points:
+                    async for item in self._run_fit(fit, hook_point, cancel, started, train.n_rows):
+                        if isinstance(item, methods.FitOutput):
+                            outputs.append((hook_point, item))
+                        else:
+                            yield item
+                    train.release(hook_point)
+                    if heldout is not None:
+                        heldout.release(hook_point)
+            yield Progress("store", "", 0, len(outputs), train.n_rows,
+                           time.perf_counter() - started, 0.0)  # fmt: skip
+            manifests = []
+            for hook_point, output in outputs:
+                manifest = self._manifest(spec, info.content_hash, model, hook_point, train, output)
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self.store.save, manifest, output.tensors
+                )
+                manifests.append(manifest)
+            yield manifests
+        finally:
+            cancel.set()  # stops a fit thread that is still running (cancelled or failed job)
+
+    async def _capture(
+        self, spec: ExtractionSpec, inputs: Inputs, started: float, tokens_before: int = 0
+    ) -> AsyncIterator[Progress | Captured]:
+        segs = segments(inputs, spec.context)
+        captured = Captured(spec.hook_points)
+        batches = [segs[i : i + spec.batch_size] for i in range(0, len(segs), spec.batch_size)]
+        width = self.registry.ready(spec.model).hidden_size
+        for done, batch in enumerate(batches, 1):
+
+            def run(m: LoadedModel, batch: Any = batch) -> Any:
+                return capture_batch(m, batch, spec.hook_points, spec.max_tokens)
+
+            captured.add(await self.registry.run(spec.model, run, spec.content_hash))
+            held = captured.n_rows * width * 4 * len(spec.hook_points)
+            if held > self.max_capture_bytes:
+                raise ResourceExhausted(
+                    f"the corpus needs more than {self.max_capture_bytes} bytes of hidden states "
+                    f"({len(spec.hook_points)} hook points x {captured.n_rows}+ tokens x {width}); "
+                    "extract fewer hook points per request, shorten the corpus, or raise "
+                    "--max-capture-bytes",
+                    reason="CAPTURE_TOO_LARGE",
+                )
+            elapsed = time.perf_counter() - started
+            eta = elapsed / done * (len(batches) - done)
+            yield Progress("capture", "", done, len(batches), tokens_before + captured.n_rows,
+                           elapsed, eta)  # fmt: skip
+        yield captured
+
+    def _fit_function(
+        self, spec: ExtractionSpec, model: LoadedModel, train: Captured, heldout: Captured | None
+    ) -> Callable[[str, methods.ProgressFn], methods.FitOutput]:
+        ms = spec.method_spec
+        if isinstance(ms, methods.PASpec):
+            spans = methods.concept_spans(ms, spec.corpus)
+            train_rows = methods.concept_rows(spans, train, ms.step)
+            held_rows = None
+            if heldout is not None and spec.heldout is not None:
+                word_only = methods.PASpec(ms.concepts, (), ms.step, ms.params)
+                held_rows = methods.concept_rows(
+                    methods.concept_spans(word_only, spec.heldout), heldout, ms.step
+                )
+            return lambda hp, progress: methods.fit_population_averaging(
+                model, ms, hp, train, train_rows, heldout, held_rows, progress
+            )
+        if isinstance(ms, dsc.DSCParams):
+            return lambda hp, progress: methods.fit_discrete_sequence_chunking(
+                model, ms, hp, train, progress
+            )
+        if isinstance(ms, ucd.CosineParams):
+            try:
+                ms.validate(train.n_rows)
+            except ValueError as exc:
+                raise InvalidArgument.field(spec.method, str(exc)) from None
+            return lambda hp, progress: methods.fit_cosine_dictionary(
+                model, ms, hp, train, heldout, progress
+            )
+        try:
+            ms.validate(train.n_rows)
+        except ValueError as exc:
+            raise InvalidArgument.field(spec.method, str(exc)) from None
+        return lambda hp, progress: methods.fit_density_chunks(
+            model, ms, hp, train, heldout, progress
+        )
+
+    async def _run_fit(
+        self,
+        fit: Callable[[str, methods.ProgressFn], methods.FitOutput],
+        hook_point: str,
+        cancel: threading.Event,
+        started: float,
+        tokens: int,
+    ) -> AsyncIterator[Progress | methods.FitOutput]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Progress] = asyncio.Queue()
+        fit_started = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            if cancel.is_set():
+                raise _Cancelled
+            elapsed = time.perf_counter() - fit_started
+            eta = elapsed / done * (total - done) if done else 0.0
+            event = Progress("fit", hook_point, done, total, tokens,
+                             time.perf_counter() - started, eta)  # fmt: skip
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        def work() -> methods.FitOutput:
+            t0 = time.perf_counter()
+            output = fit(hook_point, progress)
+            output.stats["fit_seconds"] = time.perf_counter() - t0
+            return output
+
+        future = loop.run_in_executor(None, work)
+        # A cancelled job leaves the thread to finish (or raise _Cancelled) unobserved.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            while True:
+                getter: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
+                waiting: set[asyncio.Future[Any]] = {future, getter}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    yield queue.get_nowait()
+                break
+            yield await future
+        finally:
+            if not future.done():
+                cancel.set()
+
+    def _manifest(
+        self, spec: ExtractionSpec, content_hash: str, model: LoadedModel, hook_point: str,
+        train: Captured, output: methods.FitOutput,
+    ) -> dict[str, Any]:  # fmt: skip
+        return {
+            "schema_version": 1,
+            "id": new_id(),
+            "model": {
+                "name": spec.model,
+                "content_hash": content_hash,
+                "architecture": model.family,
+            },
+            "hook_point": hook_point,
+            "hidden_size": model.hidden_size,
+            "dtype": dtype_name(model.dtype),
+            "method": spec.method,
+            "parameters": methods.parameters_of(spec.method_spec),
+            "corpus": {
+                "fingerprint": spec.corpus.fingerprint(spec.context, str(spec.max_tokens)),
+                "n_inputs": len(spec.corpus),
+                "n_tokens": train.n_rows,
+                "context": spec.context,
+                "max_tokens": spec.max_tokens,
+            },
+            "created_at": datetime.now(UTC).isoformat(),
+            "chunkscope_version": __version__,
+            "description": spec.description,
+            "stats": {k: float(v) for k, v in output.stats.items()},
+            "entries": output.entries,
+            "tensors_sha256": "",
+        }

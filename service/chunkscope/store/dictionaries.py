@@ -1,0 +1,441 @@
+"""Dictionaries on disk: a directory each (manifest.json + chunks.safetensors), indexed in SQLite.
+
+Writes are atomic: a temporary directory is written and fsynced, renamed into place, then indexed.
+A crash at any moment leaves no dictionary or a complete one: on start-up `recover()` deletes
+temporary and half-deleted directories and indexes complete directories the index lacks. Manifests
+are validated strictly (unknown keys, wrong types, missing tensors, shapes that disagree) on every
+load and import, so a tampered or truncated archive is refused rather than served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import tarfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_tensors
+from safetensors.numpy import save as save_tensors
+
+from chunkscope.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+TENSORS = "chunks.safetensors"
+METHODS = (
+    "population_averaging",
+    "discrete_sequence_chunking",
+    "cosine_dictionary",
+    "density_chunks",
+)
+ID_PATTERN = re.compile(r"^dict-[0-9a-f]{12}$")
+MAX_ARCHIVE_BYTES = 1 << 30
+
+# Tensors each method must store: name -> (dtype kind, ndim). Shapes are checked in _check_tensors.
+_TENSORS: dict[str, dict[str, tuple[str, int]]] = {
+    "population_averaging": {
+        "neurons": ("i", 1), "neuron_offsets": ("i", 1), "prototype": ("f", 1),
+        "mean": ("f", 2), "radius": ("f", 1), "tau": ("f", 1),
+    },
+    "discrete_sequence_chunking": {
+        "centroids": ("f", 2), "state_bins": ("i", 2), "state_vectors": ("f", 2),
+        "state_counts": ("i", 1), "chunk_states": ("i", 1), "chunk_offsets": ("i", 1),
+    },
+    "cosine_dictionary": {"atoms": ("f", 2), "counts": ("i", 1)},
+    "density_chunks": {"prototypes": ("f", 2), "radii": ("f", 1), "counts": ("i", 1)},
+}  # fmt: skip
+
+_MANIFEST_KEYS = {
+    "schema_version": int, "id": str, "model": dict, "hook_point": str, "hidden_size": int,
+    "dtype": str, "method": str, "parameters": dict, "corpus": dict, "created_at": str,
+    "chunkscope_version": str, "description": str, "stats": dict, "entries": list,
+    "tensors_sha256": str,
+}  # fmt: skip
+_MODEL_KEYS = {"name": str, "content_hash": str, "architecture": str}
+_CORPUS_KEYS = {
+    "fingerprint": str,
+    "n_inputs": int,
+    "n_tokens": int,
+    "context": str,
+    "max_tokens": int,
+}
+
+
+@dataclass(frozen=True)
+class DictionaryRecord:
+    """The index row of a stored dictionary (what listing needs, without opening files)."""
+
+    id: str
+    model_name: str
+    model_hash: str
+    hook_point: str
+    method: str
+    created_at: datetime
+    n_entries: int
+
+
+def new_id() -> str:
+    return "dict-" + secrets.token_hex(6)
+
+
+def _bad(message: str) -> FailedPrecondition:
+    return FailedPrecondition(message, reason="INVALID_DICTIONARY")
+
+
+def _check_keys(obj: dict[str, Any], spec: Mapping[str, type], where: str) -> None:
+    missing, unknown = set(spec) - set(obj), set(obj) - set(spec)
+    if missing or unknown:
+        raise _bad(f"{where}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
+    for key, kind in spec.items():
+        value = obj[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise _bad(f"{where}.{key} must be {kind.__name__}, got {type(value).__name__}")
+
+
+def validate_manifest(manifest: Any) -> dict[str, Any]:
+    """Check a manifest's structure; FailedPrecondition(INVALID_DICTIONARY) names the fault."""
+    if not isinstance(manifest, dict):
+        raise _bad("manifest must be a JSON object")
+    _check_keys(manifest, _MANIFEST_KEYS, "manifest")
+    if manifest["schema_version"] < 1 or manifest["schema_version"] > SCHEMA_VERSION:
+        raise _bad(
+            f"manifest.schema_version {manifest['schema_version']} is not supported by this "
+            f"chunkscope (1..{SCHEMA_VERSION})"
+        )
+    if not ID_PATTERN.match(manifest["id"]):
+        raise _bad(f"manifest.id {manifest['id'][:40]!r} is not a dictionary id")
+    if manifest["method"] not in METHODS:
+        raise _bad(f"manifest.method {manifest['method'][:40]!r} is not one of {METHODS}")
+    _check_keys(manifest["model"], _MODEL_KEYS, "manifest.model")
+    _check_keys(manifest["corpus"], _CORPUS_KEYS, "manifest.corpus")
+    if manifest["hidden_size"] <= 0:
+        raise _bad("manifest.hidden_size must be positive")
+    datetime.fromisoformat(manifest["created_at"])
+    for i, entry in enumerate(manifest["entries"]):
+        if (
+            not isinstance(entry, dict)
+            or entry.get("id") != i
+            or not isinstance(entry.get("label"), str)
+        ):
+            raise _bad(f"manifest.entries[{i}] must be an object with id {i} and a label")
+    if not all(isinstance(v, int | float) for v in manifest["stats"].values()):
+        raise _bad("manifest.stats values must be numbers")
+    return manifest
+
+
+def _check_tensors(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+    method, d, n = manifest["method"], manifest["hidden_size"], len(manifest["entries"])
+    spec = _TENSORS[method]
+    if set(tensors) != set(spec):
+        raise _bad(f"{TENSORS} holds {sorted(tensors)}, a {method} dictionary needs {sorted(spec)}")
+    for name, (kind, ndim) in spec.items():
+        t = tensors[name]
+        if t.dtype.kind != kind or t.ndim != ndim:
+            raise _bad(
+                f"tensor {name}: dtype {t.dtype}, ndim {t.ndim}; "
+                f"expected kind {kind!r}, ndim {ndim}"
+            )
+    rows = {
+        "population_averaging": ("mean", "radius", "tau"),
+        "cosine_dictionary": ("atoms", "counts"),
+        "density_chunks": ("prototypes", "radii", "counts"),
+        "discrete_sequence_chunking": (),
+    }[method]
+    for name in rows:
+        if tensors[name].shape[0] != n:
+            raise _bad(f"tensor {name} has {tensors[name].shape[0]} rows for {n} entries")
+    for name in ("mean", "atoms", "prototypes", "state_vectors"):
+        if name in tensors and tensors[name].shape[1] != d:
+            raise _bad(f"tensor {name} has width {tensors[name].shape[1]}, hidden_size is {d}")
+    for offsets, flat in (
+        ("neuron_offsets", ("neurons", "prototype")),
+        ("chunk_offsets", ("chunk_states",)),
+    ):
+        if offsets not in tensors:
+            continue
+        o = tensors[offsets]
+        expected_rows = n + 1
+        if o.shape[0] != expected_rows or o[0] != 0 or np.any(np.diff(o) < 0):
+            raise _bad(f"tensor {offsets} must be {expected_rows} non-decreasing offsets from 0")
+        for name in flat:
+            if tensors[name].shape[0] != o[-1]:
+                raise _bad(
+                    f"tensor {name} has {tensors[name].shape[0]} values, offsets say {o[-1]}"
+                )
+    if (
+        "neurons" in tensors
+        and tensors["neurons"].size
+        and (tensors["neurons"].min() < 0 or tensors["neurons"].max() >= d)
+    ):
+        raise _bad("tensor neurons holds indices outside 0..hidden_size-1")
+    if method == "discrete_sequence_chunking":
+        s = tensors["state_vectors"].shape[0]
+        if tensors["state_bins"].shape[0] != s or tensors["state_counts"].shape[0] != s:
+            raise _bad(
+                "state_bins, state_vectors and state_counts disagree on the number of states"
+            )
+        cs = tensors["chunk_states"]
+        if cs.size and (cs.min() < 0 or cs.max() >= s):
+            raise _bad("tensor chunk_states refers to states that do not exist")
+
+
+def require_binding(
+    manifest: dict[str, Any], *, model: str, content_hash: str, hook_point: str, dtype: str
+) -> None:
+    """Refuse a dictionary used with another model, weights, hook point or dtype (names which)."""
+    expected = {
+        "model": (manifest["model"]["name"], model),
+        "model content hash": (manifest["model"]["content_hash"], content_hash),
+        "hook point": (manifest["hook_point"], hook_point),
+        "dtype": (manifest["dtype"], dtype),
+    }
+    for what, (stored, given) in expected.items():
+        if stored != given:
+            raise FailedPrecondition(
+                f"dictionary {manifest['id']} was extracted for {what} {stored!r}, "
+                f"not {given!r}; extract a dictionary for this {what}",
+                reason="DICTIONARY_MISMATCH",
+                metadata={"dictionary": manifest["id"], "field": what.replace(" ", "_")},
+            )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class DictionaryStore:
+    """Stored dictionaries under <data-dir>/dictionaries, indexed in the registry database."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "dictionaries"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            data_dir / "registry.sqlite3", check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS dictionaries (id TEXT PRIMARY KEY,"
+            " model_name TEXT NOT NULL,"
+            " model_hash TEXT NOT NULL, hook_point TEXT NOT NULL, method TEXT NOT NULL,"
+            " created_at TEXT NOT NULL, n_entries INTEGER NOT NULL)"
+        )
+        self.recover()
+
+    # ----- writing ------------------------------------------------------------------------
+
+    def save(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> DictionaryRecord:
+        """Validate, write atomically, index. The manifest's tensors_sha256 is filled in here."""
+        blob = save_tensors({k: np.ascontiguousarray(v) for k, v in tensors.items()})
+        manifest = {**manifest, "tensors_sha256": "sha256:" + hashlib.sha256(blob).hexdigest()}
+        validate_manifest(manifest)
+        _check_tensors(manifest, load_tensors(blob))
+        return self._write(manifest, blob)
+
+    def _write(self, manifest: dict[str, Any], blob: bytes) -> DictionaryRecord:
+        final = self.root / manifest["id"]
+        if final.exists():
+            raise AlreadyExists(
+                f"dictionary {manifest['id']} already exists", reason="DICTIONARY_EXISTS"
+            )
+        tmp = self.root / f".tmp-{manifest['id']}-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        try:
+            _write_synced(tmp / TENSORS, blob)
+            _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            _fsync_dir(tmp)
+            os.rename(tmp, final)
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self._index(manifest)
+
+    def _index(self, manifest: dict[str, Any]) -> DictionaryRecord:
+        record = DictionaryRecord(
+            manifest["id"], manifest["model"]["name"], manifest["model"]["content_hash"],
+            manifest["hook_point"], manifest["method"],
+            datetime.fromisoformat(manifest["created_at"]), len(manifest["entries"]),
+        )  # fmt: skip
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO dictionaries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record.id, record.model_name, record.model_hash, record.hook_point,
+                 record.method, record.created_at.isoformat(), record.n_entries),
+            )  # fmt: skip
+        return record
+
+    def delete(self, dictionary_id: str) -> dict[str, Any]:
+        """Remove a dictionary; returns its manifest."""
+        manifest = self.read_manifest(dictionary_id)
+        trash = self.root / f".trash-{dictionary_id}-{secrets.token_hex(4)}"
+        os.rename(self.root / dictionary_id, trash)  # atomic: gone for readers from here on
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM dictionaries WHERE id = ?", (dictionary_id,))
+        shutil.rmtree(trash, ignore_errors=True)
+        return manifest
+
+    def recover(self) -> None:
+        """Make the index and the directories agree after a crash."""
+        for path in self.root.iterdir():
+            if path.name.startswith((".tmp-", ".trash-")):
+                shutil.rmtree(path, ignore_errors=True)
+        with self._lock:
+            indexed = {row[0] for row in self._db.execute("SELECT id FROM dictionaries")}
+        on_disk = {p.name for p in self.root.iterdir() if ID_PATTERN.match(p.name)}
+        for missing in indexed - on_disk:
+            with self._lock, self._db:
+                self._db.execute("DELETE FROM dictionaries WHERE id = ?", (missing,))
+        for unindexed in on_disk - indexed:
+            try:
+                manifest, _ = self.load(unindexed)
+            except FailedPrecondition:
+                shutil.rmtree(self.root / unindexed, ignore_errors=True)
+                continue
+            self._index(manifest)
+
+    # ----- reading ------------------------------------------------------------------------
+
+    def _path(self, dictionary_id: str) -> Path:
+        if not dictionary_id:
+            raise InvalidArgument.field("id", "required: a dictionary id such as dict-3f9a1c2b7d4e")
+        if not ID_PATTERN.match(dictionary_id):
+            raise InvalidArgument.field(
+                "id", f"{dictionary_id[:40]!r} is not a dictionary id (dict- and 12 hex digits)"
+            )
+        path = self.root / dictionary_id
+        if not path.is_dir():
+            raise NotFound(
+                f"no dictionary {dictionary_id}; ListDictionaries shows the stored ones",
+                reason="DICTIONARY_NOT_FOUND",
+                metadata={"dictionary": dictionary_id},
+            )
+        return path
+
+    def load(self, dictionary_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        path = self._path(dictionary_id)
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+            blob = (path / TENSORS).read_bytes()
+        except (OSError, json.JSONDecodeError) as exc:
+            raise _bad(f"dictionary {dictionary_id} is unreadable: {exc}") from None
+        return self._validated(manifest, blob)
+
+    def read_manifest(self, dictionary_id: str) -> dict[str, Any]:
+        """The validated manifest alone (listing does not need the tensors)."""
+        path = self._path(dictionary_id)
+        try:
+            return validate_manifest(json.loads((path / MANIFEST).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise _bad(f"dictionary {dictionary_id} is unreadable: {exc}") from None
+
+    def _validated(
+        self, manifest: Any, blob: bytes
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        validate_manifest(manifest)
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        if digest != manifest["tensors_sha256"]:
+            raise _bad(f"{TENSORS} does not match the manifest's tensors_sha256")
+        try:
+            tensors = load_tensors(blob)
+        except (SafetensorError, ValueError) as exc:
+            raise _bad(f"{TENSORS} is not a valid safetensors file: {exc}") from None
+        _check_tensors(manifest, tensors)
+        return manifest, tensors
+
+    def list_page(self, model: str, offset: int, limit: int) -> tuple[list[DictionaryRecord], int]:
+        where, args = ("WHERE model_name = ?", (model,)) if model else ("", ())
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) FROM dictionaries {where}", args).fetchone()[
+                0
+            ]
+        records = self._query(f"{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                              (*args, limit, offset))  # fmt: skip
+        return records, int(total)
+
+    def _query(self, clause: str, args: tuple[Any, ...]) -> list[DictionaryRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, model_name, model_hash, hook_point, method, created_at, n_entries "
+                f"FROM dictionaries {clause}",
+                args,
+            ).fetchall()
+        return [
+            DictionaryRecord(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), r[6])
+            for r in rows
+        ]
+
+    # ----- archives -----------------------------------------------------------------------
+
+    def export_archive(self, dictionary_id: str) -> bytes:
+        """A tar of manifest.json and chunks.safetensors, as stored."""
+        path = self._path(dictionary_id)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in (MANIFEST, TENSORS):
+                data = (path / name).read_bytes()
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    def import_archive(self, archive: bytes) -> dict[str, Any]:
+        """Validate an exported archive and store it under its own id."""
+        members: dict[str, bytes] = {}
+        try:
+            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+                for info in tar:
+                    if info.name not in (MANIFEST, TENSORS) or not info.isfile():
+                        raise _bad(f"archive member {info.name[:80]!r} is not allowed; an archive "
+                                   f"holds exactly {MANIFEST} and {TENSORS}")  # fmt: skip
+                    if info.name in members:
+                        raise _bad(f"archive holds {info.name} twice")
+                    extracted = tar.extractfile(info)
+                    assert extracted is not None
+                    members[info.name] = extracted.read()
+        except tarfile.TarError as exc:
+            raise _bad(f"not a dictionary archive (tar): {exc}") from None
+        if set(members) != {MANIFEST, TENSORS}:
+            raise _bad(f"archive must hold {MANIFEST} and {TENSORS}; it holds {sorted(members)}")
+        try:
+            manifest = json.loads(members[MANIFEST])
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _bad(f"{MANIFEST} is not JSON: {exc}") from None
+        manifest, _ = self._validated(manifest, members[TENSORS])
+        if (self.root / manifest["id"]).exists():
+            raise AlreadyExists(
+                f"dictionary {manifest['id']} is already stored; delete it first to re-import",
+                reason="DICTIONARY_EXISTS",
+                metadata={"dictionary": manifest["id"]},
+            )
+        self._write(manifest, members[TENSORS])
+        return manifest
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,280 @@
+"""DictionaryService through the client against a real server: all four methods, storage, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from chunkscope_client import ChunkscopeError, Client
+from chunkscope_client.v1 import dictionaries_pb2 as pb
+
+from support import ServerProcess
+
+CONCEPT_TEXTS = [
+    f"On day {i} the cat slept near the window while the cake cooled on the table."
+    for i in range(14)
+] + [f"Nothing here mentions animals or food, sentence number {i}." for i in range(6)]
+
+
+def texts(items: list[str]) -> pb.Corpus:
+    return pb.Corpus(texts=pb.TextList(texts=items))
+
+
+def symbols(*seqs: str) -> pb.Corpus:
+    return pb.Corpus(sequences=pb.SequenceList(
+        sequences=[pb.SymbolSequence(symbols=list(s)) for s in seqs]))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models(client_module: Client) -> Iterator[Client]:
+    client_module.register_model("dict-lm", "tiny-llama", wait=True)
+    client_module.register_model("dict-rnn", "rnn-elman", wait=True)
+    yield client_module
+    for name in ("dict-lm", "dict-rnn"):
+        client_module.unregister_model(name)
+
+
+@pytest.fixture(scope="module")
+def client_module(server: ServerProcess) -> Iterator[Client]:
+    with Client.connect(server.address, timeout=120) as c:
+        yield c
+
+
+def _error(call, *args, **kwargs) -> ChunkscopeError:  # type: ignore[no-untyped-def]
+    with pytest.raises(ChunkscopeError) as err:
+        call(*args, **kwargs)
+    return err.value
+
+
+def _pa_request(**kw: object) -> pb.ExtractDictionaryRequest:
+    params = pb.PopulationAveragingParams(
+        concepts=[pb.ConceptWords(concept="cat"), pb.ConceptWords(concept="cake")], seed=1
+    )
+    base: dict[str, object] = {
+        "model": {"name": "dict-lm"},
+        "hook_points": ["blocks.0.resid_post", "blocks.1.resid_post"],
+        "corpus": texts(CONCEPT_TEXTS),
+        "heldout": texts(CONCEPT_TEXTS[10:]),
+        "population_averaging": params,
+    }
+    base.update(kw)
+    return pb.ExtractDictionaryRequest(**base)  # type: ignore[arg-type]
+
+
+def test_population_averaging_streams_progress_and_stores_one_dictionary_per_hook_point(
+    models: Client,
+) -> None:
+    progress: list[pb.ExtractionProgress] = []
+    stored = models.extract_dictionary(_pa_request(), on_progress=progress.append)
+    phases = [p.phase for p in progress]
+    assert phases[0] == pb.EXTRACTION_PHASE_CAPTURE and pb.EXTRACTION_PHASE_FIT in phases
+    assert phases[-1] == pb.EXTRACTION_PHASE_STORE
+    assert progress[-1].tokens_processed > 100
+    assert [d.hook_point for d in stored] == ["blocks.0.resid_post", "blocks.1.resid_post"]
+    for d in stored:
+        assert d.method == pb.CHUNK_METHOD_POPULATION_AVERAGING
+        assert (d.model.name, d.hidden_size, d.dtype) == ("dict-lm", 32, "float32")
+        assert d.model.content_hash == models.get_model("dict-lm").content_hash
+        assert [e.label for e in d.entries] == ["cat", "cake"]
+        assert d.corpus_fingerprint.startswith("sha256:") and d.n_inputs == len(CONCEPT_TEXTS)
+        for entry in d.entries:
+            assert entry.count == 14  # one "cat" / "cake" per concept text
+            assert entry.n_neurons > 0 and entry.threshold > 0 and entry.tau > 0
+            assert 0 <= entry.train.tpr <= 1 and entry.train.positives == 14
+            assert entry.heldout.positives == 4
+            assert entry.examples and "[" in entry.examples[0].context
+        params = json.loads(d.parameters_json)
+        assert params["n_samples"] == 5 and params["min_occurrences"] == 10
+
+    full = models.get_dictionary(stored[0].id, include_prototypes=True)
+    entry = full.entries[0]
+    neurons = np.frombuffer(entry.neurons.data, dtype=np.int64)
+    proto = np.frombuffer(entry.prototype.data, dtype=np.float32)
+    assert neurons.size == entry.n_neurons == proto.size == entry.prototype.shape[0]
+    assert np.all(np.diff(neurons) > 0) and neurons.max() < 32
+    assert not models.get_dictionary(stored[0].id).entries[0].HasField("prototype")
+
+
+def test_dsc_on_a_recurrent_model_finds_multi_state_chunks(models: Client) -> None:
+    sequence = "EABCDEEABCDEEEABCDEABCDEE" * 30
+    [d] = models.extract_dictionary(pb.ExtractDictionaryRequest(
+        model={"name": "dict-rnn"}, hook_points=["rnn.hidden"], corpus=symbols(sequence),
+        discrete_sequence_chunking=pb.DiscreteSequenceChunkingParams(seed=0),
+    ))  # fmt: skip
+    assert d.method == pb.CHUNK_METHOD_DISCRETE_SEQUENCE_CHUNKING
+    assert d.n_tokens == len(sequence)
+    assert d.stats["distinct_states"] >= 2 and d.n_entries >= 1
+    full = models.get_dictionary(d.id, include_prototypes=True)
+    for entry in full.entries:
+        assert len(entry.states) >= 2
+        assert list(entry.prototype.shape) == [len(entry.states), 12]
+
+
+def test_both_unsupervised_variants(models: Client) -> None:
+    corpus = texts(CONCEPT_TEXTS)
+    [cos] = models.extract_dictionary(pb.ExtractDictionaryRequest(
+        model={"name": "dict-lm"}, hook_points=["blocks.1.resid_post"], corpus=corpus,
+        cosine_dictionary=pb.CosineDictionaryParams(k=6, epochs=3, seed=2, reject_below=0.2),
+    ))  # fmt: skip
+    assert cos.n_entries == 6 and 0 < cos.stats["mean_max_cos"] <= 1
+    assert "dead_atoms" in cos.stats
+    atoms = models.get_dictionary(cos.id, include_prototypes=True).entries
+    vectors = np.stack([np.frombuffer(e.prototype.data, dtype=np.float32) for e in atoms])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+    [den] = models.extract_dictionary(pb.ExtractDictionaryRequest(
+        model={"name": "dict-lm"}, hook_points=["blocks.1.resid_post"], corpus=corpus,
+        density_chunks=pb.DensityChunksParams(min_cluster_size=5, pca_dim=8),
+    ))  # fmt: skip
+    assert den.method == pb.CHUNK_METHOD_DENSITY_CHUNKS
+    assert 0 <= den.stats["noise_fraction"] < 1
+    # Identical prefixes give identical states: such clusters legitimately have radius 0.
+    assert den.n_entries >= 1 and all(e.threshold >= 0 and e.count > 0 for e in den.entries)
+    assigned = sum(e.count for e in den.entries)
+    assert assigned == round((1 - den.stats["noise_fraction"]) * den.n_tokens)
+
+
+def test_list_export_delete_import_round_trip(models: Client) -> None:
+    [d, _] = models.extract_dictionary(_pa_request(description="round trip"))
+    listed = {x.id: x for x in models.list_dictionaries(model="dict-lm")}
+    assert d.id in listed and listed[d.id].description == "round trip"
+    assert not listed[d.id].entries  # listing leaves entries out
+    assert all(x.model.name == "dict-lm" for x in listed.values())
+    assert not list(models.list_dictionaries(model="no-such-model"))
+
+    archive = models.export_dictionary(d.id)
+    before = models.get_dictionary(d.id, include_prototypes=True)
+    models.delete_dictionary(d.id)
+    assert _error(models.get_dictionary, d.id).code is grpc.StatusCode.NOT_FOUND
+    assert models.import_dictionary(archive).id == d.id
+    assert models.get_dictionary(d.id, include_prototypes=True) == before
+    e = _error(models.import_dictionary, archive)
+    assert e.code is grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_tampered_archives_are_refused(models: Client) -> None:
+    import io
+    import tarfile
+
+    [d, _] = models.extract_dictionary(_pa_request())
+    archive = models.export_dictionary(d.id)
+    models.delete_dictionary(d.id)
+
+    def rebuilt(change) -> bytes:  # type: ignore[no-untyped-def]
+        members = {}
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            for info in tar:
+                members[info.name] = tar.extractfile(info).read()  # type: ignore[union-attr]
+        change(members)
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return out.getvalue()
+
+    def flip_tensor_byte(m: dict[str, bytes]) -> None:
+        blob = bytearray(m["chunks.safetensors"])
+        blob[-1] ^= 1
+        m["chunks.safetensors"] = bytes(blob)
+
+    def extra_key(m: dict[str, bytes]) -> None:
+        manifest = json.loads(m["manifest.json"])
+        manifest["surprise"] = 1
+        m["manifest.json"] = json.dumps(manifest).encode()
+
+    def smuggle(m: dict[str, bytes]) -> None:
+        m["../../evil.sh"] = b"#!/bin/sh\n"
+
+    for change, words in ((flip_tensor_byte, "tensors_sha256"), (extra_key, "unknown keys"),
+                          (smuggle, "not allowed")):  # fmt: skip
+        e = _error(models.import_dictionary, rebuilt(change))
+        assert e.code is grpc.StatusCode.FAILED_PRECONDITION and words in e.message, e.message
+        assert e.reason == "INVALID_DICTIONARY"
+    assert (
+        _error(models.import_dictionary, b"not a tar").code is grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert _error(models.import_dictionary, b"").code is grpc.StatusCode.INVALID_ARGUMENT
+    assert d.id not in {x.id for x in models.list_dictionaries()}
+
+
+def test_bad_extraction_requests_get_clear_errors_and_store_nothing(
+    models: Client, model_root: Path, tmp_path: Path
+) -> None:
+    before = {d.id for d in models.list_dictionaries()}
+    cases: list[tuple[pb.ExtractDictionaryRequest, grpc.StatusCode, str]] = [
+        (_pa_request(model={"name": "ghost"}), grpc.StatusCode.NOT_FOUND, "ghost"),
+        (_pa_request(hook_points=["blocks.9.resid_post"]), grpc.StatusCode.INVALID_ARGUMENT,
+         "hook_points[0]"),
+        (_pa_request(hook_points=[]), grpc.StatusCode.INVALID_ARGUMENT, "hook_points"),
+        (_pa_request(corpus=texts([])), grpc.StatusCode.INVALID_ARGUMENT, "corpus"),
+        (_pa_request(corpus=pb.Corpus()), grpc.StatusCode.INVALID_ARGUMENT, "corpus"),
+        (_pa_request(population_averaging=pb.PopulationAveragingParams(
+            concepts=[pb.ConceptWords(concept="window"), pb.ConceptWords(concept="zebra")])),
+         grpc.StatusCode.INVALID_ARGUMENT, "'zebra' occurs 0 times"),
+        (_pa_request(population_averaging=pb.PopulationAveragingParams(
+            spans=[pb.LabelSpan(text_index=0, start=5, end=500, concept="x")])),
+         grpc.StatusCode.INVALID_ARGUMENT, "spans[0]"),
+        (_pa_request(population_averaging=pb.PopulationAveragingParams(
+            spans=[pb.LabelSpan(text_index=99, start=0, end=3, concept="x")])),
+         grpc.StatusCode.INVALID_ARGUMENT, "text_index"),
+        (pb.ExtractDictionaryRequest(model={"name": "dict-lm"}, hook_points=["embed"],
+                                     corpus=texts(CONCEPT_TEXTS),
+                                     discrete_sequence_chunking=pb.DiscreteSequenceChunkingParams()),
+         grpc.StatusCode.INVALID_ARGUMENT, "recurrent"),
+        (pb.ExtractDictionaryRequest(model={"name": "dict-lm"}, hook_points=["embed"],
+                                     corpus=texts(CONCEPT_TEXTS[:2]),
+                                     cosine_dictionary=pb.CosineDictionaryParams(k=5000)),
+         grpc.StatusCode.INVALID_ARGUMENT, "5000"),
+        (pb.ExtractDictionaryRequest(model={"name": "dict-rnn"}, hook_points=["rnn.hidden"],
+                                     corpus=symbols("ABXZ"),
+                                     discrete_sequence_chunking=pb.DiscreteSequenceChunkingParams()),
+         grpc.StatusCode.INVALID_ARGUMENT, "unknown symbols"),
+        (pb.ExtractDictionaryRequest(model={"name": "dict-rnn"}, hook_points=["rnn.hidden"],
+                                     corpus=texts(["ABCD"]),
+                                     discrete_sequence_chunking=pb.DiscreteSequenceChunkingParams()),
+         grpc.StatusCode.INVALID_ARGUMENT, "symbol sequences"),
+        (_pa_request(corpus=pb.Corpus(path="/etc/passwd")), grpc.StatusCode.PERMISSION_DENIED,
+         "corpus roots"),
+        (_pa_request(corpus=pb.Corpus(path="missing.txt")), grpc.StatusCode.NOT_FOUND, "missing"),
+        (pb.ExtractDictionaryRequest(model={"name": "dict-lm"}, hook_points=["embed"],
+                                     corpus=texts(CONCEPT_TEXTS)),
+         grpc.StatusCode.INVALID_ARGUMENT, "method"),
+        (_pa_request(model={"name": "dict-lm", "content_hash": "sha256:" + "0" * 64}),
+         grpc.StatusCode.FAILED_PRECONDITION, "content hash"),
+    ]  # fmt: skip
+    for request, code, words in cases:
+        e = _error(models.extract_dictionary, request)
+        assert e.code is code, (words, e)
+        assert words in e.message or any(words in f for f, _ in e.field_violations), (words, e)
+    assert {d.id for d in models.list_dictionaries()} == before
+    assert models.health() == "SERVING"
+
+
+def test_a_cancelled_extraction_stores_nothing(models: Client, server: ServerProcess) -> None:
+    before = {d.id for d in models.list_dictionaries()}
+    request = pb.ExtractDictionaryRequest(
+        model={"name": "dict-lm"}, hook_points=["blocks.1.resid_post"],
+        corpus=texts(CONCEPT_TEXTS * 20),
+        cosine_dictionary=pb.CosineDictionaryParams(k=16, epochs=5000, batch_size=8),
+    )  # fmt: skip
+    stream = models.dictionaries.ExtractDictionary(request, timeout=120)
+    for message in stream:
+        if message.progress.phase == pb.EXTRACTION_PHASE_FIT:
+            stream.cancel()
+            break
+    with pytest.raises(grpc.RpcError) as err:
+        next(stream)
+    assert err.value.code() is grpc.StatusCode.CANCELLED
+    # A deadline that expires mid-job ends it the same way.
+    e = _error(models.extract_dictionary, request, timeout=3)
+    assert e.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert {d.id for d in models.list_dictionaries()} == before
+    assert not [p for p in (server.data_dir / "dictionaries").iterdir() if p.name.startswith(".")]
+    # The server is free again: a small extraction runs to the end.
+    assert models.extract_dictionary(_pa_request(hook_points=["embed"]))
