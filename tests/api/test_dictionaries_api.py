@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import dictionaries_pb2 as pb
-
 from support import ServerProcess
 
 CONCEPT_TEXTS = [

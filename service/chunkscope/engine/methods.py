@@ -69,7 +69,18 @@ def concept_spans(spec: PASpec, inputs: Inputs) -> dict[str, list[Span]]:
     for concept, words in spec.concepts:
         found[concept] += word_spans(inputs.texts, concept, list(words) or [concept])
     for span in spec.spans:
-        found.setdefault(span.concept, []).append(span)
+        # A span that includes surrounding whitespace would reach into the next word's token
+        # (tokenizers that keep the leading space in a token), so trim it to the word.
+        text = inputs.texts[span.text_index]
+        start, end = span.start, span.end
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start < end:
+            found.setdefault(span.concept, []).append(
+                Span(span.text_index, start, end, span.concept)
+            )
     return found
 
 
@@ -297,7 +308,10 @@ def fit_cosine_dictionary(
         )
         stats["heldout_mean_max_cos"] = float(np.mean(held_cos))
         stats["heldout_rejected_fraction"] = float(np.mean(held_index < 0))
-    tensors: dict[str, np.ndarray] = {"atoms": result.atoms.astype(np.float32), "counts": result.counts.astype(np.int64)}
+    tensors: dict[str, np.ndarray] = {
+        "atoms": result.atoms.astype(np.float32),
+        "counts": result.counts.astype(np.int64),
+    }
     return FitOutput(entries, tensors, stats)
 
 

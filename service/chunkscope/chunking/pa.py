@@ -1,0 +1,434 @@
+"""Population Averaging (PA): a chunk detector for one labelled concept at one hook point.
+
+What this is for: given the hidden states of one hook point over a training text ([T, d]) and the
+token positions where a concept occurs, find the neurons whose activity barely varies across a few
+sampled occurrences (the subpopulation C), the prototype values of those neurons, and the radius
+of the ball around the prototype that contains every sample. A position then "contains the chunk"
+when its states restricted to C fall inside that ball (METHODS.md §1; paper §3).
+
+Corrections relative to the published code, on purpose:
+- sampling is seeded (``np.random.default_rng(seed)``), so a fit is reproducible;
+- an empty neuron subset is skipped instead of dividing by zero;
+- labels are a boolean mask, never list membership;
+- besides the authors' "best accuracy" criterion there is "best TPR subject to FPR <= max_fpr".
+
+This module is pure: numpy only. It must not import gRPC, torch, the config, the store, or do any
+file IO; the service owns those and passes arrays in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "CRITERIA",
+    "DEFAULT_TAUS",
+    "NoValidTolerance",
+    "PAChunk",
+    "PAParams",
+    "Scores",
+    "SweepPoint",
+    "TooFewOccurrences",
+    "auc_from_sweep",
+    "distances",
+    "fit_concept",
+    "matches",
+    "score",
+]
+
+# The authors' grid: a few coarse tolerances, then 1.0 down to 0.8**34 (about 5.1e-4).
+DEFAULT_TAUS: tuple[float, ...] = (100.0, 30.0, 20.0, 10.0, 3.0, *(0.8**i for i in range(35)))
+
+CRITERIA: tuple[str, ...] = ("accuracy", "tpr_at_fpr")
+
+# Rows are processed in blocks so that no [T, d] temporary is ever made: a block holds at most
+# this many gathered elements (float32: 8 MiB, cache-friendly; larger blocks measured no faster),
+# and never more than _MAX_BLOCK_ROWS rows.
+_BLOCK_ELEMENTS = 1 << 21
+_MAX_BLOCK_ROWS = 65536
+
+
+@dataclass(frozen=True)
+class PAParams:
+    """Hyperparameters of one PA fit (defaults are the authors')."""
+
+    n_samples: int = 5
+    min_occurrences: int = 10
+    taus: tuple[float, ...] = DEFAULT_TAUS
+    criterion: str = "accuracy"
+    max_fpr: float = 0.001
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field and its allowed range."""
+        if not _is_int(self.n_samples) or self.n_samples < 2:
+            # One sample makes every deviation zero: C would be all neurons and the radius 0.
+            raise ValueError(f"n_samples must be an integer >= 2, got {self.n_samples!r}")
+        if not _is_int(self.min_occurrences) or self.min_occurrences < 1:
+            raise ValueError(
+                f"min_occurrences must be an integer >= 1, got {self.min_occurrences!r}"
+            )
+        if len(self.taus) == 0:
+            raise ValueError("taus must hold at least one tolerance > 0")
+        for tau in self.taus:
+            if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+                raise ValueError(f"taus must be finite numbers > 0, got {tau!r}")
+            if not math.isfinite(tau) or tau <= 0:
+                raise ValueError(f"taus must be finite numbers > 0, got {tau!r}")
+        if len(set(self.taus)) != len(self.taus):
+            raise ValueError("taus must not contain duplicates")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        if (
+            isinstance(self.max_fpr, bool)
+            or not isinstance(self.max_fpr, (int, float))
+            or not 0.0 <= self.max_fpr <= 1.0
+        ):
+            raise ValueError(f"max_fpr must be a number in [0, 1], got {self.max_fpr!r}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Detection quality on one set of positions.
+
+    A rate whose denominator is zero (no positives, or no negatives) is reported as 0.0; the
+    counts ``positives`` and ``negatives`` tell the caller whether a rate means anything.
+    """
+
+    tpr: float
+    fpr: float
+    accuracy: float
+    positives: int
+    negatives: int
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One tolerance of the sweep, scored on the training states."""
+
+    tau: float
+    n_neurons: int
+    radius: float
+    tpr: float
+    fpr: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class PAChunk:
+    """A fitted PA chunk: the ball B(prototype, radius) in the subspace of ``neurons``."""
+
+    neurons: np.ndarray  # int64 [|C|], sorted neuron indices
+    prototype: np.ndarray  # float32 [|C|], the sample mean restricted to C
+    mean: np.ndarray  # float32 [d], the sample mean over all neurons
+    radius: float  # Δ, exactly representable in float32 (see fit_concept)
+    tau: float
+    train: Scores
+    heldout: Scores | None
+    auc: float
+    sweep: tuple[SweepPoint, ...]
+    sample_positions: np.ndarray  # int64 [n_samples], sorted
+
+
+class TooFewOccurrences(ValueError):
+    """The concept has fewer labelled positions than the fit needs."""
+
+    def __init__(self, found: int, needed: int, reason: str = "min_occurrences") -> None:
+        self.found = found
+        self.needed = needed
+        super().__init__(f"concept has {found} occurrence(s) but {needed} are needed ({reason})")
+
+
+class NoValidTolerance(ValueError):
+    """No tolerance produced a usable chunk (every subset empty, or none met max_fpr)."""
+
+
+def fit_concept(
+    states: np.ndarray,
+    positives: np.ndarray,
+    params: PAParams,
+    *,
+    heldout_states: np.ndarray | None = None,
+    heldout_positives: np.ndarray | None = None,
+) -> PAChunk:
+    """Fit one PA chunk on ``states`` [T, d] with concept positions ``positives``.
+
+    Every tolerance is scored on all T training positions; the chosen one is re-scored with
+    :func:`matches` so that ``train`` is exactly what a later ``matches`` call on the same states
+    reproduces. Held-out scores use the stored chunk unchanged.
+    """
+    params.validate()
+    states = _check_states(states, "states")
+    n_rows, dim = states.shape
+    pos = _check_positions(positives, n_rows, "positives")
+    if pos.size < params.min_occurrences:
+        raise TooFewOccurrences(int(pos.size), params.min_occurrences)
+    if params.n_samples > pos.size:
+        raise TooFewOccurrences(int(pos.size), params.n_samples, "n_samples")
+    heldout = _check_heldout(heldout_states, heldout_positives, dim)
+
+    # Sample from the sorted positions so the draw depends only on the set and the seed.
+    rng = np.random.default_rng(params.seed)
+    sample = np.sort(rng.choice(np.sort(pos), size=params.n_samples, replace=False))
+    sample = sample.astype(np.int64)
+    sampled = np.asarray(states[sample], dtype=np.float64)
+    mean64 = sampled.mean(axis=0)
+    # The largest deviation of any sample, per neuron: C(τ) is simply {j : max_dev[j] < τ}.
+    max_dev = np.abs(sampled - mean64).max(axis=0)
+    # The stored prototype is float32, so every distance (sweep and final) is measured from it.
+    mean32 = mean64.astype(np.float32)
+
+    pos_mask = np.zeros(n_rows, dtype=bool)
+    pos_mask[pos] = True
+    sweep = _sweep(states, pos_mask, sample, max_dev, mean32, params.taus)
+    if not sweep:
+        raise NoValidTolerance(
+            f"every tau gave an empty neuron subset: the smallest per-neuron deviation over the "
+            f"{params.n_samples} samples is {float(max_dev.min()):.6g}, the largest tau is "
+            f"{max(params.taus):.6g}"
+        )
+    best = _choose(sweep, params.criterion, params.max_fpr, n_rows - int(pos.size))
+
+    neurons = np.flatnonzero(max_dev < best.tau).astype(np.int64)
+    prototype = mean32[neurons]
+    train_dist = distances(states, neurons, prototype)
+    # Δ is taken from the very float32 values a later matches() call computes (row results do
+    # not depend on blocking), so every sample is guaranteed to match its own chunk.
+    radius = float(train_dist[sample].max())
+    train = score(train_dist <= np.float32(radius), pos, n_rows)
+    heldout_scores = None
+    if heldout is not None:
+        h_states, h_pos = heldout
+        heldout_scores = score(
+            matches(h_states, neurons, prototype, radius), h_pos, h_states.shape[0]
+        )
+    return PAChunk(
+        neurons=neurons,
+        prototype=prototype,
+        mean=mean32,
+        radius=radius,
+        tau=best.tau,
+        train=train,
+        heldout=heldout_scores,
+        auc=auc_from_sweep(sweep),
+        sweep=tuple(sweep),
+        sample_positions=sample,
+    )
+
+
+def distances(states: np.ndarray, neurons: np.ndarray, prototype: np.ndarray) -> np.ndarray:
+    """float32 [T]: the mean over C of (h[t, C] - prototype)², computed block by block."""
+    states = _check_states(states, "states")
+    cols, proto = _check_chunk(neurons, prototype, states.shape[1])
+    n_rows = states.shape[0]
+    out = np.empty(n_rows, dtype=np.float32)
+    step = _block_rows(cols.size)
+    for start in range(0, n_rows, step):
+        block = np.take(states[start : start + step], cols, axis=1).astype(np.float32, copy=False)
+        block -= proto
+        np.square(block, out=block)
+        # A float32 sum along the contiguous last axis is one pairwise sum per row (no casting
+        # buffer), so a row's value never depends on which block or slice it came in.
+        out[start : start + step] = block.sum(axis=1) / np.float32(cols.size)
+    return out
+
+
+def matches(
+    states: np.ndarray, neurons: np.ndarray, prototype: np.ndarray, radius: float
+) -> np.ndarray:
+    """bool [T]: whether each position falls inside the chunk's ball (distance <= radius)."""
+    if not math.isfinite(radius) or radius < 0:
+        raise ValueError(f"radius must be a finite number >= 0, got {radius!r}")
+    return distances(states, neurons, prototype) <= np.float32(radius)
+
+
+def score(matched: np.ndarray, positives: np.ndarray, n: int) -> Scores:
+    """Score a match mask over ``n`` positions against the labelled ``positives``."""
+    matched = np.asarray(matched)
+    if matched.dtype != np.bool_ or matched.shape != (n,):
+        raise ValueError(
+            f"matched must be a bool array of shape ({n},), got {matched.dtype} {matched.shape}"
+        )
+    pos = _check_positions(positives, n, "positives")
+    n_pos = int(pos.size)
+    n_neg = n - n_pos
+    tp = int(np.count_nonzero(matched[pos]))
+    fp = int(np.count_nonzero(matched)) - tp
+    return _scores(tp, fp, n_pos, n_neg)
+
+
+def auc_from_sweep(sweep: Sequence[SweepPoint]) -> float:
+    """Trapezoid ROC-AUC over the sweep's (FPR, TPR) points plus (0, 0) and (1, 1).
+
+    Points are sorted by FPR, then TPR, so vertical segments are walked upwards; the sweep need
+    not be monotone (C and Δ both change with τ), but every point lies in the unit square, so the
+    area is in [0, 1].
+    """
+    fpr = np.array([0.0, *(p.fpr for p in sweep), 1.0])
+    tpr = np.array([0.0, *(p.tpr for p in sweep), 1.0])
+    order = np.lexsort((tpr, fpr))
+    return float(np.trapezoid(tpr[order], fpr[order]))
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+
+def _sweep(
+    states: np.ndarray,
+    pos_mask: np.ndarray,
+    sample: np.ndarray,
+    max_dev: np.ndarray,
+    mean32: np.ndarray,
+    taus: Sequence[float],
+) -> list[SweepPoint]:
+    """Score every tolerance with a non-empty subset in one pass over the states.
+
+    The subsets are nested (a threshold on ``max_dev``), so with the neurons sorted by deviation,
+    C(τ) is a prefix of that order. Per block we gather the largest subset in that order, sum the
+    squared deviations within the segments between consecutive subset sizes, and a cumulative sum
+    over the (at most len(taus)) segments gives every subset's sum: O(T·|C_max|) in total instead
+    of O(T·|C_max|·len(taus)).
+    """
+    n_rows = states.shape[0]
+    taus_desc = sorted((float(t) for t in taus), reverse=True)
+    order = np.argsort(max_dev, kind="stable")
+    sorted_dev = max_dev[order]
+    # |C(τ)| = number of neurons with deviation strictly below τ.
+    sizes_per_tau = np.searchsorted(sorted_dev, np.array(taus_desc), side="left")
+    kept = [(tau, int(size)) for tau, size in zip(taus_desc, sizes_per_tau, strict=True) if size]
+    if not kept:
+        return []
+    sizes = np.unique(np.array([size for _, size in kept], dtype=np.int64))  # ascending
+    cols = order[: sizes[-1]]
+    proto = mean32[cols]
+    seg_starts = np.concatenate(([0], sizes[:-1]))
+
+    def mean_sq(block: np.ndarray) -> np.ndarray:
+        # float64 [rows, len(sizes)]: mean squared deviation over each nested subset.
+        gathered = np.take(block, cols, axis=1).astype(np.float32, copy=False)
+        gathered -= proto
+        np.square(gathered, out=gathered)
+        # No dtype cast inside the reduction: casting goes through buffers whose boundaries
+        # would make a row's sum depend on its block. The few segment sums are widened instead.
+        seg = np.add.reduceat(gathered, seg_starts, axis=1).astype(np.float64)
+        return np.cumsum(seg, axis=1) / sizes
+
+    # Δ per subset from the same function the positions go through, so samples match themselves.
+    radii = mean_sq(np.asarray(states[sample])).max(axis=0)
+    n_pos = int(np.count_nonzero(pos_mask))
+    matched_all = np.zeros(sizes.size, dtype=np.int64)
+    matched_pos = np.zeros(sizes.size, dtype=np.int64)
+    step = _block_rows(int(cols.size))
+    for start in range(0, n_rows, step):
+        inside = mean_sq(states[start : start + step]) <= radii
+        matched_all += np.count_nonzero(inside, axis=0)
+        matched_pos += np.count_nonzero(inside[pos_mask[start : start + step]], axis=0)
+
+    index = {int(size): i for i, size in enumerate(sizes)}
+    points = []
+    for tau, size in kept:
+        i = index[size]
+        tp = int(matched_pos[i])
+        s = _scores(tp, int(matched_all[i]) - tp, n_pos, n_rows - n_pos)
+        points.append(SweepPoint(tau, size, float(radii[i]), s.tpr, s.fpr, s.accuracy))
+    return points
+
+
+def _choose(sweep: Sequence[SweepPoint], criterion: str, max_fpr: float, n_neg: int) -> SweepPoint:
+    """Pick the sweep point by criterion; ``sweep`` is in descending τ order."""
+    if criterion == "accuracy":
+        # max() keeps the first of equal keys, i.e. the larger τ, as the authors do.
+        return max(sweep, key=lambda p: p.accuracy)
+    admissible = [p for p in sweep if p.fpr <= max_fpr]
+    if not admissible:
+        lowest = min(p.fpr for p in sweep)
+        raise NoValidTolerance(
+            f"no tau satisfied FPR <= max_fpr={max_fpr:g}: the lowest FPR in the sweep is "
+            f"{lowest:.6g} over {n_neg} negatives"
+        )
+    # Highest TPR, then lowest FPR, then (first in the list) the larger τ.
+    return max(admissible, key=lambda p: (p.tpr, -p.fpr))
+
+
+def _scores(tp: int, fp: int, n_pos: int, n_neg: int) -> Scores:
+    tn = n_neg - fp
+    total = n_pos + n_neg
+    return Scores(
+        tpr=tp / n_pos if n_pos else 0.0,
+        fpr=fp / n_neg if n_neg else 0.0,
+        accuracy=(tp + tn) / total if total else 0.0,
+        positives=n_pos,
+        negatives=n_neg,
+    )
+
+
+def _block_rows(n_cols: int) -> int:
+    return max(1, min(_MAX_BLOCK_ROWS, _BLOCK_ELEMENTS // max(1, n_cols)))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_states(states: np.ndarray, name: str) -> np.ndarray:
+    # np.asarray keeps memmaps and views as they are: no copy of the whole array.
+    states = np.asarray(states)
+    if states.ndim != 2 or states.shape[0] < 1 or states.shape[1] < 1:
+        raise ValueError(f"{name} must be a non-empty [T, d] array, got shape {states.shape}")
+    if states.dtype not in (np.float16, np.float32, np.float64):
+        raise ValueError(f"{name} must be float16, float32 or float64, got {states.dtype}")
+    return states
+
+
+def _check_positions(positions: np.ndarray, n: int, name: str) -> np.ndarray:
+    pos = np.asarray(positions)
+    if pos.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of indices, got shape {pos.shape}")
+    if pos.size == 0:
+        return pos.astype(np.int64)
+    if not np.issubdtype(pos.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer indices, got {pos.dtype}")
+    pos = pos.astype(np.int64, copy=False)
+    if int(pos.min()) < 0 or int(pos.max()) >= n:
+        raise ValueError(f"{name} must lie in [0, {n}), got range [{pos.min()}, {pos.max()}]")
+    if np.unique(pos).size != pos.size:
+        raise ValueError(f"{name} must not contain duplicate indices")
+    return pos
+
+
+def _check_chunk(
+    neurons: np.ndarray, prototype: np.ndarray, dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    cols = np.asarray(neurons)
+    proto = np.asarray(prototype)
+    if cols.ndim != 1 or cols.size == 0:
+        # An empty subset is not a chunk; refusing it avoids the authors' division by zero.
+        raise ValueError("neurons must be a non-empty 1-D array of indices")
+    if not np.issubdtype(cols.dtype, np.integer):
+        raise ValueError(f"neurons must hold integer indices, got {cols.dtype}")
+    if int(cols.min()) < 0 or int(cols.max()) >= dim:
+        raise ValueError(f"neurons must lie in [0, {dim})")
+    if proto.shape != cols.shape:
+        raise ValueError(f"prototype must have one value per neuron: {proto.shape} vs {cols.shape}")
+    return cols.astype(np.intp, copy=False), proto.astype(np.float32, copy=False)
+
+
+def _check_heldout(
+    states: np.ndarray | None, positives: np.ndarray | None, dim: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    if states is None and positives is None:
+        return None
+    if states is None or positives is None:
+        raise ValueError("heldout_states and heldout_positives must be given together")
+    states = _check_states(states, "heldout_states")
+    if states.shape[1] != dim:
+        raise ValueError(
+            f"heldout_states has {states.shape[1]} neurons, the training states have {dim}"
+        )
+    return states, _check_positions(positives, states.shape[0], "heldout_positives")

@@ -1,0 +1,396 @@
+"""Population Averaging (chunking/pa.py): planted concepts, hand-computed cases, criteria."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from chunkscope.chunking.pa import (
+    DEFAULT_TAUS,
+    NoValidTolerance,
+    PAParams,
+    SweepPoint,
+    TooFewOccurrences,
+    auc_from_sweep,
+    distances,
+    fit_concept,
+    matches,
+    score,
+)
+
+PLANTED = np.arange(8) * 7  # neurons 0, 7, ..., 49 of 64
+PLANTED_VALUES = np.linspace(-2.0, 2.0, 8)
+
+
+def _planted(
+    seed: int, noise: float, *, t: int = 5000, d: int = 64, n: int = 60, planted: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Background N(0, 1); at n concept positions the planted neurons hold fixed values + noise."""
+    rng = np.random.default_rng(seed)
+    states = rng.standard_normal((t, d)).astype(np.float32)
+    positives = np.sort(rng.choice(t, n, replace=False))
+    if planted:
+        values = PLANTED_VALUES + noise * rng.standard_normal((n, PLANTED.size))
+        states[np.ix_(positives, PLANTED)] = values.astype(np.float32)
+    return states, positives
+
+
+# --- constants and parameters ------------------------------------------------------------------
+
+
+def test_default_taus_are_the_authors_grid() -> None:
+    assert len(DEFAULT_TAUS) == 40
+    assert DEFAULT_TAUS[:6] == (100.0, 30.0, 20.0, 10.0, 3.0, 1.0)
+    assert DEFAULT_TAUS[-1] == pytest.approx(0.8**34)
+    assert list(DEFAULT_TAUS) == sorted(set(DEFAULT_TAUS), reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"n_samples": 1}, "n_samples"),
+        ({"min_occurrences": 0}, "min_occurrences"),
+        ({"taus": ()}, "taus"),
+        ({"taus": (1.0, -0.5)}, "taus"),
+        ({"taus": (1.0, float("nan"))}, "taus"),
+        ({"taus": (1.0, 1.0)}, "taus"),
+        ({"criterion": "f1"}, "criterion"),
+        ({"max_fpr": 1.5}, "max_fpr"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_params_validate_names_the_field(change: dict[str, object], field: str) -> None:
+    params = dataclasses.replace(PAParams(), **change)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=field):
+        params.validate()
+    with pytest.raises(ValueError, match=field):
+        fit_concept(np.zeros((20, 3), np.float32), np.arange(10), params)
+
+
+# --- planted concepts --------------------------------------------------------------------------
+
+
+def test_exact_planted_concept_is_recovered_perfectly() -> None:
+    states, positives = _planted(0, noise=0.0)
+    heldout_states, heldout_positives = _planted(1, noise=0.0)
+    chunk = fit_concept(
+        states,
+        positives,
+        PAParams(),
+        heldout_states=heldout_states,
+        heldout_positives=heldout_positives,
+    )
+    np.testing.assert_array_equal(chunk.neurons, PLANTED)
+    np.testing.assert_allclose(chunk.prototype, PLANTED_VALUES, rtol=1e-6)
+    assert chunk.radius == 0.0
+    assert (chunk.train.tpr, chunk.train.fpr) == (1.0, 0.0)
+    assert (chunk.train.positives, chunk.train.negatives) == (60, 4940)
+    assert chunk.heldout is not None
+    assert (chunk.heldout.tpr, chunk.heldout.fpr) == (1.0, 0.0)
+    # The planted neurons have zero deviation, so every tau below the first background neuron's
+    # deviation ties; the authors' rule keeps the largest of them.
+    tied = [p.tau for p in chunk.sweep if p.n_neurons == PLANTED.size]
+    assert chunk.tau == max(tied)
+
+
+def test_noisy_planted_concept_recovers_the_neurons_and_generalises() -> None:
+    states, positives = _planted(0, noise=0.01)
+    heldout_states, heldout_positives = _planted(1, noise=0.01)
+    chunk = fit_concept(
+        states,
+        positives,
+        PAParams(n_samples=20),
+        heldout_states=heldout_states,
+        heldout_positives=heldout_positives,
+    )
+    np.testing.assert_array_equal(chunk.neurons, PLANTED)
+    assert chunk.train.fpr == 0.0
+    assert chunk.train.tpr >= 0.9
+    assert chunk.heldout is not None
+    assert chunk.heldout.fpr == 0.0
+    assert chunk.heldout.tpr >= 0.9
+    assert chunk.auc > 0.95
+
+
+def test_five_samples_give_a_tight_radius() -> None:
+    # The radius is the worst of only 5 in-sample deviations, so with continuous noise roughly
+    # half of the occurrences fall outside it: the neurons are right, the TPR is modest.
+    states, positives = _planted(0, noise=0.01)
+    chunk = fit_concept(states, positives, PAParams())
+    np.testing.assert_array_equal(chunk.neurons, PLANTED)
+    assert chunk.train.fpr == 0.0
+    assert 0.2 <= chunk.train.tpr <= 0.9
+
+
+def test_concept_without_consistent_neurons_does_poorly() -> None:
+    states, positives = _planted(0, noise=0.0, planted=False)
+    heldout_states, heldout_positives = _planted(1, noise=0.0, planted=False)
+    chunk = fit_concept(
+        states,
+        positives,
+        PAParams(),
+        heldout_states=heldout_states,
+        heldout_positives=heldout_positives,
+    )
+    assert chunk.heldout is not None
+    assert chunk.train.tpr < 0.3
+    assert chunk.heldout.tpr < 0.1
+    assert chunk.auc < 0.7
+
+
+def test_float16_states_give_the_same_neurons() -> None:
+    states, positives = _planted(0, noise=0.01)
+    chunk = fit_concept(states.astype(np.float16), positives, PAParams(n_samples=20))
+    np.testing.assert_array_equal(chunk.neurons, PLANTED)
+    assert chunk.prototype.dtype == np.float32
+    assert chunk.mean.dtype == np.float32 and chunk.mean.shape == (64,)
+
+
+def test_samples_always_match_their_own_chunk() -> None:
+    # Δ is the largest sample distance: every sample must match at every tau and in the result.
+    states, positives = _planted(3, noise=0.3)
+    params = PAParams(n_samples=7)
+    chunk = fit_concept(states, positives, params)
+    inside = matches(states, chunk.neurons, chunk.prototype, chunk.radius)
+    assert inside[chunk.sample_positions].all()
+    assert all(p.tpr >= params.n_samples / positives.size for p in chunk.sweep)
+
+
+def test_result_arrays_and_train_scores_are_consistent() -> None:
+    states, positives = _planted(0, noise=0.01)
+    chunk = fit_concept(states, positives, PAParams())
+    assert chunk.neurons.dtype == np.int64
+    assert chunk.sample_positions.dtype == np.int64
+    assert np.all(np.diff(chunk.neurons) > 0)
+    np.testing.assert_array_equal(chunk.prototype, chunk.mean[chunk.neurons])
+    assert np.isin(chunk.sample_positions, positives).all()
+    recomputed = score(
+        matches(states, chunk.neurons, chunk.prototype, chunk.radius), positives, len(states)
+    )
+    assert recomputed == chunk.train
+    chosen = next(p for p in chunk.sweep if p.tau == chunk.tau)
+    assert (chosen.tpr, chosen.fpr, chosen.n_neurons) == (
+        chunk.train.tpr,
+        chunk.train.fpr,
+        chunk.neurons.size,
+    )
+
+
+# --- a hand-computed case ----------------------------------------------------------------------
+
+# Rows 0-2 are the concept (and, with n_samples = 3, exactly the samples); rows 3-5 are not.
+# Mean of the samples: [1, 2, 5]; per-neuron max deviation: [0, 2, 0.5].
+HAND = np.array(
+    [
+        [1.0, 0.0, 5.0],
+        [1.0, 2.0, 5.5],
+        [1.0, 4.0, 4.5],
+        [1.0, 2.0, 5.3],
+        [2.0, 2.0, 5.0],
+        [1.0, 9.0, 5.0],
+    ],
+    dtype=np.float32,
+)
+
+
+def test_hand_computed_subsets_radii_and_distances() -> None:
+    params = PAParams(n_samples=3, min_occurrences=3, taus=(0.1, 3.0, 1.0, 0.5))
+    chunk = fit_concept(HAND, np.array([0, 1, 2]), params)
+    # τ=3: C={0,1,2}, Δ=max(4/3, 0.25/3, 4.25/3); τ=1: C={0,2}, Δ=0.25/2; τ<=0.5: C={0}, Δ=0.
+    assert [p.tau for p in chunk.sweep] == [3.0, 1.0, 0.5, 0.1]  # descending, whatever the input
+    assert [p.n_neurons for p in chunk.sweep] == [3, 2, 1, 1]
+    np.testing.assert_allclose([p.radius for p in chunk.sweep], [17 / 12, 0.125, 0, 0], atol=1e-6)
+    # Negatives: row 3 always matches; row 4 only with all neurons; row 5 only without neuron 1.
+    assert [p.fpr for p in chunk.sweep] == pytest.approx([2 / 3] * 4)
+    assert all(p.tpr == 1.0 for p in chunk.sweep)
+    # All accuracies tie, so the authors' rule keeps the largest tau.
+    assert chunk.tau == 3.0
+    np.testing.assert_array_equal(chunk.neurons, [0, 1, 2])
+    np.testing.assert_allclose(chunk.prototype, [1, 2, 5])
+    assert chunk.radius == pytest.approx(17 / 12, rel=1e-6)
+
+    subset = np.array([0, 2])
+    proto = np.array([1.0, 5.0], np.float32)
+    got = distances(HAND, subset, proto)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, [0, 0.125, 0.125, 0.045, 0.5, 0], atol=1e-6)
+    np.testing.assert_array_equal(
+        matches(HAND, subset, proto, 0.125), [True, True, True, True, False, True]
+    )
+
+
+def test_score_counts() -> None:
+    matched = np.array([True, False, True, True, False, False])
+    s = score(matched, np.array([0, 1]), 6)
+    assert (s.tpr, s.fpr, s.accuracy, s.positives, s.negatives) == (0.5, 0.5, 0.5, 2, 4)
+    empty = score(matched, np.array([], dtype=np.int64), 6)
+    assert (empty.tpr, empty.fpr, empty.positives) == (0.0, 0.5, 0)
+    with pytest.raises(ValueError, match="bool"):
+        score(matched.astype(int), np.array([0]), 6)
+
+
+def test_distances_refuses_an_empty_subset() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        distances(HAND, np.array([], dtype=np.int64), np.array([], dtype=np.float32))
+    with pytest.raises(ValueError, match="prototype"):
+        distances(HAND, np.array([0, 1]), np.array([1.0], np.float32))
+
+
+# --- empty subsets -----------------------------------------------------------------------------
+
+
+def test_every_subset_empty_raises() -> None:
+    states, positives = _planted(0, noise=0.0, planted=False)
+    with pytest.raises(NoValidTolerance, match="empty"):
+        fit_concept(states, positives, PAParams(taus=(1e-6, 1e-7)))
+
+
+def test_empty_subsets_are_skipped_from_the_sweep() -> None:
+    states, positives = _planted(0, noise=0.0, planted=False)
+    chunk = fit_concept(states, positives, PAParams(taus=(3.0, 1e-6, 1e-7)))
+    assert [p.tau for p in chunk.sweep] == [3.0]
+    assert chunk.tau == 3.0
+    assert all(np.isfinite([p.radius, p.tpr, p.fpr, p.accuracy]).all() for p in chunk.sweep)
+
+
+# --- selection criteria ------------------------------------------------------------------------
+
+
+def _criteria_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Neuron A is exactly 5 on the concept; neuron B varies by 0.2 across the samples.
+
+    C={A} (tau <= 0.2) catches all 20 positives but also 3 negatives that share A=5 (FPR 3/980).
+    C={A,B} (tau > 0.2) rejects those 3 negatives but also the 5 positives with B far away.
+    Accuracy prefers C={A} (3 errors vs 5); "TPR at FPR <= 0.001" must take C={A,B}.
+    """
+    rng = np.random.default_rng(0)
+    t = 1000
+    states = np.stack([rng.uniform(-3, 3, t), rng.standard_normal(t)], axis=1).astype(np.float32)
+    positives = np.arange(0, 1000, 50)
+    states[positives, 0] = 5.0
+    states[positives, 1] = 0.0
+    base = PAParams(n_samples=5)
+    drawn = fit_concept(states, positives, base).sample_positions
+    states[drawn, 1] = [-0.2, -0.1, 0.0, 0.1, 0.2]
+    outliers = [p for p in positives if p not in drawn][:5]
+    states[outliers, 1] = 10.0
+    fakes = np.array([7, 8, 9])
+    states[fakes] = [5.0, 10.0]
+    return states, positives, np.array(outliers)
+
+
+def test_accuracy_and_tpr_at_fpr_pick_different_taus() -> None:
+    states, positives, _ = _criteria_case()
+    by_accuracy = fit_concept(states, positives, PAParams())
+    np.testing.assert_array_equal(by_accuracy.neurons, [0])
+    assert (by_accuracy.train.tpr, by_accuracy.train.fpr) == (1.0, pytest.approx(3 / 980))
+    assert by_accuracy.tau == pytest.approx(0.8**8)  # the largest tau not above 0.2
+
+    strict = fit_concept(states, positives, PAParams(criterion="tpr_at_fpr", max_fpr=0.001))
+    np.testing.assert_array_equal(strict.neurons, [0, 1])
+    assert (strict.train.tpr, strict.train.fpr) == (0.75, 0.0)
+    assert strict.train.fpr <= 0.001
+    assert strict.tau == 100.0  # TPR and FPR tie over tau > 0.2: the largest wins
+
+    loose = fit_concept(states, positives, PAParams(criterion="tpr_at_fpr", max_fpr=0.01))
+    assert loose.tau == by_accuracy.tau
+    assert loose.train.fpr <= 0.01
+
+
+def test_tpr_at_fpr_with_no_admissible_tau_raises() -> None:
+    states, positives, _ = _criteria_case()
+    # A negative identical to a sample matches at every tau, so FPR > 0 everywhere.
+    drawn = fit_concept(states, positives, PAParams()).sample_positions
+    states[500 + 1] = states[drawn[0]]
+    with pytest.raises(NoValidTolerance, match="max_fpr"):
+        fit_concept(states, positives, PAParams(criterion="tpr_at_fpr", max_fpr=0.0))
+
+
+# --- sampling ----------------------------------------------------------------------------------
+
+
+def test_sampling_is_seeded() -> None:
+    states, positives = _planted(0, noise=0.5)
+    a = fit_concept(states, positives, PAParams(seed=7))
+    b = fit_concept(states, positives, PAParams(seed=7))
+    c = fit_concept(states, positives, PAParams(seed=8))
+    np.testing.assert_array_equal(a.sample_positions, b.sample_positions)
+    np.testing.assert_array_equal(a.neurons, b.neurons)
+    assert a.radius == b.radius and a.sweep == b.sweep
+    assert not np.array_equal(a.sample_positions, c.sample_positions)
+    # The draw depends on the set of positions, not on the order the caller listed them in.
+    shuffled = np.random.default_rng(1).permutation(positives)
+    d = fit_concept(states, shuffled, PAParams(seed=7))
+    np.testing.assert_array_equal(a.sample_positions, d.sample_positions)
+    assert len(set(a.sample_positions.tolist())) == 5  # without replacement
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_too_few_occurrences_reports_counts() -> None:
+    states, positives = _planted(0, noise=0.0)
+    with pytest.raises(TooFewOccurrences, match=r"9 occurrence.*10") as info:
+        fit_concept(states, positives[:9], PAParams())
+    assert (info.value.found, info.value.needed) == (9, 10)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(TooFewOccurrences, match=r"4 occurrence.*5") as info:
+        fit_concept(states, positives[:4], PAParams(min_occurrences=3))
+    assert (info.value.found, info.value.needed) == (4, 5)
+
+
+@pytest.mark.parametrize(
+    ("positives", "message"),
+    [
+        (np.array([0, 1, 1, 2, 3, 4, 5, 6, 7, 8]), "duplicate"),
+        (np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 5000]), "lie in"),
+        (np.array([-1, 1, 2, 3, 4, 5, 6, 7, 8, 9]), "lie in"),
+        (np.arange(10.0), "integer"),
+        (np.arange(10).reshape(2, 5), "1-D"),
+    ],
+)
+def test_bad_positives_raise(positives: np.ndarray, message: str) -> None:
+    states, _ = _planted(0, noise=0.0)
+    with pytest.raises(ValueError, match=message):
+        fit_concept(states, positives, PAParams())
+
+
+def test_bad_states_and_heldout_raise() -> None:
+    states, positives = _planted(0, noise=0.0)
+    with pytest.raises(ValueError, match="float"):
+        fit_concept(states.astype(np.int32), positives, PAParams())
+    with pytest.raises(ValueError, match="together"):
+        fit_concept(states, positives, PAParams(), heldout_states=states)
+    with pytest.raises(ValueError, match="neurons"):
+        fit_concept(
+            states,
+            positives,
+            PAParams(),
+            heldout_states=states[:, :10],
+            heldout_positives=np.array([0]),
+        )
+
+
+# --- AUC ---------------------------------------------------------------------------------------
+
+
+def _point(fpr: float, tpr: float) -> SweepPoint:
+    return SweepPoint(tau=1.0, n_neurons=1, radius=0.0, tpr=tpr, fpr=fpr, accuracy=0.0)
+
+
+def test_auc_is_the_trapezoid_over_sorted_points() -> None:
+    # (0,0) (0.1,0.5) (0.5,0.8) (1,1): 0.1*0.25 + 0.4*0.65 + 0.5*0.9 = 0.735
+    assert auc_from_sweep([_point(0.5, 0.8), _point(0.1, 0.5)]) == pytest.approx(0.735)
+    assert auc_from_sweep([]) == pytest.approx(0.5)
+    assert auc_from_sweep([_point(0.0, 1.0)]) == pytest.approx(1.0)
+    # Equal FPRs are walked upwards, so the area is the upper envelope's.
+    assert auc_from_sweep([_point(0.0, 0.9), _point(0.0, 0.3)]) == pytest.approx(0.95)
+
+
+def test_fitted_auc_is_the_sweep_auc() -> None:
+    states, positives = _planted(2, noise=0.2)
+    chunk = fit_concept(states, positives, PAParams())
+    assert 0.0 <= chunk.auc <= 1.0
+    assert chunk.auc == auc_from_sweep(chunk.sweep)
