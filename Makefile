@@ -7,12 +7,14 @@ DATA_DIR ?= data
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: help venv proto proto-check lint fmt typecheck tools docker-check test test-fast demo demo-model serve lock clean
+.PHONY: help venv proto proto-check lint fmt typecheck tools docker-check test test-fast demo demo-model serve reproduce bench lock clean
 
 help:
 	@echo "make demo        set up, fetch the demo model, start a server, register it, show hook points"
 	@echo "make test        set up, lint, check generated code, run the test suite"
 	@echo "make serve       run a server on 127.0.0.1:50051 with data in ./$(DATA_DIR)"
+	@echo "make reproduce   the paper's results through the API -> docs/REPRODUCTION.md"
+	@echo "make bench       capture overhead, gRPC vs in-process, fit times -> BENCHMARKS.md"
 	@echo "make proto       regenerate the Python stubs from protos/"
 	@echo "make lint        ruff, mypy, buf lint, hadolint"
 
@@ -76,6 +78,14 @@ demo-model: venv
 
 demo: demo-model
 	$(PY) scripts/demo.py --data-dir $(DATA_DIR)
+
+# The paper's figures through the service API (about 15 min on 2 CPU cores).
+reproduce: demo-model
+	$(PY) scripts/reproduce.py --data-dir $(DATA_DIR) --out docs/REPRODUCTION.md
+
+# Ratios measured interleaved in one run; writes BENCHMARKS.md.
+bench: demo-model
+	$(PY) scripts/bench.py --out BENCHMARKS.md
 
 serve: venv
 	$(PY) -m chunkscope serve --data-dir $(DATA_DIR)

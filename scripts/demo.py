@@ -14,7 +14,77 @@ from pathlib import Path
 from chunkscope.demo_model import DEMO_MODEL_NAME
 from chunkscope.launcher import spawn_server
 from chunkscope_client import ChunkscopeError, Client
+from chunkscope_client.v1 import dictionaries_pb2 as dpb
 from chunkscope_client.v1 import models_pb2
+
+# The demo's own texts: three concepts, each used many times, mixed with plain text.
+TRAIN = [
+    "The cheese shop on the corner sells a sharp cheddar cheese and a soft goat cheese.",
+    "We walked along the river until the river bent south past the old mill.",
+    "She played music every evening, and the music filled the narrow street.",
+    "A slice of cheese on warm bread is the simplest lunch I know.",
+    "The river was high after the storm, and the river banks were flooded.",
+    "Good music needs silence around it; the music at the festival had none.",
+    "He grated the cheese over the pasta and added more cheese at the table.",
+    "Fishermen waited by the river at dawn, watching the river for a ripple.",
+    "The school band practised music after class, loud music that shook the windows.",
+    "Blue cheese is an acquired taste, but this cheese is mild and creamy.",
+    "Children threw stones into the river and counted the rings on the river surface.",
+    "The radio played old music while we cooked, and the music made the kitchen warm.",
+    "The market had cheese from three valleys and bread from the bakery next door.",
+    "Mice in cartoons love cheese, though real mice prefer grain to cheese.",
+    "A wooden bridge crossed the river where the river was narrowest.",
+    "Music lessons start in spring; the music teacher brings her own piano.",
+    "The train left the station at noon and arrived in the city by evening.",
+    "Rain fell on the roofs all afternoon while the clocks ticked in the hall.",
+]
+HELDOUT = [
+    "The soup came with melted cheese, and the cheese stretched from the spoon.",
+    "Boats drifted down the river, and the river carried leaves toward the sea.",
+    "The music stopped suddenly, and everyone looked up when the music returned.",
+    "The library closed early because the heating had failed again.",
+]
+CONCEPTS = ("cheese", "river", "music")
+HOOK_POINTS = ("blocks.8.resid_post", "blocks.16.resid_post", "blocks.24.resid_post")
+
+
+def extract_concepts(cs: Client, content_hash: str) -> None:
+    """Extract a PA dictionary for the demo concepts and print each entry's held-out scores."""
+    request = dpb.ExtractDictionaryRequest(
+        model={"name": DEMO_MODEL_NAME, "content_hash": content_hash},
+        hook_points=list(HOOK_POINTS),
+        corpus=dpb.Corpus(texts=dpb.TextList(texts=TRAIN)),
+        heldout=dpb.Corpus(texts=dpb.TextList(texts=HELDOUT)),
+        population_averaging=dpb.PopulationAveragingParams(
+            concepts=[dpb.ConceptWords(concept=c) for c in CONCEPTS],
+            n_samples=5,
+            criterion=dpb.PA_CRITERION_TPR_AT_FPR,
+            max_fpr=0.01,
+            seed=0,
+        ),
+        description="make demo: population averaging",
+    )
+    print(
+        f"\nextracting a population-averaging dictionary for {', '.join(CONCEPTS)} "
+        f"at {', '.join(HOOK_POINTS)} ..."
+    )
+    started = time.perf_counter()
+    dictionaries = cs.extract_dictionary(request, timeout=600)
+    print(f"done in {time.perf_counter() - started:.1f}s\n")
+    print(
+        f"  {'hook point':<22} {'concept':<8} {'neurons':>7} {'train TPR/FPR':>14} "
+        f"{'held-out TPR/FPR':>17}  best match"
+    )
+    for d in dictionaries:
+        for e in d.entries:
+            example = e.examples[0].context if e.examples else ""
+            train, held = e.train, e.heldout
+            print(
+                f"  {d.hook_point:<22} {e.label:<8} {e.n_neurons:>7} "
+                f"{train.tpr:>7.2f}/{train.fpr:<6.3f} {held.tpr:>9.2f}/{held.fpr:<6.3f}"
+                f"  {example!r}"
+            )
+        print(f"  stored as {d.id}")
 
 
 def main() -> int:
@@ -57,6 +127,8 @@ def main() -> int:
             print(f"  {'embed':<10} {'final_norm':<10}")
             for block in sorted(b for b in by_block if b >= 0):
                 print(f"  block {block:>2}: {' '.join(by_block[block])}")
+
+            extract_concepts(cs, model.content_hash)
     finally:
         code = server.terminate()
         print(f"\nserver stopped (exit {code}); its log: {server.log_path}")
