@@ -14,13 +14,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from support import ServerProcess, save_tiny_lm, start_server
 
 
-def _save_rnn(directory: Path, architecture: str, nonlinearity: str = "linear") -> Path:
+def _save_rnn(
+    directory: Path, architecture: str, nonlinearity: str = "linear", hidden: int = 12
+) -> Path:
     import torch
 
     from chunkscope.engine.recurrent import RecurrentConfig, RecurrentLM, save_checkpoint
 
     torch.manual_seed(0)
-    config = RecurrentConfig(architecture, tuple("ABCDE"), 12, nonlinearity)
+    config = RecurrentConfig(architecture, tuple("ABCDE"), hidden, nonlinearity)
     save_checkpoint(RecurrentLM(config), directory)
     return directory
 
@@ -35,6 +37,7 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _save_rnn(root / "rnn-elman-tanh", "elman", "tanh")
     _save_rnn(root / "rnn-gru", "gru")
     _save_rnn(root / "rnn-lstm", "lstm")
+    _save_rnn(root / "rnn-wide", "elman", hidden=96)
     from helpers.tiny_gguf import write_tiny_llama_gguf
 
     write_tiny_llama_gguf(root / "gguf" / "tiny-llama.gguf")

@@ -278,3 +278,58 @@ def test_a_cancelled_extraction_stores_nothing(models: Client, server: ServerPro
     assert not [p for p in (server.data_dir / "dictionaries").iterdir() if p.name.startswith(".")]
     # The server is free again: a small extraction runs to the end.
     assert models.extract_dictionary(_pa_request(hook_points=["embed"]))
+
+
+def test_corpus_file_sentence_context_and_step(models: Client, server: ServerProcess) -> None:
+    corpora = server.data_dir / "corpora"
+    corpora.mkdir(exist_ok=True)
+    (corpora / "concepts.jsonl").write_text(
+        "\n".join(json.dumps({"text": t}) for t in CONCEPT_TEXTS) + "\n"
+    )
+    (corpora / "concepts.txt").write_text("\n\n".join(CONCEPT_TEXTS) + "\n")
+    base = {"hook_points": ["blocks.0.resid_post"],
+            "population_averaging": pb.PopulationAveragingParams(
+                concepts=[pb.ConceptWords(concept="cat")], seed=3)}  # fmt: skip
+    inline = models.extract_dictionary(_pa_request(**base))[0]  # type: ignore[arg-type]
+    jsonl = models.extract_dictionary(_pa_request(corpus=pb.Corpus(path="concepts.jsonl"), **base))[
+        0
+    ]  # type: ignore[arg-type]
+    txt = models.extract_dictionary(_pa_request(corpus=pb.Corpus(path="concepts.txt"), **base))[0]  # type: ignore[arg-type]
+    assert jsonl.corpus_fingerprint == txt.corpus_fingerprint == inline.corpus_fingerprint
+    assert jsonl.entries[0].threshold == inline.entries[0].threshold
+
+    # Sentence context: each sentence is its own forward pass (more BOS-free segments, same labels).
+    two_sentences = [t + " Then the cat woke up." for t in CONCEPT_TEXTS]
+    whole = models.extract_dictionary(_pa_request(corpus=texts(two_sentences), **base))[0]  # type: ignore[arg-type]
+    split = models.extract_dictionary(
+        _pa_request(corpus=texts(two_sentences), context=pb.CONTEXT_POLICY_SENTENCE, **base)
+    )[0]  # type: ignore[arg-type]
+    assert whole.entries[0].count == split.entries[0].count == 14 * 2 + 6
+    assert whole.corpus_fingerprint != split.corpus_fingerprint
+    assert whole.entries[0].threshold != split.entries[0].threshold  # context changed the states
+
+    # step=1 labels the token before the word's last sub-token (the tiny tokenizer splits
+    # " cat" into " c" + "at", so the label moves from "at" to " c").
+    stepped = models.extract_dictionary(
+        _pa_request(
+            **{
+                **base,
+                "population_averaging": pb.PopulationAveragingParams(
+                    concepts=[pb.ConceptWords(concept="cat")], step=1
+                ),
+            }
+        )
+    )[0]  # type: ignore[arg-type]
+    contexts = [e.context for e in stepped.entries[0].examples]
+    assert contexts and all("]at" in c for c in contexts[:3]), contexts
+
+
+def test_dsc_refuses_wide_networks_naming_the_state_space(models: Client) -> None:
+    models.register_model("dict-wide", "rnn-wide", wait=True)
+    e = _error(models.extract_dictionary, pb.ExtractDictionaryRequest(
+        model={"name": "dict-wide"}, hook_points=["rnn.hidden"], corpus=symbols("ABCDE" * 20),
+        discrete_sequence_chunking=pb.DiscreteSequenceChunkingParams(),
+    ))  # fmt: skip
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "96" in e.message and "^" in e.message
+    models.unregister_model("dict-wide")
