@@ -171,3 +171,16 @@ def test_dictionaries_survive_restart_and_a_kill_9_mid_extraction_leaves_nothing
         assert again.entries[0].threshold == kept.entries[0].threshold
     assert sorted(p.name for p in (data / "dictionaries").iterdir()) == [kept.id]
     server.terminate()
+
+
+def test_capture_beyond_the_limit_is_resource_exhausted(tmp_path: Path, model_root: Path) -> None:
+    server = start_server(tmp_path / "data", model_root, "--max-capture-bytes", "20000")
+    with Client.connect(server.address, timeout=60) as c:
+        c.register_model("llama", "tiny-llama", wait=True)
+        with pytest.raises(ChunkscopeError) as err:
+            c.extract_dictionary(_pa_request(40))
+        assert err.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-capture-bytes" in err.value.message
+        assert not list(c.list_dictionaries())
+        assert c.health() == "SERVING"
+    server.terminate()

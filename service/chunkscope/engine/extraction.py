@@ -142,21 +142,16 @@ class Extractor:
         info = self.registry.get(spec.model)
         cancel = threading.Event()
         try:
-            train: Captured | None = None
-            async for event in self._capture(spec, spec.corpus, started):
-                if isinstance(event, Captured):
-                    train = event
-                else:
-                    yield event
-            assert train is not None
+            train = Captured(spec.hook_points)
+            async for event in self._capture(spec, model, spec.corpus, train, started, 0):
+                yield event
             heldout = None
             if spec.heldout is not None:
-                async for event in self._capture(spec, spec.heldout, started, train.n_rows):
-                    if isinstance(event, Captured):
-                        heldout = event
-                    else:
-                        yield event
-            assert train is not None
+                heldout = Captured(spec.hook_points)
+                async for event in self._capture(
+                    spec, model, spec.heldout, heldout, started, train.n_rows
+                ):
+                    yield event
             fit = self._fit_function(spec, model, train, heldout)
             outputs: list[tuple[str, methods.FitOutput]] = []
             async with self._fit_lock:
@@ -171,44 +166,63 @@ class Extractor:
                         heldout.release(hook_point)
             yield Progress("store", "", 0, len(outputs), train.n_rows,
                            time.perf_counter() - started, 0.0)  # fmt: skip
-            manifests = []
-            for hook_point, output in outputs:
-                manifest = self._manifest(spec, info.content_hash, model, hook_point, train, output)
-                await asyncio.get_running_loop().run_in_executor(
-                    None, self.store.save, manifest, output.tensors
-                )
-                manifests.append(manifest)
+            manifests = [
+                self._manifest(spec, info.content_hash, model, hook_point, train, output)
+                for hook_point, output in outputs
+            ]
+            tensors = [output.tensors for _, output in outputs]
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._store_all, manifests, tensors
+            )
             yield manifests
         finally:
             cancel.set()  # stops a fit thread that is still running (cancelled or failed job)
 
+    def _store_all(self, manifests: list[dict[str, Any]], tensors: list[dict[str, Any]]) -> None:
+        """Store every dictionary of a job, or none: earlier ones are removed if a later fails."""
+        stored: list[str] = []
+        try:
+            for manifest, t in zip(manifests, tensors, strict=True):
+                self.store.save(manifest, t)
+                stored.append(manifest["id"])
+        except BaseException:
+            for dictionary_id in stored:
+                self.store.delete(dictionary_id)
+            raise
+
     async def _capture(
-        self, spec: ExtractionSpec, inputs: Inputs, started: float, tokens_before: int = 0
-    ) -> AsyncIterator[Progress | Captured]:
+        self,
+        spec: ExtractionSpec,
+        model: LoadedModel,
+        inputs: Inputs,
+        captured: Captured,
+        started: float,
+        rows_before: int,
+    ) -> AsyncIterator[Progress]:
+        """Run `inputs` batch by batch into `captured`; `rows_before` rows are already held."""
         segs = segments(inputs, spec.context)
-        captured = Captured(spec.hook_points)
         batches = [segs[i : i + spec.batch_size] for i in range(0, len(segs), spec.batch_size)]
-        width = self.registry.ready(spec.model).hidden_size
+        width = model.hidden_size
         for done, batch in enumerate(batches, 1):
 
             def run(m: LoadedModel, batch: Any = batch) -> Any:
                 return capture_batch(m, batch, spec.hook_points, spec.max_tokens)
 
             captured.add(await self.registry.run(spec.model, run, spec.content_hash))
-            held = captured.n_rows * width * 4 * len(spec.hook_points)
+            held = (rows_before + captured.n_rows) * width * 4 * len(spec.hook_points)
             if held > self.max_capture_bytes:
                 raise ResourceExhausted(
                     f"the corpus needs more than {self.max_capture_bytes} bytes of hidden states "
-                    f"({len(spec.hook_points)} hook points x {captured.n_rows}+ tokens x {width}); "
+                    f"({len(spec.hook_points)} hook points x {rows_before + captured.n_rows}+ "
+                    f"tokens x {width}); "
                     "extract fewer hook points per request, shorten the corpus, or raise "
                     "--max-capture-bytes",
                     reason="CAPTURE_TOO_LARGE",
                 )
             elapsed = time.perf_counter() - started
             eta = elapsed / done * (len(batches) - done)
-            yield Progress("capture", "", done, len(batches), tokens_before + captured.n_rows,
+            yield Progress("capture", "", done, len(batches), rows_before + captured.n_rows,
                            elapsed, eta)  # fmt: skip
-        yield captured
 
     def _fit_function(
         self, spec: ExtractionSpec, model: LoadedModel, train: Captured, heldout: Captured | None
