@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -40,8 +41,15 @@ def test_rpcs_are_counted_with_their_codes(server: ServerProcess, client: Client
         list(client.list_models())
     with pytest.raises(ChunkscopeError):
         client.get_model("missing-model")
-    after = _scrape(server)
     ok = "grpc_server_handled_total"
+    # An aborted RPC's status reaches the client before the interceptor's bookkeeping finishes,
+    # so wait (bounded) for the counter rather than reading it once.
+    for _ in range(50):
+        after = _scrape(server)
+        labels_nf = {"grpc_method": "GetModel", "grpc_code": "NotFound", **labels}
+        if _sample(after, ok, **labels_nf) > _sample(before, ok, **labels_nf):
+            break
+        time.sleep(0.1)
     assert (
         _sample(after, ok, grpc_method="ListModels", grpc_code="OK", **labels)
         - _sample(before, ok, grpc_method="ListModels", grpc_code="OK", **labels)
