@@ -49,6 +49,23 @@ MODEL_LOAD_SECONDS = Histogram(
 )
 MODELS = Gauge("chunkscope_models", "Registered models by state.", ("state",))
 
+# Dictionary ids are bounded label values: dictionaries are few and operator-managed.
+DETECTIONS = Counter(
+    "chunkscope_detections_total", "Token positions where a chunk fired.", ("dictionary",)
+)
+DETECTION_SECONDS = Histogram(
+    "chunkscope_detection_seconds",
+    "Per-request detection latency (forward passes and matching), by dictionary.",
+    ("dictionary",),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+INTERVENTIONS = Counter(
+    "chunkscope_interventions_total", "Interventions applied, per token position.", ("mode",)
+)
+GENERATED_TOKENS = Counter(
+    "chunkscope_generated_tokens_total", "Tokens generated, by arm.", ("arm",)
+)
+
 
 def code_label(code: grpc.StatusCode) -> str:
     """CamelCase code name as go-grpc-middleware writes it: INVALID_ARGUMENT -> InvalidArgument."""

@@ -19,18 +19,25 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from chunkscope import __version__, metrics
+from chunkscope.api.detection import DetectionServicer
 from chunkscope.api.dictionaries import DictionaryServicer
 from chunkscope.api.interceptors import ErrorInterceptor, MetricsInterceptor
 from chunkscope.api.models import ModelServicer
+from chunkscope.api.perturbation import PerturbationServicer
 from chunkscope.config import Settings
+from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import Extractor
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.store.dictionaries import DictionaryStore
 from chunkscope_client.v1 import (
+    detection_pb2,
+    detection_pb2_grpc,
     dictionaries_pb2,
     dictionaries_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    perturbation_pb2,
+    perturbation_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     dictionaries_pb2.DESCRIPTOR.services_by_name["DictionaryService"].full_name,
+    detection_pb2.DESCRIPTOR.services_by_name["DetectionService"].full_name,
+    perturbation_pb2.DESCRIPTOR.services_by_name["PerturbationService"].full_name,
 )
 
 
@@ -83,8 +92,15 @@ async def start(settings: Settings) -> RunningServer:
     dictionaries = DictionaryStore(settings.data_dir)
     extractor = Extractor(registry, dictionaries, settings.max_capture_bytes)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry), server)
+    detectors = DetectorCache(dictionaries)
     dictionaries_pb2_grpc.add_DictionaryServiceServicer_to_server(
-        DictionaryServicer(extractor, dictionaries, settings), server
+        DictionaryServicer(extractor, dictionaries, detectors, settings), server
+    )
+    detection_pb2_grpc.add_DetectionServiceServicer_to_server(
+        DetectionServicer(registry, detectors), server
+    )
+    perturbation_pb2_grpc.add_PerturbationServiceServicer_to_server(
+        PerturbationServicer(registry, detectors), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

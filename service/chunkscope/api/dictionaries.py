@@ -19,6 +19,7 @@ from chunkscope.chunking.labels import Span
 from chunkscope.config import Settings
 from chunkscope.corpus import Inputs, read_corpus_file
 from chunkscope.engine import methods
+from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import ExtractionSpec, Extractor, Progress
 from chunkscope.errors import FieldViolation, InvalidArgument
 from chunkscope.store.dictionaries import MAX_ARCHIVE_BYTES, DictionaryStore
@@ -245,9 +246,16 @@ def _progress(p: Progress) -> pb.ExtractDictionaryResponse:
 
 
 class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
-    def __init__(self, extractor: Extractor, store: DictionaryStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        extractor: Extractor,
+        store: DictionaryStore,
+        detectors: DetectorCache,
+        settings: Settings,
+    ) -> None:
         self.extractor = extractor
         self.store = store
+        self.detectors = detectors
         self.settings = settings
 
     async def ExtractDictionary(
@@ -297,6 +305,7 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
         self, request: pb.DeleteDictionaryRequest, context: Any
     ) -> pb.DeleteDictionaryResponse:
         manifest = await asyncio.to_thread(self.store.delete, request.id)
+        self.detectors.forget(request.id)
         return pb.DeleteDictionaryResponse(dictionary=dictionary_to_proto(manifest, entries=False))
 
     async def ExportDictionary(

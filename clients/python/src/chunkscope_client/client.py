@@ -15,10 +15,12 @@ from grpc_status import rpc_status
 
 from chunkscope_client.v1 import (
     common_pb2,
+    detection_pb2_grpc,
     dictionaries_pb2,
     dictionaries_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    perturbation_pb2_grpc,
 )
 
 # The server's default limit; the gRPC default of 4 MiB is too small for large replies.
@@ -73,6 +75,8 @@ class Client:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.models = models_pb2_grpc.ModelServiceStub(channel)
         self.dictionaries = dictionaries_pb2_grpc.DictionaryServiceStub(channel)
+        self.detect = detection_pb2_grpc.DetectionServiceStub(channel)
+        self.perturb = perturbation_pb2_grpc.PerturbationServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
 
     @classmethod

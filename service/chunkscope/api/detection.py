@@ -1,0 +1,206 @@
+"""DetectionService: Detect (batch) and StreamDetect (monitoring streams)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from chunkscope import metrics
+from chunkscope.engine.capture import Segment, decode_token
+from chunkscope.engine.chunks import DetectorCache
+from chunkscope.engine.detection import Detector, InputDetection, detect_batch
+from chunkscope.engine.loading import LoadedModel
+from chunkscope.engine.registry import ModelRegistry
+from chunkscope.errors import FieldViolation, InvalidArgument
+from chunkscope_client.v1 import detection_pb2 as pb
+from chunkscope_client.v1 import detection_pb2_grpc
+
+MAX_INPUTS, MAX_DICTIONARIES, BATCH = 256, 16, 8
+DEFAULT_MAX_TOKENS, MAX_TOKENS = 512, 1 << 16
+
+
+@dataclass
+class Plan:
+    """A validated DetectionConfig: the model, its detectors and the output options."""
+
+    model_name: str
+    content_hash: str
+    model: LoadedModel
+    detectors: list[Detector]
+    keep: list[np.ndarray]  # per detector, the entry ids reported
+    positives_only: bool
+    summary_only: bool
+    max_tokens: int
+
+
+def plan(config: pb.DetectionConfig, registry: ModelRegistry, cache: DetectorCache,
+         field: str = "config") -> Plan:  # fmt: skip
+    if not config.model.name:
+        raise InvalidArgument.field(f"{field}.model.name", "required: a registered model's name")
+    ids = list(config.dictionary_ids)
+    violations = []
+    if not ids:
+        violations.append(FieldViolation(f"{field}.dictionary_ids", "required: at least one"))
+    if len(ids) > MAX_DICTIONARIES:
+        violations.append(FieldViolation(f"{field}.dictionary_ids", f"at most {MAX_DICTIONARIES}"))
+    if len(set(ids)) != len(ids):
+        violations.append(FieldViolation(f"{field}.dictionary_ids", "lists a dictionary twice"))
+    if not 0 <= config.max_tokens <= MAX_TOKENS:
+        violations.append(FieldViolation(f"{field}.max_tokens", f"must be in 0..{MAX_TOKENS}"))
+    if violations:
+        raise InvalidArgument(violations)
+    model = registry.ready(config.model.name, config.model.content_hash)
+    content_hash = registry.get(config.model.name).content_hash
+    detectors = [
+        cache.get(d, config.model.name, content_hash, model, f"{field}.dictionary_ids[{i}]")
+        for i, d in enumerate(ids)
+    ]
+    wanted = set(config.labels)
+    keep = [
+        np.asarray([k for k, label in enumerate(d.labels) if not wanted or label in wanted])
+        for d in detectors
+    ]
+    known = {label for d in detectors for label in d.labels}
+    if wanted - known:
+        raise InvalidArgument.field(
+            f"{field}.labels", f"no entry is labelled {sorted(wanted - known)[:5]} in these "
+            "dictionaries",
+        )  # fmt: skip
+    max_tokens = config.max_tokens or (1 << 22 if model.is_recurrent else DEFAULT_MAX_TOKENS)
+    return Plan(config.model.name, content_hash, model, detectors, keep, config.positives_only,
+                config.summary_only, max_tokens)  # fmt: skip
+
+
+def segment_of(item: pb.DetectInput, model: LoadedModel, field: str, index: int = 0) -> Segment:
+    kind = item.WhichOneof("content")
+    if model.is_recurrent:
+        if kind != "symbols" or not item.symbols.symbols:
+            raise InvalidArgument.field(field, "required: a non-empty symbol sequence")
+        unknown = sorted(set(item.symbols.symbols) - set(model.symbols))
+        if unknown:
+            raise InvalidArgument.field(
+                field,
+                f"unknown symbols {unknown[:5]}; the model's symbols are {list(model.symbols)}",
+            )
+        return Segment(index, symbols=tuple(item.symbols.symbols))
+    if kind != "text" or not item.text.strip():
+        raise InvalidArgument.field(field, "required: a non-empty text")
+    return Segment(index, 0, item.text)
+
+
+def result_proto(p: Plan, found: InputDetection, start: int = 0) -> pb.DetectResult:
+    """Per-token matches (from token `start` on) and per-entry summaries of one input."""
+    n = len(found.token_ids)
+    tokens = []
+    summaries = []
+    for detector, keep, det in zip(p.detectors, p.keep, found.results, strict=True):
+        matches = det.matches[:, keep]
+        scores = det.scores[:, keep]
+        fired_tokens = int(matches[start:].sum())
+        if fired_tokens:
+            metrics.DETECTIONS.labels(detector.id).inc(fired_tokens)
+        for j, k in enumerate(keep.tolist()):
+            hits = np.nonzero(matches[start:, j])[0]
+            column = scores[start:, j]
+            best = (
+                float(column.max() if det.higher_is_better else column.min())
+                if column.size
+                else 0.0
+            )
+            summaries.append(pb.ChunkSummary(
+                dictionary_id=detector.id, entry_id=k, label=detector.labels[k],
+                fired=bool(hits.size), count=int(hits.size), best_score=best,
+                first_position=int(hits[0]) + start if hits.size else -1,
+            ))  # fmt: skip
+    if not p.summary_only:
+        for t in range(start, n):
+            token_matches = [
+                pb.ChunkMatch(
+                    dictionary_id=detector.id,
+                    entry_id=int(k),
+                    label=detector.labels[k],
+                    score=float(det.scores[t, k]),
+                    threshold=float(detector.thresholds[k]),
+                )
+                for detector, keep, det in zip(p.detectors, p.keep, found.results, strict=True)
+                for k in keep.tolist()
+                if det.matches[t, k]
+            ]
+            if p.positives_only and not token_matches:
+                continue
+            s, e = found.offsets[t] if found.offsets else (0, 0)
+            tokens.append(pb.TokenResult(
+                position=t, token=decode_token(p.model, int(found.token_ids[t])),
+                char_start=s, char_end=e, matches=token_matches,
+            ))  # fmt: skip
+    return pb.DetectResult(n_tokens=n - start, tokens=tokens, summaries=summaries)
+
+
+class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
+    def __init__(self, registry: ModelRegistry, cache: DetectorCache) -> None:
+        self.registry = registry
+        self.cache = cache
+
+    async def _detect(self, p: Plan, segments: list[Segment]) -> tuple[list[InputDetection], int]:
+        started = time.perf_counter_ns()
+        found: list[InputDetection] = []
+        for i in range(0, len(segments), BATCH):
+            batch = segments[i : i + BATCH]
+
+            def run(model: LoadedModel, batch: list[Segment] = batch) -> list[InputDetection]:
+                return detect_batch(model, p.detectors, batch, p.max_tokens)
+
+            found += await self.registry.run(p.model_name, run, p.content_hash)
+        elapsed = time.perf_counter_ns() - started
+        for detector in p.detectors:
+            metrics.DETECTION_SECONDS.labels(detector.id).observe(elapsed / 1e9)
+        return found, elapsed
+
+    async def Detect(self, request: pb.DetectRequest, context: Any) -> pb.DetectResponse:
+        if not request.HasField("config"):
+            raise InvalidArgument.field("config", "required: model and dictionary_ids")
+        p = plan(request.config, self.registry, self.cache)
+        if not request.inputs:
+            raise InvalidArgument.field("inputs", "required: at least one input")
+        if len(request.inputs) > MAX_INPUTS:
+            raise InvalidArgument.field("inputs", f"at most {MAX_INPUTS} per request")
+        segments = [
+            segment_of(item, p.model, f"inputs[{i}]", i) for i, item in enumerate(request.inputs)
+        ]
+        found, elapsed = await self._detect(p, segments)
+        return pb.DetectResponse(results=[result_proto(p, f) for f in found], forward_ns=elapsed)
+
+    async def StreamDetect(
+        self, request_iterator: AsyncIterator[pb.StreamDetectRequest], context: Any
+    ) -> AsyncIterator[pb.StreamDetectResponse]:
+        p: Plan | None = None
+        current: Segment | None = None
+        seen = 0  # tokens of the current input already reported
+        sequence = 0
+        async for message in request_iterator:
+            kind = message.WhichOneof("message")
+            if p is None:
+                if kind != "config":
+                    raise InvalidArgument.field("config", "the first message must carry the config")
+                p = plan(message.config, self.registry, self.cache)
+                continue
+            field = f"message[{sequence + 1}]"
+            if kind != "input":
+                raise InvalidArgument.field(f"{field}.input", "after the config, send inputs only")
+            segment = segment_of(message.input, p.model, f"{field}.input", sequence)
+            if message.continues and current is not None:
+                # Keep the context: run the whole input so far, report only the new tokens.
+                segment = Segment(current.input_index, 0, current.text + segment.text,
+                                  current.symbols + segment.symbols)  # fmt: skip
+            else:
+                seen = 0
+            [found], _ = await self._detect(p, [segment])
+            result = result_proto(p, found, start=min(seen, len(found.token_ids)))
+            seen = len(found.token_ids)
+            current = segment
+            yield pb.StreamDetectResponse(sequence=sequence, result=result)
+            sequence += 1

@@ -1,0 +1,256 @@
+"""PerturbationService: Perturb (one forward, before/after) and Generate (streamed, with arms)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+
+from chunkscope import metrics
+from chunkscope.api import tensors
+from chunkscope.api.detection import segment_of
+from chunkscope.engine import steering as st
+from chunkscope.engine.capture import decode_token
+from chunkscope.engine.chunks import DetectorCache, InterventionSpec, resolve
+from chunkscope.engine.loading import LoadedModel
+from chunkscope.engine.registry import ModelRegistry
+from chunkscope.errors import FieldViolation, InvalidArgument
+from chunkscope_client.v1 import perturbation_pb2 as pb
+from chunkscope_client.v1 import perturbation_pb2_grpc
+from chunkscope_client.v1.detection_pb2 import ChunkMatch
+
+MAX_INTERVENTIONS, MAX_TOP_K, MAX_PROMPT_TOKENS = 32, 100, 4096
+_MODES = {
+    pb.INTERVENTION_MODE_ACTIVATE: "activate",
+    pb.INTERVENTION_MODE_INHIBIT: "inhibit",
+    pb.INTERVENTION_MODE_ADD: "add",
+    pb.INTERVENTION_MODE_PROJECT_OUT: "project_out",
+}
+
+
+def spec_of(iv: pb.Intervention, field: str) -> InterventionSpec:
+    kind = iv.WhichOneof("target")
+    if kind is None:
+        raise InvalidArgument.field(field, "required: a chunk or a vector")
+    vector = tensors.from_proto(iv.vector, f"{field}.vector") if kind == "vector" else None
+    return InterventionSpec(
+        mode=_MODES.get(iv.mode, ""),
+        dictionary_id=iv.chunk.dictionary_id,
+        entry_id=iv.chunk.entry_id,
+        vector=None if vector is None else vector.astype(np.float32).reshape(vector.shape),
+        hook_point=iv.hook_point,
+        allow_other_hook_point=iv.allow_other_hook_point,
+        alpha=iv.alpha,
+        indices=tuple(iv.positions.indices),
+        all_prompt=iv.positions.all_prompt,
+        generated=iv.positions.generated,
+    )
+
+
+def _target_ids(model: LoadedModel, targets: list[str]) -> list[int]:
+    ids, violations = [], []
+    for i, token in enumerate(targets):
+        if model.is_recurrent:
+            if token not in model.symbols:
+                message = f"{token!r} is not one of {list(model.symbols)}"
+                violations.append(FieldViolation(f"target_tokens[{i}]", message))
+                continue
+            ids.append(model.symbols.index(token))
+            continue
+        encoded = model.tokenizer.encode(token, add_special_tokens=False)
+        if len(encoded) != 1:
+            pieces = model.tokenizer.convert_ids_to_tokens(encoded)
+            violations.append(FieldViolation(
+                f"target_tokens[{i}]",
+                f"{token!r} is {len(encoded)} tokens {pieces}; give a single token, e.g. "
+                "with its leading space",
+            ))  # fmt: skip
+            continue
+        ids.append(int(encoded[0]))
+    if violations:
+        raise InvalidArgument(violations)
+    return ids
+
+
+class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
+    def __init__(self, registry: ModelRegistry, cache: DetectorCache) -> None:
+        self.registry = registry
+        self.cache = cache
+
+    def _prepare(
+        self, model_ref: Any, prompt: Any, field: str, interventions: Any
+    ) -> tuple[str, str, LoadedModel, Any, list[st.Action]]:
+        if not model_ref.name:
+            raise InvalidArgument.field("model.name", "required: a registered model's name")
+        model = self.registry.ready(model_ref.name, model_ref.content_hash)
+        content_hash = self.registry.get(model_ref.name).content_hash
+        segment = segment_of(prompt, model, field)
+        ids = st.encode_prompt(model, segment.text, segment.symbols, MAX_PROMPT_TOKENS)
+        if len(interventions) > MAX_INTERVENTIONS:
+            raise InvalidArgument.field("interventions", f"at most {MAX_INTERVENTIONS}")
+        actions = [
+            resolve(
+                spec_of(iv, f"interventions[{i}]"),
+                i,
+                model,
+                model_ref.name,
+                content_hash,
+                self.cache,
+                int(ids.shape[1]),
+            )
+            for i, iv in enumerate(interventions)
+        ]
+        return model_ref.name, content_hash, model, ids, actions
+
+    async def Perturb(self, request: pb.PerturbRequest, context: Any) -> pb.PerturbResponse:
+        if not request.HasField("input"):
+            raise InvalidArgument.field("input", "required: a text or symbol sequence")
+        name, content_hash, model, ids, actions = self._prepare(
+            request.model, request.input, "input", request.interventions
+        )
+        targets = _target_ids(model, list(request.target_tokens))
+        if not 0 <= request.top_k <= MAX_TOP_K:
+            raise InvalidArgument.field("top_k", f"must be in 0..{MAX_TOP_K} (0 = 10)")
+        top_k = request.top_k or 10
+
+        def run(m: LoadedModel) -> st.PerturbResult:
+            return st.perturb(m, ids, actions, targets, top_k)
+
+        result = await self.registry.run(name, run, content_hash)
+        for mode, count in result.applied.items():
+            metrics.INTERVENTIONS.labels(mode).inc(count)
+
+        def logprobs(pairs: list[tuple[int, float]]) -> list[pb.TokenLogprob]:
+            return [
+                pb.TokenLogprob(token=decode_token(model, i), token_id=i, logprob=lp)
+                for i, lp in pairs
+            ]
+
+        return pb.PerturbResponse(
+            targets_before=logprobs(list(zip(targets, result.targets_before, strict=True))),
+            targets_after=logprobs(list(zip(targets, result.targets_after, strict=True))),
+            top_before=logprobs(result.top_before),
+            top_after=logprobs(result.top_after),
+            kl_divergence=result.kl_divergence,
+            applied=sum(result.applied.values()),
+            forward_ns=result.forward_ns,
+        )
+
+    async def Generate(
+        self, request: pb.GenerateRequest, context: Any
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        if not request.HasField("prompt"):
+            raise InvalidArgument.field("prompt", "required: a text or symbol sequence")
+        name, content_hash, model, ids, actions = self._prepare(
+            request.model, request.prompt, "prompt", request.interventions
+        )
+        sampling = self._sampling(request.sampling)
+        detectors = [
+            self.cache.get(d, name, content_hash, model, f"detect_dictionary_ids[{i}]")
+            for i, d in enumerate(request.detect_dictionary_ids)
+        ]
+        rules = [self._rule(r, i, model, name, content_hash) for i, r in enumerate(request.rules)]
+        arms = [(pb.ARM_PERTURBED, actions, rules)]
+        if request.control:
+            arms.append((pb.ARM_CONTROL, [], []))
+        for arm, arm_actions, arm_rules in arms:
+            async for message in self._arm(name, content_hash, ids, arm, arm_actions, arm_rules,
+                                           sampling, detectors):  # fmt: skip
+                yield message
+
+    async def _arm(
+        self, name: str, content_hash: str, ids: Any, arm: Any,
+        actions: list[st.Action], rules: list[st.Rule], sampling: st.Sampling,
+        detectors: list[Any],
+    ) -> AsyncIterator[pb.GenerateResponse]:  # fmt: skip
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[st.Step] = asyncio.Queue()
+        cancel = threading.Event()
+        steering = st.Steering(list(actions), int(ids.shape[1]), False)
+
+        def run(m: LoadedModel) -> list[int]:
+            steering.recurrent = m.is_recurrent
+
+            def emit(step: st.Step) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, step)
+
+            return st.generate(m, ids, steering, sampling, detectors, rules, emit, cancel)
+
+        future = asyncio.ensure_future(self.registry.run(name, run, content_hash))
+        arm_label = "perturbed" if arm == pb.ARM_PERTURBED else "control"
+        model = self.registry.ready(name)
+        try:
+            while True:
+                getter: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
+                waiting: set[asyncio.Future[Any]] = {future, getter}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                steps = [getter.result()] if getter in done else []
+                if getter not in done:
+                    getter.cancel()
+                    while not queue.empty():
+                        steps.append(queue.get_nowait())
+                for step in steps:
+                    metrics.GENERATED_TOKENS.labels(arm_label).inc()
+                    yield pb.GenerateResponse(
+                        arm=arm, step=step.step, token=step.token, token_id=step.token_id,
+                        matches=[ChunkMatch(dictionary_id=d.id, entry_id=k, label=d.labels[k],
+                                            score=score, threshold=float(d.thresholds[k]))
+                                 for d, k, score in step.matches],
+                        rule_events=[pb.RuleEvent(rule_index=i, step=step.step, action=a)
+                                     for i, a in step.rule_events],
+                    )  # fmt: skip
+                if future.done():
+                    break
+            new_tokens = await future
+        finally:
+            cancel.set()
+        for mode, count in steering.applied.items():
+            metrics.INTERVENTIONS.labels(mode).inc(count)
+        text = (
+            " ".join(model.symbols[t] for t in new_tokens)
+            if model.is_recurrent
+            else str(model.tokenizer.decode(new_tokens, skip_special_tokens=True))
+        )
+        yield pb.GenerateResponse(arm=arm, step=len(new_tokens), text=text, done=True)
+
+    def _sampling(self, s: pb.SamplingParams) -> st.Sampling:
+        violations = []
+        if not 0 <= s.max_new_tokens <= 1024:
+            violations.append(
+                FieldViolation("sampling.max_new_tokens", "must be in 0..1024 (0 = 32)")
+            )
+        if not (math.isfinite(s.temperature) and 0 <= s.temperature <= 10):
+            violations.append(
+                FieldViolation("sampling.temperature", "must be in 0..10 (0 = greedy)")
+            )
+        if not (math.isfinite(s.top_p) and 0 <= s.top_p <= 1):
+            violations.append(FieldViolation("sampling.top_p", "must be in 0..1"))
+        if s.top_k < 0:
+            violations.append(FieldViolation("sampling.top_k", "must be >= 0"))
+        if violations:
+            raise InvalidArgument(violations)
+        return st.Sampling(s.max_new_tokens or 32, s.temperature, s.top_p, s.top_k, s.seed,
+                           s.stop_at_eos)  # fmt: skip
+
+    def _rule(self, r: pb.DetectionRule, i: int, model: LoadedModel, name: str,
+              content_hash: str) -> st.Rule:  # fmt: skip
+        field = f"rules[{i}]"
+        detector = self.cache.get(r.when.dictionary_id, name, content_hash, model,
+                                  f"{field}.when.dictionary_id")  # fmt: skip
+        if not 0 <= r.when.entry_id < len(detector.labels):
+            raise InvalidArgument.field(f"{field}.when.entry_id", "not an entry of that dictionary")
+        if not 0 <= r.consecutive_tokens <= 1024:
+            raise InvalidArgument.field(f"{field}.consecutive_tokens", "must be in 0..1024")
+        action = r.WhichOneof("action")
+        if action is None or (action == "stop" and not r.stop):
+            raise InvalidArgument.field(f"{field}.action", "required: inhibit a chunk or stop")
+        inhibit = None
+        if action == "inhibit":
+            spec = InterventionSpec("inhibit", r.inhibit.dictionary_id, r.inhibit.entry_id,
+                                    generated=True)  # fmt: skip
+            inhibit = resolve(spec, i, model, name, content_hash, self.cache, 1)
+        return st.Rule(detector, r.when.entry_id, r.consecutive_tokens or 1, inhibit)

@@ -1,0 +1,180 @@
+"""Using stored dictionaries on a model: cached detectors, binding checks, interventions resolved.
+
+Everything here checks the request against the model before any forward runs: the dictionary
+must belong to this model (name, content hash, dtype), entries must exist, positions must fall
+inside the prompt, vectors must be finite and of the hook point's width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from chunkscope.engine.detection import Detector
+from chunkscope.engine.device import dtype_name
+from chunkscope.engine.loading import LoadedModel
+from chunkscope.engine.steering import MODES, Action
+from chunkscope.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from chunkscope.store.dictionaries import DictionaryStore, require_binding
+
+
+@dataclass(frozen=True)
+class InterventionSpec:
+    """An intervention as the request states it (before it is checked against the model)."""
+
+    mode: str
+    dictionary_id: str = ""
+    entry_id: int = 0
+    vector: np.ndarray | None = None
+    hook_point: str = ""
+    allow_other_hook_point: bool = False
+    alpha: float = 0.0
+    indices: tuple[int, ...] = ()
+    all_prompt: bool = False
+    generated: bool = False
+
+
+class DetectorCache:
+    """Detectors by dictionary id (a small LRU: loading validates and reads the files)."""
+
+    def __init__(self, store: DictionaryStore, size: int = 32) -> None:
+        self.store = store
+        self.size = size
+        self._cache: OrderedDict[str, Detector] = OrderedDict()
+
+    def get(self, dictionary_id: str, model_name: str, content_hash: str, model: LoadedModel,
+            field: str) -> Detector:  # fmt: skip
+        """The detector of a dictionary that must belong to this model (FAILED_PRECONDITION)."""
+        detector = self._cache.get(dictionary_id)
+        if detector is None:
+            try:
+                manifest, tensors = self.store.load(dictionary_id)
+            except InvalidArgument as exc:
+                raise InvalidArgument.field(field, exc.violations[0].description) from None
+            detector = Detector(manifest, tensors)
+            self._cache[dictionary_id] = detector
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(dictionary_id)
+        require_binding(
+            detector.manifest, model=model_name, content_hash=content_hash,
+            hook_point=detector.hook_point, dtype=dtype_name(model.dtype),
+        )  # fmt: skip
+        return detector
+
+    def forget(self, dictionary_id: str) -> None:
+        self._cache.pop(dictionary_id, None)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
+
+
+def resolve_positions(spec: InterventionSpec, prompt_length: int, field: str) -> tuple[int, ...]:
+    if spec.all_prompt:
+        return tuple(range(prompt_length))
+    positions = []
+    for j, index in enumerate(spec.indices):
+        position = index + prompt_length if index < 0 else index
+        if not 0 <= position < prompt_length:
+            raise InvalidArgument.field(
+                f"{field}.positions.indices[{j}]",
+                f"{index} is outside the prompt ({prompt_length} tokens: use "
+                f"{-prompt_length}..{prompt_length - 1})",
+            )
+        positions.append(position)
+    return tuple(sorted(set(positions)))
+
+
+def resolve(
+    spec: InterventionSpec, index: int, model: LoadedModel, model_name: str, content_hash: str,
+    detectors: DetectorCache, prompt_length: int,
+) -> Action:  # fmt: skip
+    """Check one intervention against the model and turn it into an Action."""
+    field = f"interventions[{index}]"
+    if spec.mode not in MODES:
+        raise InvalidArgument.field(f"{field}.mode", f"required: one of {', '.join(MODES)}")
+    if not math.isfinite(spec.alpha):
+        raise InvalidArgument.field(f"{field}.alpha", "must be a finite number")
+    if not (spec.indices or spec.all_prompt or spec.generated):
+        raise InvalidArgument.field(
+            f"{field}.positions", "required: indices, all_prompt and/or generated"
+        )
+    positions = resolve_positions(spec, prompt_length, field)
+    if spec.vector is not None:
+        return _resolve_vector(spec, field, model, positions)
+    detector = detectors.get(
+        spec.dictionary_id, model_name, content_hash, model, f"{field}.chunk.dictionary_id"
+    )
+    entries = len(detector.labels)
+    if not 0 <= spec.entry_id < entries:
+        raise InvalidArgument.field(
+            f"{field}.chunk.entry_id",
+            f"{spec.entry_id} is not an entry of {detector.id} (0..{entries - 1})",
+        )
+    hook_point = spec.hook_point or detector.hook_point
+    if hook_point != detector.hook_point:
+        if not spec.allow_other_hook_point:
+            raise FailedPrecondition(
+                f"{field}: chunk {detector.id}/{spec.entry_id} was extracted at "
+                f"{detector.hook_point}, not {hook_point}; set allow_other_hook_point to apply it "
+                "elsewhere",
+                reason="DICTIONARY_MISMATCH",
+            )
+        model.adapter.resolve(hook_point)  # raises for unknown names
+    return _chunk_action(detector, spec, hook_point, positions)
+
+
+def _resolve_vector(
+    spec: InterventionSpec, field: str, model: LoadedModel, positions: tuple[int, ...]
+) -> Action:
+    assert spec.vector is not None
+    violations = []
+    if not spec.hook_point:
+        violations.append(FieldViolation(f"{field}.hook_point", "required with an inline vector"))
+    if spec.mode not in ("add", "project_out"):
+        violations.append(FieldViolation(
+            f"{field}.mode", "an inline vector supports ADD and PROJECT_OUT only"))  # fmt: skip
+    if spec.vector.shape != (model.hidden_size,):
+        width = f"{list(spec.vector.shape)}; this model's hook points are {model.hidden_size} wide"
+        violations.append(FieldViolation(f"{field}.vector.shape", width))
+    elif not np.all(np.isfinite(spec.vector)) or not np.any(spec.vector):
+        violations.append(FieldViolation(f"{field}.vector", "must be finite and non-zero"))
+    if violations:
+        raise InvalidArgument(violations)
+    model.adapter.resolve(spec.hook_point)
+    return Action(
+        spec.hook_point, spec.mode, _unit(spec.vector.astype(np.float32)), alpha=spec.alpha,
+        prompt_positions=positions, generated=spec.generated,
+    )  # fmt: skip
+
+
+def _chunk_action(
+    detector: Detector, spec: InterventionSpec, hook_point: str, positions: tuple[int, ...]
+) -> Action:
+    t, k = detector.tensors, spec.entry_id
+    common: dict[str, Any] = {
+        "alpha": spec.alpha,
+        "prompt_positions": positions,
+        "generated": spec.generated,
+    }
+    if detector.method == "population_averaging":
+        lo, hi = t["neuron_offsets"][k], t["neuron_offsets"][k + 1]
+        return Action(
+            hook_point, spec.mode, _unit(t["mean"][k]), neurons=t["neurons"][lo:hi],
+            values=t["prototype"][lo:hi], **common,
+        )  # fmt: skip
+    if detector.method == "discrete_sequence_chunking":
+        first = int(t["chunk_states"][t["chunk_offsets"][k]])  # graft the chunk's first state
+        vector = t["state_vectors"][first]
+        return Action(hook_point, spec.mode, _unit(vector), values=vector, **common)
+    if detector.method == "cosine_dictionary":
+        atom = t["atoms"][k]
+        return Action(hook_point, spec.mode, _unit(atom), values=atom, scale_to_norm=True, **common)
+    prototype = t["prototypes"][k]
+    return Action(hook_point, spec.mode, _unit(prototype), values=prototype, **common)
