@@ -1,0 +1,291 @@
+"""DetectionService and PerturbationService through the client against a real server."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+
+from chunkscope_client import ChunkscopeError, Client
+from chunkscope_client.v1 import common_pb2
+from chunkscope_client.v1 import detection_pb2 as dp
+from chunkscope_client.v1 import dictionaries_pb2 as pb
+from chunkscope_client.v1 import perturbation_pb2 as pp
+from support import ServerProcess
+
+TRAIN = [f"On day {i} the cat slept near the window while the cake cooled." for i in range(14)]
+HOOK = "blocks.1.resid_post"
+
+
+@pytest.fixture(scope="module")
+def setup(server: ServerProcess) -> Iterator[tuple[Client, str, str]]:
+    """A tiny LM with a PA dictionary (cat, cake), and an RNN with a DSC dictionary."""
+    with Client.connect(server.address, timeout=120) as c:
+        c.register_model("dp-lm", "tiny-llama", wait=True)
+        c.register_model("dp-rnn", "rnn-elman", wait=True)
+        c.register_model("dp-other", "tiny-gpt2", wait=True)
+        [pa] = c.extract_dictionary(pb.ExtractDictionaryRequest(
+            model={"name": "dp-lm"}, hook_points=[HOOK],
+            corpus=pb.Corpus(texts=pb.TextList(texts=TRAIN)),
+            population_averaging=pb.PopulationAveragingParams(
+                concepts=[{"concept": "cat"}, {"concept": "cake"}], n_samples=10, seed=0),
+        ))  # fmt: skip
+        [dsc] = c.extract_dictionary(pb.ExtractDictionaryRequest(
+            model={"name": "dp-rnn"}, hook_points=["rnn.hidden"],
+            corpus=pb.Corpus(sequences=pb.SequenceList(
+                sequences=[pb.SymbolSequence(symbols=list("EABCDEEABCDEEEABCDE" * 20))])),
+            discrete_sequence_chunking=pb.DiscreteSequenceChunkingParams(),
+        ))  # fmt: skip
+        yield c, pa.id, dsc.id
+        for name in ("dp-lm", "dp-rnn", "dp-other"):
+            c.unregister_model(name)
+
+
+def _error(call, *args, **kwargs) -> ChunkscopeError:  # type: ignore[no-untyped-def]
+    with pytest.raises(ChunkscopeError) as err:
+        call(*args, **kwargs)
+    return err.value
+
+
+def _detect(c: Client, dictionary: str, *texts: str, **config: object) -> dp.DetectResponse:
+    request = dp.DetectRequest(
+        config=dp.DetectionConfig(model={"name": "dp-lm"}, dictionary_ids=[dictionary], **config),
+        inputs=[dp.DetectInput(text=t) for t in texts],
+    )
+    return c._call(c.detect.Detect, request)
+
+
+def test_detect_marks_the_concept_tokens_it_was_extracted_on(setup: tuple) -> None:
+    c, pa, _ = setup
+    reply = _detect(c, pa, TRAIN[3], "A quiet morning without animals.")
+    first, second = reply.results
+    cat = next(s for s in first.summaries if s.label == "cat")
+    assert cat.fired and cat.count >= 1
+    fired_at = [t for t in first.tokens if any(m.label == "cat" for m in t.matches)]
+    assert fired_at and all(TRAIN[3][t.char_start : t.char_end].strip() in "cat" for t in fired_at)
+    assert cat.first_position == fired_at[0].position
+    assert len(first.tokens) == first.n_tokens  # every token reported without positives_only
+    assert not any(s.fired for s in second.summaries if s.label == "cat")
+    assert reply.forward_ns > 0
+
+    only = _detect(c, pa, TRAIN[3], positives_only=True, labels=["cat"]).results[0]
+    assert only.tokens and all(t.matches for t in only.tokens)
+    assert [s.label for s in only.summaries] == ["cat"]
+    assert not _detect(c, pa, TRAIN[3], summary_only=True).results[0].tokens
+
+
+def test_dsc_dictionaries_detect_chunks_along_the_sequence(setup: tuple) -> None:
+    c, _, dsc = setup
+    request = dp.DetectRequest(
+        config=dp.DetectionConfig(model={"name": "dp-rnn"}, dictionary_ids=[dsc]),
+        inputs=[dp.DetectInput(symbols=pb.SymbolSequence(symbols=list("EABCDEEABCDE")))],
+    )
+    [result] = c._call(c.detect.Detect, request).results
+    assert result.n_tokens == 12
+    assert sum(s.count for s in result.summaries) >= 2  # chunks span several steps
+
+
+def test_detection_refuses_what_does_not_fit(setup: tuple) -> None:
+    c, pa, _ = setup
+    e = _error(_detect, c, "dict-" + "0" * 12, "x")
+    assert e.code is grpc.StatusCode.NOT_FOUND
+    e = _error(_detect, c, "nonsense", "x")
+    assert (
+        e.code is grpc.StatusCode.INVALID_ARGUMENT
+        and "dictionary_ids[0]" in e.field_violations[0][0]
+    )
+    other = dp.DetectRequest(
+        config=dp.DetectionConfig(model={"name": "dp-other"}, dictionary_ids=[pa]),
+        inputs=[dp.DetectInput(text="cat")],
+    )
+    e = _error(c._call, c.detect.Detect, other)
+    assert e.code is grpc.StatusCode.FAILED_PRECONDITION and e.reason == "DICTIONARY_MISMATCH"
+    assert "dp-lm" in e.message
+    assert _error(_detect, c, pa, "").code is grpc.StatusCode.INVALID_ARGUMENT
+    assert _error(_detect, c, pa).code is grpc.StatusCode.INVALID_ARGUMENT
+    e = _error(_detect, c, pa, "x", labels=["zebra"])
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT and "zebra" in e.message
+    e = _error(_detect, c, pa, *["x"] * 300)
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert c.health() == "SERVING"
+
+
+def test_stream_detect_keeps_context_and_ends_on_garbage(
+    setup: tuple, server: ServerProcess
+) -> None:
+    c, pa, _ = setup
+    config = dp.DetectionConfig(model={"name": "dp-lm"}, dictionary_ids=[pa])
+    messages = [
+        dp.StreamDetectRequest(config=config),
+        dp.StreamDetectRequest(input=dp.DetectInput(text="On day 3 the cat slept")),
+        dp.StreamDetectRequest(input=dp.DetectInput(text=" near the window"), continues=True),
+        dp.StreamDetectRequest(input=dp.DetectInput(text="A new input")),
+    ]
+    replies = list(c.detect.StreamDetect(iter(messages), timeout=60))
+    assert [r.sequence for r in replies] == [0, 1, 2]
+    whole = _detect(c, pa, "On day 3 the cat slept near the window").results[0]
+    assert replies[0].result.n_tokens + replies[1].result.n_tokens == whole.n_tokens
+    assert replies[1].result.tokens[0].position == replies[0].result.n_tokens
+    garbage = [messages[0], messages[1], dp.StreamDetectRequest(config=config), messages[3]]
+    stream = c.detect.StreamDetect(iter(garbage), timeout=60)
+    assert next(stream).sequence == 0
+    with pytest.raises(grpc.RpcError) as err:
+        next(stream)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert c.health() == "SERVING"
+
+
+def _perturb(c: Client, dictionary: str, entry: int, mode: int, **kw: object) -> pp.PerturbResponse:
+    iv = pp.Intervention(chunk=pp.ChunkRef(dictionary_id=dictionary, entry_id=entry), mode=mode,
+                         positions=kw.pop("positions", pp.Positions(indices=[-1])),
+                         alpha=kw.pop("alpha", 0.0))  # fmt: skip
+    request = pp.PerturbRequest(model={"name": "dp-lm"}, input=dp.DetectInput(text=TRAIN[0]),
+                                interventions=[iv], **kw)  # fmt: skip
+    return c._call(c.perturb.Perturb, request)
+
+
+def test_perturb_reports_the_change_and_only_where_asked(setup: tuple) -> None:
+    c, pa, _ = setup
+    activated = _perturb(c, pa, 0, pp.INTERVENTION_MODE_ACTIVATE, top_k=5)
+    assert activated.applied == 1 and activated.kl_divergence > 0
+    assert [t.token_id for t in activated.top_before] != [] and len(activated.top_after) == 5
+    before = {t.token_id: t.logprob for t in activated.top_before}
+    again = _perturb(c, pa, 0, pp.INTERVENTION_MODE_ACTIVATE, top_k=5)
+    assert {t.token_id: t.logprob for t in again.top_before} == before  # deterministic
+    inhibited = _perturb(c, pa, 0, pp.INTERVENTION_MODE_INHIBIT)
+    assert inhibited.kl_divergence > 0
+    nothing = _perturb(c, pa, 0, pp.INTERVENTION_MODE_ADD, alpha=0.0)
+    assert nothing.kl_divergence == pytest.approx(0.0, abs=1e-6)
+    pushed = _perturb(c, pa, 0, pp.INTERVENTION_MODE_ADD, alpha=8.0)
+    assert pushed.kl_divergence > 0
+
+
+def test_perturbation_errors(setup: tuple) -> None:
+    c, pa, _ = setup
+    cases = [
+        ({"alpha": float("nan")}, pp.INTERVENTION_MODE_ADD, 0, "alpha"),
+        ({"positions": pp.Positions(indices=[999])}, pp.INTERVENTION_MODE_ACTIVATE, 0,
+         "indices[0]"),
+        ({"positions": pp.Positions()}, pp.INTERVENTION_MODE_ACTIVATE, 0, "positions"),
+        ({}, pp.INTERVENTION_MODE_UNSPECIFIED, 0, "mode"),
+        ({}, pp.INTERVENTION_MODE_ACTIVATE, 7, "entry_id"),
+        ({"target_tokens": ["a whole phrase of words"]}, pp.INTERVENTION_MODE_ACTIVATE, 0,
+         "target_tokens[0]"),
+    ]  # fmt: skip
+    for kw, mode, entry, where in cases:
+        e = _error(_perturb, c, pa, entry, mode, **kw)
+        assert e.code is grpc.StatusCode.INVALID_ARGUMENT, (where, e)
+        assert any(where in f for f, _ in e.field_violations), (where, e.field_violations)
+    wrong_width = pp.Intervention(
+        vector=common_pb2.Tensor(dtype=common_pb2.DTYPE_FLOAT32, shape=[3],
+                                 data=np.ones(3, np.float32).tobytes()),
+        mode=pp.INTERVENTION_MODE_ADD, hook_point=HOOK, alpha=1.0,
+        positions=pp.Positions(indices=[0]))  # fmt: skip
+    request = pp.PerturbRequest(model={"name": "dp-lm"}, input=dp.DetectInput(text="x"),
+                                interventions=[wrong_width])  # fmt: skip
+    e = _error(c._call, c.perturb.Perturb, request)
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT and "32 wide" in e.message
+    other_hook = pp.Intervention(chunk=pp.ChunkRef(dictionary_id=pa, entry_id=0),
+                                 mode=pp.INTERVENTION_MODE_ACTIVATE,
+                                 hook_point="blocks.0.resid_post",
+                                 positions=pp.Positions(indices=[0]))  # fmt: skip
+    request = pp.PerturbRequest(model={"name": "dp-lm"}, input=dp.DetectInput(text="x"),
+                                interventions=[other_hook])  # fmt: skip
+    e = _error(c._call, c.perturb.Perturb, request)
+    assert e.code is grpc.StatusCode.FAILED_PRECONDITION and "allow_other_hook_point" in e.message
+    other_hook.allow_other_hook_point = True
+    request = pp.PerturbRequest(model={"name": "dp-lm"}, input=dp.DetectInput(text="x"),
+                                interventions=[other_hook])  # fmt: skip
+    assert c._call(c.perturb.Perturb, request).applied == 1
+
+
+def test_concurrent_perturbations_equal_the_same_requests_alone(setup: tuple) -> None:
+    c, pa, _ = setup
+    variants = [
+        (0, pp.INTERVENTION_MODE_ACTIVATE, 0.0), (1, pp.INTERVENTION_MODE_ACTIVATE, 0.0),
+        (0, pp.INTERVENTION_MODE_INHIBIT, 0.0), (1, pp.INTERVENTION_MODE_ADD, 5.0),
+    ] * 3  # fmt: skip
+    alone = [_perturb(c, pa, e, m, alpha=a, top_k=3) for e, m, a in variants]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(
+            pool.map(lambda v: _perturb(c, pa, v[0], v[1], alpha=v[2], top_k=3), variants)
+        )
+    for a, b in zip(alone, together, strict=True):
+        assert a.top_after == b.top_after and a.kl_divergence == b.kl_divergence
+    assert len({round(r.kl_divergence, 6) for r in alone}) >= 3  # the variants really differ
+
+
+def _generate(c: Client, pa: str, **kw: object) -> dict[int, pp.GenerateResponse]:
+    request = pp.GenerateRequest(
+        model={"name": "dp-lm"},
+        prompt=dp.DetectInput(text="On day 9 the"),
+        sampling=pp.SamplingParams(max_new_tokens=8, temperature=0.8, top_k=50, seed=7),
+        **kw,
+    )  # type: ignore[arg-type]
+    done = {}
+    for message in c.perturb.Generate(request, timeout=60):
+        if message.done:
+            done[message.arm] = message
+    return done
+
+
+def test_generate_control_arm_uses_the_same_seed(setup: tuple) -> None:
+    c, pa, _ = setup
+    graft = pp.Intervention(chunk=pp.ChunkRef(dictionary_id=pa, entry_id=0),
+                            mode=pp.INTERVENTION_MODE_ADD, alpha=30.0,
+                            positions=pp.Positions(all_prompt=True, generated=True))  # fmt: skip
+    first = _generate(c, pa, interventions=[graft], control=True)
+    second = _generate(c, pa, interventions=[graft], control=True)
+    plain = _generate(c, pa)
+    assert first[pp.ARM_CONTROL].text == second[pp.ARM_CONTROL].text == plain[pp.ARM_PERTURBED].text
+    assert first[pp.ARM_PERTURBED].text == second[pp.ARM_PERTURBED].text
+    assert first[pp.ARM_PERTURBED].text != first[pp.ARM_CONTROL].text
+
+
+def test_generation_rules_fire_server_side(setup: tuple) -> None:
+    c, pa, _ = setup
+    # Force the "cat" chunk onto every generated token, then stop as soon as it is detected.
+    graft = pp.Intervention(chunk=pp.ChunkRef(dictionary_id=pa, entry_id=0),
+                            mode=pp.INTERVENTION_MODE_ACTIVATE,
+                            positions=pp.Positions(generated=True))  # fmt: skip
+    rule = pp.DetectionRule(when=pp.ChunkRef(dictionary_id=pa, entry_id=0), consecutive_tokens=2,
+                            stop=True)  # fmt: skip
+    request = pp.GenerateRequest(
+        model={"name": "dp-lm"},
+        prompt=dp.DetectInput(text="On day 9 the"),
+        interventions=[graft],
+        rules=[rule],
+        detect_dictionary_ids=[pa],
+        sampling=pp.SamplingParams(max_new_tokens=10),
+    )
+    steps = list(c.perturb.Generate(request, timeout=60))
+    events = [e for m in steps for e in m.rule_events]
+    assert [(e.rule_index, e.action, e.step) for e in events] == [(0, "stop", 1)]
+    assert steps[-1].done and steps[-1].step == 2  # stopped after two tokens, not ten
+    assert all(any(m.label == "cat" for m in s.matches) for s in steps[:-1])
+
+
+def test_generate_can_be_cancelled_and_the_server_carries_on(setup: tuple) -> None:
+    c, pa, _ = setup
+    request = pp.GenerateRequest(model={"name": "dp-lm"}, prompt=dp.DetectInput(text="On day"),
+                                 sampling=pp.SamplingParams(max_new_tokens=1000))  # fmt: skip
+    stream = c.perturb.Generate(request, timeout=60)
+    next(stream)
+    stream.cancel()
+    assert _generate(c, pa)[pp.ARM_PERTURBED].done
+
+
+def test_detection_and_intervention_metrics(setup: tuple, server: ServerProcess) -> None:
+    c, pa, _ = setup
+    _detect(c, pa, TRAIN[1])
+    _perturb(c, pa, 1, pp.INTERVENTION_MODE_INHIBIT)
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics") as r:
+        text = r.read().decode()
+    assert f'chunkscope_detections_total{{dictionary="{pa}"}}' in text
+    assert f'chunkscope_detection_seconds_count{{dictionary="{pa}"}}' in text
+    assert 'chunkscope_interventions_total{mode="inhibit"}' in text
+    assert "chunkscope_generated_tokens_total" in text
