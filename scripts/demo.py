@@ -1,4 +1,4 @@
-"""The chunkscope demo: start a server, register SmolLM2-135M-Instruct, show what it exposes.
+"""The chunkscope demo: register SmolLM2-135M-Instruct, extract concepts, detect them, steer.
 
 Run by `make demo` after `make demo-model` has put the model under <data-dir>/models. Everything
 goes through the public gRPC API with the Python client, as any user's program would.
@@ -14,8 +14,10 @@ from pathlib import Path
 from chunkscope.demo_model import DEMO_MODEL_NAME
 from chunkscope.launcher import spawn_server
 from chunkscope_client import ChunkscopeError, Client
+from chunkscope_client.v1 import detection_pb2 as det
 from chunkscope_client.v1 import dictionaries_pb2 as dpb
 from chunkscope_client.v1 import models_pb2
+from chunkscope_client.v1 import perturbation_pb2 as ppb
 
 # The demo's own texts: three concepts, each used many times, mixed with plain text.
 TRAIN = [
@@ -48,7 +50,7 @@ CONCEPTS = ("cheese", "river", "music")
 HOOK_POINTS = ("blocks.8.resid_post", "blocks.16.resid_post", "blocks.24.resid_post")
 
 
-def extract_concepts(cs: Client, content_hash: str) -> None:
+def extract_concepts(cs: Client, content_hash: str) -> list[dpb.Dictionary]:
     """Extract a PA dictionary for the demo concepts and print each entry's held-out scores."""
     request = dpb.ExtractDictionaryRequest(
         model={"name": DEMO_MODEL_NAME, "content_hash": content_hash},
@@ -85,6 +87,68 @@ def extract_concepts(cs: Client, content_hash: str) -> None:
                 f"  {example!r}"
             )
         print(f"  stored as {d.id}")
+    return dictionaries
+
+
+def detect_concepts(cs: Client, dictionary: dpb.Dictionary) -> None:
+    """Detect the concepts in new sentences and print them with the firing tokens marked."""
+    sentences = [
+        "After the concert we ate bread and cheese on the river bank.",
+        "The orchestra's music drifted across the water all night.",
+        "Our accountant sent the quarterly report on Tuesday.",
+    ]
+    request = det.DetectRequest(
+        config=det.DetectionConfig(
+            model={"name": DEMO_MODEL_NAME}, dictionary_ids=[dictionary.id], positives_only=True
+        ),
+        inputs=[det.DetectInput(text=t) for t in sentences],
+    )
+    reply = cs.detect.Detect(request, timeout=120)
+    print(f"\ndetecting with {dictionary.id} ({dictionary.hook_point}); firing tokens marked:")
+    for text, result in zip(sentences, reply.results, strict=True):
+        marked, cursor = "", 0
+        for token in result.tokens:
+            labels = "/".join(m.label for m in token.matches)
+            marked += (
+                text[cursor : token.char_start] + f"[{text[token.char_start : token.char_end]}"
+            )
+            marked += f"]{{{labels}}}"
+            cursor = token.char_end
+        print(f"  {marked + text[cursor:]}")
+    print(f"  ({reply.forward_ns / 1e6:.0f} ms for the batch)")
+
+
+def steer(cs: Client, dictionary: dpb.Dictionary) -> None:
+    """Generate with 'cheese' activated and 'music' inhibited, an unperturbed control beside it."""
+    entry = {e.label: e.id for e in dictionary.entries}
+    prompt = "My favourite way to spend a Sunday afternoon is"
+
+    def chunk(label: str, mode: int, positions: ppb.Positions) -> ppb.Intervention:
+        ref = ppb.ChunkRef(dictionary_id=dictionary.id, entry_id=entry[label])
+        return ppb.Intervention(chunk=ref, mode=mode, positions=positions)
+
+    request = ppb.GenerateRequest(
+        model={"name": DEMO_MODEL_NAME},
+        prompt=det.DetectInput(text=prompt),
+        interventions=[
+            # The authors' placement: the three tokens before the last prompt token.
+            chunk("cheese", ppb.INTERVENTION_MODE_ACTIVATE, ppb.Positions(indices=[-4, -3, -2])),
+            # This PA entry spans all 576 neurons, so zeroing them (INHIBIT) would blank the
+            # residual stream; removing the concept's direction is the gentler inhibition.
+            chunk(
+                "music",
+                ppb.INTERVENTION_MODE_PROJECT_OUT,
+                ppb.Positions(all_prompt=True, generated=True),
+            ),
+        ],
+        sampling=ppb.SamplingParams(max_new_tokens=30, temperature=0.7, top_p=0.9, seed=11),
+        control=True,
+    )
+    print(f"\ngenerating from {prompt!r} with cheese activated and music inhibited:")
+    for message in cs.perturb.Generate(request, timeout=300):
+        if message.done:
+            arm = "perturbed" if message.arm == ppb.ARM_PERTURBED else "control"
+            print(f"  {arm:>9}: {prompt}{message.text}")
 
 
 def main() -> int:
@@ -128,7 +192,10 @@ def main() -> int:
             for block in sorted(b for b in by_block if b >= 0):
                 print(f"  block {block:>2}: {' '.join(by_block[block])}")
 
-            extract_concepts(cs, model.content_hash)
+            dictionaries = extract_concepts(cs, model.content_hash)
+            middle = next(d for d in dictionaries if d.hook_point == "blocks.16.resid_post")
+            detect_concepts(cs, middle)
+            steer(cs, middle)
     finally:
         code = server.terminate()
         print(f"\nserver stopped (exit {code}); its log: {server.log_path}")

@@ -11,7 +11,19 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from support import ServerProcess, save_tiny_lm, start_server
+from support import STARTED, ServerProcess, save_tiny_lm, start_server
+
+
+@pytest.fixture(autouse=True)
+def _no_server_outlives_its_test() -> Iterator[None]:
+    """A failing test must not leave its servers running (the session server is kept)."""
+    before = len(STARTED)
+    yield
+    for proc in STARTED[before:]:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait(30)
+    del STARTED[before:]
 
 
 def _save_rnn(

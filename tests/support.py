@@ -11,7 +11,7 @@ from typing import Any
 
 from chunkscope.launcher import ServerProcess, spawn_server
 
-__all__ = ["ROOT", "ServerProcess", "save_tiny_lm", "start_server", "train_tokenizer"]
+__all__ = ["ROOT", "STARTED", "ServerProcess", "save_tiny_lm", "start_server", "train_tokenizer"]
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = [
@@ -86,9 +86,14 @@ def save_tiny_lm(directory: Path, family: str = "llama", *, layers: int = 2, see
     return directory
 
 
+STARTED: list[ServerProcess] = []  # conftest kills what a test leaves running
+
+
 def start_server(data_dir: Path, model_root: Path, *extra: str, port: int = 0) -> ServerProcess:
     """A real `chunkscope serve` on free loopback ports, CPU, with `model_root` as its only root."""
-    return spawn_server(
+    server = spawn_server(
         data_dir, "--model-roots", str(model_root), "--device", "cpu", "--grace-seconds", "5",
         *extra, port=port, timeout=120,
     )  # fmt: skip
+    STARTED.append(server)
+    return server

@@ -28,7 +28,8 @@ def _cosine(n: int = 3, d: int = 4) -> tuple[dict[str, Any], dict[str, np.ndarra
         "entries": [{"id": i, "label": f"chunk-{i}"} for i in range(n)], "tensors_sha256": "",
     }  # fmt: skip
     atoms = np.eye(n, d, dtype=np.float32)
-    return manifest, {"atoms": atoms, "counts": np.arange(n, dtype=np.int64)}
+    center = np.full(d, 0.5, np.float32)
+    return manifest, {"atoms": atoms, "counts": np.arange(n, dtype=np.int64), "center": center}
 
 
 def test_save_load_round_trip_and_listing(tmp_path: Path) -> None:

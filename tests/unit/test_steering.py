@@ -81,3 +81,12 @@ def test_hooks_are_removed_when_generation_is_cancelled(model_root: Path) -> Non
         st.generate(model, torch.tensor([[0, 1, 2]]), steering, sampling, [], [], emit, cancel)
     assert hook_count(model.module) == 0
     assert steering.applied == {"add": 3}
+
+
+def test_project_out_is_measured_from_the_center() -> None:
+    direction = np.array([0.0, 1.0, 0.0, 0.0], np.float32)
+    center = np.array([0.0, 10.0, 0.0, 0.0], np.float32)
+    out = st.apply(st.Action("x", "project_out", direction, center=center), H)
+    # The component along the direction becomes the center's, not zero.
+    assert out[:, 1].tolist() == [10.0, 10.0]
+    assert out[:, [0, 2, 3]].tolist() == H[:, [0, 2, 3]].tolist()

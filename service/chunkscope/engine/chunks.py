@@ -157,8 +157,11 @@ def _resolve_vector(
 def _chunk_action(
     detector: Detector, spec: InterventionSpec, hook_point: str, positions: tuple[int, ...]
 ) -> Action:
+    """Activation grafts the entry's own values; directions are entry minus the states' center."""
     t, k = detector.tensors, spec.entry_id
+    center = t["center"]
     common: dict[str, Any] = {
+        "center": center,
         "alpha": spec.alpha,
         "prompt_positions": positions,
         "generated": spec.generated,
@@ -166,15 +169,16 @@ def _chunk_action(
     if detector.method == "population_averaging":
         lo, hi = t["neuron_offsets"][k], t["neuron_offsets"][k + 1]
         return Action(
-            hook_point, spec.mode, _unit(t["mean"][k]), neurons=t["neurons"][lo:hi],
+            hook_point, spec.mode, _unit(t["mean"][k] - center), neurons=t["neurons"][lo:hi],
             values=t["prototype"][lo:hi], **common,
         )  # fmt: skip
     if detector.method == "discrete_sequence_chunking":
         first = int(t["chunk_states"][t["chunk_offsets"][k]])  # graft the chunk's first state
         vector = t["state_vectors"][first]
-        return Action(hook_point, spec.mode, _unit(vector), values=vector, **common)
+        return Action(hook_point, spec.mode, _unit(vector - center), values=vector, **common)
     if detector.method == "cosine_dictionary":
         atom = t["atoms"][k]
-        return Action(hook_point, spec.mode, _unit(atom), values=atom, scale_to_norm=True, **common)
+        direction = _unit(atom - _unit(center))  # atoms are unit vectors: compare like with like
+        return Action(hook_point, spec.mode, direction, values=atom, scale_to_norm=True, **common)
     prototype = t["prototypes"][k]
-    return Action(hook_point, spec.mode, _unit(prototype), values=prototype, **common)
+    return Action(hook_point, spec.mode, _unit(prototype - center), values=prototype, **common)

@@ -161,6 +161,15 @@ def _scores(s: pa.Scores | None) -> dict[str, Any] | None:
     return None if s is None else asdict(s)
 
 
+def _center(states: np.ndarray, captured: Captured) -> np.ndarray:
+    """Mean state, leaving out each input's first token: language models park very large
+    activations there (attention sinks), which would otherwise dominate every direction."""
+    keep = np.ones(states.shape[0], dtype=bool)
+    keep[np.asarray(captured.row_starts, dtype=np.int64)] = False
+    rows = states[keep] if keep.any() else states
+    return rows.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
 # ----- the four methods -------------------------------------------------------------------------
 
 
@@ -222,6 +231,7 @@ def fit_population_averaging(
     if held:
         stats["mean_heldout_tpr"] = float(np.mean([h.tpr for h in held]))
         stats["mean_heldout_fpr"] = float(np.mean([h.fpr for h in held]))
+    tensors["center"] = _center(states, train)
     return FitOutput(entries, tensors, stats)
 
 
@@ -279,6 +289,7 @@ def fit_discrete_sequence_chunking(
         "parse_length": float(sum(len(p) for p in result.parses)),
         "steps": float(all_states.size),
     }
+    tensors["center"] = _center(states, train)
     return FitOutput(entries, tensors, stats)
 
 
@@ -312,6 +323,7 @@ def fit_cosine_dictionary(
         "atoms": result.atoms.astype(np.float32),
         "counts": result.counts.astype(np.int64),
     }
+    tensors["center"] = _center(states, train)
     return FitOutput(entries, tensors, stats)
 
 
@@ -347,4 +359,5 @@ def fit_density_chunks(
         "radii": result.radii.astype(np.float32),
         "counts": result.counts.astype(np.int64),
     }
+    tensors["center"] = _center(states, train)
     return FitOutput(entries, tensors, stats)

@@ -36,6 +36,7 @@ class Action:
     neurons: np.ndarray | None = None  # PA: the entry's neurons C (activate/inhibit act on them)
     values: np.ndarray | None = None  # activate: values for `neurons`, or a full [d] vector
     scale_to_norm: bool = False  # cosine atoms are unit vectors: activate keeps h's norm
+    center: np.ndarray | None = None  # project_out removes the component of h - center
     alpha: float = 0.0
     prompt_positions: tuple[int, ...] = ()
     generated: bool = False
@@ -59,7 +60,12 @@ def apply(action: Action, h: torch.Tensor) -> torch.Tensor:
     elif action.mode == "add":
         out += action.alpha * direction
     else:  # project_out, and inhibit of a vector chunk
-        out -= (out @ direction)[:, None] * direction
+        # Measured from the states' center: from the origin, the large component every token
+        # shares would be "removed" too, pushing h along the direction instead of neutralising it.
+        offset = out
+        if action.center is not None:
+            offset = out - torch.as_tensor(action.center, dtype=h.dtype, device=h.device)
+        out -= (offset @ direction)[:, None] * direction
     return out
 
 

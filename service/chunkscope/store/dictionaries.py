@@ -48,15 +48,20 @@ MAX_ARCHIVE_BYTES = 1 << 30
 _TENSORS: dict[str, dict[str, tuple[str, int]]] = {
     "population_averaging": {
         "neurons": ("i", 1), "neuron_offsets": ("i", 1), "prototype": ("f", 1),
-        "mean": ("f", 2), "radius": ("f", 1), "tau": ("f", 1),
+        "mean": ("f", 2), "radius": ("f", 1), "tau": ("f", 1), "center": ("f", 1),
     },
     "discrete_sequence_chunking": {
         "centroids": ("f", 2), "state_bins": ("i", 2), "state_vectors": ("f", 2),
         "state_counts": ("i", 1), "chunk_states": ("i", 1), "chunk_offsets": ("i", 1),
+        "center": ("f", 1),
     },
-    "cosine_dictionary": {"atoms": ("f", 2), "counts": ("i", 1)},
-    "density_chunks": {"prototypes": ("f", 2), "radii": ("f", 1), "counts": ("i", 1)},
+    "cosine_dictionary": {"atoms": ("f", 2), "counts": ("i", 1), "center": ("f", 1)},
+    "density_chunks": {
+        "prototypes": ("f", 2), "radii": ("f", 1), "counts": ("i", 1), "center": ("f", 1),
+    },
 }  # fmt: skip
+# Every dictionary stores `center`, the mean of all states it was fitted on: steering directions
+# are entry minus center, since raw means are dominated by the component all tokens share.
 
 _MANIFEST_KEYS = {
     "schema_version": int, "id": str, "model": dict, "hook_point": str, "hidden_size": int,
@@ -157,6 +162,8 @@ def _check_tensors(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> 
     for name in rows:
         if tensors[name].shape[0] != n:
             raise _bad(f"tensor {name} has {tensors[name].shape[0]} rows for {n} entries")
+    if tensors["center"].shape != (d,):
+        raise _bad(f"tensor center has shape {list(tensors['center'].shape)}, expected [{d}]")
     for name in ("mean", "atoms", "prototypes", "state_vectors"):
         if name in tensors and tensors[name].shape[1] != d:
             raise _bad(f"tensor {name} has width {tensors[name].shape[1]}, hidden_size is {d}")
