@@ -335,7 +335,7 @@ def fit_density_chunks(
     progress(0, 1)
     result = ucd.fit_density(states, params)
     progress(1, 1)
-    _, dist = ucd.assign_density(states, result.prototypes, result.radii)
+    dist = result.distances  # each member's distance to its own prototype
     best = ucd.top_examples(result.labels, dist, N_EXAMPLES, higher_is_better=False)
     entries = []
     for k in range(result.prototypes.shape[0]):
