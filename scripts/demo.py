@@ -103,7 +103,7 @@ def detect_concepts(cs: Client, dictionary: dpb.Dictionary) -> None:
         ),
         inputs=[det.DetectInput(text=t) for t in sentences],
     )
-    reply = cs.detect.Detect(request, timeout=120)
+    reply = cs.detect(request)
     print(f"\ndetecting with {dictionary.id} ({dictionary.hook_point}); firing tokens marked:")
     for text, result in zip(sentences, reply.results, strict=True):
         marked, cursor = "", 0
@@ -145,7 +145,7 @@ def steer(cs: Client, dictionary: dpb.Dictionary) -> None:
         control=True,
     )
     print(f"\ngenerating from {prompt!r} with cheese activated and music inhibited:")
-    for message in cs.perturb.Generate(request, timeout=300):
+    for message in cs.generate(request):
         if message.done:
             arm = "perturbed" if message.arm == ppb.ARM_PERTURBED else "control"
             print(f"  {arm:>9}: {prompt}{message.text}")

@@ -65,6 +65,13 @@ class Settings:
         default=256, metadata={"help": "RPCs served at once before RESOURCE_EXHAUSTED"}
     )
     max_models: int = field(default=8, metadata={"help": "registered models at most"})
+    max_input_tokens: int = field(
+        default=8192,
+        metadata={
+            "help": "tokens one input may have (Detect input; Perturb/Generate prompt plus "
+            "new tokens); RESOURCE_EXHAUSTED beyond"
+        },
+    )
     max_capture_bytes: int = field(
         default=4 * 1024**3,
         metadata={"help": "hidden states one extraction may hold in memory (all its hook points)"},
@@ -150,7 +157,13 @@ def _validate(s: Settings) -> None:
         problems.append(f"device={s.device!r} must be auto, cpu, cuda or cuda:N")
     if s.dtype not in ("auto", "float32", "float16", "bfloat16"):
         problems.append(f"dtype={s.dtype!r} must be auto, float32, float16 or bfloat16")
-    for name in ("max_message_bytes", "max_concurrent_rpcs", "max_models", "max_capture_bytes"):
+    for name in (
+        "max_message_bytes",
+        "max_concurrent_rpcs",
+        "max_models",
+        "max_capture_bytes",
+        "max_input_tokens",
+    ):
         if getattr(s, name) <= 0:
             problems.append(f"{name} must be positive")
     if s.grace_seconds < 0:

@@ -97,10 +97,10 @@ async def start(settings: Settings) -> RunningServer:
         DictionaryServicer(extractor, dictionaries, detectors, settings), server
     )
     detection_pb2_grpc.add_DetectionServiceServicer_to_server(
-        DetectionServicer(registry, detectors), server
+        DetectionServicer(registry, detectors, settings.max_input_tokens), server
     )
     perturbation_pb2_grpc.add_PerturbationServiceServicer_to_server(
-        PerturbationServicer(registry, detectors), server
+        PerturbationServicer(registry, detectors, settings.max_input_tokens), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -56,7 +56,7 @@ def _detect(c: Client, dictionary: str, *texts: str, **config: object) -> dp.Det
         config=dp.DetectionConfig(model={"name": "dp-lm"}, dictionary_ids=[dictionary], **config),
         inputs=[dp.DetectInput(text=t) for t in texts],
     )
-    return c._call(c.detect.Detect, request)
+    return c.detect(request)
 
 
 def test_detect_marks_the_concept_tokens_it_was_extracted_on(setup: tuple) -> None:
@@ -84,7 +84,7 @@ def test_dsc_dictionaries_detect_chunks_along_the_sequence(setup: tuple) -> None
         config=dp.DetectionConfig(model={"name": "dp-rnn"}, dictionary_ids=[dsc]),
         inputs=[dp.DetectInput(symbols=pb.SymbolSequence(symbols=list("EABCDEEABCDE")))],
     )
-    [result] = c._call(c.detect.Detect, request).results
+    [result] = c.detect(request).results
     assert result.n_tokens == 12
     assert sum(s.count for s in result.summaries) >= 2  # chunks span several steps
 
@@ -102,7 +102,7 @@ def test_detection_refuses_what_does_not_fit(setup: tuple) -> None:
         config=dp.DetectionConfig(model={"name": "dp-other"}, dictionary_ids=[pa]),
         inputs=[dp.DetectInput(text="cat")],
     )
-    e = _error(c._call, c.detect.Detect, other)
+    e = _error(c.detect, other)
     assert e.code is grpc.StatusCode.FAILED_PRECONDITION and e.reason == "DICTIONARY_MISMATCH"
     assert "dp-lm" in e.message
     assert _error(_detect, c, pa, "").code is grpc.StatusCode.INVALID_ARGUMENT
@@ -125,13 +125,13 @@ def test_stream_detect_keeps_context_and_ends_on_garbage(
         dp.StreamDetectRequest(input=dp.DetectInput(text=" near the window"), continues=True),
         dp.StreamDetectRequest(input=dp.DetectInput(text="A new input")),
     ]
-    replies = list(c.detect.StreamDetect(iter(messages), timeout=60))
+    replies = list(c.detection.StreamDetect(iter(messages), timeout=60))
     assert [r.sequence for r in replies] == [0, 1, 2]
     whole = _detect(c, pa, "On day 3 the cat slept near the window").results[0]
     assert replies[0].result.n_tokens + replies[1].result.n_tokens == whole.n_tokens
     assert replies[1].result.tokens[0].position == replies[0].result.n_tokens
     garbage = [messages[0], messages[1], dp.StreamDetectRequest(config=config), messages[3]]
-    stream = c.detect.StreamDetect(iter(garbage), timeout=60)
+    stream = c.detection.StreamDetect(iter(garbage), timeout=60)
     assert next(stream).sequence == 0
     with pytest.raises(grpc.RpcError) as err:
         next(stream)
@@ -145,7 +145,7 @@ def _perturb(c: Client, dictionary: str, entry: int, mode: int, **kw: object) ->
                          alpha=kw.pop("alpha", 0.0))  # fmt: skip
     request = pp.PerturbRequest(model={"name": "dp-lm"}, input=dp.DetectInput(text=TRAIN[0]),
                                 interventions=[iv], **kw)  # fmt: skip
-    return c._call(c.perturb.Perturb, request)
+    return c.perturb(request)
 
 
 def test_perturb_reports_the_change_and_only_where_asked(setup: tuple) -> None:
@@ -187,7 +187,7 @@ def test_perturbation_errors(setup: tuple) -> None:
         positions=pp.Positions(indices=[0]))  # fmt: skip
     request = pp.PerturbRequest(model={"name": "dp-lm"}, input=dp.DetectInput(text="x"),
                                 interventions=[wrong_width])  # fmt: skip
-    e = _error(c._call, c.perturb.Perturb, request)
+    e = _error(c.perturb, request)
     assert e.code is grpc.StatusCode.INVALID_ARGUMENT and "32 wide" in e.message
     other_hook = pp.Intervention(chunk=pp.ChunkRef(dictionary_id=pa, entry_id=0),
                                  mode=pp.INTERVENTION_MODE_ACTIVATE,
@@ -195,12 +195,12 @@ def test_perturbation_errors(setup: tuple) -> None:
                                  positions=pp.Positions(indices=[0]))  # fmt: skip
     request = pp.PerturbRequest(model={"name": "dp-lm"}, input=dp.DetectInput(text="x"),
                                 interventions=[other_hook])  # fmt: skip
-    e = _error(c._call, c.perturb.Perturb, request)
+    e = _error(c.perturb, request)
     assert e.code is grpc.StatusCode.FAILED_PRECONDITION and "allow_other_hook_point" in e.message
     other_hook.allow_other_hook_point = True
     request = pp.PerturbRequest(model={"name": "dp-lm"}, input=dp.DetectInput(text="x"),
                                 interventions=[other_hook])  # fmt: skip
-    assert c._call(c.perturb.Perturb, request).applied == 1
+    assert c.perturb(request).applied == 1
 
 
 def test_concurrent_perturbations_equal_the_same_requests_alone(setup: tuple) -> None:
@@ -227,7 +227,7 @@ def _generate(c: Client, pa: str, **kw: object) -> dict[int, pp.GenerateResponse
         **kw,
     )  # type: ignore[arg-type]
     done = {}
-    for message in c.perturb.Generate(request, timeout=60):
+    for message in c.perturbation.Generate(request, timeout=60):
         if message.done:
             done[message.arm] = message
     return done
@@ -262,7 +262,7 @@ def test_generation_rules_fire_server_side(setup: tuple) -> None:
         detect_dictionary_ids=[pa],
         sampling=pp.SamplingParams(max_new_tokens=10),
     )
-    steps = list(c.perturb.Generate(request, timeout=60))
+    steps = list(c.perturbation.Generate(request, timeout=60))
     events = [e for m in steps for e in m.rule_events]
     assert [(e.rule_index, e.action, e.step) for e in events] == [(0, "stop", 1)]
     assert steps[-1].done and steps[-1].step == 2  # stopped after two tokens, not ten
@@ -273,7 +273,7 @@ def test_generate_can_be_cancelled_and_the_server_carries_on(setup: tuple) -> No
     c, pa, _ = setup
     request = pp.GenerateRequest(model={"name": "dp-lm"}, prompt=dp.DetectInput(text="On day"),
                                  sampling=pp.SamplingParams(max_new_tokens=1000))  # fmt: skip
-    stream = c.perturb.Generate(request, timeout=60)
+    stream = c.perturbation.Generate(request, timeout=60)
     next(stream)
     stream.cancel()
     assert _generate(c, pa)[pp.ARM_PERTURBED].done

@@ -184,3 +184,88 @@ def test_capture_beyond_the_limit_is_resource_exhausted(tmp_path: Path, model_ro
         assert not list(c.list_dictionaries())
         assert c.health() == "SERVING"
     server.terminate()
+
+
+def test_inputs_beyond_the_token_limit_are_resource_exhausted(
+    tmp_path: Path, model_root: Path
+) -> None:
+    from chunkscope_client.v1 import detection_pb2 as dp
+    from chunkscope_client.v1 import perturbation_pb2 as pp
+
+    server = start_server(tmp_path / "data", model_root, "--max-input-tokens", "24")
+    long_text = "the cat slept near the window " * 10
+    with Client.connect(server.address, timeout=60) as c:
+        c.register_model("llama", "tiny-llama", wait=True)
+        [d] = c.extract_dictionary(_pa_request(12))
+        config = dp.DetectionConfig(model={"name": "llama"}, dictionary_ids=[d.id])
+        calls = [
+            lambda: c.detect(dp.DetectRequest(config=config,
+                                              inputs=[dp.DetectInput(text=long_text)])),
+            lambda: c.perturb(pp.PerturbRequest(model={"name": "llama"},
+                                                input=dp.DetectInput(text=long_text))),
+            lambda: list(c.generate(pp.GenerateRequest(
+                model={"name": "llama"}, prompt=dp.DetectInput(text="the cat"),
+                sampling=pp.SamplingParams(max_new_tokens=100)))),
+        ]  # fmt: skip
+        for call in calls:
+            with pytest.raises(ChunkscopeError) as err:
+                call()
+            assert err.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-input-tokens" in err.value.message
+        # Truncation on request is allowed, and short inputs pass.
+        config.max_tokens = 8
+        ok = c.detect(dp.DetectRequest(config=config, inputs=[dp.DetectInput(text=long_text)]))
+        assert ok.results[0].n_tokens == 8
+        assert c.health() == "SERVING"
+    server.terminate()
+
+
+def test_grafting_a_chunks_first_state_makes_the_rnn_continue_the_chunk(
+    tmp_path: Path, model_root: Path
+) -> None:
+    """The paper's state transport: after A's state, input B predicts C (as in ABCD)."""
+    import json
+    import subprocess
+    import sys
+
+    from chunkscope.testbeds.sequences import reflection
+    from chunkscope_client.v1 import detection_pb2 as dp
+    from chunkscope_client.v1 import dictionaries_pb2 as pb
+    from chunkscope_client.v1 import perturbation_pb2 as pp
+
+    root = tmp_path / "models"
+    subprocess.run(
+        [sys.executable, "-m", "chunkscope", "testbed", "train", "--generator", "reflection",
+         "--iterations", "300", "--seed", "0", "--out", str(root / "rnn")],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    server = start_server(tmp_path / "data", root)
+    with Client.connect(server.address, timeout=120) as c:
+        c.register_model("rnn", "rnn", wait=True)
+        seq = list(reflection(n_repeats=400, seed=5))
+        [d] = c.extract_dictionary(pb.ExtractDictionaryRequest(
+            model={"name": "rnn"}, hook_points=["rnn.hidden"],
+            corpus=pb.Corpus(sequences=pb.SequenceList(sequences=[pb.SymbolSequence(symbols=seq)])),
+            discrete_sequence_chunking=pb.DiscreteSequenceChunkingParams(),
+        ))  # fmt: skip
+        labels = [e.label for e in d.entries]
+        starting_with_a = [e for e in d.entries if e.label.startswith("AB")]
+        assert starting_with_a, labels
+        chunk = starting_with_a[0]
+
+        def predict(graft: bool) -> str:
+            interventions = []
+            if graft:  # h after the E before B becomes the chunk's first state (A's)
+                interventions = [pp.Intervention(
+                    chunk=pp.ChunkRef(dictionary_id=d.id, entry_id=chunk.id),
+                    mode=pp.INTERVENTION_MODE_ACTIVATE,
+                    positions=pp.Positions(indices=[-2]))]  # fmt: skip
+            reply = c.perturb(pp.PerturbRequest(
+                model={"name": "rnn"}, interventions=interventions, top_k=1,
+                input=dp.DetectInput(symbols=pb.SymbolSequence(symbols=list("EEEEEB"))),
+            ))  # fmt: skip
+            return reply.top_after[0].token
+
+        assert predict(graft=True) == "C", json.dumps(labels)
+        assert predict(graft=False) != "C"
+    server.terminate()

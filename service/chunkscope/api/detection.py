@@ -10,17 +10,17 @@ from typing import Any
 import numpy as np
 
 from chunkscope import metrics
-from chunkscope.engine.capture import Segment, decode_token
+from chunkscope.engine.capture import Segment, decode_token, token_count
 from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.detection import Detector, InputDetection, detect_batch
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
-from chunkscope.errors import FieldViolation, InvalidArgument
+from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import detection_pb2 as pb
 from chunkscope_client.v1 import detection_pb2_grpc
 
 MAX_INPUTS, MAX_DICTIONARIES, BATCH = 256, 16, 8
-DEFAULT_MAX_TOKENS, MAX_TOKENS = 512, 1 << 16
+MAX_TOKENS = 1 << 16
 
 
 @dataclass
@@ -70,7 +70,7 @@ def plan(config: pb.DetectionConfig, registry: ModelRegistry, cache: DetectorCac
             f"{field}.labels", f"no entry is labelled {sorted(wanted - known)[:5]} in these "
             "dictionaries",
         )  # fmt: skip
-    max_tokens = config.max_tokens or (1 << 22 if model.is_recurrent else DEFAULT_MAX_TOKENS)
+    max_tokens = config.max_tokens or (1 << 22)  # default: whole inputs, within the server limit
     return Plan(config.model.name, content_hash, model, detectors, keep, config.positives_only,
                 config.summary_only, max_tokens)  # fmt: skip
 
@@ -141,11 +141,22 @@ def result_proto(p: Plan, found: InputDetection, start: int = 0) -> pb.DetectRes
 
 
 class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
-    def __init__(self, registry: ModelRegistry, cache: DetectorCache) -> None:
+    def __init__(self, registry: ModelRegistry, cache: DetectorCache, max_input_tokens: int):
         self.registry = registry
         self.cache = cache
+        self.max_input_tokens = max_input_tokens
 
     async def _detect(self, p: Plan, segments: list[Segment]) -> tuple[list[InputDetection], int]:
+        if p.max_tokens > self.max_input_tokens:
+            for i, seg in enumerate(segments):  # inputs are not truncated by default: check them
+                n = token_count(p.model, seg)
+                if n > self.max_input_tokens:
+                    raise ResourceExhausted(
+                        f"input {i} has {n} tokens; this server accepts at most "
+                        f"{self.max_input_tokens} per input (--max-input-tokens), or set "
+                        "config.max_tokens to truncate",
+                        reason="INPUT_TOO_LONG",
+                    )
         started = time.perf_counter_ns()
         found: list[InputDetection] = []
         for i in range(0, len(segments), BATCH):

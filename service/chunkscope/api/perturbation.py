@@ -18,12 +18,12 @@ from chunkscope.engine.capture import decode_token
 from chunkscope.engine.chunks import DetectorCache, InterventionSpec, resolve
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
-from chunkscope.errors import FieldViolation, InvalidArgument
+from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import perturbation_pb2 as pb
 from chunkscope_client.v1 import perturbation_pb2_grpc
 from chunkscope_client.v1.detection_pb2 import ChunkMatch
 
-MAX_INTERVENTIONS, MAX_TOP_K, MAX_PROMPT_TOKENS = 32, 100, 4096
+MAX_INTERVENTIONS, MAX_TOP_K = 32, 100
 _MODES = {
     pb.INTERVENTION_MODE_ACTIVATE: "activate",
     pb.INTERVENTION_MODE_INHIBIT: "inhibit",
@@ -77,9 +77,10 @@ def _target_ids(model: LoadedModel, targets: list[str]) -> list[int]:
 
 
 class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
-    def __init__(self, registry: ModelRegistry, cache: DetectorCache) -> None:
+    def __init__(self, registry: ModelRegistry, cache: DetectorCache, max_input_tokens: int):
         self.registry = registry
         self.cache = cache
+        self.max_input_tokens = max_input_tokens
 
     def _prepare(
         self, model_ref: Any, prompt: Any, field: str, interventions: Any
@@ -89,7 +90,7 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
         model = self.registry.ready(model_ref.name, model_ref.content_hash)
         content_hash = self.registry.get(model_ref.name).content_hash
         segment = segment_of(prompt, model, field)
-        ids = st.encode_prompt(model, segment.text, segment.symbols, MAX_PROMPT_TOKENS)
+        ids = st.encode_prompt(model, segment.text, segment.symbols, self.max_input_tokens, field)
         if len(interventions) > MAX_INTERVENTIONS:
             raise InvalidArgument.field("interventions", f"at most {MAX_INTERVENTIONS}")
         actions = [
@@ -149,6 +150,13 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             request.model, request.prompt, "prompt", request.interventions
         )
         sampling = self._sampling(request.sampling)
+        if int(ids.shape[1]) + sampling.max_new_tokens > self.max_input_tokens:
+            raise ResourceExhausted(
+                f"prompt ({int(ids.shape[1])} tokens) plus sampling.max_new_tokens "
+                f"({sampling.max_new_tokens}) exceeds this server's {self.max_input_tokens} "
+                "(--max-input-tokens)",
+                reason="INPUT_TOO_LONG",
+            )
         detectors = [
             self.cache.get(d, name, content_hash, model, f"detect_dictionary_ids[{i}]")
             for i, d in enumerate(request.detect_dictionary_ids)

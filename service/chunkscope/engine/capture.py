@@ -149,6 +149,13 @@ def capture_batch(
     return CapturedBatch(batch, states, lengths, offsets, ids)
 
 
+def token_count(model: LoadedModel, segment: Segment) -> int:
+    """Tokens the model would see for a segment (untruncated)."""
+    if model.is_recurrent:
+        return len(segment.symbols)
+    return len(model.tokenizer(segment.text)["input_ids"])
+
+
 def decode_token(model: LoadedModel, token_id: int) -> str:
     if model.is_recurrent:
         return model.symbols[token_id]

@@ -22,6 +22,7 @@ from chunkscope.engine.capture import decode_token
 from chunkscope.engine.detection import Detector
 from chunkscope.engine.hooks import hooks
 from chunkscope.engine.loading import LoadedModel
+from chunkscope.errors import ResourceExhausted
 
 MODES = ("activate", "inhibit", "add", "project_out")
 
@@ -124,14 +125,20 @@ class Steering:
 
 
 def encode_prompt(
-    model: LoadedModel, text: str, symbols: tuple[str, ...], max_tokens: int
+    model: LoadedModel, text: str, symbols: tuple[str, ...], limit: int, field: str
 ) -> torch.Tensor:
-    """Token ids [1, T] of a prompt."""
+    """Token ids [1, T] of a prompt; RESOURCE_EXHAUSTED when it has more than `limit` tokens."""
     if model.is_recurrent:
-        ids = model.module.encode(list(symbols))[:max_tokens]  # type: ignore[operator]
-        return ids[None, :].to(model.device)
-    enc = model.tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)
-    return enc["input_ids"].to(model.device)
+        ids = model.module.encode(list(symbols))  # type: ignore[operator]
+    else:
+        ids = model.tokenizer(text, return_tensors="pt")["input_ids"][0]
+    if ids.shape[0] > limit:
+        raise ResourceExhausted(
+            f"{field} has {ids.shape[0]} tokens; this server accepts at most {limit} per input "
+            "(--max-input-tokens)",
+            reason="INPUT_TOO_LONG",
+        )
+    return ids[None, :].to(model.device)
 
 
 @torch.inference_mode()

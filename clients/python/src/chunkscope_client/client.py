@@ -15,11 +15,13 @@ from grpc_status import rpc_status
 
 from chunkscope_client.v1 import (
     common_pb2,
+    detection_pb2,
     detection_pb2_grpc,
     dictionaries_pb2,
     dictionaries_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    perturbation_pb2,
     perturbation_pb2_grpc,
 )
 
@@ -75,8 +77,8 @@ class Client:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.models = models_pb2_grpc.ModelServiceStub(channel)
         self.dictionaries = dictionaries_pb2_grpc.DictionaryServiceStub(channel)
-        self.detect = detection_pb2_grpc.DetectionServiceStub(channel)
-        self.perturb = perturbation_pb2_grpc.PerturbationServiceStub(channel)
+        self.detection = detection_pb2_grpc.DetectionServiceStub(channel)
+        self.perturbation = perturbation_pb2_grpc.PerturbationServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
 
     @classmethod
@@ -259,3 +261,38 @@ class Client:
                 )
 
         return self._call(self.dictionaries.ImportDictionary, pieces()).dictionary
+
+    # ----- DetectionService and PerturbationService -------------------------------------
+
+    def detect(self, request: detection_pb2.DetectRequest) -> detection_pb2.DetectResponse:
+        """Chunks active per token for a batch of inputs."""
+        return self._call(self.detection.Detect, request)
+
+    def stream_detect(
+        self,
+        requests: Iterator[detection_pb2.StreamDetectRequest],
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[detection_pb2.StreamDetectResponse]:
+        """A monitoring stream: the config first, then inputs; one reply per input, in order."""
+        try:
+            yield from self.detection.StreamDetect(
+                requests, timeout=timeout or max(self.timeout, 3600.0), metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise ChunkscopeError.from_rpc_error(error) from None
+
+    def perturb(self, request: perturbation_pb2.PerturbRequest) -> perturbation_pb2.PerturbResponse:
+        """One forward pass with interventions: next-token log-probabilities before and after."""
+        return self._call(self.perturbation.Perturb, request)
+
+    def generate(
+        self, request: perturbation_pb2.GenerateRequest, *, timeout: float | None = None
+    ) -> Iterator[perturbation_pb2.GenerateResponse]:
+        """Streamed generation: one message per token and arm, then a `done` message per arm."""
+        try:
+            yield from self.perturbation.Generate(
+                request, timeout=timeout or max(self.timeout, 600.0), metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise ChunkscopeError.from_rpc_error(error) from None

@@ -67,7 +67,9 @@ class DetectionConfig(_message.Message):
     summary_only: _builtins.bool
     """Leave per-token results out entirely and return only the per-input summaries."""
     max_tokens: _builtins.int
-    """Tokens per input at most; longer inputs are truncated. 0 means 512."""
+    """Tokens per input at most; longer inputs are truncated. 0 means no truncation: an input
+    longer than the server's --max-input-tokens is refused with RESOURCE_EXHAUSTED.
+    """
     @_builtins.property
     def model(self) -> _common_pb2.ModelRef:
         """Required. The model; a content_hash pins the weights."""
