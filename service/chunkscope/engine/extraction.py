@@ -244,18 +244,14 @@ class Extractor:
             return lambda hp, progress: methods.fit_discrete_sequence_chunking(
                 model, ms, hp, train, progress
             )
-        if isinstance(ms, ucd.CosineParams):
-            try:
-                ms.validate(train.n_rows)
-            except ValueError as exc:
-                raise InvalidArgument.field(spec.method, str(exc)) from None
-            return lambda hp, progress: methods.fit_cosine_dictionary(
-                model, ms, hp, train, heldout, progress
-            )
-        try:
+        try:  # the unsupervised methods need at least K (or min_cluster_size) states
             ms.validate(train.n_rows)
         except ValueError as exc:
             raise InvalidArgument.field(spec.method, str(exc)) from None
+        if isinstance(ms, ucd.CosineParams):
+            return lambda hp, progress: methods.fit_cosine_dictionary(
+                model, ms, hp, train, heldout, progress
+            )
         return lambda hp, progress: methods.fit_density_chunks(
             model, ms, hp, train, heldout, progress
         )

@@ -124,6 +124,13 @@ class Client:
         except grpc.RpcError as error:
             raise ChunkscopeError.from_rpc_error(error) from None
 
+    def _stream(self, method: Any, request: Any, timeout: float) -> Iterator[Any]:
+        """A streaming call whose errors surface as ChunkscopeError while iterating."""
+        try:
+            yield from method(request, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise ChunkscopeError.from_rpc_error(error) from None
+
     # ----- health ---------------------------------------------------------------------------
 
     def health(self, service: str = "") -> str:
@@ -184,12 +191,8 @@ class Client:
         self, request: dictionaries_pb2.ExtractDictionaryRequest, *, timeout: float | None = None
     ) -> Iterator[dictionaries_pb2.ExtractDictionaryResponse]:
         """The raw ExtractDictionary stream: progress messages, then the result."""
-        try:
-            yield from self.dictionaries.ExtractDictionary(
-                request, timeout=timeout or max(self.timeout, 3600.0), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise ChunkscopeError.from_rpc_error(error) from None
+        timeout = timeout or max(self.timeout, 3600.0)
+        return self._stream(self.dictionaries.ExtractDictionary, request, timeout)
 
     def extract_dictionary(
         self,
@@ -237,14 +240,9 @@ class Client:
         """The dictionary as a portable archive (verified against the server's sha256)."""
         request = dictionaries_pb2.ExportDictionaryRequest(id=dictionary_id)
         parts, expected = [], ""
-        try:
-            for piece in self.dictionaries.ExportDictionary(
-                request, timeout=self.timeout, metadata=self._metadata
-            ):
-                expected = expected or piece.sha256
-                parts.append(piece.data)
-        except grpc.RpcError as error:
-            raise ChunkscopeError.from_rpc_error(error) from None
+        for piece in self._stream(self.dictionaries.ExportDictionary, request, self.timeout):
+            expected = expected or piece.sha256
+            parts.append(piece.data)
         archive = b"".join(parts)
         if expected != "sha256:" + hashlib.sha256(archive).hexdigest():
             raise ChunkscopeError(grpc.StatusCode.DATA_LOSS, "exported archive failed its sha256")
@@ -275,12 +273,8 @@ class Client:
         timeout: float | None = None,
     ) -> Iterator[detection_pb2.StreamDetectResponse]:
         """A monitoring stream: the config first, then inputs; one reply per input, in order."""
-        try:
-            yield from self.detection.StreamDetect(
-                requests, timeout=timeout or max(self.timeout, 3600.0), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise ChunkscopeError.from_rpc_error(error) from None
+        timeout = timeout or max(self.timeout, 3600.0)
+        return self._stream(self.detection.StreamDetect, requests, timeout)
 
     def perturb(self, request: perturbation_pb2.PerturbRequest) -> perturbation_pb2.PerturbResponse:
         """One forward pass with interventions: next-token log-probabilities before and after."""
@@ -290,9 +284,6 @@ class Client:
         self, request: perturbation_pb2.GenerateRequest, *, timeout: float | None = None
     ) -> Iterator[perturbation_pb2.GenerateResponse]:
         """Streamed generation: one message per token and arm, then a `done` message per arm."""
-        try:
-            yield from self.perturbation.Generate(
-                request, timeout=timeout or max(self.timeout, 600.0), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise ChunkscopeError.from_rpc_error(error) from None
+        return self._stream(
+            self.perturbation.Generate, request, timeout or max(self.timeout, 600.0)
+        )
