@@ -86,6 +86,7 @@ reproduce: demo-model
 # Ratios measured interleaved in one run; writes BENCHMARKS.md.
 bench: demo-model
 	$(PY) scripts/bench.py --out BENCHMARKS.md
+	$(PY) scripts/bench_serving.py --out BENCHMARKS.md
 
 serve: venv
 	$(PY) -m chunkscope serve --data-dir $(DATA_DIR)
