@@ -53,18 +53,20 @@ class Captured:
     offsets: list[list[tuple[int, int]]] = field(default_factory=list)  # per token, in segment text
     token_ids: list[np.ndarray] = field(default_factory=list)
     _chunks: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    _rows: int = 0  # running total: summing lengths per added segment was quadratic
 
     @property
     def n_rows(self) -> int:
-        return sum(self.lengths)
+        return self._rows
 
     def add(self, batch: CapturedBatch) -> None:
         for seg, length, offs, ids in zip(
             batch.segments, batch.lengths, batch.offsets, batch.token_ids, strict=True
         ):
-            self.row_starts.append(self.n_rows)
+            self.row_starts.append(self._rows)
             self.segments.append(seg)
             self.lengths.append(length)
+            self._rows += length
             self.offsets.append(offs)
             self.token_ids.append(ids)
         for name in self.hook_points:
