@@ -1338,7 +1338,12 @@ def notes(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced set (~2 min), a smoke check")
-    parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "BENCHMARKS.md",
+        help="report to write (default: BENCHMARKS.md at the repository root)",
+    )
     parser.add_argument(
         "--omp-spin",
         choices=("throttled", "default"),
