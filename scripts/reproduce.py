@@ -518,7 +518,10 @@ def rnn_report(results: list[RnnResult], args: argparse.Namespace) -> str:
         planted = RNN_SETTINGS[r.spec.generator].words
         labels = {label for label, _ in r.entries}
         found = [w for w in planted if w in labels]
-        inside = sorted({lb for lb in labels for w in planted if w in lb and lb != w}, key=len)
+        inside = sorted(
+            {lb for lb in labels for w in planted if w in lb and lb != w},
+            key=lambda lb: (len(lb), lb),
+        )
         top = sorted(r.entries, key=lambda e: -e[1])[:6]
         rows.append([
             r.spec.name.removeprefix(RNN_PREFIX),
@@ -1183,8 +1186,9 @@ def pa_report(
             f"{share:.0%} ({config_name(cfg)})" for cfg, share in zip(configs, full, strict=True)
         )
         + (
-            ". The sweep mostly keeps the largest tolerance, so on this model PA often acts as a "
-            "ball around the mean of the samples in the full state space."
+            ". The sweep mostly settles on a tolerance large enough to keep every neuron, so on "
+            "this model PA often acts as a ball around the mean of the samples in the full "
+            "state space."
             if mean(full) > 0.5
             else "."
         )
@@ -1402,6 +1406,9 @@ SERVICE_NOTES = """## Notes on the service, found while reproducing
   sit in early or middle blocks; the forward passes dominate the run time of PA and UCD here."""
 
 
+KEPT_BLOCK = re.compile(r"^<!-- ([\w-]+):start -->$.*?^<!-- \1:end -->$", re.MULTILINE | re.DOTALL)
+
+
 def write_report(
     path: Path, sections: list[str], timer: Timer, loads: tuple[float, float], cpu: float
 ) -> None:
@@ -1437,7 +1444,11 @@ def write_report(
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = "\n\n".join([*sections, SERVICE_NOTES])
+    # Sections that other scripts write between their own markers (scripts/effects.py does) are
+    # kept, so that regenerating this part of the document does not delete theirs.
+    previous = path.read_text(encoding="utf-8") if path.exists() else ""
+    kept = [m.group(0) for m in KEPT_BLOCK.finditer(previous)]
+    body = "\n\n".join([*sections, SERVICE_NOTES, *kept])
     path.write_text("\n".join([*head, body, ""]), encoding="utf-8")
 
 
@@ -1460,7 +1471,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--generators", default=",".join(RNN_SETTINGS), help="RNN generators, comma-separated")
     add("--rnn-seeds", type=int, default=3, help="weight seeds per RNN generator")
     add("--heldout-data-seed", type=int, default=2, help="data seed of the DSC sequence")
-    add("--workers", type=int, default=2, help="RNN trainings run at once")
+    add("--workers", type=int, default=3, help="RNN trainings run at once (one thread each)")
     add("--pa-samples", default="5,20", help="PA n_samples values")
     add("--pa-max-requests", type=int, default=2, help="PA requests per configuration at most")
     add("--layer-group", type=int, default=30, help="hook points per PA request at most")
