@@ -8,7 +8,8 @@
 3. Angular Procrustes over vector fields: A and B scaled to unit Frobenius norm, then
    θ = arccos max_{C ∈ O(r)} tr(Aᵀ C B Cᵀ) in [0, π]. The maximum is sought by Adam on
    C = expm(M − Mᵀ)·R (R = identity or a reflection, so both components of O(r) are covered) from
-   the identity, a reflection and `restarts` seeded random starts; the best start is kept.
+   the identity, a reflection and `restarts` seeded random starts; the best start is kept. The step size decays linearly to 1% of
+   `lr` over the `iters` steps.
 4. Eigenvalue variant: 2-Wasserstein distance between the eigenvalues of A and of B (unscaled),
    as points in the complex plane with uniform weights (POT's exact solver, squared Euclidean
    ground cost, square root of the optimum).
@@ -148,10 +149,39 @@ def default_rank(width_a: int, width_b: int, params: DSAParams) -> int:
     )
 
 
-def _reflection(n: int) -> torch.Tensor:
-    r = torch.eye(n, dtype=torch.float64)
+def _reflection(n: int) -> np.ndarray:
+    r = np.eye(n)
     r[0, 0] = -1.0
     return r
+
+
+def _eigenbasis_start(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """C = U_a D U_bᵀ from the eigenvectors of the symmetric parts, signs D chosen greedily.
+
+    If B = Qᵀ A Q exactly, U_a = Q U_b D for some signs D, so this start is already optimal
+    (up to eigenvalue ties); otherwise it is one more heuristic start.
+    """
+    _, ua = np.linalg.eigh((a + a.T) / 2)
+    _, ub = np.linalg.eigh((b + b.T) / 2)
+    signs = np.ones(a.shape[0])
+
+    def score(d: np.ndarray) -> float:
+        c = (ua * d) @ ub.T
+        return float(np.sum(a * (c @ b @ c.T)))
+
+    best = score(signs)
+    for _ in range(3):
+        improved = False
+        for i in range(len(signs)):
+            signs[i] = -signs[i]
+            trial = score(signs)
+            if trial > best + 1e-15:
+                best, improved = trial, True
+            else:
+                signs[i] = -signs[i]
+        if not improved:
+            break
+    return (ua * signs) @ ub.T
 
 
 def procrustes_vector_fields(
@@ -166,16 +196,22 @@ def procrustes_vector_fields(
         raise ValueError("an operator is zero: the states do not change over time")
     at = torch.as_tensor(a / na, dtype=torch.float64)
     bt = torch.as_tensor(b / nb, dtype=torch.float64)
-    gen = torch.Generator().manual_seed(params.seed)
-    names = ["identity", "reflection"] + [f"random-{k}" for k in range(params.restarts)]
+    names, bases = ["identity", "reflection", "eigenbasis"], [np.eye(n), _reflection(n)]
+    bases.append(_eigenbasis_start(a / na, b / nb))
+    rng = np.random.default_rng(params.seed)
+    for k in range(params.restarts):
+        q, r = np.linalg.qr(rng.normal(size=(n, n)))
+        bases.append(q * np.sign(np.diag(r)))  # Haar-distributed orthogonal matrix
+        names.append(f"random-{k}")
     k = len(names)
+    refl = torch.as_tensor(np.stack(bases), dtype=torch.float64)
     init = torch.zeros((k, n, n), dtype=torch.float64)
-    if params.restarts:
-        init[2:] = torch.randn((params.restarts, n, n), generator=gen, dtype=torch.float64)
-    refl = torch.stack([torch.eye(n, dtype=torch.float64) if i % 2 == 0 else _reflection(n)
-                        for i in range(k)])  # fmt: skip
     m = init.clone().requires_grad_(True)
     opt = torch.optim.Adam([m], lr=params.lr)
+    # the step size decays linearly to 1% so that the end is a fine search, not an oscillation
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: max(0.01, 1.0 - step / max(params.iters, 1))
+    )
 
     def losses() -> tuple[torch.Tensor, torch.Tensor]:
         c = torch.linalg.matrix_exp(m - m.transpose(1, 2)) @ refl
@@ -191,6 +227,7 @@ def procrustes_vector_fields(
         opt.zero_grad()
         loss.sum().backward()
         opt.step()
+        sched.step()
         if step % 50 == 49:
             progress(step + 1, params.iters)
     winner = int(torch.argmin(best_loss))

@@ -414,7 +414,9 @@ class DsaParams(_message.Message):
     learning_rate: _builtins.float
     """Adam learning rate of that fit. 0 means 0.05."""
     restarts: _builtins.int
-    """Random starts besides the identity and a reflection. 0 means 4; the best is kept."""
+    """Seeded random orthogonal starts besides the identity, a reflection and the eigenvector
+    alignment of the two operators' symmetric parts. 0 means 4; the best start is kept.
+    """
     seed: _builtins.int
     """Seed for the random starts and for subsampling trials."""
     max_samples: _builtins.int
