@@ -20,7 +20,7 @@ def _orthogonal(n: int, seed: int) -> np.ndarray:
 
 
 def planted_layers(seed: int = 0) -> list[States]:
-    """[X, XQ1, 2·XQ2, g(X), g(X)Q3, g(X)Q4 + 1] with g strongly non-linear: groups {0,1,2},{3,4,5}."""
+    """[X, XQ1, 2·XQ2, g(X), g(X)Q3, g(X)Q4 + 1], g strongly non-linear: groups {0,1,2}, {3,4,5}."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(150, 6))
     g = np.sin(3 * x[:, :3]) * np.exp(x[:, 3:]) ** 2

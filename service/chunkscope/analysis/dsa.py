@@ -7,9 +7,10 @@
    A (r×r) solves U₊ ≈ U₋ Aᵀ by (ridge) least squares, steps paired within each trajectory.
 3. Angular Procrustes over vector fields: A and B scaled to unit Frobenius norm, then
    θ = arccos max_{C ∈ O(r)} tr(Aᵀ C B Cᵀ) in [0, π]. The maximum is sought by Adam on
-   C = expm(M − Mᵀ)·R (R = identity or a reflection, so both components of O(r) are covered) from
-   the identity, a reflection and `restarts` seeded random starts; the best start is kept. The step size decays linearly to 1% of
-   `lr` over the `iters` steps.
+   C = expm(M − Mᵀ)·R, M starting at 0, for several orthogonal R: the identity, a reflection (so
+   both components of O(r) are covered), the eigenvector alignment of the two symmetric parts,
+   and `restarts` seeded Haar-random orthogonal matrices; the best start is kept. The step size
+   decays linearly to 1% of `lr` over the `iters` steps.
 4. Eigenvalue variant: 2-Wasserstein distance between the eigenvalues of A and of B (unscaled),
    as points in the complex plane with uniform weights (POT's exact solver, squared Euclidean
    ground cost, square root of the optimum).
