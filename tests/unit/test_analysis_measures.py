@@ -170,7 +170,9 @@ def test_dsa_subsamples_whole_trajectories_with_its_seed(systems) -> None:
     small, cut = dsa.subsample_trajectories(systems["x"], 200, seed=3)
     again, _ = dsa.subsample_trajectories(systems["x"], 200, seed=3)
     assert cut and small.n_samples == 200 and len(small.trajectories) == 4
-    assert all(np.array_equal(p, q) for p, q in zip(small.trajectories, again.trajectories, strict=True))
+    assert all(
+        np.array_equal(p, q) for p, q in zip(small.trajectories, again.trajectories, strict=True)
+    )
     params = compare.Params(dsa=dsa.DSAParams(rank=6, max_samples=200, iters=50))
     out = compare.compare("dsa", systems["x"], systems["rotated"], params)
     assert out.subsampled and out.samples_used == 200 and out.samples_total == 1000
