@@ -12,6 +12,7 @@ Everything random is seeded. This module may import torch and chunkscope.analysi
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +76,7 @@ def train_bimt(
     x_test, y_test = modular_task(1000, seed + 1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        layers = [nn.Linear(a, b) for a, b in zip(SHAPE[:-1], SHAPE[1:], strict=True)]
+        layers = [nn.Linear(a, b) for a, b in itertools.pairwise(SHAPE)]
     params = [p for layer in layers for p in layer.parameters()]
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
     cost_params = bimt.CostParams(weight_factor, layer_distance)
