@@ -14,6 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from chunkscope_client.v1 import (
+    analysis_pb2,
+    analysis_pb2_grpc,
     common_pb2,
     detection_pb2,
     detection_pb2_grpc,
@@ -79,6 +81,7 @@ class Client:
         self.dictionaries = dictionaries_pb2_grpc.DictionaryServiceStub(channel)
         self.detection = detection_pb2_grpc.DetectionServiceStub(channel)
         self.perturbation = perturbation_pb2_grpc.PerturbationServiceStub(channel)
+        self.analysis = analysis_pb2_grpc.AnalysisServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
 
     @classmethod
@@ -286,4 +289,66 @@ class Client:
         """Streamed generation: one message per token and arm, then a `done` message per arm."""
         return self._stream(
             self.perturbation.Generate, request, timeout or max(self.timeout, 600.0)
+        )
+
+    # ----- AnalysisService ------------------------------------------------------------------
+
+    def compare_representations_stream(
+        self, request: analysis_pb2.CompareRepresentationsRequest, *, timeout: float | None = None
+    ) -> Iterator[analysis_pb2.CompareRepresentationsResponse]:
+        """The raw CompareRepresentations stream: progress messages, then the result."""
+        timeout = timeout or max(self.timeout, 600.0)
+        return self._stream(self.analysis.CompareRepresentations, request, timeout)
+
+    def compare_representations(
+        self,
+        request: analysis_pb2.CompareRepresentationsRequest,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[analysis_pb2.AnalysisProgress], None] | None = None,
+    ) -> analysis_pb2.CompareRepresentationsResult:
+        """Compare two sets of states; one MeasureResult per requested measure."""
+        for message in self.compare_representations_stream(request, timeout=timeout):
+            if message.HasField("progress"):
+                if on_progress is not None:
+                    on_progress(message.progress)
+            else:
+                return message.result
+        raise ChunkscopeError(grpc.StatusCode.UNKNOWN, "the stream ended without a result")
+
+    def layer_similarity_stream(
+        self, request: analysis_pb2.LayerSimilarityRequest, *, timeout: float | None = None
+    ) -> Iterator[analysis_pb2.LayerSimilarityResponse]:
+        """The raw LayerSimilarity stream: progress messages, then the result."""
+        timeout = timeout or max(self.timeout, 3600.0)
+        return self._stream(self.analysis.LayerSimilarity, request, timeout)
+
+    def layer_similarity(
+        self,
+        request: analysis_pb2.LayerSimilarityRequest,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[analysis_pb2.AnalysisProgress], None] | None = None,
+    ) -> analysis_pb2.LayerSimilarityResult:
+        """The layer-by-layer matrix of one measure, with groups of similar layers."""
+        for message in self.layer_similarity_stream(request, timeout=timeout):
+            if message.HasField("progress"):
+                if on_progress is not None:
+                    on_progress(message.progress)
+            else:
+                return message.result
+        raise ChunkscopeError(grpc.StatusCode.UNKNOWN, "the stream ended without a result")
+
+    def connection_cost(
+        self, request: analysis_pb2.ConnectionCostRequest
+    ) -> analysis_pb2.ConnectionCostResponse:
+        """BIMT connection cost of a registered recurrent model or an inline network."""
+        return self._call(self.analysis.ConnectionCost, request)
+
+    def optimize_neuron_layout(
+        self, request: analysis_pb2.OptimizeNeuronLayoutRequest, *, timeout: float | None = None
+    ) -> analysis_pb2.OptimizeNeuronLayoutResponse:
+        """Function-preserving neuron swaps that lower the connection cost."""
+        return self._call(
+            self.analysis.OptimizeNeuronLayout, request, timeout or max(self.timeout, 300.0)
         )
