@@ -36,6 +36,22 @@ func trainingTexts() []string {
 	return texts
 }
 
+// TestMain fails the whole suite at once when the fixture's server is named but unreachable,
+// instead of letting every test wait for it.
+func TestMain(m *testing.M) {
+	if address := os.Getenv("CHUNKSCOPE_TEST_ADDRESS"); address != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		c, err := chunkscope.Dial(ctx, address, chunkscope.WithToken(os.Getenv("CHUNKSCOPE_TEST_TOKEN")))
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "the fixture server at %s is unreachable: %v\n", address, err)
+			os.Exit(1)
+		}
+		_ = c.Close()
+	}
+	os.Exit(m.Run())
+}
+
 // env is the fixture's environment; the test is skipped when there is no server.
 func env(t *testing.T) map[string]string {
 	t.Helper()
