@@ -53,7 +53,8 @@ const (
 
 // Client is a connection to one chunkscope server. It is safe for concurrent use.
 type Client struct {
-	conn *grpc.ClientConn
+	conn    *grpc.ClientConn
+	timeout time.Duration
 
 	// The generated stubs over the same connection, for direct use.
 	ModelService        pb.ModelServiceClient
@@ -105,8 +106,15 @@ func WithTLS() Option {
 }
 
 // WithTLSConfig connects over TLS with the given configuration (cloned; CA and client
-// certificates given with WithCA and WithClientCertificate are added to it).
-func WithTLSConfig(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg.Clone() } }
+// certificates given with WithCA and WithClientCertificate are added to it). A nil cfg is
+// WithTLS.
+func WithTLSConfig(cfg *tls.Config) Option {
+	return func(c *config) {
+		if c.tls = cfg.Clone(); c.tls == nil {
+			WithTLS()(c)
+		}
+	}
+}
 
 // WithCA connects over TLS, verifying the server against the CA certificates in pem instead of
 // the system's roots.
@@ -158,6 +166,7 @@ func New(address string, opts ...Option) (*Client, error) {
 	}
 	return &Client{
 		conn:                conn,
+		timeout:             cfg.timeout,
 		ModelService:        pb.NewModelServiceClient(conn),
 		DictionaryService:   pb.NewDictionaryServiceClient(conn),
 		DetectionService:    pb.NewDetectionServiceClient(conn),
@@ -175,21 +184,17 @@ func Dial(ctx context.Context, address string, opts ...Option) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := c.waitReady(ctx, opts); err != nil {
+	if err := c.waitReady(ctx); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Client) waitReady(ctx context.Context, opts []Option) error {
+func (c *Client) waitReady(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
-		cfg := &config{timeout: DefaultTimeout, callTimeouts: map[string]time.Duration{}}
-		for _, opt := range opts {
-			opt(cfg)
-		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.timeout)
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
 	c.conn.Connect()
