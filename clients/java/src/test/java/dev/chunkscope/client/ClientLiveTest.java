@@ -497,6 +497,22 @@ class ClientLiveTest {
     }
   }
 
+  @Test
+  @Order(18)
+  void aMonitorKeyMayDetectButNotRegister() {
+    String monitor = System.getenv("CHUNKSCOPE_TEST_MONITOR_TOKEN");
+    assumeFalse(monitor == null || monitor.isEmpty(), "the fixture has no monitor key");
+    try (ChunkscopeClient watcher =
+        ChunkscopeClient.builder().address(Fixture.address()).token(monitor).build()) {
+      assertEquals(2, watcher.detect(fixtureConfig(), TEXT).getResults(0).getSummariesCount());
+      ChunkscopeException error =
+          assertThrows(
+              ChunkscopeException.class,
+              () -> watcher.registerModel("java-denied", Fixture.env("MODEL_SOURCE"), false));
+      assertEquals(Status.Code.PERMISSION_DENIED, error.code(), error.getMessage());
+    }
+  }
+
   // ----- last: unregister ---------------------------------------------------------------------
 
   @Test

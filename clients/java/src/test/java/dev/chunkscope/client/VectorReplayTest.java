@@ -93,8 +93,10 @@ class VectorReplayTest {
                     file.getFileName().toString(),
                     () -> {
                       JsonObject vector = read(file);
-                      String problem = check(vector, replay(vector));
-                      assertNull(problem, file.getFileName() + ": " + problem);
+                      JsonObject outcome = replay(vector);
+                      String problem = check(vector, outcome);
+                      assertNull(
+                          problem, () -> file.getFileName() + ": " + problem + "\ngot: " + outcome);
                     }));
   }
 
