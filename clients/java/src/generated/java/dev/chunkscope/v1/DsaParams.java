@@ -142,7 +142,8 @@ private static final long serialVersionUID = 0L;
   private int restarts_ = 0;
   /**
    * <pre>
-   * Random starts besides the identity and a reflection. 0 means 4; the best is kept.
+   * Seeded random orthogonal starts besides the identity, a reflection and the eigenvector
+   * alignment of the two operators' symmetric parts. 0 means 4; the best start is kept.
    * </pre>
    *
    * <code>int32 restarts = 7;</code>
@@ -940,7 +941,8 @@ private static final long serialVersionUID = 0L;
     private int restarts_ ;
     /**
      * <pre>
-     * Random starts besides the identity and a reflection. 0 means 4; the best is kept.
+     * Seeded random orthogonal starts besides the identity, a reflection and the eigenvector
+     * alignment of the two operators' symmetric parts. 0 means 4; the best start is kept.
      * </pre>
      *
      * <code>int32 restarts = 7;</code>
@@ -952,7 +954,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Random starts besides the identity and a reflection. 0 means 4; the best is kept.
+     * Seeded random orthogonal starts besides the identity, a reflection and the eigenvector
+     * alignment of the two operators' symmetric parts. 0 means 4; the best start is kept.
      * </pre>
      *
      * <code>int32 restarts = 7;</code>
@@ -968,7 +971,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Random starts besides the identity and a reflection. 0 means 4; the best is kept.
+     * Seeded random orthogonal starts besides the identity, a reflection and the eigenvector
+     * alignment of the two operators' symmetric parts. 0 means 4; the best start is kept.
      * </pre>
      *
      * <code>int32 restarts = 7;</code>

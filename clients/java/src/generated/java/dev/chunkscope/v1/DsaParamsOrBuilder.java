@@ -73,7 +73,8 @@ public interface DsaParamsOrBuilder extends
 
   /**
    * <pre>
-   * Random starts besides the identity and a reflection. 0 means 4; the best is kept.
+   * Seeded random orthogonal starts besides the identity, a reflection and the eigenvector
+   * alignment of the two operators' symmetric parts. 0 means 4; the best start is kept.
    * </pre>
    *
    * <code>int32 restarts = 7;</code>
