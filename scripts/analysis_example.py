@@ -186,7 +186,8 @@ def bimt_section(cs: Client, out: list[str], steps: int) -> None:
     out += [
         "",
         "Second weight matrix (20 x 20, rows = neurons of hidden layer 2) with |w| above 5% of "
-        "its largest marked `#`, BIMT-trained: the network has split into two blocks.\n",
+        "its largest marked `#`, BIMT-trained (the dependencies column above is the check that "
+        "the two modules separated).\n",
         "```\n" + patterns["BIMT"] + "\n```\n",
     ]
 
