@@ -160,6 +160,8 @@ def setup_server(args: argparse.Namespace, work: Path) -> tuple[ServerProcess, s
         data_dir, "--model-roots", str(model_root), "--device", "cpu", "--grace-seconds", "10",
         "--log-level", "WARNING", timeout=300,
     )  # fmt: skip
+    # The launcher also arranges an admin key of its own; use it when the CLI gave none.
+    token = token or getattr(server, "token", "")
     with Client.connect(server.address, timeout=600, token=token) as c:
         c.register_model("load", source, wait=True)
         points = [p.name for p in c.list_hook_points("load") if p.name.endswith("resid_post")]
@@ -404,6 +406,12 @@ def build_report(
     }
 
 
+def logged_bugs(log: str, context: int = 40) -> list[str]:
+    """INTERNAL errors the server logged ("bug in ..."), each with its traceback."""
+    lines = log.splitlines()
+    return ["\n".join(lines[i : i + context]) for i, line in enumerate(lines) if "bug in" in line]
+
+
 def parse_mix(text: str) -> dict[str, int]:
     mix = {}
     for part in text.split(","):
@@ -439,6 +447,8 @@ def print_report(report: dict[str, Any]) -> None:
         f"(growth {rss['growth_last_minus_first'] / 1024:+.1f} MiB)"
     )
     print(f"health after: {report['health_after']}")
+    for bug in report.get("server_bugs", [])[:3]:
+        print(f"server logged a bug:\n{bug}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -476,12 +486,18 @@ def main(argv: list[str] | None = None) -> int:
             status = server.terminate(timeout=60)
         report["server_exit_status"] = status
         report["auth"] = bool(token)
+        report["server_bugs"] = logged_bugs(server.log())
     print_report(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1) + "\n")
         print(f"report written to {args.json}")
-    bad = report["errors"]["unexpected"] or report["health_after"] != "SERVING" or status != 0
+    bad = (
+        report["errors"]["unexpected"]
+        or report["server_bugs"]
+        or report["health_after"] != "SERVING"
+        or status != 0
+    )
     return 1 if bad else 0
 
 
