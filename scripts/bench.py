@@ -421,7 +421,7 @@ def bench_grpc(model: Any, device: str, reps: int, n_rpc: int, workdir: Path) ->
     )
     result.server_start_s = time.perf_counter() - started
     try:
-        with Client.connect(server.address, timeout=120) as cs:
+        with Client.connect(server.address, timeout=120, token=server.token) as cs:
             started = time.perf_counter()
             registered = cs.register_model("bench-smollm2", str(DEMO_MODEL), wait=True)
             result.register_s = time.perf_counter() - started

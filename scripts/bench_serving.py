@@ -178,12 +178,12 @@ def bench_grpc(cs: Client, model: loading.LoadedModel, detector: Detector, reps:
     }
 
 
-def bench_concurrency(address: str, dictionary: str, per_client: int) -> list[dict]:
+def bench_concurrency(address: str, token: str, dictionary: str, per_client: int) -> list[dict]:
     texts = SENTENCES[:4]
     rows = []
     for clients in (1, 4, 16):
         request = _detect_request(dictionary, texts)
-        connections = [Client.connect(address, timeout=600) for _ in range(clients)]
+        connections = [Client.connect(address, timeout=600, token=token) for _ in range(clients)]
         latencies: list[float] = []
 
         def work(c: Client, request: dp.DetectRequest = request) -> list[float]:
@@ -286,7 +286,7 @@ def main() -> int:
         server = spawn_server(data, "--model-roots", str(args.models.resolve()),
                               "--dtype", "float32", "--grace-seconds", "5")  # fmt: skip
         try:
-            cs = Client.connect(server.address, timeout=600)
+            cs = Client.connect(server.address, timeout=600, token=server.token)
             cs.register_model(DEMO_MODEL_NAME, DEMO_MODEL_NAME, wait=True)
             dictionary = extract_dictionary(cs)
             manifest, tensors = DictionaryStore(data).load(dictionary)
@@ -300,7 +300,9 @@ def main() -> int:
             print("gRPC vs in-process ...", flush=True)
             grpc_ratio = bench_grpc(cs, model, detector, reps)
             print("concurrency ...", flush=True)
-            concurrency = bench_concurrency(server.address, dictionary, 2 if args.quick else 6)
+            concurrency = bench_concurrency(
+                server.address, server.token, dictionary, 2 if args.quick else 6
+            )
             cs.close()
         finally:
             server.terminate()

@@ -10,7 +10,8 @@ runs a command with the fixture in its environment or waits until interrupted:
 The environment every suite reads (the contract; tests/vectors/README.md uses the same names):
 
     CHUNKSCOPE_TEST_ADDRESS      host:port of the server (plaintext)
-    CHUNKSCOPE_TEST_TOKEN        bearer token with the admin role (empty when auth is off)
+    CHUNKSCOPE_TEST_TOKEN        API key with the admin role (send as `authorization: Bearer`)
+    CHUNKSCOPE_TEST_MONITOR_TOKEN  API key with the monitor role (may detect, may not register)
     CHUNKSCOPE_TEST_MODEL        name of the registered READY model
     CHUNKSCOPE_TEST_MODEL_SOURCE source path a suite may register again under its own name
     CHUNKSCOPE_TEST_CONTENT_HASH content hash of that model
@@ -36,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "service"), str(ROOT / "clients/python/src"), str(ROOT / "tests")]
 
+from chunkscope.auth import KeyFile  # noqa: E402
 from chunkscope.launcher import ServerProcess, spawn_server  # noqa: E402
 from chunkscope_client import Client  # noqa: E402
 from chunkscope_client.v1 import dictionaries_pb2 as pb  # noqa: E402
@@ -66,11 +68,13 @@ def fixture(workdir: Path, *server_flags: str) -> Iterator[dict[str, str]]:
     models = workdir / "models"
     if not (models / SOURCE / "model.safetensors").exists():
         save_tiny_lm(models / SOURCE, "llama")
-    token = os.environ.get("CHUNKSCOPE_TEST_TOKEN", "")
     shutil.rmtree(workdir / "data", ignore_errors=True)  # models are reused, state is not
+    keys = KeyFile(workdir / "data" / "keys.json")
+    token, _ = keys.create("admin", "client-fixture")
+    monitor, _ = keys.create("monitor", "client-fixture")
     server: ServerProcess = spawn_server(
         workdir / "data", "--model-roots", str(models), "--device", "cpu",
-        "--grace-seconds", "5", *server_flags, timeout=120,
+        "--grace-seconds", "5", "--api-keys-file", str(keys.path), *server_flags, timeout=120,
     )  # fmt: skip
     try:
         with Client.connect(server.address, timeout=120, token=token) as client:
@@ -79,6 +83,7 @@ def fixture(workdir: Path, *server_flags: str) -> Iterator[dict[str, str]]:
         yield {
             "CHUNKSCOPE_TEST_ADDRESS": server.address,
             "CHUNKSCOPE_TEST_TOKEN": token,
+            "CHUNKSCOPE_TEST_MONITOR_TOKEN": monitor,
             "CHUNKSCOPE_TEST_MODEL": MODEL,
             "CHUNKSCOPE_TEST_MODEL_SOURCE": SOURCE,
             "CHUNKSCOPE_TEST_CONTENT_HASH": model.content_hash,

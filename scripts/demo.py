@@ -159,7 +159,7 @@ def main() -> int:
     print(f"starting chunkscope (data dir {args.data_dir}) ...")
     server = spawn_server(args.data_dir, "--grace-seconds", "10")
     try:
-        with Client.connect(server.address, timeout=60) as cs:
+        with Client.connect(server.address, timeout=60, token=server.token) as cs:
             print(
                 f"server {server.address} health: {cs.health()}, metrics on :{server.metrics_port}"
             )

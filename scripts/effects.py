@@ -1262,7 +1262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )  # fmt: skip
     try:
-        with Client.connect(server.address, timeout=600) as cs:
+        with Client.connect(server.address, timeout=600, token=server.token) as cs:
             model = timer.run("1. register SmolLM2", lambda: register(cs))
             clean_previous_runs(cs)
             concepts = list(dict.fromkeys(args.activation_concepts + args.inhibition_concepts))

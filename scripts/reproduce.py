@@ -1517,7 +1517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )  # fmt: skip
     try:
-        with Client.connect(server.address, timeout=600) as cs:
+        with Client.connect(server.address, timeout=600, token=server.token) as cs:
             clean_previous_runs(cs)
             if "rnn" in args.parts:
                 sections.append(rnn_report(run_rnn(cs, args, timer), args))

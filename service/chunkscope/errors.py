@@ -73,6 +73,12 @@ class AlreadyExists(ChunkscopeError):
     reason = "ALREADY_EXISTS"
 
 
+class Unauthenticated(ChunkscopeError):
+    """No valid API key with the call."""
+
+    reason = "UNAUTHENTICATED"
+
+
 class PermissionDenied(ChunkscopeError):
     reason = "PERMISSION_DENIED"
 
@@ -96,6 +102,7 @@ STATUS_CODES: dict[type[ChunkscopeError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -2,6 +2,10 @@
 
 The server prints one JSON line `{"event": "ready", "grpc_port": ..., "metrics_port": ...}` on
 stdout once it is SERVING; this reads it, so callers can use port 0 and never race for ports.
+
+Servers require API keys by default. Unless auth is disabled in the flags, the launcher makes sure
+the caller holds an admin key: $CHUNKSCOPE_TOKEN when set (the caller arranged the keys, as the
+test suite does), else the key kept in <data-dir>/launcher.key (created once, mode 0600).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class ServerProcess:
     metrics_port: int | None
     data_dir: Path
     log_path: Path
+    token: str = ""
 
     @property
     def address(self) -> str:
@@ -51,6 +56,7 @@ def spawn_server(
 ) -> ServerProcess:
     """Run `python -m chunkscope serve` on 127.0.0.1; its stderr goes to a log in `data_dir`."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    token = _admin_token(data_dir, flags)
     log_path = data_dir / f"server-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns()}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
     args = [
@@ -74,7 +80,37 @@ def spawn_server(
             continue
         if event.get("event") == "ready":
             return ServerProcess(
-                proc, event["grpc_port"], event["metrics_port"], data_dir, log_path
+                proc, event["grpc_port"], event["metrics_port"], data_dir, log_path, token
             )
     proc.kill()
     raise TimeoutError(f"server not ready within {timeout}s:\n{log_path.read_text()}")
+
+
+def _flag(flags: tuple[str, ...], name: str) -> str | None:
+    for i, flag in enumerate(flags):
+        if flag == name and i + 1 < len(flags):
+            return flags[i + 1]
+        if flag.startswith(name + "="):
+            return flag.split("=", 1)[1]
+    return None
+
+
+def _admin_token(data_dir: Path, flags: tuple[str, ...]) -> str:
+    """An admin key the server will accept ("" when auth is disabled)."""
+    from chunkscope.auth import KeyFile
+
+    auth = _flag(flags, "--auth") or os.environ.get("CHUNKSCOPE_AUTH", "required")
+    if auth == "disabled":
+        return ""
+    if os.environ.get("CHUNKSCOPE_TOKEN"):
+        return os.environ["CHUNKSCOPE_TOKEN"]
+    keys_file = _flag(flags, "--api-keys-file") or os.environ.get("CHUNKSCOPE_API_KEYS_FILE")
+    keys = KeyFile(Path(keys_file) if keys_file else data_dir / "keys.json")
+    kept = data_dir / "launcher.key"
+    if kept.exists() and keys.verify(kept.read_text().strip()):
+        return kept.read_text().strip()
+    token, _ = keys.create("admin", "launcher")
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token

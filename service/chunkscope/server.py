@@ -1,8 +1,9 @@
 """The gRPC server: wiring of servicers, interceptors, health, reflection, metrics and shutdown.
 
 Start-up order: bind the port (refusing a port another process holds: so_reuseport is off), health
-NOT_SERVING, restore the registry, then SERVING. On SIGTERM/SIGINT: health NOT_SERVING, stop
-accepting new RPCs, let in-flight ones finish within the grace period, exit 0.
+NOT_SERVING, restore the registry, then SERVING. On SIGTERM/SIGINT: health NOT_SERVING, open
+streams end with UNAVAILABLE, no new RPCs are accepted, in-flight unary calls finish within the
+grace period, exit 0.
 """
 
 from __future__ import annotations
@@ -19,17 +20,28 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from chunkscope import __version__, metrics
+from chunkscope.api.analysis import AnalysisServicer
 from chunkscope.api.detection import DetectionServicer
 from chunkscope.api.dictionaries import DictionaryServicer
-from chunkscope.api.interceptors import ErrorInterceptor, MetricsInterceptor
+from chunkscope.api.interceptors import (
+    AuditInterceptor,
+    AuthInterceptor,
+    ErrorInterceptor,
+    MetricsInterceptor,
+    StreamGate,
+)
 from chunkscope.api.models import ModelServicer
 from chunkscope.api.perturbation import PerturbationServicer
+from chunkscope.audit import AuditLog
+from chunkscope.auth import KeyFile
 from chunkscope.config import Settings
 from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import Extractor
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.store.dictionaries import DictionaryStore
 from chunkscope_client.v1 import (
+    analysis_pb2,
+    analysis_pb2_grpc,
     detection_pb2,
     detection_pb2_grpc,
     dictionaries_pb2,
@@ -47,6 +59,7 @@ SERVICE_NAMES = (
     dictionaries_pb2.DESCRIPTOR.services_by_name["DictionaryService"].full_name,
     detection_pb2.DESCRIPTOR.services_by_name["DetectionService"].full_name,
     perturbation_pb2.DESCRIPTOR.services_by_name["PerturbationService"].full_name,
+    analysis_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name,
 )
 
 
@@ -56,6 +69,7 @@ class RunningServer:
     health: health.aio.HealthServicer
     registry: ModelRegistry
     dictionaries: DictionaryStore
+    streams: StreamGate
     port: int
     metrics_port: int | None
 
@@ -71,6 +85,7 @@ class RunningServer:
     async def drain(self, grace: float) -> None:
         """NOT_SERVING, stop accepting, give in-flight RPCs `grace` seconds, release models."""
         await self.health.enter_graceful_shutdown()
+        self.streams.draining.set()
         await self.server.stop(grace)
         await self.registry.close()
         self.dictionaries.close()
@@ -83,12 +98,20 @@ async def start(settings: Settings) -> RunningServer:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
+    streams = StreamGate(settings.max_concurrent_streams)
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(), ErrorInterceptor()],
+        interceptors=[
+            MetricsInterceptor(),
+            ErrorInterceptor(),
+            AuditInterceptor(AuditLog(settings.audit_path)),
+            AuthInterceptor(_keys(settings), settings.open_service_names),
+            streams,
+        ],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     registry = ModelRegistry(settings)
+    metrics.HOOKS_INSTALLED.set_function(registry.hooks_installed)
     dictionaries = DictionaryStore(settings.data_dir)
     extractor = Extractor(registry, dictionaries, settings.max_capture_bytes)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry), server)
@@ -97,10 +120,26 @@ async def start(settings: Settings) -> RunningServer:
         DictionaryServicer(extractor, dictionaries, detectors, settings), server
     )
     detection_pb2_grpc.add_DetectionServiceServicer_to_server(
-        DetectionServicer(registry, detectors, settings.max_input_tokens), server
+        DetectionServicer(
+            registry, detectors, settings.max_input_tokens, settings.max_inputs_per_request
+        ),
+        server,
     )
     perturbation_pb2_grpc.add_PerturbationServiceServicer_to_server(
-        PerturbationServicer(registry, detectors, settings.max_input_tokens), server
+        PerturbationServicer(
+            registry, detectors, settings.max_input_tokens, settings.max_new_tokens
+        ),
+        server,
+    )
+    analysis_pb2_grpc.add_AnalysisServiceServicer_to_server(
+        AnalysisServicer(
+            registry,
+            max_capture_bytes=settings.max_capture_bytes,
+            max_samples=settings.max_analysis_samples,
+            max_steps=settings.max_analysis_steps,
+            max_layers=settings.max_analysis_layers,
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -109,7 +148,11 @@ async def start(settings: Settings) -> RunningServer:
     )
     address = f"{settings.host}:{settings.port}"
     try:
-        port = server.add_insecure_port(address)
+        credentials = _tls(settings)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {address}: {exc} (is another server using it?)") from None
     if port == 0:
@@ -118,12 +161,48 @@ async def start(settings: Settings) -> RunningServer:
     if settings.metrics_port >= 0:
         http, _ = metrics.serve_metrics(settings.host, settings.metrics_port)
         metrics_port = http.server_port
-    running = RunningServer(server, health_servicer, registry, dictionaries, port, metrics_port)
+    running = RunningServer(
+        server, health_servicer, registry, dictionaries, streams, port, metrics_port
+    )
     await running.set_serving(False)
     await server.start()
     await registry.restore()
     await running.set_serving(True)
     return running
+
+
+def _keys(settings: Settings) -> KeyFile | None:
+    """The API key file, or None when auth is disabled (said loudly: anyone may do anything)."""
+    if settings.auth == "disabled":
+        log.warning(
+            "AUTH DISABLED (--auth disabled): every client may register models, delete "
+            "dictionaries and steer generation. Use only on a trusted loopback."
+        )
+        return None
+    keys = KeyFile(settings.keys_path)
+    if not any(r.active for r in keys.records()):
+        log.warning(
+            "no active API keys in %s: every call but health will be refused. Create one with "
+            "`chunkscope keys create --data-dir %s --role admin`",
+            settings.keys_path,
+            settings.data_dir,
+        )
+    return keys
+
+
+def _tls(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from --tls-cert/--tls-key; with --tls-client-ca, clients must present a certificate."""
+    if not settings.tls_cert:
+        return None
+    with open(settings.tls_cert, "rb") as cert, open(settings.tls_key, "rb") as key:
+        pair = (key.read(), cert.read())
+    client_ca = None
+    if settings.tls_client_ca:
+        with open(settings.tls_client_ca, "rb") as ca:
+            client_ca = ca.read()
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 async def serve(settings: Settings) -> int:
@@ -142,6 +221,8 @@ async def serve(settings: Settings) -> int:
                 "grpc_port": running.port,
                 "metrics_port": running.metrics_port,
                 "device": str(running.registry.device),
+                "tls": bool(settings.tls_cert),
+                "auth": settings.auth,
             }
         ),
         flush=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -100,12 +101,16 @@ def test_buf_curl_lists_services_and_calls_them_through_reflection(server: Serve
     assert health.returncode == 0, health.stderr
     assert json.loads(health.stdout) == {"status": "SERVING"}
 
-    models = _buf_curl(server, f"{base}/chunkscope.v1.ModelService/ListModels", "-d", "{}")
+    list_models = f"{base}/chunkscope.v1.ModelService/ListModels"
+    anonymous = _buf_curl(server, list_models, "-d", "{}")
+    assert anonymous.returncode != 0 and '"code": "unauthenticated"' in anonymous.stderr
+    key = ("-H", f"Authorization: Bearer {os.environ['CHUNKSCOPE_TOKEN']}")
+    models = _buf_curl(server, *key, list_models, "-d", "{}")
     assert models.returncode == 0, models.stderr
     assert "page" in json.loads(models.stdout)
 
     missing = _buf_curl(
-        server, f"{base}/chunkscope.v1.ModelService/GetModel", "-d", '{"name": "nobody"}'
+        server, *key, f"{base}/chunkscope.v1.ModelService/GetModel", "-d", '{"name": "nobody"}'
     )
     assert missing.returncode != 0
     assert "not_found" in missing.stderr.lower() or "not found" in missing.stderr.lower()

@@ -1,20 +1,26 @@
 """Server interceptors: the one place for metrics and for turning errors into gRPC statuses.
 
-`MetricsInterceptor` (outermost) records grpc_server_* metrics with the final status code.
+The chain, outermost first: Metrics, Error, Audit, Auth, StreamGate.
+`MetricsInterceptor` records grpc_server_* metrics with the final status code.
 `ErrorInterceptor` maps ChunkscopeError to its status (errors.STATUS_CODES) with rich details
 (google.rpc.ErrorInfo always, BadRequest for field violations); any other exception is a bug and
 becomes INTERNAL with a generic message, logged with its traceback. A bad request can never stop
-the server: nothing here re-raises a non-gRPC exception.
+the server: nothing here re-raises a non-gRPC exception. `AuditInterceptor` records who called an
+audited method and how it ended; `AuthInterceptor` checks the API key and role; `StreamGate`
+bounds open streams and ends them with UNAVAILABLE when the server drains.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -23,7 +29,18 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from chunkscope import metrics
-from chunkscope.errors import DOMAIN, ChunkscopeError, InvalidArgument, status_code
+from chunkscope.audit import AUDITED, AuditLog, summarize
+from chunkscope.auth import KeyFile, permits, required_role
+from chunkscope.errors import (
+    DOMAIN,
+    ChunkscopeError,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    status_code,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +102,7 @@ class _Wrapper:
         return run
 
 
-async def _as_async_iter(result: Any) -> AsyncIterator[Any]:
+async def _as_async_iter(result: Any) -> AsyncGenerator[Any, None]:
     """Handlers may be async generators, or coroutines that write via context.write."""
     if inspect.isasyncgen(result):
         async for item in result:
@@ -258,3 +275,198 @@ class ErrorInterceptor(_WrappingInterceptor):
             raise
         except Exception as exc:
             await self._abort(context, method, exc)
+
+
+# ----- access: who may call, what is recorded, how many streams ----------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id and role ("" for open services or with auth disabled)."""
+
+    key_id: str
+    role: str
+
+
+PRINCIPAL: ContextVar[Principal | None] = ContextVar("chunkscope_principal", default=None)
+_BEARER = "bearer "
+
+
+class AuthInterceptor(_WrappingInterceptor):
+    """API keys (`authorization: Bearer <key>`) and the role each RPC needs (auth.REQUIRED_ROLE).
+
+    Runs inside ErrorInterceptor, so its refusals become UNAUTHENTICATED / PERMISSION_DENIED with
+    ErrorInfo. `keys` None means auth is disabled. Keys are never logged.
+    """
+
+    def __init__(self, keys: KeyFile | None, open_services: frozenset[str]) -> None:
+        self.keys = keys
+        self.open_services = open_services
+
+    def _check(self, method: str, context: Any) -> None:
+        service, _ = _split(method)
+        if self.keys is None or service in self.open_services:
+            return
+        header = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                header = value if isinstance(value, str) else value.decode(errors="replace")
+        if not header:
+            raise Unauthenticated(
+                "missing API key: send metadata 'authorization: Bearer <key>'; an admin "
+                "creates keys with `chunkscope keys create --role monitor|analyst|admin`",
+                reason="API_KEY_MISSING",
+            )
+        if not header[: len(_BEARER)].lower() == _BEARER:
+            raise Unauthenticated(
+                "the authorization metadata must be 'Bearer <key>'", reason="API_KEY_INVALID"
+            )
+        record = self.keys.verify(header[len(_BEARER) :].strip())
+        if record is None:
+            raise Unauthenticated(
+                "invalid API key: unknown, revoked or malformed; ask an admin for a key "
+                "(`chunkscope keys list` shows the active ones)",
+                reason="API_KEY_INVALID",
+            )
+        PRINCIPAL.set(Principal(record.id, record.role))
+        if not permits(record.role, method):
+            needed = required_role(method)
+            raise PermissionDenied(
+                f"role {record.role!r} may not call {method.lstrip('/')}; it needs {needed!r}",
+                reason="ROLE_NOT_PERMITTED",
+                metadata={"role": record.role, "required_role": needed},
+            )
+
+    async def unary(
+        self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
+    ) -> Any:
+        self._check(method, context)
+        return await behavior(request, context)
+
+    async def stream(
+        self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
+    ) -> AsyncIterator[Any]:
+        self._check(method, context)
+        async for item in _as_async_iter(behavior(request, context)):
+            yield item
+
+
+def _outcome(context: Any, exc: BaseException | None) -> str:
+    if exc is None:
+        return "OK"
+    if isinstance(exc, ChunkscopeError):
+        return status_code(exc).name
+    if isinstance(exc, asyncio.CancelledError | grpc.aio.AbortError):
+        return _final_code(context, exc).name
+    return "INTERNAL"
+
+
+class AuditInterceptor(_WrappingInterceptor):
+    """Records every call of an audited method (audit.AUDITED), allowed or refused."""
+
+    def __init__(self, log_: AuditLog) -> None:
+        self.log = log_
+
+    def _record(self, method: str, request: Any, context: Any, exc: BaseException | None) -> None:
+        who = PRINCIPAL.get()
+        try:
+            self.log.record(
+                method=method.lstrip("/"),
+                outcome=_outcome(context, exc),
+                key_id=who.key_id if who else "",
+                role=who.role if who else "",
+                request=summarize(request),
+            )
+        except OSError:
+            log.exception("could not write the audit log")
+
+    async def unary(
+        self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
+    ) -> Any:
+        if method.lstrip("/") not in AUDITED:
+            return await behavior(request, context)
+        PRINCIPAL.set(None)
+        exc: BaseException | None = None
+        try:
+            return await behavior(request, context)
+        except BaseException as error:
+            exc = error
+            raise
+        finally:
+            self._record(method, request, context, exc)
+
+    async def stream(
+        self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
+    ) -> AsyncIterator[Any]:
+        if method.lstrip("/") not in AUDITED:
+            async for item in _as_async_iter(behavior(request, context)):
+                yield item
+            return
+        PRINCIPAL.set(None)
+        exc: BaseException | None = None
+        try:
+            async for item in _as_async_iter(behavior(request, context)):
+                yield item
+        except BaseException as error:
+            exc = error
+            raise
+        finally:
+            self._record(method, request, context, exc)
+
+
+class StreamGate(_WrappingInterceptor):
+    """At most `limit` open streaming RPCs; on drain, open streams end with UNAVAILABLE.
+
+    Unary calls are left to finish within the grace period; a stream can run for minutes, so it
+    is ended at once with a retryable code (its work is cancelled, nothing half-stored).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self.draining = asyncio.Event()
+
+    async def stream(
+        self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
+    ) -> AsyncIterator[Any]:
+        if self.draining.is_set():
+            raise _shutting_down()
+        if self.open >= self.limit:
+            metrics.REJECTED.labels("concurrent_streams").inc()
+            raise ResourceExhausted(
+                f"{self.open} streams are open (--max-concurrent-streams {self.limit}); "
+                "retry with backoff",
+                reason="TOO_MANY_STREAMS",
+                metadata={"limit": str(self.limit)},
+            )
+        self.open += 1
+        items = _as_async_iter(behavior(request, context))
+        drained = asyncio.ensure_future(self.draining.wait())
+        step: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                step = asyncio.ensure_future(anext(items))
+                await asyncio.wait({step, drained}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    raise _shutting_down()
+                try:
+                    item = step.result()
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            self.open -= 1
+            drained.cancel()
+            if step is not None and not step.done():  # drained, or this RPC was cancelled
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+            with contextlib.suppress(BaseException):
+                await items.aclose()
+
+
+def _shutting_down() -> Unavailable:
+    return Unavailable(
+        "the server is shutting down; retry (another instance, or this one once restarted)",
+        reason="SHUTTING_DOWN",
+    )

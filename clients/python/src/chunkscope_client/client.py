@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -70,13 +71,47 @@ class ChunkscopeError(Exception):
         return err
 
 
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer <token>` to every call made on the channel."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: Any) -> Any:
+        metadata = [m for m in (details.metadata or ()) if m[0] != "authorization"]
+        return details._replace(metadata=[*metadata, self._header])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._with_token(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._with_token(details), requests)
+
+
 class Client:
-    """A connection to one chunkscope server. Every call has a deadline (`timeout` seconds)."""
+    """A connection to one chunkscope server. Every call has a deadline (`timeout` seconds).
+
+    The stubs (`models`, `dictionaries`, `detection`, `perturbation`, ...) are public for calls
+    the wrapper does not cover; they carry the token too.
+    """
 
     def __init__(self, channel: grpc.Channel, *, timeout: float = 30.0, token: str = "") -> None:
+        self._raw_channel = channel
+        if token:
+            channel = grpc.intercept_channel(channel, _BearerToken(token))
         self._channel = channel
         self.timeout = timeout
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.models = models_pb2_grpc.ModelServiceStub(channel)
         self.dictionaries = dictionaries_pb2_grpc.DictionaryServiceStub(channel)
         self.detection = detection_pb2_grpc.DetectionServiceStub(channel)
@@ -90,25 +125,42 @@ class Client:
         address: str,
         *,
         timeout: float = 30.0,
-        token: str = "",
+        token: str | None = None,
         root_certificates: bytes | None = None,
         tls: bool = False,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        server_name: str | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> Client:
-        """Open a channel to `address` (host:port); TLS when `tls` or certificates are given."""
-        options = [
+        """Open a channel to `address` (host:port).
+
+        `token` is the API key (default: $CHUNKSCOPE_TOKEN). TLS is used when `tls` is set or
+        any certificate is given: `root_certificates` (PEM) to trust a private CA,
+        `private_key` + `certificate_chain` for mutual TLS, `server_name` to check the
+        certificate against a name other than the address's host.
+        """
+        options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
-        if tls or root_certificates is not None:
-            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
+        if tls or root_certificates or private_key or certificate_chain:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=root_certificates,
+                private_key=private_key,
+                certificate_chain=certificate_chain,
+            )
             channel = grpc.secure_channel(address, creds, options=options)
         else:
             channel = grpc.insecure_channel(address, options=options)
+        if token is None:
+            token = os.environ.get("CHUNKSCOPE_TOKEN", "")
         return cls(channel, timeout=timeout, token=token)
 
     def close(self) -> None:
-        self._channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -123,14 +175,14 @@ class Client:
 
     def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         try:
-            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
+            return method(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
             raise ChunkscopeError.from_rpc_error(error) from None
 
     def _stream(self, method: Any, request: Any, timeout: float) -> Iterator[Any]:
         """A streaming call whose errors surface as ChunkscopeError while iterating."""
         try:
-            yield from method(request, timeout=timeout, metadata=self._metadata)
+            yield from method(request, timeout=timeout)
         except grpc.RpcError as error:
             raise ChunkscopeError.from_rpc_error(error) from None
 
