@@ -65,6 +65,21 @@ INTERVENTIONS = Counter(
 GENERATED_TOKENS = Counter(
     "chunkscope_generated_tokens_total", "Tokens generated, by arm.", ("arm",)
 )
+DECODE_STEPS = Counter(
+    "chunkscope_decode_steps_total",
+    "Decoding steps run on a device (counted where the work happens, so a cancelled "
+    "generation shows when it stopped).",
+)
+QUEUE_DEPTH = Gauge(
+    "chunkscope_device_queue_depth", "Requests running or waiting for a device's compute thread."
+)
+REJECTED = Counter(
+    "chunkscope_rejected_total", "Requests refused by a limit (admission control).", ("limit",)
+)
+HOOKS_INSTALLED = Gauge(
+    "chunkscope_hooks_installed",
+    "chunkscope hooks on the registered models right now (0 between requests; more means a leak).",
+)
 
 
 def code_label(code: grpc.StatusCode) -> str:

@@ -109,8 +109,8 @@ def test_detection_refuses_what_does_not_fit(setup: tuple) -> None:
     assert _error(_detect, c, pa).code is grpc.StatusCode.INVALID_ARGUMENT
     e = _error(_detect, c, pa, "x", labels=["zebra"])
     assert e.code is grpc.StatusCode.INVALID_ARGUMENT and "zebra" in e.message
-    e = _error(_detect, c, pa, *["x"] * 300)
-    assert e.code is grpc.StatusCode.INVALID_ARGUMENT
+    e = _error(_detect, c, pa, *["x"] * 300)  # over --max-inputs-per-request (256)
+    assert e.code is grpc.StatusCode.RESOURCE_EXHAUSTED and e.reason == "TOO_MANY_INPUTS"
     assert c.health() == "SERVING"
 
 
@@ -289,3 +289,18 @@ def test_detection_and_intervention_metrics(setup: tuple, server: ServerProcess)
     assert f'chunkscope_detection_seconds_count{{dictionary="{pa}"}}' in text
     assert 'chunkscope_interventions_total{mode="inhibit"}' in text
     assert "chunkscope_generated_tokens_total" in text
+
+
+def test_generate_streams_every_step_of_every_arm(setup: tuple) -> None:
+    """Regression: steps queued in the same wake-up as the arm's end were once dropped."""
+    c, _, _ = setup
+    request = pp.GenerateRequest(
+        model={"name": "dp-lm"}, prompt={"text": "the cat"},
+        sampling=pp.SamplingParams(max_new_tokens=5), control=True,
+    )  # fmt: skip
+    for _ in range(15):
+        messages = list(c.generate(request))
+        for arm in (pp.ARM_PERTURBED, pp.ARM_CONTROL):
+            steps = [m.step for m in messages if m.arm == arm and not m.done]
+            [done] = [m for m in messages if m.arm == arm and m.done]
+            assert steps == list(range(done.step)) == list(range(5))

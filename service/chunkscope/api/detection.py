@@ -141,10 +141,17 @@ def result_proto(p: Plan, found: InputDetection, start: int = 0) -> pb.DetectRes
 
 
 class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
-    def __init__(self, registry: ModelRegistry, cache: DetectorCache, max_input_tokens: int):
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        cache: DetectorCache,
+        max_input_tokens: int,
+        max_inputs: int = MAX_INPUTS,
+    ) -> None:
         self.registry = registry
         self.cache = cache
         self.max_input_tokens = max_input_tokens
+        self.max_inputs = max_inputs
 
     async def _detect(self, p: Plan, segments: list[Segment]) -> tuple[list[InputDetection], int]:
         if p.max_tokens > self.max_input_tokens:
@@ -177,8 +184,14 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
         p = plan(request.config, self.registry, self.cache)
         if not request.inputs:
             raise InvalidArgument.field("inputs", "required: at least one input")
-        if len(request.inputs) > MAX_INPUTS:
-            raise InvalidArgument.field("inputs", f"at most {MAX_INPUTS} per request")
+        if len(request.inputs) > self.max_inputs:
+            metrics.REJECTED.labels("inputs_per_request").inc()
+            raise ResourceExhausted(
+                f"inputs: {len(request.inputs)} inputs; this server takes at most "
+                f"{self.max_inputs} per request (--max-inputs-per-request): split the batch",
+                reason="TOO_MANY_INPUTS",
+                metadata={"limit": str(self.max_inputs)},
+            )
         segments = [
             segment_of(item, p.model, f"inputs[{i}]", i) for i, item in enumerate(request.inputs)
         ]

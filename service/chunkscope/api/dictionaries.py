@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import timestamp_pb2
 
+from chunkscope import metrics
 from chunkscope.api import tensors
 from chunkscope.chunking import dsc, pa, ucd
 from chunkscope.chunking.labels import Span
@@ -21,7 +22,7 @@ from chunkscope.corpus import Inputs, read_corpus_file
 from chunkscope.engine import methods
 from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import ExtractionSpec, Extractor, Progress
-from chunkscope.errors import FieldViolation, InvalidArgument
+from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope.store.dictionaries import MAX_ARCHIVE_BYTES, DictionaryStore
 from chunkscope_client.v1 import common_pb2, dictionaries_pb2, dictionaries_pb2_grpc
 
@@ -257,11 +258,29 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
         self.store = store
         self.detectors = detectors
         self.settings = settings
+        self.jobs = 0
 
     async def ExtractDictionary(
         self, request: pb.ExtractDictionaryRequest, context: Any
     ) -> AsyncIterator[pb.ExtractDictionaryResponse]:
         spec = spec_from_request(request, self.settings)
+        limit = self.settings.max_extraction_jobs
+        if self.jobs >= limit:
+            metrics.REJECTED.labels("extraction_jobs").inc()
+            raise ResourceExhausted(
+                f"{self.jobs} extraction jobs are running (--max-extraction-jobs {limit}); "
+                "retry when one has finished",
+                reason="TOO_MANY_EXTRACTIONS",
+                metadata={"limit": str(limit)},
+            )
+        self.jobs += 1
+        try:
+            async for event in self._extract(spec):
+                yield event
+        finally:
+            self.jobs -= 1
+
+    async def _extract(self, spec: ExtractionSpec) -> AsyncIterator[pb.ExtractDictionaryResponse]:
         started = asyncio.get_running_loop().time()
         async for event in self.extractor.run(spec):
             if isinstance(event, Progress):

@@ -77,10 +77,17 @@ def _target_ids(model: LoadedModel, targets: list[str]) -> list[int]:
 
 
 class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
-    def __init__(self, registry: ModelRegistry, cache: DetectorCache, max_input_tokens: int):
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        cache: DetectorCache,
+        max_input_tokens: int,
+        max_new_tokens: int = 1024,
+    ) -> None:
         self.registry = registry
         self.cache = cache
         self.max_input_tokens = max_input_tokens
+        self.max_new_tokens = max_new_tokens
 
     def _prepare(
         self, model_ref: Any, prompt: Any, field: str, interventions: Any
@@ -199,8 +206,10 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
                 steps = [getter.result()] if getter in done else []
                 if getter not in done:
                     getter.cancel()
-                    while not queue.empty():
-                        steps.append(queue.get_nowait())
+                # Everything queued so far, also when the arm finished in the same wake-up
+                # (emit's puts are scheduled on the loop before the future's completion).
+                while not queue.empty():
+                    steps.append(queue.get_nowait())
                 for step in steps:
                     metrics.GENERATED_TOKENS.labels(arm_label).inc()
                     yield pb.GenerateResponse(
@@ -227,9 +236,15 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
 
     def _sampling(self, s: pb.SamplingParams) -> st.Sampling:
         violations = []
-        if not 0 <= s.max_new_tokens <= 1024:
-            violations.append(
-                FieldViolation("sampling.max_new_tokens", "must be in 0..1024 (0 = 32)")
+        if s.max_new_tokens < 0:
+            violations.append(FieldViolation("sampling.max_new_tokens", "must be >= 0 (0 = 32)"))
+        elif s.max_new_tokens > self.max_new_tokens:
+            metrics.REJECTED.labels("new_tokens").inc()
+            raise ResourceExhausted(
+                f"sampling.max_new_tokens: {s.max_new_tokens} is more than this server's "
+                f"{self.max_new_tokens} (--max-new-tokens)",
+                reason="TOO_MANY_NEW_TOKENS",
+                metadata={"limit": str(self.max_new_tokens)},
             )
         if not (math.isfinite(s.temperature) and 0 <= s.temperature <= 10):
             violations.append(

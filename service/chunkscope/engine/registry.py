@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -28,6 +29,7 @@ from chunkscope import metrics
 from chunkscope.config import Settings
 from chunkscope.engine import loading
 from chunkscope.engine.device import dtype_name, resolve_device, resolve_dtype
+from chunkscope.engine.hooks import hook_count
 from chunkscope.engine.loading import LoadedModel, ModelSource
 from chunkscope.errors import (
     AlreadyExists,
@@ -106,6 +108,7 @@ class ModelRegistry:
         self._entries: dict[str, _Entry] = {}
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="chunkscope-load")
         self._compute = ThreadPoolExecutor(1, thread_name_prefix=f"chunkscope-{self.device.type}")
+        self._pending = 0
 
     # ----- life cycle -------------------------------------------------------------------------
 
@@ -252,10 +255,40 @@ class ModelRegistry:
         return entry.loaded
 
     async def run(self, name: str, fn: Callable[[LoadedModel], T], expected_hash: str = "") -> T:
-        """Run `fn(model)` on the device's compute thread (never on the event loop)."""
+        """Run `fn(model)` on the device's compute thread (never on the event loop).
+
+        Admission control: with `max_queue_depth` requests already running or waiting, the call
+        is refused with RESOURCE_EXHAUSTED at once instead of queueing without bound. A caller
+        cancelled while waiting leaves the queue (its work never starts).
+        """
         model = self.ready(name, expected_hash)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._compute, fn, model)
+        limit = self.settings.max_queue_depth
+        if self._pending >= limit:
+            metrics.REJECTED.labels("queue_depth").inc()
+            raise ResourceExhausted(
+                f"{self._pending} requests are running or queued on {self.device} "
+                f"(--max-queue-depth {limit}); retry with backoff",
+                reason="QUEUE_FULL",
+                metadata={"device": str(self.device), "limit": str(limit)},
+            )
+        self._pending += 1
+        metrics.QUEUE_DEPTH.set(self._pending)
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._compute, _guard_oom, fn, model)
+        finally:
+            self._pending -= 1
+            metrics.QUEUE_DEPTH.set(self._pending)
+
+    def hooks_installed(self) -> int:
+        """chunkscope hooks left on the loaded models (read by the metrics scrape)."""
+        total = 0
+        for entry in list(self._entries.values()):
+            if entry.loaded is not None:
+                # A request may change the hooks mid-count; the next scrape counts again.
+                with contextlib.suppress(RuntimeError):
+                    total += hook_count(entry.loaded.module)
+        return total
 
     # ----- internals ------------------------------------------------------------------------
 
@@ -358,6 +391,21 @@ class ModelRegistry:
             load_seconds=entry.load_seconds,
             symbols=model.symbols if model else (),
         )
+
+
+def _guard_oom(fn: Callable[[LoadedModel], T], model: LoadedModel) -> T:
+    """Device out-of-memory is the request's size, not a bug: free the cache, refuse it."""
+    try:
+        return fn(model)
+    except torch.OutOfMemoryError as exc:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        metrics.REJECTED.labels("device_memory").inc()
+        raise ResourceExhausted(
+            f"the device ran out of memory ({str(exc).splitlines()[0][:200]}); "
+            "send fewer or shorter inputs, or retry when the server is less busy",
+            reason="DEVICE_OUT_OF_MEMORY",
+        ) from None
 
 
 def _encode_token(name: str) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from chunkscope import metrics
 from chunkscope.engine.capture import decode_token
 from chunkscope.engine.detection import Detector
 from chunkscope.engine.hooks import hooks
@@ -278,6 +279,7 @@ def generate(
             if cancel.is_set():
                 raise Cancelled
             token = sample(logits, sampling, generator)
+            metrics.DECODE_STEPS.inc()
             new_tokens.append(token)
             steering.recorded.clear()
             logits, state = _decode(model, token, state)
