@@ -20,6 +20,7 @@ import dev.chunkscope.v1.SamplingParams;
 import java.io.PrintStream;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.stream.Collectors;
@@ -33,8 +34,8 @@ import java.util.stream.Collectors;
  * mvn -q compile exec:java -Dexec.args="--address 127.0.0.1:50051"
  * </pre>
  *
- * <p>Flags: --address, --token, --model, --hook-point, --text, --prompt (defaults: the {@code make
- * demo} server and model).
+ * <p>Flags: --address, --token (default: $CHUNKSCOPE_TOKEN), --model, --hook-point, --text,
+ * --prompt (defaults: the {@code make demo} server and model).
  */
 public final class Example {
   private static final int NEW_TOKENS = 24;
@@ -80,8 +81,11 @@ public final class Example {
       flags.put(name, value);
     }
 
-    try (ChunkscopeClient client =
-        ChunkscopeClient.builder().address(flags.get("address")).token(flags.get("token")).build()) {
+    ChunkscopeClient.Builder builder = ChunkscopeClient.builder().address(flags.get("address"));
+    if (!flags.get("token").isEmpty()) {
+      builder.token(flags.get("token")); // otherwise $CHUNKSCOPE_TOKEN, if set
+    }
+    try (ChunkscopeClient client = builder.build()) {
       return demo(client, flags, out, err);
     } catch (ChunkscopeException failed) {
       err.println("chunkscope call failed: " + failed.getMessage());
@@ -96,8 +100,9 @@ public final class Example {
     String text = flags.get("text");
     String prompt = flags.get("prompt");
 
+    List<Model> models = client.listModels();
     out.println("models:");
-    for (Model model : client.listModels()) {
+    for (Model model : models) {
       out.printf(
           "  %s %s %s %d blocks%n",
           model.getName(),
