@@ -33,6 +33,22 @@ const GRPC_CODE_NAMES = [
   "UNAUTHENTICATED",
 ] as const;
 
+/** An error and its causes, outermost first. */
+function causes(error: unknown): unknown[] {
+  const chain: unknown[] = [];
+  while (error instanceof Error && !chain.includes(error) && chain.length < 16) {
+    chain.push(error);
+    error = error.cause;
+  }
+  return chain;
+}
+
+/** Node's codes for a failed TLS handshake: ERR_TLS_*, ERR_SSL_* and OpenSSL's X509 verify codes. */
+function isTlsFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && /^ERR_(TLS|SSL)_|CERT|SIGNATURE|ISSUER/.test(code);
+}
+
 /** The gRPC name of a status code, e.g. `codeName(Code.NotFound) === "NOT_FOUND"`. */
 export function codeName(code: Code): string {
   return GRPC_CODE_NAMES[code] ?? `CODE_${code}`;
@@ -98,13 +114,19 @@ export class ChunkscopeError extends Error {
       return error;
     }
     const connect = ConnectError.from(error);
+    // A connection that could not be set up is UNAVAILABLE in gRPC (grpc-go, grpc-js and Python
+    // agree); Connect reports failed TLS handshakes as INTERNAL.
+    const code =
+      connect.code === Code.Internal && causes(error).some(isTlsFailure)
+        ? Code.Unavailable
+        : connect.code;
     const [info] = connect.findDetails(ErrorInfoSchema);
     const fieldViolations = connect
       .findDetails(BadRequestSchema)
       .flatMap((bad) =>
         bad.fieldViolations.map((v) => ({ field: v.field, description: v.description })),
       );
-    return new ChunkscopeError(connect.code, connect.rawMessage, {
+    return new ChunkscopeError(code, connect.rawMessage, {
       reason: info?.reason,
       domain: info?.domain,
       metadata: info ? { ...info.metadata } : undefined,
