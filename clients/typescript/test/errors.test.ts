@@ -49,6 +49,16 @@ describe("errors", () => {
     assert.equal(error.reason, "MODEL_NOT_FOUND");
   });
 
+  it("an unreachable server is UNAVAILABLE", async () => {
+    const nowhere = connect({ address: "127.0.0.1:1", timeoutMs: 5000 });
+    try {
+      const error = await failure(() => nowhere.getModel(env.model));
+      assert.equal(error.code, Code.Unavailable);
+    } finally {
+      nowhere.close();
+    }
+  });
+
   it("a deadline that expires is DEADLINE_EXCEEDED", async () => {
     const started = Date.now();
     const stream = client.generate(
@@ -129,17 +139,49 @@ describe("errors", () => {
     assert.equal(full.entries.length, 2);
   });
 
-  it(
-    "a wrong bearer token is refused when the server checks tokens",
-    { skip: env.token === "" && "auth is off (CHUNKSCOPE_TEST_TOKEN empty)" },
-    async () => {
-      const stranger = connect({ token: "not-a-valid-token" });
-      try {
-        const error = await failure(() => stranger.getModel(env.model));
-        assert.equal(error.code, Code.Unauthenticated);
-      } finally {
-        stranger.close();
-      }
+  describe(
+    "with auth on (CHUNKSCOPE_TEST_TOKEN set)",
+    { skip: env.token === "" && "auth is off" },
+    () => {
+      it("no token is UNAUTHENTICATED, a wrong one too; health needs none", async () => {
+        for (const token of ["", "not-a-valid-token"]) {
+          const stranger = connect({ token });
+          try {
+            const error = await failure(() => stranger.getModel(env.model));
+            assert.equal(error.code, Code.Unauthenticated, `token ${JSON.stringify(token)}`);
+            assert.notEqual(error.reason, "");
+            assert.equal(await stranger.health(), "SERVING");
+          } finally {
+            stranger.close();
+          }
+        }
+      });
+
+      it(
+        "the monitor role may detect but not register: PERMISSION_DENIED with its role",
+        { skip: !process.env.CHUNKSCOPE_TEST_MONITOR_TOKEN && "no CHUNKSCOPE_TEST_MONITOR_TOKEN" },
+        async () => {
+          const monitor = connect({ token: process.env.CHUNKSCOPE_TEST_MONITOR_TOKEN });
+          try {
+            const detected = await monitor.detect({
+              config: {
+                model: { name: env.model },
+                dictionaryIds: [env.dictionary],
+                summaryOnly: true,
+              },
+              inputs: [{ content: { case: "text", value: "the cat" } }],
+            });
+            assert.equal(detected.results.length, 1);
+            const error = await failure(() =>
+              monitor.registerModel({ name: "typescript-denied", sourcePath: env.modelSource }),
+            );
+            assert.equal(error.code, Code.PermissionDenied);
+            assert.equal(error.metadata.role, "monitor");
+          } finally {
+            monitor.close();
+          }
+        },
+      );
     },
   );
 });
