@@ -7,7 +7,13 @@ DATA_DIR ?= data
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: help venv proto proto-check lint fmt typecheck tools docker-check test test-fast demo demo-model serve reproduce bench lock clean
+.PHONY: help venv proto proto-check breaking analysis-example lint fmt typecheck tools docker-check test test-fast demo demo-model serve reproduce bench vectors fuzz soak lock clean
+
+# Code generated from protos/ and committed, one directory per client language.
+GENERATED := clients/python/src/chunkscope_client/v1 clients/go/chunkscopev1 \
+	clients/typescript/src/gen clients/java/src/generated/java
+# The API as last released: `make breaking` refuses changes that would break its clients.
+RELEASED_API := protos/released/chunkscope-v0.1.0.binpb
 
 help:
 	@echo "make demo        set up, fetch the demo model, start a server, register it, show hook points"
@@ -15,7 +21,9 @@ help:
 	@echo "make serve       run a server on 127.0.0.1:50051 with data in ./$(DATA_DIR)"
 	@echo "make reproduce   the paper's results through the API -> docs/REPRODUCTION.md"
 	@echo "make bench       capture overhead, gRPC vs in-process, fit times -> BENCHMARKS.md"
-	@echo "make proto       regenerate the Python stubs from protos/"
+	@echo "make proto       regenerate the Python, Go, TypeScript and Java code from protos/"
+	@echo "make vectors     re-record tests/vectors (the shared client test vectors)"
+	@echo "make fuzz        a long fuzzing run against a live server"
 	@echo "make lint        ruff, mypy, buf lint, hadolint"
 
 # The environment: created once, reinstalled when the dependency files change.
@@ -28,20 +36,28 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed
 
+# Each language's ordinary generators, run locally at pinned versions (see each generate.sh).
 proto: venv
 	$(PY) scripts/genproto.py
+	bash clients/go/generate.sh
+	bash clients/typescript/generate.sh
+	bash clients/java/generate.sh
 
-# Fails when the committed stubs differ from what the protos generate.
+# Fails when the committed code differs from what the protos generate.
 proto-check: proto
-	@git diff --exit-code --stat -- clients/python/src/chunkscope_client/v1 \
-	  || { echo "generated stubs are stale: run 'make proto' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain --untracked-files=all -- clients/python/src/chunkscope_client/v1)" \
+	@git diff --exit-code --stat -- $(GENERATED) \
+	  || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- $(GENERATED))" \
 	  || { echo "untracked generated files: run 'make proto' and commit"; exit 1; }
+
+breaking: venv
+	$(VENV)/bin/buf breaking --against $(RELEASED_API)
 
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/buf lint
+	$(VENV)/bin/buf breaking --against $(RELEASED_API)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
 
@@ -92,6 +108,14 @@ bench: demo-model
 
 serve: venv
 	$(PY) -m chunkscope serve --data-dir $(DATA_DIR)
+
+# Re-record the shared client vectors from a fresh client fixture (review the diff).
+vectors: venv
+	$(PY) scripts/record_vectors.py
+
+# The worked example of docs/ANALYSIS.md (demo model layer maps, RNN DSA, BIMT).
+analysis-example: demo-model
+	$(PY) scripts/analysis_example.py
 
 # Refresh the pins after changing dependencies (review the diff before committing).
 lock: venv
