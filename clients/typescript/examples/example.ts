@@ -21,10 +21,10 @@ import {
 
 const DEFAULTS = {
   address: "127.0.0.1:50051",
-  token: "",
+  token: process.env.CHUNKSCOPE_TOKEN ?? "",
   model: "smollm2-135m-instruct",
   "hook-point": "blocks.16.resid_post",
-  text: "I ate cheese by the river while the band played music.",
+  text: "After the concert we ate bread and cheese on the river bank.",
   prompt: "My favourite food is",
 };
 

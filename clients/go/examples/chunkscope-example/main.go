@@ -36,7 +36,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	token := flags.String("token", os.Getenv("CHUNKSCOPE_TOKEN"), "bearer token (default $CHUNKSCOPE_TOKEN)")
 	model := flags.String("model", "smollm2-135m-instruct", "registered model")
 	hookPoint := flags.String("hook-point", "blocks.16.resid_post", "hook point of the dictionary")
-	text := flags.String("text", "I ate cheese by the river while the band played music.", "text to detect on")
+	text := flags.String("text", "After the concert we ate bread and cheese on the river bank.", "text to detect on")
 	prompt := flags.String("prompt", "My favourite food is", "prompt to generate from")
 	if err := flags.Parse(args); err != nil {
 		return err

@@ -53,7 +53,7 @@ public final class Example {
     flags.put("token", "");
     flags.put("model", "smollm2-135m-instruct");
     flags.put("hook-point", "blocks.16.resid_post");
-    flags.put("text", "I ate cheese by the river while the band played music.");
+    flags.put("text", "After the concert we ate bread and cheese on the river bank.");
     flags.put("prompt", "My favourite food is");
     for (int i = 0; i < args.length; i++) {
       String arg = args[i];
