@@ -19,7 +19,8 @@ the next call. Every other non-OK code is unexpected; the exit status is 1 when 
 Memory: "before" is sampled after a warm-up phase (`--warmup-seconds`, same mix, not counted)
 so that one-off allocations (allocator arenas, first-call caches) are not mistaken for growth.
 Growth is reported as the median RSS of the last minute minus the median of the first minute of
-the measured phase (first/last third for runs shorter than 3 minutes).
+the measured phase (first/last third for runs shorter than 3 minutes), and as the least-squares
+trend of all samples in MiB per minute.
 
 Auth: an admin key is created with `python -m chunkscope keys create --data-dir DIR --role admin`
 before the server starts; if that command does not exist the run goes on without a key, with a
@@ -368,6 +369,13 @@ def build_report(
     rss_first = statistics.median(first) if first else 0
     rss_last = statistics.median(last) if last else 0
     all_kib = [kib for _, kib in samples] or [0]
+    slope = 0.0  # least-squares trend of RSS over the measured phase, KiB per minute
+    if len(samples) >= 2:
+        ts, ks = [s[0] for s in samples], [s[1] for s in samples]
+        mt, mk = statistics.fmean(ts), statistics.fmean(ks)
+        var = sum((x - mt) ** 2 for x in ts)
+        if var > 0:
+            slope = 60 * sum((x - mt) * (y - mk) for x, y in zip(ts, ks, strict=True)) / var
     return {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "clients": args.clients,
@@ -400,6 +408,7 @@ def build_report(
             "first_window_median": rss_first,
             "last_window_median": rss_last,
             "growth_last_minus_first": rss_last - rss_first,
+            "trend_kib_per_minute": round(slope, 1),
             "samples": samples,
         },
         "health_after": health,
@@ -444,7 +453,8 @@ def print_report(report: dict[str, Any]) -> None:
         f"min {rss['min'] / 1024:.1f}, max {rss['max'] / 1024:.1f}"
         f"; median first {rss['window_seconds']} s {rss['first_window_median'] / 1024:.1f}, "
         f"last {rss['window_seconds']} s {rss['last_window_median'] / 1024:.1f} "
-        f"(growth {rss['growth_last_minus_first'] / 1024:+.1f} MiB)"
+        f"(growth {rss['growth_last_minus_first'] / 1024:+.1f} MiB; "
+        f"trend {rss['trend_kib_per_minute'] / 1024:+.2f} MiB/min)"
     )
     print(f"health after: {report['health_after']}")
     for bug in report.get("server_bugs", [])[:3]:

@@ -581,6 +581,7 @@ def exercise(env: FuzzEnv, rpc: str, fn: Callable[[], Any], request: Any) -> str
     check_server(env)
     after = snapshot(env)
     diff = _diff(before, after)
+    env.extra["snapshot"] = after  # one failure must not fail every later request too
     assert not diff, (
         f"{rpc} -> {code} left stored data changed"
         f"{' (after undoing it)' if code == 'OK' else ''}:\n{diff}\nrequest: {_short(request)}"
