@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chunkscope.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from chunkscope.paths import path_test, resolve_user_path
 
 MAX_CORPUS_BYTES = 256 * 1024 * 1024
 
@@ -47,15 +48,14 @@ class Inputs:
 
 def read_corpus_file(path: str, roots: tuple[Path, ...], field: str) -> tuple[str, ...]:
     """Texts from a .txt or .jsonl file that must resolve inside a corpus root."""
-    raw = Path(path).expanduser()
-    resolved = (raw if raw.is_absolute() else roots[0] / raw).resolve()
+    resolved = resolve_user_path(path, roots, field)
     if not any(resolved.is_relative_to(root) for root in roots):
         raise PermissionDenied(
             f"{field} {path!r} is outside the corpus roots ({', '.join(map(str, roots))}); "
             "put the file under a root or configure --corpus-roots / CHUNKSCOPE_CORPUS_ROOTS",
             reason="OUTSIDE_CORPUS_ROOTS",
         )
-    if not resolved.is_file():
+    if not path_test(resolved, Path.is_file):
         raise NotFound(
             f"{field} {path!r} does not exist or is not a file", reason="CORPUS_NOT_FOUND"
         )

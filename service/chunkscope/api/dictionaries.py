@@ -374,7 +374,10 @@ def _decode_offset(token: str) -> int:
         text = base64.urlsafe_b64decode(token.encode()).decode()
         if not text.startswith("o:"):
             raise ValueError(text)
-        return int(text[2:])
+        offset = int(text[2:])
+        if not 0 <= offset < 2**31:
+            raise ValueError(text)
+        return offset
     except (ValueError, UnicodeDecodeError):
         raise InvalidArgument.field(
             "page.page_token", "not a token this server issued; pass next_page_token unchanged"

@@ -61,7 +61,7 @@ def _target_ids(model: LoadedModel, targets: list[str]) -> list[int]:
                 continue
             ids.append(model.symbols.index(token))
             continue
-        encoded = model.tokenizer.encode(token, add_special_tokens=False)
+        encoded = model.encode(token, add_special_tokens=False)
         if len(encoded) != 1:
             pieces = model.tokenizer.convert_ids_to_tokens(encoded)
             violations.append(FieldViolation(

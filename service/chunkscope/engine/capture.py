@@ -121,7 +121,7 @@ def capture_batch(
         offsets: list[list[tuple[int, int]]] = [[] for _ in batch]
         ids = [e.numpy() for e in encoded]
     else:
-        enc = model.tokenizer(
+        enc = model.tokenize(
             [seg.text for seg in batch],
             padding=True,
             truncation=True,
@@ -155,7 +155,7 @@ def token_count(model: LoadedModel, segment: Segment) -> int:
     """Tokens the model would see for a segment (untruncated)."""
     if model.is_recurrent:
         return len(segment.symbols)
-    return len(model.tokenizer(segment.text)["input_ids"])
+    return len(model.tokenize(segment.text)["input_ids"])
 
 
 def decode_token(model: LoadedModel, token_id: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from chunkscope.engine.adapters import (
 )
 from chunkscope.engine.hooks import capture
 from chunkscope.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from chunkscope.paths import path_test, resolve_user_path
 
 FORMATS = ("hf_safetensors", "gguf", "recurrent")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -54,6 +56,18 @@ class LoadedModel:
     tokenizer: Any = None  # transformers tokenizer for LMs; None for recurrent networks
     symbols: tuple[str, ...] = ()  # input alphabet of recurrent networks
     hook_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # A fast tokenizer keeps padding/truncation state in its Rust object: a padded batch on the
+    # compute thread and a plain call elsewhere (token counting) must not interleave.
+    _tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def tokenize(self, text: Any, **kwargs: Any) -> Any:
+        """The tokenizer's __call__, serialised per model (safe from any thread)."""
+        with self._tokenizer_lock:
+            return self.tokenizer(text, **kwargs)
+
+    def encode(self, text: str, **kwargs: Any) -> list[int]:
+        with self._tokenizer_lock:
+            return list(self.tokenizer.encode(text, **kwargs))
 
     @property
     def parameter_count(self) -> int:
@@ -68,11 +82,7 @@ def resolve_under_roots(source_path: str, roots: tuple[Path, ...]) -> Path:
     """Resolve a user-given path; it must land inside a model root, or the request is refused."""
     if not source_path:
         raise InvalidArgument.field("source_path", "required: a path under a model root")
-    if "\x00" in source_path:
-        raise InvalidArgument.field("source_path", "must not contain NUL characters")
-    raw = Path(source_path).expanduser()
-    candidate = raw if raw.is_absolute() else roots[0] / raw
-    resolved = candidate.resolve()
+    resolved = resolve_user_path(source_path, roots, "source_path")
     if not any(resolved.is_relative_to(root) for root in roots):
         raise PermissionDenied(
             f"source_path {source_path!r} is outside the configured model roots "
@@ -80,7 +90,7 @@ def resolve_under_roots(source_path: str, roots: tuple[Path, ...]) -> Path:
             "with --model-roots / CHUNKSCOPE_MODEL_ROOTS",
             reason="OUTSIDE_MODEL_ROOTS",
         )
-    if not resolved.exists():
+    if not path_test(resolved, Path.exists):
         raise NotFound(
             f"source_path {source_path!r} does not exist (resolved to {resolved})",
             reason="SOURCE_NOT_FOUND",

@@ -132,7 +132,7 @@ def encode_prompt(
     if model.is_recurrent:
         ids = model.module.encode(list(symbols))  # type: ignore[operator]
     else:
-        ids = model.tokenizer(text, return_tensors="pt")["input_ids"][0]
+        ids = model.tokenize(text, return_tensors="pt")["input_ids"][0]
     if ids.shape[0] > limit:
         raise ResourceExhausted(
             f"{field} has {ids.shape[0]} tokens; this server accepts at most {limit} per input "
