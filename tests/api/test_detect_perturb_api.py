@@ -298,7 +298,7 @@ def test_generate_streams_every_step_of_every_arm(setup: tuple) -> None:
         model={"name": "dp-lm"}, prompt={"text": "the cat"},
         sampling=pp.SamplingParams(max_new_tokens=5), control=True,
     )  # fmt: skip
-    for _ in range(15):
+    for _ in range(40):  # the loss was timing-dependent (about 1 arm in 80)
         messages = list(c.generate(request))
         for arm in (pp.ARM_PERTURBED, pp.ARM_CONTROL):
             steps = [m.step for m in messages if m.arm == arm and not m.done]

@@ -203,11 +203,14 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
                 getter: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
                 waiting: set[asyncio.Future[Any]] = {future, getter}
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                # Whether the arm had finished *before* this drain: emit's puts are scheduled
+                # on the loop ahead of the future's completion, so the drain below then holds
+                # every remaining step. (Checked after the yields instead, steps emitted while
+                # the consumer was away were dropped.)
+                finished = future.done()
                 steps = [getter.result()] if getter in done else []
                 if getter not in done:
                     getter.cancel()
-                # Everything queued so far, also when the arm finished in the same wake-up
-                # (emit's puts are scheduled on the loop before the future's completion).
                 while not queue.empty():
                     steps.append(queue.get_nowait())
                 for step in steps:
@@ -220,7 +223,7 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
                         rule_events=[pb.RuleEvent(rule_index=i, step=step.step, action=a)
                                      for i, a in step.rule_events],
                     )  # fmt: skip
-                if future.done():
+                if finished:
                     break
             new_tokens = await future
         finally:
