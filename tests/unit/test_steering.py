@@ -90,3 +90,14 @@ def test_project_out_is_measured_from_the_center() -> None:
     # The component along the direction becomes the center's, not zero.
     assert out[:, 1].tolist() == [10.0, 10.0]
     assert out[:, [0, 2, 3]].tolist() == H[:, [0, 2, 3]].tolist()
+
+
+def test_a_temperature_too_small_to_divide_by_is_greedy() -> None:
+    import torch
+
+    from chunkscope.engine.steering import Sampling, sample
+
+    logits = torch.tensor([1.0, 9.5, 3.0, -2.0])
+    for temperature in (5e-324, 1e-40, 1e-12):
+        s = Sampling(4, temperature, 0.0, 0, 0, False)
+        assert sample(logits, s, torch.Generator().manual_seed(0)) == 1

@@ -213,7 +213,10 @@ def sample(logits: torch.Tensor, s: Sampling, generator: torch.Generator) -> int
     """One token from [V] logits: greedy at temperature 0, else top-k / top-p sampling."""
     if s.temperature <= 0:
         return int(torch.argmax(logits))
-    scores = logits.float() / s.temperature
+    scores = logits.double() / s.temperature
+    if not math.isfinite(float(scores.max())):
+        # A temperature so small the division overflows: its limit, greedy decoding.
+        return int(torch.argmax(logits))
     if s.top_k > 0:
         kth = torch.topk(scores, min(s.top_k, scores.numel())).values[-1]
         scores = scores.masked_fill(scores < kth, float("-inf"))
