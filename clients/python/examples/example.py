@@ -89,7 +89,9 @@ def main() -> int:
     parser.add_argument("--token", default=os.environ.get("CHUNKSCOPE_TOKEN", ""))
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--hook-point", default="blocks.16.resid_post")
-    parser.add_argument("--text", default="After the concert we ate bread and cheese on the river bank.")
+    parser.add_argument(
+        "--text", default="After the concert we ate bread and cheese on the river bank."
+    )
     parser.add_argument("--prompt", default="My favourite food is")
     try:
         run(parser.parse_args())
