@@ -12,7 +12,8 @@ checks that what it serves is either the complete old state or the complete new 
 - a call that returned OK before the kill is never lost (durability);
 - the directories under <data-dir>/dictionaries, the SQLite index and ListDictionaries agree;
 - `PRAGMA integrity_check` is ok on every SQLite database in the data directory;
-- no temporary or half-deleted directory (.tmp-*, .trash-*) is left after start-up.
+- no temporary or half-deleted directory (.tmp-*, .trash-*) is left after start-up, neither real
+  ones nor the orphans planted before each restart.
 
 CHUNKSCOPE_CRASH_ROUNDS sets the number of rounds (default 8, about 90 s on two cores);
 CHUNKSCOPE_CRASH_SEED the seed (default 6).
@@ -191,7 +192,14 @@ class Rounds:
     def verify(self, before: State, allowed: list[State], outcome: Outcome, what: str) -> State:
         """Restart on the same directory; the state must be one of `allowed` (old or new).
 
-        The server started here stays up for the next operation."""
+        The server started here stays up for the next operation. Before it starts, orphans of
+        the kinds an interrupted write or delete leaves are planted next to any real ones: start-up
+        must clean both."""
+        root = self.data_dir / "dictionaries"
+        planted = root / f".tmp-dict-{len(self.log):012x}-dead"
+        planted.mkdir(parents=True)
+        (planted / "chunks.safetensors").write_bytes(b"half a file")
+        (root / f".trash-dict-{len(self.log):012x}-dead").mkdir()
         server = self.server = self.start()
         with self.client(server) as c:
             for m in c.list_models():
