@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import tempfile
@@ -21,6 +22,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 ROLES = ("monitor", "analyst", "admin")  # each includes the ones before it
 _RANK = {role: i for i, role in enumerate(ROLES)}
@@ -123,9 +126,14 @@ class KeyFile:
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
             if stamp == self._stamp:
                 return
-            data = json.loads(self.path.read_text())
-            self._records = {r["id"]: KeyRecord(**r) for r in data.get("keys", [])}
             self._stamp = stamp
+            try:
+                data = json.loads(self.path.read_text())
+                self._records = {r["id"]: KeyRecord(**r) for r in data.get("keys", [])}
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                # Fail closed: an unreadable key file admits no one until it is fixed.
+                self._records = {}
+                log.error("key file %s is unreadable (%s): every key is refused", self.path, exc)
 
     def verify(self, key: str) -> KeyRecord | None:
         """The active record for `key`, or None. Constant time in the secret."""
