@@ -24,6 +24,7 @@ help:
 	@echo "make proto       regenerate the Python, Go, TypeScript and Java code from protos/"
 	@echo "make vectors     re-record tests/vectors (the shared client test vectors)"
 	@echo "make fuzz        a long fuzzing run against a live server"
+	@echo "make soak        32 clients for 10 minutes (RELIABILITY.md)"
 	@echo "make lint        ruff, mypy, buf lint, hadolint"
 
 # The environment: created once, reinstalled when the dependency files change.
@@ -112,6 +113,14 @@ serve: venv
 # Re-record the shared client vectors from a fresh client fixture (review the diff).
 vectors: venv
 	$(PY) scripts/record_vectors.py
+
+# Many more hostile requests than the CI portion of tests/fuzz (RELIABILITY.md).
+fuzz: venv
+	CHUNKSCOPE_FUZZ_EXAMPLES=400 CHUNKSCOPE_FUZZ_REPORT=build/fuzz.json $(PY) -m pytest -q tests/fuzz
+
+# 32 clients for 10 minutes against a fresh server (RELIABILITY.md).
+soak: venv
+	$(PY) scripts/loadgen.py --clients 32 --seconds 600 --json build/soak.json
 
 # The worked example of docs/ANALYSIS.md (demo model layer maps, RNN DSA, BIMT).
 analysis-example: demo-model

@@ -1097,16 +1097,12 @@ def test_tiny_temperature(env: FuzzEnv, temperature: float) -> None:
     assert code in ("OK", "INVALID_ARGUMENT")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: DSC on a corpus of 1 step (after max_tokens) -> dsc.decode_accuracy ValueError "
-    "-> INTERNAL (engine/methods.py fit_discrete_sequence_chunking)",
-)
+# Regression: DSC on a corpus of one step (after max_tokens) was INTERNAL from decode_accuracy.
 def test_dsc_one_step_corpus(env: FuzzEnv) -> None:
     request = _bases(env)["ExtractDictionary"][1]
     request.max_tokens = 1
     code = exercise(env, "ExtractDictionary", _callers(env)["ExtractDictionary"](request), request)
-    assert code in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OK")
+    assert code == "INVALID_ARGUMENT"
 
 
 def test_fixture_names_cannot_be_taken_over(env: FuzzEnv) -> None:

@@ -270,6 +270,12 @@ def fit_discrete_sequence_chunking(
         })  # fmt: skip
     all_states = np.concatenate(result.sequences)
     all_symbols = [s for seq in symbols for s in seq]
+    if all_states.size < 2:
+        raise InvalidArgument.field(
+            "corpus",
+            f"discrete sequence chunking needs at least 2 time steps in all (after max_tokens); "
+            f"got {all_states.size}: send longer sequences or raise max_tokens",
+        )
     train_steps = max(1, int(0.3 * all_states.size))
     accuracy, n_test = dsc.decode_accuracy(all_states, all_symbols, train_steps)
     offsets = np.concatenate([[0], np.cumsum([len(c.states) for c in result.chunks])])
