@@ -330,7 +330,8 @@ type RegisterModelRequest struct {
 	Format ModelFormat `protobuf:"varint,3,opt,name=format,proto3,enum=chunkscope.v1.ModelFormat" json:"format,omitempty"`
 	// Compute dtype: "float32", "float16" or "bfloat16"; empty uses the server default.
 	Dtype string `protobuf:"bytes,4,opt,name=dtype,proto3" json:"dtype,omitempty"`
-	// When true, the call returns once loading has finished: the READY model, or the load error.
+	// When true, the call returns once loading has finished: the READY model, or the load error
+	// (FAILED_PRECONDITION, and the registration is rolled back: nothing stays registered).
 	Wait          bool `protobuf:"varint,5,opt,name=wait,proto3" json:"wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

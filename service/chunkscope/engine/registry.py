@@ -193,7 +193,13 @@ class ModelRegistry:
         self._update_gauge()
         if wait:
             await asyncio.shield(task)
-            if entry.state == FAILED:
+            if entry.state == FAILED and self._entries.get(name) is entry:
+                # The caller asked for the outcome and gets it as the error: the failed
+                # registration is rolled back, so a refused request leaves nothing behind.
+                self._drop(entry)
+                del self._entries[name]
+                self.store.delete(name)
+                self._update_gauge()
                 raise FailedPrecondition(
                     f"model {name!r} failed to load: {entry.reason}",
                     reason="MODEL_LOAD_FAILED",

@@ -189,7 +189,9 @@ class RegisterModelRequest(_message.Message):
     dtype: _builtins.str
     """Compute dtype: "float32", "float16" or "bfloat16"; empty uses the server default."""
     wait: _builtins.bool
-    """When true, the call returns once loading has finished: the READY model, or the load error."""
+    """When true, the call returns once loading has finished: the READY model, or the load error
+    (FAILED_PRECONDITION, and the registration is rolled back: nothing stays registered).
+    """
     def __init__(
         self,
         *,

@@ -178,7 +178,8 @@ export type RegisterModelRequest = Message<"chunkscope.v1.RegisterModelRequest">
   dtype: string;
 
   /**
-   * When true, the call returns once loading has finished: the READY model, or the load error.
+   * When true, the call returns once loading has finished: the READY model, or the load error
+   * (FAILED_PRECONDITION, and the registration is rolled back: nothing stays registered).
    *
    * @generated from field: bool wait = 5;
    */

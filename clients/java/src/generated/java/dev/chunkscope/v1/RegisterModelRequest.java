@@ -224,7 +224,8 @@ private static final long serialVersionUID = 0L;
   private boolean wait_ = false;
   /**
    * <pre>
-   * When true, the call returns once loading has finished: the READY model, or the load error.
+   * When true, the call returns once loading has finished: the READY model, or the load error
+   * (FAILED_PRECONDITION, and the registration is rolled back: nothing stays registered).
    * </pre>
    *
    * <code>bool wait = 5;</code>
@@ -982,7 +983,8 @@ private static final long serialVersionUID = 0L;
     private boolean wait_ ;
     /**
      * <pre>
-     * When true, the call returns once loading has finished: the READY model, or the load error.
+     * When true, the call returns once loading has finished: the READY model, or the load error
+     * (FAILED_PRECONDITION, and the registration is rolled back: nothing stays registered).
      * </pre>
      *
      * <code>bool wait = 5;</code>
@@ -994,7 +996,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * When true, the call returns once loading has finished: the READY model, or the load error.
+     * When true, the call returns once loading has finished: the READY model, or the load error
+     * (FAILED_PRECONDITION, and the registration is rolled back: nothing stays registered).
      * </pre>
      *
      * <code>bool wait = 5;</code>
@@ -1010,7 +1013,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * When true, the call returns once loading has finished: the READY model, or the load error.
+     * When true, the call returns once loading has finished: the READY model, or the load error
+     * (FAILED_PRECONDITION, and the registration is rolled back: nothing stays registered).
      * </pre>
      *
      * <code>bool wait = 5;</code>

@@ -93,7 +93,8 @@ public interface RegisterModelRequestOrBuilder extends
 
   /**
    * <pre>
-   * When true, the call returns once loading has finished: the READY model, or the load error.
+   * When true, the call returns once loading has finished: the READY model, or the load error
+   * (FAILED_PRECONDITION, and the registration is rolled back: nothing stays registered).
    * </pre>
    *
    * <code>bool wait = 5;</code>
