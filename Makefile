@@ -7,7 +7,7 @@ DATA_DIR ?= data
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: help venv proto proto-check breaking analysis-example lint fmt typecheck tools docker-check test test-fast demo demo-model serve reproduce bench vectors fuzz soak lock clean
+.PHONY: help venv toolchains proto proto-check breaking analysis-example lint fmt typecheck tools docker-check test test-fast demo demo-model serve reproduce bench vectors fuzz soak lock clean
 
 # Code generated from protos/ and committed, one directory per client language.
 GENERATED := clients/python/src/chunkscope_client/v1 clients/go/chunkscopev1 \
@@ -37,8 +37,13 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed
 
+# The client toolchains, for generating code and running the client suites.
+toolchains:
+	@missing=""; for t in go node npm java mvn; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	  test -z "$$missing" || { echo "missing on PATH:$$missing (needed: Go >= 1.26, Node >= 20 with npm, JDK >= 17, Maven)"; exit 1; }
+
 # Each language's ordinary generators, run locally at pinned versions (see each generate.sh).
-proto: venv
+proto: venv toolchains
 	$(PY) scripts/genproto.py
 	bash clients/go/generate.sh
 	bash clients/typescript/generate.sh
