@@ -27,6 +27,7 @@ from chunkscope.engine.capture import Segment, capture_batch
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.recurrent import RecurrentLM
 from chunkscope.engine.registry import ModelRegistry
+from chunkscope.engine.relay import relay
 from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import analysis_pb2 as pb
 from chunkscope_client.v1 import analysis_pb2_grpc, common_pb2
@@ -193,16 +194,8 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
         future = loop.run_in_executor(None, fn, progress)
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            while True:
-                getter: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({future, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                while not queue.empty():
-                    yield queue.get_nowait()
-                break
+            async for event in relay(queue, future):
+                yield event
             yield (await future,)
         finally:
             cancel.set()  # a cancelled call stops its thread at the next progress report

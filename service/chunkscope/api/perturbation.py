@@ -18,6 +18,7 @@ from chunkscope.engine.capture import decode_token
 from chunkscope.engine.chunks import DetectorCache, InterventionSpec, resolve
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
+from chunkscope.engine.relay import relay
 from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import perturbation_pb2 as pb
 from chunkscope_client.v1 import perturbation_pb2_grpc
@@ -199,32 +200,16 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
         arm_label = "perturbed" if arm == pb.ARM_PERTURBED else "control"
         model = self.registry.ready(name)
         try:
-            while True:
-                getter: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
-                waiting: set[asyncio.Future[Any]] = {future, getter}
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                # Whether the arm had finished *before* this drain: emit's puts are scheduled
-                # on the loop ahead of the future's completion, so the drain below then holds
-                # every remaining step. (Checked after the yields instead, steps emitted while
-                # the consumer was away were dropped.)
-                finished = future.done()
-                steps = [getter.result()] if getter in done else []
-                if getter not in done:
-                    getter.cancel()
-                while not queue.empty():
-                    steps.append(queue.get_nowait())
-                for step in steps:
-                    metrics.GENERATED_TOKENS.labels(arm_label).inc()
-                    yield pb.GenerateResponse(
-                        arm=arm, step=step.step, token=step.token, token_id=step.token_id,
-                        matches=[ChunkMatch(dictionary_id=d.id, entry_id=k, label=d.labels[k],
-                                            score=score, threshold=float(d.thresholds[k]))
-                                 for d, k, score in step.matches],
-                        rule_events=[pb.RuleEvent(rule_index=i, step=step.step, action=a)
-                                     for i, a in step.rule_events],
-                    )  # fmt: skip
-                if finished:
-                    break
+            async for step in relay(queue, future):
+                metrics.GENERATED_TOKENS.labels(arm_label).inc()
+                yield pb.GenerateResponse(
+                    arm=arm, step=step.step, token=step.token, token_id=step.token_id,
+                    matches=[ChunkMatch(dictionary_id=d.id, entry_id=k, label=d.labels[k],
+                                        score=score, threshold=float(d.thresholds[k]))
+                             for d, k, score in step.matches],
+                    rule_events=[pb.RuleEvent(rule_index=i, step=step.step, action=a)
+                                 for i, a in step.rule_events],
+                )  # fmt: skip
             new_tokens = await future
         finally:
             cancel.set()

@@ -25,6 +25,7 @@ from chunkscope.engine.capture import Captured, capture_batch, segments
 from chunkscope.engine.device import dtype_name
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
+from chunkscope.engine.relay import relay
 from chunkscope.errors import (
     FieldViolation,
     InvalidArgument,
@@ -287,17 +288,8 @@ class Extractor:
         # A cancelled job leaves the thread to finish (or raise _Cancelled) unobserved.
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            while True:
-                getter: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
-                waiting: set[asyncio.Future[Any]] = {future, getter}
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                while not queue.empty():
-                    yield queue.get_nowait()
-                break
+            async for event in relay(queue, future):
+                yield event
             yield await future
         finally:
             if not future.done():
