@@ -12,7 +12,13 @@ from chunkscope.config import Settings
 from chunkscope.engine.hooks import capture, hook_count
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
-from chunkscope.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
+from chunkscope.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 
 
 def _settings(tmp_path: Path, model_root: Path, **kw: object) -> Settings:
@@ -96,10 +102,19 @@ def test_bad_registrations_are_refused_before_anything_is_stored(
 def test_a_failed_load_is_reported_and_can_be_replaced(tmp_path: Path, model_root: Path) -> None:
     async def scenario() -> None:
         registry = ModelRegistry(_settings(tmp_path, model_root))
+        # With wait, the failure is the answer and the registration is rolled back.
         with pytest.raises(FailedPrecondition) as err:
             await registry.register("broken", "corrupt-llama", "", "", wait=True)
         assert err.value.reason == "MODEL_LOAD_FAILED"
-        info = registry.get("broken")
+        with pytest.raises(NotFound):
+            registry.get("broken")
+        assert registry.store.all() == []
+        # Without wait, the model is listed and turns FAILED with the reason.
+        await registry.register("broken", "corrupt-llama", "", "", wait=False)
+        for _ in range(600):
+            if (info := registry.get("broken")).state != "LOADING":
+                break
+            await asyncio.sleep(0.1)
         assert info.state == "FAILED" and info.state_reason
         with pytest.raises(FailedPrecondition) as not_ready:
             registry.hook_points("broken")
