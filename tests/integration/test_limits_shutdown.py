@@ -164,7 +164,8 @@ def test_sigterm_under_load_ends_streams_unavailable_finishes_unary_and_loses_no
             outboxes.append(outbox)
             streams.append(stream)
 
-        unary_codes: list[grpc.StatusCode] = []
+        # (started at, status) of each unary call made while the signal arrives.
+        unary: list[tuple[float, grpc.StatusCode]] = []
         stop = threading.Event()
 
         def unary_load() -> None:
@@ -174,17 +175,19 @@ def test_sigterm_under_load_ends_streams_unavailable_finishes_unary_and_loses_no
             )
             with Client.connect(server.address, timeout=30) as other:
                 while not stop.is_set():
+                    started = time.monotonic()
                     try:
                         other.detect(request)
-                        unary_codes.append(grpc.StatusCode.OK)
+                        unary.append((started, grpc.StatusCode.OK))
                     except ChunkscopeError as exc:
-                        unary_codes.append(exc.code)
-                        if exc.code == grpc.StatusCode.UNAVAILABLE:
+                        unary.append((started, exc.code))
+                        if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                             return
 
         load = threading.Thread(target=unary_load)
         load.start()
         time.sleep(1.0)
+        signalled = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
 
         for stream in streams:
@@ -198,8 +201,13 @@ def test_sigterm_under_load_ends_streams_unavailable_finishes_unary_and_loses_no
         load.join(60)
         stop.set()
     assert server.proc.wait(60) == 0
-    assert grpc.StatusCode.OK in unary_codes
-    assert set(unary_codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, unary_codes
+    # Calls in flight well before the signal finish within the grace period. A call that reaches
+    # the server as it stops is refused: UNAVAILABLE, or CANCELLED (seen once in CI for a call
+    # that landed just as the server stopped; Detect changes nothing either way).
+    before = [code for started, code in unary if started < signalled - 0.5]
+    assert before and set(before) == {grpc.StatusCode.OK}, unary
+    refused = {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+    assert {code for _, code in unary} <= refused, unary
 
     again = start_server(data, model_root)
     try:
