@@ -73,8 +73,11 @@ DECODE_STEPS = Counter(
 QUEUE_DEPTH = Gauge(
     "chunkscope_device_queue_depth", "Requests running or waiting for a device's compute thread."
 )
+# Reasons are the constants the server's ResourceExhausted errors carry: a bounded set.
 REJECTED = Counter(
-    "chunkscope_rejected_total", "Requests refused by a limit (admission control).", ("limit",)
+    "chunkscope_rejected_total",
+    "Requests refused with RESOURCE_EXHAUSTED (limits, admission control, device memory).",
+    ("reason",),
 )
 HOOKS_INSTALLED = Gauge(
     "chunkscope_hooks_installed",

@@ -27,7 +27,7 @@ def _metric(server: ServerProcess, name: str) -> float:
     url = f"http://127.0.0.1:{server.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as reply:
         text = reply.read().decode()
-    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert found, f"{name} not exported"
     return float(found.group(1))
 
@@ -103,6 +103,9 @@ def test_limits_refuse_with_resource_exhausted_and_name_the_flag(
                 list(c.generate(pp.GenerateRequest(model={"name": "m"}, prompt={"text": "a"})))
             assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert err.value.reason == "TOO_MANY_STREAMS"
+            for reason in ("TOO_MANY_INPUTS", "TOO_MANY_NEW_TOKENS", "TOO_MANY_STREAMS"):
+                rejected = f'chunkscope_rejected_total{{reason="{reason}"}}'
+                assert _metric(server, rejected) == 1, reason  # each refusal counted once
             outbox.put(None)
             assert list(first) == []
             deadline = time.monotonic() + 10

@@ -185,7 +185,6 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
         if not request.inputs:
             raise InvalidArgument.field("inputs", "required: at least one input")
         if len(request.inputs) > self.max_inputs:
-            metrics.REJECTED.labels("inputs_per_request").inc()
             raise ResourceExhausted(
                 f"inputs: {len(request.inputs)} inputs; this server takes at most "
                 f"{self.max_inputs} per request (--max-inputs-per-request): split the batch",

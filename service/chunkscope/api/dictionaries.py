@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from google.protobuf import timestamp_pb2
 
-from chunkscope import metrics
 from chunkscope.api import tensors
 from chunkscope.chunking import dsc, pa, ucd
 from chunkscope.chunking.labels import Span
@@ -266,7 +265,6 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
         spec = spec_from_request(request, self.settings)
         limit = self.settings.max_extraction_jobs
         if self.jobs >= limit:
-            metrics.REJECTED.labels("extraction_jobs").inc()
             raise ResourceExhausted(
                 f"{self.jobs} extraction jobs are running (--max-extraction-jobs {limit}); "
                 "retry when one has finished",

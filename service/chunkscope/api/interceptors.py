@@ -244,6 +244,8 @@ class ErrorInterceptor(_WrappingInterceptor):
     async def _abort(self, context: Any, method: str, exc: Exception) -> None:
         if isinstance(exc, ChunkscopeError):
             code, message, error = status_code(exc), exc.message, exc
+            if isinstance(exc, ResourceExhausted):  # every refusal by a limit, counted once here
+                metrics.REJECTED.labels(exc.reason).inc()
         else:
             incident = uuid.uuid4().hex[:12]
             log.error("bug in %s (incident %s)", method, incident, exc_info=exc)
@@ -432,7 +434,6 @@ class StreamGate(_WrappingInterceptor):
         if self.draining.is_set():
             raise _shutting_down()
         if self.open >= self.limit:
-            metrics.REJECTED.labels("concurrent_streams").inc()
             raise ResourceExhausted(
                 f"{self.open} streams are open (--max-concurrent-streams {self.limit}); "
                 "retry with backoff",

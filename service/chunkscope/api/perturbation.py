@@ -227,7 +227,6 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
         if s.max_new_tokens < 0:
             violations.append(FieldViolation("sampling.max_new_tokens", "must be >= 0 (0 = 32)"))
         elif s.max_new_tokens > self.max_new_tokens:
-            metrics.REJECTED.labels("new_tokens").inc()
             raise ResourceExhausted(
                 f"sampling.max_new_tokens: {s.max_new_tokens} is more than this server's "
                 f"{self.max_new_tokens} (--max-new-tokens)",

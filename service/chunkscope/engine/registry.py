@@ -270,7 +270,6 @@ class ModelRegistry:
         model = self.ready(name, expected_hash)
         limit = self.settings.max_queue_depth
         if self._pending >= limit:
-            metrics.REJECTED.labels("queue_depth").inc()
             raise ResourceExhausted(
                 f"{self._pending} requests are running or queued on {self.device} "
                 f"(--max-queue-depth {limit}); retry with backoff",
@@ -406,7 +405,6 @@ def _guard_oom(fn: Callable[[LoadedModel], T], model: LoadedModel) -> T:
     except torch.OutOfMemoryError as exc:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        metrics.REJECTED.labels("device_memory").inc()
         raise ResourceExhausted(
             f"the device ran out of memory ({str(exc).splitlines()[0][:200]}); "
             "send fewer or shorter inputs, or retry when the server is less busy",
