@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from suites import run_client_suite
 
 
 def test_java_client_suite(client_fixture_env: dict[str, str]) -> None:
-    result = subprocess.run(
-        ["bash", str(ROOT / "clients/java/test.sh")],
-        env={**os.environ, **client_fixture_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-    tail = "\n".join(result.stdout.splitlines()[-80:])
-    assert result.returncode == 0, f"clients/java/test.sh exited {result.returncode}:\n{tail}"
-    assert "Tests run:" in result.stdout and "BUILD SUCCESS" in result.stdout, tail
+    stdout, tail = run_client_suite("java", client_fixture_env)
+    assert "Tests run:" in stdout and "BUILD SUCCESS" in stdout, tail
