@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from chunkscope.analysis import compare, dsa, geometry, gw
 from chunkscope.analysis.states import States
+
+SERVICE = Path(__file__).resolve().parents[2] / "service"
 
 
 def _orthogonal(n: int, seed: int) -> np.ndarray:
@@ -189,3 +195,30 @@ def test_dsa_refuses_trajectories_too_short_for_the_embedding() -> None:
     s = States.from_array(np.random.default_rng(0).normal(size=(4, 3, 2)))
     with pytest.raises(ValueError, match="long enough"):
         dsa.fit_operator(s, dsa.DSAParams(n_delays=5), 2)
+
+
+_SELF_DISTANCES = """
+import numpy as np
+from chunkscope.analysis import dsa
+rng = np.random.default_rng(0)
+mats = [rng.normal(size=(n, n)) * scale for n in (2, 4, 6) for scale in (1e-3, 1, 1e3)]
+print(max(dsa.eigenvalue_wasserstein(a, a) for a in mats))
+"""
+
+
+@pytest.mark.parametrize("coretype", ["", "Haswell"])
+def test_eigenvalue_distance_of_a_system_with_itself_is_exactly_zero(coretype: str) -> None:
+    """Every eigenvalue meets itself at cost 0, so the optimal transport costs exactly 0. The
+    |a|²+|b|²−2ab form of the cost left ~1e-17 there with OpenBLAS's FMA (Haswell) kernels,
+    which the square root turned into ~1e-8; run where those kernels are chosen too."""
+    if coretype and "avx2" not in Path("/proc/cpuinfo").read_text():
+        pytest.skip("this CPU cannot run OpenBLAS's Haswell kernels")
+    env = dict(os.environ, OPENBLAS_CORETYPE=coretype)
+    env["PYTHONPATH"] = os.pathsep.join([str(SERVICE), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", _SELF_DISTANCES], env=env, capture_output=True, text=True,
+        check=True, timeout=120,
+    ).stdout  # fmt: skip
+    assert float(out) == 0.0
+    rng = np.random.default_rng(1)
+    assert dsa.eigenvalue_wasserstein(rng.normal(size=(4, 4)), rng.normal(size=(4, 4))) > 0.1

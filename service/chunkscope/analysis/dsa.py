@@ -242,5 +242,8 @@ def eigenvalue_wasserstein(a: np.ndarray, b: np.ndarray) -> float:
     ea, eb = np.linalg.eigvals(a), np.linalg.eigvals(b)
     pa = np.stack([ea.real, ea.imag], axis=1)
     pb = np.stack([eb.real, eb.imag], axis=1)
-    cost = ot.dist(pa, pb)  # squared Euclidean
+    # Squared Euclidean distances from the differences themselves: ot.dist's |a|²+|b|²−2ab form
+    # leaves rounding residue (~1e-17) where a point meets itself, which the square root below
+    # would lift to ~1e-8 (seen with OpenBLAS's Haswell kernels), so identical sets would not be 0.
+    cost = ((pa[:, None, :] - pb[None, :, :]) ** 2).sum(axis=2)
     return math.sqrt(max(float(ot.emd2(ot.unif(len(pa)), ot.unif(len(pb)), cost)), 0.0))
