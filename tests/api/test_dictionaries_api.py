@@ -333,3 +333,30 @@ def test_dsc_refuses_wide_networks_naming_the_state_space(models: Client) -> Non
     assert e.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "96" in e.message and "^" in e.message
     models.unregister_model("dict-wide")
+
+
+def test_pa_needs_n_samples_occurrences_and_says_so_before_capturing(models: Client) -> None:
+    """min_occurrences below n_samples: the fit would draw 5 of 4 occurrences; refuse up front."""
+    corpus = [f"On day {i} the cat slept near the window." for i in range(4)] + [
+        f"Nothing here mentions animals, sentence {i}." for i in range(4)
+    ]
+    request = _pa_request(
+        corpus=texts(corpus), heldout=None, hook_points=["blocks.1.resid_post"],
+        population_averaging=pb.PopulationAveragingParams(
+            concepts=[pb.ConceptWords(concept="cat")], n_samples=5, min_occurrences=3, seed=1),
+    )  # fmt: skip
+    progress = []
+    with pytest.raises(ChunkscopeError) as err:
+        for message in models.extract_dictionary_stream(request):
+            progress.append(message)
+    e = err.value
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT and e.reason == "TOO_FEW_OCCURRENCES"
+    assert [f for f, _ in e.field_violations] == ["population_averaging.n_samples"], e
+    assert "'cat' occurs 4 times" in e.message and "at least 5 (n_samples)" in e.message
+    assert progress == []  # refused before any forward ran
+    # With enough occurrences the same parameters fit: the check is not stricter than the fit.
+    ok = request.__deepcopy__()
+    ok.corpus.CopyFrom(texts(corpus + [f"The cat came back on day {i}." for i in range(2)]))
+    [stored] = models.extract_dictionary(ok)
+    assert stored.entries[0].label == "cat" and stored.entries[0].count >= 5
+    models.delete_dictionary(stored.id)
