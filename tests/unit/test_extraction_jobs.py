@@ -1,9 +1,11 @@
 """Extraction jobs in-process (real registry, store and tiny model): which thread a device fit runs
-on, what a device out-of-memory there becomes, and the weights a job is pinned to."""
+on, what a device out-of-memory there becomes, the weights a job is pinned to; and dictionaries
+loaded for detectors off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,9 +18,10 @@ from chunkscope.chunking import ucd
 from chunkscope.config import Settings
 from chunkscope.corpus import Inputs
 from chunkscope.engine import methods
+from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import ExtractionSpec, Extractor, Progress
 from chunkscope.engine.registry import ModelRegistry
-from chunkscope.errors import FailedPrecondition, ResourceExhausted
+from chunkscope.errors import FailedPrecondition, NotFound, ResourceExhausted
 from chunkscope.store.dictionaries import DictionaryStore
 
 TEXTS = tuple(f"On day {i} the cat slept near the window while the cake cooled." for i in range(4))
@@ -118,3 +121,39 @@ def test_a_model_re_registered_mid_job_fails_the_job_instead_of_mixing_weights(
     assert old != new
     assert error.reason == "MODEL_HASH_MISMATCH" and old in error.message
     assert stored == 0
+
+
+def test_prefetch_loads_dictionaries_on_a_worker_thread_and_get_serves_them_from_memory(
+    tmp_path: Path, model_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        registry, extractor = await _setup(tmp_path, model_root)
+        try:
+            *_, [manifest] = await _drain(extractor.run(_spec()))
+            store = extractor.store
+            cache = DetectorCache(store)
+            on_loop: list[bool] = []
+            real = store.load
+
+            def load(dictionary_id: str) -> Any:
+                on_loop.append(threading.current_thread() is threading.main_thread())
+                return real(dictionary_id)
+
+            monkeypatch.setattr(store, "load", load)
+            missing = "dict-000000000000"
+            await cache.prefetch([manifest["id"], manifest["id"], missing, "", "not-an-id"])
+            assert on_loop == [False, False, False]  # each distinct id once, none on the loop
+            # Gone from disk now: get() can only answer from what prefetch cached.
+            shutil.rmtree(store.root / manifest["id"])
+            model = registry.ready("lm")
+            detector = cache.get(
+                manifest["id"], "lm", manifest["model"]["content_hash"], model, "f"
+            )
+            assert detector.id == manifest["id"] and len(detector.labels) == 4
+            assert on_loop == [False, False, False]
+            with pytest.raises(NotFound):  # a fault is still reported by get(), with its field
+                cache.get(missing, "lm", manifest["model"]["content_hash"], model, "f")
+        finally:
+            await registry.close()
+
+    asyncio.run(scenario())

@@ -264,7 +264,8 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
     async def ExtractDictionary(
         self, request: pb.ExtractDictionaryRequest, context: Any
     ) -> AsyncIterator[pb.ExtractDictionaryResponse]:
-        spec = spec_from_request(request, self.settings)
+        # A corpus file may be 256 MiB to read and parse: not on the event loop.
+        spec = await asyncio.to_thread(spec_from_request, request, self.settings)
         limit = self.settings.max_extraction_jobs
         if self.jobs >= limit:
             raise ResourceExhausted(

@@ -146,7 +146,8 @@ class Extractor:
             spec = dataclasses.replace(
                 spec, max_tokens=MAX_RECURRENT_STEPS if model.is_recurrent else DEFAULT_MAX_TOKENS
             )
-        self._validate(spec, model)
+        # Validation walks the whole corpus (PA matches its words): a worker thread's job.
+        await asyncio.to_thread(self._validate, spec, model)
         cancel = threading.Event()
         try:
             train = Captured(spec.hook_points)
@@ -159,7 +160,7 @@ class Extractor:
                     spec, model, spec.heldout, heldout, started, train.n_rows
                 ):
                     yield event
-            fit = self._fit_function(spec, model, train, heldout)
+            fit = await asyncio.to_thread(self._fit_function, spec, model, train, heldout)
             outputs: list[tuple[str, methods.FitOutput]] = []
             async with self._fit_lock:
                 for hook_point in spec.hook_points:
@@ -174,8 +175,11 @@ class Extractor:
                         heldout.release(hook_point)
             yield Progress("store", "", 0, len(outputs), train.n_rows,
                            time.perf_counter() - started, 0.0)  # fmt: skip
+            fingerprint = await asyncio.to_thread(
+                spec.corpus.fingerprint, spec.context, str(spec.max_tokens)
+            )
             manifests = [
-                self._manifest(spec, model, hook_point, train, output)
+                self._manifest(spec, model, hook_point, train, output, fingerprint)
                 for hook_point, output in outputs
             ]
             tensors = [output.tensors for _, output in outputs]
@@ -208,7 +212,7 @@ class Extractor:
         rows_before: int,
     ) -> AsyncIterator[Progress]:
         """Run `inputs` batch by batch into `captured`; `rows_before` rows are already held."""
-        segs = segments(inputs, spec.context)
+        segs = await asyncio.to_thread(segments, inputs, spec.context)
         batches = [segs[i : i + spec.batch_size] for i in range(0, len(segs), spec.batch_size)]
         width = model.hidden_size
         for done, batch in enumerate(batches, 1):
@@ -313,7 +317,7 @@ class Extractor:
 
     def _manifest(
         self, spec: ExtractionSpec, model: LoadedModel, hook_point: str, train: Captured,
-        output: methods.FitOutput,
+        output: methods.FitOutput, fingerprint: str,
     ) -> dict[str, Any]:  # fmt: skip
         return {
             "schema_version": 1,
@@ -329,7 +333,7 @@ class Extractor:
             "method": spec.method,
             "parameters": methods.parameters_of(spec.method_spec),
             "corpus": {
-                "fingerprint": spec.corpus.fingerprint(spec.context, str(spec.max_tokens)),
+                "fingerprint": fingerprint,
                 "n_inputs": len(spec.corpus),
                 "n_tokens": train.n_rows,
                 "context": spec.context,
