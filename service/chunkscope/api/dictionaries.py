@@ -332,7 +332,7 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
         self, request: pb.ExportDictionaryRequest, context: Any
     ) -> AsyncIterator[pb.ExportDictionaryResponse]:
         archive = await asyncio.to_thread(self.store.export_archive, request.id)
-        digest = "sha256:" + hashlib.sha256(archive).hexdigest()
+        digest = "sha256:" + (await asyncio.to_thread(hashlib.sha256, archive)).hexdigest()
         for start in range(0, len(archive), EXPORT_CHUNK):
             first = start == 0
             yield pb.ExportDictionaryResponse(
