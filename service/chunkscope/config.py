@@ -99,6 +99,16 @@ class Settings:
     max_extraction_jobs: int = field(
         default=2, metadata={"help": "ExtractDictionary jobs running at once"}
     )
+    max_import_bytes: int = field(
+        default=1 << 30,
+        metadata={
+            "help": "largest dictionary archive ImportDictionary accepts (spooled to the data "
+            "dir as it arrives); RESOURCE_EXHAUSTED beyond"
+        },
+    )
+    max_concurrent_imports: int = field(
+        default=2, metadata={"help": "ImportDictionary calls running at once"}
+    )
     max_queue_depth: int = field(
         default=64,
         metadata={
@@ -239,6 +249,8 @@ def _validate(s: Settings) -> None:
         "max_analysis_layers",
         "max_new_tokens",
         "max_extraction_jobs",
+        "max_import_bytes",
+        "max_concurrent_imports",
         "max_queue_depth",
         "max_concurrent_streams",
     ):

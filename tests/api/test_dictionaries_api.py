@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -333,3 +335,67 @@ def test_dsc_refuses_wide_networks_naming_the_state_space(models: Client) -> Non
     assert e.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "96" in e.message and "^" in e.message
     models.unregister_model("dict-wide")
+
+
+def test_pa_needs_n_samples_occurrences_and_says_so_before_capturing(models: Client) -> None:
+    """min_occurrences below n_samples: the fit would draw 5 of 4 occurrences; refuse up front."""
+    corpus = [f"On day {i} the cat slept near the window." for i in range(4)] + [
+        f"Nothing here mentions animals, sentence {i}." for i in range(4)
+    ]
+    request = _pa_request(
+        corpus=texts(corpus), heldout=None, hook_points=["blocks.1.resid_post"],
+        population_averaging=pb.PopulationAveragingParams(
+            concepts=[pb.ConceptWords(concept="cat")], n_samples=5, min_occurrences=3, seed=1),
+    )  # fmt: skip
+    progress = []
+    with pytest.raises(ChunkscopeError) as err:
+        for message in models.extract_dictionary_stream(request):
+            progress.append(message)
+    e = err.value
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT and e.reason == "TOO_FEW_OCCURRENCES"
+    assert [f for f, _ in e.field_violations] == ["population_averaging.n_samples"], e
+    assert "'cat' occurs 4 times" in e.message and "at least 5 (n_samples)" in e.message
+    assert progress == []  # refused before any forward ran
+    # With enough occurrences the same parameters fit: the check is not stricter than the fit.
+    ok = request.__deepcopy__()
+    ok.corpus.CopyFrom(texts(corpus + [f"The cat came back on day {i}." for i in range(2)]))
+    [stored] = models.extract_dictionary(ok)
+    assert stored.entries[0].label == "cat" and stored.entries[0].count >= 5
+    models.delete_dictionary(stored.id)
+
+
+def test_health_answers_while_a_large_corpus_file_is_parsed(
+    models: Client, server: ServerProcess
+) -> None:
+    """Reading and parsing a corpus file takes seconds (here about 70 MiB of JSON lines, seconds
+    of parsing on this machine); it runs on a worker thread, so the event loop keeps answering."""
+    corpora = server.data_dir / "corpora"
+    corpora.mkdir(exist_ok=True)
+    path = corpora / "large.jsonl"
+    lines = 2_000_000
+    path.write_text((json.dumps({"text": "the cat sat on the mat"}) + "\n") * lines + "not json\n")
+    outcome: list[ChunkscopeError] = []
+
+    def extract() -> None:
+        try:
+            models.extract_dictionary(_pa_request(corpus=pb.Corpus(path="large.jsonl")))
+        except ChunkscopeError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=extract)
+    answered = 0
+    try:
+        thread.start()
+        # A blocked loop would hold each check past its deadline (DEADLINE_EXCEEDED raises here).
+        with Client.connect(server.address, timeout=2) as quick:
+            while thread.is_alive():
+                assert quick.health() == "SERVING"
+                answered += 1
+                time.sleep(0.1)
+    finally:
+        thread.join(120)
+        path.unlink()
+    [error] = outcome  # the last line is refused only once the whole file has been parsed
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"line {lines + 1}: not JSON" in error.message, error.message
+    assert answered >= 5  # the checks overlapped the parse rather than racing ahead of it

@@ -181,6 +181,7 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
     async def Detect(self, request: pb.DetectRequest, context: Any) -> pb.DetectResponse:
         if not request.HasField("config"):
             raise InvalidArgument.field("config", "required: model and dictionary_ids")
+        await self.cache.prefetch(request.config.dictionary_ids)  # loads off the event loop
         p = plan(request.config, self.registry, self.cache)
         if not request.inputs:
             raise InvalidArgument.field("inputs", "required: at least one input")
@@ -209,6 +210,7 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
             if p is None:
                 if kind != "config":
                     raise InvalidArgument.field("config", "the first message must carry the config")
+                await self.cache.prefetch(message.config.dictionary_ids)
                 p = plan(message.config, self.registry, self.cache)
                 continue
             field = f"message[{sequence + 1}]"

@@ -21,12 +21,13 @@ from chunkscope.corpus import Inputs, read_corpus_file
 from chunkscope.engine import methods
 from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import ExtractionSpec, Extractor, Progress
-from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
-from chunkscope.store.dictionaries import MAX_ARCHIVE_BYTES, DictionaryStore
+from chunkscope.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
+from chunkscope.store.dictionaries import ArchiveSpool, DictionaryStore
 from chunkscope_client.v1 import common_pb2, dictionaries_pb2, dictionaries_pb2_grpc
 
 pb = dictionaries_pb2
 EXPORT_CHUNK = 1 << 20
+SPOOL_OFFLOAD = 256 << 10  # pieces at least this large are hashed and written on a worker thread
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 
 _METHOD_TO_PROTO = {
@@ -258,11 +259,13 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
         self.detectors = detectors
         self.settings = settings
         self.jobs = 0
+        self.imports = 0
 
     async def ExtractDictionary(
         self, request: pb.ExtractDictionaryRequest, context: Any
     ) -> AsyncIterator[pb.ExtractDictionaryResponse]:
-        spec = spec_from_request(request, self.settings)
+        # A corpus file may be 256 MiB to read and parse: not on the event loop.
+        spec = await asyncio.to_thread(spec_from_request, request, self.settings)
         limit = self.settings.max_extraction_jobs
         if self.jobs >= limit:
             raise ResourceExhausted(
@@ -329,7 +332,7 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
         self, request: pb.ExportDictionaryRequest, context: Any
     ) -> AsyncIterator[pb.ExportDictionaryResponse]:
         archive = await asyncio.to_thread(self.store.export_archive, request.id)
-        digest = "sha256:" + hashlib.sha256(archive).hexdigest()
+        digest = "sha256:" + (await asyncio.to_thread(hashlib.sha256, archive)).hexdigest()
         for start in range(0, len(archive), EXPORT_CHUNK):
             first = start == 0
             yield pb.ExportDictionaryResponse(
@@ -341,24 +344,68 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
     async def ImportDictionary(
         self, request_iterator: AsyncIterator[pb.ImportDictionaryRequest], context: Any
     ) -> pb.ImportDictionaryResponse:
-        parts, size, expected = [], 0, ""
+        limit = self.settings.max_concurrent_imports
+        if self.imports >= limit:
+            raise ResourceExhausted(
+                f"{self.imports} imports are running (--max-concurrent-imports {limit}); "
+                "retry when one has finished",
+                reason="TOO_MANY_IMPORTS",
+                metadata={"limit": str(limit)},
+            )
+        self.imports += 1
+        try:
+            spool = self.store.spool()
+            try:
+                expected = await self._receive(request_iterator, spool)
+                manifest = await asyncio.to_thread(self._import, spool, expected)
+            finally:
+                spool.discard()  # the stored copy is its own; the upload goes in any case
+        finally:
+            self.imports -= 1
+        return pb.ImportDictionaryResponse(dictionary=dictionary_to_proto(manifest, entries=False))
+
+    async def _receive(
+        self, request_iterator: AsyncIterator[pb.ImportDictionaryRequest], spool: ArchiveSpool
+    ) -> str:
+        """Write the pieces to the spool under the size limit; returns the sha256 sent."""
+        limit, expected = self.settings.max_import_bytes, ""
         async for piece in request_iterator:
             expected = expected or piece.sha256
-            size += len(piece.data)
-            if size > MAX_ARCHIVE_BYTES:
-                raise InvalidArgument.field(
-                    "data", f"archive larger than {MAX_ARCHIVE_BYTES} bytes"
+            if spool.size + len(piece.data) > limit:
+                raise ResourceExhausted(
+                    f"the archive is larger than {limit} bytes (--max-import-bytes)",
+                    reason="ARCHIVE_TOO_LARGE",
+                    metadata={"limit": str(limit)},
                 )
-            parts.append(piece.data)
-        archive = b"".join(parts)
-        if not archive:
+            if len(piece.data) >= SPOOL_OFFLOAD:
+                await asyncio.to_thread(spool.write, piece.data)
+            else:  # small pieces: a thread hop would cost more than the write
+                spool.write(piece.data)
+        return expected
+
+    def _import(self, spool: ArchiveSpool, expected: str) -> dict[str, Any]:
+        """Check the received bytes, then validate and store them (on a worker thread)."""
+        spool.close()
+        if not spool.size:
             raise InvalidArgument.field("data", "empty: stream the bytes of an exported archive")
-        if expected and expected != "sha256:" + hashlib.sha256(archive).hexdigest():
+        if expected and expected != spool.sha256:
             raise InvalidArgument.field(
                 "sha256", "the archive's bytes do not match the sha256 sent with them"
             )
-        manifest = await asyncio.to_thread(self.store.import_archive, archive)
-        return pb.ImportDictionaryResponse(dictionary=dictionary_to_proto(manifest, entries=False))
+        return self.store.import_archive(spool.path, check=_servable)
+
+
+def _servable(manifest: dict[str, Any], t: dict[str, np.ndarray]) -> None:
+    """Refuse a manifest that validates but that no reply could carry (it would be stored for good
+    and fail every GetDictionary): a value out of its proto field's range, an unknown key in an
+    entry, an entry's states outside the stored ones."""
+    try:
+        dictionary_to_proto(manifest, t)
+    except (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError) as exc:
+        raise FailedPrecondition(
+            f"manifest cannot be served: {type(exc).__name__}: {str(exc)[:200]}",
+            reason="INVALID_DICTIONARY",
+        ) from None
 
 
 def _encode_offset(offset: int) -> str:

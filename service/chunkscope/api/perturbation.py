@@ -118,6 +118,7 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
     async def Perturb(self, request: pb.PerturbRequest, context: Any) -> pb.PerturbResponse:
         if not request.HasField("input"):
             raise InvalidArgument.field("input", "required: a text or symbol sequence")
+        await self.cache.prefetch(iv.chunk.dictionary_id for iv in request.interventions)
         name, content_hash, model, ids, actions = self._prepare(
             request.model, request.input, "input", request.interventions
         )
@@ -154,6 +155,11 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
     ) -> AsyncIterator[pb.GenerateResponse]:
         if not request.HasField("prompt"):
             raise InvalidArgument.field("prompt", "required: a text or symbol sequence")
+        await self.cache.prefetch([  # dictionary loads (sha256 of the tensors) off the event loop
+            *(iv.chunk.dictionary_id for iv in request.interventions),
+            *request.detect_dictionary_ids,
+            *(d for r in request.rules for d in (r.when.dictionary_id, r.inhibit.dictionary_id)),
+        ])  # fmt: skip
         name, content_hash, model, ids, actions = self._prepare(
             request.model, request.prompt, "prompt", request.interventions
         )

@@ -7,8 +7,10 @@ inside the prompt, vectors must be finite and of the hook point's width.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,7 @@ from chunkscope.engine.detection import Detector
 from chunkscope.engine.device import dtype_name
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.steering import MODES, Action
-from chunkscope.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from chunkscope.errors import ChunkscopeError, FailedPrecondition, FieldViolation, InvalidArgument
 from chunkscope.store.dictionaries import DictionaryStore, require_binding
 
 
@@ -45,6 +47,7 @@ class DetectorCache:
         self.store = store
         self.size = size
         self._cache: OrderedDict[str, Detector] = OrderedDict()
+        self._forgets = 0  # counts forget() calls, so a prefetch can tell one happened meanwhile
 
     def get(self, dictionary_id: str, model_name: str, content_hash: str, model: LoadedModel,
             field: str) -> Detector:  # fmt: skip
@@ -66,7 +69,32 @@ class DetectorCache:
         )  # fmt: skip
         return detector
 
+    async def prefetch(self, dictionary_ids: Iterable[str]) -> None:
+        """Load the dictionaries a request names into the cache on a worker thread.
+
+        Loading reads the tensors and hashes them (sha256), which must not block the event loop;
+        callers await this before the synchronous `get`. Faults are left for `get` to report with
+        the request's field name.
+        """
+        wanted = [d for d in dict.fromkeys(dictionary_ids) if d and d not in self._cache]
+        for dictionary_id in wanted[: self.size]:
+            forgets = self._forgets
+            try:
+                detector = await asyncio.to_thread(self._load, dictionary_id)
+            except ChunkscopeError:
+                continue
+            if forgets != self._forgets:  # deleted meanwhile? do not cache what was read before
+                continue
+            self._cache[dictionary_id] = detector
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+
+    def _load(self, dictionary_id: str) -> Detector:
+        manifest, tensors = self.store.load(dictionary_id)
+        return Detector(manifest, tensors)
+
     def forget(self, dictionary_id: str) -> None:
+        self._forgets += 1
         self._cache.pop(dictionary_id, None)
 
 

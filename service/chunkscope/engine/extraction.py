@@ -3,7 +3,11 @@
 A job is an async generator of progress events ending with the stored manifests. Every check that
 can fail on user input runs before the model does any work. Model forwards run on the registry's
 compute thread, fits on a fit thread; between batches (and from the fit's progress callback) the
-job notices cancellation, and nothing is stored unless every hook point has been fitted.
+job notices cancellation, and nothing is stored unless every hook point has been fitted. Fits that
+compute on the device (the cosine dictionary) run on the compute thread too, under its admission
+control and out-of-memory guard. A job is pinned to the weights it started on: every forward
+names their content hash, so a model re-registered under the same name mid-job fails the job
+instead of mixing weights.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class Extractor:
         self.store = store
         self.max_capture_bytes = max_capture_bytes
         self._fit_lock = asyncio.Lock()  # fits are CPU-heavy: one at a time
+        # Running fits: a cancelled job's fit winds down on its own, and must not be collected.
+        self._fits: set[asyncio.Future[Any]] = set()
 
     def _validate(self, spec: ExtractionSpec, model: LoadedModel) -> None:
         violations = []
@@ -135,12 +141,13 @@ class Extractor:
         """Progress events, then the list of stored manifests (one per hook point)."""
         started = time.perf_counter()
         model = self.registry.ready(spec.model, spec.content_hash)
+        spec = dataclasses.replace(spec, content_hash=self.registry.get(spec.model).content_hash)
         if spec.max_tokens == 0:  # one forward per text for LMs; whole sequences for RNNs
             spec = dataclasses.replace(
                 spec, max_tokens=MAX_RECURRENT_STEPS if model.is_recurrent else DEFAULT_MAX_TOKENS
             )
-        self._validate(spec, model)
-        info = self.registry.get(spec.model)
+        # Validation walks the whole corpus (PA matches its words): a worker thread's job.
+        await asyncio.to_thread(self._validate, spec, model)
         cancel = threading.Event()
         try:
             train = Captured(spec.hook_points)
@@ -153,11 +160,12 @@ class Extractor:
                     spec, model, spec.heldout, heldout, started, train.n_rows
                 ):
                     yield event
-            fit = self._fit_function(spec, model, train, heldout)
+            fit = await asyncio.to_thread(self._fit_function, spec, model, train, heldout)
             outputs: list[tuple[str, methods.FitOutput]] = []
             async with self._fit_lock:
                 for hook_point in spec.hook_points:
-                    async for item in self._run_fit(fit, hook_point, cancel, started, train.n_rows):
+                    async for item in self._run_fit(spec, fit, hook_point, cancel, started,
+                                                    train.n_rows):  # fmt: skip
                         if isinstance(item, methods.FitOutput):
                             outputs.append((hook_point, item))
                         else:
@@ -167,8 +175,11 @@ class Extractor:
                         heldout.release(hook_point)
             yield Progress("store", "", 0, len(outputs), train.n_rows,
                            time.perf_counter() - started, 0.0)  # fmt: skip
+            fingerprint = await asyncio.to_thread(
+                spec.corpus.fingerprint, spec.context, str(spec.max_tokens)
+            )
             manifests = [
-                self._manifest(spec, info.content_hash, model, hook_point, train, output)
+                self._manifest(spec, model, hook_point, train, output, fingerprint)
                 for hook_point, output in outputs
             ]
             tensors = [output.tensors for _, output in outputs]
@@ -201,7 +212,7 @@ class Extractor:
         rows_before: int,
     ) -> AsyncIterator[Progress]:
         """Run `inputs` batch by batch into `captured`; `rows_before` rows are already held."""
-        segs = segments(inputs, spec.context)
+        segs = await asyncio.to_thread(segments, inputs, spec.context)
         batches = [segs[i : i + spec.batch_size] for i in range(0, len(segs), spec.batch_size)]
         width = model.hidden_size
         for done, batch in enumerate(batches, 1):
@@ -259,6 +270,7 @@ class Extractor:
 
     async def _run_fit(
         self,
+        spec: ExtractionSpec,
         fit: Callable[[str, methods.ProgressFn], methods.FitOutput],
         hook_point: str,
         cancel: threading.Event,
@@ -284,8 +296,16 @@ class Extractor:
             output.stats["fit_seconds"] = time.perf_counter() - t0
             return output
 
-        future = loop.run_in_executor(None, work)
-        # A cancelled job leaves the thread to finish (or raise _Cancelled) unobserved.
+        future: asyncio.Future[methods.FitOutput]
+        if isinstance(spec.method_spec, ucd.CosineParams):  # trains on the model's device
+            future = asyncio.ensure_future(
+                self.registry.run(spec.model, lambda _: work(), spec.content_hash)
+            )
+        else:
+            future = loop.run_in_executor(None, work)
+        # A cancelled job leaves the fit to finish (or raise _Cancelled) unobserved.
+        self._fits.add(future)
+        future.add_done_callback(self._fits.discard)
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             async for event in relay(queue, future):
@@ -296,15 +316,15 @@ class Extractor:
                 cancel.set()
 
     def _manifest(
-        self, spec: ExtractionSpec, content_hash: str, model: LoadedModel, hook_point: str,
-        train: Captured, output: methods.FitOutput,
+        self, spec: ExtractionSpec, model: LoadedModel, hook_point: str, train: Captured,
+        output: methods.FitOutput, fingerprint: str,
     ) -> dict[str, Any]:  # fmt: skip
         return {
             "schema_version": 1,
             "id": new_id(),
             "model": {
                 "name": spec.model,
-                "content_hash": content_hash,
+                "content_hash": spec.content_hash,
                 "architecture": model.family,
             },
             "hook_point": hook_point,
@@ -313,7 +333,7 @@ class Extractor:
             "method": spec.method,
             "parameters": methods.parameters_of(spec.method_spec),
             "corpus": {
-                "fingerprint": spec.corpus.fingerprint(spec.context, str(spec.max_tokens)),
+                "fingerprint": fingerprint,
                 "n_inputs": len(spec.corpus),
                 "n_tokens": train.n_rows,
                 "context": spec.context,

@@ -102,16 +102,19 @@ def check_spans(spec: PASpec, inputs: Inputs) -> None:
                 f"{span.text_index} (length {len(inputs.texts[span.text_index])})"))  # fmt: skip
     if violations:
         raise InvalidArgument(violations)
-    needed = spec.params.min_occurrences
+    # The fit draws n_samples distinct occurrences, so it needs at least that many as well as
+    # min_occurrences; the larger of the two binds, and the message names it.
+    p = spec.params
+    needed, name = max((p.min_occurrences, "min_occurrences"), (p.n_samples, "n_samples"))
     for concept, spans in concept_spans(spec, inputs).items():
         if len(spans) < needed:
             raise InvalidArgument.field(
-                "population_averaging.concepts",
+                "population_averaging.concepts" if name == "min_occurrences"
+                else "population_averaging.n_samples",
                 f"concept {concept!r} occurs {len(spans)} times in the training texts; PA needs at "
-                f"least {needed} (min_occurrences): add texts that use it, or lower "
-                "min_occurrences",
+                f"least {needed} ({name}): add texts that use it, or lower {name}",
                 reason="TOO_FEW_OCCURRENCES",
-            )
+            )  # fmt: skip
 
 
 def concept_rows(

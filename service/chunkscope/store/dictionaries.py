@@ -19,11 +19,11 @@ import shutil
 import sqlite3
 import tarfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from safetensors import SafetensorError
@@ -42,7 +42,8 @@ METHODS = (
     "density_chunks",
 )
 ID_PATTERN = re.compile(r"^dict-[0-9a-f]{12}$")
-MAX_ARCHIVE_BYTES = 1 << 30
+# A manifest is a few MiB even with examples for thousands of entries; more is not ours.
+MAX_MANIFEST_BYTES = 64 << 20
 
 # Tensors each method must store: name -> (dtype kind, ndim). Shapes are checked in _check_tensors.
 _TENSORS: dict[str, dict[str, tuple[str, int]]] = {
@@ -128,7 +129,12 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     _check_keys(manifest["corpus"], _CORPUS_KEYS, "manifest.corpus")
     if manifest["hidden_size"] <= 0:
         raise _bad("manifest.hidden_size must be positive")
-    datetime.fromisoformat(manifest["created_at"])
+    try:
+        datetime.fromisoformat(manifest["created_at"])
+    except ValueError:
+        raise _bad(
+            f"manifest.created_at {manifest['created_at'][:40]!r} is not an ISO 8601 time"
+        ) from None
     for i, entry in enumerate(manifest["entries"]):
         if (
             not isinstance(entry, dict)
@@ -136,9 +142,19 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
             or not isinstance(entry.get("label"), str)
         ):
             raise _bad(f"manifest.entries[{i}] must be an object with id {i} and a label")
-    if not all(isinstance(v, int | float) for v in manifest["stats"].values()):
-        raise _bad("manifest.stats values must be numbers")
+    if not all(_is_double(v) for v in manifest["stats"].values()):
+        raise _bad("manifest.stats values must be numbers (within the range of a double)")
     return manifest
+
+
+def _is_double(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        float(value)  # a JSON integer may have hundreds of digits
+    except OverflowError:
+        return False
+    return True
 
 
 def _check_tensors(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
@@ -241,6 +257,7 @@ class DictionaryStore:
         self.root = data_dir / "dictionaries"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._rename_lock = threading.Lock()
         self._db = sqlite3.connect(
             data_dir / "registry.sqlite3", check_same_thread=False, isolation_level=None
         )
@@ -266,22 +283,30 @@ class DictionaryStore:
 
     def _write(self, manifest: dict[str, Any], blob: bytes) -> DictionaryRecord:
         final = self.root / manifest["id"]
-        if final.exists():
-            raise AlreadyExists(
-                f"dictionary {manifest['id']} already exists", reason="DICTIONARY_EXISTS"
-            )
+        self._refuse_existing(manifest["id"])
         tmp = self.root / f".tmp-{manifest['id']}-{secrets.token_hex(4)}"
         tmp.mkdir()
         try:
             _write_synced(tmp / TENSORS, blob)
             _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
             _fsync_dir(tmp)
-            os.rename(tmp, final)
+            # Two imports of one archive may race to here: the check and the rename are one step.
+            with self._rename_lock:
+                self._refuse_existing(manifest["id"])
+                os.rename(tmp, final)
             _fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return self._index(manifest)
+
+    def _refuse_existing(self, dictionary_id: str) -> None:
+        if (self.root / dictionary_id).exists():
+            raise AlreadyExists(
+                f"dictionary {dictionary_id} is already stored; delete it first to re-import",
+                reason="DICTIONARY_EXISTS",
+                metadata={"dictionary": dictionary_id},
+            )
 
     def _index(self, manifest: dict[str, Any]) -> DictionaryRecord:
         record = DictionaryRecord(
@@ -310,8 +335,11 @@ class DictionaryStore:
     def recover(self) -> None:
         """Make the index and the directories agree after a crash."""
         for path in self.root.iterdir():
-            if path.name.startswith((".tmp-", ".trash-")):
-                shutil.rmtree(path, ignore_errors=True)
+            if path.name.startswith((".tmp-", ".trash-")):  # the uploads (files) too
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
         with self._lock:
             indexed = {row[0] for row in self._db.execute("SELECT id FROM dictionaries")}
         on_disk = {p.name for p in self.root.iterdir() if ID_PATTERN.match(p.name)}
@@ -411,18 +439,43 @@ class DictionaryStore:
                 tar.addfile(info, io.BytesIO(data))
         return buffer.getvalue()
 
-    def import_archive(self, archive: bytes) -> dict[str, Any]:
-        """Validate an exported archive and store it under its own id."""
+    def spool(self) -> ArchiveSpool:
+        """A new file under the data dir for an archive being received (see ArchiveSpool)."""
+        return ArchiveSpool(self.root)
+
+    def import_archive(
+        self,
+        archive: bytes | Path,
+        check: Callable[[dict[str, Any], dict[str, np.ndarray]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Validate an exported archive (bytes or a file) and store it under its own id.
+
+        `check` sees the validated manifest and tensors before anything is written; it raises to
+        refuse the archive (the API uses it to make sure every stored dictionary can be served).
+        """
+        manifest, blob = self._read_archive(archive)
+        manifest, tensors = self._validated(manifest, blob)
+        if check is not None:
+            check(manifest, tensors)
+        self._write(manifest, blob)
+        return manifest
+
+    def _read_archive(self, archive: bytes | Path) -> tuple[Any, bytes]:
         members: dict[str, bytes] = {}
+        source: dict[str, Any] = (
+            {"name": archive} if isinstance(archive, Path) else {"fileobj": io.BytesIO(archive)}
+        )
         try:
-            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+            with tarfile.open(mode="r:", **source) as tar:
                 for info in tar:
                     if info.name not in (MANIFEST, TENSORS) or not info.isfile():
                         raise _bad(f"archive member {info.name[:80]!r} is not allowed; an archive "
                                    f"holds exactly {MANIFEST} and {TENSORS}")  # fmt: skip
                     if info.name in members:
                         raise _bad(f"archive holds {info.name} twice")
-                    extracted = tar.extractfile(info)
+                    if info.name == MANIFEST and info.size > MAX_MANIFEST_BYTES:
+                        raise _bad(f"{MANIFEST} is {info.size} bytes; at most {MAX_MANIFEST_BYTES}")
+                    extracted: IO[bytes] | None = tar.extractfile(info)
                     assert extracted is not None
                     members[info.name] = extracted.read()
         except tarfile.TarError as exc:
@@ -431,18 +484,42 @@ class DictionaryStore:
             raise _bad(f"archive must hold {MANIFEST} and {TENSORS}; it holds {sorted(members)}")
         try:
             manifest = json.loads(members[MANIFEST])
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise _bad(f"{MANIFEST} is not JSON: {exc}") from None
-        manifest, _ = self._validated(manifest, members[TENSORS])
-        if (self.root / manifest["id"]).exists():
-            raise AlreadyExists(
-                f"dictionary {manifest['id']} is already stored; delete it first to re-import",
-                reason="DICTIONARY_EXISTS",
-                metadata={"dictionary": manifest["id"]},
-            )
-        self._write(manifest, members[TENSORS])
-        return manifest
+        except RecursionError:
+            raise _bad(f"{MANIFEST} nests too deeply to be a manifest") from None
+        except ValueError as exc:  # not JSON, not UTF-8, or an integer of thousands of digits
+            raise _bad(f"{MANIFEST} is not a valid JSON manifest: {str(exc)[:200]}") from None
+        return manifest, members[TENSORS]
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class ArchiveSpool:
+    """An archive arriving in pieces, written to a file under the data dir and hashed as it comes.
+
+    Holding uploads on disk instead of in memory keeps the server's memory flat however large or
+    however many the uploads are. The file is removed by `discard` (and by `recover` after a crash).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / f".tmp-upload-{secrets.token_hex(8)}.tar"
+        self.size = 0
+        self._digest = hashlib.sha256()
+        self._file: IO[bytes] = self.path.open("xb")
+
+    def write(self, data: bytes) -> None:
+        self._digest.update(data)
+        self._file.write(data)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return "sha256:" + self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
