@@ -392,7 +392,16 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
             raise InvalidArgument.field(
                 "sha256", "the archive's bytes do not match the sha256 sent with them"
             )
-        return self.store.import_archive(spool.path, check=_servable)
+        try:
+            return self.store.import_archive(spool.path, check=_servable)
+        except FailedPrecondition as exc:
+            if exc.reason != "INVALID_DICTIONARY":
+                raise  # e.g. bound to other weights than the registered model's
+            # The archive is the caller's argument: a faulty one is INVALID_ARGUMENT on `data`
+            # (a stored dictionary that fails the same checks stays FAILED_PRECONDITION).
+            raise InvalidArgument(
+                FieldViolation("data", exc.message), reason="INVALID_DICTIONARY"
+            ) from None
 
 
 def _servable(manifest: dict[str, Any], t: dict[str, np.ndarray]) -> None:
