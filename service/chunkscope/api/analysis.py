@@ -39,6 +39,7 @@ DEFAULT_MAX_STEPS = 200_000  # DSA time steps one request may ask for
 DEFAULT_MAX_LAYERS = 64  # layers one LayerSimilarity call may compare
 MAX_INPUTS, BATCH, DEFAULT_MAX_TOKENS, MAX_TOKENS = 1024, 8, 512, 1 << 16
 MAX_NETWORK_PARAMS = 4_000_000
+STATE_DTYPE = np.float64  # captured states are held, and measured, in double precision
 
 _MEASURES = {
     pb.MEASURE_LINEAR_CKA: "linear_cka",
@@ -238,7 +239,7 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
 
             got = await self.registry.run(model_ref.name, run, model_ref.content_hash)
             rows += sum(got.lengths)
-            held = rows * model.hidden_size * 4 * len(hook_points)
+            held = rows * model.hidden_size * np.dtype(STATE_DTYPE).itemsize * len(hook_points)
             if held > self.max_capture_bytes:
                 raise ResourceExhausted(
                     f"the inputs need more than {self.max_capture_bytes} bytes of hidden states "
@@ -246,24 +247,13 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
                     "send fewer or shorter inputs, or raise --max-capture-bytes",
                     reason="CAPTURE_TOO_LARGE",
                 )
-            for name in hook_points:
-                flat, start = got.states[name], 0
-                for length in got.lengths:
-                    states[name].append(flat[start : start + length].astype(np.float64))
-                    start += length
+            for name, trajectories in (await asyncio.to_thread(_split, got, hook_points)).items():
+                states[name].extend(trajectories)
             yield pb.AnalysisProgress(
                 phase=pb.ANALYSIS_PHASE_CAPTURE, detail=model_ref.name, items_done=done,
                 items_total=len(batches), elapsed_seconds=time.perf_counter() - started,
             )  # fmt: skip
-        out: dict[str, States] = {}
-        for name, trajs in states.items():
-            if pooling == "last":
-                out[name] = States((np.stack([t[-1] for t in trajs]),))
-            elif pooling == "mean":
-                out[name] = States((np.stack([t.mean(axis=0) for t in trajs]),))
-            else:
-                out[name] = States(tuple(trajs))
-        yield out
+        yield await asyncio.to_thread(_pool, states, pooling)
 
     async def _state_set(
         self, s: pb.StateSet, field: str, started: float
@@ -440,28 +430,11 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
     # --- BIMT ---
 
     async def _network(self, src: pb.NetworkSource) -> _Network:
+        """The network to measure; decoding weights and building its graph run on a worker
+        thread (a 4M-weight network takes about half a second)."""
         kind = src.WhichOneof("source")
         if kind == "network":
-            weights, biases = [], []
-            if not src.network.layers:
-                raise InvalidArgument.field("network.network.layers", "required: at least one")
-            for k, layer in enumerate(src.network.layers):
-                field = f"network.network.layers[{k}]"
-                if not layer.HasField("weight"):
-                    raise InvalidArgument.field(f"{field}.weight", "required: [out, in]")
-                weights.append(_array(layer.weight, f"{field}.weight", (2,)))
-                biases.append(_array(layer.bias, f"{field}.bias", (1,))
-                              if layer.HasField("bias") else None)  # fmt: skip
-            if sum(w.size for w in weights) > MAX_NETWORK_PARAMS:
-                raise ResourceExhausted(
-                    f"the network has more than {MAX_NETWORK_PARAMS} weights", reason="TOO_LARGE"
-                )
-            try:
-                bimt.check_dense(weights, biases)
-            except ValueError as exc:
-                raise InvalidArgument.field("network.network." + str(exc).split(" ", 1)[0],
-                                            str(exc)) from None  # fmt: skip
-            return _Network(bimt.dense_graph(weights, biases), weights, biases)
+            return await asyncio.to_thread(_inline_network, src)
         if kind == "model":
             ref = src.model
             if not ref.name:
@@ -472,10 +445,7 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
                     "network.model", f"model {ref.name!r} is a language model; ConnectionCost "
                     "takes registered recurrent models (elman, gru, lstm) or an inline network",
                 )  # fmt: skip
-            module = model.module
-            state = {k: v.detach().double().cpu() for k, v in module.state_dict().items()}
-            arch, vocab = module.config.architecture, module.config.vocab_size
-            return _Network(bimt.recurrent_graph(arch, state, vocab), recurrent=(module, state))
+            return await asyncio.to_thread(_recurrent_network, model.module)
         raise InvalidArgument.field("network", "required: model or network")
 
     @staticmethod
@@ -496,7 +466,7 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
     ) -> pb.ConnectionCostResponse:
         params = self._cost_params(request.params)
         net = await self._network(request.network)
-        cost = bimt.connection_cost(net.graph, params)
+        cost = await asyncio.to_thread(bimt.connection_cost, net.graph, params)
         return pb.ConnectionCostResponse(
             cost=cost.total, bias_cost=cost.bias_cost,
             terms=[pb.ConnectionTerm(name=n, from_layer=a, to_layer=b, cost=c)
@@ -538,6 +508,59 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
             reply = await asyncio.get_running_loop().run_in_executor(None, work)
         reply.elapsed_seconds = time.perf_counter() - started
         return reply
+
+
+def _inline_network(src: pb.NetworkSource) -> _Network:
+    weights, biases = [], []
+    if not src.network.layers:
+        raise InvalidArgument.field("network.network.layers", "required: at least one")
+    for k, layer in enumerate(src.network.layers):
+        field = f"network.network.layers[{k}]"
+        if not layer.HasField("weight"):
+            raise InvalidArgument.field(f"{field}.weight", "required: [out, in]")
+        weights.append(_array(layer.weight, f"{field}.weight", (2,)))
+        biases.append(_array(layer.bias, f"{field}.bias", (1,))
+                      if layer.HasField("bias") else None)  # fmt: skip
+    if sum(w.size for w in weights) > MAX_NETWORK_PARAMS:
+        raise ResourceExhausted(
+            f"the network has more than {MAX_NETWORK_PARAMS} weights", reason="TOO_LARGE"
+        )
+    try:
+        bimt.check_dense(weights, biases)
+    except ValueError as exc:
+        raise InvalidArgument.field("network.network." + str(exc).split(" ", 1)[0],
+                                    str(exc)) from None  # fmt: skip
+    return _Network(bimt.dense_graph(weights, biases), weights, biases)
+
+
+def _recurrent_network(module: RecurrentLM) -> _Network:
+    # Reads the weights without changing them, so it need not wait for the compute thread.
+    state = {k: v.detach().double().cpu() for k, v in module.state_dict().items()}
+    arch, vocab = module.config.architecture, module.config.vocab_size
+    return _Network(bimt.recurrent_graph(arch, state, vocab), recurrent=(module, state))
+
+
+def _split(got: Any, hook_points: list[str]) -> dict[str, list[np.ndarray]]:
+    """One capture batch's flat states, cut back into one trajectory per input."""
+    out: dict[str, list[np.ndarray]] = {}
+    for name in hook_points:
+        flat, start, out[name] = got.states[name], 0, []
+        for length in got.lengths:
+            out[name].append(flat[start : start + length].astype(STATE_DTYPE))
+            start += length
+    return out
+
+
+def _pool(states: dict[str, list[np.ndarray]], pooling: str) -> dict[str, States]:
+    out: dict[str, States] = {}
+    for name, trajs in states.items():
+        if pooling == "last":
+            out[name] = States((np.stack([t[-1] for t in trajs]),))
+        elif pooling == "mean":
+            out[name] = States((np.stack([t.mean(axis=0) for t in trajs]),))
+        else:
+            out[name] = States(tuple(trajs))
+    return out
 
 
 class _Network:
