@@ -195,7 +195,7 @@ def bimt_section(cs: Client, out: list[str], steps: int) -> None:
 HEADER = """# Representation analysis (AnalysisService)
 
 `chunkscope.v1.AnalysisService` compares representations rather than chunking them
-(METHODS.md section 6). Definitions are in `protos/chunkscope/v1/analysis.proto`; the science is
+(docs/METHODS.md section 6). Definitions are in `protos/chunkscope/v1/analysis.proto`; the science is
 in `service/chunkscope/analysis/` (pure functions), the transport in
 `service/chunkscope/api/analysis.py`.
 

@@ -18,6 +18,7 @@ The environment every suite reads (the contract; tests/vectors/README.md uses th
     CHUNKSCOPE_TEST_DICTIONARY   id of the PA dictionary (concepts "cat" and "cake")
     CHUNKSCOPE_TEST_HOOK_POINT   the dictionary's hook point
     CHUNKSCOPE_TEST_VECTORS      absolute path of tests/vectors
+    CHUNKSCOPE_TEST_METRICS_URL  the server's Prometheus /metrics URL
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def fixture(workdir: Path, *server_flags: str) -> Iterator[dict[str, str]]:
             "CHUNKSCOPE_TEST_DICTIONARY": dictionary.id,
             "CHUNKSCOPE_TEST_HOOK_POINT": HOOK,
             "CHUNKSCOPE_TEST_VECTORS": str(ROOT / "tests" / "vectors"),
+            "CHUNKSCOPE_TEST_METRICS_URL": f"http://127.0.0.1:{server.metrics_port}/metrics",
         }
     finally:
         server.terminate()

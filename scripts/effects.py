@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/effects.py --data-dir data --doc docs/REPRODUCTION.md
 
-The paper's perturbation experiment (METHODS.md §4, §7): graft a concept's chunk into neutral
+The paper's perturbation experiment (docs/METHODS.md §4, §7): graft a concept's chunk into neutral
 questions and count how often the continuation says the concept's word; freeze it in prompts that
 make the model say the word and count how often the word disappears. Everything runs through a real
 server (`spawn_server`) and the Python client, as any user's program would:
@@ -71,7 +71,7 @@ INHIBIT = ppb.INTERVENTION_MODE_INHIBIT
 ADD = ppb.INTERVENTION_MODE_ADD
 PROJECT_OUT = ppb.INTERVENTION_MODE_PROJECT_OUT
 
-# METHODS.md §7: grafting on TREC questions, LLaMA-3-8B (control top_p 0.5, graft top_p 0.9,
+# docs/METHODS.md §7: grafting on TREC questions, LLaMA-3-8B (control top_p 0.5, graft top_p 0.9,
 # max_length 200, the word searched in the decoded output including the prompt).
 PAPER_GRAFT = {"cheese": (0.0, 0.82), "cake": (0.0, 0.72), "school": (0.01, 0.79)}
 PAPER_POOLED = (0.129, 0.488)

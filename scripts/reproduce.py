@@ -1427,12 +1427,11 @@ def write_report(
         "other jobs on the machine slow every timing below.",
         "",
         "Paper: Wu, Alaniz, Schulz, Akata (2025), *Discovering Chunks in Neural Embeddings for "
-        "Interpretability*. Reference figures are from docs/METHODS.md §7 and the research notes "
-        "on the paper (§6). Everything below went through a chunkscope server that the script "
-        "started (`spawn_server`) and the Python client (`RegisterModel`, `ExtractDictionary`, "
-        "`GetDictionary`), except what is marked *in-process*: the paper's exact RNN decoding "
-        "protocol, the mean-difference baseline, and the check of which PA cells can meet the "
-        "FPR bound at all.",
+        "Interpretability*. Reference figures are from docs/METHODS.md §7. Everything below "
+        "went through a chunkscope server that the script started (`spawn_server`) and the "
+        "Python client (`RegisterModel`, `ExtractDictionary`, `GetDictionary`), except what is "
+        "marked *in-process*: the paper's exact RNN decoding protocol, the mean-difference "
+        "baseline, and the check of which PA cells can meet the FPR bound at all.",
         "",
         "## Timings (wall clock)",
         "",

@@ -5,7 +5,6 @@ import (
 	"iter"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 
 	pb "github.com/chunkscope/chunkscope/clients/go/chunkscopev1"
 )
@@ -22,18 +21,7 @@ func (c *Client) CompareRepresentationsStream(ctx context.Context, req *pb.Compa
 // not nil, sees every progress update.
 func (c *Client) CompareRepresentations(ctx context.Context, req *pb.CompareRepresentationsRequest,
 	onProgress func(*pb.AnalysisProgress)) (*pb.CompareRepresentationsResult, error) {
-	for message, err := range c.CompareRepresentationsStream(ctx, req) {
-		if err != nil {
-			return nil, err
-		}
-		if result := message.GetResult(); result != nil {
-			return result, nil
-		}
-		if onProgress != nil && message.GetProgress() != nil {
-			onProgress(message.GetProgress())
-		}
-	}
-	return nil, &Error{Code: codes.Unknown, Message: "the comparison stream ended without a result"}
+	return resultOf(c.CompareRepresentationsStream(ctx, req), onProgress, "comparison")
 }
 
 // LayerSimilarityStream computes a similarity map between layers and yields progress updates,
@@ -48,18 +36,7 @@ func (c *Client) LayerSimilarityStream(ctx context.Context, req *pb.LayerSimilar
 // not nil, sees every progress update.
 func (c *Client) LayerSimilarity(ctx context.Context, req *pb.LayerSimilarityRequest,
 	onProgress func(*pb.AnalysisProgress)) (*pb.LayerSimilarityResult, error) {
-	for message, err := range c.LayerSimilarityStream(ctx, req) {
-		if err != nil {
-			return nil, err
-		}
-		if result := message.GetResult(); result != nil {
-			return result, nil
-		}
-		if onProgress != nil && message.GetProgress() != nil {
-			onProgress(message.GetProgress())
-		}
-	}
-	return nil, &Error{Code: codes.Unknown, Message: "the layer-similarity stream ended without a result"}
+	return resultOf(c.LayerSimilarityStream(ctx, req), onProgress, "layer-similarity")
 }
 
 // ConnectionCost returns the BIMT connection cost of a network under its current neuron placement.

@@ -31,18 +31,8 @@ func (c *Client) ExtractDictionaryStream(ctx context.Context, req *pb.ExtractDic
 // hook point. onProgress, when not nil, sees every progress update.
 func (c *Client) ExtractDictionary(ctx context.Context, req *pb.ExtractDictionaryRequest,
 	onProgress func(*pb.ExtractionProgress)) ([]*pb.Dictionary, error) {
-	for message, err := range c.ExtractDictionaryStream(ctx, req) {
-		if err != nil {
-			return nil, err
-		}
-		if result := message.GetResult(); result != nil {
-			return result.GetDictionaries(), nil
-		}
-		if onProgress != nil && message.GetProgress() != nil {
-			onProgress(message.GetProgress())
-		}
-	}
-	return nil, &Error{Code: codes.Unknown, Message: "the extraction stream ended without a result"}
+	result, err := resultOf(c.ExtractDictionaryStream(ctx, req), onProgress, "extraction")
+	return result.GetDictionaries(), err
 }
 
 // GetDictionary returns a stored dictionary with its entries (without their prototype tensors).

@@ -7,6 +7,7 @@ import (
 	"iter"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 )
 
 // serverStream runs a server-streaming call as an iterator: each reply, then at most one error.
@@ -35,6 +36,37 @@ func serverStream[T any](ctx context.Context,
 			}
 		}
 	}
+}
+
+// progressThenResult is a stream reply that is either a progress update or the final result.
+type progressThenResult[P, R any] interface {
+	GetProgress() P
+	GetResult() R
+}
+
+// resultOf reads a progress-then-result stream to its end and returns the result. It reads on
+// after the result so that the call ends with the server's status: returning at the result would
+// cancel the call, and the server would record the finished job as cancelled.
+func resultOf[T progressThenResult[P, R], P, R comparable](seq iter.Seq2[T, error], onProgress func(P),
+	what string) (R, error) {
+	var result, none R
+	var noProgress P
+	for message, err := range seq {
+		if err != nil {
+			return none, err
+		}
+		if r := message.GetResult(); r != none {
+			if result == none {
+				result = r
+			}
+		} else if p := message.GetProgress(); onProgress != nil && p != noProgress {
+			onProgress(p)
+		}
+	}
+	if result == none {
+		return none, &Error{Code: codes.Unknown, Message: "the " + what + " stream ended without a result"}
+	}
+	return result, nil
 }
 
 // paged walks a List call's pages as one sequence of items.

@@ -71,6 +71,24 @@ class ChunkscopeError(Exception):
         return err
 
 
+def _result_of(stream: Iterator[Any], on_progress: Callable[[Any], None] | None) -> Any:
+    """The `result` of a progress-then-result stream, read to its end.
+
+    Reading on after the result lets the call finish with the server's OK status; returning on
+    the result instead drops the call, which the server records as cancelled.
+    """
+    result = None
+    for message in stream:
+        if message.HasField("progress"):
+            if on_progress is not None:
+                on_progress(message.progress)
+        elif result is None:
+            result = message.result
+    if result is None:
+        raise ChunkscopeError(grpc.StatusCode.UNKNOWN, "the stream ended without a result")
+    return result
+
+
 class _BearerToken(
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
@@ -257,13 +275,9 @@ class Client:
         on_progress: Callable[[dictionaries_pb2.ExtractionProgress], None] | None = None,
     ) -> list[dictionaries_pb2.Dictionary]:
         """Run an extraction to the end; returns the stored dictionaries (one per hook point)."""
-        for message in self.extract_dictionary_stream(request, timeout=timeout):
-            if message.HasField("progress"):
-                if on_progress is not None:
-                    on_progress(message.progress)
-            else:
-                return list(message.result.dictionaries)
-        raise ChunkscopeError(grpc.StatusCode.UNKNOWN, "the stream ended without a result")
+        stream = self.extract_dictionary_stream(request, timeout=timeout)
+        result: dictionaries_pb2.ExtractionResult = _result_of(stream, on_progress)
+        return list(result.dictionaries)
 
     def get_dictionary(
         self, dictionary_id: str, *, include_prototypes: bool = False
@@ -360,13 +374,9 @@ class Client:
         on_progress: Callable[[analysis_pb2.AnalysisProgress], None] | None = None,
     ) -> analysis_pb2.CompareRepresentationsResult:
         """Compare two sets of states; one MeasureResult per requested measure."""
-        for message in self.compare_representations_stream(request, timeout=timeout):
-            if message.HasField("progress"):
-                if on_progress is not None:
-                    on_progress(message.progress)
-            else:
-                return message.result
-        raise ChunkscopeError(grpc.StatusCode.UNKNOWN, "the stream ended without a result")
+        stream = self.compare_representations_stream(request, timeout=timeout)
+        result: analysis_pb2.CompareRepresentationsResult = _result_of(stream, on_progress)
+        return result
 
     def layer_similarity_stream(
         self, request: analysis_pb2.LayerSimilarityRequest, *, timeout: float | None = None
@@ -383,13 +393,9 @@ class Client:
         on_progress: Callable[[analysis_pb2.AnalysisProgress], None] | None = None,
     ) -> analysis_pb2.LayerSimilarityResult:
         """The layer-by-layer matrix of one measure, with groups of similar layers."""
-        for message in self.layer_similarity_stream(request, timeout=timeout):
-            if message.HasField("progress"):
-                if on_progress is not None:
-                    on_progress(message.progress)
-            else:
-                return message.result
-        raise ChunkscopeError(grpc.StatusCode.UNKNOWN, "the stream ended without a result")
+        stream = self.layer_similarity_stream(request, timeout=timeout)
+        result: analysis_pb2.LayerSimilarityResult = _result_of(stream, on_progress)
+        return result
 
     def connection_cost(
         self, request: analysis_pb2.ConnectionCostRequest

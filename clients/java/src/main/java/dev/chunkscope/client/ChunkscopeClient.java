@@ -86,6 +86,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import java.util.function.Function;
 
 /**
  * A connection to one chunkscope server, with blocking calls for every RPC.
@@ -221,6 +222,27 @@ public final class ChunkscopeClient implements AutoCloseable {
     }
   }
 
+  /**
+   * Reads a progress-then-result stream to its end and returns the first non-null value of {@code
+   * resultOrNull}. Reading on after the result lets the call end with the server's OK status;
+   * closing the stream at the result would cancel a call the server has already finished.
+   */
+  private static <M, R> R resultOf(ResponseStream<M> stream, Function<M, R> resultOrNull) {
+    R result = null;
+    try (stream) {
+      for (M message : stream) {
+        R value = resultOrNull.apply(message);
+        if (result == null) {
+          result = value;
+        }
+      }
+    }
+    if (result == null) {
+      throw new ChunkscopeException(Status.Code.INTERNAL, "the stream ended without a result");
+    }
+    return result;
+  }
+
   // ----- health --------------------------------------------------------------------------------
 
   /** The server's overall serving status ({@code grpc.health.v1.Health/Check}). */
@@ -326,15 +348,15 @@ public final class ChunkscopeClient implements AutoCloseable {
    */
   public List<Dictionary> extractDictionary(
       ExtractDictionaryRequest request, Consumer<ExtractionProgress> onProgress) {
-    try (ResponseStream<ExtractDictionaryResponse> stream = extractDictionaryStream(request)) {
-      for (ExtractDictionaryResponse message : stream) {
-        if (message.hasResult()) {
-          return message.getResult().getDictionariesList();
-        }
-        onProgress.accept(message.getProgress());
-      }
-    }
-    throw new ChunkscopeException(Status.Code.INTERNAL, "the stream ended without a result");
+    return resultOf(
+        extractDictionaryStream(request),
+        message -> {
+          if (message.hasResult()) {
+            return message.getResult().getDictionariesList();
+          }
+          onProgress.accept(message.getProgress());
+          return null;
+        });
   }
 
   /** A stored dictionary with its entries (without prototypes). */
@@ -597,16 +619,15 @@ public final class ChunkscopeClient implements AutoCloseable {
   /** Compares two sets of states to the end; progress goes to {@code onProgress}. */
   public CompareRepresentationsResult compareRepresentations(
       CompareRepresentationsRequest request, Consumer<AnalysisProgress> onProgress) {
-    try (ResponseStream<CompareRepresentationsResponse> stream =
-        compareRepresentationsStream(request)) {
-      for (CompareRepresentationsResponse message : stream) {
-        if (message.hasResult()) {
-          return message.getResult();
-        }
-        onProgress.accept(message.getProgress());
-      }
-    }
-    throw new ChunkscopeException(Status.Code.INTERNAL, "the stream ended without a result");
+    return resultOf(
+        compareRepresentationsStream(request),
+        message -> {
+          if (message.hasResult()) {
+            return message.getResult();
+          }
+          onProgress.accept(message.getProgress());
+          return null;
+        });
   }
 
   /** Compares two sets of states (CKA, Procrustes, Gromov-Wasserstein, DSA) to the end. */
@@ -631,15 +652,15 @@ public final class ChunkscopeClient implements AutoCloseable {
   /** The similarity map between layers, to the end; progress goes to {@code onProgress}. */
   public LayerSimilarityResult layerSimilarity(
       LayerSimilarityRequest request, Consumer<AnalysisProgress> onProgress) {
-    try (ResponseStream<LayerSimilarityResponse> stream = layerSimilarityStream(request)) {
-      for (LayerSimilarityResponse message : stream) {
-        if (message.hasResult()) {
-          return message.getResult();
-        }
-        onProgress.accept(message.getProgress());
-      }
-    }
-    throw new ChunkscopeException(Status.Code.INTERNAL, "the stream ended without a result");
+    return resultOf(
+        layerSimilarityStream(request),
+        message -> {
+          if (message.hasResult()) {
+            return message.getResult();
+          }
+          onProgress.accept(message.getProgress());
+          return null;
+        });
   }
 
   /** The similarity map between layers, with groups of similar layers. */
@@ -692,6 +713,7 @@ public final class ChunkscopeClient implements AutoCloseable {
     private String authority;
     private Duration defaultDeadline = DEFAULT_DEADLINE;
     private int maxInboundMessageSize = DEFAULT_MAX_MESSAGE_BYTES;
+    private final List<ClientInterceptor> interceptors = new ArrayList<>();
 
     private Builder() {}
 
@@ -766,6 +788,14 @@ public final class ChunkscopeClient implements AutoCloseable {
       return this;
     }
 
+    /** Further interceptors on every call of the channel (tracing, logging, ...). */
+    public Builder intercept(ClientInterceptor... interceptors) {
+      for (ClientInterceptor interceptor : interceptors) {
+        this.interceptors.add(Objects.requireNonNull(interceptor, "interceptor"));
+      }
+      return this;
+    }
+
     /** Opens the channel (lazily: the first call connects). */
     public ChunkscopeClient build() {
       ManagedChannelBuilder<?> builder = Grpc.newChannelBuilder(address, credentials());
@@ -780,6 +810,7 @@ public final class ChunkscopeClient implements AutoCloseable {
         ClientInterceptor bearer = MetadataUtils.newAttachHeadersInterceptor(headers);
         builder.intercept(bearer);
       }
+      builder.intercept(interceptors);
       ManagedChannel managed = builder.build();
       return new ChunkscopeClient(managed, managed, true, defaultDeadline, null);
     }
