@@ -1,4 +1,4 @@
-"""Representation analysis as pure functions on arrays (METHODS.md section 6).
+"""Representation analysis as pure functions on arrays (docs/METHODS.md section 6).
 
 linear CKA and Procrustes shape distance (`geometry`), Gromov-Wasserstein distance (`gw`),
 Dynamical Similarity Analysis (`dsa`), layer-similarity maps with layer groups and PNG heatmaps

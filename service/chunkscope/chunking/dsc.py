@@ -1,10 +1,10 @@
 """Discrete Sequence Chunking (DSC): chunks in the hidden trajectory of a small recurrent network.
 
-What it is for (METHODS.md §2): the hidden states h_t of a small RNN (d about 12) are discretised
-neuron by neuron with 1-D k-means, each step becomes a discrete population state (the tuple of the
-d bin ids), and recurring runs of states are found by BPE-style merging plus an overlap merge. A
-dictionary entry is a sequence of states with its count; every state maps back to a continuous
-d-vector (its per-neuron centroids), which is what gets grafted into the network.
+What it is for (docs/METHODS.md §2): the hidden states h_t of a small RNN (d about 12) are
+discretised neuron by neuron with 1-D k-means, each step becomes a discrete population state (the
+tuple of the d bin ids), and recurring runs of states are found by BPE-style merging plus an
+overlap merge. A dictionary entry is a sequence of states with its count; every state maps back
+to a continuous d-vector (its per-neuron centroids), which is what gets grafted into the network.
 
 This module holds pure functions over numpy arrays. It may import numpy and scikit-learn (and
 threadpoolctl, which scikit-learn depends on); it must not import torch, gRPC, the api package or

@@ -4,7 +4,7 @@ What this is for: given the hidden states of one hook point over a training text
 token positions where a concept occurs, find the neurons whose activity barely varies across a few
 sampled occurrences (the subpopulation C), the prototype values of those neurons, and the radius
 of the ball around the prototype that contains every sample. A position then "contains the chunk"
-when its states restricted to C fall inside that ball (METHODS.md §1; paper §3).
+when its states restricted to C fall inside that ball (docs/METHODS.md §1; paper §3).
 
 Corrections relative to the published code, on purpose:
 - sampling is seeded (``np.random.default_rng(seed)``), so a fit is reproducible;

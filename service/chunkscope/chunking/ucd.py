@@ -1,6 +1,6 @@
 """Unsupervised Chunk Discovery (UCD): chunks found in one hook point's states without labels.
 
-Two variants, both pure functions over arrays (METHODS.md section 3):
+Two variants, both pure functions over arrays (docs/METHODS.md section 3):
 
 * *Cosine dictionary* (the authors'): K atoms D, trained with Adam to maximise the mean over states
   of max_k cos(D_k, x). Only the winning atom of each state receives gradient, so this is online

@@ -1,7 +1,7 @@
 """Per-architecture tables from canonical hook-point names to the modules that produce them.
 
 One small table per architecture family; a name that is not in the table is an error, never a
-guess. Canonical names (METHODS.md section 0):
+guess. Canonical names (docs/METHODS.md section 0):
 
   embed                   token (+ position) embeddings entering block 0
   blocks.{i}.resid_pre    residual stream entering block i   (= HF hidden_states[i])

@@ -1,4 +1,5 @@
-"""The paper's symbol-sequence generators for the recurrent test bed (METHODS.md §5, paper §6.1).
+"""The paper's symbol-sequence generators for the recurrent test bed (docs/METHODS.md §5;
+paper §6.1).
 
 Every generator takes an explicit `seed`, draws only from `numpy.random.default_rng(seed)` and
 returns a `str` of single-character symbols, so the same arguments always give the same sequence.
