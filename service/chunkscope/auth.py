@@ -192,7 +192,10 @@ def read_key_file(path: Path) -> dict[str, KeyRecord] | None:
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("keys", []), list):
         raise KeyFileError(f"the key file {path} must be an object with a list 'keys'")
-    records = [_record(i, raw) for i, raw in enumerate(data.get("keys", []))]
+    try:
+        records = [_record(i, raw) for i, raw in enumerate(data.get("keys", []))]
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. a time of 10**400
+        raise KeyFileError(f"the key file {path} has a malformed record ({exc})") from None
     return {r.id: r for r in records}
 
 
@@ -244,6 +247,9 @@ class KeyFile:
             except KeyFileError as exc:
                 records = {}
                 log.error("%s: every key is refused until it is fixed", exc)
+            except Exception:  # a case read_key_file missed: still closed, never INTERNAL
+                records = {}
+                log.exception("key file %s unreadable: every key is refused", self.path)
             self._stamp, self._records = stamp, records
 
     def match(self, key: str) -> KeyRecord | None:

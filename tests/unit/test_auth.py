@@ -126,6 +126,11 @@ def test_a_fifo_in_place_of_the_key_file_does_not_block_the_reader(tmp_path: Pat
         b'{"keys": [{"id": "0123456789ab", "role": ["admin"], "sha256": "0"}]}',
         b'{"keys": [{"id": "0123456789ab", "role": "root", "sha256": "' + b"0" * 64 + b'"}]}',
         b'{"keys": [7]}',
+        b'{"keys": [{"id": "0123456789ab", "role": "admin", "sha256": "'
+        + b"0" * 64
+        + b'", "created_at": 1'
+        + b"0" * 400
+        + b"}]}",
         b"[]",
     ],
 )

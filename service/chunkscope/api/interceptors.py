@@ -128,7 +128,7 @@ async def _adapt(result: Any) -> AsyncGenerator[Any, None]:
             yield item
 
 
-@dataclass
+@dataclass(frozen=True)
 class Principal:
     """Who is calling: the key's id and role ("" for open services or with auth disabled)."""
 
