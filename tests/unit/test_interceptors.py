@@ -27,7 +27,7 @@ from chunkscope.api.interceptors import (
 )
 from chunkscope.audit import AuditLog
 from chunkscope.auth import KeyFile
-from chunkscope.errors import InvalidArgument, NotFound
+from chunkscope.errors import ChunkscopeError, InvalidArgument, NotFound
 
 SERVICE = "test.v1.Probe"
 
@@ -127,6 +127,8 @@ STREAM_DETECT = "chunkscope.v1.DetectionService/StreamDetect"  # monitor, bidi s
 async def _extract(request: bytes, context: Any) -> AsyncIterator[bytes]:
     if request == b"bug":
         raise ZeroDivisionError("a bug")
+    if request == b"statusless":
+        raise ChunkscopeError("a domain error with no status of its own is a bug too")
     for message in (b"progress 1", b"progress 2", b"result"):
         await asyncio.sleep(0.001)  # work between messages, as an extraction does
         yield message
@@ -216,22 +218,27 @@ def test_a_stream_the_client_ends_after_its_last_message_is_recorded_ok(tmp_path
 
 
 def test_every_internal_in_the_audit_log_names_its_incident(tmp_path: Path) -> None:
-    async def scenario() -> str:
+    async def scenario() -> list[str]:
         server, port, audit = await _chain(tmp_path)
+        details = []
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                async for _ in channel.unary_stream(f"/{EXTRACT}")(b"bug", timeout=10):
-                    pass
+            for request in (b"bug", b"statusless"):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    async for _ in channel.unary_stream(f"/{EXTRACT}")(request, timeout=10):
+                        pass
+                assert err.value.code() is grpc.StatusCode.INTERNAL
+                details.append(str(err.value.details()))
         await server.stop(None)
         audit.close()
-        assert err.value.code() is grpc.StatusCode.INTERNAL
-        return str(err.value.details())
+        return details
 
     details = asyncio.run(scenario())
-    [record] = [json.loads(line) for line in (tmp_path / "audit.jsonl").open()]
-    incident = details.split("incident ", 1)[1].split(")", 1)[0]
-    assert len(incident) == 12
-    assert (record["outcome"], record["detail"]) == ("INTERNAL", f"incident {incident}")
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").open()]
+    assert len(records) == len(details) == 2
+    for record, detail in zip(records, details, strict=True):
+        incident = detail.split("(incident ", 1)[1].split(")", 1)[0]
+        assert len(incident) == 12, detail
+        assert (record["outcome"], record["detail"]) == ("INTERNAL", f"incident {incident}")
 
 
 def test_a_revoked_key_ends_its_open_stream_and_the_key_file_is_read_off_the_loop(

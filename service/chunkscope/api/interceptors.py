@@ -295,10 +295,14 @@ def rich_status(code: grpc.StatusCode, message: str, error: ChunkscopeError | No
 
 
 class ErrorInterceptor(_WrappingInterceptor):
-    """ChunkscopeError -> its status with details; anything else -> INTERNAL (a bug, logged)."""
+    """ChunkscopeError -> its status with details; anything else -> INTERNAL (a bug, logged).
+
+    A ChunkscopeError with no status of its own (the bare base class) is a bug too: every
+    INTERNAL carries an incident id that finds its traceback in the server log.
+    """
 
     async def _abort(self, context: Any, method: str, exc: Exception) -> None:
-        if isinstance(exc, ChunkscopeError):
+        if isinstance(exc, ChunkscopeError) and status_code(exc) != grpc.StatusCode.INTERNAL:
             code, message, error = status_code(exc), exc.message, exc
             if isinstance(exc, ResourceExhausted):  # every refusal by a limit, counted once here
                 metrics.REJECTED.labels(exc.reason).inc()
