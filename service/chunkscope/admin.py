@@ -16,8 +16,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chunkscope.audit import AuditLog
-from chunkscope.auth import ROLES, KeyFile
+from chunkscope.audit import AuditLog, parse_time
+from chunkscope.auth import ROLES, KeyFile, KeyFileError, read_key_file
 
 _ENV = "CHUNKSCOPE_"
 
@@ -36,6 +36,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="the server's data dir [env CHUNKSCOPE_DATA_DIR]")
     parser.add_argument("--api-keys-file", help="default <data-dir>/keys.json")
     parser.add_argument("--audit-log", help="default <data-dir>/audit.jsonl")
+
+
+def _missing(what: str, path: Path) -> str:
+    """Says that `path` does not exist, and whether its directory (the data dir) does."""
+    where = f"no {what} at {path}"
+    if not path.parent.exists():
+        where += f" (the directory {path.parent} does not exist: check --data-dir)"
+    return where
 
 
 def _when(stamp: float | None) -> str:
@@ -60,6 +68,14 @@ def keys_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     keys_path, audit_path = _paths(args)
+    try:
+        return _keys_action(args, keys_path, audit_path)
+    except KeyFileError as exc:
+        print(f"chunkscope keys: {exc}", file=sys.stderr)
+        return 1
+
+
+def _keys_action(args: argparse.Namespace, keys_path: Path, audit_path: Path) -> int:
     keys, audit = KeyFile(keys_path), AuditLog(audit_path)
     actor = f"cli:{getpass.getuser()}"
     if args.action == "create":
@@ -70,8 +86,16 @@ def keys_main(argv: list[str]) -> int:
         print("store it now; it is not shown again:", file=sys.stderr)
         print(key)
         return 0
+    stored = read_key_file(keys_path)
+    if stored is None:
+        print(
+            f"chunkscope keys: {_missing('key file', keys_path)}; create a key with "
+            f"`chunkscope keys create --data-dir DIR --role admin`",
+            file=sys.stderr,
+        )
+        return 1
     if args.action == "list":
-        records = keys.records()
+        records = sorted(stored.values(), key=lambda r: r.created_at)
         if args.json:
             print(json.dumps([asdict(r) for r in records], indent=1))
             return 0
@@ -99,14 +123,26 @@ def audit_main(argv: list[str]) -> int:
     _common(parser)
     parser.add_argument("--key-id", default="", help="only calls made with this key id")
     parser.add_argument("--method", default="", help="only methods containing this text")
-    parser.add_argument("--since", default="", help="only records at or after this ISO time")
+    parser.add_argument(
+        "--since",
+        default="",
+        help="only records at or after this ISO 8601 date or time, e.g. 2026-05-01 or "
+        "2026-05-01T12:00:00+02:00 (UTC when no offset is given)",
+    )
     parser.add_argument("--outcome", default="", help="only this status, e.g. PERMISSION_DENIED")
     parser.add_argument("--limit", type=int, default=0, help="only the last N matching records")
     args = parser.parse_args(argv)
+    try:
+        since = parse_time(args.since) if args.since else None
+    except ValueError as exc:
+        parser.error(f"--since: {exc}")
     _, audit_path = _paths(args)
+    if not audit_path.exists() and not audit_path.parent.exists():
+        print(f"chunkscope audit: {_missing('audit log', audit_path)}", file=sys.stderr)
+        return 1
     records = list(
         AuditLog(audit_path).read(
-            key_id=args.key_id, method=args.method, since=args.since, outcome=args.outcome
+            key_id=args.key_id, method=args.method, since=since, outcome=args.outcome
         )
     )
     for entry in records[-args.limit :] if args.limit > 0 else records:

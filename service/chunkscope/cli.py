@@ -28,12 +28,15 @@ def _serve(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from chunkscope.errors import ChunkscopeError
     from chunkscope.server import serve  # imports torch: only when serving
 
     try:
         return asyncio.run(serve(settings))
-    except OSError as exc:
-        logging.getLogger("chunkscope").error("%s", exc)
+    except (ValueError, OSError, ChunkscopeError) as exc:
+        # Start-up problems (no such device, port taken, unreadable certificate) are the
+        # operator's to fix: one line that says what, no traceback.
+        print(f"chunkscope serve: error: {exc}", file=sys.stderr)
         return 2
 
 

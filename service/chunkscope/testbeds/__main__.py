@@ -1,4 +1,4 @@
-"""Entry point for `python -m chunkscope.testbeds train ...`; see chunkscope.testbeds.train."""
+"""Entry point for `python -m chunkscope.testbeds train ...` (also `chunkscope testbed train`)."""
 
 from chunkscope.testbeds.train import main
 

@@ -104,7 +104,7 @@ def majority_accuracy(sequence: str) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m chunkscope.testbeds",
+        prog="chunkscope testbed",
         description="Build and train the paper's recurrent test bed, then save a checkpoint.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
