@@ -53,12 +53,15 @@ MODELS = Gauge("chunkscope_models", "Registered models by state.", ("state",))
 DETECTIONS = Counter(
     "chunkscope_detections_total", "Token positions where a chunk fired.", ("dictionary",)
 )
-DETECTION_SECONDS = Histogram(
-    "chunkscope_detection_seconds",
-    "Per-request detection latency (forward passes and matching), by dictionary.",
+# Observed around each dictionary's own matching (not the forward pass, which all dictionaries
+# of a batch share, nor the whole request: grpc_server_handling_seconds has that).
+DETECTION_MATCH_SECONDS = Histogram(
+    "chunkscope_detection_match_seconds",
+    "Time to match one dictionary's entries against one batch's hidden states, by dictionary.",
     ("dictionary",),
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-)
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+             1.0, 2.5, 5.0, 10.0),
+)  # fmt: skip
 INTERVENTIONS = Counter(
     "chunkscope_interventions_total", "Interventions applied, per token position.", ("mode",)
 )
