@@ -27,6 +27,7 @@ from fuzz_support import LM_HOOK, FuzzEnv
 
 from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import detection_pb2 as dp
+from chunkscope_client.v1 import dictionaries_pb2
 from chunkscope_client.v1 import perturbation_pb2 as pp
 from support import ServerProcess, start_server
 
@@ -46,6 +47,7 @@ class Hostile:
     server: ServerProcess
     client: Client
     pa_id: str
+    dsc_id: str
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.server.proc.pid}/status").read_text().splitlines():
@@ -61,10 +63,13 @@ def hostile(fuzz_env: FuzzEnv, model_root: Path, tmp_path_factory: pytest.TempPa
                           "--max-input-tokens", str(MAX_INPUT_TOKENS))  # fmt: skip
     # Messages up to the server's 64 MiB: the 60 MiB case must reach the server to be refused.
     with Client.connect(server.address, timeout=CALL_TIMEOUT, token=server.token) as c:
-        c.register_model("fz-lm", "tiny-llama", wait=True)  # the name the archive is bound to
+        c.register_model("fz-lm", "tiny-llama", wait=True)  # the names the archives are bound to
+        c.register_model("fz-rnn", "rnn-elman", wait=True)
         pa = c.import_dictionary(fuzz_env.archive)
         assert pa.hook_point == LM_HOOK
-        yield Hostile(server, c, pa.id)
+        with Client.connect(fuzz_env.server.address, token=fuzz_env.server.token) as fz:
+            dsc = c.import_dictionary(fz.export_dictionary(fuzz_env.dsc_id))
+        yield Hostile(server, c, pa.id, dsc.id)
     server.terminate()
 
 
@@ -77,6 +82,16 @@ def _refusal(call: Callable[[], Any]) -> ChunkscopeError:
     with pytest.raises(ChunkscopeError) as err:
         call()
     return err.value
+
+
+def _refusal_while_serving(h: Hostile, call: Callable[[], Any]) -> ChunkscopeError:
+    """The call's error, Health checks answered all along (each within the call timeout)."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_refusal, call)
+        while not pending.done():
+            assert h.client.health() == "SERVING"
+            time.sleep(0.05)
+        return pending.result()
 
 
 def _calls(h: Hostile, text: str) -> dict[str, tuple[str, Callable[[], Any]]]:
@@ -106,13 +121,7 @@ def test_a_huge_text_is_refused_by_its_bytes_without_tokenizing(
     text = "the cat " * (mib * MIB // 8)
     field, call = _calls(hostile, text)[rpc]
     rss_before = hostile.rss_mib()
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(_refusal, call)
-        # The loop answers while the huge message is received and refused.
-        while not pending.done():
-            assert hostile.client.health() == "SERVING"
-            time.sleep(0.05)
-        err = pending.result()
+    err = _refusal_while_serving(hostile, call)
     assert err.code == grpc.StatusCode.RESOURCE_EXHAUSTED and err.reason == "INPUT_TOO_LONG"
     assert err.message.startswith(f"{field} is over {MAX_INPUT_BYTES} bytes")
     assert "--max-input-tokens" in err.message  # the limit's flag ...
@@ -208,3 +217,38 @@ def test_a_continued_input_over_the_token_limit_names_the_stream_message(hostile
     assert err.value.message.startswith("message[2].input with the input it continues has ")
     assert f"at most {MAX_INPUT_TOKENS} per input" in err.value.message
     assert "continues=false" in err.value.message
+
+
+@pytest.mark.parametrize("mib", SIZES_MIB)
+def test_a_huge_symbol_sequence_is_refused_by_its_length(hostile: Hostile, mib: int) -> None:
+    """Recurrent models: the sequence's length is its token count, checked before its symbols
+    are looked at; truncating (config.max_tokens) cuts it first."""
+    symbols = dictionaries_pb2.SymbolSequence(symbols=["A"] * (mib * MIB // 3))  # 3 B each
+    config = dp.DetectionConfig(model={"name": "fz-rnn"}, dictionary_ids=[hostile.dsc_id],
+                                summary_only=True)  # fmt: skip
+    request = dp.DetectRequest(config=config, inputs=[dp.DetectInput(symbols=symbols)])
+    err = _refusal_while_serving(hostile, lambda: hostile.client.detect(request))
+    assert err.code == grpc.StatusCode.RESOURCE_EXHAUSTED and err.reason == "INPUT_TOO_LONG"
+    assert err.message.startswith(f"inputs[0] has {len(symbols.symbols)} tokens")
+    assert f"at most {MAX_INPUT_TOKENS} per input" in err.message
+    request.config.max_tokens = 8
+    request.inputs[0].symbols.symbols.append("not a symbol")  # beyond the cut: never seen
+    [result] = hostile.client.detect(request).results
+    assert result.n_tokens == 8
+
+
+def test_target_tokens_are_bounded_before_encoding(hostile: Hostile) -> None:
+    """Perturb's target tokens are single tokens: a huge one, or a huge list, is refused before
+    any of them is encoded (they were encoded on the event loop)."""
+    base = pp.PerturbRequest(model={"name": "fz-lm"}, input=dp.DetectInput(text="the cat"))
+    huge = pp.PerturbRequest(target_tokens=["the cat " * (max(SIZES_MIB) * MIB // 8)])
+    huge.MergeFrom(base)
+    err = _refusal_while_serving(hostile, lambda: hostile.client.perturb(huge))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    [(field, description)] = err.field_violations
+    assert field == "target_tokens[0]" and description.endswith("characters; give a single token")
+    many = pp.PerturbRequest(target_tokens=[" cat"] * 257)
+    many.MergeFrom(base)
+    err = _refusal(lambda: hostile.client.perturb(many))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.field_violations == [("target_tokens", "at most 256")]
