@@ -158,7 +158,7 @@ def test_a_continued_input_past_max_tokens_is_refused_not_dropped(hostile: Hosti
     """Regression (issue 12.2): with config.max_tokens, every continued segment after the first
     max_tokens tokens came back with n_tokens=0 and no error, while the stream held (and
     re-tokenized) all the text sent so far."""
-    piece = "the cat sat on the mat " * (max(SIZES_MIB) * MIB // 23 // 4)  # within the byte limit
+    piece = "the cat sat on the mat " * (MAX_INPUT_BYTES // 8 // 23)  # within the byte limit
 
     def messages() -> Iterator[dp.StreamDetectRequest]:
         yield dp.StreamDetectRequest(config=_config(hostile, max_tokens=16))
@@ -223,7 +223,9 @@ def test_a_continued_input_over_the_token_limit_names_the_stream_message(hostile
 def test_a_huge_symbol_sequence_is_refused_by_its_length(hostile: Hostile, mib: int) -> None:
     """Recurrent models: the sequence's length is its token count, checked before its symbols
     are looked at; truncating (config.max_tokens) cuts it first."""
-    symbols = dictionaries_pb2.SymbolSequence(symbols=["A"] * (mib * MIB // 3))  # 3 B each
+    # 3 bytes each on the wire; at most 16 MiB (5.6 M symbols), as they cost ~40 bytes each once
+    # parsed, on both sides.
+    symbols = dictionaries_pb2.SymbolSequence(symbols=["A"] * (min(mib, 16) * MIB // 3))
     config = dp.DetectionConfig(model={"name": "fz-rnn"}, dictionary_ids=[hostile.dsc_id],
                                 summary_only=True)  # fmt: skip
     request = dp.DetectRequest(config=config, inputs=[dp.DetectInput(symbols=symbols)])
