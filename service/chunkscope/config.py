@@ -69,7 +69,8 @@ class Settings:
         default=8192,
         metadata={
             "help": "tokens one input may have (Detect input; Perturb/Generate prompt plus "
-            "new tokens); RESOURCE_EXHAUSTED beyond"
+            "new tokens); RESOURCE_EXHAUSTED beyond. Input texts may also have 32 bytes per "
+            "token at most, checked before tokenizing"
         },
     )
     max_capture_bytes: int = field(

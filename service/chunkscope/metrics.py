@@ -1,7 +1,7 @@
 """Every Prometheus metric chunkscope exports, defined here and nowhere else.
 
 gRPC metrics use the names and labels of go-grpc-middleware's prometheus provider so existing
-dashboards work: grpc_type, grpc_service, grpc_method, grpc_code (CamelCase code names such as
+dashboards work: grpc_type, grpc_service, grpc_method, grpc_code (Go code names such as
 "OK", "InvalidArgument"). Label values are bounded: method names come from the registered services,
 model names are operator-chosen and capped by max_models; never request ids, keys or free text.
 """
@@ -53,12 +53,15 @@ MODELS = Gauge("chunkscope_models", "Registered models by state.", ("state",))
 DETECTIONS = Counter(
     "chunkscope_detections_total", "Token positions where a chunk fired.", ("dictionary",)
 )
-DETECTION_SECONDS = Histogram(
-    "chunkscope_detection_seconds",
-    "Per-request detection latency (forward passes and matching), by dictionary.",
+# Observed around each dictionary's own matching (not the forward pass, which all dictionaries
+# of a batch share, nor the whole request: grpc_server_handling_seconds has that).
+DETECTION_MATCH_SECONDS = Histogram(
+    "chunkscope_detection_match_seconds",
+    "Time to match one dictionary's entries against one batch's hidden states, by dictionary.",
     ("dictionary",),
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-)
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+             1.0, 2.5, 5.0, 10.0),
+)  # fmt: skip
 INTERVENTIONS = Counter(
     "chunkscope_interventions_total", "Interventions applied, per token position.", ("mode",)
 )
@@ -85,11 +88,32 @@ HOOKS_INSTALLED = Gauge(
 )
 
 
+# The Go names of codes.Code (its String()), which go-grpc-middleware writes; CamelCasing Python's
+# enum names would get one wrong (CANCELLED -> Cancelled, where Go spells it Canceled).
+_GO_CODE_NAMES = {
+    grpc.StatusCode.OK: "OK",
+    grpc.StatusCode.CANCELLED: "Canceled",
+    grpc.StatusCode.UNKNOWN: "Unknown",
+    grpc.StatusCode.INVALID_ARGUMENT: "InvalidArgument",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "DeadlineExceeded",
+    grpc.StatusCode.NOT_FOUND: "NotFound",
+    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
+    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "ResourceExhausted",
+    grpc.StatusCode.FAILED_PRECONDITION: "FailedPrecondition",
+    grpc.StatusCode.ABORTED: "Aborted",
+    grpc.StatusCode.OUT_OF_RANGE: "OutOfRange",
+    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
+    grpc.StatusCode.INTERNAL: "Internal",
+    grpc.StatusCode.UNAVAILABLE: "Unavailable",
+    grpc.StatusCode.DATA_LOSS: "DataLoss",
+    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
+}
+
+
 def code_label(code: grpc.StatusCode) -> str:
-    """CamelCase code name as go-grpc-middleware writes it: INVALID_ARGUMENT -> InvalidArgument."""
-    if code is grpc.StatusCode.OK:
-        return "OK"
-    return "".join(part.capitalize() for part in code.name.split("_"))
+    """The code's name as go-grpc-middleware writes it (Go's codes.Code String())."""
+    return _GO_CODE_NAMES[code]
 
 
 def serve_metrics(host: str, port: int) -> tuple[WSGIServer, threading.Thread]:

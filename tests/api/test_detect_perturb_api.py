@@ -286,9 +286,31 @@ def test_detection_and_intervention_metrics(setup: tuple, server: ServerProcess)
     with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics") as r:
         text = r.read().decode()
     assert f'chunkscope_detections_total{{dictionary="{pa}"}}' in text
-    assert f'chunkscope_detection_seconds_count{{dictionary="{pa}"}}' in text
+    assert "chunkscope_detection_seconds" not in text  # was the request's latency per dictionary
+    assert f'chunkscope_detection_match_seconds_count{{dictionary="{pa}"}}' in text
     assert 'chunkscope_interventions_total{mode="inhibit"}' in text
     assert "chunkscope_generated_tokens_total" in text
+
+
+def _metric(server: ServerProcess, sample: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics") as r:
+        lines = r.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(sample + " "))
+
+
+def test_match_seconds_are_observed_per_dictionary_and_batch(
+    setup: tuple, server: ServerProcess
+) -> None:
+    """Regression: the request's whole latency was observed once per dictionary as its own."""
+    c, pa, _ = setup
+    count = f'chunkscope_detection_match_seconds_count{{dictionary="{pa}"}}'
+    total = f'chunkscope_detection_match_seconds_sum{{dictionary="{pa}"}}'
+    before = _metric(server, count), _metric(server, total)
+    reply = _detect(c, pa, *TRAIN[:9])  # two batches of at most 8 inputs
+    after = _metric(server, count), _metric(server, total)
+    assert after[0] - before[0] == 2  # one observation per batch the dictionary matched
+    # Matching happens inside the forward span that forward_ns measures, so it cannot exceed it.
+    assert 0 < after[1] - before[1] <= reply.forward_ns / 1e9
 
 
 def test_generate_streams_every_step_of_every_arm(setup: tuple) -> None:

@@ -81,19 +81,23 @@ def test_invalid_argument_message_lists_every_field() -> None:
     assert err.message == "name: required; source_path: required"
 
 
-@pytest.mark.parametrize(
-    ("code", "label"),
-    [
-        (grpc.StatusCode.OK, "OK"),
-        (grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument"),
-        (grpc.StatusCode.DEADLINE_EXCEEDED, "DeadlineExceeded"),
-        (grpc.StatusCode.FAILED_PRECONDITION, "FailedPrecondition"),
-    ],
-)
-def test_code_labels_are_camel_case_like_go_grpc_middleware(
-    code: grpc.StatusCode, label: str
-) -> None:
-    assert metrics.code_label(code) == label
+# Go's codes.Code String() names (google.golang.org/grpc/codes), which go-grpc-middleware writes
+# into grpc_code: written out here, not derived, so a wrong derivation cannot pass.
+GO_CODE_NAMES = {
+    "OK": "OK", "CANCELLED": "Canceled", "UNKNOWN": "Unknown",
+    "INVALID_ARGUMENT": "InvalidArgument", "DEADLINE_EXCEEDED": "DeadlineExceeded",
+    "NOT_FOUND": "NotFound", "ALREADY_EXISTS": "AlreadyExists",
+    "PERMISSION_DENIED": "PermissionDenied", "RESOURCE_EXHAUSTED": "ResourceExhausted",
+    "FAILED_PRECONDITION": "FailedPrecondition", "ABORTED": "Aborted",
+    "OUT_OF_RANGE": "OutOfRange", "UNIMPLEMENTED": "Unimplemented", "INTERNAL": "Internal",
+    "UNAVAILABLE": "Unavailable", "DATA_LOSS": "DataLoss", "UNAUTHENTICATED": "Unauthenticated",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("code", list(grpc.StatusCode), ids=lambda c: c.name)
+def test_code_labels_are_go_grpc_middleware_names(code: grpc.StatusCode) -> None:
+    """Regression: CANCELLED was written Cancelled; dashboards built on Go servers say Canceled."""
+    assert metrics.code_label(code) == GO_CODE_NAMES[code.name]
 
 
 def test_handling_buckets_reach_minutes() -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from chunkscope import metrics
+from chunkscope.engine import tokens
 from chunkscope.engine.capture import Segment, decode_token, token_count
 from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.detection import Detector, InputDetection, detect_batch
@@ -75,21 +76,55 @@ def plan(config: pb.DetectionConfig, registry: ModelRegistry, cache: DetectorCac
                 config.summary_only, max_tokens)  # fmt: skip
 
 
-def segment_of(item: pb.DetectInput, model: LoadedModel, field: str, index: int = 0) -> Segment:
+def segment_of(item: pb.DetectInput, model: LoadedModel, field: str, index: int, limits: Limits,
+               fix: str, truncate_at: int = 0) -> Segment:  # fmt: skip
+    """The input as a Segment, bounded before anything costly: texts by bytes, symbols by count.
+
+    With `truncate_at` (config.max_tokens) a symbol sequence is cut there, as the forward would.
+    """
     kind = item.WhichOneof("content")
     if model.is_recurrent:
         if kind != "symbols" or not item.symbols.symbols:
             raise InvalidArgument.field(field, "required: a non-empty symbol sequence")
-        unknown = sorted(set(item.symbols.symbols) - set(model.symbols))
+        symbols: Sequence[str] = item.symbols.symbols
+        if truncate_at:
+            symbols = symbols[:truncate_at]
+        elif len(symbols) > limits.max_tokens:
+            raise too_many_tokens(field, len(symbols), limits.max_tokens, fix)
+        unknown = sorted(set(symbols) - set(model.symbols))
         if unknown:
             raise InvalidArgument.field(
                 field,
                 f"unknown symbols {unknown[:5]}; the model's symbols are {list(model.symbols)}",
             )
-        return Segment(index, symbols=tuple(item.symbols.symbols))
-    if kind != "text" or not item.text.strip():
+        return Segment(index, symbols=tuple(symbols))
+    if kind != "text":
+        raise InvalidArgument.field(field, "required: a non-empty text")
+    tokens.check_text_bytes(item.text, limits.max_bytes, field, fix)
+    if not item.text.strip():
         raise InvalidArgument.field(field, "required: a non-empty text")
     return Segment(index, 0, item.text)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one input may hold: tokens (--max-input-tokens) and, checked first, text bytes."""
+
+    max_tokens: int
+    max_bytes: int
+
+    @classmethod
+    def of(cls, max_input_tokens: int) -> Limits:
+        return cls(max_input_tokens, tokens.byte_limit(max_input_tokens))
+
+
+def too_many_tokens(field: str, n: int, limit: int, fix: str) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"{field} has {n} tokens; this server accepts at most {limit} per input "
+        f"(--max-input-tokens): {fix}",
+        reason="INPUT_TOO_LONG",
+        metadata={"limit": str(limit)},
+    )
 
 
 def result_proto(p: Plan, found: InputDetection, start: int = 0) -> pb.DetectResult:
@@ -140,6 +175,13 @@ def result_proto(p: Plan, found: InputDetection, start: int = 0) -> pb.DetectRes
     return pb.DetectResult(n_tokens=n - start, tokens=tokens, summaries=summaries)
 
 
+# The fix each refusal names: truncating (config.max_tokens) helps with tokens, not with bytes.
+_SPLIT_TEXT = "split it into several inputs"
+_SPLIT = f"{_SPLIT_TEXT}, or set config.max_tokens to truncate"
+_NEW_INPUT_TEXT = "start a new input (continues=false)"
+_NEW_INPUT = f"{_NEW_INPUT_TEXT}, or set config.max_tokens to truncate"
+
+
 class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
     def __init__(
         self,
@@ -150,20 +192,25 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
     ) -> None:
         self.registry = registry
         self.cache = cache
-        self.max_input_tokens = max_input_tokens
+        self.limits = Limits.of(max_input_tokens)
         self.max_inputs = max_inputs
 
-    async def _detect(self, p: Plan, segments: list[Segment]) -> tuple[list[InputDetection], int]:
-        if p.max_tokens > self.max_input_tokens:
-            for i, seg in enumerate(segments):  # inputs are not truncated by default: check them
-                n = token_count(p.model, seg)
-                if n > self.max_input_tokens:
-                    raise ResourceExhausted(
-                        f"input {i} has {n} tokens; this server accepts at most "
-                        f"{self.max_input_tokens} per input (--max-input-tokens), or set "
-                        "config.max_tokens to truncate",
-                        reason="INPUT_TOO_LONG",
-                    )
+    def _truncate_at(self, p: Plan) -> int:
+        """config.max_tokens where it truncates within the server's limit; 0: inputs are whole."""
+        return p.max_tokens if p.max_tokens <= self.limits.max_tokens else 0
+
+    def _check_tokens(self, p: Plan, segments: list[Segment], fields: list[str], fix: str) -> None:
+        """INPUT_TOO_LONG for a whole input over the limit (it tokenizes: run it off the loop)."""
+        for seg, field in zip(segments, fields, strict=True):
+            n = token_count(p.model, seg)
+            if n > self.limits.max_tokens:
+                raise too_many_tokens(field, n, self.limits.max_tokens, fix)
+
+    async def _detect(
+        self, p: Plan, segments: list[Segment], fields: list[str], fix: str
+    ) -> tuple[list[InputDetection], int]:
+        if not self._truncate_at(p) and not p.model.is_recurrent:  # counted in segment_of if so
+            await tokens.off_loop(self._check_tokens, p, segments, fields, fix)
         started = time.perf_counter_ns()
         found: list[InputDetection] = []
         for i in range(0, len(segments), BATCH):
@@ -173,10 +220,7 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
                 return detect_batch(model, p.detectors, batch, p.max_tokens)
 
             found += await self.registry.run(p.model_name, run, p.content_hash)
-        elapsed = time.perf_counter_ns() - started
-        for detector in p.detectors:
-            metrics.DETECTION_SECONDS.labels(detector.id).observe(elapsed / 1e9)
-        return found, elapsed
+        return found, time.perf_counter_ns() - started
 
     async def Detect(self, request: pb.DetectRequest, context: Any) -> pb.DetectResponse:
         if not request.HasField("config"):
@@ -192,15 +236,24 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
                 reason="TOO_MANY_INPUTS",
                 metadata={"limit": str(self.max_inputs)},
             )
+        fields = [f"inputs[{i}]" for i in range(len(request.inputs))]
         segments = [
-            segment_of(item, p.model, f"inputs[{i}]", i) for i, item in enumerate(request.inputs)
+            segment_of(item, p.model, fields[i], i, self.limits, _SPLIT_TEXT, self._truncate_at(p))
+            for i, item in enumerate(request.inputs)
         ]
-        found, elapsed = await self._detect(p, segments)
+        found, elapsed = await self._detect(p, segments, fields, _SPLIT)
         return pb.DetectResponse(results=[result_proto(p, f) for f in found], forward_ns=elapsed)
 
     async def StreamDetect(
         self, request_iterator: AsyncIterator[pb.StreamDetectRequest], context: Any
     ) -> AsyncIterator[pb.StreamDetectResponse]:
+        """Each input message is detected as it comes; `continues` extends the previous input.
+
+        A continued input is one input: the model sees all its segments together, so it is held
+        (its text, within the per-input byte limit) and bounded like any input. Once it has all
+        the tokens it may have (config.max_tokens, or --max-input-tokens), a further segment
+        would not be seen at all: it is refused rather than answered with 0 tokens.
+        """
         p: Plan | None = None
         current: Segment | None = None
         seen = 0  # tokens of the current input already reported
@@ -213,17 +266,44 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
                 await self.cache.prefetch(message.config.dictionary_ids)
                 p = plan(message.config, self.registry, self.cache)
                 continue
-            field = f"message[{sequence + 1}]"
+            field = f"message[{sequence + 1}].input"
             if kind != "input":
-                raise InvalidArgument.field(f"{field}.input", "after the config, send inputs only")
-            segment = segment_of(message.input, p.model, f"{field}.input", sequence)
-            if message.continues and current is not None:
+                raise InvalidArgument.field(field, "after the config, send inputs only")
+            truncate_at = self._truncate_at(p)
+            continued = message.continues and current is not None
+            if continued and truncate_at and seen >= truncate_at:
+                raise ResourceExhausted(
+                    f"{field}: the input it continues already has config.max_tokens="
+                    f"{truncate_at} tokens, so none of this segment would be seen: start a new "
+                    "input (continues=false), or raise config.max_tokens (at most "
+                    f"{self.limits.max_tokens}, --max-input-tokens)",
+                    reason="INPUT_TOO_LONG",
+                    metadata={"limit": str(truncate_at)},
+                )
+            segment = segment_of(message.input, p.model, field, sequence, self.limits,
+                                 _SPLIT_TEXT, truncate_at)  # fmt: skip
+            if continued and current is not None:
                 # Keep the context: run the whole input so far, report only the new tokens.
                 segment = Segment(current.input_index, 0, current.text + segment.text,
                                   current.symbols + segment.symbols)  # fmt: skip
+                what = f"{field} with the input it continues"
+                if p.model.is_recurrent:
+                    if truncate_at:
+                        segment = Segment(
+                            segment.input_index, symbols=segment.symbols[:truncate_at]
+                        )
+                    elif len(segment.symbols) > self.limits.max_tokens:
+                        raise too_many_tokens(what, len(segment.symbols), self.limits.max_tokens,
+                                              _NEW_INPUT)  # fmt: skip
+                else:
+                    tokens.check_text_bytes(segment.text, self.limits.max_bytes, what,
+                                            _NEW_INPUT_TEXT)  # fmt: skip
+                fields = [what]
             else:
                 seen = 0
-            [found], _ = await self._detect(p, [segment])
+                fields = [field]
+            fix = _NEW_INPUT if continued else _SPLIT
+            [found], _ = await self._detect(p, [segment], fields, fix)
             result = result_proto(p, found, start=min(seen, len(found.token_ids)))
             seen = len(found.token_ids)
             current = segment

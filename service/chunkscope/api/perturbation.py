@@ -12,8 +12,9 @@ import numpy as np
 
 from chunkscope import metrics
 from chunkscope.api import tensors
-from chunkscope.api.detection import segment_of
+from chunkscope.api.detection import Limits, segment_of
 from chunkscope.engine import steering as st
+from chunkscope.engine import tokens
 from chunkscope.engine.capture import decode_token
 from chunkscope.engine.chunks import DetectorCache, InterventionSpec, resolve
 from chunkscope.engine.loading import LoadedModel
@@ -25,6 +26,8 @@ from chunkscope_client.v1 import perturbation_pb2_grpc
 from chunkscope_client.v1.detection_pb2 import ChunkMatch
 
 MAX_INTERVENTIONS, MAX_TOP_K = 32, 100
+# A single token of any vocabulary is far shorter; bounding them keeps encoding them cheap.
+MAX_TARGETS, MAX_TARGET_CHARS = 256, 1024
 _MODES = {
     pb.INTERVENTION_MODE_ACTIVATE: "activate",
     pb.INTERVENTION_MODE_INHIBIT: "inhibit",
@@ -52,7 +55,20 @@ def spec_of(iv: pb.Intervention, field: str) -> InterventionSpec:
     )
 
 
+def _check_targets(targets: Any) -> None:
+    if len(targets) > MAX_TARGETS:
+        raise InvalidArgument.field("target_tokens", f"at most {MAX_TARGETS}")
+    violations = [
+        FieldViolation(f"target_tokens[{i}]", f"{len(t)} characters; give a single token")
+        for i, t in enumerate(targets)
+        if len(t) > MAX_TARGET_CHARS
+    ]
+    if violations:
+        raise InvalidArgument(violations)
+
+
 def _target_ids(model: LoadedModel, targets: list[str]) -> list[int]:
+    """Vocabulary ids of the target tokens (it tokenizes: run it off the event loop)."""
     ids, violations = [], []
     for i, token in enumerate(targets):
         if model.is_recurrent:
@@ -88,17 +104,19 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
         self.registry = registry
         self.cache = cache
         self.max_input_tokens = max_input_tokens
+        self.limits = Limits.of(max_input_tokens)
         self.max_new_tokens = max_new_tokens
 
-    def _prepare(
+    async def _prepare(
         self, model_ref: Any, prompt: Any, field: str, interventions: Any
     ) -> tuple[str, str, LoadedModel, Any, list[st.Action]]:
         if not model_ref.name:
             raise InvalidArgument.field("model.name", "required: a registered model's name")
         model = self.registry.ready(model_ref.name, model_ref.content_hash)
         content_hash = self.registry.get(model_ref.name).content_hash
-        segment = segment_of(prompt, model, field)
-        ids = st.encode_prompt(model, segment.text, segment.symbols, self.max_input_tokens, field)
+        segment = segment_of(prompt, model, field, 0, self.limits, "shorten it")
+        ids = await tokens.off_loop(st.encode_prompt, model, segment.text, segment.symbols,
+                                    self.max_input_tokens, field)  # fmt: skip
         if len(interventions) > MAX_INTERVENTIONS:
             raise InvalidArgument.field("interventions", f"at most {MAX_INTERVENTIONS}")
         actions = [
@@ -119,10 +137,11 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
         if not request.HasField("input"):
             raise InvalidArgument.field("input", "required: a text or symbol sequence")
         await self.cache.prefetch(iv.chunk.dictionary_id for iv in request.interventions)
-        name, content_hash, model, ids, actions = self._prepare(
+        name, content_hash, model, ids, actions = await self._prepare(
             request.model, request.input, "input", request.interventions
         )
-        targets = _target_ids(model, list(request.target_tokens))
+        _check_targets(request.target_tokens)
+        targets = await tokens.off_loop(_target_ids, model, list(request.target_tokens))
         if not 0 <= request.top_k <= MAX_TOP_K:
             raise InvalidArgument.field("top_k", f"must be in 0..{MAX_TOP_K} (0 = 10)")
         top_k = request.top_k or 10
@@ -160,7 +179,7 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             *request.detect_dictionary_ids,
             *(d for r in request.rules for d in (r.when.dictionary_id, r.inhibit.dictionary_id)),
         ])  # fmt: skip
-        name, content_hash, model, ids, actions = self._prepare(
+        name, content_hash, model, ids, actions = await self._prepare(
             request.model, request.prompt, "prompt", request.interventions
         )
         sampling = self._sampling(request.sampling)

@@ -11,11 +11,13 @@ of the discretised state sequence (every step a chunk spans matches it).
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from chunkscope import metrics
 from chunkscope.chunking import dsc, pa, ucd
 from chunkscope.engine.capture import Segment, capture_batch
 from chunkscope.engine.loading import LoadedModel
@@ -127,9 +129,15 @@ def detect_batch(
     """
     hook_points = sorted({d.hook_point for d in detectors})
     captured = capture_batch(model, batch, hook_points, max_tokens)
-    out, row = [], 0
-    for i, length in enumerate(captured.lengths):
-        results = [d.detect(captured.states[d.hook_point][row : row + length]) for d in detectors]
-        out.append(InputDetection(captured.token_ids[i], captured.offsets[i], results))
-        row += length
-    return out
+    per_input: list[list[Detection]] = [[] for _ in captured.lengths]
+    bounds = np.cumsum([0, *captured.lengths]).tolist()
+    for d in detectors:
+        started = time.perf_counter()
+        states = captured.states[d.hook_point]
+        for i, found in enumerate(per_input):
+            found.append(d.detect(states[bounds[i] : bounds[i + 1]]))
+        metrics.DETECTION_MATCH_SECONDS.labels(d.id).observe(time.perf_counter() - started)
+    return [
+        InputDetection(captured.token_ids[i], captured.offsets[i], results)
+        for i, results in enumerate(per_input)
+    ]

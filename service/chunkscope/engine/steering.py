@@ -128,7 +128,10 @@ class Steering:
 def encode_prompt(
     model: LoadedModel, text: str, symbols: tuple[str, ...], limit: int, field: str
 ) -> torch.Tensor:
-    """Token ids [1, T] of a prompt; RESOURCE_EXHAUSTED when it has more than `limit` tokens."""
+    """Token ids [1, T] of a prompt; RESOURCE_EXHAUSTED when it has more than `limit` tokens.
+
+    It tokenizes the whole prompt: callers bound its bytes first and run it off the event loop.
+    """
     if model.is_recurrent:
         ids = model.module.encode(list(symbols))  # type: ignore[operator]
     else:
@@ -136,7 +139,7 @@ def encode_prompt(
     if ids.shape[0] > limit:
         raise ResourceExhausted(
             f"{field} has {ids.shape[0]} tokens; this server accepts at most {limit} per input "
-            "(--max-input-tokens)",
+            "(--max-input-tokens): shorten it",
             reason="INPUT_TOO_LONG",
         )
     return ids[None, :].to(model.device)
