@@ -193,7 +193,6 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
         future = loop.run_in_executor(None, fn, progress)
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             async for event in relay(queue, future):
                 yield event

@@ -306,7 +306,6 @@ class Extractor:
         # A cancelled job leaves the fit to finish (or raise _Cancelled) unobserved.
         self._fits.add(future)
         future.add_done_callback(self._fits.discard)
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             async for event in relay(queue, future):
                 yield event
