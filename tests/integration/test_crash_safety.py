@@ -408,7 +408,7 @@ def test_a_model_file_turned_fifo_or_device_does_not_stop_the_restart(
     restart must still reach SERVING (its ready line), with those two FAILED and saying why and
     the intact one READY, and a later SIGTERM must still end the process."""
     root = tmp_path / "models"
-    names = {"fifo": "rnn-elman", "device": "rnn-gru", "fine": "rnn-lstm"}
+    names = {"fifo": "tiny-gpt2", "device": "tiny-llama", "fine": "rnn-lstm"}
     for name, source in names.items():
         copy_model(model_root / source, root / name)
     data = tmp_path / "data"
