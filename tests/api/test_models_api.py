@@ -229,3 +229,22 @@ def test_a_wait_abandoned_by_its_deadline_is_rolled_back(client: Client, model_r
 
 def _absent(client: Client, name: str) -> bool:
     return name not in {m.name for m in client.list_models()}
+
+
+def test_language_models_registered_at_once_on_a_fresh_server_all_load(
+    tmp_path: Path, model_root: Path
+) -> None:
+    """Loads run in threads of their own; the first ones in a process race transformers' lazy
+    imports unless its part of a load is serialised ("cannot import name ..." otherwise)."""
+    server = start_server(tmp_path / "data", model_root)
+    sources = {"lm-a": "tiny-llama", "lm-b": "tiny-gpt2", "lm-c": "gguf/tiny-llama.gguf"}
+    with Client.connect(server.address, timeout=120) as c:
+        for name, source in sources.items():
+            c.register_model(name, source)  # no wait: the loads overlap
+        deadline = time.monotonic() + 300
+        while any(m.state == models_pb2.MODEL_STATE_LOADING for m in c.list_models()):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        states = {m.name: (m.state, m.state_reason) for m in c.list_models()}
+        assert states == {name: (READY, "") for name in sources}
+    server.terminate()

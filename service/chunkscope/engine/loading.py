@@ -439,7 +439,26 @@ def _load_recurrent(source: ModelSource, device: torch.device, dtype: torch.dtyp
     )
 
 
+# transformers' lazy imports are not thread-safe (two first loads at once fail with "cannot import
+# name 'AutoModelForCausalLM'"), so its part of a load runs one at a time. Each load has a thread
+# of its own, though: one stuck in the OS (a file swapped for a FIFO after the checks) holds the
+# others up for LIBRARY_WAIT_SECONDS at most, then they go ahead without the lock.
+_LIBRARY = threading.Lock()
+LIBRARY_WAIT_SECONDS = 120.0
+
+
 def _load_language_model(
+    source: ModelSource, device: torch.device, dtype: torch.dtype
+) -> LoadedModel:
+    locked = _LIBRARY.acquire(timeout=LIBRARY_WAIT_SECONDS)
+    try:
+        return _load_language_model_unlocked(source, device, dtype)
+    finally:
+        if locked:
+            _LIBRARY.release()
+
+
+def _load_language_model_unlocked(
     source: ModelSource, device: torch.device, dtype: torch.dtype
 ) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
