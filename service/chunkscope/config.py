@@ -148,6 +148,13 @@ class Settings:
     grace_seconds: float = field(
         default=20.0, metadata={"help": "on SIGTERM/SIGINT, how long in-flight RPCs may finish"}
     )
+    restore_wait_seconds: float = field(
+        default=300.0,
+        metadata={
+            "help": "at start-up, how long to wait for registered models to load before "
+            "SERVING; slower ones go on loading in the background (state LOADING)"
+        },
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
 
     @property
@@ -269,6 +276,8 @@ def _validate(s: Settings) -> None:
             problems.append(f"{name}={path!r} is not a readable file")
     if s.grace_seconds < 0:
         problems.append("grace_seconds must be >= 0")
+    if s.restore_wait_seconds < 0:
+        problems.append("restore_wait_seconds must be >= 0")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"log_level={s.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
     if problems:

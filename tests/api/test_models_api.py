@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 
 from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import models_pb2
+from helpers.model_files import big_gpt2, mismatched_llama
+from support import start_server
 
 READY = models_pb2.MODEL_STATE_READY
 
@@ -105,10 +108,15 @@ def test_bad_requests_get_the_right_codes_and_leave_the_server_up(
     assert client.health() == "SERVING"
 
 
-def test_a_model_that_fails_to_load_is_failed_not_ready(client: Client) -> None:
-    model = client.register_model("corrupt", "corrupt-llama")  # no wait: returns LOADING
+def test_a_model_that_fails_to_load_is_failed_not_ready(client: Client, model_root: Path) -> None:
+    # A weights file whose header does not describe it is refused before anything is stored.
+    e = _error(client.register_model, "corrupt", "corrupt-llama")
+    assert (e.code, e.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "BAD_SAFETENSORS")
+    # Well-formed files that fail to load (wrong shapes) turn the model FAILED.
+    mismatched_llama(model_root / "tiny-llama", model_root / "mismatched-llama")
+    model = client.register_model("corrupt", "mismatched-llama")  # no wait: returns LOADING
     assert model.state in (models_pb2.MODEL_STATE_LOADING, models_pb2.MODEL_STATE_FAILED)
-    e = _error(client.register_model, "corrupt2", "corrupt-llama", wait=True)
+    e = _error(client.register_model, "corrupt2", "mismatched-llama", wait=True)
     assert (e.code, e.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "MODEL_LOAD_FAILED")
     # With wait, the load error is the answer and nothing stays registered.
     assert _error(client.get_model, "corrupt2").code == grpc.StatusCode.NOT_FOUND
@@ -176,3 +184,67 @@ def test_testbed_cli_writes_a_checkpoint_that_registers(client: Client, model_ro
     assert (model.state, model.architecture, model.hidden_size) == (READY, "elman", 12)
     assert list(model.symbols) == list("ABCDE")
     client.unregister_model("testbed")
+
+
+def test_register_without_dtype_takes_the_server_dtype_and_keeps_it(
+    tmp_path: Path, model_root: Path
+) -> None:
+    """Empty dtype = the server's --dtype (the proto's promise), and a restart with another
+    --dtype keeps what each registration resolved to (its dictionaries are bound to it)."""
+    data = tmp_path / "data"
+    server = start_server(data, model_root, "--dtype", "bfloat16")
+    with Client.connect(server.address, timeout=120) as c:
+        assert c.register_model("default", "rnn-elman", wait=True).dtype == "bfloat16"
+        assert c.get_model("default").dtype == "bfloat16"
+        asked = c.register_model("asked", "rnn-elman", dtype="float32", wait=True)
+        assert asked.dtype == "float32"
+        assert len(c.list_hook_points("default")) == 1
+    server.terminate()
+    server = start_server(data, model_root, "--dtype", "float32")
+    with Client.connect(server.address, timeout=120) as c:
+        models = {m.name: (m.state, m.dtype) for m in c.list_models()}
+        assert models == {
+            "default": (READY, "bfloat16"),
+            "asked": (READY, "float32"),
+        }
+        assert c.register_model("later", "rnn-elman", wait=True).dtype == "float32"
+    server.terminate()
+
+
+def test_a_wait_abandoned_by_its_deadline_is_rolled_back(client: Client, model_root: Path) -> None:
+    """The caller's deadline ends the wait while the weights are still being hashed: nothing may
+    stay registered (not LOADING, not READY later), and the name is free at once."""
+    big_gpt2(model_root / "tiny-gpt2", model_root / "slow-gpt2", padding=512 << 20)
+    e = _error(client.register_model, "slow", "slow-gpt2", wait=True, timeout=0.3)
+    assert e.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    deadline = time.monotonic() + 30
+    while not _absent(client, "slow") and time.monotonic() < deadline:
+        time.sleep(0.1)  # the server sees the cancellation a moment after the client
+    assert _error(client.get_model, "slow").code is grpc.StatusCode.NOT_FOUND
+    # The abandoned load may still be hashing in its thread; it blocks nothing.
+    again = client.register_model("slow", "rnn-elman", wait=True, timeout=120)
+    assert again.state == READY and again.source_path.endswith("rnn-elman")
+    client.unregister_model("slow")
+
+
+def _absent(client: Client, name: str) -> bool:
+    return name not in {m.name for m in client.list_models()}
+
+
+def test_language_models_registered_at_once_on_a_fresh_server_all_load(
+    tmp_path: Path, model_root: Path
+) -> None:
+    """Loads run in threads of their own; the first ones in a process race transformers' lazy
+    imports unless its part of a load is serialised ("cannot import name ..." otherwise)."""
+    server = start_server(tmp_path / "data", model_root)
+    sources = {"lm-a": "tiny-llama", "lm-b": "tiny-gpt2", "lm-c": "gguf/tiny-llama.gguf"}
+    with Client.connect(server.address, timeout=120) as c:
+        for name, source in sources.items():
+            c.register_model(name, source)  # no wait: the loads overlap
+        deadline = time.monotonic() + 300
+        while any(m.state == models_pb2.MODEL_STATE_LOADING for m in c.list_models()):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        states = {m.name: (m.state, m.state_reason) for m in c.list_models()}
+        assert states == {name: (READY, "") for name in sources}
+    server.terminate()

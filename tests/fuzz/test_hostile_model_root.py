@@ -71,9 +71,7 @@ ATTACKS: dict[str, tuple[str, str, Callable[[Path], None], str]] = {
     "fifo-hf-weights": ("tiny-gpt2", "model.safetensors", _fifo, "NOT_A_REGULAR_FILE"),
     "fifo-tokenizer": ("tiny-llama", "tokenizer.json", _fifo, "NOT_A_REGULAR_FILE"),
     "fifo-tokenizer-config": ("tiny-llama", "tokenizer_config.json", _fifo, "NOT_A_REGULAR_FILE"),
-    "fifo-generation-config": (
-        "tiny-llama", "generation_config.json", _fifo, "NOT_A_REGULAR_FILE"
-    ),  # fmt: skip
+    "fifo-generation": ("tiny-llama", "generation_config.json", _fifo, "NOT_A_REGULAR_FILE"),
     "fifo-next-to-gguf": ("gguf", "tokenizer_config.json", _fifo, "NOT_A_REGULAR_FILE"),
     "device-link-weights": ("tiny-llama", "model.safetensors", _device_link, "NOT_A_REGULAR_FILE"),
     "directory-weights": ("rnn-gru", "model.safetensors", _directory, "NOT_A_REGULAR_FILE"),
@@ -111,7 +109,7 @@ def _attack(
     with Client.connect(server.address, timeout=DEADLINE) as c:
         started = time.monotonic()
         with pytest.raises(ChunkscopeError) as err:
-            c.register_model(name, path, wait=True)
+            c.register_model(name, path, wait=True, timeout=DEADLINE)
         took = time.monotonic() - started
         assert err.value.code is grpc.StatusCode.FAILED_PRECONDITION, (err.value, took)
         assert err.value.reason == reason, err.value.message
@@ -121,7 +119,7 @@ def _attack(
             c.get_model(name)
         assert gone.value.code is grpc.StatusCode.NOT_FOUND
         # Nothing is stuck behind the attack: a valid model loads.
-        ok = c.register_model(f"ok-{name}", "valid", wait=True)
+        ok = c.register_model(f"ok-{name}", "valid", wait=True, timeout=DEADLINE)
         assert ok.state == mp.MODEL_STATE_READY, ok.state_reason
         c.unregister_model(ok.name)
         assert c.health() == "SERVING"
@@ -151,14 +149,14 @@ def test_a_fifo_or_device_as_the_source_itself_is_refused(
     with Client.connect(server.address, timeout=DEADLINE) as c:
         for path in ("pipe.gguf", "pipe"):
             with pytest.raises(ChunkscopeError) as err:
-                c.register_model("pipe", path, wait=True)
+                c.register_model("pipe", path, wait=True, timeout=DEADLINE)
             assert err.value.code is grpc.StatusCode.FAILED_PRECONDITION, err.value
             assert err.value.reason == "NOT_A_REGULAR_FILE", err.value.message
         # A link to a device outside the roots is refused for where it points.
         (root / "zero.gguf").unlink(missing_ok=True)
         (root / "zero.gguf").symlink_to("/dev/zero")
         with pytest.raises(ChunkscopeError) as err:
-            c.register_model("zero", "zero.gguf", wait=True)
+            c.register_model("zero", "zero.gguf", wait=True, timeout=DEADLINE)
         assert err.value.code is grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -173,7 +171,7 @@ def test_a_fifo_registered_without_wait_blocks_no_other_load(
         with pytest.raises(ChunkscopeError) as err:
             c.register_model("fifo-nowait", "fifo-nowait")  # refused before anything is stored
         assert err.value.reason == "NOT_A_REGULAR_FILE"
-        ok = c.register_model("after-fifo", "valid", wait=True)
+        ok = c.register_model("after-fifo", "valid", wait=True, timeout=DEADLINE)
         assert ok.state == mp.MODEL_STATE_READY, ok.state_reason
         assert [m.name for m in c.list_models()] == ["after-fifo"]
         c.unregister_model("after-fifo")

@@ -43,6 +43,7 @@ import pytest
 from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import dictionaries_pb2 as pb
 from chunkscope_client.v1 import models_pb2 as mp
+from helpers.model_files import copy_model
 from support import ServerProcess, start_server
 
 ROUNDS = int(os.environ.get("CHUNKSCOPE_CRASH_ROUNDS", "8"))
@@ -398,3 +399,44 @@ def test_kill_9_leaves_old_or_new_state(rounds: Rounds) -> None:
         operation = operations[i] if first else rounds.rng.choice(operations)
         state = operation(state)
     print(f"{ROUNDS} kill -9 rounds in {time.monotonic() - started:.0f} s")
+
+
+def test_a_model_file_turned_fifo_or_device_does_not_stop_the_restart(
+    tmp_path: Path, model_root: Path
+) -> None:
+    """kill -9, then a registered model's weights become a FIFO and another's /dev/zero: the
+    restart must still reach SERVING (its ready line), with those two FAILED and saying why and
+    the intact one READY, and a later SIGTERM must still end the process."""
+    root = tmp_path / "models"
+    names = {"fifo": "tiny-gpt2", "device": "tiny-llama", "fine": "rnn-lstm"}
+    for name, source in names.items():
+        copy_model(model_root / source, root / name)
+    data = tmp_path / "data"
+    server = start_server(data, root)
+    with Client.connect(server.address, timeout=120) as c:
+        for name in names:
+            c.register_model(name, name, wait=True)
+    server.proc.kill()
+    server.proc.wait(30)
+    (root / "fifo" / "model.safetensors").unlink()
+    os.mkfifo(root / "fifo" / "model.safetensors")
+    (root / "device" / "model.safetensors").unlink()
+    if os.geteuid() == 0:  # a real character device like /dev/zero (major 1, minor 5)
+        os.mknod(root / "device" / "model.safetensors", 0o644 | 0o020000, os.makedev(1, 5))
+    else:
+        (root / "device" / "model.safetensors").symlink_to("/dev/zero")
+
+    server = start_server(data, root)  # raises if the ready line never comes
+    with Client.connect(server.address, timeout=60) as c:
+        assert c.health() == "SERVING"
+        models = {m.name: m for m in c.list_models()}
+        assert {n: m.state for n, m in models.items()} == {
+            "fifo": mp.MODEL_STATE_FAILED,
+            "device": mp.MODEL_STATE_FAILED,
+            "fine": mp.MODEL_STATE_READY,
+        }
+        assert "FIFO" in models["fifo"].state_reason
+        assert "character device" in models["device"].state_reason
+        c.unregister_model("fifo")
+        assert c.register_model("again", "fine", wait=True).state == mp.MODEL_STATE_READY
+    assert server.terminate() == 0

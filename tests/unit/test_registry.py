@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
+import sqlite3
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
 from chunkscope.config import Settings
+from chunkscope.engine import loading
+from chunkscope.engine.device import DeviceUnavailable
 from chunkscope.engine.hooks import capture, hook_count
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
@@ -19,10 +26,13 @@ from chunkscope.errors import (
     NotFound,
     ResourceExhausted,
 )
+from chunkscope.store.registry import RegistryStore
+from helpers.model_files import copy_model, mismatched_llama
 
 
 def _settings(tmp_path: Path, model_root: Path, **kw: object) -> Settings:
-    return Settings(data_dir=tmp_path / "data", model_roots=(model_root,), device="cpu", **kw)
+    kw = {"model_roots": (model_root,), "device": "cpu", **kw}
+    return Settings(data_dir=tmp_path / "data", **kw)  # type: ignore[arg-type]
 
 
 def test_concurrent_requests_get_their_own_activations_and_leave_no_hooks(
@@ -100,17 +110,26 @@ def test_bad_registrations_are_refused_before_anything_is_stored(
 
 
 def test_a_failed_load_is_reported_and_can_be_replaced(tmp_path: Path, model_root: Path) -> None:
+    mismatched = mismatched_llama(model_root / "tiny-llama", tmp_path / "models" / "mismatched")
+
     async def scenario() -> None:
-        registry = ModelRegistry(_settings(tmp_path, model_root))
-        # With wait, the failure is the answer and the registration is rolled back.
+        registry = ModelRegistry(
+            _settings(tmp_path, model_root, model_roots=(model_root, mismatched.parent))
+        )
+        # A weights file whose header does not describe it is refused before anything is stored.
+        for wait in (True, False):
+            with pytest.raises(FailedPrecondition) as bad:
+                await registry.register("broken", "corrupt-llama", "", "", wait=wait)
+            assert bad.value.reason == "BAD_SAFETENSORS"
+        # With wait, a failed load is the answer and the registration is rolled back.
         with pytest.raises(FailedPrecondition) as err:
-            await registry.register("broken", "corrupt-llama", "", "", wait=True)
+            await registry.register("broken", str(mismatched), "", "", wait=True)
         assert err.value.reason == "MODEL_LOAD_FAILED"
         with pytest.raises(NotFound):
             registry.get("broken")
         assert registry.store.all() == []
         # Without wait, the model is listed and turns FAILED with the reason.
-        await registry.register("broken", "corrupt-llama", "", "", wait=False)
+        await registry.register("broken", str(mismatched), "", "", wait=False)
         for _ in range(600):
             if (info := registry.get("broken")).state != "LOADING":
                 break
@@ -145,3 +164,171 @@ def test_list_pages_through_models_in_name_order(tmp_path: Path, model_root: Pat
         return pages
 
     assert asyncio.run(scenario()) == [["a", "b"], ["c"]]
+
+
+def test_content_hash_covers_configs_and_tokenizer_but_not_their_formatting(
+    tmp_path: Path, model_root: Path
+) -> None:
+    """Dictionaries bind to the hash: any file that changes what the model computes changes it."""
+    lm = copy_model(model_root / "tiny-llama", tmp_path / "lm")
+    rnn = copy_model(model_root / "rnn-elman", tmp_path / "rnn")
+
+    def digest(path: Path) -> str:
+        return loading.content_hash(loading.inspect_source(path, ""))
+
+    def edit(path: Path, **changes: object) -> None:
+        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+    for model, name in ((lm, "config.json"), (rnn, "config.json"), (lm, "tokenizer.json")):
+        before = digest(model)
+        document = json.loads((model / name).read_text())
+        (model / name).write_text(json.dumps(document, indent=7, sort_keys=True))
+        assert digest(model) == before, f"reformatting {name} changed the hash"
+    tokenizer = json.loads((lm / "tokenizer.json").read_text())
+    tokenizer["model"]["merges"] = tokenizer["model"]["merges"][:-1]
+    # Each edit of a model file that changes what the model computes gives a new hash.
+    fresh = copy_model(model_root / "tiny-llama", tmp_path / "lm2")
+    steps = [
+        ("config.json", {"rms_norm_eps": 0.5}),
+        ("generation_config.json", {"temperature": 0.1}),
+        ("tokenizer_config.json", {"model_max_length": 7}),
+    ]
+    seen = {digest(fresh)}
+    for name, change in steps:
+        edit(fresh / name, **change)
+        seen.add(digest(fresh))
+    (fresh / "tokenizer.json").write_text(json.dumps(tokenizer))
+    seen.add(digest(fresh))
+    assert len(seen) == len(steps) + 2
+    rnn_before = digest(rnn)
+    edit(rnn / "config.json", nonlinearity="tanh")
+    assert digest(rnn) != rnn_before
+
+
+def _schema_1_store(data_dir: Path, name: str, source: Path, content_hash: str) -> None:
+    """A registry database as chunkscope wrote it before schema 2 (hash of the weights only)."""
+    data_dir.mkdir(parents=True)
+    db = sqlite3.connect(data_dir / "registry.sqlite3")
+    db.executescript(
+        "CREATE TABLE models (name TEXT PRIMARY KEY, source_path TEXT NOT NULL, format TEXT NOT "
+        "NULL, dtype TEXT NOT NULL, content_hash TEXT NOT NULL, registered_at TEXT NOT NULL);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', '1');"
+    )
+    db.execute(
+        "INSERT INTO models VALUES (?, ?, 'recurrent', '', ?, '2026-01-01T00:00:00+00:00')",
+        (name, str(source), content_hash),
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_registration_from_before_schema_2_keeps_its_hash_then_pins_every_file(
+    tmp_path: Path, model_root: Path
+) -> None:
+    root = tmp_path / "models"
+    rnn = copy_model(model_root / "rnn-elman", root / "rnn")
+    legacy = loading.weights_hash(loading.inspect_source(rnn, ""))
+    _schema_1_store(tmp_path / "data", "rnn", rnn, legacy)
+
+    async def restored() -> tuple[str, str, str]:
+        registry = ModelRegistry(_settings(tmp_path, root))
+        await registry.restore()
+        info = registry.get("rnn")
+        await registry.close()
+        return info.state, info.state_reason, info.content_hash
+
+    # Upgraded: the old hash still names the model (its dictionaries stay bound) ...
+    assert asyncio.run(restored()) == ("READY", "", legacy)
+    [record] = RegistryStore(tmp_path / "data").all()
+    assert record.content_hash == legacy
+    assert record.files_hash == loading.content_hash(loading.inspect_source(rnn, ""))
+    assert record.files_hash != legacy and record.compute_dtype == "float32"
+    # ... and from now on a changed config is caught, not only changed weights.
+    config = json.loads((rnn / "config.json").read_text())
+    (rnn / "config.json").write_text(json.dumps({**config, "nonlinearity": "tanh"}))
+    state, reason, digest = asyncio.run(restored())
+    assert (state, digest) == ("FAILED", legacy)
+    assert "changed since registration" in reason
+
+
+def test_the_metrics_scrape_reads_a_snapshot_while_models_come_and_go(
+    tmp_path: Path, model_root: Path
+) -> None:
+    """The scrape runs on the Prometheus thread while the event loop registers and unregisters."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    async def scenario() -> list[BaseException]:
+        registry = ModelRegistry(_settings(tmp_path, model_root))
+        scrape_registry = CollectorRegistry()
+        gauge = Gauge("hooks", "hooks", registry=scrape_registry)
+        gauge.set_function(registry.hooks_installed)
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def scrape() -> None:
+            while not stop.is_set():
+                try:
+                    generate_latest(scrape_registry)
+                except Exception as exc:  # what a failed scrape would be
+                    errors.append(exc)
+
+        for name in ("a", "b", "c"):
+            await registry.register(name, "rnn-elman", "", "", wait=True)
+        thread = threading.Thread(target=scrape)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible: widen any race
+        thread.start()
+        try:
+            for i in range(40):
+                name = "abc"[i % 3]
+                await registry.unregister(name)
+                await registry.register(name, "rnn-elman", "", "", wait=True)
+        finally:
+            stop.set()
+            thread.join()
+            sys.setswitchinterval(interval)
+        assert registry.hooks_installed() == 0
+        await registry.close()
+        return errors
+
+    errors = asyncio.run(scenario())
+    assert errors == [], errors[:3]
+
+
+def test_unregister_collects_garbage_off_the_event_loop(tmp_path: Path, model_root: Path) -> None:
+    ran_on: list[str] = []
+    real = gc.collect
+
+    def recording_collect(*args: int) -> int:
+        ran_on.append(threading.current_thread().name)
+        return real(*args)
+
+    async def scenario() -> str:
+        registry = ModelRegistry(_settings(tmp_path, model_root))
+        await registry.register("m", "rnn-elman", "", "", wait=True)
+        gc.collect = recording_collect
+        try:
+            await registry.unregister("m")
+            for _ in range(200):  # the collection runs in a thread: give it time to start
+                if ran_on:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            gc.collect = real
+        await registry.close()
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(scenario())
+    assert ran_on, "unregister never collected the dropped model"
+    assert loop_thread not in ran_on
+
+
+def test_a_missing_cuda_device_is_a_clear_start_up_error(tmp_path: Path, model_root: Path) -> None:
+    settings = [_settings(tmp_path, model_root, device="cuda:99")]
+    if not torch.cuda.is_available():
+        settings.append(_settings(tmp_path, model_root, device="cuda"))
+    for s in settings:
+        with pytest.raises(DeviceUnavailable) as err:
+            ModelRegistry(s)
+        assert "--device" in err.value.message and "--device auto" in err.value.message

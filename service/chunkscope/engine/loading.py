@@ -3,16 +3,24 @@
 Security rules enforced here and nowhere else: a source must resolve (symlinks followed) inside a
 configured model root; weights are safetensors or GGUF only (pickle formats are refused, never
 opened); `trust_remote_code` is never set; nothing is fetched from a hub (local files only).
+
+Every file a load may read is a regular file, checked with stat before anything opens it (a FIFO
+blocks open() forever, /dev/zero reads forever), and its size is checked before it is read: a model
+root is user-controlled, and one hostile file must not hang the loader or the server's start-up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -30,6 +38,15 @@ from chunkscope.paths import path_test, resolve_user_path
 
 FORMATS = ("hf_safetensors", "gguf", "recurrent")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# What Hugging Face's loaders read from a model directory besides weights: configs (config.json,
+# generation_config.json), tokenizer files and chat templates. All of it changes what the model
+# computes, so all of it is checked, size-bounded and hashed.
+SIDE_FILE_PATTERNS = ("*.json", "*.model", "*.tiktoken", "*.jinja", "merges.txt", "vocab.txt")
+CHAT_TEMPLATE_DIR = "additional_chat_templates"
+MAX_CONFIG_BYTES = 16 << 20  # config.json is parsed here; real ones are a few KiB
+SAFETENSORS_MAX_HEADER = 100 << 20  # the safetensors format's own limit
+# Hash scheme 2: every model file; JSON by its parsed content (reformatting changes nothing).
+HASH_PREFIX = "sha256:"
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,10 @@ class ModelSource:
     format: str
     family: str
     weight_files: tuple[Path, ...]
+    # Every file the load reads (weights included), checked regular and hashed. `base` is the
+    # directory their hashed names are relative to.
+    model_files: tuple[Path, ...] = ()
+    base: Path | None = None
 
 
 @dataclass
@@ -98,9 +119,122 @@ def resolve_under_roots(source_path: str, roots: tuple[Path, ...]) -> Path:
     return resolved
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO (named pipe)"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _not_regular(path: Path, mode: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"{path.name} is a {_kind(mode)}, not a regular file ({path}); model files must be "
+        "regular files: replace it with the real file",
+        reason="NOT_A_REGULAR_FILE",
+        metadata={"file": path.name},
+    )
+
+
+def regular_file(path: Path) -> os.stat_result:
+    """stat() (symlinks followed) of a file the loader will read; refuses anything not regular."""
     try:
-        data = json.loads(path.read_text())
+        info = os.stat(path)
+    except OSError as exc:
+        raise FailedPrecondition(
+            f"cannot read {path.name}: {exc.strerror or exc}", reason="UNREADABLE_MODEL_FILE"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(path, info.st_mode)
+    return info
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open for reading without ever blocking: O_NONBLOCK makes a FIFO swapped in after the
+    stat() check open at once, and fstat() then refuses it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FailedPrecondition(
+            f"cannot read {path.name}: {exc.strerror or exc}", reason="UNREADABLE_MODEL_FILE"
+        ) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
+    return os.fdopen(fd, "rb")
+
+
+def memory_bytes() -> int:
+    """Physical memory: weights are read into it, so no model can be larger."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_sizes(files: tuple[Path, ...]) -> None:
+    total = sum(regular_file(f).st_size for f in files)
+    limit = memory_bytes()
+    if total > limit:
+        raise FailedPrecondition(
+            f"the model files add up to {total / 2**30:.1f} GiB, more than this machine's "
+            f"{limit / 2**30:.1f} GiB of memory; a model must fit in memory to load",
+            reason="MODEL_TOO_LARGE",
+        )
+
+
+def _check_safetensors(path: Path) -> None:
+    """The header must describe exactly the file's bytes: a zero-filled or truncated file (a
+    sparse giant) is refused here, before anything reads or hashes it."""
+    size = regular_file(path).st_size
+    with open_regular(path) as fh:
+        head = fh.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        ok = 2 <= length <= min(SAFETENSORS_MAX_HEADER, size - 8)
+        header: Any = None
+        if ok:
+            try:
+                header = json.loads(fh.read(length))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                ok = False
+    if ok and isinstance(header, dict):
+        ends = [
+            t["data_offsets"][1]
+            for k, t in header.items()
+            if k != "__metadata__" and isinstance(t, dict) and len(t.get("data_offsets", ())) == 2
+        ]
+        if all(isinstance(e, int) for e in ends) and 8 + length + max(ends, default=0) == size:
+            return
+    raise FailedPrecondition(
+        f"{path.name} is not a valid safetensors file (its header does not describe its "
+        f"{size} bytes)",
+        reason="BAD_SAFETENSORS",
+        metadata={"file": path.name},
+    )
+
+
+def _side_files(directory: Path) -> Iterator[Path]:
+    """The non-weight files Hugging Face may read from `directory` (each checked regular)."""
+    for pattern in SIDE_FILE_PATTERNS:
+        yield from directory.glob(pattern)
+    templates = directory / CHAT_TEMPLATE_DIR
+    if templates.is_dir():
+        yield from templates.glob("*.jinja")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    size = regular_file(path).st_size
+    if size > MAX_CONFIG_BYTES:
+        raise FailedPrecondition(
+            f"{path.name} is {size} bytes; a model config is at most {MAX_CONFIG_BYTES}",
+            reason="BAD_MODEL_CONFIG",
+        )
+    try:
+        with open_regular(path) as fh:
+            data = json.loads(fh.read(MAX_CONFIG_BYTES + 1))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FailedPrecondition(
             f"{path.name} is not readable JSON: {exc}", reason="BAD_MODEL_CONFIG"
@@ -113,6 +247,12 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _gguf_architecture(path: Path) -> str:
     from gguf import GGUFReader  # memory-maps the file; reads metadata only
 
+    with open_regular(path) as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise FailedPrecondition(
+            f"{path.name} is not a GGUF file (no GGUF magic)", reason="BAD_GGUF"
+        )
     try:
         reader = GGUFReader(path)
         field_ = reader.fields["general.architecture"]
@@ -123,18 +263,36 @@ def _gguf_architecture(path: Path) -> str:
         ) from None
 
 
+def _checked(files: Iterator[Path] | tuple[Path, ...]) -> tuple[Path, ...]:
+    out = tuple(sorted(set(files)))
+    for f in out:
+        regular_file(f)
+    _check_sizes(out)
+    return out
+
+
 def inspect_source(path: Path, fmt: str) -> ModelSource:
     """Decide format and architecture from the files, refusing pickle and unsupported models.
 
-    `fmt` is one of FORMATS or "" (infer). Cheap: reads configs and metadata, not weights.
+    `fmt` is one of FORMATS or "" (infer). Cheap: stats every model file and reads configs and
+    metadata, not weights.
     """
     if fmt and fmt not in FORMATS:
         raise InvalidArgument.field("format", f"unknown format {fmt!r}")
-    if path.is_file():
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise FailedPrecondition(
+            f"cannot read {path}: {exc.strerror or exc}", reason="UNREADABLE_MODEL_FILE"
+        ) from None
+    if stat.S_ISREG(mode):
         if path.suffix.lower() == ".gguf" and fmt in ("", "gguf"):
+            _check_sizes((path,))
             family = _gguf_architecture(path)
             _require_family(family, LANGUAGE_MODEL_FAMILIES, "GGUF")
-            return ModelSource(path, "gguf", family, (path,))
+            # Tokenizer and generation configs next to the GGUF are read by transformers too.
+            files = _checked((path, *_side_files(path.parent)))
+            return ModelSource(path, "gguf", family, (path,), files, path.parent)
         if path.suffix.lower() in PICKLE_SUFFIXES:
             raise _pickle_refused(path)
         raise InvalidArgument.field(
@@ -142,12 +300,17 @@ def inspect_source(path: Path, fmt: str) -> ModelSource:
             f"{path.name} is a file but not a .gguf; give a GGUF file, a Hugging Face directory "
             "or a recurrent checkpoint directory",
         )
+    if not stat.S_ISDIR(mode):
+        raise FailedPrecondition(
+            f"source_path {path} is a {_kind(mode)}; give a GGUF file or a model directory",
+            reason="NOT_A_REGULAR_FILE",
+        )
     if fmt == "gguf":
         raise InvalidArgument.field(
             "source_path", "format GGUF needs a .gguf file, got a directory"
         )
     config_file = path / "config.json"
-    if not config_file.is_file():
+    if not os.path.lexists(config_file):
         raise FailedPrecondition(
             f"{path} has no config.json; a model directory needs config.json and "
             "safetensors weights",
@@ -169,11 +332,13 @@ def inspect_source(path: Path, fmt: str) -> ModelSource:
         except ValueError as exc:
             raise FailedPrecondition(f"config.json: {exc}", reason="BAD_MODEL_CONFIG") from None
         weights = path / recurrent.WEIGHTS_FILE
-        if not weights.is_file():
+        if not os.path.lexists(weights):
             raise FailedPrecondition(
                 f"{path} has no {recurrent.WEIGHTS_FILE}", reason="MISSING_WEIGHTS"
             )
-        return ModelSource(path, "recurrent", rconfig.architecture, (weights,))
+        files = _checked((config_file, weights))
+        _check_safetensors(weights)
+        return ModelSource(path, "recurrent", rconfig.architecture, (weights,), files, path)
     family = str(config.get("model_type", ""))
     _require_family(family, LANGUAGE_MODEL_FAMILIES, "Hugging Face")
     weights_ = tuple(sorted(path.glob("*.safetensors")))
@@ -182,7 +347,10 @@ def inspect_source(path: Path, fmt: str) -> ModelSource:
         if pickles:
             raise _pickle_refused(pickles[0])
         raise FailedPrecondition(f"{path} has no *.safetensors weights", reason="MISSING_WEIGHTS")
-    return ModelSource(path, "hf_safetensors", family, weights_)
+    files = _checked((*weights_, *_side_files(path)))
+    for weight in weights_:
+        _check_safetensors(weight)
+    return ModelSource(path, "hf_safetensors", family, weights_, files, path)
 
 
 def _require_family(family: str, allowed: tuple[str, ...], what: str) -> None:
@@ -204,14 +372,43 @@ def _pickle_refused(path: Path) -> FailedPrecondition:
 
 
 def content_hash(source: ModelSource) -> str:
-    """sha256 over the weight files (name and bytes, in name order); binds dictionaries."""
+    """sha256 over every model file (name, length, bytes; JSON by its parsed content, so
+    reformatting it changes nothing); binds dictionaries to what the model computes."""
+    digest = hashlib.sha256()
+    base = source.base or source.path.parent
+    for path in source.model_files or source.weight_files:
+        name = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.name
+        digest.update(name.encode() + b"\0")
+        if path.suffix == ".json":
+            with open_regular(path) as fh:
+                raw = fh.read()
+            # Not JSON after all: then its bytes are what counts.
+            with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                raw = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
+            digest.update(len(raw).to_bytes(8, "little") + raw)
+            continue
+        digest.update(regular_file(path).st_size.to_bytes(8, "little"))
+        _update(digest, path)
+    return HASH_PREFIX + digest.hexdigest()
+
+
+def weights_hash(source: ModelSource) -> str:
+    """Hash scheme 1 (registrations before schema 2): the weight files only, in name order."""
     digest = hashlib.sha256()
     for weight in source.weight_files:
         digest.update(weight.name.encode() + b"\0")
-        with weight.open("rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-    return "sha256:" + digest.hexdigest()
+        _update(digest, weight)
+    return HASH_PREFIX + digest.hexdigest()
+
+
+def _update(digest: Any, path: Path) -> None:
+    # Only regular files get here (open_regular), and only the bytes they held when opened: a
+    # file that keeps growing cannot keep the hash reading.
+    with open_regular(path) as fh:
+        remaining = os.fstat(fh.fileno()).st_size
+        while remaining > 0 and (block := fh.read(min(1 << 20, remaining))):
+            digest.update(block)
+            remaining -= len(block)
 
 
 def load(source: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
@@ -242,7 +439,26 @@ def _load_recurrent(source: ModelSource, device: torch.device, dtype: torch.dtyp
     )
 
 
+# transformers' lazy imports are not thread-safe (two first loads at once fail with "cannot import
+# name 'AutoModelForCausalLM'"), so its part of a load runs one at a time. Each load has a thread
+# of its own, though: one stuck in the OS (a file swapped for a FIFO after the checks) holds the
+# others up for LIBRARY_WAIT_SECONDS at most, then they go ahead without the lock.
+_LIBRARY = threading.Lock()
+LIBRARY_WAIT_SECONDS = 120.0
+
+
 def _load_language_model(
+    source: ModelSource, device: torch.device, dtype: torch.dtype
+) -> LoadedModel:
+    locked = _LIBRARY.acquire(timeout=LIBRARY_WAIT_SECONDS)
+    try:
+        return _load_language_model_unlocked(source, device, dtype)
+    finally:
+        if locked:
+            _LIBRARY.release()
+
+
+def _load_language_model_unlocked(
     source: ModelSource, device: torch.device, dtype: torch.dtype
 ) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -1,9 +1,11 @@
 """The model registry: registered models, their life cycle, and the executors that run them.
 
-State lives on the asyncio event loop (every method here is called from it); weights are hashed and
-loaded on a dedicated loader thread, and forwards run on one compute thread per device, so the event
-loop never blocks on model work and forwards on one device never overlap (which is also what keeps
-one request's hooks out of another's forward).
+State lives on the asyncio event loop (every method here is called from it, except
+hooks_installed, which reads a snapshot). Each load (inspect, hash, load) runs in a thread of its
+own, so a load stuck in the OS holds up neither another model's load nor start-up nor exit; store
+writes go through one writer thread in call order; forwards run on one compute thread per device,
+so the event loop never blocks on model work and forwards on one device never overlap (which is
+also what keeps one request's hooks out of another's forward).
 """
 
 from __future__ import annotations
@@ -15,20 +17,22 @@ import dataclasses
 import gc
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
 from chunkscope import metrics
 from chunkscope.config import Settings
 from chunkscope.engine import loading
-from chunkscope.engine.device import dtype_name, resolve_device, resolve_dtype
+from chunkscope.engine.device import DTYPES, dtype_name, resolve_device, resolve_dtype
 from chunkscope.engine.hooks import hook_count
 from chunkscope.engine.loading import LoadedModel, ModelSource
 from chunkscope.errors import (
@@ -106,17 +110,26 @@ class ModelRegistry:
         self.default_dtype = resolve_dtype(settings.dtype, self.device)
         self.store = RegistryStore(settings.data_dir)
         self._entries: dict[str, _Entry] = {}
-        self._loader = ThreadPoolExecutor(1, thread_name_prefix="chunkscope-load")
+        # Store writes (SQLite, fsync) off the event loop, one at a time in call order.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="chunkscope-store")
         self._compute = ThreadPoolExecutor(1, thread_name_prefix=f"chunkscope-{self.device.type}")
         self._pending = 0
+        # The loaded modules, replaced whole on the event loop: what the metrics thread reads.
+        self._modules: tuple[nn.Module, ...] = ()
 
     # ----- life cycle -------------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Reload every persisted registration; returns when each is READY or FAILED."""
+        """Reload every persisted registration.
+
+        Returns when each is READY or FAILED, or after --restore-wait-seconds: a load still
+        running then goes on in the background (the model is LOADING), so start-up reaches
+        SERVING whatever one model's files do.
+        """
         tasks = []
         for record in self.store.all():
             try:
+                compute_dtype = self._record_dtype(record)
                 source = await self._inspect(record.source_path, record.format)
             except ChunkscopeError as exc:
                 entry = _Entry(
@@ -127,21 +140,29 @@ class ModelRegistry:
                     f"cannot restore: {exc.message}",
                 )
                 self._entries[record.name] = entry
+                log.warning("model %s FAILED: %s", record.name, entry.reason)
                 continue
-            entry = _Entry(record, source, resolve_dtype(record.dtype, self.device))
+            entry = _Entry(record, source, compute_dtype)
             self._entries[record.name] = entry
             tasks.append(self._start_load(entry))
-        self._update_gauge()
+        self._publish()
         if tasks:
-            await asyncio.gather(*tasks)
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.restore_wait_seconds)
+            if pending:
+                log.warning(
+                    "%d models still LOADING after %.0fs (--restore-wait-seconds); serving "
+                    "while they load",
+                    len(pending),
+                    self.settings.restore_wait_seconds,
+                )
         log.info("restored %d registered models", len(self._entries))
 
     async def close(self) -> None:
         for entry in self._entries.values():
             if entry.task is not None:
                 entry.task.cancel()
-        self._loader.shutdown(wait=False, cancel_futures=True)
         self._compute.shutdown(wait=False, cancel_futures=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown)
         self.store.close()
 
     # ----- ModelService -----------------------------------------------------------------------
@@ -163,7 +184,8 @@ class ModelRegistry:
         if not source_path:
             violations.append(FieldViolation("source_path", "required: a path under a model root"))
         check(violations)
-        compute_dtype = resolve_dtype(dtype, self.device)
+        # An empty dtype is the server's --dtype (the proto's promise), not `auto`.
+        compute_dtype = resolve_dtype(dtype or self.settings.dtype, self.device)
         existing = self._entries.get(name)
         if existing is not None and existing.state != FAILED:
             raise AlreadyExists(
@@ -185,26 +207,33 @@ class ModelRegistry:
             raise AlreadyExists(f"a model named {name!r} was registered concurrently")
         if existing is not None:
             self._drop(existing)
-        record = ModelRecord(name, str(resolved), source.format, dtype, "", now())
+        record = ModelRecord(
+            name, str(resolved), source.format, dtype, "", now(), dtype_name(compute_dtype)
+        )
         entry = _Entry(record, source, compute_dtype)
         self._entries[name] = entry
-        self.store.put(record)
         task = self._start_load(entry)
-        self._update_gauge()
-        if wait:
-            await asyncio.shield(task)
-            if entry.state == FAILED and self._entries.get(name) is entry:
-                # The caller asked for the outcome and gets it as the error: the failed
-                # registration is rolled back, so a refused request leaves nothing behind.
-                self._drop(entry)
-                del self._entries[name]
-                self.store.delete(name)
-                self._update_gauge()
-                raise FailedPrecondition(
-                    f"model {name!r} failed to load: {entry.reason}",
-                    reason="MODEL_LOAD_FAILED",
-                    metadata={"model": name},
-                )
+        self._publish()
+        try:
+            await self._write(self.store.put, record)
+            if wait:
+                await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The caller gave up (deadline, cancel) before the outcome: roll the registration
+            # back, so an abandoned call leaves no LOADING model behind.
+            if self._entries.get(name) is entry:
+                self._remove(entry)
+                log.info("registration of %s rolled back: the call was cancelled", name)
+            raise
+        if wait and entry.state == FAILED and self._entries.get(name) is entry:
+            # The caller asked for the outcome and gets it as the error: the failed
+            # registration is rolled back, so a refused request leaves nothing behind.
+            await self._remove(entry)
+            raise FailedPrecondition(
+                f"model {name!r} failed to load: {entry.reason}",
+                reason="MODEL_LOAD_FAILED",
+                metadata={"model": name},
+            )
         return self._info(entry)
 
     def get(self, name: str) -> ModelInfo:
@@ -224,10 +253,7 @@ class ModelRegistry:
     async def unregister(self, name: str) -> ModelInfo:
         entry = self._entry(name)
         info = self._info(entry)
-        self._drop(entry)
-        del self._entries[name]
-        self.store.delete(name)
-        self._update_gauge()
+        await self._remove(entry)
         return info
 
     def hook_points(self, name: str, expected_hash: str = "") -> list[HookPointInfo]:
@@ -286,13 +312,19 @@ class ModelRegistry:
             metrics.QUEUE_DEPTH.set(self._pending)
 
     def hooks_installed(self) -> int:
-        """chunkscope hooks left on the loaded models (read by the metrics scrape)."""
+        """chunkscope hooks left on the loaded models (called from the metrics scrape's thread).
+
+        Reads only the module snapshot, which the event loop replaces whole, never the entries
+        it mutates.
+        """
         total = 0
-        for entry in list(self._entries.values()):
-            if entry.loaded is not None:
-                # A request may change the hooks mid-count; the next scrape counts again.
-                with contextlib.suppress(RuntimeError):
-                    total += hook_count(entry.loaded.module)
+        for module in self._modules:
+            for _ in range(3):
+                try:
+                    total += hook_count(module)
+                    break
+                except RuntimeError:  # a forward added or removed a hook mid-count: count again
+                    continue
         return total
 
     # ----- internals ------------------------------------------------------------------------
@@ -310,18 +342,25 @@ class ModelRegistry:
         return entry
 
     async def _inspect(self, path: str, fmt: str) -> ModelSource:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, loading.inspect_source, Path(path), fmt)
+        return await _in_thread(loading.inspect_source, Path(path), fmt)
+
+    def _record_dtype(self, record: ModelRecord) -> torch.dtype:
+        """The dtype a registration resolved to when it was made, whatever --dtype is now."""
+        if record.compute_dtype in DTYPES:
+            return DTYPES[record.compute_dtype]
+        return resolve_dtype(record.dtype, self.device)  # schema-1 row: resolved as it was then
+
+    def _write(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
     def _start_load(self, entry: _Entry) -> asyncio.Task[None]:
         entry.task = asyncio.get_running_loop().create_task(self._load(entry))
         return entry.task
 
     async def _load(self, entry: _Entry) -> None:
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            digest, model = await loop.run_in_executor(self._loader, self._load_blocking, entry)
+            record, model = await _in_thread(self._load_blocking, entry)
         except ChunkscopeError as exc:
             self._fail(entry, exc.message)
             return
@@ -331,13 +370,12 @@ class ModelRegistry:
             return
         if self._entries.get(entry.record.name) is not entry:
             return  # unregistered while loading: drop the weights
-        if not entry.record.content_hash:
-            entry.record = dataclasses.replace(entry.record, content_hash=digest)
-            self.store.put(entry.record)
+        changed = record != entry.record
+        entry.record = record
         entry.loaded, entry.state, entry.reason = model, READY, ""
         entry.load_seconds = time.perf_counter() - started
         metrics.MODEL_LOAD_SECONDS.labels(entry.source.format).observe(entry.load_seconds)
-        self._update_gauge()
+        self._publish()
         log.info(
             "model %s READY in %.2fs (%s, %s, %s)",
             entry.record.name,
@@ -346,35 +384,65 @@ class ModelRegistry:
             self.device,
             dtype_name(entry.dtype),
         )
+        if changed:
+            await self._write(self.store.put, record)
 
-    def _load_blocking(self, entry: _Entry) -> tuple[str, LoadedModel]:
+    def _load_blocking(self, entry: _Entry) -> tuple[ModelRecord, LoadedModel]:
+        """Check the files against the record, then load. Returns the record to keep."""
+        record = entry.record
         digest = loading.content_hash(entry.source)
-        stored = entry.record.content_hash
-        if stored and stored != digest:
-            # Dictionaries are bound to the registered weights; never serve different ones.
-            raise FailedPrecondition(
-                f"weights changed since registration ({stored} -> {digest}); "
-                "unregister and register it again"
-            )
-        return digest, loading.load(entry.source, self.device, entry.dtype)
+        if not record.content_hash:  # a new registration: pin what the files are now
+            record = dataclasses.replace(record, content_hash=digest, files_hash=digest)
+        elif record.files_hash:
+            # Dictionaries are bound to what the model computes; never serve different files.
+            if record.files_hash != digest:
+                raise FailedPrecondition(
+                    "model files (weights, config or tokenizer) changed since registration "
+                    f"({record.files_hash} -> {digest}); unregister and register it again"
+                )
+        else:
+            # Registered before schema 2: its content_hash covers the weights only. Check those
+            # the old way, then pin every file from now on, keeping content_hash so the model's
+            # dictionaries stay bound to it.
+            weights = loading.weights_hash(entry.source)
+            if weights != record.content_hash:
+                raise FailedPrecondition(
+                    f"weights changed since registration ({record.content_hash} -> {weights}); "
+                    "unregister and register it again"
+                )
+            record = dataclasses.replace(record, files_hash=digest)
+        if not record.compute_dtype:
+            record = dataclasses.replace(record, compute_dtype=dtype_name(entry.dtype))
+        return record, loading.load(entry.source, self.device, entry.dtype)
 
     def _fail(self, entry: _Entry, reason: str) -> None:
         entry.state, entry.reason, entry.loaded = FAILED, reason, None
-        self._update_gauge()
+        self._publish()
         log.warning("model %s FAILED: %s", entry.record.name, reason)
+
+    def _remove(self, entry: _Entry) -> asyncio.Future[Any]:
+        """Forget a registration: in memory now, in the store by the returned write."""
+        self._drop(entry)
+        del self._entries[entry.record.name]
+        self._publish()
+        return self._write(self.store.delete, entry.record.name)
 
     def _drop(self, entry: _Entry) -> None:
         if entry.task is not None and not entry.task.done():
             entry.task.cancel()
-        entry.loaded = None
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        if entry.loaded is not None:
+            entry.loaded = None
+            # Cycles in the module graph keep its tensors until a full collection, which takes
+            # long enough to stall the event loop: run it in a thread (a load in progress may
+            # still hold the weights; they go when its thread ends).
+            _in_thread(_release_memory, self.device)
 
-    def _update_gauge(self) -> None:
+    def _publish(self) -> None:
+        """Refresh what other threads read: the state gauge and the loaded-module snapshot."""
         for state in (LOADING, READY, FAILED):
             count = sum(1 for e in self._entries.values() if e.state == state)
             metrics.MODELS.labels(state).set(count)
+        self._modules = tuple(e.loaded.module for e in self._entries.values() if e.loaded)
 
     def _info(self, entry: _Entry) -> ModelInfo:
         model = entry.loaded
@@ -396,6 +464,42 @@ class ModelRegistry:
             load_seconds=entry.load_seconds,
             symbols=model.symbols if model else (),
         )
+
+
+def _in_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """`fn(*args)` in a daemon thread of its own, as a future of the running loop.
+
+    Not a pool: a call stuck in the OS (a file system that never answers) keeps only its own
+    thread, never the next load, and a daemon thread never holds up the process's exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # the awaiting task was cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        result, error = None, None
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=target, name="chunkscope-load", daemon=True).start()
+    return future
+
+
+def _release_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _guard_oom(fn: Callable[[LoadedModel], T], model: LoadedModel) -> T:

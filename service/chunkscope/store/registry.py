@@ -2,7 +2,7 @@
 
 Rows are written in a transaction with synchronous=FULL and WAL, so a crash (even kill -9) leaves
 the last committed state. Only what is needed to reload a model is stored: name, source, format,
-dtype and the content hash seen at registration.
+the dtype asked for and the one it resolved to, and the hashes seen at registration.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+# 2: compute_dtype (the dtype a registration resolved to) and files_hash (every model file).
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -26,6 +27,11 @@ CREATE TABLE IF NOT EXISTS models (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# Columns added after schema 1; existing rows get '' (= not known yet, filled in on restore).
+_ADDED_COLUMNS = ("compute_dtype", "files_hash")
+_COLUMNS = (
+    "name, source_path, format, dtype, content_hash, registered_at, compute_dtype, files_hash"
+)
 
 
 @dataclass(frozen=True)
@@ -34,8 +40,12 @@ class ModelRecord:
     source_path: str  # resolved absolute path
     format: str
     dtype: str  # as requested ("" = server default)
-    content_hash: str
+    content_hash: str  # the identity dictionaries are bound to
     registered_at: datetime
+    compute_dtype: str = ""  # what `dtype` resolved to at registration ("" in schema-1 rows)
+    # sha256 of every model file (weights, configs, tokenizer). Equal to content_hash for
+    # registrations since schema 2; "" in schema-1 rows, whose content_hash covers weights only.
+    files_hash: str = ""
 
 
 class RegistryStore:
@@ -48,23 +58,36 @@ class RegistryStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        with self._lock, self._db:
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has schema {row[0]}, newer than this chunkscope "
-                    f"({SCHEMA_VERSION})"
-                )
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # one transaction: a crash leaves v1 or v2
+            try:
+                self._migrate()
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema {row[0]}, newer than this chunkscope ({SCHEMA_VERSION})"
+            )
+        present = {r[1] for r in self._db.execute("PRAGMA table_info(models)")}
+        for column in _ADDED_COLUMNS:
+            if column not in present:
+                self._db.execute(f"ALTER TABLE models ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
 
     def put(self, record: ModelRecord) -> None:
         with self._lock, self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.name,
                     record.source_path,
@@ -72,6 +95,8 @@ class RegistryStore:
                     record.dtype,
                     record.content_hash,
                     record.registered_at.isoformat(),
+                    record.compute_dtype,
+                    record.files_hash,
                 ),
             )
 
@@ -81,9 +106,10 @@ class RegistryStore:
 
     def all(self) -> list[ModelRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM models ORDER BY name").fetchall()
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM models ORDER BY name").fetchall()
         return [
-            ModelRecord(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5])) for r in rows
+            ModelRecord(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), r[6], r[7])
+            for r in rows
         ]
 
     def close(self) -> None:
