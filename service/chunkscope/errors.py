@@ -7,6 +7,8 @@ a ChunkscopeError is a bug and becomes INTERNAL. Must not import torch or grpc.a
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -122,3 +124,27 @@ def check(violations: list[FieldViolation]) -> None:
     """Raise one InvalidArgument carrying every collected violation, if there are any."""
     if violations:
         raise InvalidArgument(violations)
+
+
+class Slots:
+    """At most `limit` of one kind of work at once (counted on the event loop); one more is
+    refused at once with RESOURCE_EXHAUSTED instead of queueing without bound."""
+
+    def __init__(self, limit: int, what: str, flag: str, reason: str) -> None:
+        self.limit, self.what, self.flag, self.reason = limit, what, flag, reason
+        self.used = 0
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[None]:
+        if self.used >= self.limit:
+            raise ResourceExhausted(
+                f"{self.used} {self.what} are running ({self.flag} {self.limit}); "
+                "retry when one has finished",
+                reason=self.reason,
+                metadata={"limit": str(self.limit)},
+            )
+        self.used += 1
+        try:
+            yield
+        finally:
+            self.used -= 1

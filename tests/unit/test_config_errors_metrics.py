@@ -18,6 +18,7 @@ from chunkscope.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    Slots,
     status_code,
 )
 
@@ -102,3 +103,17 @@ def test_code_labels_are_go_grpc_middleware_names(code: grpc.StatusCode) -> None
 
 def test_handling_buckets_reach_minutes() -> None:
     assert max(metrics.HANDLING_BUCKETS) >= 600
+
+
+def test_slots_refuse_one_past_the_limit_at_once_and_free_theirs_on_any_exit() -> None:
+    jobs = Slots(1, "extraction jobs", "--max-extraction-jobs", "TOO_MANY_EXTRACTIONS")
+    with jobs.take():
+        with pytest.raises(ResourceExhausted) as err, jobs.take():
+            pass
+        assert err.value.reason == "TOO_MANY_EXTRACTIONS"
+        assert err.value.message.startswith(
+            "1 extraction jobs are running (--max-extraction-jobs 1)"
+        )
+    with pytest.raises(RuntimeError), jobs.take():
+        raise RuntimeError("the job failed")
+    assert jobs.used == 0

@@ -21,7 +21,13 @@ from chunkscope.corpus import Inputs, read_corpus_file
 from chunkscope.engine import methods
 from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import ExtractionSpec, Extractor, Progress
-from chunkscope.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
+from chunkscope.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+    Slots,
+)
 from chunkscope.store.dictionaries import ArchiveSpool, DictionaryStore
 from chunkscope_client.v1 import common_pb2, dictionaries_pb2, dictionaries_pb2_grpc
 
@@ -258,28 +264,23 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
         self.store = store
         self.detectors = detectors
         self.settings = settings
-        self.jobs = 0
-        self.imports = 0
+        self.jobs = Slots(
+            settings.max_extraction_jobs, "extraction jobs", "--max-extraction-jobs",
+            "TOO_MANY_EXTRACTIONS",
+        )  # fmt: skip
+        self.imports = Slots(
+            settings.max_concurrent_imports, "imports", "--max-concurrent-imports",
+            "TOO_MANY_IMPORTS",
+        )  # fmt: skip
 
     async def ExtractDictionary(
         self, request: pb.ExtractDictionaryRequest, context: Any
     ) -> AsyncIterator[pb.ExtractDictionaryResponse]:
         # A corpus file may be 256 MiB to read and parse: not on the event loop.
         spec = await asyncio.to_thread(spec_from_request, request, self.settings)
-        limit = self.settings.max_extraction_jobs
-        if self.jobs >= limit:
-            raise ResourceExhausted(
-                f"{self.jobs} extraction jobs are running (--max-extraction-jobs {limit}); "
-                "retry when one has finished",
-                reason="TOO_MANY_EXTRACTIONS",
-                metadata={"limit": str(limit)},
-            )
-        self.jobs += 1
-        try:
+        with self.jobs.take():
             async for event in self._extract(spec):
                 yield event
-        finally:
-            self.jobs -= 1
 
     async def _extract(self, spec: ExtractionSpec) -> AsyncIterator[pb.ExtractDictionaryResponse]:
         started = asyncio.get_running_loop().time()
@@ -344,24 +345,13 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
     async def ImportDictionary(
         self, request_iterator: AsyncIterator[pb.ImportDictionaryRequest], context: Any
     ) -> pb.ImportDictionaryResponse:
-        limit = self.settings.max_concurrent_imports
-        if self.imports >= limit:
-            raise ResourceExhausted(
-                f"{self.imports} imports are running (--max-concurrent-imports {limit}); "
-                "retry when one has finished",
-                reason="TOO_MANY_IMPORTS",
-                metadata={"limit": str(limit)},
-            )
-        self.imports += 1
-        try:
+        with self.imports.take():
             spool = self.store.spool()
             try:
                 expected = await self._receive(request_iterator, spool)
                 manifest = await asyncio.to_thread(self._import, spool, expected)
             finally:
                 spool.discard()  # the stored copy is its own; the upload goes in any case
-        finally:
-            self.imports -= 1
         return pb.ImportDictionaryResponse(dictionary=dictionary_to_proto(manifest, entries=False))
 
     async def _receive(
