@@ -29,7 +29,7 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+// Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
 // Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
 // two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
 // BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -123,7 +123,7 @@ func (c *analysisServiceClient) OptimizeNeuronLayout(ctx context.Context, in *Op
 // All implementations must embed UnimplementedAnalysisServiceServer
 // for forward compatibility.
 //
-// Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+// Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
 // Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
 // two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
 // BIMT connection cost of a network with the function-preserving neuron swaps that lower it.

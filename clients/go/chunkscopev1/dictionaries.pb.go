@@ -618,7 +618,7 @@ func (x *ConceptWords) GetWords() []string {
 	return nil
 }
 
-// Population Averaging: one entry per labelled concept (METHODS.md section 1).
+// Population Averaging: one entry per labelled concept (docs/METHODS.md section 1).
 type PopulationAveragingParams struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Concepts by words. Either this or spans (or both, for different concepts).
@@ -736,7 +736,7 @@ func (x *PopulationAveragingParams) GetTaus() []float64 {
 	return nil
 }
 
-// Discrete Sequence Chunking for small recurrent networks (METHODS.md section 2).
+// Discrete Sequence Chunking for small recurrent networks (docs/METHODS.md section 2).
 type DiscreteSequenceChunkingParams struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// k-means bins per neuron. 0 means 5.

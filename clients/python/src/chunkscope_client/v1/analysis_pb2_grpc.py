@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class AnalysisServiceStub:
-    """Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+    """Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
     Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
     two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
     BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -66,7 +66,7 @@ class AnalysisServiceStub:
 
 
 class AnalysisServiceServicer:
-    """Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+    """Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
     Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
     two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
     BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -141,7 +141,7 @@ def add_AnalysisServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AnalysisService:
-    """Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+    """Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
     Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
     two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
     BIMT connection cost of a network with the function-preserving neuron swaps that lower it.

@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AnalysisServiceStub:
-    """Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+    """Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
     Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
     two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
     BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -60,7 +60,7 @@ class AnalysisServiceStub:
 
 @_typing.type_check_only
 class AnalysisServiceAsyncStub(AnalysisServiceStub):
-    """Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+    """Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
     Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
     two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
     BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -89,7 +89,7 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     """
 
 class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+    """Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
     Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
     two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
     BIMT connection cost of a network with the function-preserving neuron swaps that lower it.

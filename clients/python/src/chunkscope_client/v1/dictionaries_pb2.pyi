@@ -305,7 +305,7 @@ Global___ConceptWords: _TypeAlias = ConceptWords  # noqa: Y015
 
 @_typing.final
 class PopulationAveragingParams(_message.Message):
-    """Population Averaging: one entry per labelled concept (METHODS.md section 1)."""
+    """Population Averaging: one entry per labelled concept (docs/METHODS.md section 1)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -365,7 +365,7 @@ Global___PopulationAveragingParams: _TypeAlias = PopulationAveragingParams  # no
 
 @_typing.final
 class DiscreteSequenceChunkingParams(_message.Message):
-    """Discrete Sequence Chunking for small recurrent networks (METHODS.md section 2)."""
+    """Discrete Sequence Chunking for small recurrent networks (docs/METHODS.md section 2)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

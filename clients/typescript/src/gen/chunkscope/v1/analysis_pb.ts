@@ -1609,7 +1609,7 @@ export const AnalysisPhaseSchema: GenEnum<AnalysisPhase> = /*@__PURE__*/
   enumDesc(file_chunkscope_v1_analysis, 6);
 
 /**
- * Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+ * Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
  * Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
  * two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
  * BIMT connection cost of a network with the function-preserving neuron swaps that lower it.

@@ -197,7 +197,7 @@ export const ConceptWordsSchema: GenMessage<ConceptWords> = /*@__PURE__*/
   messageDesc(file_chunkscope_v1_dictionaries, 5);
 
 /**
- * Population Averaging: one entry per labelled concept (METHODS.md section 1).
+ * Population Averaging: one entry per labelled concept (docs/METHODS.md section 1).
  *
  * @generated from message chunkscope.v1.PopulationAveragingParams
  */
@@ -274,7 +274,7 @@ export const PopulationAveragingParamsSchema: GenMessage<PopulationAveragingPara
   messageDesc(file_chunkscope_v1_dictionaries, 6);
 
 /**
- * Discrete Sequence Chunking for small recurrent networks (METHODS.md section 2).
+ * Discrete Sequence Chunking for small recurrent networks (docs/METHODS.md section 2).
  *
  * @generated from message chunkscope.v1.DiscreteSequenceChunkingParams
  */

@@ -4,7 +4,7 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
 
 /**
  * <pre>
- * Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+ * Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
  * Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
  * two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
  * BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -207,7 +207,7 @@ public final class AnalysisServiceGrpc {
 
   /**
    * <pre>
-   * Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+   * Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
    * Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
    * two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
    * BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -267,7 +267,7 @@ public final class AnalysisServiceGrpc {
   /**
    * Base class for the server implementation of the service AnalysisService.
    * <pre>
-   * Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+   * Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
    * Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
    * two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
    * BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -288,7 +288,7 @@ public final class AnalysisServiceGrpc {
   /**
    * A stub to allow clients to do asynchronous rpc calls to service AnalysisService.
    * <pre>
-   * Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+   * Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
    * Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
    * two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
    * BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -363,7 +363,7 @@ public final class AnalysisServiceGrpc {
   /**
    * A stub to allow clients to do synchronous rpc calls to service AnalysisService.
    * <pre>
-   * Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+   * Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
    * Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
    * two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
    * BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -438,7 +438,7 @@ public final class AnalysisServiceGrpc {
   /**
    * A stub to allow clients to do limited synchronous rpc calls to service AnalysisService.
    * <pre>
-   * Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+   * Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
    * Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
    * two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
    * BIMT connection cost of a network with the function-preserving neuron swaps that lower it.
@@ -511,7 +511,7 @@ public final class AnalysisServiceGrpc {
   /**
    * A stub to allow clients to do ListenableFuture-style rpc calls to service AnalysisService.
    * <pre>
-   * Compares representations rather than chunking them (METHODS.md section 6): linear CKA,
+   * Compares representations rather than chunking them (docs/METHODS.md section 6): linear CKA,
    * Procrustes shape distance, Gromov-Wasserstein distance and Dynamical Similarity Analysis between
    * two sets of hidden states; layer-by-layer similarity maps with groups of similar layers; and the
    * BIMT connection cost of a network with the function-preserving neuron swaps that lower it.

@@ -7,7 +7,7 @@ package dev.chunkscope.v1;
 
 /**
  * <pre>
- * Discrete Sequence Chunking for small recurrent networks (METHODS.md section 2).
+ * Discrete Sequence Chunking for small recurrent networks (docs/METHODS.md section 2).
  * </pre>
  *
  * Protobuf type {@code chunkscope.v1.DiscreteSequenceChunkingParams}
@@ -354,7 +354,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Discrete Sequence Chunking for small recurrent networks (METHODS.md section 2).
+   * Discrete Sequence Chunking for small recurrent networks (docs/METHODS.md section 2).
    * </pre>
    *
    * Protobuf type {@code chunkscope.v1.DiscreteSequenceChunkingParams}

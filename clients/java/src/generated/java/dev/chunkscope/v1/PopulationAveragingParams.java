@@ -7,7 +7,7 @@ package dev.chunkscope.v1;
 
 /**
  * <pre>
- * Population Averaging: one entry per labelled concept (METHODS.md section 1).
+ * Population Averaging: one entry per labelled concept (docs/METHODS.md section 1).
  * </pre>
  *
  * Protobuf type {@code chunkscope.v1.PopulationAveragingParams}
@@ -583,7 +583,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Population Averaging: one entry per labelled concept (METHODS.md section 1).
+   * Population Averaging: one entry per labelled concept (docs/METHODS.md section 1).
    * </pre>
    *
    * Protobuf type {@code chunkscope.v1.PopulationAveragingParams}
