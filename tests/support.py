@@ -6,6 +6,8 @@ registered through the same loading path as production models.
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +99,20 @@ def start_server(data_dir: Path, model_root: Path, *extra: str, port: int = 0) -
     )  # fmt: skip
     STARTED.append(server)
     return server
+
+
+def archive_members(archive: bytes) -> dict[str, bytes]:
+    """The files of an exported dictionary archive, by name."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        return {i.name: tar.extractfile(i).read() for i in tar}  # type: ignore[union-attr]
+
+
+def archive_of(members: dict[str, bytes]) -> bytes:
+    """A tar of `members` (name -> bytes), as ExportDictionary would stream it."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()

@@ -134,15 +134,20 @@ def test_progress_is_streamed_before_the_result(cs: Client) -> None:
     assert kinds[-1] == "result" and "progress" in kinds[:-1]
 
 
-def test_captured_states_of_a_registered_rnn(cs: Client) -> None:
+def _rnn_states(model: str) -> pb.StateSet:
+    """rnn.hidden of `model` over 4 sequences of 30 symbols."""
     seqs = dpb.Corpus(
         sequences=dpb.SequenceList(
             sequences=[dpb.SymbolSequence(symbols=list("ABCDEEABCD" * 3)) for _ in range(4)]
         )
     )
-    captured = pb.StateSet(
-        captured=pb.CapturedStates(model={"name": "an-rnn"}, hook_point="rnn.hidden", inputs=seqs)
+    return pb.StateSet(
+        captured=pb.CapturedStates(model={"name": model}, hook_point="rnn.hidden", inputs=seqs)
     )
+
+
+def test_captured_states_of_a_registered_rnn(cs: Client) -> None:
+    captured = _rnn_states("an-rnn")
     request = pb.CompareRepresentationsRequest(
         a=captured,
         b=captured,
@@ -330,14 +335,7 @@ def test_the_capture_limit_counts_the_float64_states_it_holds(tmp_path, model_ro
     5,760), so a limit of 8,000 refuses the capture and one of 12,000 admits it."""
     from support import start_server
 
-    seqs = dpb.Corpus(
-        sequences=dpb.SequenceList(
-            sequences=[dpb.SymbolSequence(symbols=list("ABCDEEABCD" * 3)) for _ in range(4)]
-        )
-    )
-    captured = pb.StateSet(
-        captured=pb.CapturedStates(model={"name": "rnn"}, hook_point="rnn.hidden", inputs=seqs)
-    )
+    captured = _rnn_states("rnn")
     request = pb.CompareRepresentationsRequest(
         a=captured, b=captured, measures=[M.MEASURE_LINEAR_CKA]
     )

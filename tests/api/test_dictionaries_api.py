@@ -159,26 +159,16 @@ def test_list_export_delete_import_round_trip(models: Client) -> None:
 
 
 def test_tampered_archives_are_refused(models: Client) -> None:
-    import io
-    import tarfile
+    from support import archive_members, archive_of
 
     [d, _] = models.extract_dictionary(_pa_request())
     archive = models.export_dictionary(d.id)
     models.delete_dictionary(d.id)
 
     def rebuilt(change) -> bytes:  # type: ignore[no-untyped-def]
-        members = {}
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            for info in tar:
-                members[info.name] = tar.extractfile(info).read()  # type: ignore[union-attr]
+        members = archive_members(archive)
         change(members)
-        out = io.BytesIO()
-        with tarfile.open(fileobj=out, mode="w") as tar:
-            for name, data in members.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        return out.getvalue()
+        return archive_of(members)
 
     def flip_tensor_byte(m: dict[str, bytes]) -> None:
         blob = bytearray(m["chunks.safetensors"])

@@ -9,9 +9,7 @@ as it was.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,34 +25,20 @@ from chunkscope.errors import AlreadyExists
 from chunkscope.store.dictionaries import DictionaryStore, new_id
 from chunkscope_client.v1 import dictionaries_pb2 as pb
 from chunkscope_client.v1 import dictionaries_pb2_grpc as pbg
+from support import archive_members, archive_of
 
 TIMEOUT = 60
 
 
-def _members(archive: bytes) -> dict[str, bytes]:
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-        return {i.name: tar.extractfile(i).read() for i in tar}  # type: ignore[union-attr]
-
-
-def _tar(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
-
-
 def _with_manifest(archive: bytes, text: bytes) -> bytes:
-    members = _members(archive)
+    members = archive_members(archive)
     members["manifest.json"] = text
-    return _tar(members)
+    return archive_of(members)
 
 
 def _edited(archive: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
     """The archive under a new id with one manifest edit (so ALREADY_EXISTS cannot mask it)."""
-    manifest = json.loads(_members(archive)["manifest.json"])
+    manifest = json.loads(archive_members(archive)["manifest.json"])
     manifest["id"] = new_id()
     edit(manifest)
     return _with_manifest(archive, json.dumps(manifest).encode())
@@ -135,7 +119,7 @@ def test_hostile_manifests_are_refused_as_invalid_dictionaries(
 
 def test_concurrent_imports_of_one_new_id_store_it_once(fuzz_env: FuzzEnv) -> None:
     data = _edited(fuzz_env.archive, lambda m: None)
-    new = json.loads(_members(data)["manifest.json"])["id"]
+    new = json.loads(archive_members(data)["manifest.json"])["id"]
     before = _stored(fuzz_env)
     with ThreadPoolExecutor(8) as pool:
         codes = [c for c, _ in pool.map(lambda _: _import(fuzz_env, data), range(8))]
