@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +32,7 @@ from torch import nn
 from chunkscope import metrics
 from chunkscope.config import Settings
 from chunkscope.engine import loading
+from chunkscope.engine.capture import CapturedBatch, Segment, capture_batch
 from chunkscope.engine.device import DTYPES, dtype_name, resolve_device, resolve_dtype
 from chunkscope.engine.hooks import hook_count
 from chunkscope.engine.loading import LoadedModel, ModelSource
@@ -310,6 +311,21 @@ class ModelRegistry:
         finally:
             self._pending -= 1
             metrics.QUEUE_DEPTH.set(self._pending)
+
+    async def capture(
+        self,
+        name: str,
+        batch: Sequence[Segment],
+        hook_points: Sequence[str],
+        max_tokens: int,
+        expected_hash: str = "",
+    ) -> CapturedBatch:
+        """Hidden states of `batch` at `hook_points` (real tokens only), from the device."""
+
+        def run(model: LoadedModel) -> CapturedBatch:
+            return capture_batch(model, batch, hook_points, max_tokens)
+
+        return await self.run(name, run, expected_hash)
 
     def hooks_installed(self) -> int:
         """chunkscope hooks left on the loaded models (called from the metrics scrape's thread).
