@@ -113,8 +113,22 @@ class Settings:
     max_queue_depth: int = field(
         default=64,
         metadata={
-            "help": "requests waiting for a device's compute thread before new ones are "
-            "refused (admission control)"
+            "help": "work items (requests) queued or running on a device's scheduler before "
+            "new ones are refused (admission control)"
+        },
+    )
+    max_batch_tokens: int = field(
+        default=2048,
+        metadata={
+            "help": "padded tokens (rows x longest row) one coalesced forward may hold; rows of "
+            "concurrent forward-only requests share a forward up to this"
+        },
+    )
+    max_batch_delay_ms: float = field(
+        default=2.0,
+        metadata={
+            "help": "how long a forward-only request alone on an idle device waits for others "
+            "to share its forward (0: never wait)"
         },
     )
     max_concurrent_streams: int = field(
@@ -260,6 +274,7 @@ def _validate(s: Settings) -> None:
         "max_import_bytes",
         "max_concurrent_imports",
         "max_queue_depth",
+        "max_batch_tokens",
         "max_concurrent_streams",
     ):
         if getattr(s, name) <= 0:
@@ -274,6 +289,8 @@ def _validate(s: Settings) -> None:
         path = getattr(s, name)
         if path and not Path(path).is_file():
             problems.append(f"{name}={path!r} is not a readable file")
+    if not 0 <= s.max_batch_delay_ms <= 1000:
+        problems.append("max_batch_delay_ms must be in 0..1000")
     if s.grace_seconds < 0:
         problems.append("grace_seconds must be >= 0")
     if s.restore_wait_seconds < 0:

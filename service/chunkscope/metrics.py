@@ -74,7 +74,30 @@ DECODE_STEPS = Counter(
     "generation shows when it stopped).",
 )
 QUEUE_DEPTH = Gauge(
-    "chunkscope_device_queue_depth", "Requests running or waiting for a device's compute thread."
+    "chunkscope_device_queue_depth", "Work items running or queued on a device's scheduler."
+)
+_BATCH_KINDS = ("kind",)  # capture, logits (forward batches)
+BATCH_ROWS = Histogram(
+    "chunkscope_batch_rows",
+    "Rows in one coalesced forward batch, by kind of work.",
+    _BATCH_KINDS,
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+BATCH_TOKENS = Histogram(
+    "chunkscope_batch_tokens",
+    "Padded tokens (rows x longest row) in one coalesced forward batch, by kind of work.",
+    _BATCH_KINDS,
+    buckets=(16, 64, 256, 1024, 2048, 4096, 8192, 16384, 65536),
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "chunkscope_queue_wait_seconds",
+    "Time a work item waited on its device before its first forward, by kind "
+    "(capture, logits, generate).",
+    ("kind",),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+ROWS_IN_FLIGHT = Gauge(
+    "chunkscope_rows_in_flight", "Generate rows (arms) decoding on a device right now."
 )
 # Reasons are the constants the server's ResourceExhausted errors carry: a bounded set.
 REJECTED = Counter(

@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
+from chunkscope.engine.serving import DETECT_CHUNK
 from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import common_pb2
 from chunkscope_client.v1 import detection_pb2 as dp
@@ -306,9 +307,10 @@ def test_match_seconds_are_observed_per_dictionary_and_batch(
     count = f'chunkscope_detection_match_seconds_count{{dictionary="{pa}"}}'
     total = f'chunkscope_detection_match_seconds_sum{{dictionary="{pa}"}}'
     before = _metric(server, count), _metric(server, total)
-    reply = _detect(c, pa, *TRAIN[:9])  # two batches of at most 8 inputs
+    inputs = (TRAIN * 3)[: DETECT_CHUNK + 1]  # two chunks: DETECT_CHUNK inputs, then one
+    reply = _detect(c, pa, *inputs)
     after = _metric(server, count), _metric(server, total)
-    assert after[0] - before[0] == 2  # one observation per batch the dictionary matched
+    assert after[0] - before[0] == 2  # one observation per chunk the dictionary matched
     # Matching happens inside the forward span that forward_ns measures, so it cannot exceed it.
     assert 0 < after[1] - before[1] <= reply.forward_ns / 1e9
 

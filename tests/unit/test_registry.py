@@ -10,14 +10,15 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from chunkscope.config import Settings
 from chunkscope.engine import loading
+from chunkscope.engine.capture import Segment
 from chunkscope.engine.device import DeviceUnavailable
-from chunkscope.engine.hooks import capture, hook_count
-from chunkscope.engine.loading import LoadedModel
+from chunkscope.engine.hooks import hook_count
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.errors import (
     AlreadyExists,
@@ -39,22 +40,18 @@ def test_concurrent_requests_get_their_own_activations_and_leave_no_hooks(
     tmp_path: Path, model_root: Path
 ) -> None:
     texts = [f"the cat number {i} sat on the mat" + " again" * i for i in range(8)]
+    point = "blocks.1.resid_post"
 
-    def resid(text: str):
-        def run(model: LoadedModel) -> torch.Tensor:
-            ids = model.tokenizer(text, return_tensors="pt").input_ids
-            site = {"blocks.1.resid_post": model.adapter.resolve("blocks.1.resid_post")}
-            with torch.inference_mode(), capture(model.module, site) as rec:
-                model.module(ids)
-            return rec["blocks.1.resid_post"][0]
-
-        return run
-
-    async def scenario() -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
-        registry = ModelRegistry(_settings(tmp_path, model_root))
+    async def scenario() -> tuple[list[np.ndarray], list[np.ndarray], int]:
+        registry = ModelRegistry(_settings(tmp_path, model_root, max_batch_delay_ms=200))
         await registry.register("lm", "tiny-llama", "", "", wait=True)
-        alone = [await registry.run("lm", resid(t)) for t in texts]
-        together = await asyncio.gather(*(registry.run("lm", resid(t)) for t in texts))
+
+        async def resid(text: str) -> np.ndarray:
+            got = await registry.capture("lm", [Segment(0, 0, text)], [point], 128)
+            return got.states[point]
+
+        alone = [await resid(t) for t in texts]
+        together = await asyncio.gather(*(resid(t) for t in texts))
         leaks = hook_count(registry.ready("lm").module)
         await registry.close()
         return alone, list(together), leaks
@@ -62,7 +59,9 @@ def test_concurrent_requests_get_their_own_activations_and_leave_no_hooks(
     alone, together, leaks = asyncio.run(scenario())
     assert leaks == 0
     for a, b in zip(alone, together, strict=True):
-        assert torch.equal(a, b)
+        # Shared, padded forwards sum in another order: within float32 rounding of the solo run
+        # (tests/unit/test_scheduler.py derives the bound).
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * float(np.abs(a).max()))
     assert alone[0].shape != alone[-1].shape  # different inputs really did differ
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from chunkscope.engine import loading
+from chunkscope.engine import decoding, loading
 from chunkscope.engine import steering as st
 from chunkscope.engine.hooks import hook_count
 
@@ -56,10 +56,10 @@ def test_prompt_positions_apply_in_prefill_and_generated_ones_while_decoding(
     action = st.Action("blocks.0.resid_post", "add", direction, alpha=3.0, prompt_positions=(1,),
                        generated=True)  # fmt: skip
     steering = st.Steering([action], prompt_length=4, recurrent=False)
-    seen: list[st.Step] = []
+    seen: list[decoding.Step] = []
     sampling = st.Sampling(5, 0.0, 0.0, 0, 0, False)
-    ids = torch.tensor([[5, 6, 7, 8]])
-    tokens = st.generate(model, ids, steering, sampling, [], [], seen.append, threading.Event())
+    ids = torch.tensor([5, 6, 7, 8])
+    tokens = decoding.generate_alone(model, ids, steering, sampling, emit=seen.append)
     assert len(tokens) == 5 and [s.step for s in seen] == [0, 1, 2, 3, 4]
     assert steering.applied == {"add": 1 + 5}  # one prompt position, then each new token
     assert hook_count(model.module) == 0
@@ -71,14 +71,23 @@ def test_hooks_are_removed_when_generation_is_cancelled(model_root: Path) -> Non
     cancel = threading.Event()
     action = st.Action("rnn.hidden", "add", np.ones(12, np.float32), alpha=1.0, generated=True)
     steering = st.Steering([action], prompt_length=3, recurrent=True)
+    outcome: list[tuple[list[int], BaseException | None]] = []
 
-    def emit(step: st.Step) -> None:
+    def emit(step: decoding.Step) -> None:
         if step.step == 2:
             cancel.set()
 
-    with pytest.raises(st.Cancelled):
-        sampling = st.Sampling(50, 1.0, 0.9, 0, 3, False)
-        st.generate(model, torch.tensor([[0, 1, 2]]), steering, sampling, [], [], emit, cancel)
+    row = decoding.Row(
+        prompt=torch.tensor([[0, 1, 2]]), steering=steering,
+        sampling=st.Sampling(50, 1.0, 0.9, 0, 3, False), rules=[], detect_points=frozenset(),
+        emit=emit, finish=lambda tokens, error: outcome.append((tokens, error)), cancel=cancel,
+    )  # fmt: skip
+    group = decoding.Group(model)
+    group.join(row)
+    while group.rows:
+        group.step()
+    [(tokens, error)] = outcome
+    assert isinstance(error, decoding.Cancelled) and len(tokens) == 3  # left at the next step
     assert hook_count(model.module) == 0
     assert steering.applied == {"add": 3}
 

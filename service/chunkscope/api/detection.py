@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,17 +9,17 @@ from typing import Any
 import numpy as np
 
 from chunkscope import metrics
-from chunkscope.engine import tokens
+from chunkscope.engine import serving, tokens
 from chunkscope.engine.capture import Segment, decode_token, token_count
 from chunkscope.engine.chunks import DetectorCache
-from chunkscope.engine.detection import Detector, InputDetection, detect_batch
+from chunkscope.engine.detection import Detector, InputDetection
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import detection_pb2 as pb
 from chunkscope_client.v1 import detection_pb2_grpc
 
-MAX_INPUTS, MAX_DICTIONARIES, BATCH = 256, 16, 8
+MAX_INPUTS, MAX_DICTIONARIES = 256, 16
 MAX_TOKENS = 1 << 16
 
 
@@ -211,16 +210,9 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
     ) -> tuple[list[InputDetection], int]:
         if not self._truncate_at(p) and not p.model.is_recurrent:  # counted in segment_of if so
             await tokens.off_loop(self._check_tokens, p, segments, fields, fix)
-        started = time.perf_counter_ns()
-        found: list[InputDetection] = []
-        for i in range(0, len(segments), BATCH):
-            batch = segments[i : i + BATCH]
-
-            def run(model: LoadedModel, batch: list[Segment] = batch) -> list[InputDetection]:
-                return detect_batch(model, p.detectors, batch, p.max_tokens)
-
-            found += await self.registry.run(p.model_name, run, p.content_hash)
-        return found, time.perf_counter_ns() - started
+        return await serving.detect(
+            self.registry, p.model_name, p.content_hash, p.detectors, segments, p.max_tokens
+        )
 
     async def Detect(self, request: pb.DetectRequest, context: Any) -> pb.DetectResponse:
         if not request.HasField("config"):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,13 +11,12 @@ import numpy as np
 from chunkscope import metrics
 from chunkscope.api import tensors
 from chunkscope.api.detection import Limits, segment_of
+from chunkscope.engine import serving, tokens
 from chunkscope.engine import steering as st
-from chunkscope.engine import tokens
 from chunkscope.engine.capture import decode_token
 from chunkscope.engine.chunks import DetectorCache, InterventionSpec, resolve
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
-from chunkscope.engine.relay import relay
 from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import perturbation_pb2 as pb
 from chunkscope_client.v1 import perturbation_pb2_grpc
@@ -127,7 +124,7 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
                 model_ref.name,
                 content_hash,
                 self.cache,
-                int(ids.shape[1]),
+                int(ids.shape[0]),
             )
             for i, iv in enumerate(interventions)
         ]
@@ -146,10 +143,9 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             raise InvalidArgument.field("top_k", f"must be in 0..{MAX_TOP_K} (0 = 10)")
         top_k = request.top_k or 10
 
-        def run(m: LoadedModel) -> st.PerturbResult:
-            return st.perturb(m, ids, actions, targets, top_k)
-
-        result = await self.registry.run(name, run, content_hash)
+        result = await serving.perturb(
+            self.registry, name, content_hash, ids, actions, targets, top_k
+        )
         for mode, count in result.applied.items():
             metrics.INTERVENTIONS.labels(mode).inc(count)
 
@@ -183,9 +179,9 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             request.model, request.prompt, "prompt", request.interventions
         )
         sampling = self._sampling(request.sampling)
-        if int(ids.shape[1]) + sampling.max_new_tokens > self.max_input_tokens:
+        if int(ids.shape[0]) + sampling.max_new_tokens > self.max_input_tokens:
             raise ResourceExhausted(
-                f"prompt ({int(ids.shape[1])} tokens) plus sampling.max_new_tokens "
+                f"prompt ({int(ids.shape[0])} tokens) plus sampling.max_new_tokens "
                 f"({sampling.max_new_tokens}) exceeds this server's {self.max_input_tokens} "
                 "(--max-input-tokens)",
                 reason="INPUT_TOO_LONG",
@@ -195,57 +191,42 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             for i, d in enumerate(request.detect_dictionary_ids)
         ]
         rules = [self._rule(r, i, model, name, content_hash) for i, r in enumerate(request.rules)]
-        arms = [(pb.ARM_PERTURBED, actions, rules)]
+        arms = [serving.Arm(actions, rules)]
         if request.control:
-            arms.append((pb.ARM_CONTROL, [], []))
-        for arm, arm_actions, arm_rules in arms:
-            async for message in self._arm(name, content_hash, ids, arm, arm_actions, arm_rules,
-                                           sampling, detectors):  # fmt: skip
-                yield message
-
-    async def _arm(
-        self, name: str, content_hash: str, ids: Any, arm: Any,
-        actions: list[st.Action], rules: list[st.Rule], sampling: st.Sampling,
-        detectors: list[Any],
-    ) -> AsyncIterator[pb.GenerateResponse]:  # fmt: skip
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[st.Step] = asyncio.Queue()
-        cancel = threading.Event()
-        steering = st.Steering(list(actions), int(ids.shape[1]), False)
-
-        def run(m: LoadedModel) -> list[int]:
-            steering.recurrent = m.is_recurrent
-
-            def emit(step: st.Step) -> None:
-                loop.call_soon_threadsafe(queue.put_nowait, step)
-
-            return st.generate(m, ids, steering, sampling, detectors, rules, emit, cancel)
-
-        future = asyncio.ensure_future(self.registry.run(name, run, content_hash))
-        arm_label = "perturbed" if arm == pb.ARM_PERTURBED else "control"
-        model = self.registry.ready(name)
-        try:
-            async for step in relay(queue, future):
-                metrics.GENERATED_TOKENS.labels(arm_label).inc()
-                yield pb.GenerateResponse(
-                    arm=arm, step=step.step, token=step.token, token_id=step.token_id,
+            arms.append(serving.Arm([], []))
+        # The arms decode side by side; the stream keeps the perturbed arm's messages first and
+        # the control arm's after it (held until the perturbed arm is done).
+        labels = [(pb.ARM_PERTURBED, "perturbed"), (pb.ARM_CONTROL, "control")]
+        held: list[pb.GenerateResponse] = []
+        first_done = False
+        async for event in serving.generate(self.registry, name, content_hash, ids, arms,
+                                            sampling, detectors):  # fmt: skip
+            arm, label = labels[event.arm]
+            if isinstance(event, serving.Token):
+                metrics.GENERATED_TOKENS.labels(label).inc()
+                message = pb.GenerateResponse(
+                    arm=arm, step=event.step, token=event.token, token_id=event.token_id,
                     matches=[ChunkMatch(dictionary_id=d.id, entry_id=k, label=d.labels[k],
                                         score=score, threshold=float(d.thresholds[k]))
-                             for d, k, score in step.matches],
-                    rule_events=[pb.RuleEvent(rule_index=i, step=step.step, action=a)
-                                 for i, a in step.rule_events],
+                             for d, k, score in event.matches],
+                    rule_events=[pb.RuleEvent(rule_index=i, step=event.step, action=a)
+                                 for i, a in event.rule_events],
                 )  # fmt: skip
-            new_tokens = await future
-        finally:
-            cancel.set()
-        for mode, count in steering.applied.items():
-            metrics.INTERVENTIONS.labels(mode).inc(count)
-        text = (
-            " ".join(model.symbols[t] for t in new_tokens)
-            if model.is_recurrent
-            else str(model.tokenizer.decode(new_tokens, skip_special_tokens=True))
-        )
-        yield pb.GenerateResponse(arm=arm, step=len(new_tokens), text=text, done=True)
+            else:
+                for mode, count in event.applied.items():
+                    metrics.INTERVENTIONS.labels(mode).inc(count)
+                message = pb.GenerateResponse(
+                    arm=arm, step=len(event.new_tokens), text=event.text, done=True
+                )
+            if event.arm == 0 or first_done:
+                yield message
+            else:
+                held.append(message)
+            if event.arm == 0 and isinstance(event, serving.Finished):
+                first_done = True
+                for message in held:
+                    yield message
+                held.clear()
 
     def _sampling(self, s: pb.SamplingParams) -> st.Sampling:
         violations = []

@@ -7,6 +7,7 @@ positions never reach a statistic). Memory is the batch's activations plus what 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import torch
 
 from chunkscope.chunking.labels import split_sentences
 from chunkscope.corpus import Inputs
-from chunkscope.engine.hooks import capture
+from chunkscope.engine.hooks import StopForward, capture
 from chunkscope.engine.loading import LoadedModel
 
 
@@ -102,53 +103,113 @@ class CapturedBatch:
     token_ids: list[np.ndarray]
 
 
-@torch.inference_mode()
-def capture_batch(
-    model: LoadedModel, batch: Sequence[Segment], hook_points: Sequence[str], max_tokens: int
-) -> CapturedBatch:
-    """Run one batch with capture hooks; keep real-token rows only. Runs on the compute thread."""
-    sites = {name: model.adapter.resolve(name) for name in hook_points}
+@dataclass(frozen=True)
+class Encoded:
+    """One segment as the model reads it: token ids (CPU) and each token's span in its text."""
+
+    segment: Segment
+    ids: torch.Tensor  # int64 [T]
+    offsets: list[tuple[int, int]]  # empty for symbol sequences
+
+
+def encode(model: LoadedModel, batch: Sequence[Segment], max_tokens: int) -> list[Encoded]:
+    """Tokenize segments (truncated to `max_tokens`). Host work: never on the device thread."""
     if model.is_recurrent:
-        module = model.module
-        encoded = [module.encode(list(seg.symbols))[:max_tokens] for seg in batch]  # type: ignore[operator]
-        lengths = [int(e.shape[0]) for e in encoded]
-        tokens = torch.zeros((len(batch), max(lengths)), dtype=torch.long)
-        for i, e in enumerate(encoded):
-            tokens[i, : lengths[i]] = e
-        with capture(module, sites) as recorded:
-            module(tokens.to(model.device))
-        stacked = {name: torch.stack(recorded[name], dim=1) for name in hook_points}
-        offsets: list[list[tuple[int, int]]] = [[] for _ in batch]
-        ids = [e.numpy() for e in encoded]
-    else:
-        enc = model.tokenize(
-            [seg.text for seg in batch],
-            padding=True,
-            truncation=True,
-            max_length=max_tokens,
-            return_offsets_mapping=True,
-            return_tensors="pt",
-            padding_side="right",
-        )
-        mask = enc["attention_mask"]
-        lengths = [int(n) for n in mask.sum(dim=1)]
+        return [
+            Encoded(seg, model.module.encode(list(seg.symbols))[:max_tokens], [])  # type: ignore[operator]
+            for seg in batch
+        ]
+    enc = model.tokenize(
+        [seg.text for seg in batch],
+        truncation=True,
+        max_length=max_tokens,
+        return_offsets_mapping=True,
+    )
+    return [
+        Encoded(seg, torch.tensor(ids, dtype=torch.long), [(int(s), int(e)) for s, e in offsets])
+        for seg, ids, offsets in zip(batch, enc["input_ids"], enc["offset_mapping"], strict=True)
+    ]
+
+
+def pad_right(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [B, T] (right padding with id 0) and the attention mask [B, T]."""
+    width = max(1, max(int(r.shape[0]) for r in rows))
+    tokens = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = 1
+    return tokens, mask
+
+
+@torch.inference_mode()
+def forward_states(
+    model: LoadedModel, rows: Sequence[torch.Tensor], hook_points: Sequence[str], early_exit: bool
+) -> dict[str, torch.Tensor]:
+    """One right-padded forward; the states [B, T, d] (float32, CPU) at each hook point.
+
+    Device work. With `early_exit` a language model stops once every hook point has fired, so
+    blocks past the deepest one and the LM head never run (a recurrent network needs every step
+    of its one loop, so it always runs whole).
+    """
+    sites = {name: model.adapter.resolve(name) for name in hook_points}
+    tokens, mask = pad_right(rows)
+    if model.is_recurrent:
         with capture(model.module, sites) as recorded:
+            model.module(tokens.to(model.device))
+        stacked = {name: torch.stack(recorded[name], dim=1) for name in hook_points}
+    else:
+        # StopForward: every hook point has fired, the rest of the forward is not needed.
+        with (
+            capture(model.module, sites, stop_when_done=early_exit) as recorded,
+            contextlib.suppress(StopForward),
+        ):
             model.module(
-                input_ids=enc["input_ids"].to(model.device), attention_mask=mask.to(model.device)
+                input_ids=tokens.to(model.device),
+                attention_mask=mask.to(model.device),
+                use_cache=False,
             )
         stacked = {name: recorded[name][0] for name in hook_points}
-        offsets = [
-            [(int(s), int(e)) for s, e in enc["offset_mapping"][i, : lengths[i]].tolist()]
-            for i in range(len(batch))
-        ]
-        ids = [enc["input_ids"][i, : lengths[i]].numpy() for i in range(len(batch))]
-    states = {
+    return {name: t.float().cpu() for name, t in stacked.items()}
+
+
+def gather(encoded: Sequence[Encoded], states: Sequence[dict[str, torch.Tensor]]) -> CapturedBatch:
+    """The real-token rows of each segment as float32 numpy (host work).
+
+    `states[i]` holds segment i's states [T_i', d] at each hook point, T_i' >= its tokens.
+    """
+    lengths = [int(e.ids.shape[0]) for e in encoded]
+    names = list(states[0]) if states else []
+    merged = {
         name: np.concatenate(
-            [t[i, : lengths[i]].float().cpu().numpy() for i in range(len(batch))], axis=0
+            [s[name][:n].numpy() for s, n in zip(states, lengths, strict=True)], axis=0
         )
-        for name, t in stacked.items()
+        for name in names
     }
-    return CapturedBatch(batch, states, lengths, offsets, ids)
+    return CapturedBatch(
+        [e.segment for e in encoded],
+        merged,
+        lengths,
+        [e.offsets for e in encoded],
+        [e.ids.numpy() for e in encoded],
+    )
+
+
+def capture_batch(
+    model: LoadedModel,
+    batch: Sequence[Segment],
+    hook_points: Sequence[str],
+    max_tokens: int,
+    early_exit: bool = True,
+) -> CapturedBatch:
+    """Tokenize, run one forward, keep real-token rows: one batch in the calling thread.
+
+    The server goes through the scheduler instead (engine/scheduler.py), which coalesces the
+    rows of concurrent requests into shared forwards; this is the same work for one caller.
+    """
+    encoded = encode(model, batch, max_tokens)
+    states = forward_states(model, [e.ids for e in encoded], hook_points, early_exit)
+    return gather(encoded, [{n: t[i] for n, t in states.items()} for i in range(len(encoded))])
 
 
 def token_count(model: LoadedModel, segment: Segment) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 
 from chunkscope import metrics
 from chunkscope.chunking import dsc, pa, ucd
-from chunkscope.engine.capture import Segment, capture_batch
+from chunkscope.engine.capture import CapturedBatch, Segment, capture_batch
 from chunkscope.engine.loading import LoadedModel
 
 
@@ -120,15 +120,8 @@ class InputDetection:
     results: list[Detection]
 
 
-def detect_batch(
-    model: LoadedModel, detectors: list[Detector], batch: list[Segment], max_tokens: int
-) -> list[InputDetection]:
-    """One forward over a batch with every detector's hook point captured, then matching.
-
-    Runs on the compute thread. Padding is masked out by capture_batch.
-    """
-    hook_points = sorted({d.hook_point for d in detectors})
-    captured = capture_batch(model, batch, hook_points, max_tokens)
+def match(detectors: list[Detector], captured: CapturedBatch) -> list[InputDetection]:
+    """Every detector's matches on every input of a captured batch (host work)."""
     per_input: list[list[Detection]] = [[] for _ in captured.lengths]
     bounds = np.cumsum([0, *captured.lengths]).tolist()
     for d in detectors:
@@ -141,3 +134,14 @@ def detect_batch(
         InputDetection(captured.token_ids[i], captured.offsets[i], results)
         for i, results in enumerate(per_input)
     ]
+
+
+def hook_points_of(detectors: list[Detector]) -> list[str]:
+    return sorted({d.hook_point for d in detectors})
+
+
+def detect_batch(
+    model: LoadedModel, detectors: list[Detector], batch: list[Segment], max_tokens: int
+) -> list[InputDetection]:
+    """Capture and match one batch in the calling thread (the server goes through the scheduler)."""
+    return match(detectors, capture_batch(model, batch, hook_points_of(detectors), max_tokens))

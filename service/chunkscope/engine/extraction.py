@@ -1,13 +1,14 @@
 """Extraction jobs: validate, capture in batches, fit each hook point, store atomically.
 
 A job is an async generator of progress events ending with the stored manifests. Every check that
-can fail on user input runs before the model does any work. Model forwards run on the registry's
-compute thread, fits on a fit thread; between batches (and from the fit's progress callback) the
-job notices cancellation, and nothing is stored unless every hook point has been fitted. Fits that
-compute on the device (the cosine dictionary) run on the compute thread too, under its admission
-control and out-of-memory guard. A job is pinned to the weights it started on: every forward
-names their content hash, so a model re-registered under the same name mid-job fails the job
-instead of mixing weights.
+can fail on user input runs before the model does any work. Capture batches go through the
+device's scheduler (sharing forwards with other requests), fits run on a fit thread; between
+batches (and from the fit's progress callback) the job notices cancellation, and nothing is stored
+unless every hook point has been fitted. Fits that compute on the device (the cosine dictionary)
+train there from their fit thread, beside the scheduler (never holding it), with device
+out-of-memory turned into RESOURCE_EXHAUSTED. A job is pinned to the weights it started on: every
+forward names their content hash, so a model re-registered under the same name mid-job fails the
+job instead of mixing weights.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from chunkscope import __version__
 from chunkscope.chunking import dsc, ucd
 from chunkscope.corpus import Inputs, check_inputs
 from chunkscope.engine import methods
-from chunkscope.engine.capture import Captured, capture_batch, segments
+from chunkscope.engine.capture import Captured, segments
 from chunkscope.engine.device import dtype_name
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.engine.relay import relay
+from chunkscope.engine.scheduler import oom_guarded
 from chunkscope.errors import (
     FieldViolation,
     InvalidArgument,
@@ -216,11 +218,11 @@ class Extractor:
         batches = [segs[i : i + spec.batch_size] for i in range(0, len(segs), spec.batch_size)]
         width = model.hidden_size
         for done, batch in enumerate(batches, 1):
-
-            def run(m: LoadedModel, batch: Any = batch) -> Any:
-                return capture_batch(m, batch, spec.hook_points, spec.max_tokens)
-
-            captured.add(await self.registry.run(spec.model, run, spec.content_hash))
+            captured.add(
+                await self.registry.capture(
+                    spec.model, batch, spec.hook_points, spec.max_tokens, spec.content_hash
+                )
+            )
             held = (rows_before + captured.n_rows) * width * 4 * len(spec.hook_points)
             if held > self.max_capture_bytes:
                 raise ResourceExhausted(
@@ -296,13 +298,9 @@ class Extractor:
             output.stats["fit_seconds"] = time.perf_counter() - t0
             return output
 
-        future: asyncio.Future[methods.FitOutput]
-        if isinstance(spec.method_spec, ucd.CosineParams):  # trains on the model's device
-            future = asyncio.ensure_future(
-                self.registry.run(spec.model, lambda _: work(), spec.content_hash)
-            )
-        else:
-            future = loop.run_in_executor(None, work)
+        # A fit never holds the device's scheduler: it runs in a thread of its own (the cosine
+        # dictionary trains on the model's device from there), so requests keep flowing.
+        future: asyncio.Future[methods.FitOutput] = loop.run_in_executor(None, oom_guarded(work))
         # A cancelled job leaves the fit to finish (or raise _Cancelled) unobserved.
         self._fits.add(future)
         future.add_done_callback(self._fits.discard)

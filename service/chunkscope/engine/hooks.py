@@ -77,19 +77,30 @@ def hooks(model: nn.Module, sites: Mapping[str, HookSite], fn: HookFn) -> Iterat
             handle.remove()
 
 
+class StopForward(Exception):
+    """Raised by a capture hook once every site has fired: the rest of the forward is not needed."""
+
+
 @contextmanager
 def capture(
-    model: nn.Module, sites: Mapping[str, HookSite]
+    model: nn.Module, sites: Mapping[str, HookSite], stop_when_done: bool = False
 ) -> Iterator[dict[str, list[torch.Tensor]]]:
     """Record (detached) activations at the named sites; one list entry per call of the module.
 
     Recurrent hook points fire once per time step, so their list holds T tensors of [B, d];
-    transformer points fire once per forward and hold one [B, T, d] tensor.
+    transformer points fire once per forward and hold one [B, T, d] tensor. With
+    `stop_when_done` the hook that completes the set raises StopForward, which the caller
+    catches around the forward (blocks after the deepest site and the LM head never run).
     """
     recorded: dict[str, list[torch.Tensor]] = {name: [] for name in sites}
+    waiting = set(sites)
 
     def record(name: str, tensor: torch.Tensor) -> None:
         recorded[name].append(tensor.detach())
+        if stop_when_done:
+            waiting.discard(name)
+            if not waiting:
+                raise StopForward
 
     with hooks(model, sites, record):
         yield recorded

@@ -3,9 +3,9 @@
 State lives on the asyncio event loop (every method here is called from it, except
 hooks_installed, which reads a snapshot). Each load (inspect, hash, load) runs in a thread of its
 own, so a load stuck in the OS holds up neither another model's load nor start-up nor exit; store
-writes go through one writer thread in call order; forwards run on one compute thread per device,
-so the event loop never blocks on model work and forwards on one device never overlap (which is
-also what keeps one request's hooks out of another's forward).
+writes go through one writer thread in call order; forwards run on the device's scheduler
+(engine/scheduler.py), whose one thread batches the work of concurrent requests, so the event
+loop never blocks on model work and forwards on one device never overlap.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from torch import nn
 
 from chunkscope import metrics
 from chunkscope.config import Settings
-from chunkscope.engine import loading
-from chunkscope.engine.capture import CapturedBatch, Segment, capture_batch
+from chunkscope.engine import loading, tokens
+from chunkscope.engine.capture import CapturedBatch, Segment, encode, gather
 from chunkscope.engine.device import DTYPES, dtype_name, resolve_device, resolve_dtype
 from chunkscope.engine.hooks import hook_count
 from chunkscope.engine.loading import LoadedModel, ModelSource
+from chunkscope.engine.scheduler import CaptureWork, Scheduler
 from chunkscope.errors import (
     AlreadyExists,
     ChunkscopeError,
@@ -113,8 +114,13 @@ class ModelRegistry:
         self._entries: dict[str, _Entry] = {}
         # Store writes (SQLite, fsync) off the event loop, one at a time in call order.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="chunkscope-store")
-        self._compute = ThreadPoolExecutor(1, thread_name_prefix=f"chunkscope-{self.device.type}")
-        self._pending = 0
+        # One scheduler per device: its thread runs every forward (engine/scheduler.py).
+        self.scheduler = Scheduler(
+            str(self.device),
+            settings.max_queue_depth,
+            settings.max_batch_tokens,
+            settings.max_batch_delay_ms / 1000,
+        )
         # The loaded modules, replaced whole on the event loop: what the metrics thread reads.
         self._modules: tuple[nn.Module, ...] = ()
 
@@ -162,7 +168,7 @@ class ModelRegistry:
         for entry in self._entries.values():
             if entry.task is not None:
                 entry.task.cancel()
-        self._compute.shutdown(wait=False, cancel_futures=True)
+        self.scheduler.close()
         await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown)
         self.store.close()
 
@@ -287,31 +293,6 @@ class ModelRegistry:
             )
         return entry.loaded
 
-    async def run(self, name: str, fn: Callable[[LoadedModel], T], expected_hash: str = "") -> T:
-        """Run `fn(model)` on the device's compute thread (never on the event loop).
-
-        Admission control: with `max_queue_depth` requests already running or waiting, the call
-        is refused with RESOURCE_EXHAUSTED at once instead of queueing without bound. A caller
-        cancelled while waiting leaves the queue (its work never starts).
-        """
-        model = self.ready(name, expected_hash)
-        limit = self.settings.max_queue_depth
-        if self._pending >= limit:
-            raise ResourceExhausted(
-                f"{self._pending} requests are running or queued on {self.device} "
-                f"(--max-queue-depth {limit}); retry with backoff",
-                reason="QUEUE_FULL",
-                metadata={"device": str(self.device), "limit": str(limit)},
-            )
-        self._pending += 1
-        metrics.QUEUE_DEPTH.set(self._pending)
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._compute, _guard_oom, fn, model)
-        finally:
-            self._pending -= 1
-            metrics.QUEUE_DEPTH.set(self._pending)
-
     async def capture(
         self,
         name: str,
@@ -319,13 +300,22 @@ class ModelRegistry:
         hook_points: Sequence[str],
         max_tokens: int,
         expected_hash: str = "",
+        early_exit: bool = True,
     ) -> CapturedBatch:
-        """Hidden states of `batch` at `hook_points` (real tokens only), from the device."""
+        """Hidden states of `batch` at `hook_points` (real tokens only).
 
-        def run(model: LoadedModel) -> CapturedBatch:
-            return capture_batch(model, batch, hook_points, max_tokens)
-
-        return await self.run(name, run, expected_hash)
+        Tokenized on the tokenizer pool, run by the device's scheduler (its rows may share a
+        forward with other requests' rows), converted to numpy on the pool again.
+        """
+        model = self.ready(name, expected_hash)
+        encoded = await tokens.off_loop(encode, model, batch, max_tokens)
+        loop = asyncio.get_running_loop()
+        work = CaptureWork(
+            model=model, loop=loop, future=loop.create_future(),
+            rows=[e.ids for e in encoded], hook_points=tuple(hook_points), early_exit=early_exit,
+        )  # fmt: skip
+        await self.scheduler.submit(work)
+        return await tokens.off_loop(gather, encoded, work.results)
 
     def hooks_installed(self) -> int:
         """chunkscope hooks left on the loaded models (called from the metrics scrape's thread).
@@ -516,20 +506,6 @@ def _release_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _guard_oom(fn: Callable[[LoadedModel], T], model: LoadedModel) -> T:
-    """Device out-of-memory is the request's size, not a bug: free the cache, refuse it."""
-    try:
-        return fn(model)
-    except torch.OutOfMemoryError as exc:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        raise ResourceExhausted(
-            f"the device ran out of memory ({str(exc).splitlines()[0][:200]}); "
-            "send fewer or shorter inputs, or retry when the server is less busy",
-            reason="DEVICE_OUT_OF_MEMORY",
-        ) from None
 
 
 def _encode_token(name: str) -> str:

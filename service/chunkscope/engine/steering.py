@@ -10,18 +10,16 @@ Hooks are registered for one request's forwards only (engine/hooks.py removes th
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from chunkscope import metrics
-from chunkscope.engine.capture import decode_token
+from chunkscope.engine.adapters import HookSite
+from chunkscope.engine.capture import pad_right
 from chunkscope.engine.detection import Detector
-from chunkscope.engine.hooks import hooks
+from chunkscope.engine.hooks import HookFn, hooks
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.errors import ResourceExhausted
 
@@ -84,8 +82,14 @@ class Steering:
     recorded: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     _rnn_step: int = 0
 
-    def hook_points(self) -> set[str]:
+    @property
+    def points(self) -> set[str]:
+        """Hook points this steering acts on or records."""
         return {a.hook_point for a in self.actions} | self.record
+
+    def add(self, action: Action) -> None:
+        """Apply `action` from now on (a rule's inhibition, mid-generation)."""
+        self.actions.append(action)
 
     def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor | None:
         out = tensor
@@ -128,7 +132,7 @@ class Steering:
 def encode_prompt(
     model: LoadedModel, text: str, symbols: tuple[str, ...], limit: int, field: str
 ) -> torch.Tensor:
-    """Token ids [1, T] of a prompt; RESOURCE_EXHAUSTED when it has more than `limit` tokens.
+    """Token ids [T] (CPU) of a prompt; RESOURCE_EXHAUSTED when it has more than `limit` tokens.
 
     It tokenizes the whole prompt: callers bound its bytes first and run it off the event loop.
     """
@@ -142,28 +146,72 @@ def encode_prompt(
             "(--max-input-tokens): shorten it",
             reason="INPUT_TOO_LONG",
         )
-    return ids[None, :].to(model.device)
+    return ids
+
+
+def row_hook(
+    steerings: Sequence[Steering | None], lengths: Sequence[int] | None, recurrent: bool = False
+) -> HookFn:
+    """One hook function for a batch: each row's steering sees only its own row.
+
+    `lengths`: row i's real tokens are its first lengths[i] (right padding); None when every
+    row is one token (a decode step). A recurrent hook point fires once per step with [B, d]:
+    there the steps a row does not have (its padding) are skipped, so its steering counts and
+    acts on its own steps only.
+    """
+    steps: dict[str, int] = {}
+
+    def fn(name: str, tensor: torch.Tensor) -> torch.Tensor | None:
+        step = steps.get(name, 0)
+        steps[name] = step + 1
+        out = tensor
+        for i, steering in enumerate(steerings):
+            if steering is None or name not in steering.points:
+                continue
+            if recurrent and lengths is not None and step >= lengths[i]:
+                continue
+            whole = recurrent or lengths is None
+            part = out[i : i + 1] if whole else out[i : i + 1, : lengths[i]]  # type: ignore[index]
+            new = steering(name, part)
+            if new is not None:
+                if out is tensor:
+                    out = tensor.clone()
+                if whole:
+                    out[i : i + 1] = new
+                else:
+                    out[i : i + 1, : lengths[i]] = new  # type: ignore[index]
+        return None if out is tensor else out
+
+    return fn
+
+
+def sites_of(model: LoadedModel, steerings: Sequence[Steering | None]) -> dict[str, HookSite]:
+    names = set().union(*(s.points for s in steerings if s is not None))
+    return {n: model.adapter.resolve(n) for n in sorted(names)}
 
 
 @torch.inference_mode()
-def next_token_logprobs(
-    model: LoadedModel, ids: torch.Tensor, steering: Steering | None
-) -> torch.Tensor:
-    """log p(next token | ids) [V], with the steering hooks when given."""
+def last_logprobs(
+    model: LoadedModel, rows: list[torch.Tensor], steerings: list[Steering | None]
+) -> list[torch.Tensor]:
+    """log p(next token | row) [V] for each row of one right-padded forward (device work).
 
-    def forward() -> torch.Tensor:
+    Each row's steering (or None) applies to that row only.
+    """
+    tokens, mask = pad_right(rows)
+    lengths = [int(r.shape[0]) for r in rows]
+    active = [s if s is not None and s.points else None for s in steerings]
+    hook = row_hook(active, lengths, model.is_recurrent)
+    with hooks(model.module, sites_of(model, active), hook):
         if model.is_recurrent:
-            logits, _ = model.module(ids)
-            return logits[0, -1]
-        return model.module(input_ids=ids).logits[0, -1]
-
-    if steering is None:
-        logits = forward()
-    else:
-        sites = {n: model.adapter.resolve(n) for n in steering.hook_points()}
-        with hooks(model.module, sites, steering):
-            logits = forward()
-    return torch.log_softmax(logits.float(), dim=-1)
+            logits, _ = model.module(tokens.to(model.device))
+        else:
+            logits = model.module(
+                input_ids=tokens.to(model.device), attention_mask=mask.to(model.device),
+                use_cache=False,
+            ).logits  # fmt: skip
+    last = logits[torch.arange(len(rows)), torch.tensor(lengths) - 1]
+    return list(torch.log_softmax(last.float(), dim=-1).cpu())
 
 
 @dataclass(frozen=True)
@@ -177,15 +225,11 @@ class PerturbResult:
     forward_ns: int
 
 
-def perturb(
-    model: LoadedModel, ids: torch.Tensor, actions: list[Action], targets: list[int], top_k: int
-) -> PerturbResult:
-    """Next-token log-probabilities without and with the interventions (compute thread)."""
-    started = time.perf_counter_ns()
-    before = next_token_logprobs(model, ids, None)
-    steering = Steering(list(actions), int(ids.shape[1]), model.is_recurrent)
-    after = next_token_logprobs(model, ids, steering)
-    elapsed = time.perf_counter_ns() - started
+def compare(
+    before: torch.Tensor, after: torch.Tensor, steering: Steering, targets: list[int],
+    top_k: int, forward_ns: int,
+) -> PerturbResult:  # fmt: skip
+    """What the interventions changed in the next-token distribution (host work)."""
     kl = float(torch.sum(before.exp() * (before - after)))
 
     def top(values: torch.Tensor) -> list[tuple[int, float]]:
@@ -195,7 +239,7 @@ def perturb(
     return PerturbResult(
         [float(before[t]) for t in targets], [float(after[t]) for t in targets],
         top(before), top(after), kl if math.isfinite(kl) else float("inf"),
-        steering.applied, elapsed,
+        steering.applied, forward_ns,
     )  # fmt: skip
 
 
@@ -240,107 +284,3 @@ class Rule:
     entry: int
     consecutive: int
     inhibit: Action | None  # None means stop
-
-
-@dataclass
-class Step:
-    step: int
-    token_id: int
-    token: str
-    matches: list[tuple[Detector, int, float]]
-    rule_events: list[tuple[int, str]]
-
-
-class Cancelled(Exception):
-    """The request was cancelled while generating."""
-
-
-@torch.inference_mode()
-def generate(
-    model: LoadedModel,
-    prompt: torch.Tensor,
-    steering: Steering,
-    sampling: Sampling,
-    detectors: list[Detector],
-    rules: list[Rule],
-    emit: Callable[[Step], None],
-    cancel: threading.Event,
-) -> list[int]:
-    """Generate up to max_new_tokens, calling `emit` per token; returns the new token ids.
-
-    Detection and rules look at each new token's state at their hook points (after the
-    interventions), computed when the token is fed back to the model.
-    """
-    generator = torch.Generator().manual_seed(sampling.seed)
-    steering.record |= {d.hook_point for d in detectors} | {r.detector.hook_point for r in rules}
-    sites = {n: model.adapter.resolve(n) for n in steering.hook_points()}
-    eos = None if model.is_recurrent else model.tokenizer.eos_token_id
-    streaks = [0] * len(rules)
-    fired = [False] * len(rules)
-    new_tokens: list[int] = []
-    with hooks(model.module, sites, steering):
-        logits, state = _prefill(model, prompt)
-        steering.decoding = True
-        for step in range(sampling.max_new_tokens):
-            if cancel.is_set():
-                raise Cancelled
-            token = sample(logits, sampling, generator)
-            metrics.DECODE_STEPS.inc()
-            new_tokens.append(token)
-            steering.recorded.clear()
-            logits, state = _decode(model, token, state)
-            matches = _detect_new(steering, detectors)
-            events = []
-            stop = False
-            for i, rule in enumerate(rules):
-                hits = _fires(steering, rule)
-                streaks[i] = streaks[i] + 1 if hits else 0
-                if fired[i] or streaks[i] < rule.consecutive:
-                    continue
-                fired[i] = True
-                if rule.inhibit is None:
-                    events.append((i, "stop"))
-                    stop = True
-                else:
-                    steering.actions.append(rule.inhibit)
-                    events.append((i, "inhibit"))
-            emit(Step(step, token, decode_token(model, token), matches, events))
-            if stop or (sampling.stop_at_eos and token == eos):
-                break
-    return new_tokens
-
-
-def _prefill(model: LoadedModel, prompt: torch.Tensor) -> tuple[torch.Tensor, object]:
-    if model.is_recurrent:
-        logits, hidden = model.module(prompt)
-        return logits[0, -1], hidden[:, -1]
-    out = model.module(input_ids=prompt, use_cache=True)
-    return out.logits[0, -1], out.past_key_values
-
-
-def _decode(model: LoadedModel, token: int, state: object) -> tuple[torch.Tensor, object]:
-    ids = torch.tensor([[token]], device=model.device)
-    if model.is_recurrent:
-        logits, hidden = model.module(ids, h0=state)
-        return logits[0, -1], hidden[:, -1]
-    out = model.module(input_ids=ids, past_key_values=state, use_cache=True)
-    return out.logits[0, -1], out.past_key_values
-
-
-def _latest(steering: Steering, hook_point: str) -> np.ndarray:
-    state = steering.recorded[hook_point][-1]
-    return state.reshape(-1, state.shape[-1])[-1:].float().cpu().numpy()
-
-
-def _detect_new(steering: Steering, detectors: list[Detector]) -> list[tuple[Detector, int, float]]:
-    found = []
-    for detector in detectors:
-        result = detector.detect(_latest(steering, detector.hook_point))
-        for entry in np.nonzero(result.matches[0])[0].tolist():
-            found.append((detector, entry, float(result.scores[0, entry])))
-    return found
-
-
-def _fires(steering: Steering, rule: Rule) -> bool:
-    result = rule.detector.detect(_latest(steering, rule.detector.hook_point))
-    return bool(result.matches[0, rule.entry])

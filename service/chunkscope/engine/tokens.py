@@ -7,7 +7,7 @@ above what real text needs (about 4 bytes per token in English, 1-4 bytes per ch
 UTF-8), so no input within --max-input-tokens is refused for its bytes in practice.
 
 Tokenizing runs on a small pool of its own: never on the event loop (one long input stalled every
-other call, Health checks included) and never on a model's compute thread (small Detects would
+other call, Health checks included) and never on a device's scheduler thread (small Detects would
 queue behind long forwards).
 """
 
