@@ -1,10 +1,11 @@
 """AnalysisService: proto <-> domain for representation comparison and BIMT connection cost.
 
 The science lives in chunkscope.analysis (pure functions); capturing server-side states lives in
-chunkscope.engine.trajectories. Here: validation (INVALID_ARGUMENT naming the field,
-RESOURCE_EXHAUSTED beyond the configured limits), mapping to and from the protos, and running the
-measures on a worker thread whose progress is streamed and which stops at the next step when the
-call is cancelled or its deadline passes.
+chunkscope.engine.trajectories and the recurrent-model side of BIMT in chunkscope.engine.rnn_layout.
+Here: validation (INVALID_ARGUMENT naming the field, RESOURCE_EXHAUSTED beyond the configured
+limits), mapping to and from the protos, and running the measures on a worker thread whose
+progress is streamed and which stops at the next step when the call is cancelled or its deadline
+passes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
 
 from chunkscope.analysis import bimt, compare, dsa, gw, layers
 from chunkscope.analysis.states import States
@@ -26,6 +26,7 @@ from chunkscope.corpus import Inputs, check_inputs
 from chunkscope.engine.recurrent import RecurrentLM
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.engine.relay import relay
+from chunkscope.engine.rnn_layout import RecurrentNetwork
 from chunkscope.engine.trajectories import STATE_DTYPE, CaptureProgress, capture_states
 from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import analysis_pb2 as pb
@@ -522,10 +523,8 @@ def _inline_network(src: pb.NetworkSource) -> _Network:
 
 
 def _recurrent_network(module: RecurrentLM) -> _Network:
-    # Reads the weights without changing them, so it need not wait for the compute thread.
-    state = {k: v.detach().double().cpu() for k, v in module.state_dict().items()}
-    arch, vocab = module.config.architecture, module.config.vocab_size
-    return _Network(bimt.recurrent_graph(arch, state, vocab), recurrent=(module, state))
+    net = RecurrentNetwork(module)
+    return _Network(net.graph, recurrent=net)
 
 
 class _Network:
@@ -534,7 +533,7 @@ class _Network:
     def __init__(
         self, graph: bimt.Graph, weights: list[np.ndarray] | None = None,
         biases: list[np.ndarray | None] | None = None,
-        recurrent: tuple[RecurrentLM, dict[str, torch.Tensor]] | None = None,
+        recurrent: RecurrentNetwork | None = None,
     ) -> None:  # fmt: skip
         self.graph, self.weights, self.biases, self.recurrent = graph, weights, biases, recurrent
 
@@ -551,16 +550,7 @@ class _Network:
             before = bimt.dense_forward(self.weights, self.biases, x)
             return float(np.abs(before - bimt.dense_forward(w, b, x)).max())
         assert self.recurrent is not None
-        module, state = self.recurrent
-        config = module.config
-        order = orders.get("rnn.hidden", np.arange(config.hidden_size))
-        permuted = bimt.permute_recurrent(config.architecture, state, config.vocab_size, order)
-        original, moved = RecurrentLM(config).double(), RecurrentLM(config).double()
-        original.load_state_dict(state)
-        moved.load_state_dict(permuted)
-        tokens = bimt.one_hot_inputs(config.vocab_size, 8, 50)
-        with torch.no_grad():
-            return float((original(tokens)[0] - moved(tokens)[0]).abs().max())
+        return self.recurrent.output_difference(orders)
 
 
 def _cost_definition(p: bimt.CostParams) -> str:
