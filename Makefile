@@ -65,6 +65,7 @@ lint: venv
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/buf breaking --against $(RELEASED_API)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
 
 fmt: venv

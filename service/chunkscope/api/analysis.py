@@ -1,10 +1,11 @@
 """AnalysisService: proto <-> domain for representation comparison and BIMT connection cost.
 
-The science lives in chunkscope.analysis (pure functions). Here: validation (INVALID_ARGUMENT
-naming the field, RESOURCE_EXHAUSTED beyond the configured limits), capture of server-side states
-through the registry's compute thread (the same capture as extraction, padding masked out), and
-running the measures on a worker thread whose progress is streamed and which stops at the next
-step when the call is cancelled or its deadline passes.
+The science lives in chunkscope.analysis (pure functions); capturing server-side states lives in
+chunkscope.engine.trajectories and the recurrent-model side of BIMT in chunkscope.engine.rnn_layout.
+Here: validation (INVALID_ARGUMENT naming the field, RESOURCE_EXHAUSTED beyond the configured
+limits), mapping to and from the protos, and running the measures on a worker thread whose
+progress is streamed and which stops at the next step when the call is cancelled or its deadline
+passes.
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
 
 from chunkscope.analysis import bimt, compare, dsa, gw, layers
 from chunkscope.analysis.states import States
 from chunkscope.api import tensors
 from chunkscope.corpus import Inputs, check_inputs
-from chunkscope.engine.capture import Segment, capture_batch
-from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.recurrent import RecurrentLM
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.engine.relay import relay
+from chunkscope.engine.rnn_layout import RecurrentNetwork
+from chunkscope.engine.trajectories import STATE_DTYPE, CaptureProgress, capture_states
 from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import analysis_pb2 as pb
 from chunkscope_client.v1 import analysis_pb2_grpc, common_pb2
@@ -37,9 +37,8 @@ T = TypeVar("T")
 DEFAULT_MAX_SAMPLES = 2000  # GW samples one request may ask for
 DEFAULT_MAX_STEPS = 200_000  # DSA time steps one request may ask for
 DEFAULT_MAX_LAYERS = 64  # layers one LayerSimilarity call may compare
-MAX_INPUTS, BATCH, DEFAULT_MAX_TOKENS, MAX_TOKENS = 1024, 8, 512, 1 << 16
+MAX_INPUTS, DEFAULT_MAX_TOKENS, MAX_TOKENS = 1024, 512, 1 << 16
 MAX_NETWORK_PARAMS = 4_000_000
-STATE_DTYPE = np.float64  # captured states are held, and measured, in double precision
 
 _MEASURES = {
     pb.MEASURE_LINEAR_CKA: "linear_cka",
@@ -224,20 +223,8 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
         if not 0 <= max_tokens <= MAX_TOKENS:
             raise InvalidArgument.field(f"{field}.max_tokens", f"must be in 0..{MAX_TOKENS}")
         limit = max_tokens or (MAX_TOKENS * 64 if model.is_recurrent else DEFAULT_MAX_TOKENS)
-        if inputs.is_symbolic:
-            segs = [Segment(i, symbols=s) for i, s in enumerate(inputs.sequences)]
-        else:
-            segs = [Segment(i, 0, t) for i, t in enumerate(inputs.texts)]
-        states: dict[str, list[np.ndarray]] = {h: [] for h in hook_points}
-        rows = 0
-        batches = [segs[i : i + BATCH] for i in range(0, len(segs), BATCH)]
-        for done, batch in enumerate(batches, 1):
 
-            def run(m: LoadedModel, batch: list[Segment] = batch) -> Any:
-                return capture_batch(m, batch, hook_points, limit)
-
-            got = await self.registry.run(model_ref.name, run, model_ref.content_hash)
-            rows += sum(got.lengths)
+        def admit(rows: int) -> None:
             held = rows * model.hidden_size * np.dtype(STATE_DTYPE).itemsize * len(hook_points)
             if held > self.max_capture_bytes:
                 raise ResourceExhausted(
@@ -246,13 +233,16 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
                     "send fewer or shorter inputs, or raise --max-capture-bytes",
                     reason="CAPTURE_TOO_LARGE",
                 )
-            for name, trajectories in (await asyncio.to_thread(_split, got, hook_points)).items():
-                states[name].extend(trajectories)
-            yield pb.AnalysisProgress(
-                phase=pb.ANALYSIS_PHASE_CAPTURE, detail=model_ref.name, items_done=done,
-                items_total=len(batches), elapsed_seconds=time.perf_counter() - started,
-            )  # fmt: skip
-        yield await asyncio.to_thread(_pool, states, pooling)
+
+        async for event in capture_states(self.registry, model_ref.name, model_ref.content_hash,
+                                          inputs, hook_points, limit, pooling, admit):  # fmt: skip
+            if isinstance(event, CaptureProgress):
+                yield pb.AnalysisProgress(
+                    phase=pb.ANALYSIS_PHASE_CAPTURE, detail=model_ref.name, items_done=event.done,
+                    items_total=event.total, elapsed_seconds=time.perf_counter() - started,
+                )  # fmt: skip
+            else:
+                yield event
 
     async def _state_set(
         self, s: pb.StateSet, field: str, started: float
@@ -533,33 +523,8 @@ def _inline_network(src: pb.NetworkSource) -> _Network:
 
 
 def _recurrent_network(module: RecurrentLM) -> _Network:
-    # Reads the weights without changing them, so it need not wait for the compute thread.
-    state = {k: v.detach().double().cpu() for k, v in module.state_dict().items()}
-    arch, vocab = module.config.architecture, module.config.vocab_size
-    return _Network(bimt.recurrent_graph(arch, state, vocab), recurrent=(module, state))
-
-
-def _split(got: Any, hook_points: list[str]) -> dict[str, list[np.ndarray]]:
-    """One capture batch's flat states, cut back into one trajectory per input."""
-    out: dict[str, list[np.ndarray]] = {}
-    for name in hook_points:
-        flat, start, out[name] = got.states[name], 0, []
-        for length in got.lengths:
-            out[name].append(flat[start : start + length].astype(STATE_DTYPE))
-            start += length
-    return out
-
-
-def _pool(states: dict[str, list[np.ndarray]], pooling: str) -> dict[str, States]:
-    out: dict[str, States] = {}
-    for name, trajs in states.items():
-        if pooling == "last":
-            out[name] = States((np.stack([t[-1] for t in trajs]),))
-        elif pooling == "mean":
-            out[name] = States((np.stack([t.mean(axis=0) for t in trajs]),))
-        else:
-            out[name] = States(tuple(trajs))
-    return out
+    net = RecurrentNetwork(module)
+    return _Network(net.graph, recurrent=net)
 
 
 class _Network:
@@ -568,7 +533,7 @@ class _Network:
     def __init__(
         self, graph: bimt.Graph, weights: list[np.ndarray] | None = None,
         biases: list[np.ndarray | None] | None = None,
-        recurrent: tuple[RecurrentLM, dict[str, torch.Tensor]] | None = None,
+        recurrent: RecurrentNetwork | None = None,
     ) -> None:  # fmt: skip
         self.graph, self.weights, self.biases, self.recurrent = graph, weights, biases, recurrent
 
@@ -585,16 +550,7 @@ class _Network:
             before = bimt.dense_forward(self.weights, self.biases, x)
             return float(np.abs(before - bimt.dense_forward(w, b, x)).max())
         assert self.recurrent is not None
-        module, state = self.recurrent
-        config = module.config
-        order = orders.get("rnn.hidden", np.arange(config.hidden_size))
-        permuted = bimt.permute_recurrent(config.architecture, state, config.vocab_size, order)
-        original, moved = RecurrentLM(config).double(), RecurrentLM(config).double()
-        original.load_state_dict(state)
-        moved.load_state_dict(permuted)
-        tokens = bimt.one_hot_inputs(config.vocab_size, 8, 50)
-        with torch.no_grad():
-            return float((original(tokens)[0] - moved(tokens)[0]).abs().max())
+        return self.recurrent.output_difference(orders)
 
 
 def _cost_definition(p: bimt.CostParams) -> str:
