@@ -358,3 +358,29 @@ def test_a_cancelled_row_leaves_at_the_next_step_and_the_others_carry_on(
     for i in set(range(n)) - {2}:
         _same_generation(solo[i], batched[i])
     assert hook_count(llama.module) == 0
+
+
+def test_dsc_chunks_are_parsed_over_the_running_state_sequence_of_a_generation(
+    gru: LoadedModel,
+) -> None:
+    """A two-state chunk matches when its second state is generated, seen with the first."""
+    from chunkscope.engine.serving import _token
+
+    manifest = {"id": "dsc", "method": "discrete_sequence_chunking", "hook_point": "rnn.hidden",
+                "entries": [{"label": "low-high"}], "parameters": {}}  # fmt: skip
+    tensors = {
+        "centroids": np.array([[0.0, 1.0]] + [[0.0, 0.0]] * (gru.hidden_size - 1)),
+        "state_bins": np.array([[0] * gru.hidden_size, [1] + [0] * (gru.hidden_size - 1)]),
+        "chunk_offsets": np.array([0, 2]),
+        "chunk_states": np.array([0, 1]),  # state 0 (neuron 0 low), then state 1 (high)
+    }
+    detector = Detector(manifest, tensors)
+    low, high = np.zeros((1, gru.hidden_size)), np.zeros((1, gru.hidden_size))
+    high[0, 0] = 1.0
+    history: dict[str, list[np.ndarray]] = {}
+    first = _token(gru, 0, Step(0, 0, {"rnn.hidden": low}, []), [detector], history)
+    second = _token(gru, 0, Step(1, 0, {"rnn.hidden": high}, []), [detector], history)
+    assert first.matches == []  # half a chunk: nothing yet
+    assert [(d.id, entry) for d, entry, _ in second.matches] == [("dsc", 0)]
+    # The same state on its own is no chunk: the match came from the running sequence.
+    assert _token(gru, 0, Step(0, 0, {"rnn.hidden": high}, []), [detector], {}).matches == []

@@ -474,16 +474,18 @@ def _load_language_model_unlocked(
         location = source.path
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **common, **gguf)
+        # device_map: accelerate puts each tensor straight onto the device as it is read,
+        # without a full copy in host memory first.
         module: nn.Module = AutoModelForCausalLM.from_pretrained(
-            location, dtype=dtype, use_safetensors=not gguf, **common, **gguf
-        )
+            location, dtype=dtype, use_safetensors=not gguf, device_map=str(device),
+            **common, **gguf,
+        )  # fmt: skip
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise FailedPrecondition(
             f"could not load {source.path.name}: {exc}", reason="MODEL_LOAD_FAILED"
         ) from None
     if tokenizer.pad_token is None:  # batched capture pads on the right; pads are masked out
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    module.to(device)
     module.eval()
     config: Any = module.config
     num_blocks = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0))

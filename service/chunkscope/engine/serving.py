@@ -16,12 +16,19 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from chunkscope.engine import tokens
 from chunkscope.engine.capture import Segment, decode_token
 from chunkscope.engine.decoding import Row, Step
-from chunkscope.engine.detection import Detector, InputDetection, hook_points_of, match
+from chunkscope.engine.detection import (
+    Detection,
+    Detector,
+    InputDetection,
+    hook_points_of,
+    match,
+)
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.engine.relay import relay
@@ -31,6 +38,7 @@ from chunkscope.engine.steering import Action, PerturbResult, Rule, Sampling, St
 # Segments of one request submitted at a time: their states are held until matched, so this
 # bounds a large request's memory; concurrent requests still share forwards.
 DETECT_CHUNK = 16
+DSC = "discrete_sequence_chunking"
 
 
 async def detect(
@@ -142,10 +150,13 @@ async def generate(
         ))  # fmt: skip
     work = GenerateWork(model=model, loop=loop, future=future, rows=rows)
     task = asyncio.ensure_future(registry.scheduler.submit(work))
+    # Each arm's states so far at the DSC dictionaries' hook points: a DSC chunk spans several
+    # steps, so it is parsed over the running sequence, not one state at a time.
+    history: list[dict[str, list[np.ndarray]]] = [{} for _ in arms]
     try:
         async for index, event in relay(queue, task):
             if isinstance(event, Step):
-                yield await tokens.off_loop(_token, model, index, event, detectors)
+                yield await tokens.off_loop(_token, model, index, event, detectors, history[index])
                 continue
             new_tokens, error = event
             if error is not None:
@@ -158,11 +169,25 @@ async def generate(
             task.cancel()
 
 
-def _token(model: LoadedModel, arm: int, step: Step, detectors: list[Detector]) -> Token:
-    """A generated token's text and detections (host work)."""
+def _token(
+    model: LoadedModel, arm: int, step: Step, detectors: list[Detector],
+    history: dict[str, list[np.ndarray]],
+) -> Token:  # fmt: skip
+    """A generated token's text and detections (host work).
+
+    A DSC dictionary matches the newest state when a chunk of its parse of every state generated
+    so far ends there or spans it; the other methods match each state on its own.
+    """
+    for point in {d.hook_point for d in detectors if d.method == DSC}:
+        history.setdefault(point, []).append(step.states[point])
     matches = []
     for detector in detectors:
-        result = detector.detect(step.states[detector.hook_point])
+        if detector.method == DSC:
+            states = np.concatenate(history[detector.hook_point], axis=0)
+            result = detector.detect(states)
+            result = Detection(result.matches[-1:], result.scores[-1:], result.higher_is_better)
+        else:
+            result = detector.detect(step.states[detector.hook_point])
         for entry in result.matches[0].nonzero()[0].tolist():
             matches.append((detector, entry, float(result.scores[0, entry])))
     token = decode_token(model, step.token_id)
