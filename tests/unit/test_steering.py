@@ -83,7 +83,7 @@ def test_hooks_are_removed_when_generation_is_cancelled(model_root: Path) -> Non
         emit=emit, finish=lambda tokens, error: outcome.append((tokens, error)), cancel=cancel,
     )  # fmt: skip
     group = decoding.Group(model)
-    group.join(row)
+    group.join([row])
     while group.rows:
         group.step()
     [(tokens, error)] = outcome

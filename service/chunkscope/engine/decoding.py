@@ -74,35 +74,61 @@ class Group:
     width: int = 0  # cache columns (LMs)
 
     @torch.inference_mode()
-    def join(self, row: Row) -> None:
-        """Prefill `row` alone (its prompt interventions apply here), then add it to the batch."""
+    def join(self, rows: Sequence[Row]) -> None:
+        """Prefill joining rows, then add them to the batch.
+
+        Language-model rows are prefilled together in one left-padded forward (explicit
+        positions, padding masked out), each row's prompt interventions applied to its own
+        tokens; the resulting cache is already in the group's layout. Recurrent rows are
+        prefilled one by one (a padded step would move a shorter row's state).
+        """
+        if self.model.is_recurrent:
+            for row in rows:
+                self._join_recurrent(row)
+            return
         model = self.model
+        lengths = [int(r.prompt.shape[1]) for r in rows]
+        width = max(lengths)
+        ids = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - lengths[i] :] = row.prompt[0]
+            mask[i, width - lengths[i] :] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        steerings = [r.steering if r.steering.points else None for r in rows]
+        hook = row_hook(steerings, lengths, left=True)
+        with hooks(model.module, sites_of(model, steerings), hook):
+            out = model.module(
+                input_ids=ids.to(model.device),
+                attention_mask=mask.to(model.device),
+                position_ids=positions.to(model.device),
+                use_cache=True,
+            )
+        for i, row in enumerate(rows):
+            row.steering.decoding = True
+            row.logits = out.logits[i, -1]
+            row.length = lengths[i]
+        if not self.rows:
+            self.rows, self.cache, self.width = list(rows), out.past_key_values, width
+            return
+        total = max(self.width, width)
+        _left_pad(self.cache, total - self.width)
+        _left_pad(out.past_key_values, total - width)
+        for mine, theirs in zip(self.cache.layers, out.past_key_values.layers, strict=True):
+            mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
+            mine.values = torch.cat([mine.values, theirs.values], dim=0)
+        self.width = total
+        self.rows += rows
+
+    def _join_recurrent(self, row: Row) -> None:
         steering = row.steering
-        sites = sites_of(model, [steering])
-        prompt = row.prompt.to(model.device)
-        with hooks(model.module, sites, steering):
-            if model.is_recurrent:
-                logits, hidden = model.module(prompt)
-                cache: Any = hidden[:, -1]
-            else:
-                out = model.module(input_ids=prompt, use_cache=True)
-                logits, cache = out.logits, out.past_key_values
+        with hooks(self.model.module, sites_of(self.model, [steering]), steering):
+            logits, hidden = self.model.module(row.prompt.to(self.model.device))
         steering.decoding = True
         row.logits = logits[0, -1]
         row.length = int(row.prompt.shape[1])
-        if not self.rows:
-            self.rows, self.cache, self.width = [row], cache, row.length
-            return
-        if model.is_recurrent:
-            self.cache = torch.cat([self.cache, cache], dim=0)
-        else:
-            width = max(self.width, row.length)
-            _left_pad(self.cache, width - self.width)
-            _left_pad(cache, width - row.length)
-            for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
-                mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
-                mine.values = torch.cat([mine.values, theirs.values], dim=0)
-            self.width = width
+        state = hidden[:, -1]
+        self.cache = state if not self.rows else torch.cat([self.cache, state], dim=0)
         self.rows.append(row)
 
     def leave(self, gone: Sequence[Row]) -> None:
@@ -245,7 +271,7 @@ def generate_alone(
         finish=lambda tokens, error: outcome.append((tokens, error)), cancel=threading.Event(),
     )  # fmt: skip
     group = Group(model)
-    group.join(row)
+    group.join([row])
     while group.rows:
         group.step()
     new_tokens, error = outcome[0]

@@ -203,8 +203,7 @@ class Scheduler:
                 forward, joining = batch
             if forward:
                 self._run_rows(forward)
-            for work in joining:
-                self._join(work)
+            self._join(joining)
             for key, group in list(self._groups.items()):
                 try:
                     group.step()
@@ -319,17 +318,38 @@ class Scheduler:
         steerings = [w.steerings[i] for w, i in batch if isinstance(w, LogitsWork)]
         return last_logprobs(head.model, rows, steerings)
 
-    def _join(self, work: GenerateWork) -> None:
-        if work.cancelled:
-            return
-        work.started = True
-        metrics.QUEUE_WAIT_SECONDS.labels(work.kind).observe(time.perf_counter() - work.enqueued)
-        group = self._groups.setdefault(id(work.model), Group(work.model))
-        for row in work.rows:
-            try:
-                group.join(row)
-            except Exception as exc:
-                row.finish(list(row.new_tokens), _device_error(exc))
+    def _join(self, joining: list[GenerateWork]) -> None:
+        """Prefill the rows of newly arrived Generates, per model, and add them to its group.
+
+        Rows of one model are prefilled together, in forwards of at most --max-batch-tokens
+        padded prompt tokens.
+        """
+        now = time.perf_counter()
+        by_model: dict[int, list[Row]] = {}
+        for work in joining:
+            if work.cancelled:
+                continue
+            work.started = True
+            metrics.QUEUE_WAIT_SECONDS.labels(work.kind).observe(now - work.enqueued)
+            self._groups.setdefault(id(work.model), Group(work.model))
+            by_model.setdefault(id(work.model), []).extend(work.rows)
+        for key, rows in by_model.items():
+            chunk: list[Row] = []
+            for row in [*rows, None]:
+                width = max([int(r.prompt.shape[1]) for r in chunk] or [0])
+                if row is not None and (
+                    not chunk
+                    or (len(chunk) + 1) * max(width, int(row.prompt.shape[1]))
+                    <= self.max_batch_tokens
+                ):
+                    chunk.append(row)
+                    continue
+                try:
+                    self._groups[key].join(chunk)
+                except Exception as exc:
+                    for failed in chunk:
+                        failed.finish(list(failed.new_tokens), _device_error(exc))
+                chunk = [row] if row is not None else []
 
 
 def _compatible(a: RowsWork, b: RowsWork) -> bool:

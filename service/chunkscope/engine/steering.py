@@ -150,14 +150,17 @@ def encode_prompt(
 
 
 def row_hook(
-    steerings: Sequence[Steering | None], lengths: Sequence[int] | None, recurrent: bool = False
+    steerings: Sequence[Steering | None],
+    lengths: Sequence[int] | None,
+    recurrent: bool = False,
+    left: bool = False,
 ) -> HookFn:
     """One hook function for a batch: each row's steering sees only its own row.
 
-    `lengths`: row i's real tokens are its first lengths[i] (right padding); None when every
-    row is one token (a decode step). A recurrent hook point fires once per step with [B, d]:
-    there the steps a row does not have (its padding) are skipped, so its steering counts and
-    acts on its own steps only.
+    `lengths`: row i's real tokens are its first lengths[i] (right padding), or its last with
+    `left` padding; None when every row is one token (a decode step). A recurrent hook point
+    fires once per step with [B, d]: there the steps a row does not have (its padding) are
+    skipped, so its steering counts and acts on its own steps only.
     """
     steps: dict[str, int] = {}
 
@@ -170,16 +173,17 @@ def row_hook(
                 continue
             if recurrent and lengths is not None and step >= lengths[i]:
                 continue
-            whole = recurrent or lengths is None
-            part = out[i : i + 1] if whole else out[i : i + 1, : lengths[i]]  # type: ignore[index]
-            new = steering(name, part)
+            if recurrent or lengths is None:
+                span = slice(None)
+            elif left:
+                span = slice(out.shape[1] - lengths[i], None)
+            else:
+                span = slice(0, lengths[i])
+            new = steering(name, out[i : i + 1, span])
             if new is not None:
                 if out is tensor:
                     out = tensor.clone()
-                if whole:
-                    out[i : i + 1] = new
-                else:
-                    out[i : i + 1, : lengths[i]] = new  # type: ignore[index]
+                out[i : i + 1, span] = new
         return None if out is tensor else out
 
     return fn
