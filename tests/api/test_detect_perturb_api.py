@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import numpy as np
@@ -138,6 +139,103 @@ def test_stream_detect_keeps_context_and_ends_on_garbage(
         next(stream)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert c.health() == "SERVING"
+
+
+def _stream(c: Client, config: dp.DetectionConfig, inputs: list[dp.DetectInput]) -> list[Any]:
+    """One StreamDetect: each input continuing the one before; the replies' results."""
+    messages = [dp.StreamDetectRequest(config=config)] + [
+        dp.StreamDetectRequest(input=item, continues=i > 0) for i, item in enumerate(inputs)
+    ]
+    return [r.result for r in c.detection.StreamDetect(iter(messages), timeout=60)]
+
+
+def _by_position(results: list[Any]) -> dict[int, Any]:
+    """Each position's last report."""
+    return {t.position: t for r in results for t in r.tokens}
+
+
+def _same_token(got: Any, want: Any) -> None:
+    assert (got.position, got.token, got.char_start, got.char_end) == (
+        want.position, want.token, want.char_start, want.char_end)  # fmt: skip
+    assert [(m.entry_id, m.label) for m in got.matches] == [
+        (m.entry_id, m.label) for m in want.matches
+    ]
+    for a, b in zip(got.matches, want.matches, strict=True):
+        assert a.score == pytest.approx(b.score, rel=1e-3, abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["On day 3 the ca", "t slept near the win", "dow while the ca", "ke cooled."],
+        ["On day 3 the cat", " slept near the window", " while the cake", " cooled."],
+    ],
+    ids=["inside-words", "at-spaces"],
+)
+def test_stream_detect_continues_a_word_across_messages(setup: tuple, pieces: list[str]) -> None:
+    """Each message costs its new tokens; a word split across messages comes again, revised,
+    and taking each position's last report gives what one Detect of the whole text gives."""
+    c, pa, _ = setup
+    config = dp.DetectionConfig(model={"name": "dp-lm"}, dictionary_ids=[pa])
+    results = _stream(c, config, [dp.DetectInput(text=p) for p in pieces])
+    whole = _detect(c, pa, "".join(pieces)).results[0]
+    last = _by_position(results)
+    assert sorted(last) == list(range(whole.n_tokens))
+    for want in whole.tokens:
+        _same_token(last[want.position], want)
+    reported = sum(r.n_tokens for r in results)
+    if " " in pieces[1][:1]:
+        assert reported == whole.n_tokens  # split at spaces: nothing is reported twice
+    else:
+        assert reported > whole.n_tokens  # the seams: the split words again
+    for r in results[1:]:  # a revised token is reported again only where the text changed
+        for t in r.tokens:
+            before = [u for u in results[: results.index(r)] for u in u.tokens
+                      if u.position == t.position]  # fmt: skip
+            assert not before or (before[-1].token, before[-1].char_end) != (t.token, t.char_end)
+
+
+def test_stream_detect_slides_past_its_window_instead_of_refusing(setup: tuple) -> None:
+    """An input longer than its window (config.max_tokens here) keeps being answered: the
+    context is the most recent tokens, positions and offsets still count from the start."""
+    c, pa, _ = setup
+    first, *words = " ".join(TRAIN[:4]).split(" ")
+    pieces = [first] + [" " + w for w in words]  # each within the window
+    config = dp.DetectionConfig(model={"name": "dp-lm"}, dictionary_ids=[pa], max_tokens=24)
+    results = _stream(c, config, [dp.DetectInput(text=p) for p in pieces])
+    whole = _detect(c, pa, "".join(pieces)).results[0]
+    assert whole.n_tokens > 4 * 24  # the window slid several times
+    assert sum(r.n_tokens for r in results) == whole.n_tokens
+    last = _by_position(results)
+    assert sorted(last) == list(range(whole.n_tokens))
+    for want in whole.tokens:
+        got = last[want.position]
+        assert (got.token, got.char_start, got.char_end) == (want.token, want.char_start,
+                                                             want.char_end)  # fmt: skip
+
+
+def test_stream_detect_parses_dsc_chunks_over_the_running_sequence(setup: tuple) -> None:
+    """DSC matches span steps: each message is parsed with the sequence before it (its window),
+    so its rows equal those of one Detect of the input so far, chunks across the split included."""
+    c, _, dsc = setup
+    config = dp.DetectionConfig(model={"name": "dp-rnn"}, dictionary_ids=[dsc])
+    pieces = ["EABC", "DEEAB", "CDE"]
+
+    def symbols(text: str) -> dp.DetectInput:
+        return dp.DetectInput(symbols=pb.SymbolSequence(symbols=list(text)))
+
+    results = _stream(c, config, [symbols(p) for p in pieces])
+    assert [r.n_tokens for r in results] == [len(p) for p in pieces]
+    matched = 0
+    for i, result in enumerate(results):
+        prefix = "".join(pieces[: i + 1])
+        [whole] = c.detect(dp.DetectRequest(config=config, inputs=[symbols(prefix)])).results
+        assert [t.position for t in result.tokens] == list(range(len(prefix) - len(pieces[i]),
+                                                                 len(prefix)))  # fmt: skip
+        for got in result.tokens:
+            _same_token(got, whole.tokens[got.position])
+            matched += len(got.matches)
+    assert matched >= 2
 
 
 def _perturb(c: Client, dictionary: str, entry: int, mode: int, **kw: object) -> pp.PerturbResponse:

@@ -154,10 +154,11 @@ def test_the_loop_serves_while_a_long_input_is_tokenized(hostile: Hostile) -> No
     assert f"at most {MAX_INPUT_TOKENS} per input (--max-input-tokens)" in err.message
 
 
-def test_a_continued_input_past_max_tokens_is_refused_not_dropped(hostile: Hostile) -> None:
+def test_a_continued_input_past_max_tokens_slides_and_is_never_dropped(hostile: Hostile) -> None:
     """Regression (issue 12.2): with config.max_tokens, every continued segment after the first
     max_tokens tokens came back with n_tokens=0 and no error, while the stream held (and
-    re-tokenized) all the text sent so far."""
+    re-tokenized) all the text sent so far. Now config.max_tokens is the input's window: each
+    message is cut there (as one input would be) and answered, and the context slides."""
     piece = "the cat sat on the mat " * (MAX_INPUT_BYTES // 8 // 23)  # within the byte limit
 
     def messages() -> Iterator[dp.StreamDetectRequest]:
@@ -165,22 +166,15 @@ def test_a_continued_input_past_max_tokens_is_refused_not_dropped(hostile: Hosti
         for _ in range(12):
             yield dp.StreamDetectRequest(input=dp.DetectInput(text=piece), continues=True)
 
-    replies: list[dp.StreamDetectResponse] = []
-    stream = hostile.client.stream_detect(messages(), timeout=CALL_TIMEOUT)
-    with pytest.raises(ChunkscopeError) as err:
-        for reply in stream:
-            replies.append(reply)
-    assert [r.result.n_tokens for r in replies] == [16]  # the first segment, truncated
-    assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert err.value.reason == "INPUT_TOO_LONG"
-    assert err.value.message.startswith("message[2].input: the input it continues already has "
-                                        "config.max_tokens=16 tokens")  # fmt: skip
-    assert "continues=false" in err.value.message
+    replies = list(hostile.client.stream_detect(messages(), timeout=CALL_TIMEOUT))
+    assert [r.result.n_tokens for r in replies] == [16] * 12  # each segment, cut at 16 tokens
+    firsts = [r.result.summaries[0].first_position for r in replies]
+    assert all(f == -1 or 16 * i <= f < 16 * (i + 1) for i, f in enumerate(firsts))
 
 
-def test_many_small_continued_segments_fill_max_tokens_then_are_refused(hostile: Hostile) -> None:
-    """Every token of a continued input is reported once, up to config.max_tokens; the segment
-    after that is refused instead of answered with 0 tokens."""
+def test_many_small_continued_segments_are_all_answered(hostile: Hostile) -> None:
+    """Every token of a continued input is reported once, past config.max_tokens too: the
+    window slides instead of refusing."""
     n = 100
 
     def messages() -> Iterator[dp.StreamDetectRequest]:
@@ -188,19 +182,19 @@ def test_many_small_continued_segments_fill_max_tokens_then_are_refused(hostile:
         for i in range(n):
             yield dp.StreamDetectRequest(input=dp.DetectInput(text=" the cat"), continues=i > 0)
 
-    replies: list[dp.StreamDetectResponse] = []
-    with pytest.raises(ChunkscopeError) as err:
-        for reply in hostile.client.stream_detect(messages(), timeout=CALL_TIMEOUT):
-            replies.append(reply)
-    assert sum(r.result.n_tokens for r in replies) == 64
-    assert all(r.result.n_tokens > 0 for r in replies)
-    assert err.value.reason == "INPUT_TOO_LONG"
-    assert err.value.message.startswith(f"message[{len(replies) + 1}].input: ")
+    replies = list(hostile.client.stream_detect(messages(), timeout=CALL_TIMEOUT))
+    assert len(replies) == n and all(r.result.n_tokens > 0 for r in replies)
+    request = dp.DetectRequest(
+        config=_config(hostile), inputs=[dp.DetectInput(text=" the cat" * n)]
+    )
+    whole = hostile.client.detect(request).results[0]
+    assert sum(r.result.n_tokens for r in replies) == whole.n_tokens > 64
 
 
-def test_a_continued_input_over_the_token_limit_names_the_stream_message(hostile: Hostile) -> None:
-    """Without config.max_tokens a continued input is bounded like one input: the segment that
-    takes it past --max-input-tokens is refused, named by its message, before any forward."""
+def test_a_message_over_the_token_limit_names_the_stream_message(hostile: Hostile) -> None:
+    """Without config.max_tokens one message is bounded like one input: a continued segment
+    over --max-input-tokens is refused, named by its message, before any forward. (The input it
+    continues is not counted: it slides.)"""
     piece = "the cat " * (MAX_INPUT_TOKENS // 3 + 100)  # 3 tokens each: just over the limit
 
     def messages() -> Iterator[dp.StreamDetectRequest]:
@@ -214,9 +208,9 @@ def test_a_continued_input_over_the_token_limit_names_the_stream_message(hostile
             replies.append(reply)
     assert len(replies) == 1
     assert err.value.reason == "INPUT_TOO_LONG"
-    assert err.value.message.startswith("message[2].input with the input it continues has ")
+    assert err.value.message.startswith("message[2].input has ")
     assert f"at most {MAX_INPUT_TOKENS} per input" in err.value.message
-    assert "continues=false" in err.value.message
+    assert "split it into several messages" in err.value.message
 
 
 @pytest.mark.parametrize("mib", SIZES_MIB)

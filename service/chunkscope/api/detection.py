@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from chunkscope import metrics
-from chunkscope.engine import serving, tokens
+from chunkscope.engine import serving, streams, tokens
 from chunkscope.engine.capture import Segment, decode_token, token_count
 from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.detection import Detector, InputDetection
@@ -126,20 +126,24 @@ def too_many_tokens(field: str, n: int, limit: int, fix: str) -> ResourceExhaust
     )
 
 
-def result_proto(p: Plan, found: InputDetection, start: int = 0) -> pb.DetectResult:
-    """Per-token matches (from token `start` on) and per-entry summaries of one input."""
+def result_proto(p: Plan, found: InputDetection, base: int = 0) -> pb.DetectResult:
+    """Per-token matches and per-entry summaries of one input's tokens.
+
+    `base` is the position of the first of them in their input (a StreamDetect message reports
+    the tokens of a longer input).
+    """
     n = len(found.token_ids)
     tokens = []
     summaries = []
     for detector, keep, det in zip(p.detectors, p.keep, found.results, strict=True):
         matches = det.matches[:, keep]
         scores = det.scores[:, keep]
-        fired_tokens = int(matches[start:].sum())
+        fired_tokens = int(matches.sum())
         if fired_tokens:
             metrics.DETECTIONS.labels(detector.id).inc(fired_tokens)
         for j, k in enumerate(keep.tolist()):
-            hits = np.nonzero(matches[start:, j])[0]
-            column = scores[start:, j]
+            hits = np.nonzero(matches[:, j])[0]
+            column = scores[:, j]
             best = (
                 float(column.max() if det.higher_is_better else column.min())
                 if column.size
@@ -148,10 +152,10 @@ def result_proto(p: Plan, found: InputDetection, start: int = 0) -> pb.DetectRes
             summaries.append(pb.ChunkSummary(
                 dictionary_id=detector.id, entry_id=k, label=detector.labels[k],
                 fired=bool(hits.size), count=int(hits.size), best_score=best,
-                first_position=int(hits[0]) + start if hits.size else -1,
+                first_position=int(hits[0]) + base if hits.size else -1,
             ))  # fmt: skip
     if not p.summary_only:
-        for t in range(start, n):
+        for t in range(n):
             token_matches = [
                 pb.ChunkMatch(
                     dictionary_id=detector.id,
@@ -168,17 +172,16 @@ def result_proto(p: Plan, found: InputDetection, start: int = 0) -> pb.DetectRes
                 continue
             s, e = found.offsets[t] if found.offsets else (0, 0)
             tokens.append(pb.TokenResult(
-                position=t, token=decode_token(p.model, int(found.token_ids[t])),
+                position=base + t, token=decode_token(p.model, int(found.token_ids[t])),
                 char_start=s, char_end=e, matches=token_matches,
             ))  # fmt: skip
-    return pb.DetectResult(n_tokens=n - start, tokens=tokens, summaries=summaries)
+    return pb.DetectResult(n_tokens=n, tokens=tokens, summaries=summaries)
 
 
 # The fix each refusal names: truncating (config.max_tokens) helps with tokens, not with bytes.
 _SPLIT_TEXT = "split it into several inputs"
 _SPLIT = f"{_SPLIT_TEXT}, or set config.max_tokens to truncate"
-_NEW_INPUT_TEXT = "start a new input (continues=false)"
-_NEW_INPUT = f"{_NEW_INPUT_TEXT}, or set config.max_tokens to truncate"
+_SPLIT_MESSAGE = "split it into several messages (continues=true keeps the context)"
 
 
 class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
@@ -241,14 +244,13 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
     ) -> AsyncIterator[pb.StreamDetectResponse]:
         """Each input message is detected as it comes; `continues` extends the previous input.
 
-        A continued input is one input: the model sees all its segments together, so it is held
-        (its text, within the per-input byte limit) and bounded like any input. Once it has all
-        the tokens it may have (config.max_tokens, or --max-input-tokens), a further segment
-        would not be seen at all: it is refused rather than answered with 0 tokens.
+        The input's state lives in the engine (engine/streams.py): a continued message runs
+        only its new tokens against the cached context, and the context slides once the input
+        passes its window (config.max_tokens, or --max-input-tokens). One message is bounded
+        like one input: by bytes, and by tokens unless config.max_tokens cuts it.
         """
         p: Plan | None = None
-        current: Segment | None = None
-        seen = 0  # tokens of the current input already reported
+        stream: streams.DetectStream | None = None
         sequence = 0
         async for message in request_iterator:
             kind = message.WhichOneof("message")
@@ -257,47 +259,24 @@ class DetectionServicer(detection_pb2_grpc.DetectionServiceServicer):
                     raise InvalidArgument.field("config", "the first message must carry the config")
                 await self.cache.prefetch(message.config.dictionary_ids)
                 p = plan(message.config, self.registry, self.cache)
+                truncate_at = self._truncate_at(p)
+                stream = streams.open_stream(
+                    self.registry, p.model_name, p.content_hash, p.detectors,
+                    window=truncate_at or self.limits.max_tokens, truncate=bool(truncate_at),
+                )  # fmt: skip
                 continue
+            assert stream is not None
             field = f"message[{sequence + 1}].input"
             if kind != "input":
                 raise InvalidArgument.field(field, "after the config, send inputs only")
-            truncate_at = self._truncate_at(p)
-            continued = message.continues and current is not None
-            if continued and truncate_at and seen >= truncate_at:
-                raise ResourceExhausted(
-                    f"{field}: the input it continues already has config.max_tokens="
-                    f"{truncate_at} tokens, so none of this segment would be seen: start a new "
-                    "input (continues=false), or raise config.max_tokens (at most "
-                    f"{self.limits.max_tokens}, --max-input-tokens)",
-                    reason="INPUT_TOO_LONG",
-                    metadata={"limit": str(truncate_at)},
-                )
             segment = segment_of(message.input, p.model, field, sequence, self.limits,
-                                 _SPLIT_TEXT, truncate_at)  # fmt: skip
-            if continued and current is not None:
-                # Keep the context: run the whole input so far, report only the new tokens.
-                segment = Segment(current.input_index, 0, current.text + segment.text,
-                                  current.symbols + segment.symbols)  # fmt: skip
-                what = f"{field} with the input it continues"
-                if p.model.is_recurrent:
-                    if truncate_at:
-                        segment = Segment(
-                            segment.input_index, symbols=segment.symbols[:truncate_at]
-                        )
-                    elif len(segment.symbols) > self.limits.max_tokens:
-                        raise too_many_tokens(what, len(segment.symbols), self.limits.max_tokens,
-                                              _NEW_INPUT)  # fmt: skip
-                else:
-                    tokens.check_text_bytes(segment.text, self.limits.max_bytes, what,
-                                            _NEW_INPUT_TEXT)  # fmt: skip
-                fields = [what]
-            else:
-                seen = 0
-                fields = [field]
-            fix = _NEW_INPUT if continued else _SPLIT
-            [found], _ = await self._detect(p, [segment], fields, fix)
-            result = result_proto(p, found, start=min(seen, len(found.token_ids)))
-            seen = len(found.token_ids)
-            current = segment
+                                 _SPLIT_MESSAGE, self._truncate_at(p))  # fmt: skip
+            try:
+                reply = await stream.feed(segment, message.continues)
+            except streams.TooManyTokens as exc:
+                raise too_many_tokens(field, exc.n, self.limits.max_tokens,
+                                      f"{_SPLIT_MESSAGE}, or set config.max_tokens to truncate"
+                                      ) from None  # fmt: skip
+            result = result_proto(p, reply.detection, base=reply.start)
             yield pb.StreamDetectResponse(sequence=sequence, result=result)
             sequence += 1

@@ -9,6 +9,10 @@ Requests become work items, not closures:
   point the batch needs.
 - `LogitsWork`: rows that need next-token log-probabilities, each with its own interventions
   (Perturb: one row without, one with); coalesced the same way, run whole.
+- `StreamWork`: one row of a StreamDetect input with its own past (a KV cache,
+  engine/past.py): only the input's new tokens run, against the cached ones. Run alone, never
+  coalesced (a batch would have to pad and merge caches), and without the batching delay; it
+  stops at the deepest hook point it needs, so the cache only holds the layers up to there.
 - `GenerateWork`: one row per arm of a Generate. A row is prefilled alone, then joins its
   model's decoding group (engine/decoding.py), which advances every row by one token per step;
   rows join and leave between steps.
@@ -48,6 +52,7 @@ from chunkscope import metrics
 from chunkscope.engine.capture import forward_states
 from chunkscope.engine.decoding import Group, Row
 from chunkscope.engine.loading import LoadedModel
+from chunkscope.engine.past import Past, forward_cached
 from chunkscope.engine.steering import Steering, last_logprobs
 from chunkscope.errors import ResourceExhausted
 
@@ -112,6 +117,21 @@ class LogitsWork(RowsWork):
 
     steerings: Sequence[Steering | None]
     kind: str = "logits"
+
+
+@dataclass(eq=False, kw_only=True)
+class StreamWork(RowsWork):
+    """One row run against `past`, cropped to its first `keep` positions (0: afresh).
+
+    The result is {hook point: [T, d] float32 CPU tensor} for the row's tokens; `past` then
+    holds them too. Never shares a forward: each stream has its own cache.
+    """
+
+    past: Past
+    keep: int
+    hook_points: tuple[str, ...]
+    early_exit: bool = True
+    kind: str = "stream"
 
 
 @dataclass(eq=False, kw_only=True)
@@ -222,7 +242,8 @@ class Scheduler:
                 return None
             self._drop_cancelled()
             decoding = bool(self._groups)
-            if self._forward and not decoding and self.max_batch_delay_s > 0:
+            alone = bool(self._forward) and isinstance(self._forward[0], StreamWork)
+            if self._forward and not decoding and self.max_batch_delay_s > 0 and not alone:
                 # Alone on the device: wait a little for company, unless the batch is full.
                 head = self._forward[0]
                 wait = head.enqueued + self.max_batch_delay_s - time.perf_counter()
@@ -309,6 +330,11 @@ class Scheduler:
     def _forward_rows(
         head: RowsWork, batch: list[tuple[RowsWork, int]], rows: list[torch.Tensor]
     ) -> list[Any]:
+        if isinstance(head, StreamWork):
+            [(work, _)] = batch
+            assert isinstance(work, StreamWork)
+            return [forward_cached(work.model, work.past, work.keep, rows[0], work.hook_points,
+                                   work.early_exit)]  # fmt: skip
         if isinstance(head, CaptureWork):
             captures = [w for w, _ in batch if isinstance(w, CaptureWork)]
             points = sorted({p for w in captures for p in w.hook_points})
@@ -353,7 +379,9 @@ class Scheduler:
 
 
 def _compatible(a: RowsWork, b: RowsWork) -> bool:
-    """May a and b share one forward? Same model, same kind of output."""
+    """May a and b share one forward? Same model, same kind of output; a stream runs alone."""
+    if isinstance(a, StreamWork) or isinstance(b, StreamWork):
+        return a is b
     return a.model is b.model and type(a) is type(b)
 
 
