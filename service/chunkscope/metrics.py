@@ -92,7 +92,7 @@ BATCH_TOKENS = Histogram(
 QUEUE_WAIT_SECONDS = Histogram(
     "chunkscope_queue_wait_seconds",
     "Time a work item waited on its device before its first forward, by kind "
-    "(capture, logits, generate).",
+    "(capture, logits, stream, generate).",
     ("kind",),
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )

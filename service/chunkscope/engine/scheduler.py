@@ -2,7 +2,7 @@
 
 Requests become work items, not closures:
 
-- `CaptureWork`: forward-only rows (Detect, StreamDetect, extraction and analysis capture) that
+- `CaptureWork`: forward-only rows (Detect, extraction and analysis capture, recurrent streams) that
   need hidden states at some hook points. Rows of concurrent items on the same model are
   coalesced into one right-padded forward, up to `--max-batch-tokens` padded tokens, after
   waiting at most `--max-batch-delay-ms` for company; the forward stops at the deepest hook
@@ -13,9 +13,10 @@ Requests become work items, not closures:
   engine/past.py): only the input's new tokens run, against the cached ones. Run alone, never
   coalesced (a batch would have to pad and merge caches), and without the batching delay; it
   stops at the deepest hook point it needs, so the cache only holds the layers up to there.
-- `GenerateWork`: one row per arm of a Generate. A row is prefilled alone, then joins its
-  model's decoding group (engine/decoding.py), which advances every row by one token per step;
-  rows join and leave between steps.
+- `GenerateWork`: one row per arm of a Generate. Rows that arrive together are prefilled
+  together (one left-padded forward), then join their model's decoding group
+  (engine/decoding.py), which advances every row by one token per step; rows join and leave
+  between steps.
 
 The device thread alternates: one coalesced forward batch, the prefills of rows waiting to
 join, one decode step of each decoding group. So a long Generate delays a Detect by at most one

@@ -156,7 +156,12 @@ async def generate(
     try:
         async for index, event in relay(queue, task):
             if isinstance(event, Step):
-                yield await tokens.off_loop(_token, model, index, event, detectors, history[index])
+                if detectors:  # matching is host work: the tokenizer pool
+                    yield await tokens.off_loop(
+                        _token, model, index, event, detectors, history[index]
+                    )
+                else:  # one token's text only: cheaper here than a thread hop
+                    yield _token(model, index, event, detectors, history[index])
                 continue
             new_tokens, error = event
             if error is not None:
