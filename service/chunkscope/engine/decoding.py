@@ -103,6 +103,7 @@ class Group:
                 attention_mask=mask.to(model.device),
                 position_ids=positions.to(model.device),
                 use_cache=True,
+                logits_to_keep=1,  # left padding: every row's last token is the last column
             )
         for i, row in enumerate(rows):
             row.steering.decoding = True
