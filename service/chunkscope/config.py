@@ -117,6 +117,14 @@ class Settings:
             "new ones are refused (admission control)"
         },
     )
+    device_map: str = field(
+        default="",
+        metadata={
+            "help": "language models' placement: empty puts each model whole on --device; "
+            "auto, balanced or sequential let accelerate split it over the visible GPUs "
+            "(then CPU, then <data-dir>/offload), one scheduler per set of devices"
+        },
+    )
     max_batch_tokens: int = field(
         default=2048,
         metadata={
@@ -289,6 +297,8 @@ def _validate(s: Settings) -> None:
         path = getattr(s, name)
         if path and not Path(path).is_file():
             problems.append(f"{name}={path!r} is not a readable file")
+    if s.device_map not in ("", "auto", "balanced", "sequential"):
+        problems.append(f"device_map={s.device_map!r} must be empty, auto, balanced or sequential")
     if not 0 <= s.max_batch_delay_ms <= 1000:
         problems.append("max_batch_delay_ms must be in 0..1000")
     if s.grace_seconds < 0:

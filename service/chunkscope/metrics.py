@@ -74,7 +74,10 @@ DECODE_STEPS = Counter(
     "generation shows when it stopped).",
 )
 QUEUE_DEPTH = Gauge(
-    "chunkscope_device_queue_depth", "Work items running or queued on a device's scheduler."
+    "chunkscope_device_queue_depth",
+    "Work items running or queued on a scheduler, by placement (a device, or devices joined "
+    "by + when --device-map splits models).",
+    ("placement",),
 )
 _BATCH_KINDS = ("kind",)  # capture, logits (forward batches)
 BATCH_ROWS = Histogram(
@@ -97,7 +100,9 @@ QUEUE_WAIT_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 ROWS_IN_FLIGHT = Gauge(
-    "chunkscope_rows_in_flight", "Generate rows (arms) decoding on a device right now."
+    "chunkscope_rows_in_flight",
+    "Generate rows (arms) decoding on a scheduler right now, by placement.",
+    ("placement",),
 )
 # Reasons are the constants the server's ResourceExhausted errors carry: a bounded set.
 REJECTED = Counter(

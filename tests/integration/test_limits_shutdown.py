@@ -142,7 +142,8 @@ def test_a_cancelled_generation_stops_computing_and_leaves_nothing_behind(
             expired = _settled(server, "chunkscope_decode_steps_total")
             assert expired - stopped < 1000
             assert _metric(server, "chunkscope_hooks_installed") == 0
-            assert _metric(server, "chunkscope_device_queue_depth") == 0
+            assert _metric(server, 'chunkscope_device_queue_depth{placement="cpu"}') == 0
+            assert _metric(server, 'chunkscope_rows_in_flight{placement="cpu"}') == 0
         finally:
             c.unregister_model("cancel-me")
 

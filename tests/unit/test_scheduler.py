@@ -387,3 +387,42 @@ def test_dsc_chunks_are_parsed_over_the_running_state_sequence_of_a_generation(
     assert [(d.id, entry) for d, entry, _ in second.matches] == [("dsc", 0)]
     # The same state on its own is no chunk: the match came from the running sequence.
     assert _token(gru, 0, Step(0, 0, {"rnn.hidden": high}, []), [detector], {}).matches == []
+
+
+def test_a_model_split_by_a_device_map_is_one_placement_and_computes_the_same(
+    llama: LoadedModel, tmp_path: Path
+) -> None:
+    """accelerate's split on a CPU-only machine: blocks 2-3 offloaded to disk, the rest on CPU.
+
+    The placement names both; capture (stopping early or not) and generation through the
+    scheduler give what the model loaded whole gives.
+    """
+    source = loading.inspect_source(Path(llama.module.name_or_path), "")
+    split_map = {
+        "model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
+        "model.layers.1": "cpu", "model.layers.2": "disk", "model.layers.3": "disk",
+        "model.norm": "cpu", "lm_head": "cpu",
+    }  # fmt: skip
+    split = loading.load(source, torch.device("cpu"), torch.float32, split_map,
+                         str(tmp_path / "offload"))  # fmt: skip
+    assert split.placement == ("cpu", "disk") and llama.placement == ("cpu",)
+    # Really offloaded: between forwards the block's weights are not in memory.
+    assert {p.device.type for p in split.module.model.layers[3].parameters()} == {"meta"}
+    assert {p.device.type for p in split.module.model.layers[1].parameters()} == {"cpu"}
+    rows = [e.ids for e in encode(llama, [Segment(i, 0, t) for i, t in enumerate(TEXTS[:4])], 64)]
+    points = ["blocks.1.resid_post", "blocks.3.resid_post"]
+    for early in (True, False):
+        whole = forward_states(llama, rows, points, early)
+        parts = forward_states(split, rows, points, early)
+        for point in points:
+            _close_states(parts[point].numpy(), whole[point].numpy())
+    prompts = _prompts(llama, 4)
+    requests = [_request(llama, i, prompts[i]) for i in range(4)]
+    scheduler = _scheduler()
+    try:
+        batched = asyncio.run(_generate(scheduler, split, prompts, requests, stagger=False))
+    finally:
+        scheduler.close()
+    for i in range(4):
+        _same_generation(_alone(llama, prompts[i], requests[i]), batched[i])
+    assert hook_count(split.module) == 0

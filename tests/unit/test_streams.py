@@ -42,7 +42,9 @@ def _detector() -> Detector:
 
 def _stream(model: LoadedModel, window: int = 1 << 16, truncate: bool = False) -> DetectStream:
     scheduler = Scheduler("cpu", max_queue_depth=8, max_batch_tokens=4096, max_batch_delay_s=0.01)
-    registry: Any = SimpleNamespace(ready=lambda *_: model, scheduler=scheduler)
+    registry: Any = SimpleNamespace(
+        ready=lambda *_: model, scheduler=scheduler, scheduler_for=lambda _model: scheduler
+    )
     return DetectStream(registry, "lm", "", [_detector()], window, truncate)
 
 

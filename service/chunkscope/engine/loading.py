@@ -77,6 +77,9 @@ class LoadedModel:
     tokenizer: Any = None  # transformers tokenizer for LMs; None for recurrent networks
     symbols: tuple[str, ...] = ()  # input alphabet of recurrent networks
     hook_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # The devices holding the weights (accelerate's device map may split a model); inputs go to
+    # `device`, where the embedding is. One scheduler serves each placement.
+    placement: tuple[str, ...] = ()
     # A fast tokenizer keeps padding/truncation state in its Rust object: a padded batch on the
     # compute thread and a plain call elsewhere (token counting) must not interleave.
     _tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -411,12 +414,25 @@ def _update(digest: Any, path: Path) -> None:
             remaining -= len(block)
 
 
-def load(source: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    """Load weights onto the device and resolve every hook point with a probe forward."""
+def load(
+    source: ModelSource,
+    device: torch.device,
+    dtype: torch.dtype,
+    device_map: str | dict[str, str] = "",
+    offload_folder: str = "",
+) -> LoadedModel:
+    """Load weights onto the device and resolve every hook point with a probe forward.
+
+    `device_map` (language models): empty puts the whole model on `device`; `auto`,
+    `balanced`, `sequential` or an explicit map let accelerate split it over devices (GPUs,
+    then CPU; `disk` entries need `offload_folder`). Either way each tensor goes straight to its
+    device as it is read, without a full copy in host memory first.
+    """
     if source.format == "recurrent":
         model = _load_recurrent(source, device, dtype)
     else:
-        model = _load_language_model(source, device, dtype)
+        model = _load_language_model(source, device, dtype, device_map, offload_folder)
+    model.placement = model.placement or (str(model.device),)
     model.hook_shapes = probe_hook_shapes(model)
     return model
 
@@ -448,18 +464,26 @@ LIBRARY_WAIT_SECONDS = 120.0
 
 
 def _load_language_model(
-    source: ModelSource, device: torch.device, dtype: torch.dtype
+    source: ModelSource,
+    device: torch.device,
+    dtype: torch.dtype,
+    device_map: str | dict[str, str],
+    offload_folder: str,
 ) -> LoadedModel:
     locked = _LIBRARY.acquire(timeout=LIBRARY_WAIT_SECONDS)
     try:
-        return _load_language_model_unlocked(source, device, dtype)
+        return _load_language_model_unlocked(source, device, dtype, device_map, offload_folder)
     finally:
         if locked:
             _LIBRARY.release()
 
 
 def _load_language_model_unlocked(
-    source: ModelSource, device: torch.device, dtype: torch.dtype
+    source: ModelSource,
+    device: torch.device,
+    dtype: torch.dtype,
+    device_map: str | dict[str, str],
+    offload_folder: str,
 ) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -474,11 +498,13 @@ def _load_language_model_unlocked(
         location = source.path
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **common, **gguf)
-        # device_map: accelerate puts each tensor straight onto the device as it is read,
+        # device_map: accelerate puts each tensor straight onto its device as it is read,
         # without a full copy in host memory first.
+        placing: dict[str, Any] = {"device_map": device_map or str(device)}
+        if offload_folder:
+            placing["offload_folder"] = offload_folder
         module: nn.Module = AutoModelForCausalLM.from_pretrained(
-            location, dtype=dtype, use_safetensors=not gguf, device_map=str(device),
-            **common, **gguf,
+            location, dtype=dtype, use_safetensors=not gguf, **placing, **common, **gguf,
         )  # fmt: skip
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise FailedPrecondition(
@@ -490,16 +516,27 @@ def _load_language_model_unlocked(
     config: Any = module.config
     num_blocks = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0))
     hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0))
+    split = getattr(module, "hf_device_map", None) or {}
+    placement = tuple(sorted({_device_name(d) for d in split.values()})) or (str(device),)
+    embedding = module.get_input_embeddings().weight  # type: ignore[operator]
     return LoadedModel(
         module=module,
         adapter=adapter_for(source.family, num_blocks),
         family=source.family,
-        device=device,
+        device=embedding.device if embedding.device.type != "meta" else device,
         dtype=dtype,
         hidden_size=hidden,
         vocab_size=int(config.vocab_size),
         tokenizer=tokenizer,
+        placement=placement,
     )
+
+
+def _device_name(where: Any) -> str:
+    """accelerate's map values: an int (a CUDA index), a device or a name (cpu, disk)."""
+    if isinstance(where, int):
+        return f"cuda:{where}"
+    return str(where)
 
 
 @torch.inference_mode()

@@ -114,13 +114,9 @@ class ModelRegistry:
         self._entries: dict[str, _Entry] = {}
         # Store writes (SQLite, fsync) off the event loop, one at a time in call order.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="chunkscope-store")
-        # One scheduler per device: its thread runs every forward (engine/scheduler.py).
-        self.scheduler = Scheduler(
-            str(self.device),
-            settings.max_queue_depth,
-            settings.max_batch_tokens,
-            settings.max_batch_delay_ms / 1000,
-        )
+        # One scheduler per placement (the devices a model's weights are on: one device unless
+        # --device-map splits models); its thread runs every forward there.
+        self._schedulers: dict[tuple[str, ...], Scheduler] = {}
         # The loaded modules, replaced whole on the event loop: what the metrics thread reads.
         self._modules: tuple[nn.Module, ...] = ()
 
@@ -168,7 +164,8 @@ class ModelRegistry:
         for entry in self._entries.values():
             if entry.task is not None:
                 entry.task.cancel()
-        self.scheduler.close()
+        for scheduler in self._schedulers.values():
+            scheduler.close()
         await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown)
         self.store.close()
 
@@ -314,8 +311,21 @@ class ModelRegistry:
             model=model, loop=loop, future=loop.create_future(),
             rows=[e.ids for e in encoded], hook_points=tuple(hook_points), early_exit=early_exit,
         )  # fmt: skip
-        await self.scheduler.submit(work)
+        await self.scheduler_for(model).submit(work)
         return await tokens.off_loop(gather, encoded, work.results)
+
+    def scheduler_for(self, model: LoadedModel) -> Scheduler:
+        """The scheduler of the placement `model` is on (created with its first work)."""
+        placement = model.placement or (str(model.device),)
+        scheduler = self._schedulers.get(placement)
+        if scheduler is None:
+            scheduler = self._schedulers[placement] = Scheduler(
+                "+".join(placement),
+                self.settings.max_queue_depth,
+                self.settings.max_batch_tokens,
+                self.settings.max_batch_delay_ms / 1000,
+            )
+        return scheduler
 
     def hooks_installed(self) -> int:
         """chunkscope hooks left on the loaded models (called from the metrics scrape's thread).
@@ -419,7 +429,11 @@ class ModelRegistry:
             record = dataclasses.replace(record, files_hash=digest)
         if not record.compute_dtype:
             record = dataclasses.replace(record, compute_dtype=dtype_name(entry.dtype))
-        return record, loading.load(entry.source, self.device, entry.dtype)
+        offload = self.settings.data_dir / "offload" / record.name
+        return record, loading.load(
+            entry.source, self.device, entry.dtype, self.settings.device_map,
+            str(offload) if self.settings.device_map else "",
+        )  # fmt: skip
 
     def _fail(self, entry: _Entry, reason: str) -> None:
         entry.state, entry.reason, entry.loaded = FAILED, reason, None

@@ -175,11 +175,11 @@ class Scheduler:
                 metadata={"device": self.name, "limit": str(self.max_queue_depth)},
             )
         self._items += 1
-        metrics.QUEUE_DEPTH.set(self._items)
+        metrics.QUEUE_DEPTH.labels(self.name).set(self._items)
 
     def release(self) -> None:
         self._items -= 1
-        metrics.QUEUE_DEPTH.set(self._items)
+        metrics.QUEUE_DEPTH.labels(self.name).set(self._items)
 
     async def submit(self, work: Work) -> Any:
         """Queue `work` and await its result; cancelling the caller withdraws it."""
@@ -234,7 +234,8 @@ class Scheduler:
                     group.leave(list(group.rows))
                 if not group.rows:
                     del self._groups[key]
-            metrics.ROWS_IN_FLIGHT.set(sum(len(g.rows) for g in self._groups.values()))
+            rows = sum(len(g.rows) for g in self._groups.values())
+            metrics.ROWS_IN_FLIGHT.labels(self.name).set(rows)
 
     def _next_batch(self) -> tuple[list[tuple[RowsWork, int]], list[GenerateWork]] | None:
         """Under the lock: wait for work, then take one forward batch and the joiners."""

@@ -77,7 +77,7 @@ async def perturb(
         model=model, loop=loop, future=loop.create_future(), rows=[ids, ids],
         steerings=[None, steering],
     )  # fmt: skip
-    await registry.scheduler.submit(work)
+    await registry.scheduler_for(model).submit(work)
     before, after = work.results
     return await tokens.off_loop(compare, before, after, steering, targets, top_k, work.device_ns)
 
@@ -149,7 +149,7 @@ async def generate(
             cancel=threading.Event(),
         ))  # fmt: skip
     work = GenerateWork(model=model, loop=loop, future=future, rows=rows)
-    task = asyncio.ensure_future(registry.scheduler.submit(work))
+    task = asyncio.ensure_future(registry.scheduler_for(model).submit(work))
     # Each arm's states so far at the DSC dictionaries' hook points: a DSC chunk spans several
     # steps, so it is parsed over the running sequence, not one state at a time.
     history: list[dict[str, list[np.ndarray]]] = [{} for _ in arms]

@@ -139,7 +139,7 @@ class DetectStream:
             model=model, loop=loop, future=loop.create_future(), rows=[row], past=self.past,
             keep=0 if step.prefix else step.keep, hook_points=tuple(self.points),
         )  # fmt: skip
-        await self.registry.scheduler.submit(work)
+        await self.registry.scheduler_for(model).submit(work)
         states: dict[str, torch.Tensor] = work.results[0]
         before = step.keep - step.drop  # context tokens before the new ones
         self.origin += step.drop
