@@ -50,6 +50,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 import transformers
+from benchdoc import write_section
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from chunkscope.demo_model import DEMO_MODEL_NAME, ensure_demo_model
@@ -608,16 +609,6 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 # ----- main -----------------------------------------------------------------------------------
 
 
@@ -703,7 +694,7 @@ def main() -> int:
         "latency": latency,
     }
     section = render(results)
-    write_section(args.out, section)
+    write_section(args.out, section, "batching")
     print(section)
     log(f"wrote {args.out}")
     return 0

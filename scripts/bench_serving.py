@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchdoc import write_section
 
 from chunkscope.demo_model import DEMO_MODEL_NAME
 from chunkscope.engine import loading
@@ -259,18 +260,6 @@ def render(results: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = "<!-- serving:start -->", "<!-- serving:end -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        tail = rest.split(end, 1)[1].lstrip("\n")
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions (smoke check)")
@@ -313,7 +302,7 @@ def main() -> int:
         "generation": generation, "grpc": grpc_ratio, "concurrency": concurrency,
     }  # fmt: skip
     section = render(results, command)
-    write_section(args.out, section)
+    write_section(args.out, section, "serving")
     print(section)
     print(f"total {time.perf_counter() - started:.0f}s")
     return 0
