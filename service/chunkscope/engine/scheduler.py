@@ -140,7 +140,6 @@ class GenerateWork(Work):
     """Rows (the arms of one Generate) that decode until each is done."""
 
     rows: list[Row]
-    left: int = 0
     kind: str = "generate"
 
 
@@ -187,7 +186,6 @@ class Scheduler:
         try:
             with self._cv:
                 if isinstance(work, GenerateWork):
-                    work.left = len(work.rows)
                     self._joining.append(work)
                 else:
                     assert isinstance(work, RowsWork)
@@ -228,10 +226,11 @@ class Scheduler:
             for key, group in list(self._groups.items()):
                 try:
                     group.step()
-                except Exception as exc:  # the whole step failed: every row of it fails
+                except Exception as exc:  # the step failed: its rows fail, their cache goes
+                    log.exception("a decode step failed on %s", self.name)
                     for row in group.rows:
                         row.finish(list(row.new_tokens), _device_error(exc))
-                    group.leave(list(group.rows))
+                    group.rows = []
                 if not group.rows:
                     del self._groups[key]
             rows = sum(len(g.rows) for g in self._groups.values())
