@@ -9,7 +9,7 @@ arms of each ratio alternating (A, B, then B, A, ...) so that machine noise hits
   1. Generate tokens/s with 1, 4 and 16 concurrent clients, each with its own ADD intervention
      and the control arm, greedy, a fixed number of new tokens, vs one `model.generate` of the
      same prompts as a static batch (left padding, 2N rows: both arms' tokens count);
-  2. the same clients without interventions or control arm: intervention overhead per token;
+  2. the same clients without interventions (control arm still on): intervention overhead;
   3. one Generate stream vs `generate` of its prompt alone, per token;
   4. Detect sentences/s with 1, 4, 8 and 16 concurrent clients (one sentence per request, one PA
      dictionary at blocks.15.resid_post, summaries only) vs one forward of the N sentences batched;
@@ -205,8 +205,13 @@ def detect_request(dictionary: str, texts: list[str]) -> dp.DetectRequest:
     )
 
 
-def generate_request(prompt: str, n: int, vector: np.ndarray | None) -> pp.GenerateRequest:
-    """Greedy, exactly n new tokens; with `vector`, an ADD of it everywhere plus the control arm."""
+def generate_request(
+    prompt: str, n: int, vector: np.ndarray | None, control: bool | None = None
+) -> pp.GenerateRequest:
+    """Greedy, exactly n new tokens; with `vector`, an ADD of it everywhere.
+
+    The control arm is on with a vector unless `control` says otherwise.
+    """
     interventions = []
     if vector is not None:
         tensor = cp.Tensor(
@@ -226,7 +231,7 @@ def generate_request(prompt: str, n: int, vector: np.ndarray | None) -> pp.Gener
         prompt=dp.DetectInput(text=prompt),
         interventions=interventions,
         sampling=pp.SamplingParams(max_new_tokens=n, temperature=0.0, stop_at_eos=False),
-        control=vector is not None,
+        control=vector is not None if control is None else control,
     )
 
 
@@ -353,7 +358,8 @@ def bench_generate(
     for k in GEN_CLIENTS:
         prompts = PROMPTS[:k]
         steered = [generate_request(p, n, vectors[i]) for i, p in enumerate(prompts)]
-        plain = [generate_request(p, n, None) for p in prompts]
+        # The same rows (both arms) without the interventions: what the interventions cost.
+        plain = [generate_request(p, n, None, control=True) for p in prompts]
         runs = interleaved(
             plan.gen_runs,
             {
@@ -535,7 +541,7 @@ def render(r: dict[str, Any]) -> str:
         k = g["clients"]
         lines.append(
             row(f"intervention overhead, {k} concurrent client(s): time per token with distinct "
-                "interventions + control arm / with neither",
+                "interventions / without (control arm on in both)",
                 f"with {g['server_ms_tok']:.1f} ms/token",
                 f"without {g['plain_ms_tok']:.1f} ms/token",
                 g["overhead"], "≤ 1.03x" if k == 16 else "",
@@ -592,13 +598,14 @@ def render(r: dict[str, Any]) -> str:
         "control arm on; tokens/s counts both arms over the wall time from the first request to "
         "the last token; the baseline is one `model.generate` of the same prompts as one batch "
         "with every prompt twice (2N rows, left padding, greedy, no end-of-sequence stop). The "
-        "overhead rows compare those clients with the same ones sending neither interventions "
-        "nor the control arm (half the tokens), per token. Detect throughput: N threads each "
-        f"send {plan.detect_rounds} request(s) of one sentence in a row, all at once, against "
-        f"{plan.detect_rounds} forward(s) of the N sentences batched (right padding, attention "
-        "mask, logits included). The depth rows time one Detect of 8 sentences against one full "
-        "forward of them; a server that stops at the deepest hook point a request needs should "
-        "come in well under the full forward at the middle block. Latency: one client sends "
+        "overhead rows compare those clients with the same ones sending no interventions (the "
+        "control arm still on, so both run the same rows), per token. Detect throughput: N "
+        f"threads each send {plan.detect_rounds} request(s) of one sentence in a row, all at "
+        f"once, against {plan.detect_rounds} forward(s) of the N sentences batched (right "
+        "padding, attention mask, logits included). The depth rows time one Detect of 8 "
+        "sentences against one full forward of them; a server that stops at the deepest hook "
+        "point a request needs should come in well under the full forward at the middle block. "
+        "Latency: one client sends "
         f"one-sentence Detects in a row, {plan.idle_detects} per idle phase, and in the loaded "
         f"phases from the first generated token until {BACKGROUND_GENERATES} concurrent "
         "Generates (no interventions) have all finished; percentiles pool the "
