@@ -1323,8 +1323,9 @@ def notes(
         "none, so there is no GPU number here and the CUDA path of the script is untested.",
         "- Half precision (bfloat16/float16), GGUF models, recurrent-model capture through the "
         "server, SENTENCE context, held-out scoring, interventions.",
-        "- Concurrency: one client, one request at a time; no throughput under parallel "
-        "requests, no TLS or auth interceptors, no network beyond loopback.",
+        "- Concurrency in these sections: one client, one request at a time (the serving and "
+        "batching sections below measure concurrent clients); no TLS or auth interceptors, no "
+        "network beyond loopback.",
         "- Fits on states captured from the model: fit costs are on synthetic states of the "
         "model's width. The cosine dictionary ran 2 epochs, not the service default of 20.",
         "- Memory of the capture itself and of the server process.",
