@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchdoc import cpu_name
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_MODEL = REPO / "data" / "models" / "smollm2-135m-instruct"
@@ -232,14 +233,7 @@ def load_average() -> str:
 def machine_info(device: str) -> dict[str, str]:
     import torch
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     mem = "unknown"
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

@@ -50,7 +50,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 import transformers
-from benchdoc import write_section
+from benchdoc import cpu_name, write_section
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from chunkscope.demo_model import DEMO_MODEL_NAME, ensure_demo_model
@@ -139,14 +139,7 @@ def log(message: str) -> None:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (
         f"{cpu}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {gpu}; "

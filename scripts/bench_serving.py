@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchdoc import write_section
+from benchdoc import cpu_name, write_section
 
 from chunkscope.demo_model import DEMO_MODEL_NAME
 from chunkscope.engine import loading
@@ -65,14 +65,7 @@ def _median_ms(samples: list[float]) -> float:
 
 
 def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{cpu}, {os.cpu_count()} cores, {device}; torch {torch.__version__}, "
             f"Python {platform.python_version()}")  # fmt: skip

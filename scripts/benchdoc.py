@@ -1,4 +1,4 @@
-"""BENCHMARKS.md sections: each benchmark script owns the text between its two markers."""
+"""What the benchmark scripts share: the CPU's name, and their sections of BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -19,3 +19,14 @@ def write_section(path: Path, section: str, name: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, or "unknown CPU"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
