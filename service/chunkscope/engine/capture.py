@@ -131,14 +131,15 @@ def encode(model: LoadedModel, batch: Sequence[Segment], max_tokens: int) -> lis
     ]
 
 
-def pad_right(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids [B, T] (right padding with id 0) and the attention mask [B, T]."""
+def pad(rows: Sequence[torch.Tensor], left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [B, T] padded with id 0 (on the right, or the `left`) and the attention mask."""
     width = max(1, max(int(r.shape[0]) for r in rows))
     tokens = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        tokens[i, : r.shape[0]] = r
-        mask[i, : r.shape[0]] = 1
+        span = slice(width - r.shape[0], None) if left else slice(0, r.shape[0])
+        tokens[i, span] = r
+        mask[i, span] = 1
     return tokens, mask
 
 
@@ -153,7 +154,7 @@ def forward_states(
     of its one loop, so it always runs whole).
     """
     sites = {name: model.adapter.resolve(name) for name in hook_points}
-    tokens, mask = pad_right(rows)
+    tokens, mask = pad(rows)
     if model.is_recurrent:
         with capture(model.module, sites) as recorded:
             model.module(tokens.to(model.device))

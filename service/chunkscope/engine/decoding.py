@@ -25,6 +25,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from chunkscope import metrics
+from chunkscope.engine.capture import pad
 from chunkscope.engine.hooks import hooks
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.steering import Rule, Sampling, Steering, row_hook, sample, sites_of
@@ -89,11 +90,7 @@ class Group:
         model = self.model
         lengths = [int(r.prompt.shape[1]) for r in rows]
         width = max(lengths)
-        ids = torch.zeros((len(rows), width), dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, width - lengths[i] :] = row.prompt[0]
-            mask[i, width - lengths[i] :] = 1
+        ids, mask = pad([r.prompt[0] for r in rows], left=True)
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         steerings = [r.steering if r.steering.points else None for r in rows]
         hook = row_hook(steerings, lengths, left=True)

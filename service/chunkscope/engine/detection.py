@@ -29,6 +29,10 @@ class Detection:
     scores: np.ndarray  # float32 [T, E]
     higher_is_better: bool
 
+    def since(self, start: int) -> Detection:
+        """The rows from position `start` on (negative: from the end)."""
+        return Detection(self.matches[start:], self.scores[start:], self.higher_is_better)
+
 
 class Detector:
     """One dictionary, ready to score states at its hook point."""

@@ -85,8 +85,7 @@ class Work:
             else:
                 self.future.set_result(result)
 
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            self.loop.call_soon_threadsafe(done)
+        on_loop(self.loop, done)()
 
 
 @dataclass(eq=False, kw_only=True)
@@ -415,7 +414,7 @@ def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., None]) -> Callabl
     """`fn` called on `loop` (for callbacks fired on the device thread)."""
 
     def call(*args: Any) -> None:
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
             loop.call_soon_threadsafe(fn, *args)
 
     return call

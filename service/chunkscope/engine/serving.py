@@ -23,7 +23,6 @@ from chunkscope.engine import tokens
 from chunkscope.engine.capture import Segment, decode_token
 from chunkscope.engine.decoding import Row, Step
 from chunkscope.engine.detection import (
-    Detection,
     Detector,
     InputDetection,
     hook_points_of,
@@ -189,8 +188,7 @@ def _token(
     for detector in detectors:
         if detector.method == DSC:
             states = np.concatenate(history[detector.hook_point], axis=0)
-            result = detector.detect(states)
-            result = Detection(result.matches[-1:], result.scores[-1:], result.higher_is_better)
+            result = detector.detect(states).since(-1)
         else:
             result = detector.detect(step.states[detector.hook_point])
         for entry in result.matches[0].nonzero()[0].tolist():

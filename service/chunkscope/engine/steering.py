@@ -1,10 +1,12 @@
-"""Interventions during a forward pass or generation, and the generation loop itself.
+"""Interventions during a forward pass or generation: actions, per-row hooks, sampling.
 
 An intervention is data: where (hook point, positions), what (the entry's neurons and values, or a
 direction) and how (activate, inhibit, add, project_out). `Steering` turns a request's
 interventions into one hook function that knows whether the model is reading the prompt or
 generating, so prompt positions apply in the prefill pass and `generated` ones on every new token.
-Hooks are registered for one request's forwards only (engine/hooks.py removes them in `finally`).
+Hooks are registered for the forwards that need them only (engine/hooks.py removes them in
+`finally`); in a batch, `row_hook` gives each row's steering its own row alone. The generation
+loop is engine/decoding.py.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from chunkscope.engine.adapters import HookSite
-from chunkscope.engine.capture import pad_right
+from chunkscope.engine.capture import pad
 from chunkscope.engine.detection import Detector
 from chunkscope.engine.hooks import HookFn, hooks
 from chunkscope.engine.loading import LoadedModel
@@ -202,7 +204,7 @@ def last_logprobs(
 
     Each row's steering (or None) applies to that row only.
     """
-    tokens, mask = pad_right(rows)
+    tokens, mask = pad(rows)
     lengths = [int(r.shape[0]) for r in rows]
     active = [s if s is not None and s.points else None for s in steerings]
     hook = row_hook(active, lengths, model.is_recurrent)

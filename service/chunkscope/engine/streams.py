@@ -247,7 +247,7 @@ class DetectStream:
         for d in self.detectors:
             if d.method == SEQUENCE_METHOD:
                 result = d.detect(self.states[d.hook_point])
-                results.append(_rows(result, before))
+                results.append(result.since(before))
             else:
                 results.append(d.detect(new[d.hook_point]))
         return InputDetection(np.asarray(step.ids, dtype=np.int64), list(step.offsets), results)
@@ -273,16 +273,12 @@ class DetectStream:
         before = len(context)
 
         def detect() -> InputDetection:
-            results = [_rows(d.detect(captured.states[d.hook_point]), before)
+            results = [d.detect(captured.states[d.hook_point]).since(before)
                        for d in self.detectors]  # fmt: skip
             return InputDetection(captured.token_ids[0][before:], [], results)
 
         found = await tokens.off_loop(detect)
         return StreamReply(self.origin + before, found)
-
-
-def _rows(result: Detection, start: int) -> Detection:
-    return Detection(result.matches[start:], result.scores[start:], result.higher_is_better)
 
 
 def _empty(detectors: Sequence[Detector]) -> InputDetection:
