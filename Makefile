@@ -75,12 +75,17 @@ fmt: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-# Debian's prometheus, for the test where a real Prometheus scrapes the server.
+# Debian's prometheus, for the test where a real Prometheus scrapes the server, and PostgreSQL,
+# for the replicas that share a store (the tests start their own server with initdb).
 tools:
 	@command -v prometheus >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  else echo "note: prometheus not installed and not root: its test will be skipped"; fi; }
+	@{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	  else echo "note: PostgreSQL not installed and not root: its tests will be skipped (and fail under CI)"; fi; }
 
 # The Dockerfile's install steps, outside Docker: non-editable build of both packages + import.
 docker-check: venv

@@ -40,7 +40,7 @@ from chunkscope.engine.capture import Segment
 from chunkscope.engine.decoding import generate_alone
 from chunkscope.engine.detection import Detector, detect_batch
 from chunkscope.launcher import spawn_server
-from chunkscope.store.dictionaries import DictionaryStore
+from chunkscope.store.dictionaries import LocalDictionaryStore
 from chunkscope_client import Client
 from chunkscope_client.v1 import detection_pb2 as dp
 from chunkscope_client.v1 import dictionaries_pb2 as pb
@@ -272,7 +272,7 @@ def main() -> int:
             cs = Client.connect(server.address, timeout=600, token=server.token)
             cs.register_model(DEMO_MODEL_NAME, DEMO_MODEL_NAME, wait=True)
             dictionary = extract_dictionary(cs)
-            manifest, tensors = DictionaryStore(data).load(dictionary)
+            manifest, tensors = LocalDictionaryStore(data).load(dictionary)
             detector = Detector(manifest, tensors)
             source = loading.inspect_source(args.models.resolve() / DEMO_MODEL_NAME, "")
             model = loading.load(source, torch.device(device), torch.float32)

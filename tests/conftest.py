@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,3 +122,19 @@ def client(server: ServerProcess) -> Iterator[object]:
 
     with Client.connect(server.address, timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server on loopback for the session (`make test` installs it when
+    missing); tests take a database each with `postgres.create_database(name)`."""
+    from helpers.postgres import PostgresServer, bin_dir
+
+    if bin_dir() is None:
+        missing = "PostgreSQL is not installed (make test installs it: apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    server = PostgresServer().start()
+    yield server
+    server.stop()

@@ -34,6 +34,21 @@ class Settings:
     data_dir: Path = field(
         default=Path("./data"), metadata={"help": "registry database and dictionaries live here"}
     )
+    store: str = field(
+        default="",
+        metadata={
+            "help": "where registrations and dictionaries live: empty = SQLite and files in "
+            "--data-dir (one server); postgresql://HOST/DB = a database shared by replicas "
+            "(give the password in PGPASSWORD or ~/.pgpass, not in the URL)"
+        },
+    )
+    store_sync_seconds: float = field(
+        default=30.0,
+        metadata={
+            "help": "with a shared --store: how often to re-read the registrations even when "
+            "no change notification came (changes normally arrive within milliseconds)"
+        },
+    )
     model_roots: tuple[Path, ...] = field(
         default=(),
         metadata={
@@ -301,6 +316,11 @@ def _validate(s: Settings) -> None:
         problems.append(f"device_map={s.device_map!r} must be empty, auto, balanced or sequential")
     if not 0 <= s.max_batch_delay_ms <= 1000:
         problems.append("max_batch_delay_ms must be in 0..1000")
+    if s.store and not s.store.startswith(("postgresql://", "postgres://")):
+        # Not echoed: a URL may carry a password.
+        problems.append("store must be empty (SQLite in --data-dir) or a postgresql:// URL")
+    if s.store_sync_seconds <= 0:
+        problems.append("store_sync_seconds must be positive")
     if s.grace_seconds < 0:
         problems.append("grace_seconds must be >= 0")
     if s.restore_wait_seconds < 0:

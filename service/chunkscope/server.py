@@ -38,6 +38,7 @@ from chunkscope.config import Settings
 from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import Extractor
 from chunkscope.engine.registry import ModelRegistry
+from chunkscope.store import Store, open_store
 from chunkscope.store.dictionaries import DictionaryStore
 from chunkscope_client.v1 import (
     analysis_pb2,
@@ -72,6 +73,7 @@ class RunningServer:
     streams: StreamGate
     port: int
     metrics_port: int | None
+    store: Store
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -88,7 +90,7 @@ class RunningServer:
         self.streams.draining.set()
         await self.server.stop(grace)
         await self.registry.close()
-        self.dictionaries.close()
+        self.store.close()
 
 
 async def start(settings: Settings) -> RunningServer:
@@ -110,9 +112,10 @@ async def start(settings: Settings) -> RunningServer:
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    registry = ModelRegistry(settings)
+    store = await asyncio.to_thread(open_store, settings)  # connects and migrates: off the loop
+    registry = ModelRegistry(settings, store.models)
     metrics.HOOKS_INSTALLED.set_function(registry.hooks_installed)
-    dictionaries = DictionaryStore(settings.data_dir)
+    dictionaries = store.dictionaries
     extractor = Extractor(registry, dictionaries, settings.max_capture_bytes)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry), server)
     detectors = DetectorCache(dictionaries)
@@ -162,11 +165,13 @@ async def start(settings: Settings) -> RunningServer:
         http, _ = metrics.serve_metrics(settings.host, settings.metrics_port)
         metrics_port = http.server_port
     running = RunningServer(
-        server, health_servicer, registry, dictionaries, streams, port, metrics_port
+        server, health_servicer, registry, dictionaries, streams, port, metrics_port, store
     )
     await running.set_serving(False)
     await server.start()
     await registry.restore()
+    loop = asyncio.get_running_loop()
+    store.watch(lambda: loop.call_soon_threadsafe(registry.request_sync))
     await running.set_serving(True)
     return running
 

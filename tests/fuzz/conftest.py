@@ -20,12 +20,19 @@ from fuzz_support import CODES, LM_HOOK, SENT, TRAIN, FuzzEnv
 from support import start_server
 
 
-@pytest.fixture(scope="session")
-def fuzz_env(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzEnv]:
+@pytest.fixture(scope="session", params=["local", "postgresql"])
+def fuzz_env(
+    model_root: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[FuzzEnv]:
+    """Every fuzz test runs against each store: the local one and PostgreSQL."""
     from chunkscope_client import Client
     from chunkscope_client.v1 import dictionaries_pb2 as pb
 
-    server = start_server(tmp_path_factory.mktemp("fuzz-data"), model_root)
+    store = ""
+    if request.param == "postgresql":
+        store = request.getfixturevalue("postgres").create_database("fuzz")
+    flags = ("--store", store) if store else ()
+    server = start_server(tmp_path_factory.mktemp("fuzz-data"), model_root, *flags)
     token = os.environ.get("CHUNKSCOPE_TOKEN", "")
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     with Client.connect(server.address, timeout=120, token=token) as c:
@@ -52,7 +59,7 @@ def fuzz_env(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
             ("grpc.max_send_message_length", 80 << 20),
         ],
     )
-    env = FuzzEnv(server, channel, metadata, pa.id, dsc.id, archive, lm_hooks)
+    env = FuzzEnv(server, channel, metadata, pa.id, dsc.id, archive, lm_hooks, store=store)
     yield env
     channel.close()
     server.terminate()

@@ -30,9 +30,15 @@ class FuzzEnv:
     lm_hooks: list[str]
     protected_models: tuple[str, ...] = ("fz-lm", "fz-rnn")
     extra: dict[str, Any] = field(default_factory=dict)
+    store: str = ""  # the PostgreSQL URL the server stores in; "" = the local store
+
+    @property
+    def work_dir(self) -> Path:
+        """Where the server keeps dictionaries (local store) or spools uploads (PostgreSQL)."""
+        return self.server.data_dir / ("spool" if self.store else "dictionaries")
 
     def __repr__(self) -> str:  # hypothesis prints strategies' arguments
-        return f"FuzzEnv({self.server.address})"
+        return f"FuzzEnv({self.server.address}, {'postgresql' if self.store else 'local'})"
 
 
 def keys_cli_available() -> bool:

@@ -487,21 +487,36 @@ def snapshot(env: FuzzEnv) -> dict[str, Any]:
     data_dir = env.server.data_dir
     files = {
         str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((data_dir / "dictionaries").rglob("*"))
+        for p in sorted(env.work_dir.rglob("*"))
         if p.is_file()
     }
     keys = data_dir / "keys.json"
     if keys.exists():
         files["keys.json"] = hashlib.sha256(keys.read_bytes()).hexdigest()
-    db = sqlite3.connect(f"file:{data_dir / 'registry.sqlite3'}?mode=ro", uri=True)
+    return {"models": models, "dictionaries": dictionaries, "files": files, "tables": _tables(env)}
+
+
+def _tables(env: FuzzEnv) -> dict[str, list[Any]]:
+    """The store's rows as they are stored (tensors by digest, for PostgreSQL)."""
+    if env.store:
+        import psycopg
+
+        with psycopg.connect(env.store) as pg:
+            return {
+                "models": pg.execute("SELECT * FROM models ORDER BY 1").fetchall(),
+                "dictionaries": pg.execute(
+                    "SELECT id, model_name, model_hash, hook_point, method, created_at, n_entries,"
+                    " md5(manifest), md5(tensors), tensors_sha256 FROM dictionaries ORDER BY 1"
+                ).fetchall(),
+            }
+    db = sqlite3.connect(f"file:{env.server.data_dir / 'registry.sqlite3'}?mode=ro", uri=True)
     try:
-        tables = {
+        return {
             t: db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
             for t in ("models", "dictionaries")
         }
     finally:
         db.close()
-    return {"models": models, "dictionaries": dictionaries, "files": files, "tables": tables}
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> str:

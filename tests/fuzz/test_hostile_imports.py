@@ -22,7 +22,7 @@ from fuzz_support import FuzzEnv
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chunkscope.errors import AlreadyExists
-from chunkscope.store.dictionaries import DictionaryStore, new_id
+from chunkscope.store.dictionaries import LocalDictionaryStore, new_id
 from chunkscope_client.v1 import dictionaries_pb2 as pb
 from chunkscope_client.v1 import dictionaries_pb2_grpc as pbg
 from support import archive_members, archive_of
@@ -64,7 +64,7 @@ def _stored(env: FuzzEnv) -> list[str]:
 
 
 def _files(env: FuzzEnv) -> list[str]:
-    return sorted(p.name for p in (env.server.data_dir / "dictionaries").iterdir())
+    return sorted(p.name for p in env.work_dir.iterdir())
 
 
 def _healthy(env: FuzzEnv) -> bool:
@@ -145,7 +145,7 @@ def test_concurrent_imports_of_one_new_id_store_it_once(fuzz_env: FuzzEnv) -> No
 
 def test_racing_imports_in_one_store_rename_once(fuzz_env: FuzzEnv, tmp_path: Path) -> None:
     """The store without the API's concurrency limit: 8 threads released at once on one id."""
-    store = DictionaryStore(tmp_path)
+    store = LocalDictionaryStore(tmp_path)
     data = _edited(fuzz_env.archive, lambda m: None)
     start = threading.Barrier(8)
 

@@ -104,9 +104,9 @@ def check_disk(data_dir: Path, listed: set[str]) -> None:
 
 def check_archives(c: Client, state: State, scratch: Path) -> None:
     """Every stored dictionary exports, and the archive passes import validation elsewhere."""
-    from chunkscope.store.dictionaries import DictionaryStore
+    from chunkscope.store.dictionaries import LocalDictionaryStore
 
-    store = DictionaryStore(scratch)
+    store = LocalDictionaryStore(scratch)
     try:
         for dictionary_id in state.dictionaries:
             archive = c.export_dictionary(dictionary_id)

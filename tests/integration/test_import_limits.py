@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 import pytest
 
-from chunkscope.store.dictionaries import DictionaryStore, new_id
+from chunkscope.store.dictionaries import LocalDictionaryStore, new_id
 from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import dictionaries_pb2 as pb
 from support import ServerProcess, start_server
@@ -24,7 +24,7 @@ LIMIT = 256 << 10
 
 def _archive(tmp_path: Path) -> bytes:
     """A small valid cosine-dictionary archive, made by a store of its own."""
-    store = DictionaryStore(tmp_path / "maker")
+    store = LocalDictionaryStore(tmp_path / "maker")
     manifest = {
         "schema_version": 1, "id": new_id(),
         "model": {"name": "m", "content_hash": "sha256:" + "a" * 64, "architecture": "llama"},

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from chunkscope.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from chunkscope.store.dictionaries import DictionaryStore, new_id, require_binding
+from chunkscope.store.dictionaries import LocalDictionaryStore, new_id, require_binding
 
 
 def _cosine(n: int = 3, d: int = 4) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -33,7 +33,7 @@ def _cosine(n: int = 3, d: int = 4) -> tuple[dict[str, Any], dict[str, np.ndarra
 
 
 def test_save_load_round_trip_and_listing(tmp_path: Path) -> None:
-    store = DictionaryStore(tmp_path)
+    store = LocalDictionaryStore(tmp_path)
     manifest, tensors = _cosine()
     store.save(manifest, tensors)
     loaded, got = store.load(manifest["id"])
@@ -62,7 +62,7 @@ def test_save_load_round_trip_and_listing(tmp_path: Path) -> None:
 def test_inconsistent_dictionaries_are_refused_before_writing(
     tmp_path: Path, change: Any, words: str
 ) -> None:
-    store = DictionaryStore(tmp_path)
+    store = LocalDictionaryStore(tmp_path)
     manifest, tensors = _cosine()
     change(manifest, tensors)
     with pytest.raises(FailedPrecondition) as err:
@@ -73,7 +73,7 @@ def test_inconsistent_dictionaries_are_refused_before_writing(
 
 
 def test_recovery_after_crashes_at_each_step(tmp_path: Path) -> None:
-    store = DictionaryStore(tmp_path)
+    store = LocalDictionaryStore(tmp_path)
     complete, tensors = _cosine()
     store.save(complete, tensors)
     root = tmp_path / "dictionaries"
@@ -96,7 +96,7 @@ def test_recovery_after_crashes_at_each_step(tmp_path: Path) -> None:
     (broken / "manifest.json").write_text("{")
     store.close()
 
-    reopened = DictionaryStore(tmp_path)
+    reopened = LocalDictionaryStore(tmp_path)
     ids = {r.id for r in reopened.list_page("", 0, 100)[0]}
     assert ids == {complete["id"], unindexed["id"]}
     assert sorted(p.name for p in root.iterdir()) == sorted(ids)
@@ -105,7 +105,7 @@ def test_recovery_after_crashes_at_each_step(tmp_path: Path) -> None:
 
 
 def test_bit_rot_on_disk_is_detected_on_load(tmp_path: Path) -> None:
-    store = DictionaryStore(tmp_path)
+    store = LocalDictionaryStore(tmp_path)
     manifest, tensors = _cosine()
     store.save(manifest, tensors)
     path = tmp_path / "dictionaries" / manifest["id"] / "chunks.safetensors"
@@ -117,7 +117,7 @@ def test_bit_rot_on_disk_is_detected_on_load(tmp_path: Path) -> None:
 
 
 def test_ids_are_validated(tmp_path: Path) -> None:
-    store = DictionaryStore(tmp_path)
+    store = LocalDictionaryStore(tmp_path)
     for bad in ("", "../etc", "dict-XYZ", "dict-" + "0" * 11):
         with pytest.raises(InvalidArgument):
             store.load(bad)
@@ -142,7 +142,7 @@ def test_binding_names_the_mismatch() -> None:
 
 
 def test_manifest_on_disk_is_readable_json(tmp_path: Path) -> None:
-    store = DictionaryStore(tmp_path)
+    store = LocalDictionaryStore(tmp_path)
     manifest, tensors = _cosine()
     store.save(manifest, tensors)
     on_disk = json.loads((tmp_path / "dictionaries" / manifest["id"] / "manifest.json").read_text())

@@ -22,7 +22,7 @@ from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import ExtractionSpec, Extractor, Progress
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.errors import FailedPrecondition, NotFound, ResourceExhausted
-from chunkscope.store.dictionaries import DictionaryStore
+from chunkscope.store.dictionaries import LocalDictionaryStore
 
 TEXTS = tuple(f"On day {i} the cat slept near the window while the cake cooled." for i in range(4))
 
@@ -42,7 +42,7 @@ async def _setup(tmp_path: Path, model_root: Path) -> tuple[ModelRegistry, Extra
     settings = Settings(data_dir=tmp_path / "data", model_roots=(model_root,), device="cpu")
     registry = ModelRegistry(settings)
     await registry.register("lm", "tiny-llama", "", "", wait=True)
-    store = DictionaryStore(settings.data_dir)
+    store = LocalDictionaryStore(settings.data_dir)
     return registry, Extractor(registry, store, max_capture_bytes=1 << 30)
 
 

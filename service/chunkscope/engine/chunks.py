@@ -41,13 +41,20 @@ class InterventionSpec:
 
 
 class DetectorCache:
-    """Detectors by dictionary id (a small LRU: loading validates and reads the files)."""
+    """Detectors by dictionary id (a small LRU: loading validates and reads the files).
+
+    With a shared store, another replica may delete a cached dictionary: `prefetch` asks the store
+    which of the cached ones a request names still exist (one query) and forgets the others.
+    """
 
     def __init__(self, store: DictionaryStore, size: int = 32) -> None:
         self.store = store
         self.size = size
         self._cache: OrderedDict[str, Detector] = OrderedDict()
         self._forgets = 0  # counts forget() calls, so a prefetch can tell one happened meanwhile
+        # Why the latest prefetch of an id failed: `get` reports it without asking the store
+        # again on the event loop.
+        self._misses: OrderedDict[str, ChunkscopeError] = OrderedDict()
 
     def get(self, dictionary_id: str, model_name: str, content_hash: str, model: LoadedModel,
             field: str) -> Detector:  # fmt: skip
@@ -55,6 +62,9 @@ class DetectorCache:
         detector = self._cache.get(dictionary_id)
         if detector is None:
             try:
+                miss = self._misses.get(dictionary_id)
+                if miss is not None:
+                    raise miss
                 manifest, tensors = self.store.load(dictionary_id)
             except InvalidArgument as exc:
                 raise InvalidArgument.field(field, exc.violations[0].description) from None
@@ -76,13 +86,26 @@ class DetectorCache:
         callers await this before the synchronous `get`. Faults are left for `get` to report with
         the request's field name.
         """
-        wanted = [d for d in dict.fromkeys(dictionary_ids) if d and d not in self._cache]
+        named = [d for d in dict.fromkeys(dictionary_ids) if d]
+        cached = [d for d in named if d in self._cache]
+        if self.store.shared and cached:
+            try:
+                present = await asyncio.to_thread(self.store.existing, cached)
+            except ChunkscopeError:  # store unavailable: dictionaries never change, serve the copy
+                present = set(cached)
+            for gone in set(cached) - present:
+                self.forget(gone)
+        wanted = [d for d in named if d not in self._cache]
         for dictionary_id in wanted[: self.size]:
             forgets = self._forgets
             try:
                 detector = await asyncio.to_thread(self._load, dictionary_id)
-            except ChunkscopeError:
+            except ChunkscopeError as exc:
+                self._misses[dictionary_id] = exc
+                while len(self._misses) > self.size:
+                    self._misses.popitem(last=False)
                 continue
+            self._misses.pop(dictionary_id, None)
             if forgets != self._forgets:  # deleted meanwhile? do not cache what was read before
                 continue
             self._cache[dictionary_id] = detector

@@ -193,16 +193,8 @@ class Extractor:
             cancel.set()  # stops a fit thread that is still running (cancelled or failed job)
 
     def _store_all(self, manifests: list[dict[str, Any]], tensors: list[dict[str, Any]]) -> None:
-        """Store every dictionary of a job, or none: earlier ones are removed if a later fails."""
-        stored: list[str] = []
-        try:
-            for manifest, t in zip(manifests, tensors, strict=True):
-                self.store.save(manifest, t)
-                stored.append(manifest["id"])
-        except BaseException:
-            for dictionary_id in stored:
-                self.store.delete(dictionary_id)
-            raise
+        """Store every dictionary of a job, or none."""
+        self.store.save_all(list(zip(manifests, tensors, strict=True)))
 
     async def _capture(
         self,

@@ -6,6 +6,11 @@ own, so a load stuck in the OS holds up neither another model's load nor start-u
 writes go through one writer thread in call order; forwards run on the device's scheduler
 (engine/scheduler.py), whose one thread batches the work of concurrent requests, so the event
 loop never blocks on model work and forwards on one device never overlap.
+
+With a shared store (replicas on one PostgreSQL), registrations made or removed by other replicas
+reach this one through `sync`, called on every change notification and every
+--store-sync-seconds: the models here become those of the store, each loaded by this replica and
+reported in its own state.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from chunkscope.errors import (
     ResourceExhausted,
     check,
 )
-from chunkscope.store.registry import ModelRecord, RegistryStore, now
+from chunkscope.store.registry import ModelRecord, ModelStore, RegistryStore, now
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +108,21 @@ class _Entry:
 class ModelRegistry:
     """Registered models by name; persisted through RegistryStore."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: ModelStore | None = None) -> None:
         self.settings = settings
         self.roots = settings.roots
         if not settings.model_roots:  # the default root is ours to create
             self.roots[0].mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(settings.device)
         self.default_dtype = resolve_dtype(settings.dtype, self.device)
-        self.store = RegistryStore(settings.data_dir)
+        self._own_store = store is None
+        self.store: ModelStore = RegistryStore(settings.data_dir) if store is None else store
         self._entries: dict[str, _Entry] = {}
+        # Counts this replica's own changes to _entries: a sync whose read of the store raced one
+        # is not applied (it reads again), so it never undoes a registration in progress.
+        self._changes = 0
+        self._sync_wanted = asyncio.Event()
+        self._sync_task: asyncio.Task[None] | None = None
         # Store writes (SQLite, fsync) off the event loop, one at a time in call order.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="chunkscope-store")
         # One scheduler per placement (the devices a model's weights are on: one device unless
@@ -130,25 +141,13 @@ class ModelRegistry:
         SERVING whatever one model's files do.
         """
         tasks = []
-        for record in self.store.all():
-            try:
-                compute_dtype = self._record_dtype(record)
-                source = await self._inspect(record.source_path, record.format)
-            except ChunkscopeError as exc:
-                entry = _Entry(
-                    record,
-                    ModelSource(Path(record.source_path), record.format, "", ()),
-                    self.default_dtype,
-                    FAILED,
-                    f"cannot restore: {exc.message}",
-                )
-                self._entries[record.name] = entry
-                log.warning("model %s FAILED: %s", record.name, entry.reason)
-                continue
-            entry = _Entry(record, source, compute_dtype)
-            self._entries[record.name] = entry
-            tasks.append(self._start_load(entry))
+        for record in await self._write(self.store.all):
+            task = await self._adopt(record)
+            if task is not None:
+                tasks.append(task)
         self._publish()
+        if self.store.shared:
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_loop())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.settings.restore_wait_seconds)
             if pending:
@@ -161,13 +160,92 @@ class ModelRegistry:
         log.info("restored %d registered models", len(self._entries))
 
     async def close(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
         for entry in self._entries.values():
             if entry.task is not None:
                 entry.task.cancel()
         for scheduler in self._schedulers.values():
             scheduler.close()
         await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown)
-        self.store.close()
+        if self._own_store:
+            self.store.close()
+
+    # ----- other replicas' changes ------------------------------------------------------------
+
+    def request_sync(self) -> None:
+        """Ask for a sync soon (on the loop; the store's Listener calls it threadsafe)."""
+        self._sync_wanted.set()
+
+    async def _sync_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sync_wanted.wait(), self.settings.store_sync_seconds)
+            self._sync_wanted.clear()
+            try:
+                await self.sync()
+            except ChunkscopeError as exc:
+                log.warning("could not read the registrations from the store: %s", exc.message)
+            except Exception:  # a bug: log it, keep the loop
+                log.exception("syncing the registrations failed")
+
+    async def sync(self) -> None:
+        """Make the models here those of the store: load what another replica registered, drop
+        what it unregistered, reload what it registered again under the same name."""
+        changes = self._changes
+        stored = {r.name: r for r in await self._write(self.store.all)}
+        for name, entry in list(self._entries.items()):
+            if changes != self._changes:
+                self.request_sync()  # raced a change made here: read the store again
+                return
+            record = stored.get(name)
+            if record is None or record.registered_at != entry.record.registered_at:
+                log.info(
+                    "model %s %s on another replica",
+                    name,
+                    "unregistered" if record is None else "registered again",
+                )
+                self._drop(entry)
+                del self._entries[name]
+                self._publish()
+        for name, record in stored.items():
+            if changes != self._changes:
+                self.request_sync()
+                return
+            if name not in self._entries:
+                log.info("model %s registered on another replica: loading it here", name)
+                await self._adopt(record)
+        self._publish()
+
+    async def _adopt(self, record: ModelRecord) -> asyncio.Task[None] | None:
+        """Start loading a stored registration (at start-up, or made by another replica); a
+        registration that cannot be loaded here is kept as FAILED with the reason."""
+        try:
+            compute_dtype = self._record_dtype(record)
+            # Still under a configured root (roots may differ between runs and replicas).
+            await _in_thread(loading.resolve_under_roots, record.source_path, self.roots)
+            source = await self._inspect(record.source_path, record.format)
+        except ChunkscopeError as exc:
+            if record.name in self._entries:
+                return None  # registered here meanwhile
+            entry = _Entry(
+                record,
+                ModelSource(Path(record.source_path), record.format, "", ()),
+                self.default_dtype,
+                FAILED,
+                f"cannot restore: {exc.message}",
+            )
+            self._entries[record.name] = entry
+            self._publish()
+            log.warning("model %s FAILED: %s", record.name, entry.reason)
+            return None
+        if record.name in self._entries:
+            return None
+        entry = _Entry(record, source, compute_dtype)
+        self._entries[record.name] = entry
+        task = self._start_load(entry)
+        self._publish()
+        return task
 
     # ----- ModelService -----------------------------------------------------------------------
 
@@ -216,10 +294,19 @@ class ModelRegistry:
         )
         entry = _Entry(record, source, compute_dtype)
         self._entries[name] = entry
+        self._changes += 1
         task = self._start_load(entry)
         self._publish()
         try:
-            await self._write(self.store.put, record)
+            try:
+                await self._write(self.store.put, record)
+            except ChunkscopeError:  # the store is unavailable: nothing registered
+                if self._entries.get(name) is entry:
+                    self._drop(entry)
+                    del self._entries[name]
+                    self._changes += 1
+                    self._publish()
+                raise
             if wait:
                 await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -386,7 +473,27 @@ class ModelRegistry:
             return
         if self._entries.get(entry.record.name) is not entry:
             return  # unregistered while loading: drop the weights
-        changed = record != entry.record
+        if record != entry.record:
+            # Pin the hashes found. Another replica may have pinned them first: then its files
+            # must be these, or dictionaries bound to its hash would run on other weights here.
+            try:
+                stored = await self._write(self.store.pin, record)
+            except ChunkscopeError as exc:
+                log.warning("model %s: could not record its hashes: %s", record.name, exc.message)
+                stored = None
+            if self._entries.get(entry.record.name) is not entry:
+                return
+            if (
+                stored is not None
+                and stored.registered_at == record.registered_at
+                and stored.files_hash not in ("", record.files_hash)
+            ):
+                self._fail(
+                    entry,
+                    f"the model files here ({record.files_hash}) are not those registered "
+                    f"({stored.files_hash}); give every replica the same files",
+                )
+                return
         entry.record = record
         entry.loaded, entry.state, entry.reason = model, READY, ""
         entry.load_seconds = time.perf_counter() - started
@@ -400,8 +507,6 @@ class ModelRegistry:
             self.device,
             dtype_name(entry.dtype),
         )
-        if changed:
-            await self._write(self.store.put, record)
 
     def _load_blocking(self, entry: _Entry) -> tuple[ModelRecord, LoadedModel]:
         """Check the files against the record, then load. Returns the record to keep."""
@@ -444,6 +549,7 @@ class ModelRegistry:
         """Forget a registration: in memory now, in the store by the returned write."""
         self._drop(entry)
         del self._entries[entry.record.name]
+        self._changes += 1
         self._publish()
         return self._write(self.store.delete, entry.record.name)
 

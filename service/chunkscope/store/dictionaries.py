@@ -1,14 +1,15 @@
-"""Dictionaries on disk: a directory each (manifest.json + chunks.safetensors), indexed in SQLite.
+"""Stored dictionaries: a manifest (manifest.json) and tensors (chunks.safetensors) under an id.
 
-Writes are atomic: a temporary directory is written and fsynced, renamed into place, then indexed.
-A crash at any moment leaves no dictionary or a complete one: on start-up `recover()` deletes
-temporary and half-deleted directories and indexes complete directories the index lacks. Manifests
-are validated strictly (unknown keys, wrong types, missing tensors, shapes that disagree) on every
-load and import, so a tampered or truncated archive is refused rather than served.
+Two backends: LocalDictionaryStore (a directory each under the data dir, indexed in SQLite) and
+store.postgres (rows of a PostgreSQL database shared by replicas). Both store a dictionary all or
+nothing. Manifests are validated strictly (unknown keys, wrong types, missing tensors, shapes
+that disagree) on every load and import, so a tampered or truncated archive is refused rather than
+served.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -19,7 +20,8 @@ import shutil
 import sqlite3
 import tarfile
 import threading
-from collections.abc import Callable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -250,144 +252,145 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-class DictionaryStore:
-    """Stored dictionaries under <data-dir>/dictionaries, indexed in the registry database."""
+def record_of(manifest: dict[str, Any]) -> DictionaryRecord:
+    """The index row of a validated manifest."""
+    return DictionaryRecord(
+        manifest["id"], manifest["model"]["name"], manifest["model"]["content_hash"],
+        manifest["hook_point"], manifest["method"],
+        datetime.fromisoformat(manifest["created_at"]), len(manifest["entries"]),
+    )  # fmt: skip
 
-    def __init__(self, data_dir: Path) -> None:
-        self.root = data_dir / "dictionaries"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._rename_lock = threading.Lock()
-        self._db = sqlite3.connect(
-            data_dir / "registry.sqlite3", check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS dictionaries (id TEXT PRIMARY KEY,"
-            " model_name TEXT NOT NULL,"
-            " model_hash TEXT NOT NULL, hook_point TEXT NOT NULL, method TEXT NOT NULL,"
-            " created_at TEXT NOT NULL, n_entries INTEGER NOT NULL)"
-        )
-        self.recover()
 
-    # ----- writing ------------------------------------------------------------------------
+def check_id(dictionary_id: str) -> None:
+    """INVALID_ARGUMENT naming the field `id` unless `dictionary_id` is a dictionary id."""
+    if not dictionary_id:
+        raise InvalidArgument.field("id", "required: a dictionary id such as dict-3f9a1c2b7d4e")
+    if not ID_PATTERN.match(dictionary_id):
+        raise InvalidArgument.field(
+            "id", f"{dictionary_id[:40]!r} is not a dictionary id (dict- and 12 hex digits)"
+        )
+
+
+def not_found(dictionary_id: str) -> NotFound:
+    return NotFound(
+        f"no dictionary {dictionary_id}; ListDictionaries shows the stored ones",
+        reason="DICTIONARY_NOT_FOUND",
+        metadata={"dictionary": dictionary_id},
+    )
+
+
+def already_exists(dictionary_id: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"dictionary {dictionary_id} is already stored; delete it first to re-import",
+        reason="DICTIONARY_EXISTS",
+        metadata={"dictionary": dictionary_id},
+    )
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    """A manifest as it is stored and exported."""
+    return json.dumps(manifest, indent=1, sort_keys=True).encode()
+
+
+class DictionaryStore(ABC):
+    """Stored dictionaries: validation, archives and the API every backend serves.
+
+    A backend stores a manifest's bytes and its tensors' bytes under the dictionary's id, all or
+    nothing, and never changes them (an id names one content: its tensors' sha256 is in its
+    manifest). Everything read back is validated again, so a tampered store is refused, not served.
+    """
+
+    # True when other processes write to the same store (replicas on one database): cached
+    # copies of dictionaries must then be checked against `existing` before use.
+    shared: bool = False
+
+    # ----- what a backend provides ----------------------------------------------------------
+
+    @abstractmethod
+    def _put(self, manifest: dict[str, Any], blob: bytes) -> None:
+        """Store both parts at once; AlreadyExists if the id is taken."""
+
+    @abstractmethod
+    def _get(self, dictionary_id: str) -> tuple[bytes, bytes]:
+        """The manifest's and the tensors' bytes; NotFound if there is no such dictionary."""
+
+    @abstractmethod
+    def _get_manifest(self, dictionary_id: str) -> bytes:
+        """The manifest's bytes alone; NotFound if there is no such dictionary."""
+
+    @abstractmethod
+    def _remove(self, dictionary_id: str) -> None:
+        """Remove both parts at once; NotFound if there is no such dictionary."""
+
+    @abstractmethod
+    def list_page(self, model: str, offset: int, limit: int) -> tuple[list[DictionaryRecord], int]:
+        """Index rows, newest first, optionally of one model; and how many there are in all."""
+
+    @abstractmethod
+    def existing(self, dictionary_ids: Collection[str]) -> set[str]:
+        """Those of `dictionary_ids` that are stored now."""
+
+    @abstractmethod
+    def spool(self) -> ArchiveSpool:
+        """A new file for an archive being received (see ArchiveSpool)."""
+
+    @abstractmethod
+    def recover(self) -> None:
+        """Clean up after a crash of this process (never another process's work in progress)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # ----- the API ---------------------------------------------------------------------------
+
+    def _put_all(self, items: Sequence[tuple[dict[str, Any], bytes]]) -> None:
+        """Store several dictionaries, all or none. This default removes the ones already stored
+        when a later one fails; a backend with transactions does better (a crash midway too)."""
+        stored: list[str] = []
+        try:
+            for manifest, blob in items:
+                self._put(manifest, blob)
+                stored.append(manifest["id"])
+        except BaseException:
+            for dictionary_id in stored:
+                with contextlib.suppress(NotFound):
+                    self._remove(dictionary_id)
+            raise
 
     def save(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> DictionaryRecord:
-        """Validate, write atomically, index. The manifest's tensors_sha256 is filled in here."""
-        blob = save_tensors({k: np.ascontiguousarray(v) for k, v in tensors.items()})
-        manifest = {**manifest, "tensors_sha256": "sha256:" + hashlib.sha256(blob).hexdigest()}
-        validate_manifest(manifest)
-        _check_tensors(manifest, load_tensors(blob))
-        return self._write(manifest, blob)
+        """Validate, then store all or nothing. The manifest's tensors_sha256 is filled in here."""
+        return self.save_all([(manifest, tensors)])[0]
 
-    def _write(self, manifest: dict[str, Any], blob: bytes) -> DictionaryRecord:
-        final = self.root / manifest["id"]
-        self._refuse_existing(manifest["id"])
-        tmp = self.root / f".tmp-{manifest['id']}-{secrets.token_hex(4)}"
-        tmp.mkdir()
-        try:
-            _write_synced(tmp / TENSORS, blob)
-            _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
-            _fsync_dir(tmp)
-            # Two imports of one archive may race to here: the check and the rename are one step.
-            with self._rename_lock:
-                self._refuse_existing(manifest["id"])
-                os.rename(tmp, final)
-            _fsync_dir(self.root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return self._index(manifest)
-
-    def _refuse_existing(self, dictionary_id: str) -> None:
-        if (self.root / dictionary_id).exists():
-            raise AlreadyExists(
-                f"dictionary {dictionary_id} is already stored; delete it first to re-import",
-                reason="DICTIONARY_EXISTS",
-                metadata={"dictionary": dictionary_id},
-            )
-
-    def _index(self, manifest: dict[str, Any]) -> DictionaryRecord:
-        record = DictionaryRecord(
-            manifest["id"], manifest["model"]["name"], manifest["model"]["content_hash"],
-            manifest["hook_point"], manifest["method"],
-            datetime.fromisoformat(manifest["created_at"]), len(manifest["entries"]),
-        )  # fmt: skip
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO dictionaries VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record.id, record.model_name, record.model_hash, record.hook_point,
-                 record.method, record.created_at.isoformat(), record.n_entries),
-            )  # fmt: skip
-        return record
+    def save_all(
+        self, dictionaries: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]]
+    ) -> list[DictionaryRecord]:
+        """`save` for the dictionaries of one extraction job: all of them or none."""
+        items = []
+        for manifest, tensors in dictionaries:
+            blob = save_tensors({k: np.ascontiguousarray(v) for k, v in tensors.items()})
+            digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+            manifest = {**manifest, "tensors_sha256": digest}
+            validate_manifest(manifest)
+            _check_tensors(manifest, load_tensors(blob))
+            items.append((manifest, blob))
+        self._put_all(items)
+        return [record_of(manifest) for manifest, _ in items]
 
     def delete(self, dictionary_id: str) -> dict[str, Any]:
         """Remove a dictionary; returns its manifest."""
         manifest = self.read_manifest(dictionary_id)
-        trash = self.root / f".trash-{dictionary_id}-{secrets.token_hex(4)}"
-        os.rename(self.root / dictionary_id, trash)  # atomic: gone for readers from here on
-        with self._lock, self._db:
-            self._db.execute("DELETE FROM dictionaries WHERE id = ?", (dictionary_id,))
-        shutil.rmtree(trash, ignore_errors=True)
+        self._remove(dictionary_id)
         return manifest
 
-    def recover(self) -> None:
-        """Make the index and the directories agree after a crash."""
-        for path in self.root.iterdir():
-            if path.name.startswith((".tmp-", ".trash-")):  # the uploads (files) too
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-        with self._lock:
-            indexed = {row[0] for row in self._db.execute("SELECT id FROM dictionaries")}
-        on_disk = {p.name for p in self.root.iterdir() if ID_PATTERN.match(p.name)}
-        for missing in indexed - on_disk:
-            with self._lock, self._db:
-                self._db.execute("DELETE FROM dictionaries WHERE id = ?", (missing,))
-        for unindexed in on_disk - indexed:
-            try:
-                manifest, _ = self.load(unindexed)
-            except FailedPrecondition:
-                shutil.rmtree(self.root / unindexed, ignore_errors=True)
-                continue
-            self._index(manifest)
-
-    # ----- reading ------------------------------------------------------------------------
-
-    def _path(self, dictionary_id: str) -> Path:
-        if not dictionary_id:
-            raise InvalidArgument.field("id", "required: a dictionary id such as dict-3f9a1c2b7d4e")
-        if not ID_PATTERN.match(dictionary_id):
-            raise InvalidArgument.field(
-                "id", f"{dictionary_id[:40]!r} is not a dictionary id (dict- and 12 hex digits)"
-            )
-        path = self.root / dictionary_id
-        if not path.is_dir():
-            raise NotFound(
-                f"no dictionary {dictionary_id}; ListDictionaries shows the stored ones",
-                reason="DICTIONARY_NOT_FOUND",
-                metadata={"dictionary": dictionary_id},
-            )
-        return path
-
     def load(self, dictionary_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        path = self._path(dictionary_id)
-        try:
-            manifest = json.loads((path / MANIFEST).read_text())
-            blob = (path / TENSORS).read_bytes()
-        except (OSError, json.JSONDecodeError) as exc:
-            raise _bad(f"dictionary {dictionary_id} is unreadable: {exc}") from None
-        return self._validated(manifest, blob)
+        check_id(dictionary_id)
+        raw, blob = self._get(dictionary_id)
+        return self._validated(_parse(raw, dictionary_id), blob)
 
     def read_manifest(self, dictionary_id: str) -> dict[str, Any]:
         """The validated manifest alone (listing does not need the tensors)."""
-        path = self._path(dictionary_id)
-        try:
-            return validate_manifest(json.loads((path / MANIFEST).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise _bad(f"dictionary {dictionary_id} is unreadable: {exc}") from None
+        check_id(dictionary_id)
+        return validate_manifest(_parse(self._get_manifest(dictionary_id), dictionary_id))
 
     def _validated(
         self, manifest: Any, blob: bytes
@@ -403,45 +406,19 @@ class DictionaryStore:
         _check_tensors(manifest, tensors)
         return manifest, tensors
 
-    def list_page(self, model: str, offset: int, limit: int) -> tuple[list[DictionaryRecord], int]:
-        where, args = ("WHERE model_name = ?", (model,)) if model else ("", ())
-        with self._lock:
-            total = self._db.execute(f"SELECT COUNT(*) FROM dictionaries {where}", args).fetchone()[
-                0
-            ]
-        records = self._query(f"{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
-                              (*args, limit, offset))  # fmt: skip
-        return records, int(total)
-
-    def _query(self, clause: str, args: tuple[Any, ...]) -> list[DictionaryRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, model_name, model_hash, hook_point, method, created_at, n_entries "
-                f"FROM dictionaries {clause}",
-                args,
-            ).fetchall()
-        return [
-            DictionaryRecord(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), r[6])
-            for r in rows
-        ]
-
     # ----- archives -----------------------------------------------------------------------
 
     def export_archive(self, dictionary_id: str) -> bytes:
         """A tar of manifest.json and chunks.safetensors, as stored."""
-        path = self._path(dictionary_id)
+        check_id(dictionary_id)
+        raw, blob = self._get(dictionary_id)
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for name in (MANIFEST, TENSORS):
-                data = (path / name).read_bytes()
+            for name, data in ((MANIFEST, raw), (TENSORS, blob)):
                 info = tarfile.TarInfo(name)
                 info.size, info.mode, info.mtime = len(data), 0o644, 0
                 tar.addfile(info, io.BytesIO(data))
         return buffer.getvalue()
-
-    def spool(self) -> ArchiveSpool:
-        """A new file under the data dir for an archive being received (see ArchiveSpool)."""
-        return ArchiveSpool(self.root)
 
     def import_archive(
         self,
@@ -457,7 +434,7 @@ class DictionaryStore:
         manifest, tensors = self._validated(manifest, blob)
         if check is not None:
             check(manifest, tensors)
-        self._write(manifest, blob)
+        self._put(manifest, blob)
         return manifest
 
     def _read_archive(self, archive: bytes | Path) -> tuple[Any, bytes]:
@@ -489,6 +466,153 @@ class DictionaryStore:
         except ValueError as exc:  # not JSON, not UTF-8, or an integer of thousands of digits
             raise _bad(f"{MANIFEST} is not a valid JSON manifest: {str(exc)[:200]}") from None
         return manifest, members[TENSORS]
+
+
+def _parse(raw: bytes, dictionary_id: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise _bad(f"dictionary {dictionary_id} is unreadable: {str(exc)[:200]}") from None
+
+
+class LocalDictionaryStore(DictionaryStore):
+    """A directory per dictionary under <data-dir>/dictionaries, indexed in the SQLite registry.
+
+    Writes are atomic: a temporary directory is written and fsynced, renamed into place, then
+    indexed. A crash at any moment leaves no dictionary or a complete one: on start-up `recover()`
+    deletes temporary and half-deleted directories and indexes complete directories the index
+    lacks. The data directory belongs to one server (the server locks it).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "dictionaries"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._rename_lock = threading.Lock()
+        self._db = sqlite3.connect(
+            data_dir / "registry.sqlite3", check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS dictionaries (id TEXT PRIMARY KEY,"
+            " model_name TEXT NOT NULL,"
+            " model_hash TEXT NOT NULL, hook_point TEXT NOT NULL, method TEXT NOT NULL,"
+            " created_at TEXT NOT NULL, n_entries INTEGER NOT NULL)"
+        )
+        self.recover()
+
+    def _put(self, manifest: dict[str, Any], blob: bytes) -> None:
+        final = self.root / manifest["id"]
+        self._refuse_existing(manifest["id"])
+        tmp = self.root / f".tmp-{manifest['id']}-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        try:
+            _write_synced(tmp / TENSORS, blob)
+            _write_synced(tmp / MANIFEST, manifest_bytes(manifest))
+            _fsync_dir(tmp)
+            # Two imports of one archive may race to here: the check and the rename are one step.
+            with self._rename_lock:
+                self._refuse_existing(manifest["id"])
+                os.rename(tmp, final)
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._index(manifest)
+
+    def _refuse_existing(self, dictionary_id: str) -> None:
+        if (self.root / dictionary_id).exists():
+            raise already_exists(dictionary_id)
+
+    def _index(self, manifest: dict[str, Any]) -> None:
+        record = record_of(manifest)
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO dictionaries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record.id, record.model_name, record.model_hash, record.hook_point,
+                 record.method, record.created_at.isoformat(), record.n_entries),
+            )  # fmt: skip
+
+    def _remove(self, dictionary_id: str) -> None:
+        trash = self.root / f".trash-{dictionary_id}-{secrets.token_hex(4)}"
+        try:
+            os.rename(self.root / dictionary_id, trash)  # atomic: gone for readers from here on
+        except FileNotFoundError:
+            raise not_found(dictionary_id) from None
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM dictionaries WHERE id = ?", (dictionary_id,))
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def recover(self) -> None:
+        """Make the index and the directories agree after a crash."""
+        for path in self.root.iterdir():
+            if path.name.startswith((".tmp-", ".trash-")):  # the uploads (files) too
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        with self._lock:
+            indexed = {row[0] for row in self._db.execute("SELECT id FROM dictionaries")}
+        on_disk = {p.name for p in self.root.iterdir() if ID_PATTERN.match(p.name)}
+        for missing in indexed - on_disk:
+            with self._lock, self._db:
+                self._db.execute("DELETE FROM dictionaries WHERE id = ?", (missing,))
+        for unindexed in on_disk - indexed:
+            try:
+                manifest, _ = self.load(unindexed)
+            except FailedPrecondition:
+                shutil.rmtree(self.root / unindexed, ignore_errors=True)
+                continue
+            self._index(manifest)
+
+    def _dir(self, dictionary_id: str) -> Path:
+        path = self.root / dictionary_id
+        if not path.is_dir():
+            raise not_found(dictionary_id)
+        return path
+
+    def _get(self, dictionary_id: str) -> tuple[bytes, bytes]:
+        path = self._dir(dictionary_id)
+        try:
+            return (path / MANIFEST).read_bytes(), (path / TENSORS).read_bytes()
+        except OSError as exc:
+            raise _bad(f"dictionary {dictionary_id} is unreadable: {exc}") from None
+
+    def _get_manifest(self, dictionary_id: str) -> bytes:
+        path = self._dir(dictionary_id)
+        try:
+            return (path / MANIFEST).read_bytes()
+        except OSError as exc:
+            raise _bad(f"dictionary {dictionary_id} is unreadable: {exc}") from None
+
+    def existing(self, dictionary_ids: Collection[str]) -> set[str]:
+        return {i for i in dictionary_ids if ID_PATTERN.match(i) and (self.root / i).is_dir()}
+
+    def list_page(self, model: str, offset: int, limit: int) -> tuple[list[DictionaryRecord], int]:
+        where, args = ("WHERE model_name = ?", (model,)) if model else ("", ())
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) FROM dictionaries {where}", args).fetchone()[
+                0
+            ]
+        records = self._query(f"{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                              (*args, limit, offset))  # fmt: skip
+        return records, int(total)
+
+    def _query(self, clause: str, args: tuple[Any, ...]) -> list[DictionaryRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, model_name, model_hash, hook_point, method, created_at, n_entries "
+                f"FROM dictionaries {clause}",
+                args,
+            ).fetchall()
+        return [
+            DictionaryRecord(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), r[6])
+            for r in rows
+        ]
+
+    def spool(self) -> ArchiveSpool:
+        return ArchiveSpool(self.root)
 
     def close(self) -> None:
         with self._lock:

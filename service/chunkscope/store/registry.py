@@ -1,8 +1,10 @@
-"""The model registry's persistent half: one SQLite table in the data directory.
+"""The model registry's persistent half: the ModelStore interface and its SQLite backend.
 
-Rows are written in a transaction with synchronous=FULL and WAL, so a crash (even kill -9) leaves
-the last committed state. Only what is needed to reload a model is stored: name, source, format,
-the dtype asked for and the one it resolved to, and the hashes seen at registration.
+RegistryStore keeps one SQLite table in the data directory (store/postgres.py is the shared
+backend). Rows are written in a transaction with synchronous=FULL and WAL, so a crash (even
+kill -9) leaves the last committed state. Only what is needed to reload a model is stored: name,
+source, format, the dtype asked for and the one it resolved to, and the hashes seen at
+registration.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 # 2: compute_dtype (the dtype a registration resolved to) and files_hash (every model file).
 SCHEMA_VERSION = 2
@@ -48,8 +51,32 @@ class ModelRecord:
     files_hash: str = ""
 
 
+class ModelStore(Protocol):
+    """Registrations as the registry persists them. Calls block; the registry makes them in order
+    from one writer thread. A store that other processes write too (`shared`) tells the registry of
+    their changes through store.postgres.Listener."""
+
+    shared: bool
+
+    def put(self, record: ModelRecord) -> None:
+        """Insert or replace the registration of `record.name`."""
+
+    def pin(self, record: ModelRecord) -> ModelRecord | None:
+        """Fill in the hashes and dtype a load found, if the registration is the same one (name and
+        registered_at) and its hashes are not known yet. Returns the registration as stored now
+        (None if it is gone), so a caller can tell that another process pinned other files."""
+
+    def delete(self, name: str) -> None: ...
+
+    def all(self) -> list[ModelRecord]: ...
+
+    def close(self) -> None: ...
+
+
 class RegistryStore:
     """SQLite-backed model records. Thread-safe; each call is one transaction."""
+
+    shared = False
 
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +127,19 @@ class RegistryStore:
                 ),
             )
 
+    def pin(self, record: ModelRecord) -> ModelRecord | None:
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE models SET content_hash = ?, files_hash = ?, compute_dtype = ? "
+                "WHERE name = ? AND registered_at = ? AND (content_hash = '' OR files_hash = '')",
+                (record.content_hash, record.files_hash, record.compute_dtype, record.name,
+                 record.registered_at.isoformat()),
+            )  # fmt: skip
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM models WHERE name = ?", (record.name,)
+            ).fetchone()
+        return None if row is None else _record(row)
+
     def delete(self, name: str) -> None:
         with self._lock, self._db:
             self._db.execute("DELETE FROM models WHERE name = ?", (name,))
@@ -107,14 +147,15 @@ class RegistryStore:
     def all(self) -> list[ModelRecord]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM models ORDER BY name").fetchall()
-        return [
-            ModelRecord(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), r[6], r[7])
-            for r in rows
-        ]
+        return [_record(r) for r in rows]
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _record(r: tuple[str, ...]) -> ModelRecord:
+    return ModelRecord(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), r[6], r[7])
 
 
 def now() -> datetime:
