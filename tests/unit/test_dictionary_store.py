@@ -1,9 +1,12 @@
-"""Dictionary storage: atomic writes, crash recovery, strict validation, binding checks."""
+"""Dictionary storage: atomic writes, crash recovery, strict validation, binding checks, on the
+local store and on PostgreSQL (a real server); registrations' hash pinning on both."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,8 +14,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from chunkscope.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from chunkscope.store.dictionaries import LocalDictionaryStore, new_id, require_binding
+from chunkscope.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from chunkscope.store.dictionaries import (
+    DictionaryStore,
+    LocalDictionaryStore,
+    new_id,
+    require_binding,
+)
+from chunkscope.store.postgres import open_postgres
+from chunkscope.store.registry import ModelRecord, RegistryStore, now
 
 
 def _cosine(n: int = 3, d: int = 4) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -147,3 +163,133 @@ def test_manifest_on_disk_is_readable_json(tmp_path: Path) -> None:
     store.save(manifest, tensors)
     on_disk = json.loads((tmp_path / "dictionaries" / manifest["id"] / "manifest.json").read_text())
     assert on_disk["schema_version"] == 1 and on_disk["method"] == "cosine_dictionary"
+
+
+# ----- the same contract on PostgreSQL, and what only the shared store does ------------------
+
+
+@pytest.fixture(params=["local", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DictionaryStore]:
+    if request.param == "local":
+        store: DictionaryStore = LocalDictionaryStore(tmp_path)
+    else:
+        url = request.getfixturevalue("postgres").create_database(f"d{new_id()[5:]}")
+        _, store = open_postgres(url, tmp_path / "spool", 10)
+    yield store
+    store.close()
+
+
+def test_both_stores_keep_the_same_contract(any_store: DictionaryStore) -> None:
+    manifest, tensors = _cosine()
+    record = any_store.save(manifest, tensors)
+    loaded, got = any_store.load(manifest["id"])
+    assert loaded["entries"] == manifest["entries"] and record.n_entries == 3
+    np.testing.assert_array_equal(got["atoms"], tensors["atoms"])
+    assert any_store.read_manifest(manifest["id"]) == loaded
+    second, t2 = _cosine()
+    any_store.save(second, t2)
+    records, total = any_store.list_page("m", 0, 1)
+    assert total == 2 and len(records) == 1
+    assert {r.id for r in any_store.list_page("m", 0, 10)[0]} == {manifest["id"], second["id"]}
+    assert any_store.list_page("other", 0, 10) == ([], 0)
+    assert any_store.existing([manifest["id"], "dict-" + "0" * 12]) == {manifest["id"]}
+    with pytest.raises(AlreadyExists):
+        any_store.save(manifest, tensors)
+    archive = any_store.export_archive(manifest["id"])
+    assert any_store.delete(manifest["id"])["id"] == manifest["id"]
+    with pytest.raises(NotFound):
+        any_store.load(manifest["id"])
+    with pytest.raises(NotFound):
+        any_store.delete(manifest["id"])
+    assert any_store.import_archive(archive)["id"] == manifest["id"]
+    assert any_store.export_archive(manifest["id"]) == archive
+    for bad in ("", "../etc", "dict-XYZ"):
+        with pytest.raises(InvalidArgument):
+            any_store.load(bad)
+
+
+def test_a_job_is_stored_whole_or_not_at_all(any_store: DictionaryStore) -> None:
+    taken, t1 = _cosine()
+    any_store.save(taken, t1)
+    fresh, t2 = _cosine()
+    with pytest.raises(AlreadyExists):
+        any_store.save_all([(fresh, t2), (taken, t1)])  # the second id is taken: neither stored
+    assert any_store.existing([fresh["id"], taken["id"]]) == {taken["id"]}
+    with pytest.raises(FailedPrecondition):  # refused while validating: nothing written
+        any_store.save_all([(fresh, t2), ({**taken, "id": new_id(), "method": "magic"}, t1)])
+    assert any_store.list_page("", 0, 10)[1] == 1
+
+
+def test_tampered_rows_are_refused_on_load(postgres: Any, tmp_path: Path) -> None:
+    import psycopg
+
+    url = postgres.create_database(f"d{new_id()[5:]}")
+    _, store = open_postgres(url, tmp_path / "spool", 10)
+    manifest, tensors = _cosine()
+    store.save(manifest, tensors)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE dictionaries SET tensors = overlay(tensors placing '\\x00'::bytea from 20)"
+            " WHERE id = %s",
+            (manifest["id"],),
+        )
+    with pytest.raises(FailedPrecondition, match="tensors_sha256"):
+        store.load(manifest["id"])
+    store.close()
+
+
+def test_migrations_run_once_and_refuse_a_newer_schema(postgres: Any, tmp_path: Path) -> None:
+    import psycopg
+
+    from chunkscope.store.postgres import SCHEMA_VERSION
+
+    url = postgres.create_database(f"d{new_id()[5:]}")
+    for _ in range(2):  # a second start finds the schema in place
+        _, store = open_postgres(url, tmp_path / "spool", 10)
+        store.close()
+    with psycopg.connect(url) as conn:
+        versions = conn.execute("SELECT version FROM chunkscope_schema").fetchall()
+        assert versions == [(SCHEMA_VERSION,)]
+        conn.execute("INSERT INTO chunkscope_schema (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(OSError, match="newer than this chunkscope"):
+        open_postgres(url, tmp_path / "spool", 10)
+
+
+def test_an_unreachable_store_is_unavailable_not_internal(postgres: Any, tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="cannot use the store") as err:
+        open_postgres(postgres.dsn("no-such-db"), tmp_path / "spool", 2)
+    assert "no-such-db" in str(err.value)
+    url = postgres.create_database(f"d{new_id()[5:]}")
+    _, store = open_postgres(url, tmp_path / "spool", 2)
+    import psycopg
+
+    with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (url.rsplit("/", 1)[1],),
+        )
+        admin.execute(f'ALTER DATABASE "{url.rsplit("/", 1)[1]}" ALLOW_CONNECTIONS false')
+    with pytest.raises(Unavailable) as gone:
+        store.load(new_id())
+    assert gone.value.reason == "STORE_UNAVAILABLE" and "retry" in gone.value.message
+    store.close()
+
+
+def test_pin_fills_in_hashes_of_the_same_registration_only(postgres: Any, tmp_path: Path) -> None:
+    url = postgres.create_database(f"d{new_id()[5:]}")
+    pg_models, pg_dicts = open_postgres(url, tmp_path / "spool", 10)
+    for models in (RegistryStore(tmp_path / "local"), pg_models):
+        first = ModelRecord("m", "/models/m", "hf_safetensors", "", "", now(), "float32")
+        models.put(first)
+        pinned = replace(first, content_hash="sha256:1", files_hash="sha256:1")
+        assert models.pin(pinned) == pinned
+        # Another replica pins other files for the same registration: the first pin stands.
+        assert models.pin(replace(first, content_hash="sha256:2", files_hash="sha256:2")) == pinned
+        # A registration made again under the name is not pinned with the old one's hashes.
+        again = replace(first, registered_at=now())
+        models.put(again)
+        assert models.pin(replace(pinned, registered_at=first.registered_at)) == again
+        models.delete("m")
+        assert models.pin(pinned) is None and models.all() == []
+        models.close()
+    pg_dicts.close()
