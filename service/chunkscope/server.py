@@ -9,6 +9,7 @@ grace period, exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -171,7 +172,12 @@ async def start(settings: Settings) -> RunningServer:
     await server.start()
     await registry.restore()
     loop = asyncio.get_running_loop()
-    store.watch(lambda: loop.call_soon_threadsafe(registry.request_sync))
+
+    def changed() -> None:  # on the store's listener thread
+        with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+            loop.call_soon_threadsafe(registry.request_sync)
+
+    store.watch(changed)
     await running.set_serving(True)
     return running
 
