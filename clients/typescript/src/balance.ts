@@ -210,12 +210,15 @@ export class BalancedTransport implements Transport {
     timeoutMs: number | undefined,
     attempt: (endpoint: Endpoint, timeoutMs: number) => Promise<R>,
   ): Promise<R> {
-    const deadline = Date.now() + (timeoutMs ?? this.defaultTimeoutMs);
+    // As in Connect: no timeout given means the default, zero or less means none.
+    const total = timeoutMs ?? this.defaultTimeoutMs;
+    const deadline = total > 0 ? Date.now() + total : Infinity;
     let backoff: number = RETRY_POLICY.initialBackoffMs;
     for (let n = 1; ; n++) {
       const endpoint = await this.pick();
       try {
-        const result = await attempt(endpoint, Math.max(1, deadline - Date.now()));
+        const left = deadline === Infinity ? 0 : Math.max(1, deadline - Date.now());
+        const result = await attempt(endpoint, left);
         endpoint.succeeded();
         return result;
       } catch (error) {
