@@ -184,28 +184,32 @@ def test_kill_9_during_dictionary_writes_leaves_no_partial_dictionary(
         _until(lambda: any(spool.glob(".tmp-upload-*")), "the observer spooling the upload")
 
         killed_mid_job = 0
-        for round_ in range(4):
+        # Kill on a progress message of the job: as fitting starts (nothing written yet) or as
+        # the write starts (plus a little jitter: before, during or after its transaction).
+        phases = [pb.EXTRACTION_PHASE_FIT, pb.EXTRACTION_PHASE_STORE] * 2
+        for round_, phase in enumerate(phases):
             victim = start_server(tmp_path / "victim", model_root, "--store", store)
             before = {x.id for x in co.list_dictionaries()}
+            jitter = rng.uniform(0.0, 0.02) if phase == pb.EXTRACTION_PHASE_STORE else 0.0
             with Client.connect(victim.address, timeout=120) as cv:
                 _until(lambda cv=cv: _state(cv, "crash-lm") == "READY", "crash-lm on the victim")
-                stream = cv.extract_dictionary_stream(_extraction("crash-lm", HOOKS))
-                delay = rng.uniform(0.0, 1.5)
-                timer = threading.Timer(delay, victim.proc.kill)
-                timer.start()
-                finished = True
+                finished, killed = False, False
                 try:
-                    for _ in stream:
-                        pass
-                except ChunkscopeError:
-                    finished = False
-                timer.join()
+                    for message in cv.extract_dictionary_stream(_extraction("crash-lm", HOOKS)):
+                        if not killed and message.progress.phase == phase:
+                            time.sleep(jitter)
+                            victim.proc.kill()
+                            killed = True
+                        finished = finished or message.HasField("result")
+                except ChunkscopeError as exc:
+                    assert exc.code is grpc.StatusCode.UNAVAILABLE, exc
+                assert killed, "the job never reached the phase to kill it at"
                 victim.proc.wait(30)
             added = {x.id for x in co.list_dictionaries()} - before
             # All or nothing across the job: both hook points' dictionaries, or neither.
-            assert len(added) in (0, 2), (round_, delay, added)
+            assert len(added) in (0, 2), (round_, phase, jitter, added)
             if finished:
-                assert len(added) == 2, (round_, delay)
+                assert len(added) == 2, (round_, phase, jitter)
             else:
                 killed_mid_job += 1
             for dictionary_id in added:
