@@ -51,7 +51,8 @@ const (
 	DefaultRegisterWaitTimeout = 5 * time.Minute
 )
 
-// Client is a connection to one chunkscope server. It is safe for concurrent use.
+// Client is a connection to one chunkscope server, or to several replicas (see New). It is safe
+// for concurrent use.
 type Client struct {
 	conn    *grpc.ClientConn
 	timeout time.Duration
@@ -135,6 +136,11 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 
 // New creates a client without connecting: the connection is made by the first call, as with
 // grpc.NewClient. Dial also waits until the server is reachable.
+//
+// address is "host:port", a comma-separated list of them ("10.0.0.1:50051,10.0.0.2:50051"), or
+// a gRPC target URI such as "dns:///chunkscope.svc:50051" (every A record is used). Calls are
+// spread round_robin over the addresses, and the IdempotentMethods are retried on Unavailable
+// (ServiceConfig).
 func New(address string, opts ...Option) (*Client, error) {
 	cfg := &config{
 		timeout:         DefaultTimeout,
@@ -148,8 +154,13 @@ func New(address string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	target, targetDialOptions, err := targetOptions(address)
+	if err != nil {
+		return nil, err
+	}
 	dialOptions := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultServiceConfig(ServiceConfig),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(cfg.maxMessageBytes),
 			grpc.MaxCallSendMsgSize(cfg.maxMessageBytes),
@@ -160,7 +171,8 @@ func New(address string, opts ...Option) (*Client, error) {
 	if cfg.token != "" {
 		dialOptions = append(dialOptions, grpc.WithPerRPCCredentials(bearer(cfg.token)))
 	}
-	conn, err := grpc.NewClient(address, append(dialOptions, cfg.dialOptions...)...)
+	dialOptions = append(dialOptions, targetDialOptions...)
+	conn, err := grpc.NewClient(target, append(dialOptions, cfg.dialOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("chunkscope: %w", err)
 	}

@@ -2,7 +2,7 @@
 
 Append-only (O_APPEND) in the data dir; a record says who (key id and role), what (method and a
 summary of the request: bulk bytes left out, long strings shortened), when (UTC, ISO 8601) and the
-outcome (status code name). `chunkscope audit` reads it back.
+outcome (status code name), and the call's request id. `chunkscope audit` reads it back.
 
 Durability: the server hands records to one writer thread (`submit`), which appends what has
 queued up and fsyncs once for the batch, so the event loop never waits on the disk and concurrent
@@ -67,7 +67,13 @@ def _shorten(value: Any) -> Any:
 
 
 def _line(
-    method: str, outcome: str, key_id: str, role: str, request: dict[str, Any] | None, detail: str
+    method: str,
+    outcome: str,
+    key_id: str,
+    role: str,
+    request: dict[str, Any] | None,
+    detail: str,
+    request_id: str = "",
 ) -> bytes:
     entry = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -77,6 +83,8 @@ def _line(
         "outcome": outcome,
         "request": request or {},
     }
+    if request_id:
+        entry["request_id"] = request_id
     if detail:
         entry["detail"] = detail
     return (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
@@ -113,10 +121,11 @@ class AuditLog:
         role: str = "",
         request: dict[str, Any] | None = None,
         detail: str = "",
+        request_id: str = "",
     ) -> Future[None]:
         """Queue one record for the writer thread; the future is done once it is on disk."""
         done: Future[None] = Future()
-        line = _line(method, outcome, key_id, role, request, detail)
+        line = _line(method, outcome, key_id, role, request, detail, request_id)
         with self._lock:
             if self._writer is None:
                 self._writer = threading.Thread(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from chunkscope import __version__
@@ -23,11 +22,9 @@ def _serve(argv: list[str]) -> int:
         settings = load_settings(args)
     except ValueError as exc:
         parser.error(str(exc))
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from chunkscope.observability import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     from chunkscope.errors import ChunkscopeError
     from chunkscope.server import serve  # imports torch: only when serving
 

@@ -193,6 +193,21 @@ class Settings:
         },
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    log_format: str = field(
+        default="text",
+        metadata={"help": "text, or json (one object per line); both carry the request id"},
+    )
+    max_concept_series: int = field(
+        default=1000,
+        metadata={
+            "help": "(model, dictionary, concept) label sets the per-concept detection metrics "
+            'may hold; detections beyond are counted under dictionary and concept "other"'
+        },
+    )
+    detection_rate_window_seconds: float = field(
+        default=300.0,
+        metadata={"help": "sliding window of the chunkscope_concept_detection_rate gauge"},
+    )
 
     @property
     def keys_path(self) -> Path:
@@ -299,6 +314,7 @@ def _validate(s: Settings) -> None:
         "max_queue_depth",
         "max_batch_tokens",
         "max_concurrent_streams",
+        "max_concept_series",
     ):
         if getattr(s, name) <= 0:
             problems.append(f"{name} must be positive")
@@ -325,6 +341,10 @@ def _validate(s: Settings) -> None:
         problems.append("grace_seconds must be >= 0")
     if s.restore_wait_seconds < 0:
         problems.append("restore_wait_seconds must be >= 0")
+    if s.log_format not in ("text", "json"):
+        problems.append(f"log_format={s.log_format!r} must be text or json")
+    if s.detection_rate_window_seconds < 10:
+        problems.append("detection_rate_window_seconds must be >= 10")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"log_level={s.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
     if problems:

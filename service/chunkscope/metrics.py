@@ -9,10 +9,14 @@ model names are operator-chosen and capped by max_models; never request ids, key
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
+from collections.abc import Iterator
 from wsgiref.simple_server import WSGIServer
 
 import grpc
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 
 # Extraction jobs run for minutes, so buckets reach 10 min; the low end resolves ~ms unary calls.
 HANDLING_BUCKETS = (
@@ -48,6 +52,12 @@ MODEL_LOAD_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
 )
 MODELS = Gauge("chunkscope_models", "Registered models by state.", ("state",))
+MODEL_STATE = Gauge(
+    "chunkscope_model_state",
+    "1 for each registered model's current state on this server (LOADING, READY, FAILED), 0 for "
+    "its other states.",
+    ("model", "state"),
+)
 
 # Dictionary ids are bounded label values: dictionaries are few and operator-managed.
 DETECTIONS = Counter(
@@ -110,6 +120,46 @@ REJECTED = Counter(
     "Requests refused with RESOURCE_EXHAUSTED (limits, admission control, device memory).",
     ("reason",),
 )
+
+# Generation as users feel it, per model: the wait for the first token of an arm, the gaps
+# between its tokens, and its rate over the whole arm.
+GENERATE_TTFT_SECONDS = Histogram(
+    "chunkscope_generate_time_to_first_token_seconds",
+    "Time from a Generate call's start to the first token of each arm.",
+    ("model",),
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+GENERATE_INTER_TOKEN_SECONDS = Histogram(
+    "chunkscope_generate_inter_token_seconds",
+    "Time between consecutive tokens of one Generate arm.",
+    ("model",),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+GENERATE_TOKENS_PER_SECOND = Histogram(
+    "chunkscope_generate_tokens_per_second",
+    "Tokens per second of each finished Generate arm, from the call's start to the arm's end.",
+    ("model",),
+    buckets=(0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0),
+)
+
+# Per-concept detection: label sets bounded by --max-concept-series (ConceptMetrics).
+CONCEPT_DETECTIONS = Counter(
+    "chunkscope_concept_detections_total",
+    "Token positions where a concept (a dictionary entry's label) fired, in Detect and "
+    'StreamDetect; beyond --max-concept-series label sets, under dictionary and concept "other".',
+    ("model", "dictionary", "concept"),
+)
+DETECTION_TOKENS = Counter(
+    "chunkscope_detection_tokens_total",
+    "Token positions a dictionary scanned in Detect and StreamDetect (the denominator of "
+    'detection rates); "other" for dictionaries whose concepts are beyond the bound.',
+    ("model", "dictionary"),
+)
+CONCEPT_SERIES_OVERFLOW = Counter(
+    "chunkscope_concept_series_overflow_total",
+    'Detections counted under "other" because --max-concept-series label sets were taken.',
+)
+
 HOOKS_INSTALLED = Gauge(
     "chunkscope_hooks_installed",
     "chunkscope hooks on the registered models right now (0 between requests; more means a leak).",
@@ -148,3 +198,90 @@ def serve_metrics(host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
     """Start the /metrics HTTP endpoint on its own port (0 picks one); returns (server, thread)."""
     server, thread = start_http_server(port, addr=host)
     return server, thread
+
+
+class ConceptMetrics:
+    """Per-concept detection counters with a bound on label sets, and the detection-rate gauge.
+
+    `chunkscope_concept_detection_rate{model, dictionary, concept}` is the fraction of the token
+    positions a dictionary scanned in the last --detection-rate-window-seconds where the concept
+    fired: a drift signal (alert when it moves away from its usual level). It is computed at
+    scrape time from 10-second buckets. Thread-safe (observed from the event loop, read by the
+    scrape thread).
+    """
+
+    BUCKET_SECONDS = 10.0
+
+    def __init__(self, max_series: int = 1000, window_seconds: float = 300.0) -> None:
+        self.max_series = max_series
+        self.window = window_seconds
+        self._lock = threading.Lock()
+        self._series: set[tuple[str, str, str]] = set()
+        self._fired: dict[tuple[str, str, str], deque[list[float]]] = {}
+        self._scanned: dict[tuple[str, str], deque[list[float]]] = {}
+
+    def configure(self, max_series: int, window_seconds: float) -> None:
+        with self._lock:
+            self.max_series, self.window = max_series, window_seconds
+
+    def observe(self, model: str, dictionary: str, scanned: int, fired: dict[str, int]) -> None:
+        """One dictionary over `scanned` token positions: how often each of its concepts fired
+        (every concept, zeros included, so the rate of a silent concept is 0, not absent)."""
+        now = time.monotonic()
+        with self._lock:
+            admitted: dict[tuple[str, str, str], int] = {}
+            overflowed, beyond = 0, False
+            for concept, count in fired.items():
+                key = (model, dictionary, concept)
+                if key in self._series or len(self._series) < self.max_series:
+                    self._series.add(key)
+                    admitted[key] = count
+                else:
+                    beyond, overflowed = True, overflowed + count
+            for key, count in admitted.items():
+                if count:
+                    CONCEPT_DETECTIONS.labels(*key).inc(count)
+                self._add(self._fired.setdefault(key, deque()), now, count)
+            if admitted:
+                DETECTION_TOKENS.labels(model, dictionary).inc(scanned)
+                self._add(self._scanned.setdefault((model, dictionary), deque()), now, scanned)
+            if beyond:
+                other = (model, "other", "other")
+                if overflowed:
+                    CONCEPT_SERIES_OVERFLOW.inc(overflowed)
+                    CONCEPT_DETECTIONS.labels(*other).inc(overflowed)
+                DETECTION_TOKENS.labels(model, "other").inc(scanned)
+                self._add(self._fired.setdefault(other, deque()), now, overflowed)
+                self._add(self._scanned.setdefault((model, "other"), deque()), now, scanned)
+
+    def _add(self, buckets: deque[list[float]], now: float, count: float) -> None:
+        start = now - now % self.BUCKET_SECONDS
+        if buckets and buckets[-1][0] == start:
+            buckets[-1][1] += count
+        else:
+            buckets.append([start, count])
+
+    def _total(self, buckets: deque[list[float]], since: float) -> float:
+        while buckets and buckets[0][0] + self.BUCKET_SECONDS <= since:
+            buckets.popleft()
+        return sum(count for _, count in buckets)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "chunkscope_concept_detection_rate",
+            "Fraction of the token positions a dictionary scanned in the last "
+            "--detection-rate-window-seconds where the concept fired.",
+            labels=("model", "dictionary", "concept"),
+        )
+        since = time.monotonic() - self.window
+        with self._lock:
+            for (model, dictionary, concept), fired in self._fired.items():
+                scanned = self._total(self._scanned.get((model, dictionary), deque()), since)
+                count = self._total(fired, since)
+                if scanned > 0:
+                    family.add_metric([model, dictionary, concept], count / scanned)
+        yield family
+
+
+CONCEPTS = ConceptMetrics()
+REGISTRY.register(CONCEPTS)

@@ -15,12 +15,13 @@ import logging
 import signal
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from chunkscope import __version__, metrics
+from chunkscope import __version__, metrics, observability
 from chunkscope.api.analysis import AnalysisServicer
 from chunkscope.api.detection import DetectionServicer
 from chunkscope.api.dictionaries import DictionaryServicer
@@ -29,6 +30,7 @@ from chunkscope.api.interceptors import (
     AuthInterceptor,
     ErrorInterceptor,
     MetricsInterceptor,
+    RequestIdInterceptor,
     StreamGate,
 )
 from chunkscope.api.models import ModelServicer
@@ -75,6 +77,7 @@ class RunningServer:
     port: int
     metrics_port: int | None
     store: Store
+    tracing: Any = None  # the tracer provider when OTEL_* asks for traces
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -92,6 +95,8 @@ class RunningServer:
         await self.server.stop(grace)
         await self.registry.close()
         self.store.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # flushes the spans not yet sent
 
 
 async def start(settings: Settings) -> RunningServer:
@@ -102,8 +107,10 @@ async def start(settings: Settings) -> RunningServer:
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     streams = StreamGate(settings.max_concurrent_streams)
+    tracing = observability.configure_tracing()  # before the server: it instruments grpc.aio
     server = grpc.aio.server(
         interceptors=[
+            RequestIdInterceptor(),
             MetricsInterceptor(),
             ErrorInterceptor(),
             AuditInterceptor(AuditLog(settings.audit_path)),
@@ -115,6 +122,7 @@ async def start(settings: Settings) -> RunningServer:
     )
     store = await asyncio.to_thread(open_store, settings)  # connects and migrates: off the loop
     registry = ModelRegistry(settings, store.models)
+    metrics.CONCEPTS.configure(settings.max_concept_series, settings.detection_rate_window_seconds)
     metrics.HOOKS_INSTALLED.set_function(registry.hooks_installed)
     dictionaries = store.dictionaries
     extractor = Extractor(registry, dictionaries, settings.max_capture_bytes)
@@ -166,7 +174,15 @@ async def start(settings: Settings) -> RunningServer:
         http, _ = metrics.serve_metrics(settings.host, settings.metrics_port)
         metrics_port = http.server_port
     running = RunningServer(
-        server, health_servicer, registry, dictionaries, streams, port, metrics_port, store
+        server,
+        health_servicer,
+        registry,
+        dictionaries,
+        streams,
+        port,
+        metrics_port,
+        store,
+        tracing,
     )
     await running.set_serving(False)
     await server.start()

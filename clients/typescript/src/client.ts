@@ -56,6 +56,7 @@ import {
 } from "./gen/chunkscope/v1/analysis_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "./gen/grpc/health/v1/health_pb.js";
 import { ChunkscopeError, Code } from "./errors.js";
+import { BalancedTransport, parseTarget } from "./balance.js";
 
 /** The server's default `--max-message-bytes`; gRPC's usual 4 MiB breaks on large exports. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -87,7 +88,12 @@ export interface TlsOptions {
 }
 
 export interface ClientOptions {
-  /** "host:port" of the server (a full "http://" or "https://" URL is accepted too). */
+  /**
+   * "host:port" of the server (a full "http://" or "https://" URL is accepted too); several
+   * replicas as a comma-separated list of them, or "dns:///name:port" for every address of a name.
+   * Calls go round-robin over the addresses; the idempotent RPCs are retried on Unavailable
+   * (IDEMPOTENT_METHODS, RETRY_POLICY).
+   */
   address: string;
   /** Bearer token, sent as `authorization: Bearer <token>` on every call when non-empty. */
   token?: string;
@@ -154,11 +160,6 @@ function toBuffer(pem: PEM | undefined): Buffer | undefined {
     : Buffer.from(pem.buffer, pem.byteOffset, pem.byteLength);
 }
 
-function baseUrlOf(address: string, tls: boolean): string {
-  if (/^https?:\/\//.test(address)) return address;
-  return `${tls ? "https" : "http"}://${address}`;
-}
-
 async function* fromSync<T>(items: Iterable<T> | AsyncIterable<T>): AsyncIterable<T> {
   yield* items;
 }
@@ -190,15 +191,17 @@ function concat(pieces: Uint8Array[]): Uint8Array {
 export class ChunkscopeClient {
   /** Default deadline in ms. */
   readonly timeoutMs: number;
-  /** The Connect transport (real gRPC over HTTP/2), e.g. for `createClient` on other services. */
+  /**
+   * The transport (real gRPC over HTTP/2, balanced and retrying over the addresses), e.g. for
+   * `createClient` on other services.
+   */
   readonly transport: Transport;
   /** The generated Connect clients. Their errors are ConnectErrors; see ChunkscopeError.from. */
   readonly raw: RawClients;
-  private readonly session: Http2SessionManager;
+  private readonly balanced: BalancedTransport;
 
   constructor(options: ClientOptions) {
     const tls = options.tls ?? false;
-    const baseUrl = baseUrlOf(options.address, tls !== false);
     const tlsOptions: TlsOptions = typeof tls === "object" ? tls : {};
     const nodeOptions: SecureClientSessionOptions = {};
     if (tls !== false) {
@@ -211,21 +214,36 @@ export class ChunkscopeClient {
       );
     }
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.session = new Http2SessionManager(baseUrl, {}, nodeOptions);
     const token = options.token ?? "";
     const auth: Interceptor = (next) => (req) => {
       if (token) req.header.set("authorization", `Bearer ${token}`);
       return next(req);
     };
-    this.transport = createGrpcTransport({
-      baseUrl,
-      sessionManager: this.session,
-      nodeOptions,
-      interceptors: [auth, ...(options.interceptors ?? [])],
-      readMaxBytes: options.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
-      writeMaxBytes: options.maxSendMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
-      defaultTimeoutMs: this.timeoutMs,
-    });
+    // One HTTP/2 connection and Connect transport per address; BalancedTransport spreads calls.
+    const connect = (baseUrl: string, servername?: string) => {
+      const sessionOptions: SecureClientSessionOptions = { ...nodeOptions };
+      if (tls !== false && servername !== undefined && tlsOptions.serverName === undefined) {
+        sessionOptions.servername = servername; // dns target: verify the name, not the IP
+      }
+      const session = new Http2SessionManager(baseUrl, {}, sessionOptions);
+      const transport = createGrpcTransport({
+        baseUrl,
+        sessionManager: session,
+        nodeOptions: sessionOptions,
+        interceptors: [auth, ...(options.interceptors ?? [])],
+        readMaxBytes: options.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+        writeMaxBytes: options.maxSendMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+        defaultTimeoutMs: this.timeoutMs,
+      });
+      return { transport, close: () => session.abort() };
+    };
+    this.balanced = new BalancedTransport(
+      parseTarget(options.address),
+      connect,
+      tls === false ? "http" : "https",
+      this.timeoutMs,
+    );
+    this.transport = this.balanced;
     this.raw = {
       models: createClient(ModelService, this.transport),
       dictionaries: createClient(DictionaryService, this.transport),
@@ -236,9 +254,9 @@ export class ChunkscopeClient {
     };
   }
 
-  /** Closes the HTTP/2 connection; calls still in flight fail. */
+  /** Closes the HTTP/2 connections; calls still in flight fail. */
   close(): void {
-    this.session.abort();
+    this.balanced.close();
   }
 
   private opts(options: CallOptions | undefined, floorMs = 0): CallOpts {

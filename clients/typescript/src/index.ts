@@ -15,6 +15,7 @@ export {
   type TlsOptions,
 } from "./client.js";
 export { ChunkscopeError, Code, codeName, type FieldViolation } from "./errors.js";
+export { IDEMPOTENT_METHODS, RETRY_POLICY } from "./balance.js";
 
 // The generated messages, enums and services of chunkscope.v1 (and the health protocol).
 export * from "./gen/chunkscope/v1/common_pb.js";

@@ -141,6 +141,10 @@ def result_proto(p: Plan, found: InputDetection, base: int = 0) -> pb.DetectResu
         fired_tokens = int(matches.sum())
         if fired_tokens:
             metrics.DETECTIONS.labels(detector.id).inc(fired_tokens)
+        per_concept: dict[str, int] = {}  # every entry, whatever the request reports
+        for label, count in zip(detector.labels, det.matches.sum(axis=0).tolist(), strict=True):
+            per_concept[label] = per_concept.get(label, 0) + int(count)
+        metrics.CONCEPTS.observe(p.model_name, detector.id, n, per_concept)
         for j, k in enumerate(keep.tolist()):
             hits = np.nonzero(matches[:, j])[0]
             column = scores[:, j]

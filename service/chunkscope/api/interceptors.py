@@ -1,7 +1,8 @@
 """Server interceptors: the one place for metrics and for turning errors into gRPC statuses.
 
-The chain, outermost first: Metrics, Error, Audit, Auth, StreamGate.
-`MetricsInterceptor` records grpc_server_* metrics with the final status code.
+The chain, outermost first: RequestId, Metrics, Error, Audit, Auth, StreamGate.
+`RequestIdInterceptor` gives the call its request id (observability.REQUEST_ID), returned in the
+trailing metadata. `MetricsInterceptor` records grpc_server_* metrics with the final status code.
 `ErrorInterceptor` maps ChunkscopeError to its status (errors.STATUS_CODES) with rich details
 (google.rpc.ErrorInfo always, BadRequest for field violations); any other exception is a bug and
 becomes INTERNAL with a generic message, logged with its traceback. A bad request can never stop
@@ -37,7 +38,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from chunkscope import metrics
+from chunkscope import metrics, observability
 from chunkscope.audit import AUDITED, AuditLog, summarize
 from chunkscope.auth import KeyFile, permits, required_role
 from chunkscope.errors import (
@@ -144,6 +145,7 @@ class _Call:
     principal: Principal | None = None
     finished: bool = False  # the handler produced its last message
     incident: str = ""  # the id of the bug this call hit: logged, audited, told to the caller
+    request_id: str = ""
 
     def incident_id(self) -> str:
         if not self.incident:
@@ -198,6 +200,35 @@ def _final_code(call: _Call, exc: BaseException | None) -> grpc.StatusCode:
     if code is None:
         return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
     return code
+
+
+class RequestIdInterceptor(_WrappingInterceptor):
+    """Every call gets a request id: the client's `x-request-id` metadata when it is a sane token
+    (letters, digits, `._:-`, at most 128), a new one otherwise. It is in every log line and audit
+    record of the call, on its trace span, and in the reply's trailing metadata (`x-request-id`,
+    also on errors: ErrorInterceptor adds it to the status it sends)."""
+
+    @staticmethod
+    def _begin(context: Any) -> None:
+        request_id = observability.request_id_from(context.invocation_metadata())
+        observability.REQUEST_ID.set(request_id)
+        _call(context).request_id = request_id
+        context.set_trailing_metadata(((observability.REQUEST_ID_HEADER, request_id),))
+        observability.tag_request(request_id)
+
+    async def unary(
+        self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
+    ) -> Any:
+        self._begin(context)
+        return await behavior(request, context)
+
+    async def stream(
+        self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
+    ) -> AsyncGenerator[Any, None]:
+        self._begin(context)
+        async with aclosing(_as_async_iter(behavior(request, context))) as items:
+            async for item in items:
+                yield item
 
 
 class MetricsInterceptor(_WrappingInterceptor):
@@ -315,7 +346,8 @@ class ErrorInterceptor(_WrappingInterceptor):
                 None,
             )
         status = rich_status(code, message, error)
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        request_id = ((observability.REQUEST_ID_HEADER, _call(context).request_id),)
+        await context.abort(status.code, status.details, (*status.trailing_metadata, *request_id))
 
     async def unary(
         self, method: str, rpc_type: str, behavior: Behavior, request: Any, context: Any
@@ -491,6 +523,7 @@ class AuditInterceptor(_WrappingInterceptor):
             key_id=who.key_id if who else "",
             role=who.role if who else "",
             request=summarize(request),
+            request_id=call.request_id,
             # Every INTERNAL names the incident the server log has the traceback under.
             detail=f"incident {call.incident_id()}" if outcome == "INTERNAL" else "",
         )

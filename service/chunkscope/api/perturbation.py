@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -199,11 +200,21 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
         labels = [(pb.ARM_PERTURBED, "perturbed"), (pb.ARM_CONTROL, "control")]
         held: list[pb.GenerateResponse] = []
         first_done = False
+        began = time.perf_counter()
+        last_token = [0.0] * len(arms)  # when each arm's latest token came
         async for event in serving.generate(self.registry, name, content_hash, ids, arms,
                                             sampling, detectors):  # fmt: skip
             arm, label = labels[event.arm]
+            now = time.perf_counter()
             if isinstance(event, serving.Token):
                 metrics.GENERATED_TOKENS.labels(label).inc()
+                if last_token[event.arm]:
+                    metrics.GENERATE_INTER_TOKEN_SECONDS.labels(name).observe(
+                        now - last_token[event.arm]
+                    )
+                else:
+                    metrics.GENERATE_TTFT_SECONDS.labels(name).observe(now - began)
+                last_token[event.arm] = now
                 message = pb.GenerateResponse(
                     arm=arm, step=event.step, token=event.token, token_id=event.token_id,
                     matches=[ChunkMatch(dictionary_id=d.id, entry_id=k, label=d.labels[k],
@@ -215,6 +226,10 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             else:
                 for mode, count in event.applied.items():
                     metrics.INTERVENTIONS.labels(mode).inc(count)
+                if event.new_tokens and now > began:
+                    metrics.GENERATE_TOKENS_PER_SECOND.labels(name).observe(
+                        len(event.new_tokens) / (now - began)
+                    )
                 message = pb.GenerateResponse(
                     arm=arm, step=len(event.new_tokens), text=event.text, done=True
                 )

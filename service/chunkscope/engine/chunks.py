@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from chunkscope import observability
 from chunkscope.engine.detection import Detector
 from chunkscope.engine.device import dtype_name
 from chunkscope.engine.loading import LoadedModel
@@ -90,7 +91,8 @@ class DetectorCache:
         cached = [d for d in named if d in self._cache]
         if self.store.shared and cached:
             try:
-                present = await asyncio.to_thread(self.store.existing, cached)
+                with observability.span("chunkscope.store.existing", dictionaries=len(cached)):
+                    present = await asyncio.to_thread(self.store.existing, cached)
             except ChunkscopeError:  # store unavailable: dictionaries never change, serve the copy
                 present = set(cached)
             for gone in set(cached) - present:
@@ -113,7 +115,8 @@ class DetectorCache:
                 self._cache.popitem(last=False)
 
     def _load(self, dictionary_id: str) -> Detector:
-        manifest, tensors = self.store.load(dictionary_id)
+        with observability.span("chunkscope.store.load", dictionary=dictionary_id):
+            manifest, tensors = self.store.load(dictionary_id)
         return Detector(manifest, tensors)
 
     def forget(self, dictionary_id: str) -> None:

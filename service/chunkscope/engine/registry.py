@@ -130,6 +130,7 @@ class ModelRegistry:
         self._schedulers: dict[tuple[str, ...], Scheduler] = {}
         # The loaded modules, replaced whole on the event loop: what the metrics thread reads.
         self._modules: tuple[nn.Module, ...] = ()
+        self._published: set[str] = set()  # model names with chunkscope_model_state series
 
     # ----- life cycle -------------------------------------------------------------------------
 
@@ -568,6 +569,13 @@ class ModelRegistry:
         for state in (LOADING, READY, FAILED):
             count = sum(1 for e in self._entries.values() if e.state == state)
             metrics.MODELS.labels(state).set(count)
+            for name, entry in self._entries.items():
+                metrics.MODEL_STATE.labels(name, state).set(1 if entry.state == state else 0)
+        for name in self._published - self._entries.keys():  # unregistered: its series go
+            for state in (LOADING, READY, FAILED):
+                with contextlib.suppress(KeyError):
+                    metrics.MODEL_STATE.remove(name, state)
+        self._published = set(self._entries)
         self._modules = tuple(e.loaded.module for e in self._entries.values() if e.loaded)
 
     def _info(self, entry: _Entry) -> ModelInfo:

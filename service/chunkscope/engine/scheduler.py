@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from chunkscope import metrics
+from chunkscope import metrics, observability
 from chunkscope.engine.capture import forward_states
 from chunkscope.engine.decoding import Group, Row
 from chunkscope.engine.loading import LoadedModel
@@ -70,6 +70,9 @@ class Work:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     enqueued: float = field(default_factory=time.perf_counter)
+    # For the call's trace: its context and the wall-clock time the item was queued.
+    trace: Any = field(default_factory=observability.current_context)
+    enqueued_ns: int = field(default_factory=time.time_ns)
     cancelled: bool = False
     started: bool = False
     kind: str = ""
@@ -298,16 +301,17 @@ class Scheduler:
     def _run_rows(self, batch: list[tuple[RowsWork, int]]) -> None:
         head = batch[0][0]
         items = list(dict.fromkeys(w for w, _ in batch))  # each once, in queue order
-        now = time.perf_counter()
+        now, wall = time.perf_counter(), time.time_ns()
         for work in items:
             if not work.started:
                 work.started = True
                 metrics.QUEUE_WAIT_SECONDS.labels(work.kind).observe(now - work.enqueued)
+                observability.record_span("chunkscope.queue", work.trace, work.enqueued_ns, wall,
+                                          kind=work.kind, placement=self.name)  # fmt: skip
         rows = [w.rows[i] for w, i in batch]
+        padded = len(rows) * max(int(r.shape[0]) for r in rows)
         metrics.BATCH_ROWS.labels(head.kind).observe(len(rows))
-        metrics.BATCH_TOKENS.labels(head.kind).observe(
-            len(rows) * max(int(r.shape[0]) for r in rows)
-        )
+        metrics.BATCH_TOKENS.labels(head.kind).observe(padded)
         started = time.perf_counter_ns()
         try:
             results = self._forward_rows(head, batch, rows)
@@ -318,6 +322,12 @@ class Scheduler:
                 work.settle(error=error)
             return
         elapsed = time.perf_counter_ns() - started
+        for work in items:  # one span per request that rode this forward
+            observability.record_span(
+                "chunkscope.forward", work.trace, wall, wall + elapsed, kind=head.kind,
+                placement=self.name, batch_rows=len(rows), batch_padded_tokens=padded,
+                batch_requests=len(items), rows_of_this_request=sum(w is work for w, _ in batch),
+            )  # fmt: skip
         for (work, i), result in zip(batch, results, strict=True):
             work.results[i] = result
             work.finished += 1
@@ -350,13 +360,16 @@ class Scheduler:
         Rows of one model are prefilled together, in forwards of at most --max-batch-tokens
         padded prompt tokens.
         """
-        now = time.perf_counter()
+        now, wall = time.perf_counter(), time.time_ns()
         by_model: dict[int, list[Row]] = {}
+        owner = {id(row): work for work in joining for row in work.rows}
         for work in joining:
             if work.cancelled:
                 continue
             work.started = True
             metrics.QUEUE_WAIT_SECONDS.labels(work.kind).observe(now - work.enqueued)
+            observability.record_span("chunkscope.queue", work.trace, work.enqueued_ns, wall,
+                                      kind=work.kind, placement=self.name)  # fmt: skip
             self._groups.setdefault(id(work.model), Group(work.model))
             by_model.setdefault(id(work.model), []).extend(work.rows)
         for key, rows in by_model.items():
@@ -370,11 +383,18 @@ class Scheduler:
                 ):
                     chunk.append(row)
                     continue
+                began = time.time_ns()
                 try:
                     self._groups[key].join(chunk)
                 except Exception as exc:
                     for failed in chunk:
                         failed.finish(list(failed.new_tokens), _device_error(exc))
+                ended = time.time_ns()
+                for work in dict.fromkeys(owner[id(r)] for r in chunk):
+                    observability.record_span(
+                        "chunkscope.prefill", work.trace, began, ended,
+                        placement=self.name, batch_rows=len(chunk),
+                    )  # fmt: skip
                 chunk = [row] if row is not None else []
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from chunkscope import observability
 from chunkscope.engine import tokens
 from chunkscope.engine.capture import Segment, decode_token
 from chunkscope.engine.decoding import Row, Step
@@ -55,7 +56,9 @@ async def detect(
     for i in range(0, len(segments), DETECT_CHUNK):
         chunk = segments[i : i + DETECT_CHUNK]
         captured = await registry.capture(name, chunk, points, max_tokens, content_hash)
-        found += await tokens.off_loop(match, detectors, captured)
+        with observability.span("chunkscope.detect.match", dictionaries=len(detectors),
+                                 inputs=len(chunk)):  # fmt: skip
+            found += await tokens.off_loop(match, detectors, captured)
     return found, time.perf_counter_ns() - started
 
 
@@ -70,7 +73,8 @@ async def perturb(
 ) -> PerturbResult:
     """Next-token log-probabilities without and with `actions`: two rows of one forward."""
     model = registry.ready(name, content_hash)
-    steering = Steering(list(actions), int(ids.shape[0]), model.is_recurrent)
+    with observability.span("chunkscope.interventions", interventions=len(actions)):
+        steering = Steering(list(actions), int(ids.shape[0]), model.is_recurrent)
     loop = asyncio.get_running_loop()
     work = LogitsWork(
         model=model, loop=loop, future=loop.create_future(), rows=[ids, ids],
@@ -137,6 +141,7 @@ async def generate(
     rows = []
     steerings = []
     detect_points = frozenset(d.hook_point for d in detectors)
+    resolving = time.time_ns()
     for index, arm in enumerate(arms):
         steering = Steering(list(arm.actions), int(prompt.shape[0]), model.is_recurrent)
         steerings.append(steering)
@@ -147,24 +152,38 @@ async def generate(
             finish=on_loop(loop, lambda toks, err, i=index: finished(i, toks, err)),
             cancel=threading.Event(),
         ))  # fmt: skip
+    trace = observability.current_context()
+    observability.record_span("chunkscope.interventions", trace, resolving, time.time_ns(),
+                              interventions=sum(len(a.actions) for a in arms))  # fmt: skip
     work = GenerateWork(model=model, loop=loop, future=future, rows=rows)
     task = asyncio.ensure_future(registry.scheduler_for(model).submit(work))
+    # The decoding as one span per arm: its first token to its end, with what it produced
+    # (the device thread's per-step work is shared by every row of the batch).
+    first_token_ns: list[int] = [0] * len(arms)
+    matched = [0] * len(arms)
     # Each arm's states so far at the DSC dictionaries' hook points: a DSC chunk spans several
     # steps, so it is parsed over the running sequence, not one state at a time.
     history: list[dict[str, list[np.ndarray]]] = [{} for _ in arms]
     try:
         async for index, event in relay(queue, task):
             if isinstance(event, Step):
+                first_token_ns[index] = first_token_ns[index] or time.time_ns()
                 if detectors:  # matching is host work: the tokenizer pool
-                    yield await tokens.off_loop(
+                    token = await tokens.off_loop(
                         _token, model, index, event, detectors, history[index]
                     )
+                    matched[index] += len(token.matches)
+                    yield token
                 else:  # one token's text only: cheaper here than a thread hop
                     yield _token(model, index, event, detectors, history[index])
                 continue
             new_tokens, error = event
             if error is not None:
                 raise error
+            observability.record_span(
+                "chunkscope.decode", trace, first_token_ns[index] or time.time_ns(),
+                time.time_ns(), arm=index, tokens=len(new_tokens), detections=matched[index],
+            )  # fmt: skip
             text = await tokens.off_loop(_text, model, new_tokens)
             yield Finished(index, new_tokens, text, dict(steerings[index].applied))
         await task

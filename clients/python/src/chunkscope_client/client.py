@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import json
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -30,6 +33,102 @@ from chunkscope_client.v1 import (
 
 # The server's default limit; the gRPC default of 4 MiB is too small for large replies.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# The RPCs a client may send again when a replica answers UNAVAILABLE (it is down, restarting or
+# draining): they only read server state or compute from their request, so running one twice
+# changes nothing. The others change state (RegisterModel, UnregisterModel, ExtractDictionary,
+# DeleteDictionary, ImportDictionary): a call that failed mid-way may already have taken effect,
+# and a retry could register, store or delete twice. StreamDetect is a bidirectional stream whose
+# replies depend on what was sent before; it is not retried either. Server streams (Generate,
+# ExportDictionary, the analysis streams) are retried only until their first reply arrives, as
+# gRPC does for every stream.
+IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
+    "chunkscope.v1.ModelService": ("GetModel", "ListModels", "ListHookPoints"),
+    "chunkscope.v1.DictionaryService": ("GetDictionary", "ListDictionaries", "ExportDictionary"),
+    "chunkscope.v1.DetectionService": ("Detect",),
+    "chunkscope.v1.PerturbationService": ("Perturb", "Generate"),
+    "chunkscope.v1.AnalysisService": (
+        "ConnectionCost",
+        "CompareRepresentations",
+        "LayerSimilarity",
+        "OptimizeNeuronLayout",
+    ),
+    "grpc.health.v1.Health": ("Check",),
+}
+
+# gRPC's retry policy for those RPCs: up to 4 attempts, waiting a random time up to 0.1 s, 0.2 s,
+# 0.4 s (at most 1 s) between them; only UNAVAILABLE is retried.
+RETRY_POLICY: dict[str, Any] = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "1s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+
+# The channel's service config: round_robin over every address of the target, and the retry
+# policy on the idempotent RPCs.
+SERVICE_CONFIG: dict[str, Any] = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [
+        {
+            "name": [
+                {"service": service, "method": method}
+                for service, methods in IDEMPOTENT_METHODS.items()
+                for method in methods
+            ],
+            "retryPolicy": RETRY_POLICY,
+        }
+    ],
+}
+
+_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")
+
+
+def channel_target(address: str | Sequence[str]) -> tuple[str, str | None]:
+    """The gRPC target for `address`, and the authority to send when it lists several servers.
+
+    One "host:port" or a gRPC target URI (e.g. "dns:///chunkscope.svc:50051", whose every A
+    record is used) is returned as is. A list of "host:port" entries (a sequence, or one string
+    with commas) becomes grpc-core's static "ipv4:" (or "ipv6:") target; hostnames in it are
+    resolved here, once, to all of their addresses. The authority is the first entry, so TLS
+    verifies every replica against that name unless `server_name` says otherwise.
+    """
+    if isinstance(address, str) and (address.startswith(_SCHEMES) or "://" in address):
+        return address, None  # a target URI, for grpc-core's own resolvers
+    entries = [address] if isinstance(address, str) else list(address)
+    entries = [e.strip() for entry in entries for e in entry.split(",") if e.strip()]
+    if not entries:
+        raise ValueError("no address given")
+    if len(entries) == 1:
+        return entries[0], None
+    if any(entry.startswith(_SCHEMES) or "://" in entry for entry in entries):
+        raise ValueError(f"a list of addresses takes host:port entries only: {entries}")
+    v4: list[str] = []
+    v6: list[str] = []
+    for entry in entries:
+        host, sep, port = entry.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise ValueError(f"{entry!r} is not host:port")
+        host = host.strip("[]")
+        try:
+            ips = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+            except socket.gaierror as error:
+                raise ValueError(f"cannot resolve {host!r}: {error}") from None
+            ips = [ipaddress.ip_address(str(info[4][0])) for info in infos]
+        found4 = [f"{ip}:{port}" for ip in dict.fromkeys(ips) if ip.version == 4]
+        found6 = [f"[{ip}]:{port}" for ip in dict.fromkeys(ips) if ip.version == 6]
+        v4.extend(found4 or [""])  # "" marks an entry without an address of that family
+        v6.extend(found6 or [""])
+    if "" not in v4:
+        return "ipv4:" + ",".join(v4), entries[0]
+    if "" not in v6:
+        return "ipv6:" + ",".join(v6), entries[0]
+    raise ValueError(f"mixing IPv4-only and IPv6-only servers in one list: {entries}")
+
 
 _FORMATS = {
     "": models_pb2.MODEL_FORMAT_UNSPECIFIED,
@@ -140,7 +239,7 @@ class Client:
     @classmethod
     def connect(
         cls,
-        address: str,
+        address: str | Sequence[str],
         *,
         timeout: float = 30.0,
         token: str | None = None,
@@ -151,17 +250,25 @@ class Client:
         server_name: str | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> Client:
-        """Open a channel to `address` (host:port).
+        """Open a channel to `address`: "host:port", several of them (a list, or one string with
+        commas), or a gRPC target URI such as "dns:///chunkscope.svc:50051" (see channel_target).
+        Calls are spread round_robin over every address; the idempotent RPCs are retried on
+        UNAVAILABLE (IDEMPOTENT_METHODS, RETRY_POLICY).
 
         `token` is the API key (default: $CHUNKSCOPE_TOKEN). TLS is used when `tls` is set or
         any certificate is given: `root_certificates` (PEM) to trust a private CA,
         `private_key` + `certificate_chain` for mutual TLS, `server_name` to check the
         certificate against a name other than the address's host.
         """
+        target, authority = channel_target(address)
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+            ("grpc.enable_retries", 1),
         ]
+        if authority:
+            options.append(("grpc.default_authority", authority))
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if tls or root_certificates or private_key or certificate_chain:
@@ -170,9 +277,9 @@ class Client:
                 private_key=private_key,
                 certificate_chain=certificate_chain,
             )
-            channel = grpc.secure_channel(address, creds, options=options)
+            channel = grpc.secure_channel(target, creds, options=options)
         else:
-            channel = grpc.insecure_channel(address, options=options)
+            channel = grpc.insecure_channel(target, options=options)
         if token is None:
             token = os.environ.get("CHUNKSCOPE_TOKEN", "")
         return cls(channel, timeout=timeout, token=token)

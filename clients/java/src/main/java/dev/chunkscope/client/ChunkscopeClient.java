@@ -717,7 +717,13 @@ public final class ChunkscopeClient implements AutoCloseable {
 
     private Builder() {}
 
-    /** The server, as {@code host:port} (default {@code 127.0.0.1:50051}) or a gRPC target URI. */
+    /**
+     * The server, as {@code host:port} (default {@code 127.0.0.1:50051}), several replicas as a
+     * comma-separated list of {@code host:port} (hostnames are resolved, each to all of its
+     * addresses), or a gRPC target URI such as {@code dns:///chunkscope.svc:50051} (every A record
+     * is used). Calls are spread round_robin over the addresses; the idempotent RPCs are retried on
+     * UNAVAILABLE (see the README's "Several replicas").
+     */
     public Builder address(String address) {
       this.address = Objects.requireNonNull(address, "address");
       return this;
@@ -798,7 +804,10 @@ public final class ChunkscopeClient implements AutoCloseable {
 
     /** Opens the channel (lazily: the first call connects). */
     public ChunkscopeClient build() {
-      ManagedChannelBuilder<?> builder = Grpc.newChannelBuilder(address, credentials());
+      ManagedChannelBuilder<?> builder =
+          Grpc.newChannelBuilder(Replicas.target(address), credentials());
+      builder.defaultServiceConfig(Replicas.serviceConfig());
+      builder.enableRetry();
       builder.maxInboundMessageSize(maxInboundMessageSize);
       builder.maxInboundMetadataSize(1 << 20);
       if (authority != null) {
