@@ -7,7 +7,7 @@ DATA_DIR ?= data
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: help venv toolchains proto proto-check breaking analysis-example lint fmt typecheck tools docker-check test test-fast demo demo-model serve reproduce bench vectors fuzz soak lock clean
+.PHONY: help venv toolchains proto proto-check breaking analysis-example lint fmt typecheck tools docker-check deploy-check test test-fast demo demo-model serve reproduce bench vectors fuzz soak lock clean
 
 # Code generated from protos/ and committed, one directory per client language.
 GENERATED := clients/python/src/chunkscope_client/v1 clients/go/chunkscopev1 \
@@ -93,8 +93,14 @@ docker-check: venv
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --target build/docker-check ./clients/python .
 	PYTHONPATH=build/docker-check $(PY) -c 'import chunkscope, chunkscope.server, chunkscope_client.v1.models_pb2; assert "build/docker-check" in chunkscope.__file__, chunkscope.__file__'
 
+# deploy/ validated offline with real tools: promtool (rules, alert unit tests, scrape config),
+# the Compose Specification's loader, kustomize + kubeconform on vendored schemas (deploy/check.sh;
+# tools are built once into ~/.cache/chunkscope-deploy-tools). Needs no venv rebuild.
+deploy-check:
+	bash deploy/check.sh
+
 # pytest exits 5 when it collects nothing: that is a broken suite here, not a pass.
-test: lint proto-check docker-check tools
+test: lint proto-check docker-check tools deploy-check
 	$(PY) -m pytest -q; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
