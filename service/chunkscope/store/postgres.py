@@ -118,7 +118,13 @@ class _Database:
                 f"cannot use the store at {self.where}: {_first_line(exc)}; check --store, that "
                 "the server runs, and the password (PGPASSWORD or ~/.pgpass)"
             ) from None
-        self.pool.open(wait=True, timeout=self._timeout)
+        try:
+            self.pool.open(wait=True, timeout=self._timeout)
+        except PoolTimeout:
+            raise OSError(
+                f"the store at {self.where} accepted one connection but the pool could not open "
+                f"its first within {self._timeout:.0f}s; check the server's connection limit"
+            ) from None
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection[Any]]:
