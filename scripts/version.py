@@ -59,7 +59,8 @@ PLACES = [
     Place("clients/typescript/src/version.ts", rf'^export const VERSION = "{V}";$'),
     Place("clients/java/pom.xml",
           rf"^  <artifactId>chunkscope-client</artifactId>\n  <version>{V}</version>$"),
-    Place("clients/java/README.md", rf"<artifactId>chunkscope-client</artifactId><version>{V}</version>"),
+    Place("clients/java/README.md",
+          rf"<artifactId>chunkscope-client</artifactId><version>{V}</version>"),
     # What the server records in each dictionary (chunkscope_version), as the vectors hold it.
     Place("tests/vectors/get_dictionary.json", rf'"chunkscopeVersion": "{V}"'),
     Place("tests/vectors/list_dictionaries.json", rf'"chunkscopeVersion": "{V}"'),
