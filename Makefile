@@ -7,7 +7,7 @@ DATA_DIR ?= data
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: help venv toolchains proto proto-check breaking analysis-example lint fmt typecheck tools docker-check deploy-check test test-fast demo demo-model serve reproduce bench vectors fuzz soak lock clean
+.PHONY: help venv toolchains proto proto-check breaking analysis-example lint fmt typecheck tools docker-check deploy-check release-check test test-fast demo demo-model serve reproduce bench vectors fuzz soak lock clean
 
 # Code generated from protos/ and committed, one directory per client language.
 GENERATED := clients/python/src/chunkscope_client/v1 clients/go/chunkscopev1 \
@@ -26,6 +26,7 @@ help:
 	@echo "make fuzz        a long fuzzing run against a live server"
 	@echo "make soak        32 clients for 10 minutes (RELIABILITY.md)"
 	@echo "make lint        ruff, mypy, buf lint, hadolint"
+	@echo "make release-check  build every package, install each fresh, run each README quick start"
 
 # The environment: created once, reinstalled when the dependency files change.
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml constraints.txt
@@ -99,8 +100,14 @@ docker-check: venv
 deploy-check:
 	bash deploy/check.sh
 
+# Every package built (wheels and sdists, npm tarball, Maven jars, the Go module), installed into a
+# fresh environment under build/release-check and its README quick start run from there against a
+# live server; VERSION agrees with every manifest (scripts/version.py). About 1.5 min warm.
+release-check: venv toolchains
+	$(PY) scripts/release_check.py
+
 # pytest exits 5 when it collects nothing: that is a broken suite here, not a pass.
-test: lint proto-check docker-check tools deploy-check
+test: lint proto-check docker-check tools deploy-check release-check
 	$(PY) -m pytest -q; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 

@@ -43,6 +43,7 @@ type FieldViolation struct {
 	Description string
 }
 
+// Error is "chunkscope: <code>: <message>".
 func (e *Error) Error() string {
 	return fmt.Sprintf("chunkscope: %s: %s", e.Code, e.Message)
 }

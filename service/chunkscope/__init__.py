@@ -3,4 +3,4 @@
 Importing this package must stay cheap: torch and transformers are imported only by `engine/`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

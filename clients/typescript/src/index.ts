@@ -16,6 +16,7 @@ export {
 } from "./client.js";
 export { ChunkscopeError, Code, codeName, type FieldViolation } from "./errors.js";
 export { IDEMPOTENT_METHODS, RETRY_POLICY } from "./balance.js";
+export { VERSION } from "./version.js";
 
 // The generated messages, enums and services of chunkscope.v1 (and the health protocol).
 export * from "./gen/chunkscope/v1/common_pb.js";

@@ -12,4 +12,7 @@ Errors raise `ChunkscopeError` with the status code, message, reason and field v
 
 from chunkscope_client.client import DEFAULT_MAX_MESSAGE_BYTES, ChunkscopeError, Client
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "ChunkscopeError", "Client"]
+# The version of this package and of the API it speaks (scripts/version.py keeps it in step).
+__version__ = "0.2.0"
+
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "ChunkscopeError", "Client", "__version__"]

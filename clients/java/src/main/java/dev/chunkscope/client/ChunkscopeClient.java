@@ -95,10 +95,10 @@ import java.util.function.Function;
  * ones for the calls that do real work unless the default is longer still: 5 minutes for {@code
  * RegisterModel} with {@code wait}; 10 minutes for {@code Generate}, {@code
  * CompareRepresentations}, {@code LayerSimilarity} and {@code OptimizeNeuronLayout}; an hour for
- * {@code ExtractDictionary} and {@code StreamDetect}. {@link #withDeadline} gives a view of the client
- * whose calls all use one deadline. Replies up to 64 MiB are accepted (the server's default
- * limit; gRPC's own default of 4 MiB is too small for exports and large detections). Failures
- * throw {@link ChunkscopeException} with the status code and the server's error details.
+ * {@code ExtractDictionary} and {@code StreamDetect}. {@link #withDeadline} gives a view of the
+ * client whose calls all use one deadline. Replies up to 64 MiB are accepted (the server's default
+ * limit; gRPC's own default of 4 MiB is too small for exports and large detections). Failures throw
+ * {@link ChunkscopeException} with the status code and the server's error details.
  *
  * <pre>{@code
  * try (ChunkscopeClient client = ChunkscopeClient.builder().address("127.0.0.1:50051").build()) {
@@ -129,6 +129,7 @@ public final class ChunkscopeClient implements AutoCloseable {
   private final Channel channel;
   private final boolean ownsChannel;
   private final Duration defaultDeadline;
+
   /** When set ({@link #withDeadline}), the deadline of every call, long ones included. */
   private final Duration fixedDeadline;
 
@@ -343,8 +344,8 @@ public final class ChunkscopeClient implements AutoCloseable {
   }
 
   /**
-   * Runs an extraction to the end, handing each progress message to {@code onProgress}; returns
-   * the stored dictionaries (one per hook point).
+   * Runs an extraction to the end, handing each progress message to {@code onProgress}; returns the
+   * stored dictionaries (one per hook point).
    */
   public List<Dictionary> extractDictionary(
       ExtractDictionaryRequest request, Consumer<ExtractionProgress> onProgress) {
@@ -367,10 +368,7 @@ public final class ChunkscopeClient implements AutoCloseable {
   /** A stored dictionary with its entries; with the prototype tensors when asked for. */
   public Dictionary getDictionary(String id, boolean includePrototypes) {
     GetDictionaryRequest request =
-        GetDictionaryRequest.newBuilder()
-            .setId(id)
-            .setIncludePrototypes(includePrototypes)
-            .build();
+        GetDictionaryRequest.newBuilder().setId(id).setIncludePrototypes(includePrototypes).build();
     return call(() -> dictionaries().getDictionary(request)).getDictionary();
   }
 
@@ -417,8 +415,8 @@ public final class ChunkscopeClient implements AutoCloseable {
   }
 
   /**
-   * Writes the dictionary's portable archive to {@code out} (not closed) and checks it against
-   * the server's sha256; returns its size in bytes. A mismatch throws {@code DATA_LOSS}.
+   * Writes the dictionary's portable archive to {@code out} (not closed) and checks it against the
+   * server's sha256; returns its size in bytes. A mismatch throws {@code DATA_LOSS}.
    */
   public long exportDictionary(String id, OutputStream out) {
     MessageDigest sha256 = sha256();
@@ -465,7 +463,9 @@ public final class ChunkscopeClient implements AutoCloseable {
     return archive.toByteArray();
   }
 
-  /** Stores a dictionary from an archive made by {@link #exportDictionary} (the server checks it). */
+  /**
+   * Stores a dictionary from an archive made by {@link #exportDictionary} (the server checks it).
+   */
   public Dictionary importDictionary(byte[] archive) {
     String digest = "sha256:" + HexFormat.of().formatHex(sha256().digest(archive));
     return importDictionary(new ByteArrayInputStream(archive), digest);
@@ -515,7 +515,8 @@ public final class ChunkscopeClient implements AutoCloseable {
       }
       pieces.onCompleted();
     } catch (IOException | RuntimeException failed) {
-      pieces.onError(Status.CANCELLED.withDescription("import aborted").withCause(failed).asException());
+      pieces.onError(
+          Status.CANCELLED.withDescription("import aborted").withCause(failed).asException());
       if (failed instanceof IOException io) {
         throw new UncheckedIOException(io);
       }
@@ -588,7 +589,9 @@ public final class ChunkscopeClient implements AutoCloseable {
         channel, PerturbationServiceGrpc.getGenerateMethod(), options(GENERATE_DEADLINE), request);
   }
 
-  /** Runs a generation to the end; the continuation of each arm (perturbed, and control if asked). */
+  /**
+   * Runs a generation to the end; the continuation of each arm (perturbed, and control if asked).
+   */
   public Map<Arm, String> generateText(GenerateRequest request) {
     Map<Arm, String> texts = new EnumMap<>(Arm.class);
     try (ResponseStream<GenerateResponse> steps = generate(request)) {
@@ -637,8 +640,8 @@ public final class ChunkscopeClient implements AutoCloseable {
   }
 
   /**
-   * The raw {@code LayerSimilarity} stream: progress, then the result. Closing it early stops
-   * the work. Default deadline: 10 minutes.
+   * The raw {@code LayerSimilarity} stream: progress, then the result. Closing it early stops the
+   * work. Default deadline: 10 minutes.
    */
   public ResponseStream<LayerSimilarityResponse> layerSimilarityStream(
       LayerSimilarityRequest request) {
@@ -730,8 +733,8 @@ public final class ChunkscopeClient implements AutoCloseable {
     }
 
     /**
-     * API key sent as {@code authorization: Bearer <token>} on every call; empty for none.
-     * Default: the {@code CHUNKSCOPE_TOKEN} environment variable, if set.
+     * API key sent as {@code authorization: Bearer <token>} on every call; empty for none. Default:
+     * the {@code CHUNKSCOPE_TOKEN} environment variable, if set.
      */
     public Builder token(String token) {
       this.token = Objects.requireNonNullElse(token, "");
@@ -838,7 +841,8 @@ public final class ChunkscopeClient implements AutoCloseable {
               new ByteArrayInputStream(certChainPem), new ByteArrayInputStream(privateKeyPem));
         }
       } catch (IOException | IllegalArgumentException bad) {
-        throw new IllegalArgumentException("unusable TLS certificate or key: " + bad.getMessage(), bad);
+        throw new IllegalArgumentException(
+            "unusable TLS certificate or key: " + bad.getMessage(), bad);
       }
       return credentials.build();
     }

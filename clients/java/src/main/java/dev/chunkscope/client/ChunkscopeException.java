@@ -11,9 +11,9 @@ import java.util.Map;
 import java.util.Objects;
 
 /**
- * A failed call: the gRPC status code and message plus the server's rich error details
- * ({@code google.rpc.ErrorInfo} and {@code google.rpc.BadRequest}, decoded from the
- * {@code grpc-status-details-bin} trailer).
+ * A failed call: the gRPC status code and message plus the server's rich error details ({@code
+ * google.rpc.ErrorInfo} and {@code google.rpc.BadRequest}, decoded from the {@code
+ * grpc-status-details-bin} trailer).
  *
  * <p>Unchecked, like grpc-java's own {@code StatusRuntimeException}, which is kept as the cause.
  * {@link #getMessage()} reads {@code "NOT_FOUND: model \"x\" is not registered"}; the server's

@@ -30,30 +30,34 @@ final class Replicas {
    * service: they only read server state or compute from their request, so running one twice
    * changes nothing. The others change state (RegisterModel, UnregisterModel, ExtractDictionary,
    * DeleteDictionary, ImportDictionary): a call that failed mid-way may already have taken effect,
-   * and a retry could register, store or delete twice. StreamDetect is a bidirectional stream
-   * whose replies depend on what was sent before; it is not retried either. Server streams
-   * (Generate, ExportDictionary, the analysis streams) are retried only until their first reply
-   * arrives, as gRPC does for every stream.
+   * and a retry could register, store or delete twice. StreamDetect is a bidirectional stream whose
+   * replies depend on what was sent before; it is not retried either. Server streams (Generate,
+   * ExportDictionary, the analysis streams) are retried only until their first reply arrives, as
+   * gRPC does for every stream.
    */
   static final Map<String, List<String>> IDEMPOTENT_METHODS =
       Map.of(
-          "chunkscope.v1.ModelService", List.of("GetModel", "ListModels", "ListHookPoints"),
+          "chunkscope.v1.ModelService",
+          List.of("GetModel", "ListModels", "ListHookPoints"),
           "chunkscope.v1.DictionaryService",
-              List.of("GetDictionary", "ListDictionaries", "ExportDictionary"),
-          "chunkscope.v1.DetectionService", List.of("Detect"),
-          "chunkscope.v1.PerturbationService", List.of("Perturb", "Generate"),
+          List.of("GetDictionary", "ListDictionaries", "ExportDictionary"),
+          "chunkscope.v1.DetectionService",
+          List.of("Detect"),
+          "chunkscope.v1.PerturbationService",
+          List.of("Perturb", "Generate"),
           "chunkscope.v1.AnalysisService",
-              List.of(
-                  "ConnectionCost",
-                  "CompareRepresentations",
-                  "LayerSimilarity",
-                  "OptimizeNeuronLayout"),
-          HealthGrpc.SERVICE_NAME, List.of("Check"));
+          List.of(
+              "ConnectionCost",
+              "CompareRepresentations",
+              "LayerSimilarity",
+              "OptimizeNeuronLayout"),
+          HealthGrpc.SERVICE_NAME,
+          List.of("Check"));
 
   /**
    * The channel's service config: round_robin over every address of the target; on the idempotent
-   * methods up to 4 attempts, waiting a random time up to 0.1 s, 0.2 s, 0.4 s (at most 1 s)
-   * between them, for UNAVAILABLE only. (grpc-java wants JSON numbers as Doubles.)
+   * methods up to 4 attempts, waiting a random time up to 0.1 s, 0.2 s, 0.4 s (at most 1 s) between
+   * them, for UNAVAILABLE only. (grpc-java wants JSON numbers as Doubles.)
    */
   static Map<String, Object> serviceConfig() {
     List<Object> names = new ArrayList<>();
@@ -81,8 +85,8 @@ final class Replicas {
   private static boolean registered;
 
   /**
-   * The gRPC target for an address: a comma-separated list of {@code host:port} becomes a target
-   * of the static resolver (registered once, in the default registry); anything else (one {@code
+   * The gRPC target for an address: a comma-separated list of {@code host:port} becomes a target of
+   * the static resolver (registered once, in the default registry); anything else (one {@code
    * host:port}, {@code dns:///name:port}, ...) is returned as is.
    */
   static synchronized String target(String address) {

@@ -15,9 +15,9 @@ import java.util.stream.StreamSupport;
 /**
  * The replies of a server-streaming call, read one at a time as they arrive.
  *
- * <p>Like {@link java.nio.file.DirectoryStream}, it is iterated once and must be closed: closing
- * it before the end cancels the call on the server (an extraction stops, a generation stops).
- * Errors surface as {@link ChunkscopeException} from {@code hasNext()}/{@code next()}.
+ * <p>Like {@link java.nio.file.DirectoryStream}, it is iterated once and must be closed: closing it
+ * before the end cancels the call on the server (an extraction stops, a generation stops). Errors
+ * surface as {@link ChunkscopeException} from {@code hasNext()}/{@code next()}.
  *
  * <pre>{@code
  * try (ResponseStream<GenerateResponse> tokens = client.generate(request)) {

@@ -83,8 +83,8 @@ public final class StreamDetectSession implements Iterable<StreamDetectResponse>
   }
 
   /**
-   * Sends the next segment of the previous input: the model sees both together and positions in
-   * the result continue from the earlier segment.
+   * Sends the next segment of the previous input: the model sees both together and positions in the
+   * result continue from the earlier segment.
    */
   public void sendContinuation(String text) {
     send(

@@ -6,10 +6,10 @@ import dev.chunkscope.v1.Arm;
 import dev.chunkscope.v1.ChunkMethod;
 import dev.chunkscope.v1.ChunkRef;
 import dev.chunkscope.v1.ChunkSummary;
+import dev.chunkscope.v1.DetectInput;
 import dev.chunkscope.v1.DetectResult;
 import dev.chunkscope.v1.DetectionConfig;
 import dev.chunkscope.v1.Dictionary;
-import dev.chunkscope.v1.DetectInput;
 import dev.chunkscope.v1.GenerateRequest;
 import dev.chunkscope.v1.Intervention;
 import dev.chunkscope.v1.InterventionMode;
@@ -27,8 +27,8 @@ import java.util.stream.Collectors;
 
 /**
  * The end-to-end job against a running server: list the models, pick the newest Population
- * Averaging dictionary at a hook point, detect its concepts in a text, and generate with the
- * first concept that fired inhibited (projected out), next to an unperturbed control.
+ * Averaging dictionary at a hook point, detect its concepts in a text, and generate with the first
+ * concept that fired inhibited (projected out), next to an unperturbed control.
  *
  * <pre>
  * mvn -q compile exec:java -Dexec.args="--address 127.0.0.1:50051"
@@ -75,7 +75,8 @@ public final class Example {
         return 2;
       }
       if (!flags.containsKey(name)) {
-        err.println("unknown flag --" + name + " (known: --" + String.join(", --", flags.keySet()) + ")");
+        err.println(
+            "unknown flag --" + name + " (known: --" + String.join(", --", flags.keySet()) + ")");
         return 2;
       }
       flags.put(name, value);
@@ -132,7 +133,9 @@ public final class Example {
         "dictionary %s at %s: %s%n",
         dictionary.getId(),
         dictionary.getHookPoint(),
-        dictionary.getEntriesList().stream().map(e -> e.getLabel()).collect(Collectors.joining(", ")));
+        dictionary.getEntriesList().stream()
+            .map(e -> e.getLabel())
+            .collect(Collectors.joining(", ")));
 
     DetectionConfig config =
         DetectionConfig.newBuilder()
@@ -169,7 +172,9 @@ public final class Example {
             .addInterventions(
                 Intervention.newBuilder()
                     .setChunk(
-                        ChunkRef.newBuilder().setDictionaryId(dictionary.getId()).setEntryId(entryId))
+                        ChunkRef.newBuilder()
+                            .setDictionaryId(dictionary.getId())
+                            .setEntryId(entryId))
                     .setMode(InterventionMode.INTERVENTION_MODE_PROJECT_OUT)
                     .setPositions(Positions.newBuilder().setAllPrompt(true).setGenerated(true)))
             .setSampling(SamplingParams.newBuilder().setMaxNewTokens(NEW_TOKENS))

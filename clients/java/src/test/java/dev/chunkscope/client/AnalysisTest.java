@@ -123,14 +123,12 @@ class AnalysisTest {
 
     // Unrelated states are far from it.
     CompareRepresentationsResult unrelated =
-        client.compareRepresentations(
-            compare(REP, gaussian(40, 4, 1), Measure.MEASURE_LINEAR_CKA));
+        client.compareRepresentations(compare(REP, gaussian(40, 4, 1), Measure.MEASURE_LINEAR_CKA));
     assertTrue(unrelated.getResults(0).getValue() < 0.9, unrelated.toString());
 
     // The raw stream: progress messages, then the result.
     try (ResponseStream<CompareRepresentationsResponse> stream =
-        client.compareRepresentationsStream(
-            compare(REP, REP, Measure.MEASURE_LINEAR_CKA))) {
+        client.compareRepresentationsStream(compare(REP, REP, Measure.MEASURE_LINEAR_CKA))) {
       List<CompareRepresentationsResponse> messages = stream.stream().toList();
       assertTrue(messages.get(messages.size() - 1).hasResult());
       assertTrue(
@@ -159,7 +157,9 @@ class AnalysisTest {
                     .addLayers(
                         NamedStates.newBuilder().setName("b").setStates(tensor(rotatedCopy(REP))))
                     .addLayers(
-                        NamedStates.newBuilder().setName("c").setStates(tensor(gaussian(40, 4, 2)))))
+                        NamedStates.newBuilder()
+                            .setName("c")
+                            .setStates(tensor(gaussian(40, 4, 2)))))
             .setMeasure(Measure.MEASURE_LINEAR_CKA)
             .build();
     LayerSimilarityResult result = client.layerSimilarity(request);
@@ -194,8 +194,7 @@ class AnalysisTest {
                                     .putDouble(-0.1)
                                     .putDouble(0.2)
                                     .array()))))
-        .addLayers(
-            DenseLayer.newBuilder().setWeight(tensor(new double[][] {{2.0, 0.01, -1.0}})))
+        .addLayers(DenseLayer.newBuilder().setWeight(tensor(new double[][] {{2.0, 0.01, -1.0}})))
         .build();
   }
 

@@ -60,9 +60,9 @@ import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.TestMethodOrder;
 
 /**
- * Every RPC through the wrapper, against the live fixture. The suite registers its own copy of
- * the fixture model ("java-model"), extracts, exports, deletes and imports dictionaries on it,
- * and removes all of it at the end: the fixture's model and dictionary are only read.
+ * Every RPC through the wrapper, against the live fixture. The suite registers its own copy of the
+ * fixture model ("java-model"), extracts, exports, deletes and imports dictionaries on it, and
+ * removes all of it at the end: the fixture's model and dictionary are only read.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -192,7 +192,8 @@ class ClientLiveTest {
     assertEquals(Fixture.hookPoint(), extracted.getHookPoint());
     assertEquals(ChunkMethod.CHUNK_METHOD_POPULATION_AVERAGING, extracted.getMethod());
     assertEquals(
-        List.of("cat", "cake"), extracted.getEntriesList().stream().map(ChunkEntry::getLabel).toList());
+        List.of("cat", "cake"),
+        extracted.getEntriesList().stream().map(ChunkEntry::getLabel).toList());
     assertFalse(progress.isEmpty(), "no progress messages");
     assertTrue(
         progress.stream().anyMatch(p -> p.getPhase() == ExtractionPhase.EXTRACTION_PHASE_CAPTURE),
@@ -208,7 +209,8 @@ class ClientLiveTest {
         List.of(extracted.getId()),
         client.listDictionaries(MODEL).stream().map(Dictionary::getId).toList());
     List<String> everyId = client.listDictionaries().stream().map(Dictionary::getId).toList();
-    assertTrue(everyId.containsAll(List.of(extracted.getId(), Fixture.dictionary())), everyId.toString());
+    assertTrue(
+        everyId.containsAll(List.of(extracted.getId(), Fixture.dictionary())), everyId.toString());
   }
 
   @Test
@@ -311,7 +313,8 @@ class ClientLiveTest {
       session.complete();
       session.forEach(replies::add);
     }
-    assertEquals(List.of(0L, 1L, 2L), replies.stream().map(StreamDetectResponse::getSequence).toList());
+    assertEquals(
+        List.of(0L, 1L, 2L), replies.stream().map(StreamDetectResponse::getSequence).toList());
     assertTrue(byLabel(replies.get(0).getResult()).get("cat").getFired());
     // positives_only: only tokens with a match are listed, each with one.
     assertTrue(
@@ -325,8 +328,7 @@ class ClientLiveTest {
             .allMatch(s -> s.getFirstPosition() == -1 || s.getFirstPosition() >= firstLength),
         replies.get(1).toString());
     // The third input starts afresh: the whole text alone gives the same result as Detect.
-    DetectResult alone =
-        client.detect(config, "Nothing to see here.").getResults(0);
+    DetectResult alone = client.detect(config, "Nothing to see here.").getResults(0);
     assertEquals(alone, replies.get(2).getResult());
 
     // One input at a time, with the reply read before the next input.
@@ -343,7 +345,10 @@ class ClientLiveTest {
   @Order(9)
   void streamDetectErrorsSurfaceWhileReading() {
     DetectionConfig config =
-        fixtureConfig().toBuilder().clearDictionaryIds().addDictionaryIds("dict-000000000000").build();
+        fixtureConfig().toBuilder()
+            .clearDictionaryIds()
+            .addDictionaryIds("dict-000000000000")
+            .build();
     try (StreamDetectSession session = client.streamDetect(config)) {
       session.send(TEXT);
       ChunkscopeException error =
@@ -365,7 +370,10 @@ class ClientLiveTest {
                 .setInput(DetectInput.newBuilder().setText("The window and the"))
                 .addInterventions(
                     Intervention.newBuilder()
-                        .setChunk(ChunkRef.newBuilder().setDictionaryId(Fixture.dictionary()).setEntryId(0))
+                        .setChunk(
+                            ChunkRef.newBuilder()
+                                .setDictionaryId(Fixture.dictionary())
+                                .setEntryId(0))
                         .setMode(InterventionMode.INTERVENTION_MODE_ACTIVATE)
                         .setPositions(Positions.newBuilder().addIndices(-1)))
                 .addTargetTokens(" the")
@@ -393,7 +401,8 @@ class ClientLiveTest {
       GenerateResponse done = arm.get(arm.size() - 1);
       assertTrue(done.getDone());
       assertTrue(arm.subList(0, arm.size() - 1).stream().noneMatch(GenerateResponse::getDone));
-      List<Integer> steps = arm.stream().filter(s -> !s.getDone()).map(GenerateResponse::getStep).toList();
+      List<Integer> steps =
+          arm.stream().filter(s -> !s.getDone()).map(GenerateResponse::getStep).toList();
       assertEquals(List.of(0, 1, 2, 3, 4), steps);
     }
     // Greedy decoding is deterministic: the convenience gives the same continuations.
@@ -412,8 +421,7 @@ class ClientLiveTest {
     }
     // The server is still fine, and the 512 tokens were not waited for.
     assertEquals(ServingStatus.SERVING, client.health());
-    assertTrue(
-        Duration.ofNanos(System.nanoTime() - started).compareTo(Duration.ofSeconds(30)) < 0);
+    assertTrue(Duration.ofNanos(System.nanoTime() - started).compareTo(Duration.ofSeconds(30)) < 0);
   }
 
   // ----- errors, deadlines, limits ------------------------------------------------------------
@@ -445,13 +453,17 @@ class ClientLiveTest {
     assertTrue(error.fieldViolations().get(0).description().contains("Bad Name!"));
 
     // A streaming call that fails: the error surfaces while reading.
-    ExtractDictionaryRequest noHooks = extraction(Fixture.model()).toBuilder().clearHookPoints().build();
-    try (ResponseStream<ExtractDictionaryResponse> stream = client.extractDictionaryStream(noHooks)) {
+    ExtractDictionaryRequest noHooks =
+        extraction(Fixture.model()).toBuilder().clearHookPoints().build();
+    try (ResponseStream<ExtractDictionaryResponse> stream =
+        client.extractDictionaryStream(noHooks)) {
       ChunkscopeException streamed =
           assertThrows(ChunkscopeException.class, () -> stream.iterator().hasNext());
       assertEquals(Status.Code.INVALID_ARGUMENT, streamed.code());
       assertEquals(
-          List.of(new ChunkscopeException.FieldViolation("hook_points", "required: at least one hook point")),
+          List.of(
+              new ChunkscopeException.FieldViolation(
+                  "hook_points", "required: at least one hook point")),
           streamed.fieldViolations());
     }
   }
@@ -481,7 +493,8 @@ class ClientLiveTest {
             .maxInboundMessageSize(1024)
             .build()) {
       ChunkscopeException error =
-          assertThrows(ChunkscopeException.class, () -> small.getDictionary(Fixture.dictionary(), true));
+          assertThrows(
+              ChunkscopeException.class, () -> small.getDictionary(Fixture.dictionary(), true));
       assertEquals(Status.Code.RESOURCE_EXHAUSTED, error.code(), error.getMessage());
     }
   }
@@ -522,7 +535,8 @@ class ClientLiveTest {
       client.deleteDictionary(d.getId());
     }
     assertEquals(MODEL, client.unregisterModel(MODEL).getName());
-    ChunkscopeException error = assertThrows(ChunkscopeException.class, () -> client.getModel(MODEL));
+    ChunkscopeException error =
+        assertThrows(ChunkscopeException.class, () -> client.getModel(MODEL));
     assertEquals(Status.Code.NOT_FOUND, error.code());
   }
 }

@@ -130,8 +130,7 @@ class ReplicasTest {
     String dictionary = Fixture.dictionary();
     ModelRef ref = ModelRef.newBuilder().setName(model).build();
     NetworkSource network = NetworkSource.newBuilder().setNetwork(AnalysisTest.network()).build();
-    try (ChunkscopeClient client =
-        client(Fixture.env("DEAD_ADDRESS") + "," + Fixture.address())) {
+    try (ChunkscopeClient client = client(Fixture.env("DEAD_ADDRESS") + "," + Fixture.address())) {
       for (int round = 0; round < 3; round++) { // more than once: round_robin would reach both
         assertEquals(HealthCheckResponse.ServingStatus.SERVING, client.health());
         assertEquals(model, client.getModel(model).getName());
@@ -155,9 +154,7 @@ class ReplicasTest {
                         .addInterventions(
                             Intervention.newBuilder()
                                 .setChunk(
-                                    ChunkRef.newBuilder()
-                                        .setDictionaryId(dictionary)
-                                        .setEntryId(0))
+                                    ChunkRef.newBuilder().setDictionaryId(dictionary).setEntryId(0))
                                 .setMode(InterventionMode.INTERVENTION_MODE_ACTIVATE)
                                 .setPositions(Positions.newBuilder().addIndices(-1)))
                         .setTopK(3)
@@ -201,7 +198,8 @@ class ReplicasTest {
                         .build())
                 .getLayersCount());
         assertTrue(
-            client.connectionCost(ConnectionCostRequest.newBuilder().setNetwork(network).build())
+            client
+                    .connectionCost(ConnectionCostRequest.newBuilder().setNetwork(network).build())
                     .getCost()
                 > 0);
         OptimizeNeuronLayoutResponse layout =

@@ -162,8 +162,7 @@ class StreamEndTest {
         new DictionaryServiceGrpc.DictionaryServiceImplBase() {
           @Override
           public void extractDictionary(
-              ExtractDictionaryRequest request,
-              StreamObserver<ExtractDictionaryResponse> replies) {
+              ExtractDictionaryRequest request, StreamObserver<ExtractDictionaryResponse> replies) {
             replies.onNext(
                 ExtractDictionaryResponse.newBuilder()
                     .setProgress(ExtractionProgress.newBuilder().setItemsDone(1))

@@ -44,22 +44,50 @@ class TlsTest {
     List<String> command = new java.util.ArrayList<>(List.of("openssl"));
     command.addAll(List.of(args));
     Process process =
-        new ProcessBuilder(command).directory(dir.toFile()).redirectErrorStream(true)
+        new ProcessBuilder(command)
+            .directory(dir.toFile())
+            .redirectErrorStream(true)
             .redirectOutput(new File(dir.toFile(), "openssl.log"))
             .start();
     if (!process.waitFor(60, TimeUnit.SECONDS) || process.exitValue() != 0) {
       throw new IOException(
-          "openssl " + String.join(" ", args) + " failed: " + Files.readString(dir.resolve("openssl.log")));
+          "openssl "
+              + String.join(" ", args)
+              + " failed: "
+              + Files.readString(dir.resolve("openssl.log")));
     }
   }
 
   /** A key and a certificate signed by the test CA; the key in PKCS#8 PEM. */
   private void issue(String name, String extensions) throws Exception {
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
-        "-subj", "/CN=" + name);
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        name + ".key",
+        "-out",
+        name + ".csr",
+        "-subj",
+        "/CN=" + name);
     Files.writeString(dir.resolve(name + ".ext"), extensions);
-    openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "1", "-out", name + ".pem", "-extfile", name + ".ext");
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        name + ".csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        name + ".pem",
+        "-extfile",
+        name + ".ext");
   }
 
   @BeforeAll
@@ -73,14 +101,38 @@ class TlsTest {
       haveOpenssl = false;
     }
     assumeTrue(haveOpenssl, "openssl is needed to make the test certificates");
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "1", "-subj", "/CN=chunkscope test CA");
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=chunkscope test CA");
     issue("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
     issue("client", "extendedKeyUsage=clientAuth\n");
     // A CA the server does not know, for a client certificate it must refuse.
     Files.createDirectories(dir.resolve("other"));
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other/client.key",
-        "-out", "other/client.pem", "-days", "1", "-subj", "/CN=stranger");
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "other/client.key",
+        "-out",
+        "other/client.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=stranger");
 
     TlsServerCredentials credentials =
         (TlsServerCredentials)

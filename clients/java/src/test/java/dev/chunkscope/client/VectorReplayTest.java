@@ -45,8 +45,8 @@ import org.junit.jupiter.api.TestFactory;
 import org.junit.jupiter.api.TestInstance;
 
 /**
- * Replays every tests/vectors/*.json (the directory in CHUNKSCOPE_TEST_VECTORS) with the rules
- * of tests/vectors/README.md: the method is found by service and RPC name through the generated
+ * Replays every tests/vectors/*.json (the directory in CHUNKSCOPE_TEST_VECTORS) with the rules of
+ * tests/vectors/README.md: the method is found by service and RPC name through the generated
  * descriptors, the request parsed and the replies printed with protobuf's proto3 JSON mapping
  * ({@link JsonFormat} with a {@link JsonFormat.TypeRegistry}), volatile fields dropped at any
  * depth, numbers compared with a relative tolerance of 1e-5 or an absolute one of 1e-9.
@@ -121,15 +121,25 @@ class VectorReplayTest {
     JsonObject outcome = replay(vector);
     assertNull(check(vector, outcome));
     JsonObject summary =
-        outcome.getAsJsonObject("response").getAsJsonArray("results").get(0).getAsJsonObject()
-            .getAsJsonArray("summaries").get(0).getAsJsonObject();
+        outcome
+            .getAsJsonObject("response")
+            .getAsJsonArray("results")
+            .get(0)
+            .getAsJsonObject()
+            .getAsJsonArray("summaries")
+            .get(0)
+            .getAsJsonObject();
     double best = summary.get("bestScore").getAsDouble();
     summary.addProperty("bestScore", best * 1.001);
     assertTrue(String.valueOf(check(vector, outcome)).contains("bestScore"));
     summary.addProperty("bestScore", best * (1 + 1e-7)); // within tolerance
     assertNull(check(vector, outcome));
     JsonArray tokens =
-        outcome.getAsJsonObject("response").getAsJsonArray("results").get(0).getAsJsonObject()
+        outcome
+            .getAsJsonObject("response")
+            .getAsJsonArray("results")
+            .get(0)
+            .getAsJsonObject()
             .getAsJsonArray("tokens");
     tokens.remove(tokens.size() - 1);
     assertTrue(String.valueOf(check(vector, outcome)).contains("items"));
@@ -148,7 +158,8 @@ class VectorReplayTest {
       throws ReflectiveOperationException {
     String simple = service.substring(service.lastIndexOf('.') + 1);
     Class<?> grpcClass = Class.forName("dev.chunkscope.v1." + simple + "Grpc");
-    ServiceDescriptor descriptor = (ServiceDescriptor) grpcClass.getMethod("getServiceDescriptor").invoke(null);
+    ServiceDescriptor descriptor =
+        (ServiceDescriptor) grpcClass.getMethod("getServiceDescriptor").invoke(null);
     assertEquals(service, descriptor.getName());
     for (MethodDescriptor<?, ?> candidate : descriptor.getMethods()) {
       if (candidate.getFullMethodName().equals(service + "/" + name)) {
@@ -310,7 +321,10 @@ class VectorReplayTest {
     }
     if (value.isJsonObject()) {
       JsonObject copy = new JsonObject();
-      value.getAsJsonObject().entrySet().forEach(e -> copy.add(e.getKey(), substitute(e.getValue(), env)));
+      value
+          .getAsJsonObject()
+          .entrySet()
+          .forEach(e -> copy.add(e.getKey(), substitute(e.getValue(), env)));
       return copy;
     }
     return value;
@@ -341,7 +355,8 @@ class VectorReplayTest {
     if (isNumber(expected) && isNumber(actual)) {
       double e = expected.getAsDouble();
       double a = actual.getAsDouble();
-      double tolerance = Math.max(REL_TOLERANCE * Math.max(Math.abs(e), Math.abs(a)), ABS_TOLERANCE);
+      double tolerance =
+          Math.max(REL_TOLERANCE * Math.max(Math.abs(e), Math.abs(a)), ABS_TOLERANCE);
       return e == a || Math.abs(e - a) <= tolerance ? null : differ(path, expected, actual);
     }
     if (expected.isJsonObject() && actual.isJsonObject()) {
@@ -352,7 +367,10 @@ class VectorReplayTest {
       }
       for (String key : expectedKeys) {
         String found =
-            mismatch(expected.getAsJsonObject().get(key), actual.getAsJsonObject().get(key), path + "." + key);
+            mismatch(
+                expected.getAsJsonObject().get(key),
+                actual.getAsJsonObject().get(key),
+                path + "." + key);
         if (found != null) {
           return found;
         }

@@ -85,7 +85,8 @@ class ExampleTest {
             .setPrompt(DetectInput.newBuilder().setText("The cat"))
             .addInterventions(
                 Intervention.newBuilder()
-                    .setChunk(ChunkRef.newBuilder().setDictionaryId(env("DICTIONARY")).setEntryId(0))
+                    .setChunk(
+                        ChunkRef.newBuilder().setDictionaryId(env("DICTIONARY")).setEntryId(0))
                     .setMode(InterventionMode.INTERVENTION_MODE_PROJECT_OUT)
                     .setPositions(Positions.newBuilder().setAllPrompt(true).setGenerated(true)))
             .setSampling(SamplingParams.newBuilder().setMaxNewTokens(24))
