@@ -50,7 +50,8 @@ from typing import Any, cast
 import numpy as np
 import torch
 import transformers
-from benchdoc import cpu_name, write_section
+from benchdoc import CONCEPTS, cpu_name, load_average, write_section
+from benchdoc import SENTENCES as BASE_SENTENCES
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from chunkscope.demo_model import DEMO_MODEL_NAME, ensure_demo_model
@@ -108,14 +109,7 @@ PROMPTS = [
     "Dear diary, today something strange happened at school:",
 ]
 SENTENCES = [
-    "The cheese shop on the corner sells a sharp cheddar and a soft goat cheese.",
-    "We walked along the river until it bent south past the old mill.",
-    "She played music every evening, and the notes filled the narrow street.",
-    "The train left the station at noon and arrived in the city by evening.",
-    "Rain fell on the roofs all afternoon while the clocks ticked in the hall.",
-    "A wooden bridge crossed the river where the water was narrowest.",
-    "The market had cheese from three valleys and bread from the bakery.",
-    "Music lessons start in spring; the teacher brings her own piano.",
+    *BASE_SENTENCES,
     "The ferry left the harbour an hour late because fog had settled over the bay.",
     "Grandfather kept his seeds in labelled paper envelopes in a biscuit tin.",
     "The children built a dam of stones across the stream and watched the pool fill.",
@@ -125,7 +119,6 @@ SENTENCES = [
     "A sudden hailstorm shredded the market awnings and sent everyone running.",
     "The bakery on our street opens at five, and by seven the croissants are gone.",
 ]
-CONCEPTS = ("cheese", "river", "music")
 
 
 # ----- helpers --------------------------------------------------------------------------------
@@ -146,10 +139,6 @@ def machine() -> str:
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers "
         f"{transformers.__version__}, Python {platform.python_version()}"
     )
-
-
-def load_average() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def interleaved(runs: int, arms: dict[str, Callable[[], float]]) -> dict[str, list[float]]:

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchdoc import cpu_name, write_section
+from benchdoc import CONCEPTS, cpu_name, write_section
+from benchdoc import SENTENCES as BASE_SENTENCES
 
 from chunkscope.demo_model import DEMO_MODEL_NAME
 from chunkscope.engine import loading
@@ -47,17 +48,7 @@ from chunkscope_client.v1 import dictionaries_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOK = "blocks.16.resid_post"
-SENTENCES = [
-    "The cheese shop on the corner sells a sharp cheddar and a soft goat cheese.",
-    "We walked along the river until it bent south past the old mill.",
-    "She played music every evening, and the notes filled the narrow street.",
-    "The train left the station at noon and arrived in the city by evening.",
-    "Rain fell on the roofs all afternoon while the clocks ticked in the hall.",
-    "A wooden bridge crossed the river where the water was narrowest.",
-    "The market had cheese from three valleys and bread from the bakery.",
-    "Music lessons start in spring; the teacher brings her own piano.",
-] * 4
-CONCEPTS = ("cheese", "river", "music")
+SENTENCES = BASE_SENTENCES * 4
 
 
 def _median_ms(samples: list[float]) -> float:

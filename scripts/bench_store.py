@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]
 
-from benchdoc import cpu_name, write_section  # noqa: E402
+from benchdoc import CONCEPTS, SENTENCES, cpu_name, load_average, write_section  # noqa: E402
 
 from chunkscope.demo_model import DEMO_MODEL_NAME, ensure_demo_model  # noqa: E402
 from chunkscope.launcher import spawn_server  # noqa: E402
@@ -50,17 +50,6 @@ from chunkscope_client.v1 import dictionaries_pb2 as xp  # noqa: E402
 from helpers.postgres import PostgresServer  # noqa: E402
 
 HOOK = "blocks.15.resid_post"
-SENTENCES = [
-    "The cheese shop on the corner sells a sharp cheddar and a soft goat cheese.",
-    "We walked along the river until it bent south past the old mill.",
-    "She played music every evening, and the notes filled the narrow street.",
-    "The train left the station at noon and arrived in the city by evening.",
-    "Rain fell on the roofs all afternoon while the clocks ticked in the hall.",
-    "A wooden bridge crossed the river where the water was narrowest.",
-    "The market had cheese from three valleys and bread from the bakery.",
-    "Music lessons start in spring; the teacher brings her own piano.",
-]
-CONCEPTS = ("cheese", "river", "music")
 TRAINING = (
     SENTENCES * 2 + [f"{c.capitalize()} again: more {c} here, and {c} there." for c in CONCEPTS] * 4
 )
@@ -69,10 +58,6 @@ _BEGAN = time.perf_counter()
 
 def log(message: str) -> None:
     print(f"[{time.perf_counter() - _BEGAN:6.1f}s] {message}", flush=True)
-
-
-def load_average() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def dictionary(entries: int, width: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -1,8 +1,29 @@
-"""What the benchmark scripts share: the CPU's name, and their sections of BENCHMARKS.md."""
+"""What the benchmark scripts share: the demo's sentences and concepts, the machine's load and
+CPU name, and their sections of BENCHMARKS.md."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Sentences about the demo's concepts (and some about neither), used as Detect inputs and
+# extraction texts by every benchmark.
+SENTENCES = [
+    "The cheese shop on the corner sells a sharp cheddar and a soft goat cheese.",
+    "We walked along the river until it bent south past the old mill.",
+    "She played music every evening, and the notes filled the narrow street.",
+    "The train left the station at noon and arrived in the city by evening.",
+    "Rain fell on the roofs all afternoon while the clocks ticked in the hall.",
+    "A wooden bridge crossed the river where the water was narrowest.",
+    "The market had cheese from three valleys and bread from the bakery.",
+    "Music lessons start in spring; the teacher brings her own piano.",
+]
+CONCEPTS = ("cheese", "river", "music")
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as BENCHMARKS.md reports them."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def write_section(path: Path, section: str, name: str) -> None:
