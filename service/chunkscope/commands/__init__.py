@@ -50,6 +50,10 @@ def main(argv: list[str]) -> int:
         return EXIT_INTERRUPTED
     except SystemExit as stop:  # a failed call, already reported
         return stop.code if isinstance(stop.code, int) else 1
-    except BrokenPipeError:  # `| head`
+    except BrokenPipeError:  # `| head`: stop quietly, and let the exit's flush go nowhere
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return 0
