@@ -76,8 +76,9 @@ fmt: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-# Debian's prometheus, for the test where a real Prometheus scrapes the server, and PostgreSQL,
-# for the replicas that share a store (the tests start their own server with initdb).
+# Debian's prometheus, for the test where a real Prometheus scrapes the server, PostgreSQL,
+# for the replicas that share a store (the tests start their own server with initdb), and
+# Chromium with its chromedriver, for the test that opens a chunk page in a real browser.
 tools:
 	@command -v prometheus >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -87,6 +88,10 @@ tools:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
 	  else echo "note: PostgreSQL not installed and not root: its tests will be skipped (and fail under CI)"; fi; }
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else echo "note: chromium or chromedriver not installed and not root: the chunk-page tests will be skipped (and fail under CI)"; fi; }
 
 # The Dockerfile's install steps, outside Docker: non-editable build of both packages + import.
 docker-check: venv

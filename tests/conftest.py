@@ -138,3 +138,20 @@ def postgres() -> Iterator[Any]:
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Selenium (`make test` installs Debian's chromium and
+    chromium-driver); `browser.driver` is the WebDriver."""
+    from helpers.browser import Browser, binaries
+
+    found = binaries()
+    if found is None:
+        missing = "chromium or chromedriver is not installed (make test installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    chromium = Browser(*found)
+    yield chromium
+    chromium.close()

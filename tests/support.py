@@ -7,6 +7,9 @@ registered through the same loading path as production models.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -116,3 +119,20 @@ def archive_of(members: dict[str, bytes]) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return out.getvalue()
+
+
+def run_cli(
+    server: ServerProcess | None, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m chunkscope ARGS` with the server's address and the admin token in its
+    environment; never a traceback, whatever the outcome."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
+    if server is not None:
+        environ["CHUNKSCOPE_ADDRESS"] = server.address
+    environ.update(env or {})
+    done = subprocess.run(
+        [sys.executable, "-m", "chunkscope", *args],
+        capture_output=True, text=True, check=False, env=environ, timeout=300,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    return done

@@ -4,11 +4,8 @@ real subprocesses against a real server; their JSON agrees with what the Python 
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,27 +18,11 @@ from chunkscope_client.v1 import detection_pb2 as dtp
 from chunkscope_client.v1 import dictionaries_pb2 as dpb
 from chunkscope_client.v1 import perturbation_pb2 as ppb
 from support import ServerProcess
+from support import run_cli as run
 
 TRAIN = [f"On day {i} the cat slept near the window while the cake cooled." for i in range(14)]
 HOOK = "blocks.1.resid_post"
 MODEL = "cli-lm"
-
-
-def run(
-    server: ServerProcess | None, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`python -m chunkscope ARGS` with the server's address and the admin token in its
-    environment; never a traceback, whatever the outcome."""
-    environ = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
-    if server is not None:
-        environ["CHUNKSCOPE_ADDRESS"] = server.address
-    environ.update(env or {})
-    done = subprocess.run(
-        [sys.executable, "-m", "chunkscope", *args],
-        capture_output=True, text=True, check=False, env=environ, timeout=300,
-    )  # fmt: skip
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
 
 
 def ok_json(server: ServerProcess, *args: str) -> list[dict[str, Any]]:
@@ -140,6 +121,29 @@ def test_extract_table_shows_phase_names(
     [d] = [d for d in client_module.list_dictionaries(MODEL) if d.description == "cli table run"]
     assert d.id in done.stdout
     client_module.delete_dictionary(d.id)
+
+
+def test_extract_quiet_from_json_files_prints_only_the_ids(
+    server: ServerProcess, registered: dict[str, Any], client_module: Client, tmp_path: Path
+) -> None:
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps({"train": TRAIN, "heldout": TRAIN[:3]}))
+    done = run(server, "dictionaries", "extract", "--model", MODEL, "--hook-point", HOOK,
+               "--hook-point", "blocks.0.resid_post", "--concepts", "cat",
+               "--texts-file", str(texts), "--texts-key", "train", "--heldout-file", str(texts),
+               "--params", '{"n_samples": 10}', "--description", "cli quiet run", "-q")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stored = [d for d in client_module.list_dictionaries(MODEL) if d.description == "cli quiet run"]
+    assert sorted(done.stdout.split()) == sorted(d.id for d in stored) and len(stored) == 2
+    full = client_module.get_dictionary(stored[0].id)
+    assert full.n_inputs == len(TRAIN) and full.entries[0].heldout.positives == 3
+    listed = run(server, "dictionaries", "list", "--model", MODEL, "-q")
+    assert set(done.stdout.split()) <= set(listed.stdout.split())
+    missing = run(server, "dictionaries", "extract", "--model", MODEL, "--hook-point", HOOK,
+                  "--concepts", "cat", "--texts-file", str(texts))  # fmt: skip
+    assert missing.returncode == 2 and "'texts'" in missing.stderr, missing.stderr
+    for d in stored:
+        client_module.delete_dictionary(d.id)
 
 
 def test_dictionaries_list_show_export_import_delete(

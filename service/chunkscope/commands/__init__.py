@@ -1,4 +1,4 @@
-"""The client commands of `chunkscope`: models, dictionaries, detect, generate, analysis.
+"""The client commands of `chunkscope`: models, dictionaries, detect, generate, analysis, report.
 
 They speak to a running server with `chunkscope_client` and import neither torch nor the
 server (the import-linter contract `client-commands-no-server` checks it).
@@ -14,6 +14,7 @@ COMMANDS = {
     "detect": "detect chunks in texts, firing tokens highlighted (client)",
     "generate": "generate with interventions, streamed, control arm beside (client)",
     "analysis": "compare representations, layer similarity (client)",
+    "report": "write a dictionary's chunk page: one self-contained HTML file (client)",
 }
 
 
@@ -22,11 +23,12 @@ def _root() -> Any:
 
     from chunkscope.commands.common import EXIT_CODES_HELP
     from chunkscope.commands.inference import analysis, detect, generate
+    from chunkscope.commands.report import report
     from chunkscope.commands.resources import dictionaries, models
 
     root = click.Group("chunkscope", help="Client commands. " + EXIT_CODES_HELP,
                        context_settings={"help_option_names": ["-h", "--help"]})  # fmt: skip
-    for command in (models, dictionaries, detect, generate, analysis):
+    for command in (models, dictionaries, detect, generate, analysis, report):
         command.help = (command.help or "") + "\n\n" + EXIT_CODES_HELP
         root.add_command(command)
     return root

@@ -89,6 +89,15 @@ class Connection:
 
 def connection_options(command: F) -> F:
     """The options every client command takes; the command receives `conn: Connection`."""
+    return _connection_options(command, ("--output", "-o"))
+
+
+def connection_options_long(command: F) -> F:
+    """The same options, with `--output` but no `-o` (for `report`, whose `-o` is its file)."""
+    return _connection_options(command, ("--output",))
+
+
+def _connection_options(command: F, output_flags: tuple[str, ...]) -> F:
     file = click.Path(exists=True, dir_okay=False, path_type=Path)
     options = [
         click.option("--address", envvar="CHUNKSCOPE_ADDRESS", default="127.0.0.1:50051",
@@ -106,7 +115,8 @@ def connection_options(command: F) -> F:
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
                      show_default=True, help="Deadline of each call in seconds "
                      "(long streams such as extraction get at least an hour)."),
-        click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+        click.option(*output_flags, "output", type=click.Choice(["table", "json"]),
+                     default="table",
                      show_default=True,
                      help="table: for people; json: one JSON object per result (proto field "
                      "names, proto3 JSON mapping), JSON lines for streams."),
@@ -207,3 +217,22 @@ def read_lines(path: Path) -> list[str]:
     """The non-empty lines of a text file ('-' for standard input)."""
     text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     return [line for line in text.splitlines() if line.strip()]
+
+
+def read_texts(path: Path, key: str, option: str) -> list[str]:
+    """Texts from a file: a .json file holds a list of strings, or an object with that list under
+    `key`; any other file (or '-', standard input) holds one text a line."""
+    if path.suffix != ".json":
+        return read_lines(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"{path}: not JSON ({error})", param_hint=option) from None
+    items = data.get(key) if isinstance(data, dict) else data
+    if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+        where = f"under the key {key!r} " if isinstance(data, dict) else ""
+        raise click.BadParameter(
+            f"{path}: expected a list of strings {where}(name the key with its --...-key option)",
+            param_hint=option,
+        )
+    return [t for t in items if t.strip()]

@@ -29,6 +29,7 @@ from chunkscope.commands.common import (
     out,
     print_json,
     read_lines,
+    read_texts,
 )
 from chunkscope_client.v1 import common_pb2, models_pb2
 from chunkscope_client.v1 import dictionaries_pb2 as dpb
@@ -177,7 +178,7 @@ _METHODS = {
 
 def corpus_of(
     texts: tuple[str, ...], texts_file: Path | None, symbols_file: Path | None,
-    server_path: str | None, option: str = "--texts-file",
+    server_path: str | None, option: str = "--texts-file", texts_key: str = "texts",
 ) -> dpb.Corpus | None:  # fmt: skip
     """A corpus from --text, --texts-file (one text a line), --symbols-file (one sequence a
     line: whitespace-separated symbols, or one symbol a character) or a server-side path."""
@@ -191,7 +192,7 @@ def corpus_of(
         return dpb.Corpus(sequences=dpb.SequenceList(sequences=seqs))
     if server_path:
         return dpb.Corpus(path=server_path)
-    items = list(texts) + (read_lines(texts_file) if texts_file else [])
+    items = list(texts) + (read_texts(texts_file, texts_key, option) if texts_file else [])
     return dpb.Corpus(texts=dpb.TextList(texts=items)) if items else None
 
 
@@ -284,7 +285,10 @@ def dictionaries() -> None:
               "CONCEPT=word1+word2 names its words (default: the concept itself).")  # fmt: skip
 @click.option("--text", "texts", multiple=True, help="A corpus text (repeatable).")
 @click.option("--texts-file", type=click.Path(exists=True, dir_okay=False, allow_dash=True,
-              path_type=Path), help="Corpus texts, one a line ('-' for stdin).")  # fmt: skip
+              path_type=Path), help="Corpus texts, one a line ('-' for stdin); a .json file: a "
+              "list of strings, or an object's list under --texts-key.")  # fmt: skip
+@click.option("--texts-key", default="texts", show_default=True,
+              help="The key of a JSON object --texts-file's list.")  # fmt: skip
 @click.option(
     "--symbols-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -294,8 +298,10 @@ def dictionaries() -> None:
 @click.option(
     "--heldout-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Held-out texts, one a line, to score the entries on.",
+    help="Held-out texts to score the entries on: one a line, or .json as --texts-file.",
 )
+@click.option("--heldout-key", default="heldout", show_default=True,
+              help="The key of a JSON object --heldout-file's list.")  # fmt: skip
 @click.option("--params", default="", help="The method's parameters as a JSON object "
               '(proto field names), e.g. \'{"n_samples": 10}\'.')  # fmt: skip
 @click.option("--seed", type=int, help="The method's seed.")
@@ -303,14 +309,16 @@ def dictionaries() -> None:
 @click.option("--batch-size", type=int, default=0)
 @click.option("--max-tokens", type=int, default=0)
 @click.option("--description", default="")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the new dictionaries' ids, one a "
+              "line (for scripts: ID=$(chunkscope dictionaries extract ... -q)).")  # fmt: skip
 @connection_options
 def dictionaries_extract(
     model: str, hook_points: tuple[str, ...], method: str, concepts: str, texts: tuple[str, ...],
-    texts_file: Path | None, symbols_file: Path | None, corpus_path: str | None,
-    heldout_file: Path | None, params: str, seed: int | None, context: str | None,
-    batch_size: int, max_tokens: int, description: str, conn: Connection,
+    texts_file: Path | None, texts_key: str, symbols_file: Path | None, corpus_path: str | None,
+    heldout_file: Path | None, heldout_key: str, params: str, seed: int | None, context: str | None,
+    batch_size: int, max_tokens: int, description: str, quiet: bool, conn: Connection,
 ) -> None:  # fmt: skip
-    corpus = corpus_of(texts, texts_file, symbols_file, corpus_path)
+    corpus = corpus_of(texts, texts_file, symbols_file, corpus_path, texts_key=texts_key)
     if corpus is None:
         raise click.UsageError(
             "give a corpus: --text, --texts-file, --symbols-file or --corpus-path"
@@ -322,12 +330,17 @@ def dictionaries_extract(
         **{field: method_params},
     )  # fmt: skip
     if heldout_file is not None:
-        request.heldout.texts.texts.extend(read_lines(heldout_file))
+        request.heldout.texts.texts.extend(read_texts(heldout_file, heldout_key, "--heldout-file"))
     if context:
         request.context = enum_value(dpb.ContextPolicy, context, "CONTEXT_POLICY_", "--context")
     result: dpb.ExtractionResult | None = None
     with calls(conn) as c:
         stream = c.extract_dictionary_stream(request)
+        if quiet:
+            for message in stream:
+                for d in message.result.dictionaries if message.HasField("result") else ():
+                    out.print(d.id, markup=False)
+            return
         if conn.json:
             for message in stream:
                 print_json(message)
@@ -349,10 +362,15 @@ def dictionaries_extract(
 
 @dictionaries.command("list", help="List stored dictionaries, newest first.")
 @click.option("--model", default="", help="Only this model's.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the ids, one a line.")
 @connection_options
-def dictionaries_list(model: str, conn: Connection) -> None:
+def dictionaries_list(model: str, quiet: bool, conn: Connection) -> None:
     with calls(conn) as c:
         found = list(c.list_dictionaries(model))
+    if quiet:
+        for d in found:
+            out.print(d.id, markup=False)
+        return
     if conn.json:
         for d in found:
             print_json(d)
