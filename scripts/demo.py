@@ -1,168 +1,242 @@
-"""The chunkscope demo: register SmolLM2-135M-Instruct, extract concepts, detect them, steer.
+"""The chunkscope demo: register SmolLM2-135M-Instruct, extract concepts, detect them, steer, and
+write a chunk page.
 
 Run by `make demo` after `make demo-model` has put the model under <data-dir>/models. Everything
-goes through the public gRPC API with the Python client, as any user's program would.
+goes through the public gRPC API with the Python client and the `chunkscope` command line, as any
+user's program would. The settings are the ones docs/REPRODUCTION.md measured to work on this
+model: Population Averaging with 20 samples under the TPR-at-FPR rule (FPR <= 0.001), detection at
+block 12, the activation grafted onto the question's last words at block 8, and inhibition by
+projecting the concept's direction out at block 12.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import subprocess
+import sys
 import time
-from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from chunkscope.demo_model import DEMO_MODEL_NAME
 from chunkscope.launcher import spawn_server
 from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import detection_pb2 as det
 from chunkscope_client.v1 import dictionaries_pb2 as dpb
-from chunkscope_client.v1 import models_pb2
 from chunkscope_client.v1 import perturbation_pb2 as ppb
 
-# The demo's own texts: three concepts, each used many times, mixed with plain text.
-TRAIN = [
-    "The cheese shop on the corner sells a sharp cheddar cheese and a soft goat cheese.",
-    "We walked along the river until the river bent south past the old mill.",
-    "She played music every evening, and the music filled the narrow street.",
-    "A slice of cheese on warm bread is the simplest lunch I know.",
-    "The river was high after the storm, and the river banks were flooded.",
-    "Good music needs silence around it; the music at the festival had none.",
-    "He grated the cheese over the pasta and added more cheese at the table.",
-    "Fishermen waited by the river at dawn, watching the river for a ripple.",
-    "The school band practised music after class, loud music that shook the windows.",
-    "Blue cheese is an acquired taste, but this cheese is mild and creamy.",
-    "Children threw stones into the river and counted the rings on the river surface.",
-    "The radio played old music while we cooked, and the music made the kitchen warm.",
-    "The market had cheese from three valleys and bread from the bakery next door.",
-    "Mice in cartoons love cheese, though real mice prefer grain to cheese.",
-    "A wooden bridge crossed the river where the river was narrowest.",
-    "Music lessons start in spring; the music teacher brings her own piano.",
-    "The train left the station at noon and arrived in the city by evening.",
-    "Rain fell on the roofs all afternoon while the clocks ticked in the hall.",
-]
-HELDOUT = [
-    "The soup came with melted cheese, and the cheese stretched from the spoon.",
-    "Boats drifted down the river, and the river carried leaves toward the sea.",
-    "The music stopped suddenly, and everyone looked up when the music returned.",
-    "The library closed early because the heating had failed again.",
-]
-CONCEPTS = ("cheese", "river", "music")
-HOOK_POINTS = ("blocks.8.resid_post", "blocks.16.resid_post", "blocks.24.resid_post")
+ROOT = Path(__file__).resolve().parent.parent
+# The project's concept texts: training paragraphs and held-out paragraphs, with each concept's
+# words (docs/concepts.json, also used by `make reproduce`).
+CONCEPT_FILE = ROOT / "docs" / "concepts.json"
+CONCEPTS = ("cheese", "river", "school")
+HOOK_POINTS = tuple(f"blocks.{b}.resid_post" for b in (4, 8, 12, 16, 20))
+DETECT_AT = "blocks.12.resid_post"
+ACTIVATE_AT = "blocks.8.resid_post"
+INHIBIT_AT = "blocks.12.resid_post"
+# New texts, in none of the extraction's, each with what it should fire on. They are written like
+# the training paragraphs (a sentence of context first): entries fitted on paragraphs miss some
+# occurrences in a bare one-line sentence (README, "make demo").
+SENTENCES = [
+    ("We spent the whole afternoon walking through the old town. After the concert we ate bread "
+     "and cheese on the river bank.", {"cheese", "river"}),
+    ("It was a long day at work, so I stopped at the market on the way home. She bought a wedge "
+     "of blue cheese for the picnic.", {"cheese"}),
+    ("The summer holidays were almost over. The school bus stopped at the bridge over the "
+     "river.", {"school", "river"}),
+    ("My grandmother always kept a plate of sharp cheddar cheese in the kitchen for visitors.",
+     {"cheese"}),
+    ("The fishermen rowed slowly up the river while the mist lifted from the water.", {"river"}),
+    ("Every morning the children walk to school together, carrying their books and lunch boxes.",
+     {"school"}),
+    ("Our accountant sent the quarterly report on Tuesday, and the board approved the budget.",
+     set()),
+    ("The orchestra played until midnight in the old theatre, and nobody wanted to leave.", set()),
+]  # fmt: skip
+ACTIVATE_QUESTION = "How far is the Moon from the Earth?"
+INHIBIT_QUESTION = "What is mozzarella made of?"
+SEEDS = (0, 1, 2)
+
+
+def concept_data() -> dict[str, Any]:
+    """docs/concepts.json: "concepts" (each concept's words), "train" and "heldout" paragraphs."""
+    data: dict[str, Any] = json.loads(CONCEPT_FILE.read_text(encoding="utf-8"))
+    return data
 
 
 def extract_concepts(cs: Client, content_hash: str) -> list[dpb.Dictionary]:
-    """Extract a PA dictionary for the demo concepts and print each entry's held-out scores."""
+    """A PA dictionary per hook point for the demo's concepts; prints held-out scores per block."""
+    data = concept_data()
     request = dpb.ExtractDictionaryRequest(
         model={"name": DEMO_MODEL_NAME, "content_hash": content_hash},
         hook_points=list(HOOK_POINTS),
-        corpus=dpb.Corpus(texts=dpb.TextList(texts=TRAIN)),
-        heldout=dpb.Corpus(texts=dpb.TextList(texts=HELDOUT)),
+        corpus=dpb.Corpus(texts=dpb.TextList(texts=data["train"])),
+        heldout=dpb.Corpus(texts=dpb.TextList(texts=data["heldout"])),
         population_averaging=dpb.PopulationAveragingParams(
-            concepts=[dpb.ConceptWords(concept=c) for c in CONCEPTS],
-            n_samples=5,
+            concepts=[dpb.ConceptWords(concept=c, words=data["concepts"][c]) for c in CONCEPTS],
+            n_samples=20,
             criterion=dpb.PA_CRITERION_TPR_AT_FPR,
-            max_fpr=0.01,
+            max_fpr=0.001,
             seed=0,
         ),
-        description="make demo: population averaging",
+        description="make demo: population averaging, 20 samples, FPR <= 0.001",
     )
     print(
-        f"\nextracting a population-averaging dictionary for {', '.join(CONCEPTS)} "
-        f"at {', '.join(HOOK_POINTS)} ..."
+        f"\nextracting {', '.join(CONCEPTS)} by population averaging at blocks "
+        f"{', '.join(h.split('.')[1] for h in HOOK_POINTS)} "
+        f"({len(data['train'])} training paragraphs, {len(data['heldout'])} held out) ..."
     )
     started = time.perf_counter()
-    dictionaries = cs.extract_dictionary(request, timeout=600)
-    print(f"done in {time.perf_counter() - started:.1f}s\n")
-    print(
-        f"  {'hook point':<22} {'concept':<8} {'neurons':>7} {'train TPR/FPR':>14} "
-        f"{'held-out TPR/FPR':>17}  best match"
-    )
+    dictionaries = cs.extract_dictionary(request, timeout=900)
+    print(f"done in {time.perf_counter() - started:.1f}s; held-out TPR / FPR (neurons):")
+    print(f"  {'block':<6}" + "".join(f"{c:>22}" for c in CONCEPTS))
     for d in dictionaries:
-        for e in d.entries:
-            example = e.examples[0].context if e.examples else ""
-            train, held = e.train, e.heldout
-            print(
-                f"  {d.hook_point:<22} {e.label:<8} {e.n_neurons:>7} "
-                f"{train.tpr:>7.2f}/{train.fpr:<6.3f} {held.tpr:>9.2f}/{held.fpr:<6.3f}"
-                f"  {example!r}"
-            )
-        print(f"  stored as {d.id}")
+        cells = {e.label: e for e in d.entries}
+        row = "".join(
+            f"{cells[c].heldout.tpr:>10.2f} / {cells[c].heldout.fpr:.4f} ({cells[c].n_neurons:>3})"
+            for c in CONCEPTS
+        )
+        print(f"  {d.hook_point.split('.')[1]:<6}{row}")
     return dictionaries
 
 
 def detect_concepts(cs: Client, dictionary: dpb.Dictionary) -> None:
-    """Detect the concepts in new sentences and print them with the firing tokens marked."""
-    sentences = [
-        "After the concert we ate bread and cheese on the river bank.",
-        "The orchestra's music drifted across the water all night.",
-        "Our accountant sent the quarterly report on Tuesday.",
-    ]
+    """Detect the concepts in new sentences; print the firing tokens and what was expected."""
     request = det.DetectRequest(
         config=det.DetectionConfig(
             model={"name": DEMO_MODEL_NAME}, dictionary_ids=[dictionary.id], positives_only=True
         ),
-        inputs=[det.DetectInput(text=t) for t in sentences],
+        inputs=[det.DetectInput(text=text) for text, _ in SENTENCES],
     )
     reply = cs.detect(request)
-    print(f"\ndetecting with {dictionary.id} ({dictionary.hook_point}); firing tokens marked:")
-    for text, result in zip(sentences, reply.results, strict=True):
+    print(f"\ndetecting at {dictionary.hook_point} in new sentences; firing tokens marked:")
+    agree = 0
+    for (text, expected), result in zip(SENTENCES, reply.results, strict=True):
         marked, cursor = "", 0
         for token in result.tokens:
             labels = "/".join(m.label for m in token.matches)
-            marked += (
-                text[cursor : token.char_start] + f"[{text[token.char_start : token.char_end]}"
-            )
-            marked += f"]{{{labels}}}"
+            marked += text[cursor : token.char_start]
+            marked += f"[{text[token.char_start : token.char_end]}]{{{labels}}}"
             cursor = token.char_end
-        print(f"  {marked + text[cursor:]}")
-    print(f"  ({reply.forward_ns / 1e6:.0f} ms for the batch)")
+        fired = {s.label for s in result.summaries if s.fired}
+        agree += fired == expected
+        verdict = "as expected" if fired == expected else f"expected {sorted(expected) or 'none'}"
+        print(f"  {marked + text[cursor:]}\n      -> {sorted(fired) or 'nothing'} ({verdict})")
+    print(f"  {agree} of {len(SENTENCES)} sentences fired exactly the expected concepts")
 
 
-def steer(cs: Client, dictionary: dpb.Dictionary) -> None:
-    """Generate with 'cheese' activated and 'music' inhibited, an unperturbed control beside it."""
-    entry = {e.label: e.id for e in dictionary.entries}
-    prompt = "My favourite way to spend a Sunday afternoon is"
+def chat(model_dir: Path, question: str) -> str:
+    """The model's own chat template around a question (applied here, tokenized by the server)."""
+    from transformers import AutoTokenizer
 
-    def chunk(label: str, mode: int, positions: ppb.Positions) -> ppb.Intervention:
-        ref = ppb.ChunkRef(dictionary_id=dictionary.id, entry_id=entry[label])
-        return ppb.Intervention(chunk=ref, mode=mode, positions=positions)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    messages = [{"role": "user", "content": question}]
+    return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
+
+def question_tail(cs: Client, dictionary: dpb.Dictionary, text: str, question: str) -> list[int]:
+    """The authors' graft positions: the three tokens before the question's last token, as
+    negative indices into the server's tokenization (read from Detect's character spans)."""
+    request = det.DetectRequest(
+        config=det.DetectionConfig(model={"name": DEMO_MODEL_NAME}, dictionary_ids=[dictionary.id]),
+        inputs=[det.DetectInput(text=text)],
+    )
+    result = cs.detect(request).results[0]
+    end = text.index(question) + len(question)
+    last = max(i for i, t in enumerate(result.tokens) if 0 < t.char_end <= end)
+    return [i - result.n_tokens for i in range(last - 3, last)]
+
+
+def generate(
+    cs: Client, text: str, interventions: list[ppb.Intervention], seed: int
+) -> dict[str, str]:
     request = ppb.GenerateRequest(
         model={"name": DEMO_MODEL_NAME},
-        prompt=det.DetectInput(text=prompt),
-        interventions=[
-            # The authors' placement: the three tokens before the last prompt token.
-            chunk("cheese", ppb.INTERVENTION_MODE_ACTIVATE, ppb.Positions(indices=[-4, -3, -2])),
-            # This PA entry spans all 576 neurons, so zeroing them (INHIBIT) would blank the
-            # residual stream; removing the concept's direction is the gentler inhibition.
-            chunk(
-                "music",
-                ppb.INTERVENTION_MODE_PROJECT_OUT,
-                ppb.Positions(all_prompt=True, generated=True),
-            ),
-        ],
-        sampling=ppb.SamplingParams(max_new_tokens=30, temperature=0.7, top_p=0.9, seed=11),
+        prompt=det.DetectInput(text=text),
+        interventions=interventions,
+        sampling=ppb.SamplingParams(
+            max_new_tokens=32, temperature=0.7, top_p=0.9, seed=seed, stop_at_eos=True
+        ),
         control=True,
     )
-    print(f"\ngenerating from {prompt!r} with cheese activated and music inhibited:")
-    for message in cs.generate(request):
+    arms = {}
+    for message in cs.generate(request, timeout=300):
         if message.done:
-            arm = "perturbed" if message.arm == ppb.ARM_PERTURBED else "control"
-            print(f"  {arm:>9}: {prompt}{message.text}")
+            arms["perturbed" if message.arm == ppb.ARM_PERTURBED else "control"] = message.text
+    return arms
+
+
+def cheese_ref(dictionary: dpb.Dictionary) -> ppb.ChunkRef:
+    entry = next(e for e in dictionary.entries if e.label == "cheese")
+    return ppb.ChunkRef(dictionary_id=dictionary.id, entry_id=entry.id)
+
+
+def arms_of(cs: Client, text: str, intervention: ppb.Intervention, changed: str) -> tuple[int, int]:
+    """Generate each seed with the intervention and its control; print both; count 'cheese'."""
+    said = re.compile(r"\bchees(e|es)\b", re.IGNORECASE)
+    hits = {"control": 0, "perturbed": 0}
+    for seed in SEEDS:
+        arms = generate(cs, text, [intervention], seed)
+        for arm in ("control", "perturbed"):
+            hits[arm] += bool(said.search(arms[arm]))
+            name = arm if arm == "control" else changed
+            print(f"  {name:>9} (seed {seed}): {arms[arm].strip()!r}")
+    print(f"  'cheese' said: control {hits['control']}/{len(SEEDS)}, "
+          f"{changed} {hits['perturbed']}/{len(SEEDS)}")  # fmt: skip
+    return hits["control"], hits["perturbed"]
+
+
+def steer(
+    cs: Client, activate_in: dpb.Dictionary, inhibit_in: dpb.Dictionary, model_dir: Path
+) -> None:
+    """Activate cheese on an unrelated question; project it out of a question about cheese."""
+    text = chat(model_dir, ACTIVATE_QUESTION)
+    tail = question_tail(cs, activate_in, text, ACTIVATE_QUESTION)
+    graft = ppb.Intervention(chunk=cheese_ref(activate_in), mode=ppb.INTERVENTION_MODE_ACTIVATE,
+                             positions=ppb.Positions(indices=tail))  # fmt: skip
+    print(f"\nactivating cheese at {activate_in.hook_point} (grafted on the question's last words, "
+          f"as the paper does) for {ACTIVATE_QUESTION!r}:")  # fmt: skip
+    arms_of(cs, text, graft, "activated")
+
+    text = chat(model_dir, INHIBIT_QUESTION)
+    remove = ppb.Intervention(chunk=cheese_ref(inhibit_in), mode=ppb.INTERVENTION_MODE_PROJECT_OUT,
+                              positions=ppb.Positions(all_prompt=True, generated=True))  # fmt: skip
+    print(f"\ninhibiting cheese at {inhibit_in.hook_point} (its direction projected out at every "
+          f"token) for {INHIBIT_QUESTION!r}:")  # fmt: skip
+    arms_of(cs, text, remove, "inhibited")
+
+
+def chunk_page(address: str, token: str, dictionary: dpb.Dictionary, out: Path) -> None:
+    """The chunk page of the detection dictionary over the held-out paragraphs, written by the
+    `chunkscope report` command."""
+    corpus = out.parent / "demo-corpus.txt"
+    held = concept_data()["heldout"]
+    corpus.write_text("\n".join([*held, *(s for s, _ in SENTENCES)]) + "\n", encoding="utf-8")
+    command = [sys.executable, "-m", "chunkscope", "report", dictionary.id, "--corpus",
+               str(corpus), "-o", str(out), "--address", address]  # fmt: skip
+    print(f"\n$ chunkscope report {dictionary.id} --corpus {corpus} -o {out}")
+    subprocess.run(command, check=True, env={**_environ(), "CHUNKSCOPE_TOKEN": token})
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     args = parser.parse_args()
+    model_dir = args.data_dir / "models" / DEMO_MODEL_NAME
 
     print(f"starting chunkscope (data dir {args.data_dir}) ...")
     server = spawn_server(args.data_dir, "--grace-seconds", "10")
     try:
         with Client.connect(server.address, timeout=60, token=server.token) as cs:
-            print(
-                f"server {server.address} health: {cs.health()}, metrics on :{server.metrics_port}"
-            )
+            print(f"server {server.address}: {cs.health()}, metrics on :{server.metrics_port}")
             started = time.perf_counter()
             try:
                 model = cs.register_model(DEMO_MODEL_NAME, DEMO_MODEL_NAME, wait=True)
@@ -172,33 +246,22 @@ def main() -> int:
                     raise
                 model = cs.get_model(DEMO_MODEL_NAME)  # restored from an earlier demo run
                 print(f"{model.name} was already registered (restored from {args.data_dir})")
-
-            for m in cs.list_models():
-                state = models_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_")
-                print(
-                    f"  model {m.name}: {state}, {m.architecture}, {m.num_blocks} blocks, "
-                    f"d={m.hidden_size}, {m.parameter_count / 1e6:.1f}M params, "
-                    f"{m.device}/{m.dtype}"
-                )
-                print(f"        {m.content_hash}")
-
-            points = cs.list_hook_points(DEMO_MODEL_NAME, content_hash=model.content_hash)
-            by_block: dict[int, list[str]] = defaultdict(list)
-            for p in points:
-                by_block[p.block].append(p.name.rsplit(".", 1)[-1])
-            width = list(points[0].shape)
-            print(f"\n{len(points)} hook points (shape {width}: batch, tokens, hidden):")
-            print(f"  {'embed':<10} {'final_norm':<10}")
-            for block in sorted(b for b in by_block if b >= 0):
-                print(f"  block {block:>2}: {' '.join(by_block[block])}")
+            print(
+                f"  {model.architecture}, {model.num_blocks} blocks, d={model.hidden_size}, "
+                f"{model.parameter_count / 1e6:.1f}M parameters, {model.device}/{model.dtype}"
+            )
 
             dictionaries = extract_concepts(cs, model.content_hash)
-            middle = next(d for d in dictionaries if d.hook_point == "blocks.16.resid_post")
-            detect_concepts(cs, middle)
-            steer(cs, middle)
+            by_hook = {d.hook_point: d for d in dictionaries}
+            detect_concepts(cs, by_hook[DETECT_AT])
+            steer(cs, by_hook[ACTIVATE_AT], by_hook[INHIBIT_AT], model_dir)
+            page = (args.data_dir / "reports" / f"{by_hook[DETECT_AT].id}.html").resolve()
+            page.parent.mkdir(parents=True, exist_ok=True)
+            chunk_page(server.address, server.token, by_hook[DETECT_AT], page)
     finally:
         code = server.terminate()
         print(f"\nserver stopped (exit {code}); its log: {server.log_path}")
+    print(f"chunk page: {page}")
     return 0
 
 

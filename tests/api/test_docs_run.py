@@ -37,7 +37,7 @@ from chunkscope_client.v1 import dictionaries_pb2 as pb
 from support import ROOT, ServerProcess, save_tiny_lm, start_server
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import demo  # the demo's texts and concepts
+import demo  # the demo's concept texts and concepts
 
 # Documents whose commands are not run, with why; every other document's blocks are.
 NOT_RUN_DOCS = {
@@ -53,7 +53,7 @@ DOC_ADDRESS = "127.0.0.1:50051"
 
 # Fenced blocks that are not programs, by (file, first line of the block).
 NOT_RUN_BLOCKS = {
-    ("README.md", "registered smollm2-135m-instruct in 8.1s"): "output of make demo",
+    ("README.md", "registered smollm2-135m-instruct in 9.5s"): "output of make demo",
     ("README.md", "protos/chunkscope/v1/     the API: common, models, dictionaries, detection, "
      "perturbation, analysis"): "the source layout",
     ("docs/ANALYSIS.md", "...................."): "a printed connectivity map",
@@ -65,6 +65,7 @@ NOT_RUN_COMMANDS = {
     "make test": "the whole suite (it includes this test)",
     "make serve": "serves until stopped; this test's server stands in for it",
     "make demo && make serve &": "as make demo and make serve",
+    "make serve &": "as make serve",
     "(cd clients/go && go run ./examples/chunkscope-example --address 127.0.0.1:50051)": (
         "tests/clients/test_go_client.py runs the Go example against a live server"
     ),
@@ -161,12 +162,13 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
     with Client.connect(server.address, token=token, timeout=300) as cs:
         name = "smollm2-135m-instruct"
         cs.register_model(name, name, wait=True)
+        data = demo.concept_data()
         cs.extract_dictionary(pb.ExtractDictionaryRequest(
             model={"name": name}, hook_points=["blocks.16.resid_post"],  # the examples' default
-            corpus=pb.Corpus(texts=pb.TextList(texts=demo.TRAIN)),
-            heldout=pb.Corpus(texts=pb.TextList(texts=demo.HELDOUT)),
-            population_averaging=pb.PopulationAveragingParams(
-                concepts=[pb.ConceptWords(concept=c) for c in demo.CONCEPTS]),
+            corpus=pb.Corpus(texts=pb.TextList(texts=data["train"])),
+            heldout=pb.Corpus(texts=pb.TextList(texts=data["heldout"])),
+            population_averaging=pb.PopulationAveragingParams(concepts=[
+                pb.ConceptWords(concept=c, words=data["concepts"][c]) for c in demo.CONCEPTS]),
         ))  # fmt: skip
     yield server, work
     server.terminate()
