@@ -43,6 +43,8 @@ AUDITED = frozenset(
         "PerturbationService/Perturb",
         "PerturbationService/Generate",
         "AnalysisService/OptimizeNeuronLayout",
+        "GuardService/PutPolicy",
+        "GuardService/DeletePolicy",
     )
 )
 MAX_STRING, MAX_ITEMS = 200, 20
