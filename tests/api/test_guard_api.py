@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,15 @@ def _cat_tokens(c: Client, dictionary: str, text: str) -> list[dp.TokenResult]:
     return list(c.detect(request).results[0].tokens)
 
 
-def test_a_policy_blocks_the_concept_with_spans_and_allows_text_without_it(setup: tuple) -> None:
+def _metric(server: ServerProcess, series: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics") as r:
+        lines = r.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(series + " "))
+
+
+def test_a_policy_blocks_the_concept_with_spans_and_allows_text_without_it(
+    setup: tuple, server: ServerProcess
+) -> None:
     c, first, second = setup
     stored = c.put_policy(_policy(
         "no-cats", _rule(first, "cat"), _rule(second, "cake", gp.POLICY_ACTION_ALLOW),
@@ -111,10 +120,14 @@ def test_a_policy_blocks_the_concept_with_spans_and_allows_text_without_it(setup
     assert [s.fired for s in clean.scores] == [False, False] and not clean.scores[0].spans
     assert clean.reason == "no rule of policy no-cats fired"
 
+    blocked = 'chunkscope_guard_verdicts_total{policy="no-cats",verdict="block"}'
+    recorded = 'chunkscope_guard_rules_fired_total{action="allow",policy="no-cats"}'
+    before = _metric(server, blocked), _metric(server, recorded)
     several = c.check("no-cats", texts=[CLEAN, CAT])  # one verdict for all; scores per input
     assert several.verdict == gp.VERDICT_BLOCK
     assert [(s.input_index, s.rule_index, s.fired) for s in several.scores] == [
         (0, 0, False), (0, 1, False), (1, 0, True), (1, 1, True)]  # fmt: skip
+    assert (_metric(server, blocked), _metric(server, recorded)) == (before[0] + 1, before[1] + 1)
 
 
 def test_versions_increment_and_each_stays_usable(setup: tuple) -> None:
