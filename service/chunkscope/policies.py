@@ -65,7 +65,7 @@ def score(
 ) -> Score:
     """How `rule`'s concept scored on one input's tokens (host work: numpy only)."""
     entries = [k for k, label in enumerate(detector.labels) if label == rule.label]
-    matches = detection.matches[:, entries]
+    matches = detection.matches[:, entries].astype(bool)
     scores = detection.scores[:, entries].astype(np.float64)
     higher = detection.higher_is_better
     if rule.score_threshold is not None:
