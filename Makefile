@@ -20,7 +20,7 @@ help:
 	@echo "make test        set up, lint, check generated code, run the test suite"
 	@echo "make serve       run a server on 127.0.0.1:50051 with data in ./$(DATA_DIR)"
 	@echo "make reproduce   the paper's results through the API -> docs/REPRODUCTION.md"
-	@echo "make bench       capture overhead, gRPC vs in-process, fit times -> BENCHMARKS.md"
+	@echo "make bench       capture overhead, gRPC vs in-process, fit times, Check -> BENCHMARKS.md"
 	@echo "make proto       regenerate the Python, Go, TypeScript and Java code from protos/"
 	@echo "make vectors     re-record tests/vectors (the shared client test vectors)"
 	@echo "make fuzz        a long fuzzing run against a live server"
@@ -137,6 +137,7 @@ bench: demo-model
 	$(PY) scripts/bench_serving.py --out BENCHMARKS.md
 	$(PY) scripts/bench_batching.py --out BENCHMARKS.md
 	$(PY) scripts/bench_store.py --out BENCHMARKS.md
+	$(PY) scripts/bench_guard.py --out BENCHMARKS.md
 
 serve: venv
 	$(PY) -m chunkscope serve --data-dir $(DATA_DIR)

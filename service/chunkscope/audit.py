@@ -43,6 +43,8 @@ AUDITED = frozenset(
         "PerturbationService/Perturb",
         "PerturbationService/Generate",
         "AnalysisService/OptimizeNeuronLayout",
+        "GuardService/PutPolicy",
+        "GuardService/DeletePolicy",
     )
 )
 MAX_STRING, MAX_ITEMS = 200, 20
@@ -52,7 +54,11 @@ def summarize(request: Any) -> dict[str, Any]:
     """A request as JSON for the log: no bytes, strings cut at 200 characters, lists at 20."""
     if not isinstance(request, Message):
         return {}
-    return _shorten(json_format.MessageToDict(request))
+    try:
+        as_dict = json_format.MessageToDict(request)
+    except (ValueError, TypeError, json_format.Error) as exc:  # e.g. a Timestamp out of range
+        return {"unprintable": f"{type(exc).__name__}: {str(exc)[:MAX_STRING]}"}
+    return _shorten(as_dict)
 
 
 def _shorten(value: Any) -> Any:

@@ -41,6 +41,9 @@ REQUIRED_ROLE: dict[str, str] = {
     _V1 + "DictionaryService/ListDictionaries": "monitor",
     _V1 + "DetectionService/Detect": "monitor",
     _V1 + "DetectionService/StreamDetect": "monitor",
+    _V1 + "GuardService/GetPolicy": "monitor",
+    _V1 + "GuardService/ListPolicies": "monitor",
+    _V1 + "GuardService/Check": "monitor",
     # Work that computes new results or reads dictionaries out: analysts.
     _V1 + "DictionaryService/ExtractDictionary": "analyst",
     _V1 + "DictionaryService/ExportDictionary": "analyst",
@@ -55,6 +58,8 @@ REQUIRED_ROLE: dict[str, str] = {
     _V1 + "ModelService/UnregisterModel": "admin",
     _V1 + "DictionaryService/ImportDictionary": "admin",
     _V1 + "DictionaryService/DeleteDictionary": "admin",
+    _V1 + "GuardService/PutPolicy": "admin",
+    _V1 + "GuardService/DeletePolicy": "admin",
 }
 
 

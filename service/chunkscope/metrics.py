@@ -75,6 +75,16 @@ DETECTION_MATCH_SECONDS = Histogram(
 INTERVENTIONS = Counter(
     "chunkscope_interventions_total", "Interventions applied, per token position.", ("mode",)
 )
+# Guard checks (api/guard.py): one per Check answered with a verdict; rules that fired per action
+# (ALLOW rules are record-only: this counter is their record).
+GUARD_VERDICTS = Counter(
+    "chunkscope_guard_verdicts_total", "Check verdicts, by policy.", ("policy", "verdict")
+)
+GUARD_RULES_FIRED = Counter(
+    "chunkscope_guard_rules_fired_total",
+    "Policy rules that fired in a Check.",
+    ("policy", "action"),
+)
 GENERATED_TOKENS = Counter(
     "chunkscope_generated_tokens_total", "Tokens generated, by arm.", ("arm",)
 )

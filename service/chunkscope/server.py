@@ -25,6 +25,7 @@ from chunkscope import __version__, metrics, observability
 from chunkscope.api.analysis import AnalysisServicer
 from chunkscope.api.detection import DetectionServicer
 from chunkscope.api.dictionaries import DictionaryServicer
+from chunkscope.api.guard import GuardServicer
 from chunkscope.api.interceptors import (
     AuditInterceptor,
     AuthInterceptor,
@@ -50,6 +51,8 @@ from chunkscope_client.v1 import (
     detection_pb2_grpc,
     dictionaries_pb2,
     dictionaries_pb2_grpc,
+    guard_pb2,
+    guard_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     perturbation_pb2,
@@ -64,6 +67,7 @@ SERVICE_NAMES = (
     detection_pb2.DESCRIPTOR.services_by_name["DetectionService"].full_name,
     perturbation_pb2.DESCRIPTOR.services_by_name["PerturbationService"].full_name,
     analysis_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name,
+    guard_pb2.DESCRIPTOR.services_by_name["GuardService"].full_name,
 )
 
 
@@ -153,6 +157,12 @@ async def start(settings: Settings) -> RunningServer:
         ),
         server,
     )
+    assert store.policies is not None
+    guard_pb2_grpc.add_GuardServiceServicer_to_server(
+        GuardServicer(registry, detectors, store.policies, dictionaries,
+                      settings.max_input_tokens, settings.max_inputs_per_request),
+        server,
+    )  # fmt: skip
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -55,7 +55,7 @@ DOC_ADDRESS = "127.0.0.1:50051"
 NOT_RUN_BLOCKS = {
     ("README.md", "registered smollm2-135m-instruct in 9.5s"): "output of make demo",
     ("README.md", "protos/chunkscope/v1/     the API: common, models, dictionaries, detection, "
-     "perturbation, analysis"): "the source layout",
+     "perturbation, analysis,"): "the source layout",
     ("docs/ANALYSIS.md", "...................."): "a printed connectivity map",
 }  # fmt: skip
 

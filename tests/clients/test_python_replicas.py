@@ -16,6 +16,7 @@ from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import analysis_pb2 as ap
 from chunkscope_client.v1 import common_pb2
 from chunkscope_client.v1 import detection_pb2 as dp
+from chunkscope_client.v1 import guard_pb2 as gp
 from chunkscope_client.v1 import perturbation_pb2 as pp
 
 TEXT = "On day 3 the cat slept near the window while the cake cooled."
@@ -94,8 +95,18 @@ def test_every_idempotent_call_succeeds_past_a_dead_address(
     )
     states = ap.StateSet(tensor=tensor(20, 4))
     chunk = pp.ChunkRef(dictionary_id=dictionary, entry_id=0)
+    policy = gp.Policy(
+        name="replicas-test",
+        model=common_pb2.ModelRef(name=model),
+        rules=[gp.PolicyRule(dictionary_id=dictionary, label="cat", action=gp.POLICY_ACTION_BLOCK)],
+    )
+    with Client.connect(env["CHUNKSCOPE_TEST_ADDRESS"], token=env["CHUNKSCOPE_TEST_TOKEN"]) as one:
+        version = one.put_policy(policy).version  # PutPolicy is not retried: one live address
     with Client.connect(target, token=env["CHUNKSCOPE_TEST_TOKEN"]) as cs:
         for _ in range(3):  # each call more than once, so round_robin would reach both addresses
+            assert cs.get_policy("replicas-test").version == version
+            assert "replicas-test" in [p.name for p in cs.list_policies()]
+            assert cs.check("replicas-test", texts=[TEXT]).policy_version == version
             assert cs.health() == "SERVING"
             assert cs.get_model(model).name == model
             assert model in [m.name for m in cs.list_models()]

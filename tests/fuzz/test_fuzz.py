@@ -53,6 +53,8 @@ from chunkscope_client.v1 import detection_pb2 as dp
 from chunkscope_client.v1 import detection_pb2_grpc as dpg
 from chunkscope_client.v1 import dictionaries_pb2 as pb
 from chunkscope_client.v1 import dictionaries_pb2_grpc as pbg
+from chunkscope_client.v1 import guard_pb2 as gp
+from chunkscope_client.v1 import guard_pb2_grpc as gpg
 from chunkscope_client.v1 import models_pb2 as mp
 from chunkscope_client.v1 import models_pb2_grpc as mpg
 from chunkscope_client.v1 import perturbation_pb2 as pp
@@ -295,6 +297,13 @@ def _pools(env: FuzzEnv) -> dict[str, st.SearchStrategy[Any]]:
         "target_tokens": st.sampled_from(
             ["cat", " cat", "", "A", "the cat", "😀", "<|endoftext|>"]
         ),
+        "policy": st.sampled_from(
+            [POLICY, "", "fz-nope", "FZ-POLICY", POLICY + "\x00", "a" * 65, "-x", "fz-lm"]
+        ),
+        "role": st.sampled_from(["user", "system", "", "\x00", "a" * 65, "😀"]),
+        "roles": st.sampled_from(["user", "assistant", "", "a" * 65]),
+        "content": texts,
+        "description": texts,
     }
 
 
@@ -484,6 +493,16 @@ def snapshot(env: FuzzEnv) -> dict[str, Any]:
             d.SerializeToString(deterministic=True),
             full.SerializeToString(deterministic=True),
         )
+    policies = [
+        p.SerializeToString(deterministic=True)
+        for p in gpg.GuardServiceStub(ch)
+        .ListPolicies(
+            gp.ListPoliciesRequest(page=common_pb2.PageRequest(page_size=1000)),
+            timeout=UNARY_TIMEOUT,
+            metadata=md,
+        )
+        .policies
+    ]
     data_dir = env.server.data_dir
     files = {
         str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -493,7 +512,13 @@ def snapshot(env: FuzzEnv) -> dict[str, Any]:
     keys = data_dir / "keys.json"
     if keys.exists():
         files["keys.json"] = hashlib.sha256(keys.read_bytes()).hexdigest()
-    return {"models": models, "dictionaries": dictionaries, "files": files, "tables": _tables(env)}
+    return {
+        "models": models,
+        "dictionaries": dictionaries,
+        "policies": policies,
+        "files": files,
+        "tables": _tables(env),
+    }
 
 
 def _tables(env: FuzzEnv) -> dict[str, list[Any]]:
@@ -538,6 +563,9 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> str:
         else:
             out.append(f"{key}: before {old!r} after {new!r}")
     return "\n".join(line[:3000] for line in out)
+
+
+POLICY = "fz-policy"  # the fixture's policy (Check aims at it; never deleted or replaced)
 
 
 _CANARY = pp.PerturbRequest(
@@ -593,6 +621,8 @@ def env(fuzz_env: FuzzEnv) -> FuzzEnv:
         c._metadata = fuzz_env.metadata
         if "fz-gpt2" not in [m.name for m in c.list_models()]:
             c.register_model("fz-gpt2", "tiny-gpt2", wait=True)
+        if POLICY not in [p.name for p in c.list_policies()]:
+            c.put_policy(_policy(fuzz_env))
     fuzz_env.protected_models = ("fz-lm", "fz-rnn", "fz-gpt2")
     fuzz_env.extra["snapshot"] = snapshot(fuzz_env)
     check_server(fuzz_env)
@@ -618,6 +648,11 @@ def _undo(env: FuzzEnv, rpc: str, request: Any, result: Any) -> None:
                 ):
                     raise
                 time.sleep(0.2)
+    if rpc == "PutPolicy":
+        gpg.GuardServiceStub(ch).DeletePolicy(
+            gp.DeletePolicyRequest(name=request.policy.name), timeout=UNARY_TIMEOUT, metadata=md
+        )
+        return
     ids: Iterable[str] = ()
     if rpc == "ExtractDictionary":
         ids = [d.id for m in result if m.HasField("result") for d in m.result.dictionaries]
@@ -653,6 +688,31 @@ def _ref(name: str = "fz-lm") -> common_pb2.ModelRef:
     return common_pb2.ModelRef(name=name)
 
 
+def _policy(env: FuzzEnv, name: str = POLICY) -> gp.Policy:
+    inhibit = pp.Intervention(
+        chunk=pp.ChunkRef(dictionary_id=env.pa_id, entry_id=0),
+        mode=pp.INTERVENTION_MODE_INHIBIT,
+        positions=pp.Positions(generated=True),
+    )
+    return gp.Policy(
+        name=name,
+        model=_ref(),
+        rules=[
+            gp.PolicyRule(dictionary_id=env.pa_id, label="cat", action=gp.POLICY_ACTION_BLOCK),
+            gp.PolicyRule(
+                dictionary_id=env.pa_id,
+                label="cake",
+                min_tokens=2,
+                score_threshold=1.0,
+                action=gp.POLICY_ACTION_INTERVENE,
+                interventions=[inhibit],
+                input_types=[gp.INPUT_TYPE_RESPONSE],
+            ),
+        ],
+        roles=["user"],
+    )
+
+
 def _bases(env: FuzzEnv) -> dict[str, list[Message]]:
     pa, dsc = env.pa_id, env.dsc_id
     config = dp.DetectionConfig(model=_ref(), dictionary_ids=[pa])
@@ -672,6 +732,28 @@ def _bases(env: FuzzEnv) -> dict[str, list[Message]]:
     )
     rnn_input = dp.DetectInput(symbols=pb.SymbolSequence(symbols=list("EABCDE")))
     return {
+        "PutPolicy": [
+            gp.PutPolicyRequest(policy=_policy(env, "fz-new-policy")),
+            gp.PutPolicyRequest(policy=_policy(env, "fz-new-policy"), expected_version=0),
+        ],
+        "GetPolicy": [
+            gp.GetPolicyRequest(name=POLICY),
+            gp.GetPolicyRequest(name=POLICY, version=1),
+        ],
+        "ListPolicies": [
+            gp.ListPoliciesRequest(page=common_pb2.PageRequest(page_size=1)),
+            gp.ListPoliciesRequest(name=POLICY),
+        ],
+        "DeletePolicy": [gp.DeletePolicyRequest(name="fz-unknown-policy", expected_version=1)],
+        "Check": [
+            gp.CheckRequest(policy=POLICY, input_type=gp.INPUT_TYPE_REQUEST, texts=[TRAIN[0]]),
+            gp.CheckRequest(
+                policy=POLICY,
+                policy_version=1,
+                input_type=gp.INPUT_TYPE_RESPONSE,
+                messages=[gp.ChatMessage(role="user", content=TRAIN[1])],
+            ),
+        ],
         "RegisterModel": [
             mp.RegisterModelRequest(name="fz-new", source_path="rnn-gru", wait=True),
             mp.RegisterModelRequest(name="fz-new2", source_path="tiny-gpt2", dtype="bfloat16"),
@@ -782,7 +864,13 @@ def _callers(env: FuzzEnv) -> dict[str, Callable[[Message], Callable[[], Any]]]:
     ch = env.channel
     m, d = mpg.ModelServiceStub(ch), pbg.DictionaryServiceStub(ch)
     det, per = dpg.DetectionServiceStub(ch), ppg.PerturbationServiceStub(ch)
+    guard = gpg.GuardServiceStub(ch)
     return {
+        "PutPolicy": _unary(env, guard.PutPolicy),
+        "GetPolicy": _unary(env, guard.GetPolicy),
+        "ListPolicies": _unary(env, guard.ListPolicies),
+        "DeletePolicy": _unary(env, guard.DeletePolicy),
+        "Check": _unary(env, guard.Check),
         "RegisterModel": _unary(env, m.RegisterModel),
         "GetModel": _unary(env, m.GetModel),
         "ListModels": _unary(env, m.ListModels),
@@ -813,6 +901,11 @@ UNARY_AND_SERVER_STREAMING = [
     "Detect",
     "Perturb",
     "Generate",
+    "PutPolicy",
+    "GetPolicy",
+    "ListPolicies",
+    "DeletePolicy",
+    "Check",
 ]
 
 
@@ -823,6 +916,10 @@ def _protect(env: FuzzEnv, rpc: str, request: Message) -> Message:
         request.name = request.name + "-x"
     if rpc == "DeleteDictionary" and request.id in (env.pa_id, env.dsc_id):
         request.id = "dict-000000000000"
+    if rpc == "PutPolicy" and request.policy.name == POLICY:
+        request.policy.name = "fz-new-policy"
+    if rpc == "DeletePolicy" and request.name == POLICY:
+        request.name = "fz-unknown-policy"
     return request
 
 

@@ -241,15 +241,15 @@ def test_tampered_rows_are_refused_on_load(postgres: Any, tmp_path: Path) -> Non
 def test_migrations_run_once_and_refuse_a_newer_schema(postgres: Any, tmp_path: Path) -> None:
     import psycopg
 
-    from chunkscope.store.postgres import SCHEMA_VERSION
+    from chunkscope.store.postgres import MIGRATIONS, SCHEMA_VERSION
 
     url = postgres.create_database(f"d{new_id()[5:]}")
     for _ in range(2):  # a second start finds the schema in place
         _, store = open_postgres(url, tmp_path / "spool", 10)
         store.close()
     with psycopg.connect(url) as conn:
-        versions = conn.execute("SELECT version FROM chunkscope_schema").fetchall()
-        assert versions == [(SCHEMA_VERSION,)]
+        versions = conn.execute("SELECT version FROM chunkscope_schema ORDER BY 1").fetchall()
+        assert versions == [(v,) for v, _ in MIGRATIONS]  # each once, in order
         conn.execute("INSERT INTO chunkscope_schema (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
     with pytest.raises(OSError, match="newer than this chunkscope"):
         open_postgres(url, tmp_path / "spool", 10)

@@ -146,6 +146,7 @@ class _Call:
     finished: bool = False  # the handler produced its last message
     incident: str = ""  # the id of the bug this call hit: logged, audited, told to the caller
     request_id: str = ""
+    detail: str = ""  # what the handler adds to the call's audit record (e.g. a new version)
 
     def incident_id(self) -> str:
         if not self.incident:
@@ -163,6 +164,16 @@ def _call(context: Any) -> _Call:
         call = _Call(context)
         _CALL.set(call)
     return call
+
+
+def caller(context: Any) -> Principal | None:
+    """Who makes the call `context` belongs to (None: an open service, or auth disabled)."""
+    return _call(context).principal
+
+
+def audit_detail(context: Any, detail: str) -> None:
+    """Add `detail` to the audit record of the call `context` belongs to (if it is audited)."""
+    _call(context).detail = detail
 
 
 class _WrappingInterceptor(grpc.aio.ServerInterceptor, _Wrapper):
@@ -525,7 +536,7 @@ class AuditInterceptor(_WrappingInterceptor):
             request=summarize(request),
             request_id=call.request_id,
             # Every INTERNAL names the incident the server log has the traceback under.
-            detail=f"incident {call.incident_id()}" if outcome == "INTERNAL" else "",
+            detail=f"incident {call.incident_id()}" if outcome == "INTERNAL" else call.detail,
         )
         if isinstance(exc, asyncio.CancelledError | GeneratorExit):
             return  # nobody waits for a reply; the writer thread logs a failure itself

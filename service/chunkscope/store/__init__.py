@@ -1,4 +1,4 @@
-"""Persistence: registrations and dictionaries, in one of two backends.
+"""Persistence: registrations, dictionaries and guard policies, in one of two backends.
 
 - local (the default): SQLite and safetensors files in --data-dir, for one server;
 - PostgreSQL (`--store postgresql://...`): one database shared by every replica of a fleet.
@@ -20,6 +20,7 @@ from typing import IO
 
 from chunkscope.config import Settings
 from chunkscope.store.dictionaries import DictionaryStore, LocalDictionaryStore
+from chunkscope.store.policies import LocalPolicyStore, PolicyStore
 from chunkscope.store.registry import ModelStore, RegistryStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Store:
     conninfo: str = field(default="", repr=False)  # may hold a password: never logged
     _lock: IO[bytes] | None = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    policies: PolicyStore | None = None  # guard policies (store/policies.py)
 
     @property
     def shared(self) -> bool:
@@ -54,6 +56,8 @@ class Store:
     def close(self) -> None:
         for close in self._closers:
             close()
+        if self.policies is not None:
+            self.policies.close()
         self.models.close()
         self.dictionaries.close()
         if self._lock is not None:
@@ -84,18 +88,20 @@ def open_store(settings: Settings) -> Store:
     lock = lock_data_dir(settings.data_dir)
     try:
         if settings.store:
-            from chunkscope.store.postgres import describe, open_postgres
+            from chunkscope.store.postgres import describe, open_postgres, policy_store
 
             models, dictionaries = open_postgres(
                 settings.store, settings.data_dir / "spool", STORE_TIMEOUT_SECONDS
             )
             store = Store(models, dictionaries, describe(settings.store), settings.store, lock)
+            store.policies = policy_store(dictionaries)
         else:
             store = Store(
                 RegistryStore(settings.data_dir),
                 LocalDictionaryStore(settings.data_dir),
                 f"local (SQLite and files in {settings.data_dir})",
                 _lock=lock,
+                policies=LocalPolicyStore(settings.data_dir),
             )
     except BaseException:
         lock.close()

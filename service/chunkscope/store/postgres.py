@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from chunkscope.errors import Unavailable
+from chunkscope.store import policies
 from chunkscope.store.dictionaries import (
     ArchiveSpool,
     DictionaryRecord,
@@ -34,6 +35,7 @@ from chunkscope.store.dictionaries import (
     not_found,
     record_of,
 )
+from chunkscope.store.policies import PolicyRecord, check_expected
 from chunkscope.store.registry import ModelRecord
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 MODELS_CHANNEL = "chunkscope_models"
 # pg_advisory_xact_lock key for migrations ("chunks" in ASCII).
 _MIGRATION_LOCK = 0x6368756E6B73
+# pg_advisory_xact_lock(class, hashtext(name)) class for writes to one policy ("pol" in ASCII).
+_POLICY_LOCK_CLASS = 0x706F6C
 
 # (version, statements). Append only: a released migration is never edited.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -70,6 +74,21 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 tensors_sha256 text NOT NULL
             )""",
             "CREATE INDEX dictionaries_by_model ON dictionaries (model_name, created_at DESC, id)",
+        ),
+    ),
+    (
+        2,
+        (
+            # Guard policies (store/policies.py): one row per version, tombstones for deletions.
+            """CREATE TABLE policies (
+                name       text NOT NULL,
+                version    bigint NOT NULL,
+                created_at timestamptz NOT NULL,
+                author     text NOT NULL,
+                deleted    boolean NOT NULL,
+                body       text NOT NULL,
+                PRIMARY KEY (name, version)
+            )""",
         ),
     ),
 )
@@ -327,6 +346,107 @@ class PostgresDictionaryStore(DictionaryStore):
         self._db.close()
 
 
+_POLICY_COLUMNS = "name, version, body, created_at, author, deleted"
+_LATEST_POLICIES = (
+    "SELECT DISTINCT ON (name) name, version, body, created_at, author, deleted FROM policies "
+    "ORDER BY name, version DESC"
+)
+
+
+class PostgresPolicyStore:
+    """Guard policies (store.policies.PolicyStore) in the shared database: a policy put on one
+    replica is what every replica's next Check reads."""
+
+    def __init__(self, db: _Database) -> None:
+        self._db = db
+
+    @staticmethod
+    def _latest(conn: psycopg.Connection[Any], name: str) -> PolicyRecord | None:
+        row = conn.execute(
+            f"SELECT {_POLICY_COLUMNS} FROM policies WHERE name = %s ORDER BY version DESC LIMIT 1",
+            (name,),
+        ).fetchone()
+        return None if row is None else _policy(row)
+
+    def _append(self, name: str, body: str, author: str, expected: int | None,
+                deleted: bool) -> tuple[PolicyRecord, PolicyRecord | None]:  # fmt: skip
+        with self._db.connect() as conn:
+            # Writers of one name take turns (the lock ends with the transaction).
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_POLICY_LOCK_CLASS, name)
+            )
+            latest = self._latest(conn, name)
+            last = latest.version if latest else 0
+            live = latest if latest is not None and not latest.deleted else None
+            if deleted and live is None:
+                raise policies.not_found(name)
+            check_expected(name, live.version if live else 0, expected)
+            record = PolicyRecord(name, last + 1, body, policies.now(), author, deleted)
+            conn.execute(
+                f"INSERT INTO policies ({_POLICY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+                (name, record.version, body, record.created_at, author, deleted),
+            )
+        return record, live
+
+    def put(self, name: str, body: str, author: str, expected: int | None) -> PolicyRecord:
+        return self._append(name, body, author, expected, deleted=False)[0]
+
+    def delete(self, name: str, author: str, expected: int | None) -> PolicyRecord:
+        _, live = self._append(name, "", author, expected, deleted=True)
+        assert live is not None
+        return live
+
+    def get(self, name: str, version: int = 0) -> PolicyRecord:
+        with self._db.connect() as conn:
+            latest = self._latest(conn, name)
+            if latest is None or latest.deleted:
+                raise policies.not_found(name)
+            if not version or version == latest.version:
+                return latest
+            row = conn.execute(
+                f"SELECT {_POLICY_COLUMNS} FROM policies "
+                "WHERE name = %s AND version = %s AND NOT deleted",
+                (name, version),
+            ).fetchone()
+        if row is None:
+            raise policies.not_found(name, version)
+        return _policy(row)
+
+    def list_latest(self, offset: int, limit: int) -> tuple[list[PolicyRecord], int]:
+        with self._db.connect() as conn:
+            count = conn.execute(
+                f"SELECT count(*) FROM ({_LATEST_POLICIES}) p WHERE NOT deleted"
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT * FROM ({_LATEST_POLICIES}) p WHERE NOT deleted "
+                "ORDER BY name LIMIT %s OFFSET %s",
+                (limit, offset),
+            ).fetchall()
+        return [_policy(r) for r in rows], int(count[0]) if count else 0
+
+    def list_versions(self, name: str, offset: int, limit: int) -> tuple[list[PolicyRecord], int]:
+        with self._db.connect() as conn:
+            latest = self._latest(conn, name)
+            if latest is None or latest.deleted:
+                raise policies.not_found(name)
+            count = conn.execute(
+                "SELECT count(*) FROM policies WHERE name = %s AND NOT deleted", (name,)
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {_POLICY_COLUMNS} FROM policies WHERE name = %s AND NOT deleted "
+                "ORDER BY version DESC LIMIT %s OFFSET %s",
+                (name, limit, offset),
+            ).fetchall()
+        return [_policy(r) for r in rows], int(count[0]) if count else 0
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _policy(row: tuple[Any, ...]) -> PolicyRecord:
+    return PolicyRecord(row[0], int(row[1]), row[2], row[3].astimezone(UTC), row[4], bool(row[5]))
+
+
 class Listener:
     """A thread LISTENing for registration changes; calls `on_change()` for each, and once after
     every (re)connection, since notifications sent while it was away are lost."""
@@ -374,3 +494,8 @@ def open_postgres(
     db = _Database(conninfo, timeout)
     db.open()
     return PostgresModelStore(db), PostgresDictionaryStore(db, spool_dir)
+
+
+def policy_store(dictionaries: PostgresDictionaryStore) -> PostgresPolicyStore:
+    """The policy store on the same pool as `dictionaries` (the database is already migrated)."""
+    return PostgresPolicyStore(dictionaries._db)

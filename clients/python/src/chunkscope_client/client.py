@@ -25,6 +25,8 @@ from chunkscope_client.v1 import (
     detection_pb2_grpc,
     dictionaries_pb2,
     dictionaries_pb2_grpc,
+    guard_pb2,
+    guard_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     perturbation_pb2,
@@ -37,11 +39,11 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # The RPCs a client may send again when a replica answers UNAVAILABLE (it is down, restarting or
 # draining): they only read server state or compute from their request, so running one twice
 # changes nothing. The others change state (RegisterModel, UnregisterModel, ExtractDictionary,
-# DeleteDictionary, ImportDictionary): a call that failed mid-way may already have taken effect,
-# and a retry could register, store or delete twice. StreamDetect is a bidirectional stream whose
-# replies depend on what was sent before; it is not retried either. Server streams (Generate,
-# ExportDictionary, the analysis streams) are retried only until their first reply arrives, as
-# gRPC does for every stream.
+# DeleteDictionary, ImportDictionary, PutPolicy, DeletePolicy): a call that failed mid-way may
+# already have taken effect, and a retry could register, store or delete twice. StreamDetect is a
+# bidirectional stream whose replies depend on what was sent before; it is not retried either.
+# Server streams (Generate, ExportDictionary, the analysis streams) are retried only until their
+# first reply arrives, as gRPC does for every stream.
 IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
     "chunkscope.v1.ModelService": ("GetModel", "ListModels", "ListHookPoints"),
     "chunkscope.v1.DictionaryService": ("GetDictionary", "ListDictionaries", "ExportDictionary"),
@@ -53,6 +55,7 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "LayerSimilarity",
         "OptimizeNeuronLayout",
     ),
+    "chunkscope.v1.GuardService": ("GetPolicy", "ListPolicies", "Check"),
     "grpc.health.v1.Health": ("Check",),
 }
 
@@ -219,8 +222,8 @@ class _BearerToken(
 class Client:
     """A connection to one chunkscope server. Every call has a deadline (`timeout` seconds).
 
-    The stubs (`models`, `dictionaries`, `detection`, `perturbation`, ...) are public for calls
-    the wrapper does not cover; they carry the token too.
+    The stubs (`models`, `dictionaries`, `detection`, `perturbation`, `guard`, ...) are public for
+    calls the wrapper does not cover; they carry the token too.
     """
 
     def __init__(self, channel: grpc.Channel, *, timeout: float = 30.0, token: str = "") -> None:
@@ -234,6 +237,7 @@ class Client:
         self.detection = detection_pb2_grpc.DetectionServiceStub(channel)
         self.perturbation = perturbation_pb2_grpc.PerturbationServiceStub(channel)
         self.analysis = analysis_pb2_grpc.AnalysisServiceStub(channel)
+        self.guard = guard_pb2_grpc.GuardServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
 
     @classmethod
@@ -517,3 +521,69 @@ class Client:
         return self._call(
             self.analysis.OptimizeNeuronLayout, request, timeout or max(self.timeout, 300.0)
         )
+
+    # ----- GuardService ---------------------------------------------------------------------
+
+    def put_policy(
+        self, policy: guard_pb2.Policy, *, expected_version: int | None = None
+    ) -> guard_pb2.Policy:
+        """Store a new version of a policy (admins); `expected_version` refuses a lost update
+        (0: the policy must not exist yet). Returns it as stored, with its version."""
+        request = guard_pb2.PutPolicyRequest(policy=policy)
+        if expected_version is not None:
+            request.expected_version = expected_version
+        return self._call(self.guard.PutPolicy, request).policy
+
+    def get_policy(self, name: str, version: int = 0) -> guard_pb2.Policy:
+        """A policy's latest version, or `version`."""
+        request = guard_pb2.GetPolicyRequest(name=name, version=version)
+        return self._call(self.guard.GetPolicy, request).policy
+
+    def list_policies(self, name: str = "", page_size: int = 0) -> Iterator[guard_pb2.Policy]:
+        """The latest version of every policy by name, or with `name` every version of it."""
+        token = ""
+        while True:
+            page = common_pb2.PageRequest(page_size=page_size, page_token=token)
+            request = guard_pb2.ListPoliciesRequest(page=page, name=name)
+            reply = self._call(self.guard.ListPolicies, request)
+            yield from reply.policies
+            token = reply.page.next_page_token
+            if not token:
+                return
+
+    def delete_policy(
+        self, name: str, *, expected_version: int | None = None
+    ) -> guard_pb2.DeletePolicyResponse:
+        """Delete a policy (admins); its version numbers are not reused."""
+        request = guard_pb2.DeletePolicyRequest(name=name)
+        if expected_version is not None:
+            request.expected_version = expected_version
+        return self._call(self.guard.DeletePolicy, request)
+
+    def check(
+        self,
+        policy: str,
+        *,
+        texts: Sequence[str] = (),
+        messages: Sequence[tuple[str, str]] = (),
+        input_type: str = "request",
+        policy_version: int = 0,
+        timeout: float | None = None,
+    ) -> guard_pb2.CheckResponse:
+        """Check texts, or chat messages as (role, content) pairs, against a policy.
+
+        `input_type` is "request" or "response"; `timeout` is the call's deadline (default: the
+        client's). A failure raises ChunkscopeError: it is never a verdict, and whether to let the
+        traffic through then (fail open) or not (fail closed) is the caller's decision.
+        """
+        kinds = {"request": guard_pb2.INPUT_TYPE_REQUEST, "response": guard_pb2.INPUT_TYPE_RESPONSE}
+        if input_type not in kinds:
+            raise ValueError(f"input_type must be one of {sorted(kinds)}")
+        request = guard_pb2.CheckRequest(
+            policy=policy,
+            policy_version=policy_version,
+            input_type=kinds[input_type],
+            texts=list(texts),
+            messages=[guard_pb2.ChatMessage(role=r, content=c) for r, c in messages],
+        )
+        return self._call(self.guard.Check, request, timeout)
