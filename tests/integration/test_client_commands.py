@@ -4,8 +4,11 @@ real subprocesses against a real server; their JSON agrees with what the Python 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -249,6 +252,47 @@ def test_generate_streams_both_arms_with_the_clients_texts(
     assert table.returncode == 0, table.stderr
     assert "perturbed" in table.stdout and "control" in table.stdout
     assert "On day 9 the" in table.stdout
+
+
+def in_terminal(server: ServerProcess, *args: str) -> tuple[int, str]:
+    """`python -m chunkscope ARGS` on a pseudo-terminal (120 columns): its exit code and all
+    it drew, escape sequences included, as a user's terminal would receive it."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    environ = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
+    environ.update(CHUNKSCOPE_ADDRESS=server.address, TERM="xterm-256color", COLUMNS="120")
+    process = subprocess.Popen([sys.executable, "-m", "chunkscope", *args], stdin=child,
+                               stdout=child, stderr=child, env=environ)  # fmt: skip
+    os.close(child)
+    drawn = bytearray()
+    while True:
+        try:
+            piece = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not piece:
+            break
+        drawn += piece
+    os.close(main)
+    return process.wait(timeout=60), drawn.decode("utf-8", "replace")
+
+
+def test_generate_on_a_terminal_redraws_both_arms_until_done(
+    server: ServerProcess, dictionary_id: str, client_module: Client
+) -> None:
+    code, drawn = in_terminal(server, *_generate_args(dictionary_id))
+    assert code == 0, drawn
+    assert "Traceback" not in drawn
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn)
+    # A live view: the frame is redrawn (cursor moved up over it) and ends with both arms done.
+    assert re.search(r"\x1b\[\d*A", drawn), drawn[:2000]
+    assert "perturbed (done)" in plain and "control (done)" in plain
+    assert "\x1b[38;" in drawn or "\x1b[2m" in drawn  # styled: the prompt is dimmed
 
 
 def test_analysis_compare_and_layers(server: ServerProcess, registered: dict[str, Any],

@@ -18,7 +18,7 @@ from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import detection_pb2 as dp
 from chunkscope_client.v1 import perturbation_pb2 as pp
 from helpers.certs import CertificateAuthority
-from support import ServerProcess, start_server
+from support import ServerProcess, run_cli, start_server
 
 
 def _chunkscope(*args: str) -> subprocess.CompletedProcess[str]:
@@ -217,6 +217,18 @@ def test_mutual_tls_refuses_missing_and_foreign_client_certificates(
         with Client.connect(server.address, private_key=pki["rogue_key"],
                             certificate_chain=pki["rogue_cert"], **trusted) as rogue:  # fmt: skip
             assert _fails(rogue.list_models).code == grpc.StatusCode.UNAVAILABLE
+        # The client commands: the same options, the same outcomes, an exit code per status.
+        (tmp_path / "client.pem").write_bytes(pki["client_cert"])
+        (tmp_path / "client.key").write_bytes(pki["client_key"])
+        cli = ["models", "list", "--address", server.address, "--ca-cert", str(pki["ca"]),
+               "--output", "json"]  # fmt: skip
+        mutual = run_cli(None, *cli, "--client-cert", str(tmp_path / "client.pem"),
+                         "--client-key", str(tmp_path / "client.key"))  # fmt: skip
+        assert mutual.returncode == 0 and mutual.stdout == "", mutual.stderr
+        alone = run_cli(None, *cli)
+        assert alone.returncode == 24 and "UNAVAILABLE" in alone.stderr, alone.stderr  # 10 + 14
+        half = run_cli(None, *cli, "--client-cert", str(tmp_path / "client.pem"))
+        assert half.returncode == 2 and "go together" in half.stderr, half.stderr
     finally:
         server.terminate()
 
