@@ -476,9 +476,13 @@ def test_pa_recommends_a_hook_point_per_concept_by_cross_validated_scores(
     in_context, embed = result.dictionaries
     for d in result.dictionaries:
         for entry in d.entries:
-            cv = entry.cross_validated
+            cv, oos = entry.cross_validated, entry.out_of_sample
             assert entry.cv_folds == 5 and (cv.positives, cv.negatives) == (
                 entry.train.positives, entry.train.negatives)  # fmt: skip
+            # Out of sample: the five samples leave TP and the positives, FP stays.
+            assert oos.positives == entry.train.positives - 5 and oos.fpr == entry.train.fpr
+            assert oos.tpr * oos.positives == pytest.approx(
+                entry.train.tpr * entry.train.positives - 5)  # fmt: skip
     # "cat" ends in the token "at", which only "cat" ends with here: at `embed` every occurrence
     # has the same state, so no fold misses one (CV TPR 1); in context the samples disagree.
     assert embed.entries[0].cross_validated.tpr == 1.0
@@ -489,12 +493,19 @@ def test_pa_recommends_a_hook_point_per_concept_by_cross_validated_scores(
     assert (cat.concept, cat.hook_point, cat.dictionary_id, cat.entry_id) == (
         "cat", "embed", embed.id, 0)  # fmt: skip
     assert cat.cross_validated == embed.entries[0].cross_validated
+    assert cat.out_of_sample == embed.entries[0].out_of_sample and cat.honest_tpr == 1.0
+    entry = in_context.entries[1]
+    assert cake.honest_tpr == pytest.approx(
+        (entry.out_of_sample.tpr + entry.cross_validated.tpr) / 2)  # fmt: skip
     assert (cake.concept, cake.hook_point, cake.dictionary_id, cake.entry_id) == (
         "some-cake", "blocks.1.resid_post", in_context.id, 1)  # fmt: skip
     # Every dictionary of the extraction carries the same recommendation, also when read back.
     for d in result.dictionaries:
         assert list(models.get_dictionary(d.id).recommended) == list(result.recommended)
-    # Without cross-validation there are no honest scores and no recommendation.
-    off = _result(models, _cells_request(["cat"], ["embed"], cv_folds=-1))
-    assert not off.recommended and not off.dictionaries[0].entries[0].HasField("cross_validated")
+    # Without cross-validation the out-of-sample scores alone recommend.
+    off = _result(models, _cells_request(["cat"], ["blocks.1.resid_post", "embed"], cv_folds=-1))
+    assert not off.dictionaries[0].entries[0].HasField("cross_validated")
     assert off.dictionaries[0].entries[0].cv_folds == 0
+    [cat] = off.recommended
+    assert cat.hook_point == "embed" and not cat.HasField("cross_validated")
+    assert cat.honest_tpr == cat.out_of_sample.tpr == 1.0

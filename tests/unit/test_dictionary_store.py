@@ -313,7 +313,7 @@ def _pa(*, cells: bool, n: int = 2, d: int = 4) -> tuple[dict[str, Any], dict[st
         }]  # fmt: skip
         manifest["recommended"] = [{
             "concept": "c1", "hook_point": manifest["hook_point"], "dictionary_id": manifest["id"],
-            "entry_id": 1, "cross_validated": scores,
+            "entry_id": 1, "honest_tpr": 0.5, "cross_validated": scores,
         }]  # fmt: skip
     tensors = {
         "neurons": np.arange(2 * n, dtype=np.int64) % d,
@@ -354,6 +354,8 @@ def test_pa_dictionary_without_entries_round_trips(any_store: DictionaryStore) -
     [
         (lambda m: m["infeasible_cells"][0].pop("sweep"), "infeasible_cells[0]"),
         (lambda m: m["recommended"][0].update(entry_id="1"), "entry_id"),
+        (lambda m: m["recommended"][0].update(honest_tpr=None), "honest_tpr"),
+        (lambda m: m["recommended"][0].update(out_of_sample=[]), "out_of_sample"),
         (lambda m: m.update(recommended={}), "recommended"),
         (lambda m: m["infeasible_cells"].append(3), "infeasible_cells[1]"),
     ],

@@ -9,6 +9,7 @@ import pytest
 
 from chunkscope.chunking.pa import (
     DEFAULT_TAUS,
+    HonestScores,
     NoValidTolerance,
     PAParams,
     Scores,
@@ -366,16 +367,42 @@ def test_cross_validation_is_off_with_zero_folds_and_absent_when_too_few() -> No
     assert (chunk.cross_validated, chunk.cv_folds) == (None, 0)
 
 
-def test_recommend_applies_the_criterion_to_honest_scores() -> None:
-    a = Scores(0.9, 0.01, 0.98, 10, 990)  # high TPR, breaks the FPR bound
-    b = Scores(0.6, 0.0, 0.996, 10, 990)
-    c = Scores(0.7, 0.0005, 0.9965, 10, 990)
-    assert recommend([a, b, c], "tpr_at_fpr", 0.001) == 2
-    assert recommend([a, b, None], "tpr_at_fpr", 0.001) == 1
-    assert recommend([a, None], "tpr_at_fpr", 0.001) == 0  # none admissible: best TPR - FPR
-    assert recommend([a, b, c], "accuracy", 0.001) == 2
-    assert recommend([b, b], "tpr_at_fpr", 0.001) == 0  # ties: the earlier hook point
-    assert recommend([None, None], "accuracy", 0.001) is None
+def test_out_of_sample_scores_leave_the_samples_out() -> None:
+    # Planted exactly: every occurrence matches, so TPR 1 in and out of sample, over n - 5.
+    states, positives = _planted(0, noise=0.0)
+    chunk = fit_concept(states, positives, PAParams())
+    assert chunk.out_of_sample == Scores(1.0, 0.0, 1.0, 55, 4940)
+    # Nothing consistent: the five samples are the only matched occurrences, so in sample the
+    # TPR is at least 5/20 and out of sample it is what the other 15 manage (here none).
+    states, positives = _planted(0, noise=0.0, n=20, planted=False)
+    chunk = fit_concept(states, positives, PAParams())
+    assert chunk.out_of_sample is not None
+    tp = round(chunk.train.tpr * 20) - 5
+    assert chunk.out_of_sample.tpr == tp / 15 < chunk.train.tpr
+    assert chunk.out_of_sample.fpr == chunk.train.fpr
+    # Every occurrence sampled: nothing is out of sample.
+    states, positives = _planted(0, noise=0.0, n=10)
+    assert fit_concept(states, positives, PAParams(n_samples=10)).out_of_sample is None
+
+
+def _honest(oos: float, cv: float, cv_fpr: float = 0.0) -> HonestScores:
+    return HonestScores(Scores(oos, 0.0, 0.99, 10, 990), Scores(cv, cv_fpr, 0.99, 10, 990))
+
+
+def test_recommend_ranks_by_the_mean_honest_tpr_under_the_fpr_bound() -> None:
+    a = _honest(1.0, 0.9, cv_fpr=0.01)  # the highest TPR, but breaks the FPR bound
+    b = _honest(0.6, 0.8)  # mean 0.7
+    c = _honest(0.9, 0.6)  # mean 0.75
+    assert _honest(0.6, 0.8).tpr == pytest.approx(0.7) and a.fpr == 0.01
+    assert recommend([a, b, c], 0.001) == 2
+    assert recommend([a, b, None], 0.001) == 1
+    assert recommend([a, None], 0.001) == 0  # none admissible: the best TPR - FPR
+    assert recommend([_honest(0.6, 0.8), _honest(0.8, 0.6)], 0.001) == 1  # tie: out of sample
+    assert recommend([b, b], 0.001) == 0  # full tie: the earlier hook point
+    assert recommend([None, HonestScores(None, None)], 0.001) is None
+    # Without cross-validation the out-of-sample scores decide alone.
+    only = HonestScores(Scores(0.5, 0.0, 0.99, 10, 990), None)
+    assert only.tpr == 0.5 and recommend([only, HonestScores(None, None)], 0.001) == 0
 
 
 # --- sampling ----------------------------------------------------------------------------------

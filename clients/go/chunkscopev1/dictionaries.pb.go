@@ -643,8 +643,8 @@ type PopulationAveragingParams struct {
 	// with FAILED_PRECONDITION (NO_VALID_TOLERANCE) and stores nothing. The default (false) stores
 	// every feasible cell and reports each infeasible one (Dictionary.infeasible_cells).
 	RequireAllCells bool `protobuf:"varint,10,opt,name=require_all_cells,json=requireAllCells,proto3" json:"require_all_cells,omitempty"`
-	// Folds of the cross-validated scores (ChunkEntry.cross_validated) that the recommended hook
-	// point is chosen by. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+	// Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+	// out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
 	// sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
 	// training part (up to leave-one-out).
 	CvFolds       int32 `protobuf:"varint,11,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
@@ -1675,9 +1675,11 @@ func (x *InfeasibleCell) GetSweep() []*PaSweepPoint {
 
 // The hook point recommended for one concept among those of one PA extraction.
 //
-// Chosen by the request's criterion on cross-validated scores: TPR_AT_FPR takes the highest TPR
-// among hook points with FPR <= max_fpr (else the highest TPR - FPR); ACCURACY the highest
-// accuracy. Ties go to the earlier hook point in the request.
+// Chosen on honest scores, which no fitted occurrence counts in: the honest TPR is the mean of
+// the entry's out_of_sample and cross_validated TPRs (either alone when the other is absent),
+// the honest FPR the cross-validated one (else the out-of-sample one). The highest honest TPR
+// among hook points with honest FPR <= max_fpr wins (when none qualifies, the highest TPR -
+// FPR); ties go to the higher out-of-sample TPR, then to the earlier hook point in the request.
 type RecommendedHookPoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The concept.
@@ -1688,10 +1690,14 @@ type RecommendedHookPoint struct {
 	DictionaryId string `protobuf:"bytes,3,opt,name=dictionary_id,json=dictionaryId,proto3" json:"dictionary_id,omitempty"`
 	// The concept's entry in that dictionary.
 	EntryId int32 `protobuf:"varint,4,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
-	// The entry's cross-validated scores, which decided.
+	// The entry's cross-validated scores (absent when cross-validation was off or impossible).
 	CrossValidated *DetectionScores `protobuf:"bytes,5,opt,name=cross_validated,json=crossValidated,proto3" json:"cross_validated,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The honest TPR that decided.
+	HonestTpr float64 `protobuf:"fixed64,6,opt,name=honest_tpr,json=honestTpr,proto3" json:"honest_tpr,omitempty"`
+	// The entry's out-of-sample scores (absent when every occurrence was a sample).
+	OutOfSample   *DetectionScores `protobuf:"bytes,7,opt,name=out_of_sample,json=outOfSample,proto3" json:"out_of_sample,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecommendedHookPoint) Reset() {
@@ -1755,6 +1761,20 @@ func (x *RecommendedHookPoint) GetEntryId() int32 {
 func (x *RecommendedHookPoint) GetCrossValidated() *DetectionScores {
 	if x != nil {
 		return x.CrossValidated
+	}
+	return nil
+}
+
+func (x *RecommendedHookPoint) GetHonestTpr() float64 {
+	if x != nil {
+		return x.HonestTpr
+	}
+	return 0
+}
+
+func (x *RecommendedHookPoint) GetOutOfSample() *DetectionScores {
+	if x != nil {
+		return x.OutOfSample
 	}
 	return nil
 }
@@ -1963,7 +1983,11 @@ type ChunkEntry struct {
 	// when the occurrences are too few to leave n_samples in every training part.
 	CrossValidated *DetectionScores `protobuf:"bytes,15,opt,name=cross_validated,json=crossValidated,proto3" json:"cross_validated,omitempty"`
 	// PA: the number of folds behind cross_validated (0 when absent).
-	CvFolds       int32 `protobuf:"varint,16,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
+	CvFolds int32 `protobuf:"varint,16,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
+	// PA: the stored entry's scores on the training inputs without its own samples (the
+	// occurrences that set its radius), so honest about the radius; absent when every occurrence
+	// was a sample. The FPR equals train's: negatives are never sampled.
+	OutOfSample   *DetectionScores `protobuf:"bytes,17,opt,name=out_of_sample,json=outOfSample,proto3" json:"out_of_sample,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2108,6 +2132,13 @@ func (x *ChunkEntry) GetCvFolds() int32 {
 		return x.CvFolds
 	}
 	return 0
+}
+
+func (x *ChunkEntry) GetOutOfSample() *DetectionScores {
+	if x != nil {
+		return x.OutOfSample
+	}
+	return nil
 }
 
 // A stored chunk dictionary.
@@ -2941,14 +2972,17 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x14\n" +
 	"\x05count\x18\x05 \x01(\x03R\x05count\x121\n" +
-	"\x05sweep\x18\x06 \x03(\v2\x1b.chunkscope.v1.PaSweepPointR\x05sweep\"\xd8\x01\n" +
+	"\x05sweep\x18\x06 \x03(\v2\x1b.chunkscope.v1.PaSweepPointR\x05sweep\"\xbb\x02\n" +
 	"\x14RecommendedHookPoint\x12\x18\n" +
 	"\aconcept\x18\x01 \x01(\tR\aconcept\x12\x1d\n" +
 	"\n" +
 	"hook_point\x18\x02 \x01(\tR\thookPoint\x12#\n" +
 	"\rdictionary_id\x18\x03 \x01(\tR\fdictionaryId\x12\x19\n" +
 	"\bentry_id\x18\x04 \x01(\x05R\aentryId\x12G\n" +
-	"\x0fcross_validated\x18\x05 \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\x0ecrossValidated\"\x8d\x01\n" +
+	"\x0fcross_validated\x18\x05 \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\x0ecrossValidated\x12\x1d\n" +
+	"\n" +
+	"honest_tpr\x18\x06 \x01(\x01R\thonestTpr\x12B\n" +
+	"\rout_of_sample\x18\a \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\voutOfSample\"\x8d\x01\n" +
 	"\x0fDetectionScores\x12\x10\n" +
 	"\x03tpr\x18\x01 \x01(\x01R\x03tpr\x12\x10\n" +
 	"\x03fpr\x18\x02 \x01(\x01R\x03fpr\x12\x1a\n" +
@@ -2961,7 +2995,7 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\bposition\x18\x02 \x01(\x05R\bposition\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x12\x18\n" +
 	"\acontext\x18\x04 \x01(\tR\acontext\x12\x14\n" +
-	"\x05score\x18\x05 \x01(\x01R\x05score\"\xe5\x04\n" +
+	"\x05score\x18\x05 \x01(\x01R\x05score\"\xa9\x05\n" +
 	"\n" +
 	"ChunkEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x14\n" +
@@ -2980,7 +3014,8 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\aneurons\x18\r \x01(\v2\x15.chunkscope.v1.TensorR\aneurons\x121\n" +
 	"\x05sweep\x18\x0e \x03(\v2\x1b.chunkscope.v1.PaSweepPointR\x05sweep\x12G\n" +
 	"\x0fcross_validated\x18\x0f \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\x0ecrossValidated\x12\x19\n" +
-	"\bcv_folds\x18\x10 \x01(\x05R\acvFolds\"\xc8\x06\n" +
+	"\bcv_folds\x18\x10 \x01(\x05R\acvFolds\x12B\n" +
+	"\rout_of_sample\x18\x11 \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\voutOfSample\"\xc8\x06\n" +
 	"\n" +
 	"Dictionary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
@@ -3150,43 +3185,45 @@ var file_chunkscope_v1_dictionaries_proto_depIdxs = []int32{
 	20, // 19: chunkscope.v1.ExtractionResult.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
 	18, // 20: chunkscope.v1.InfeasibleCell.sweep:type_name -> chunkscope.v1.PaSweepPoint
 	21, // 21: chunkscope.v1.RecommendedHookPoint.cross_validated:type_name -> chunkscope.v1.DetectionScores
-	21, // 22: chunkscope.v1.ChunkEntry.train:type_name -> chunkscope.v1.DetectionScores
-	21, // 23: chunkscope.v1.ChunkEntry.heldout:type_name -> chunkscope.v1.DetectionScores
-	22, // 24: chunkscope.v1.ChunkEntry.examples:type_name -> chunkscope.v1.ChunkExample
-	37, // 25: chunkscope.v1.ChunkEntry.prototype:type_name -> chunkscope.v1.Tensor
-	37, // 26: chunkscope.v1.ChunkEntry.neurons:type_name -> chunkscope.v1.Tensor
-	18, // 27: chunkscope.v1.ChunkEntry.sweep:type_name -> chunkscope.v1.PaSweepPoint
-	21, // 28: chunkscope.v1.ChunkEntry.cross_validated:type_name -> chunkscope.v1.DetectionScores
-	36, // 29: chunkscope.v1.Dictionary.model:type_name -> chunkscope.v1.ModelRef
-	3,  // 30: chunkscope.v1.Dictionary.method:type_name -> chunkscope.v1.ChunkMethod
-	38, // 31: chunkscope.v1.Dictionary.created_at:type_name -> google.protobuf.Timestamp
-	35, // 32: chunkscope.v1.Dictionary.stats:type_name -> chunkscope.v1.Dictionary.StatsEntry
-	23, // 33: chunkscope.v1.Dictionary.entries:type_name -> chunkscope.v1.ChunkEntry
-	19, // 34: chunkscope.v1.Dictionary.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
-	20, // 35: chunkscope.v1.Dictionary.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
-	24, // 36: chunkscope.v1.GetDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	39, // 37: chunkscope.v1.ListDictionariesRequest.page:type_name -> chunkscope.v1.PageRequest
-	24, // 38: chunkscope.v1.ListDictionariesResponse.dictionaries:type_name -> chunkscope.v1.Dictionary
-	40, // 39: chunkscope.v1.ListDictionariesResponse.page:type_name -> chunkscope.v1.PageResponse
-	24, // 40: chunkscope.v1.DeleteDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	24, // 41: chunkscope.v1.ImportDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	14, // 42: chunkscope.v1.DictionaryService.ExtractDictionary:input_type -> chunkscope.v1.ExtractDictionaryRequest
-	25, // 43: chunkscope.v1.DictionaryService.GetDictionary:input_type -> chunkscope.v1.GetDictionaryRequest
-	27, // 44: chunkscope.v1.DictionaryService.ListDictionaries:input_type -> chunkscope.v1.ListDictionariesRequest
-	29, // 45: chunkscope.v1.DictionaryService.DeleteDictionary:input_type -> chunkscope.v1.DeleteDictionaryRequest
-	31, // 46: chunkscope.v1.DictionaryService.ExportDictionary:input_type -> chunkscope.v1.ExportDictionaryRequest
-	33, // 47: chunkscope.v1.DictionaryService.ImportDictionary:input_type -> chunkscope.v1.ImportDictionaryRequest
-	16, // 48: chunkscope.v1.DictionaryService.ExtractDictionary:output_type -> chunkscope.v1.ExtractDictionaryResponse
-	26, // 49: chunkscope.v1.DictionaryService.GetDictionary:output_type -> chunkscope.v1.GetDictionaryResponse
-	28, // 50: chunkscope.v1.DictionaryService.ListDictionaries:output_type -> chunkscope.v1.ListDictionariesResponse
-	30, // 51: chunkscope.v1.DictionaryService.DeleteDictionary:output_type -> chunkscope.v1.DeleteDictionaryResponse
-	32, // 52: chunkscope.v1.DictionaryService.ExportDictionary:output_type -> chunkscope.v1.ExportDictionaryResponse
-	34, // 53: chunkscope.v1.DictionaryService.ImportDictionary:output_type -> chunkscope.v1.ImportDictionaryResponse
-	48, // [48:54] is the sub-list for method output_type
-	42, // [42:48] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	21, // 22: chunkscope.v1.RecommendedHookPoint.out_of_sample:type_name -> chunkscope.v1.DetectionScores
+	21, // 23: chunkscope.v1.ChunkEntry.train:type_name -> chunkscope.v1.DetectionScores
+	21, // 24: chunkscope.v1.ChunkEntry.heldout:type_name -> chunkscope.v1.DetectionScores
+	22, // 25: chunkscope.v1.ChunkEntry.examples:type_name -> chunkscope.v1.ChunkExample
+	37, // 26: chunkscope.v1.ChunkEntry.prototype:type_name -> chunkscope.v1.Tensor
+	37, // 27: chunkscope.v1.ChunkEntry.neurons:type_name -> chunkscope.v1.Tensor
+	18, // 28: chunkscope.v1.ChunkEntry.sweep:type_name -> chunkscope.v1.PaSweepPoint
+	21, // 29: chunkscope.v1.ChunkEntry.cross_validated:type_name -> chunkscope.v1.DetectionScores
+	21, // 30: chunkscope.v1.ChunkEntry.out_of_sample:type_name -> chunkscope.v1.DetectionScores
+	36, // 31: chunkscope.v1.Dictionary.model:type_name -> chunkscope.v1.ModelRef
+	3,  // 32: chunkscope.v1.Dictionary.method:type_name -> chunkscope.v1.ChunkMethod
+	38, // 33: chunkscope.v1.Dictionary.created_at:type_name -> google.protobuf.Timestamp
+	35, // 34: chunkscope.v1.Dictionary.stats:type_name -> chunkscope.v1.Dictionary.StatsEntry
+	23, // 35: chunkscope.v1.Dictionary.entries:type_name -> chunkscope.v1.ChunkEntry
+	19, // 36: chunkscope.v1.Dictionary.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
+	20, // 37: chunkscope.v1.Dictionary.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
+	24, // 38: chunkscope.v1.GetDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	39, // 39: chunkscope.v1.ListDictionariesRequest.page:type_name -> chunkscope.v1.PageRequest
+	24, // 40: chunkscope.v1.ListDictionariesResponse.dictionaries:type_name -> chunkscope.v1.Dictionary
+	40, // 41: chunkscope.v1.ListDictionariesResponse.page:type_name -> chunkscope.v1.PageResponse
+	24, // 42: chunkscope.v1.DeleteDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	24, // 43: chunkscope.v1.ImportDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	14, // 44: chunkscope.v1.DictionaryService.ExtractDictionary:input_type -> chunkscope.v1.ExtractDictionaryRequest
+	25, // 45: chunkscope.v1.DictionaryService.GetDictionary:input_type -> chunkscope.v1.GetDictionaryRequest
+	27, // 46: chunkscope.v1.DictionaryService.ListDictionaries:input_type -> chunkscope.v1.ListDictionariesRequest
+	29, // 47: chunkscope.v1.DictionaryService.DeleteDictionary:input_type -> chunkscope.v1.DeleteDictionaryRequest
+	31, // 48: chunkscope.v1.DictionaryService.ExportDictionary:input_type -> chunkscope.v1.ExportDictionaryRequest
+	33, // 49: chunkscope.v1.DictionaryService.ImportDictionary:input_type -> chunkscope.v1.ImportDictionaryRequest
+	16, // 50: chunkscope.v1.DictionaryService.ExtractDictionary:output_type -> chunkscope.v1.ExtractDictionaryResponse
+	26, // 51: chunkscope.v1.DictionaryService.GetDictionary:output_type -> chunkscope.v1.GetDictionaryResponse
+	28, // 52: chunkscope.v1.DictionaryService.ListDictionaries:output_type -> chunkscope.v1.ListDictionariesResponse
+	30, // 53: chunkscope.v1.DictionaryService.DeleteDictionary:output_type -> chunkscope.v1.DeleteDictionaryResponse
+	32, // 54: chunkscope.v1.DictionaryService.ExportDictionary:output_type -> chunkscope.v1.ExportDictionaryResponse
+	34, // 55: chunkscope.v1.DictionaryService.ImportDictionary:output_type -> chunkscope.v1.ImportDictionaryResponse
+	50, // [50:56] is the sub-list for method output_type
+	44, // [44:50] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_chunkscope_v1_dictionaries_proto_init() }

@@ -191,7 +191,11 @@ def infeasible_to_proto(cell: dict[str, Any]) -> pb.InfeasibleCell:
 
 def recommended_to_proto(item: dict[str, Any]) -> pb.RecommendedHookPoint:
     return pb.RecommendedHookPoint(
-        **{**item, "cross_validated": pb.DetectionScores(**item["cross_validated"])}
+        **{
+            **item,
+            "out_of_sample": _scores(item.get("out_of_sample")),
+            "cross_validated": _scores(item.get("cross_validated")),
+        }
     )
 
 
@@ -221,6 +225,7 @@ def entry_to_proto(
         heldout=_scores(entry.get("heldout")),
         auc=entry.get("auc", 0.0),
         sweep=_sweep(entry.get("sweep", [])),
+        out_of_sample=_scores(entry.get("out_of_sample")),
         cross_validated=_scores(entry.get("cross_validated")),
         cv_folds=entry.get("cv_folds", 0),
         states=entry.get("states", []),

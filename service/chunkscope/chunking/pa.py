@@ -12,8 +12,9 @@ Corrections relative to the published code, on purpose:
 - labels are a boolean mask, never list membership;
 - besides the authors' "best accuracy" criterion there is "best TPR subject to FPR <= max_fpr";
 - besides the in-sample training scores (which count the very samples that set the radius, so
-  they flatter) there are k-fold cross-validated scores, and :func:`recommend` picks a hook point
-  per concept by them.
+  they flatter) there are two honest ones: the stored chunk on the training occurrences it was
+  not fitted on (out of sample), and k-fold cross-validation of the whole fit; :func:`recommend`
+  picks a hook point per concept by them.
 
 This module is pure: numpy only. It must not import gRPC, torch, the config, the store, or do any
 file IO; the service owns those and passes arrays in.
@@ -30,6 +31,7 @@ import numpy as np
 __all__ = [
     "CRITERIA",
     "DEFAULT_TAUS",
+    "HonestScores",
     "NoValidTolerance",
     "PAChunk",
     "PAParams",
@@ -151,10 +153,42 @@ class PAChunk:
     auc: float
     sweep: tuple[SweepPoint, ...]
     sample_positions: np.ndarray  # int64 [n_samples], sorted
+    # The stored chunk on the training positions other than its samples (None when every
+    # occurrence was sampled): honest about the radius, which only the samples set.
+    out_of_sample: Scores | None = None
     # k-fold cross-validation over the training positions (None when not asked for, or when the
     # occurrences are too few to leave n_samples in every training fold); cv_folds: k used.
     cross_validated: Scores | None = None
     cv_folds: int = 0
+
+    @property
+    def honest(self) -> HonestScores:
+        return HonestScores(self.out_of_sample, self.cross_validated)
+
+
+@dataclass(frozen=True)
+class HonestScores:
+    """The scores of a chunk that no fitted occurrence counts in, and what they rank by.
+
+    ``tpr`` is the mean of the out-of-sample TPR (how this very chunk does on occurrences it was
+    not fitted on) and the cross-validated TPR (how the fit does at this hook point on another
+    draw of samples): each alone was measured to choose worse blocks than both together
+    (scripts/check_recommendation.py). ``fpr`` is the cross-validated FPR when there is one: the
+    stored chunk's FPR was the very thing its tolerance was chosen to keep low.
+    """
+
+    out_of_sample: Scores | None
+    cross_validated: Scores | None
+
+    @property
+    def tpr(self) -> float | None:
+        rates = [s.tpr for s in (self.out_of_sample, self.cross_validated) if s and s.positives]
+        return float(np.mean(rates)) if rates else None
+
+    @property
+    def fpr(self) -> float | None:
+        chosen = self.cross_validated or self.out_of_sample
+        return chosen.fpr if chosen is not None else None
 
 
 class TooFewOccurrences(ValueError):
@@ -235,7 +269,20 @@ def fit_concept(
     # Δ is taken from the very float32 values a later matches() call computes (row results do
     # not depend on blocking), so every sample is guaranteed to match its own chunk.
     radius = float(train_dist[sample].max())
-    train = score(train_dist <= np.float32(radius), pos, n_rows)
+    matched = train_dist <= np.float32(radius)
+    train = score(matched, pos, n_rows)
+    # Every sample matches (radius above), so leaving them out takes them off TP and positives.
+    unsampled = int(pos.size) - int(sample.size)
+    out_of_sample = (
+        _scores(
+            int(np.count_nonzero(matched[pos])) - int(np.count_nonzero(matched[sample])),
+            int(np.count_nonzero(matched)) - int(np.count_nonzero(matched[pos])),
+            unsampled,
+            n_rows - int(pos.size),
+        )
+        if unsampled
+        else None
+    )
     heldout_scores = None
     if heldout is not None:
         h_states, h_pos = heldout
@@ -253,6 +300,7 @@ def fit_concept(
         auc=auc_from_sweep(sweep),
         sweep=tuple(sweep),
         sample_positions=sample,
+        out_of_sample=out_of_sample,
         cross_validated=cv,
         cv_folds=folds,
     )
@@ -315,23 +363,25 @@ def cross_validate(
     return _scores(tp, fp, int(pos.size), n_rows - int(pos.size)), folds
 
 
-def recommend(candidates: Sequence[Scores | None], criterion: str, max_fpr: float) -> int | None:
-    """Index of the candidate (one concept's scores at several hook points) to recommend.
+def recommend(candidates: Sequence[HonestScores | None], max_fpr: float) -> int | None:
+    """Index of the candidate (one concept's honest scores at several hook points) to recommend.
 
-    The rule is the tolerance's own criterion applied to honest (cross-validated) scores:
-    "tpr_at_fpr": the highest TPR among candidates with FPR <= max_fpr, then the lowest FPR; when
-    none meets the bound, the highest TPR - FPR. "accuracy": the highest accuracy, then the
-    highest TPR. Ties go to the earlier candidate; None candidates are skipped; None if all are.
+    The highest honest TPR among candidates whose honest FPR is <= max_fpr; when none is, the
+    highest TPR - FPR. Ties go to the higher out-of-sample TPR, then to the earlier candidate.
+    Candidates without an honest TPR (None, or no scores) are skipped; None if all are.
     """
-    scored = [(i, s) for i, s in enumerate(candidates) if s is not None]
+    scored = []
+    for i, c in enumerate(candidates):
+        if c is None or c.tpr is None or c.fpr is None:
+            continue
+        oos = c.out_of_sample.tpr if c.out_of_sample is not None else 0.0
+        scored.append((i, c.tpr, c.fpr, oos))
     if not scored:
         return None
-    if criterion == "accuracy":
-        return max(scored, key=lambda c: (c[1].accuracy, c[1].tpr))[0]
-    admissible = [c for c in scored if c[1].fpr <= max_fpr]
+    admissible = [c for c in scored if c[2] <= max_fpr]
     if admissible:
-        return max(admissible, key=lambda c: (c[1].tpr, -c[1].fpr))[0]
-    return max(scored, key=lambda c: c[1].tpr - c[1].fpr)[0]
+        return max(admissible, key=lambda c: (c[1], c[3]))[0]
+    return max(scored, key=lambda c: (c[1] - c[2], c[3]))[0]
 
 
 def distances(states: np.ndarray, neurons: np.ndarray, prototype: np.ndarray) -> np.ndarray:

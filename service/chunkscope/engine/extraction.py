@@ -346,7 +346,8 @@ def _per_cell_results(
     outputs: list[tuple[str, methods.FitOutput]],
 ) -> None:
     """PA: refuse a job without a single feasible cell, else give every manifest its infeasible
-    cells and all of them the hook point recommended per concept (by cross-validated scores)."""
+    cells and all of them the hook point recommended per concept (pa.recommend: by the scores
+    that no fitted occurrence counts in)."""
     if not any(output.entries for _, output in outputs):
         cells = [cell for _, output in outputs for cell in output.infeasible]
         shown = "; ".join(
@@ -366,22 +367,28 @@ def _per_cell_results(
             for entry in manifest["entries"]
             if entry["label"] == concept
         ]
-        scores = [
-            pa.Scores(**entry["cross_validated"]) if entry.get("cross_validated") else None
-            for _, entry in found
-        ]
-        best = pa.recommend(scores, spec.params.criterion, spec.params.max_fpr)
+        honest = [_honest(entry) for _, entry in found]
+        best = pa.recommend(honest, spec.params.max_fpr)
         if best is None:
             continue
         manifest, entry = found[best]
-        recommended.append({
+        item = {
             "concept": concept, "hook_point": manifest["hook_point"],
             "dictionary_id": manifest["id"], "entry_id": entry["id"],
+            "honest_tpr": honest[best].tpr, "out_of_sample": entry["out_of_sample"],
             "cross_validated": entry["cross_validated"],
-        })  # fmt: skip
+        }  # fmt: skip
+        recommended.append({k: v for k, v in item.items() if v is not None})
     for manifest, (_, output) in zip(manifests, outputs, strict=True):
         manifest["infeasible_cells"] = output.infeasible
         manifest["recommended"] = recommended
+
+
+def _honest(entry: dict[str, Any]) -> pa.HonestScores:
+    def scores(key: str) -> pa.Scores | None:
+        return pa.Scores(**entry[key]) if entry.get(key) else None
+
+    return pa.HonestScores(scores("out_of_sample"), scores("cross_validated"))
 
 
 def _concepts_in_order(spec: methods.PASpec) -> list[str]:

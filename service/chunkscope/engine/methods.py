@@ -230,6 +230,7 @@ def fit_population_averaging(
             "id": len(entries), "label": concept, "tau": chunk.tau, "threshold": chunk.radius,
             "n_neurons": int(chunk.neurons.size), "count": int(positives.size),
             "train": _scores(chunk.train), "heldout": _scores(chunk.heldout), "auc": chunk.auc,
+            "out_of_sample": _scores(chunk.out_of_sample),
             "cross_validated": _scores(chunk.cross_validated), "cv_folds": chunk.cv_folds,
             "sweep": [asdict(p) for p in chunk.sweep],
             "examples": _examples(model, train, best, dist[best]),

@@ -80,9 +80,9 @@ _INFEASIBLE_KEYS = {
     "hook_point": str, "concept": str, "reason": str, "message": str, "count": int, "sweep": list,
 }  # fmt: skip
 _RECOMMENDED_KEYS = {
-    "concept": str, "hook_point": str, "dictionary_id": str, "entry_id": int,
-    "cross_validated": dict,
+    "concept": str, "hook_point": str, "dictionary_id": str, "entry_id": int, "honest_tpr": float,
 }  # fmt: skip
+_RECOMMENDED_OPTIONAL = {"out_of_sample": dict, "cross_validated": dict}
 _MODEL_KEYS = {"name": str, "content_hash": str, "architecture": str}
 _CORPUS_KEYS = {
     "fingerprint": str,
@@ -159,11 +159,14 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
             or not isinstance(entry.get("label"), str)
         ):
             raise _bad(f"manifest.entries[{i}] must be an object with id {i} and a label")
-    for key, spec in (("infeasible_cells", _INFEASIBLE_KEYS), ("recommended", _RECOMMENDED_KEYS)):
+    for key, spec, optional in (
+        ("infeasible_cells", _INFEASIBLE_KEYS, None),
+        ("recommended", _RECOMMENDED_KEYS, _RECOMMENDED_OPTIONAL),
+    ):
         for i, item in enumerate(manifest.get(key, [])):
             if not isinstance(item, dict):
                 raise _bad(f"manifest.{key}[{i}] must be an object")
-            _check_keys(item, spec, f"manifest.{key}[{i}]")
+            _check_keys(item, spec, f"manifest.{key}[{i}]", optional)
     if not all(_is_double(v) for v in manifest["stats"].values()):
         raise _bad("manifest.stats values must be numbers (within the range of a double)")
     return manifest

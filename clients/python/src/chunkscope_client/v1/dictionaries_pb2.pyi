@@ -338,8 +338,8 @@ class PopulationAveragingParams(_message.Message):
     every feasible cell and reports each infeasible one (Dictionary.infeasible_cells).
     """
     cv_folds: _builtins.int
-    """Folds of the cross-validated scores (ChunkEntry.cross_validated) that the recommended hook
-    point is chosen by. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+    """Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+    out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
     sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
     training part (up to leave-one-out).
     """
@@ -808,9 +808,11 @@ Global___InfeasibleCell: _TypeAlias = InfeasibleCell  # noqa: Y015
 class RecommendedHookPoint(_message.Message):
     """The hook point recommended for one concept among those of one PA extraction.
 
-    Chosen by the request's criterion on cross-validated scores: TPR_AT_FPR takes the highest TPR
-    among hook points with FPR <= max_fpr (else the highest TPR - FPR); ACCURACY the highest
-    accuracy. Ties go to the earlier hook point in the request.
+    Chosen on honest scores, which no fitted occurrence counts in: the honest TPR is the mean of
+    the entry's out_of_sample and cross_validated TPRs (either alone when the other is absent),
+    the honest FPR the cross-validated one (else the out-of-sample one). The highest honest TPR
+    among hook points with honest FPR <= max_fpr wins (when none qualifies, the highest TPR -
+    FPR); ties go to the higher out-of-sample TPR, then to the earlier hook point in the request.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -820,6 +822,8 @@ class RecommendedHookPoint(_message.Message):
     DICTIONARY_ID_FIELD_NUMBER: _builtins.int
     ENTRY_ID_FIELD_NUMBER: _builtins.int
     CROSS_VALIDATED_FIELD_NUMBER: _builtins.int
+    HONEST_TPR_FIELD_NUMBER: _builtins.int
+    OUT_OF_SAMPLE_FIELD_NUMBER: _builtins.int
     concept: _builtins.str
     """The concept."""
     hook_point: _builtins.str
@@ -828,9 +832,15 @@ class RecommendedHookPoint(_message.Message):
     """The dictionary stored for that hook point by the same extraction."""
     entry_id: _builtins.int
     """The concept's entry in that dictionary."""
+    honest_tpr: _builtins.float
+    """The honest TPR that decided."""
     @_builtins.property
     def cross_validated(self) -> Global___DetectionScores:
-        """The entry's cross-validated scores, which decided."""
+        """The entry's cross-validated scores (absent when cross-validation was off or impossible)."""
+
+    @_builtins.property
+    def out_of_sample(self) -> Global___DetectionScores:
+        """The entry's out-of-sample scores (absent when every occurrence was a sample)."""
 
     def __init__(
         self,
@@ -840,10 +850,12 @@ class RecommendedHookPoint(_message.Message):
         dictionary_id: _builtins.str = ...,
         entry_id: _builtins.int = ...,
         cross_validated: Global___DetectionScores | None = ...,
+        honest_tpr: _builtins.float = ...,
+        out_of_sample: Global___DetectionScores | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cross_validated", b"cross_validated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cross_validated", b"cross_validated", "out_of_sample", b"out_of_sample"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concept", b"concept", "cross_validated", b"cross_validated", "dictionary_id", b"dictionary_id", "entry_id", b"entry_id", "hook_point", b"hook_point"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concept", b"concept", "cross_validated", b"cross_validated", "dictionary_id", b"dictionary_id", "entry_id", b"entry_id", "honest_tpr", b"honest_tpr", "hook_point", b"hook_point", "out_of_sample", b"out_of_sample"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -947,6 +959,7 @@ class ChunkEntry(_message.Message):
     SWEEP_FIELD_NUMBER: _builtins.int
     CROSS_VALIDATED_FIELD_NUMBER: _builtins.int
     CV_FOLDS_FIELD_NUMBER: _builtins.int
+    OUT_OF_SAMPLE_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Index of the entry in its dictionary."""
     label: _builtins.str
@@ -1004,6 +1017,13 @@ class ChunkEntry(_message.Message):
         when the occurrences are too few to leave n_samples in every training part.
         """
 
+    @_builtins.property
+    def out_of_sample(self) -> Global___DetectionScores:
+        """PA: the stored entry's scores on the training inputs without its own samples (the
+        occurrences that set its radius), so honest about the radius; absent when every occurrence
+        was a sample. The FPR equals train's: negatives are never sampled.
+        """
+
     def __init__(
         self,
         *,
@@ -1023,10 +1043,11 @@ class ChunkEntry(_message.Message):
         sweep: _abc.Iterable[Global___PaSweepPoint] | None = ...,
         cross_validated: Global___DetectionScores | None = ...,
         cv_folds: _builtins.int = ...,
+        out_of_sample: Global___DetectionScores | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cross_validated", b"cross_validated", "heldout", b"heldout", "neurons", b"neurons", "prototype", b"prototype", "train", b"train"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cross_validated", b"cross_validated", "heldout", b"heldout", "neurons", b"neurons", "out_of_sample", b"out_of_sample", "prototype", b"prototype", "train", b"train"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auc", b"auc", "count", b"count", "cross_validated", b"cross_validated", "cv_folds", b"cv_folds", "examples", b"examples", "heldout", b"heldout", "id", b"id", "label", b"label", "n_neurons", b"n_neurons", "neurons", b"neurons", "prototype", b"prototype", "states", b"states", "sweep", b"sweep", "tau", b"tau", "threshold", b"threshold", "train", b"train"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auc", b"auc", "count", b"count", "cross_validated", b"cross_validated", "cv_folds", b"cv_folds", "examples", b"examples", "heldout", b"heldout", "id", b"id", "label", b"label", "n_neurons", b"n_neurons", "neurons", b"neurons", "out_of_sample", b"out_of_sample", "prototype", b"prototype", "states", b"states", "sweep", b"sweep", "tau", b"tau", "threshold", b"threshold", "train", b"train"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

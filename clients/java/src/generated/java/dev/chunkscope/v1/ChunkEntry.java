@@ -574,6 +574,50 @@ private static final long serialVersionUID = 0L;
     return cvFolds_;
   }
 
+  public static final int OUT_OF_SAMPLE_FIELD_NUMBER = 17;
+  private dev.chunkscope.v1.DetectionScores outOfSample_;
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   * @return Whether the outOfSample field is set.
+   */
+  @java.lang.Override
+  public boolean hasOutOfSample() {
+    return ((bitField0_ & 0x00000020) != 0);
+  }
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   * @return The outOfSample.
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.DetectionScores getOutOfSample() {
+    return outOfSample_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+  }
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.DetectionScoresOrBuilder getOutOfSampleOrBuilder() {
+    return outOfSample_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -640,6 +684,9 @@ private static final long serialVersionUID = 0L;
     }
     if (cvFolds_ != 0) {
       output.writeInt32(16, cvFolds_);
+    }
+    if (((bitField0_ & 0x00000020) != 0)) {
+      output.writeMessage(17, getOutOfSample());
     }
     getUnknownFields().writeTo(output);
   }
@@ -723,6 +770,10 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(16, cvFolds_);
     }
+    if (((bitField0_ & 0x00000020) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(17, getOutOfSample());
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -788,6 +839,11 @@ private static final long serialVersionUID = 0L;
     }
     if (getCvFolds()
         != other.getCvFolds()) return false;
+    if (hasOutOfSample() != other.hasOutOfSample()) return false;
+    if (hasOutOfSample()) {
+      if (!getOutOfSample()
+          .equals(other.getOutOfSample())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -851,6 +907,10 @@ private static final long serialVersionUID = 0L;
     }
     hash = (37 * hash) + CV_FOLDS_FIELD_NUMBER;
     hash = (53 * hash) + getCvFolds();
+    if (hasOutOfSample()) {
+      hash = (37 * hash) + OUT_OF_SAMPLE_FIELD_NUMBER;
+      hash = (53 * hash) + getOutOfSample().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -992,6 +1052,7 @@ private static final long serialVersionUID = 0L;
         internalGetNeuronsFieldBuilder();
         internalGetSweepFieldBuilder();
         internalGetCrossValidatedFieldBuilder();
+        internalGetOutOfSampleFieldBuilder();
       }
     }
     @java.lang.Override
@@ -1046,6 +1107,11 @@ private static final long serialVersionUID = 0L;
         crossValidatedBuilder_ = null;
       }
       cvFolds_ = 0;
+      outOfSample_ = null;
+      if (outOfSampleBuilder_ != null) {
+        outOfSampleBuilder_.dispose();
+        outOfSampleBuilder_ = null;
+      }
       return this;
     }
 
@@ -1159,6 +1225,12 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00008000) != 0)) {
         result.cvFolds_ = cvFolds_;
+      }
+      if (((from_bitField0_ & 0x00010000) != 0)) {
+        result.outOfSample_ = outOfSampleBuilder_ == null
+            ? outOfSample_
+            : outOfSampleBuilder_.build();
+        to_bitField0_ |= 0x00000020;
       }
       result.bitField0_ |= to_bitField0_;
     }
@@ -1278,6 +1350,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getCvFolds() != 0) {
         setCvFolds(other.getCvFolds());
+      }
+      if (other.hasOutOfSample()) {
+        mergeOutOfSample(other.getOutOfSample());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1422,6 +1497,13 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00008000;
               break;
             } // case 128
+            case 138: {
+              input.readMessage(
+                  internalGetOutOfSampleFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00010000;
+              break;
+            } // case 138
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -3406,6 +3488,181 @@ private static final long serialVersionUID = 0L;
       cvFolds_ = 0;
       onChanged();
       return this;
+    }
+
+    private dev.chunkscope.v1.DetectionScores outOfSample_;
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder> outOfSampleBuilder_;
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     * @return Whether the outOfSample field is set.
+     */
+    public boolean hasOutOfSample() {
+      return ((bitField0_ & 0x00010000) != 0);
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     * @return The outOfSample.
+     */
+    public dev.chunkscope.v1.DetectionScores getOutOfSample() {
+      if (outOfSampleBuilder_ == null) {
+        return outOfSample_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+      } else {
+        return outOfSampleBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public Builder setOutOfSample(dev.chunkscope.v1.DetectionScores value) {
+      if (outOfSampleBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        outOfSample_ = value;
+      } else {
+        outOfSampleBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public Builder setOutOfSample(
+        dev.chunkscope.v1.DetectionScores.Builder builderForValue) {
+      if (outOfSampleBuilder_ == null) {
+        outOfSample_ = builderForValue.build();
+      } else {
+        outOfSampleBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public Builder mergeOutOfSample(dev.chunkscope.v1.DetectionScores value) {
+      if (outOfSampleBuilder_ == null) {
+        if (((bitField0_ & 0x00010000) != 0) &&
+          outOfSample_ != null &&
+          outOfSample_ != dev.chunkscope.v1.DetectionScores.getDefaultInstance()) {
+          getOutOfSampleBuilder().mergeFrom(value);
+        } else {
+          outOfSample_ = value;
+        }
+      } else {
+        outOfSampleBuilder_.mergeFrom(value);
+      }
+      if (outOfSample_ != null) {
+        bitField0_ |= 0x00010000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public Builder clearOutOfSample() {
+      bitField0_ = (bitField0_ & ~0x00010000);
+      outOfSample_ = null;
+      if (outOfSampleBuilder_ != null) {
+        outOfSampleBuilder_.dispose();
+        outOfSampleBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public dev.chunkscope.v1.DetectionScores.Builder getOutOfSampleBuilder() {
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return internalGetOutOfSampleFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public dev.chunkscope.v1.DetectionScoresOrBuilder getOutOfSampleOrBuilder() {
+      if (outOfSampleBuilder_ != null) {
+        return outOfSampleBuilder_.getMessageOrBuilder();
+      } else {
+        return outOfSample_ == null ?
+            dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+      }
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder> 
+        internalGetOutOfSampleFieldBuilder() {
+      if (outOfSampleBuilder_ == null) {
+        outOfSampleBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder>(
+                getOutOfSample(),
+                getParentForChildren(),
+                isClean());
+        outOfSample_ = null;
+      }
+      return outOfSampleBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:chunkscope.v1.ChunkEntry)

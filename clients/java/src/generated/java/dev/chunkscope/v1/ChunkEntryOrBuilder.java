@@ -367,4 +367,37 @@ public interface ChunkEntryOrBuilder extends
    * @return The cvFolds.
    */
   int getCvFolds();
+
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   * @return Whether the outOfSample field is set.
+   */
+  boolean hasOutOfSample();
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   * @return The outOfSample.
+   */
+  dev.chunkscope.v1.DetectionScores getOutOfSample();
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   */
+  dev.chunkscope.v1.DetectionScoresOrBuilder getOutOfSampleOrBuilder();
 }

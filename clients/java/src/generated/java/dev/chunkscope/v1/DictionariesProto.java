@@ -261,93 +261,97 @@ public final class DictionariesProto extends com.google.protobuf.GeneratedFile {
       "_point\030\001 \001(\t\022\017\n\007concept\030\002 \001(\t\022\016\n\006reason\030" +
       "\003 \001(\t\022\017\n\007message\030\004 \001(\t\022\r\n\005count\030\005 \001(\003\022*\n" +
       "\005sweep\030\006 \003(\0132\033.chunkscope.v1.PaSweepPoin" +
-      "t\"\235\001\n\024RecommendedHookPoint\022\017\n\007concept\030\001 " +
+      "t\"\350\001\n\024RecommendedHookPoint\022\017\n\007concept\030\001 " +
       "\001(\t\022\022\n\nhook_point\030\002 \001(\t\022\025\n\rdictionary_id" +
       "\030\003 \001(\t\022\020\n\010entry_id\030\004 \001(\005\0227\n\017cross_valida" +
       "ted\030\005 \001(\0132\036.chunkscope.v1.DetectionScore" +
-      "s\"c\n\017DetectionScores\022\013\n\003tpr\030\001 \001(\001\022\013\n\003fpr" +
-      "\030\002 \001(\001\022\020\n\010accuracy\030\003 \001(\001\022\021\n\tpositives\030\004 " +
-      "\001(\003\022\021\n\tnegatives\030\005 \001(\003\"d\n\014ChunkExample\022\023" +
-      "\n\013input_index\030\001 \001(\005\022\020\n\010position\030\002 \001(\005\022\r\n" +
-      "\005token\030\003 \001(\t\022\017\n\007context\030\004 \001(\t\022\r\n\005score\030\005" +
-      " \001(\001\"\336\003\n\nChunkEntry\022\n\n\002id\030\001 \001(\005\022\r\n\005label" +
-      "\030\002 \001(\t\022\013\n\003tau\030\003 \001(\001\022\021\n\tthreshold\030\004 \001(\001\022\021" +
-      "\n\tn_neurons\030\005 \001(\005\022\r\n\005count\030\006 \001(\003\022-\n\005trai" +
-      "n\030\007 \001(\0132\036.chunkscope.v1.DetectionScores\022" +
-      "/\n\007heldout\030\010 \001(\0132\036.chunkscope.v1.Detecti" +
-      "onScores\022\013\n\003auc\030\t \001(\001\022\016\n\006states\030\n \003(\005\022-\n" +
-      "\010examples\030\013 \003(\0132\033.chunkscope.v1.ChunkExa" +
-      "mple\022(\n\tprototype\030\014 \001(\0132\025.chunkscope.v1." +
-      "Tensor\022&\n\007neurons\030\r \001(\0132\025.chunkscope.v1." +
-      "Tensor\022*\n\005sweep\030\016 \003(\0132\033.chunkscope.v1.Pa" +
-      "SweepPoint\0227\n\017cross_validated\030\017 \001(\0132\036.ch" +
-      "unkscope.v1.DetectionScores\022\020\n\010cv_folds\030" +
-      "\020 \001(\005\"\363\004\n\nDictionary\022\n\n\002id\030\001 \001(\t\022&\n\005mode" +
-      "l\030\002 \001(\0132\027.chunkscope.v1.ModelRef\022\022\n\nhook" +
-      "_point\030\003 \001(\t\022\023\n\013hidden_size\030\004 \001(\005\022\r\n\005dty" +
-      "pe\030\005 \001(\t\022*\n\006method\030\006 \001(\0162\032.chunkscope.v1" +
-      ".ChunkMethod\022\027\n\017parameters_json\030\007 \001(\t\022\032\n" +
-      "\022corpus_fingerprint\030\010 \001(\t\022\020\n\010n_inputs\030\t " +
-      "\001(\003\022\020\n\010n_tokens\030\n \001(\003\022.\n\ncreated_at\030\013 \001(" +
-      "\0132\032.google.protobuf.Timestamp\022\032\n\022chunksc" +
-      "ope_version\030\014 \001(\t\022\023\n\013description\030\r \001(\t\022\021" +
-      "\n\tn_entries\030\016 \001(\005\0223\n\005stats\030\017 \003(\0132$.chunk" +
-      "scope.v1.Dictionary.StatsEntry\022*\n\007entrie" +
-      "s\030\020 \003(\0132\031.chunkscope.v1.ChunkEntry\0227\n\020in" +
-      "feasible_cells\030\021 \003(\0132\035.chunkscope.v1.Inf" +
-      "easibleCell\0228\n\013recommended\030\022 \003(\0132#.chunk" +
-      "scope.v1.RecommendedHookPoint\032,\n\nStatsEn" +
-      "try\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\">\n\024G" +
-      "etDictionaryRequest\022\n\n\002id\030\001 \001(\t\022\032\n\022inclu" +
-      "de_prototypes\030\002 \001(\010\"F\n\025GetDictionaryResp" +
-      "onse\022-\n\ndictionary\030\001 \001(\0132\031.chunkscope.v1" +
-      ".Dictionary\"R\n\027ListDictionariesRequest\022\r" +
-      "\n\005model\030\001 \001(\t\022(\n\004page\030\002 \001(\0132\032.chunkscope" +
-      ".v1.PageRequest\"v\n\030ListDictionariesRespo" +
-      "nse\022/\n\014dictionaries\030\001 \003(\0132\031.chunkscope.v" +
-      "1.Dictionary\022)\n\004page\030\002 \001(\0132\033.chunkscope." +
-      "v1.PageResponse\"%\n\027DeleteDictionaryReque" +
-      "st\022\n\n\002id\030\001 \001(\t\"I\n\030DeleteDictionaryRespon" +
-      "se\022-\n\ndictionary\030\001 \001(\0132\031.chunkscope.v1.D" +
-      "ictionary\"%\n\027ExportDictionaryRequest\022\n\n\002" +
-      "id\030\001 \001(\t\"M\n\030ExportDictionaryResponse\022\014\n\004" +
-      "data\030\001 \001(\014\022\023\n\013total_bytes\030\002 \001(\003\022\016\n\006sha25" +
-      "6\030\003 \001(\t\"7\n\027ImportDictionaryRequest\022\014\n\004da" +
-      "ta\030\001 \001(\014\022\016\n\006sha256\030\002 \001(\t\"I\n\030ImportDictio" +
+      "s\022\022\n\nhonest_tpr\030\006 \001(\001\0225\n\rout_of_sample\030\007" +
+      " \001(\0132\036.chunkscope.v1.DetectionScores\"c\n\017" +
+      "DetectionScores\022\013\n\003tpr\030\001 \001(\001\022\013\n\003fpr\030\002 \001(" +
+      "\001\022\020\n\010accuracy\030\003 \001(\001\022\021\n\tpositives\030\004 \001(\003\022\021" +
+      "\n\tnegatives\030\005 \001(\003\"d\n\014ChunkExample\022\023\n\013inp" +
+      "ut_index\030\001 \001(\005\022\020\n\010position\030\002 \001(\005\022\r\n\005toke" +
+      "n\030\003 \001(\t\022\017\n\007context\030\004 \001(\t\022\r\n\005score\030\005 \001(\001\"" +
+      "\225\004\n\nChunkEntry\022\n\n\002id\030\001 \001(\005\022\r\n\005label\030\002 \001(" +
+      "\t\022\013\n\003tau\030\003 \001(\001\022\021\n\tthreshold\030\004 \001(\001\022\021\n\tn_n" +
+      "eurons\030\005 \001(\005\022\r\n\005count\030\006 \001(\003\022-\n\005train\030\007 \001" +
+      "(\0132\036.chunkscope.v1.DetectionScores\022/\n\007he" +
+      "ldout\030\010 \001(\0132\036.chunkscope.v1.DetectionSco" +
+      "res\022\013\n\003auc\030\t \001(\001\022\016\n\006states\030\n \003(\005\022-\n\010exam" +
+      "ples\030\013 \003(\0132\033.chunkscope.v1.ChunkExample\022" +
+      "(\n\tprototype\030\014 \001(\0132\025.chunkscope.v1.Tenso" +
+      "r\022&\n\007neurons\030\r \001(\0132\025.chunkscope.v1.Tenso" +
+      "r\022*\n\005sweep\030\016 \003(\0132\033.chunkscope.v1.PaSweep" +
+      "Point\0227\n\017cross_validated\030\017 \001(\0132\036.chunksc" +
+      "ope.v1.DetectionScores\022\020\n\010cv_folds\030\020 \001(\005" +
+      "\0225\n\rout_of_sample\030\021 \001(\0132\036.chunkscope.v1." +
+      "DetectionScores\"\363\004\n\nDictionary\022\n\n\002id\030\001 \001" +
+      "(\t\022&\n\005model\030\002 \001(\0132\027.chunkscope.v1.ModelR" +
+      "ef\022\022\n\nhook_point\030\003 \001(\t\022\023\n\013hidden_size\030\004 " +
+      "\001(\005\022\r\n\005dtype\030\005 \001(\t\022*\n\006method\030\006 \001(\0162\032.chu" +
+      "nkscope.v1.ChunkMethod\022\027\n\017parameters_jso" +
+      "n\030\007 \001(\t\022\032\n\022corpus_fingerprint\030\010 \001(\t\022\020\n\010n" +
+      "_inputs\030\t \001(\003\022\020\n\010n_tokens\030\n \001(\003\022.\n\ncreat" +
+      "ed_at\030\013 \001(\0132\032.google.protobuf.Timestamp\022" +
+      "\032\n\022chunkscope_version\030\014 \001(\t\022\023\n\013descripti" +
+      "on\030\r \001(\t\022\021\n\tn_entries\030\016 \001(\005\0223\n\005stats\030\017 \003" +
+      "(\0132$.chunkscope.v1.Dictionary.StatsEntry" +
+      "\022*\n\007entries\030\020 \003(\0132\031.chunkscope.v1.ChunkE" +
+      "ntry\0227\n\020infeasible_cells\030\021 \003(\0132\035.chunksc" +
+      "ope.v1.InfeasibleCell\0228\n\013recommended\030\022 \003" +
+      "(\0132#.chunkscope.v1.RecommendedHookPoint\032" +
+      ",\n\nStatsEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(" +
+      "\001:\0028\001\">\n\024GetDictionaryRequest\022\n\n\002id\030\001 \001(" +
+      "\t\022\032\n\022include_prototypes\030\002 \001(\010\"F\n\025GetDict" +
+      "ionaryResponse\022-\n\ndictionary\030\001 \001(\0132\031.chu" +
+      "nkscope.v1.Dictionary\"R\n\027ListDictionarie" +
+      "sRequest\022\r\n\005model\030\001 \001(\t\022(\n\004page\030\002 \001(\0132\032." +
+      "chunkscope.v1.PageRequest\"v\n\030ListDiction" +
+      "ariesResponse\022/\n\014dictionaries\030\001 \003(\0132\031.ch" +
+      "unkscope.v1.Dictionary\022)\n\004page\030\002 \001(\0132\033.c" +
+      "hunkscope.v1.PageResponse\"%\n\027DeleteDicti" +
+      "onaryRequest\022\n\n\002id\030\001 \001(\t\"I\n\030DeleteDictio" +
       "naryResponse\022-\n\ndictionary\030\001 \001(\0132\031.chunk" +
-      "scope.v1.Dictionary*k\n\rContextPolicy\022\036\n\032" +
-      "CONTEXT_POLICY_UNSPECIFIED\020\000\022\035\n\031CONTEXT_" +
-      "POLICY_WHOLE_TEXT\020\001\022\033\n\027CONTEXT_POLICY_SE" +
-      "NTENCE\020\002*c\n\013PaCriterion\022\034\n\030PA_CRITERION_" +
-      "UNSPECIFIED\020\000\022\031\n\025PA_CRITERION_ACCURACY\020\001" +
-      "\022\033\n\027PA_CRITERION_TPR_AT_FPR\020\002*\207\001\n\017Extrac" +
-      "tionPhase\022 \n\034EXTRACTION_PHASE_UNSPECIFIE" +
-      "D\020\000\022\034\n\030EXTRACTION_PHASE_CAPTURE\020\001\022\030\n\024EXT" +
-      "RACTION_PHASE_FIT\020\002\022\032\n\026EXTRACTION_PHASE_" +
-      "STORE\020\003*\304\001\n\013ChunkMethod\022\034\n\030CHUNK_METHOD_" +
-      "UNSPECIFIED\020\000\022%\n!CHUNK_METHOD_POPULATION" +
-      "_AVERAGING\020\001\022+\n\'CHUNK_METHOD_DISCRETE_SE" +
-      "QUENCE_CHUNKING\020\002\022\"\n\036CHUNK_METHOD_COSINE" +
-      "_DICTIONARY\020\003\022\037\n\033CHUNK_METHOD_DENSITY_CH" +
-      "UNKS\020\0042\361\004\n\021DictionaryService\022h\n\021ExtractD" +
-      "ictionary\022\'.chunkscope.v1.ExtractDiction" +
-      "aryRequest\032(.chunkscope.v1.ExtractDictio" +
-      "naryResponse0\001\022Z\n\rGetDictionary\022#.chunks" +
-      "cope.v1.GetDictionaryRequest\032$.chunkscop" +
-      "e.v1.GetDictionaryResponse\022c\n\020ListDictio" +
-      "naries\022&.chunkscope.v1.ListDictionariesR" +
-      "equest\032\'.chunkscope.v1.ListDictionariesR" +
-      "esponse\022c\n\020DeleteDictionary\022&.chunkscope" +
-      ".v1.DeleteDictionaryRequest\032\'.chunkscope" +
-      ".v1.DeleteDictionaryResponse\022e\n\020ExportDi" +
-      "ctionary\022&.chunkscope.v1.ExportDictionar" +
-      "yRequest\032\'.chunkscope.v1.ExportDictionar" +
-      "yResponse0\001\022e\n\020ImportDictionary\022&.chunks" +
-      "cope.v1.ImportDictionaryRequest\032\'.chunks" +
-      "cope.v1.ImportDictionaryResponse(\001Bo\n\021de" +
-      "v.chunkscope.v1B\021DictionariesProtoP\001ZEgi" +
-      "thub.com/chunkscope/chunkscope/clients/g" +
-      "o/chunkscopev1;chunkscopev1b\006proto3"
+      "scope.v1.Dictionary\"%\n\027ExportDictionaryR" +
+      "equest\022\n\n\002id\030\001 \001(\t\"M\n\030ExportDictionaryRe" +
+      "sponse\022\014\n\004data\030\001 \001(\014\022\023\n\013total_bytes\030\002 \001(" +
+      "\003\022\016\n\006sha256\030\003 \001(\t\"7\n\027ImportDictionaryReq" +
+      "uest\022\014\n\004data\030\001 \001(\014\022\016\n\006sha256\030\002 \001(\t\"I\n\030Im" +
+      "portDictionaryResponse\022-\n\ndictionary\030\001 \001" +
+      "(\0132\031.chunkscope.v1.Dictionary*k\n\rContext" +
+      "Policy\022\036\n\032CONTEXT_POLICY_UNSPECIFIED\020\000\022\035" +
+      "\n\031CONTEXT_POLICY_WHOLE_TEXT\020\001\022\033\n\027CONTEXT" +
+      "_POLICY_SENTENCE\020\002*c\n\013PaCriterion\022\034\n\030PA_" +
+      "CRITERION_UNSPECIFIED\020\000\022\031\n\025PA_CRITERION_" +
+      "ACCURACY\020\001\022\033\n\027PA_CRITERION_TPR_AT_FPR\020\002*" +
+      "\207\001\n\017ExtractionPhase\022 \n\034EXTRACTION_PHASE_" +
+      "UNSPECIFIED\020\000\022\034\n\030EXTRACTION_PHASE_CAPTUR" +
+      "E\020\001\022\030\n\024EXTRACTION_PHASE_FIT\020\002\022\032\n\026EXTRACT" +
+      "ION_PHASE_STORE\020\003*\304\001\n\013ChunkMethod\022\034\n\030CHU" +
+      "NK_METHOD_UNSPECIFIED\020\000\022%\n!CHUNK_METHOD_" +
+      "POPULATION_AVERAGING\020\001\022+\n\'CHUNK_METHOD_D" +
+      "ISCRETE_SEQUENCE_CHUNKING\020\002\022\"\n\036CHUNK_MET" +
+      "HOD_COSINE_DICTIONARY\020\003\022\037\n\033CHUNK_METHOD_" +
+      "DENSITY_CHUNKS\020\0042\361\004\n\021DictionaryService\022h" +
+      "\n\021ExtractDictionary\022\'.chunkscope.v1.Extr" +
+      "actDictionaryRequest\032(.chunkscope.v1.Ext" +
+      "ractDictionaryResponse0\001\022Z\n\rGetDictionar" +
+      "y\022#.chunkscope.v1.GetDictionaryRequest\032$" +
+      ".chunkscope.v1.GetDictionaryResponse\022c\n\020" +
+      "ListDictionaries\022&.chunkscope.v1.ListDic" +
+      "tionariesRequest\032\'.chunkscope.v1.ListDic" +
+      "tionariesResponse\022c\n\020DeleteDictionary\022&." +
+      "chunkscope.v1.DeleteDictionaryRequest\032\'." +
+      "chunkscope.v1.DeleteDictionaryResponse\022e" +
+      "\n\020ExportDictionary\022&.chunkscope.v1.Expor" +
+      "tDictionaryRequest\032\'.chunkscope.v1.Expor" +
+      "tDictionaryResponse0\001\022e\n\020ImportDictionar" +
+      "y\022&.chunkscope.v1.ImportDictionaryReques" +
+      "t\032\'.chunkscope.v1.ImportDictionaryRespon" +
+      "se(\001Bo\n\021dev.chunkscope.v1B\021DictionariesP" +
+      "rotoP\001ZEgithub.com/chunkscope/chunkscope" +
+      "/clients/go/chunkscopev1;chunkscopev1b\006p" +
+      "roto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -456,7 +460,7 @@ public final class DictionariesProto extends com.google.protobuf.GeneratedFile {
     internal_static_chunkscope_v1_RecommendedHookPoint_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_RecommendedHookPoint_descriptor,
-        new java.lang.String[] { "Concept", "HookPoint", "DictionaryId", "EntryId", "CrossValidated", });
+        new java.lang.String[] { "Concept", "HookPoint", "DictionaryId", "EntryId", "CrossValidated", "HonestTpr", "OutOfSample", });
     internal_static_chunkscope_v1_DetectionScores_descriptor =
       getDescriptor().getMessageType(17);
     internal_static_chunkscope_v1_DetectionScores_fieldAccessorTable = new
@@ -474,7 +478,7 @@ public final class DictionariesProto extends com.google.protobuf.GeneratedFile {
     internal_static_chunkscope_v1_ChunkEntry_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_ChunkEntry_descriptor,
-        new java.lang.String[] { "Id", "Label", "Tau", "Threshold", "NNeurons", "Count", "Train", "Heldout", "Auc", "States", "Examples", "Prototype", "Neurons", "Sweep", "CrossValidated", "CvFolds", });
+        new java.lang.String[] { "Id", "Label", "Tau", "Threshold", "NNeurons", "Count", "Train", "Heldout", "Auc", "States", "Examples", "Prototype", "Neurons", "Sweep", "CrossValidated", "CvFolds", "OutOfSample", });
     internal_static_chunkscope_v1_Dictionary_descriptor =
       getDescriptor().getMessageType(20);
     internal_static_chunkscope_v1_Dictionary_fieldAccessorTable = new

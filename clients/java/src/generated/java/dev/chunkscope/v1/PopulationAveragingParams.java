@@ -337,8 +337,8 @@ private static final long serialVersionUID = 0L;
   private int cvFolds_ = 0;
   /**
    * <pre>
-   * Folds of the cross-validated scores (ChunkEntry.cross_validated) that the recommended hook
-   * point is chosen by. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+   * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+   * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
    * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
    * training part (up to leave-one-out).
    * </pre>
@@ -2096,8 +2096,8 @@ private static final long serialVersionUID = 0L;
     private int cvFolds_ ;
     /**
      * <pre>
-     * Folds of the cross-validated scores (ChunkEntry.cross_validated) that the recommended hook
-     * point is chosen by. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+     * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+     * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
      * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
      * training part (up to leave-one-out).
      * </pre>
@@ -2111,8 +2111,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Folds of the cross-validated scores (ChunkEntry.cross_validated) that the recommended hook
-     * point is chosen by. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+     * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+     * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
      * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
      * training part (up to leave-one-out).
      * </pre>
@@ -2130,8 +2130,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Folds of the cross-validated scores (ChunkEntry.cross_validated) that the recommended hook
-     * point is chosen by. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+     * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+     * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
      * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
      * training part (up to leave-one-out).
      * </pre>

@@ -9,9 +9,11 @@ package dev.chunkscope.v1;
  * <pre>
  * The hook point recommended for one concept among those of one PA extraction.
  *
- * Chosen by the request's criterion on cross-validated scores: TPR_AT_FPR takes the highest TPR
- * among hook points with FPR &lt;= max_fpr (else the highest TPR - FPR); ACCURACY the highest
- * accuracy. Ties go to the earlier hook point in the request.
+ * Chosen on honest scores, which no fitted occurrence counts in: the honest TPR is the mean of
+ * the entry's out_of_sample and cross_validated TPRs (either alone when the other is absent),
+ * the honest FPR the cross-validated one (else the out-of-sample one). The highest honest TPR
+ * among hook points with honest FPR &lt;= max_fpr wins (when none qualifies, the highest TPR -
+ * FPR); ties go to the higher out-of-sample TPR, then to the earlier hook point in the request.
  * </pre>
  *
  * Protobuf type {@code chunkscope.v1.RecommendedHookPoint}
@@ -215,7 +217,7 @@ private static final long serialVersionUID = 0L;
   private dev.chunkscope.v1.DetectionScores crossValidated_;
   /**
    * <pre>
-   * The entry's cross-validated scores, which decided.
+   * The entry's cross-validated scores (absent when cross-validation was off or impossible).
    * </pre>
    *
    * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -227,7 +229,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * The entry's cross-validated scores, which decided.
+   * The entry's cross-validated scores (absent when cross-validation was off or impossible).
    * </pre>
    *
    * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -239,7 +241,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * The entry's cross-validated scores, which decided.
+   * The entry's cross-validated scores (absent when cross-validation was off or impossible).
    * </pre>
    *
    * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -247,6 +249,59 @@ private static final long serialVersionUID = 0L;
   @java.lang.Override
   public dev.chunkscope.v1.DetectionScoresOrBuilder getCrossValidatedOrBuilder() {
     return crossValidated_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : crossValidated_;
+  }
+
+  public static final int HONEST_TPR_FIELD_NUMBER = 6;
+  private double honestTpr_ = 0D;
+  /**
+   * <pre>
+   * The honest TPR that decided.
+   * </pre>
+   *
+   * <code>double honest_tpr = 6;</code>
+   * @return The honestTpr.
+   */
+  @java.lang.Override
+  public double getHonestTpr() {
+    return honestTpr_;
+  }
+
+  public static final int OUT_OF_SAMPLE_FIELD_NUMBER = 7;
+  private dev.chunkscope.v1.DetectionScores outOfSample_;
+  /**
+   * <pre>
+   * The entry's out-of-sample scores (absent when every occurrence was a sample).
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+   * @return Whether the outOfSample field is set.
+   */
+  @java.lang.Override
+  public boolean hasOutOfSample() {
+    return ((bitField0_ & 0x00000002) != 0);
+  }
+  /**
+   * <pre>
+   * The entry's out-of-sample scores (absent when every occurrence was a sample).
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+   * @return The outOfSample.
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.DetectionScores getOutOfSample() {
+    return outOfSample_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+  }
+  /**
+   * <pre>
+   * The entry's out-of-sample scores (absent when every occurrence was a sample).
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.DetectionScoresOrBuilder getOutOfSampleOrBuilder() {
+    return outOfSample_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
   }
 
   private byte memoizedIsInitialized = -1;
@@ -278,6 +333,12 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       output.writeMessage(5, getCrossValidated());
     }
+    if (java.lang.Double.doubleToRawLongBits(honestTpr_) != 0) {
+      output.writeDouble(6, honestTpr_);
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      output.writeMessage(7, getOutOfSample());
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -303,6 +364,14 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(5, getCrossValidated());
+    }
+    if (java.lang.Double.doubleToRawLongBits(honestTpr_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(6, honestTpr_);
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(7, getOutOfSample());
     }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
@@ -332,6 +401,14 @@ private static final long serialVersionUID = 0L;
       if (!getCrossValidated()
           .equals(other.getCrossValidated())) return false;
     }
+    if (java.lang.Double.doubleToLongBits(getHonestTpr())
+        != java.lang.Double.doubleToLongBits(
+            other.getHonestTpr())) return false;
+    if (hasOutOfSample() != other.hasOutOfSample()) return false;
+    if (hasOutOfSample()) {
+      if (!getOutOfSample()
+          .equals(other.getOutOfSample())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -354,6 +431,13 @@ private static final long serialVersionUID = 0L;
     if (hasCrossValidated()) {
       hash = (37 * hash) + CROSS_VALIDATED_FIELD_NUMBER;
       hash = (53 * hash) + getCrossValidated().hashCode();
+    }
+    hash = (37 * hash) + HONEST_TPR_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getHonestTpr()));
+    if (hasOutOfSample()) {
+      hash = (37 * hash) + OUT_OF_SAMPLE_FIELD_NUMBER;
+      hash = (53 * hash) + getOutOfSample().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -456,9 +540,11 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * The hook point recommended for one concept among those of one PA extraction.
    *
-   * Chosen by the request's criterion on cross-validated scores: TPR_AT_FPR takes the highest TPR
-   * among hook points with FPR &lt;= max_fpr (else the highest TPR - FPR); ACCURACY the highest
-   * accuracy. Ties go to the earlier hook point in the request.
+   * Chosen on honest scores, which no fitted occurrence counts in: the honest TPR is the mean of
+   * the entry's out_of_sample and cross_validated TPRs (either alone when the other is absent),
+   * the honest FPR the cross-validated one (else the out-of-sample one). The highest honest TPR
+   * among hook points with honest FPR &lt;= max_fpr wins (when none qualifies, the highest TPR -
+   * FPR); ties go to the higher out-of-sample TPR, then to the earlier hook point in the request.
    * </pre>
    *
    * Protobuf type {@code chunkscope.v1.RecommendedHookPoint}
@@ -494,6 +580,7 @@ private static final long serialVersionUID = 0L;
       if (com.google.protobuf.GeneratedMessage
               .alwaysUseFieldBuilders) {
         internalGetCrossValidatedFieldBuilder();
+        internalGetOutOfSampleFieldBuilder();
       }
     }
     @java.lang.Override
@@ -508,6 +595,12 @@ private static final long serialVersionUID = 0L;
       if (crossValidatedBuilder_ != null) {
         crossValidatedBuilder_.dispose();
         crossValidatedBuilder_ = null;
+      }
+      honestTpr_ = 0D;
+      outOfSample_ = null;
+      if (outOfSampleBuilder_ != null) {
+        outOfSampleBuilder_.dispose();
+        outOfSampleBuilder_ = null;
       }
       return this;
     }
@@ -561,6 +654,15 @@ private static final long serialVersionUID = 0L;
             : crossValidatedBuilder_.build();
         to_bitField0_ |= 0x00000001;
       }
+      if (((from_bitField0_ & 0x00000020) != 0)) {
+        result.honestTpr_ = honestTpr_;
+      }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.outOfSample_ = outOfSampleBuilder_ == null
+            ? outOfSample_
+            : outOfSampleBuilder_.build();
+        to_bitField0_ |= 0x00000002;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -596,6 +698,12 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasCrossValidated()) {
         mergeCrossValidated(other.getCrossValidated());
+      }
+      if (java.lang.Double.doubleToRawLongBits(other.getHonestTpr()) != 0) {
+        setHonestTpr(other.getHonestTpr());
+      }
+      if (other.hasOutOfSample()) {
+        mergeOutOfSample(other.getOutOfSample());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -650,6 +758,18 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000010;
               break;
             } // case 42
+            case 49: {
+              honestTpr_ = input.readDouble();
+              bitField0_ |= 0x00000020;
+              break;
+            } // case 49
+            case 58: {
+              input.readMessage(
+                  internalGetOutOfSampleFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 58
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -992,7 +1112,7 @@ private static final long serialVersionUID = 0L;
         dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder> crossValidatedBuilder_;
     /**
      * <pre>
-     * The entry's cross-validated scores, which decided.
+     * The entry's cross-validated scores (absent when cross-validation was off or impossible).
      * </pre>
      *
      * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -1003,7 +1123,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The entry's cross-validated scores, which decided.
+     * The entry's cross-validated scores (absent when cross-validation was off or impossible).
      * </pre>
      *
      * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -1018,7 +1138,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The entry's cross-validated scores, which decided.
+     * The entry's cross-validated scores (absent when cross-validation was off or impossible).
      * </pre>
      *
      * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -1038,7 +1158,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The entry's cross-validated scores, which decided.
+     * The entry's cross-validated scores (absent when cross-validation was off or impossible).
      * </pre>
      *
      * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -1056,7 +1176,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The entry's cross-validated scores, which decided.
+     * The entry's cross-validated scores (absent when cross-validation was off or impossible).
      * </pre>
      *
      * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -1081,7 +1201,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The entry's cross-validated scores, which decided.
+     * The entry's cross-validated scores (absent when cross-validation was off or impossible).
      * </pre>
      *
      * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -1098,7 +1218,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The entry's cross-validated scores, which decided.
+     * The entry's cross-validated scores (absent when cross-validation was off or impossible).
      * </pre>
      *
      * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -1110,7 +1230,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The entry's cross-validated scores, which decided.
+     * The entry's cross-validated scores (absent when cross-validation was off or impossible).
      * </pre>
      *
      * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -1125,7 +1245,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The entry's cross-validated scores, which decided.
+     * The entry's cross-validated scores (absent when cross-validation was off or impossible).
      * </pre>
      *
      * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -1142,6 +1262,207 @@ private static final long serialVersionUID = 0L;
         crossValidated_ = null;
       }
       return crossValidatedBuilder_;
+    }
+
+    private double honestTpr_ ;
+    /**
+     * <pre>
+     * The honest TPR that decided.
+     * </pre>
+     *
+     * <code>double honest_tpr = 6;</code>
+     * @return The honestTpr.
+     */
+    @java.lang.Override
+    public double getHonestTpr() {
+      return honestTpr_;
+    }
+    /**
+     * <pre>
+     * The honest TPR that decided.
+     * </pre>
+     *
+     * <code>double honest_tpr = 6;</code>
+     * @param value The honestTpr to set.
+     * @return This builder for chaining.
+     */
+    public Builder setHonestTpr(double value) {
+
+      honestTpr_ = value;
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The honest TPR that decided.
+     * </pre>
+     *
+     * <code>double honest_tpr = 6;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearHonestTpr() {
+      bitField0_ = (bitField0_ & ~0x00000020);
+      honestTpr_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private dev.chunkscope.v1.DetectionScores outOfSample_;
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder> outOfSampleBuilder_;
+    /**
+     * <pre>
+     * The entry's out-of-sample scores (absent when every occurrence was a sample).
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+     * @return Whether the outOfSample field is set.
+     */
+    public boolean hasOutOfSample() {
+      return ((bitField0_ & 0x00000040) != 0);
+    }
+    /**
+     * <pre>
+     * The entry's out-of-sample scores (absent when every occurrence was a sample).
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+     * @return The outOfSample.
+     */
+    public dev.chunkscope.v1.DetectionScores getOutOfSample() {
+      if (outOfSampleBuilder_ == null) {
+        return outOfSample_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+      } else {
+        return outOfSampleBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * The entry's out-of-sample scores (absent when every occurrence was a sample).
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+     */
+    public Builder setOutOfSample(dev.chunkscope.v1.DetectionScores value) {
+      if (outOfSampleBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        outOfSample_ = value;
+      } else {
+        outOfSampleBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The entry's out-of-sample scores (absent when every occurrence was a sample).
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+     */
+    public Builder setOutOfSample(
+        dev.chunkscope.v1.DetectionScores.Builder builderForValue) {
+      if (outOfSampleBuilder_ == null) {
+        outOfSample_ = builderForValue.build();
+      } else {
+        outOfSampleBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The entry's out-of-sample scores (absent when every occurrence was a sample).
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+     */
+    public Builder mergeOutOfSample(dev.chunkscope.v1.DetectionScores value) {
+      if (outOfSampleBuilder_ == null) {
+        if (((bitField0_ & 0x00000040) != 0) &&
+          outOfSample_ != null &&
+          outOfSample_ != dev.chunkscope.v1.DetectionScores.getDefaultInstance()) {
+          getOutOfSampleBuilder().mergeFrom(value);
+        } else {
+          outOfSample_ = value;
+        }
+      } else {
+        outOfSampleBuilder_.mergeFrom(value);
+      }
+      if (outOfSample_ != null) {
+        bitField0_ |= 0x00000040;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The entry's out-of-sample scores (absent when every occurrence was a sample).
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+     */
+    public Builder clearOutOfSample() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      outOfSample_ = null;
+      if (outOfSampleBuilder_ != null) {
+        outOfSampleBuilder_.dispose();
+        outOfSampleBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The entry's out-of-sample scores (absent when every occurrence was a sample).
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+     */
+    public dev.chunkscope.v1.DetectionScores.Builder getOutOfSampleBuilder() {
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return internalGetOutOfSampleFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * The entry's out-of-sample scores (absent when every occurrence was a sample).
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+     */
+    public dev.chunkscope.v1.DetectionScoresOrBuilder getOutOfSampleOrBuilder() {
+      if (outOfSampleBuilder_ != null) {
+        return outOfSampleBuilder_.getMessageOrBuilder();
+      } else {
+        return outOfSample_ == null ?
+            dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+      }
+    }
+    /**
+     * <pre>
+     * The entry's out-of-sample scores (absent when every occurrence was a sample).
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder> 
+        internalGetOutOfSampleFieldBuilder() {
+      if (outOfSampleBuilder_ == null) {
+        outOfSampleBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder>(
+                getOutOfSample(),
+                getParentForChildren(),
+                isClean());
+        outOfSample_ = null;
+      }
+      return outOfSampleBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:chunkscope.v1.RecommendedHookPoint)

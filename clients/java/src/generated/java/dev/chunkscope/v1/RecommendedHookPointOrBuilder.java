@@ -82,7 +82,7 @@ public interface RecommendedHookPointOrBuilder extends
 
   /**
    * <pre>
-   * The entry's cross-validated scores, which decided.
+   * The entry's cross-validated scores (absent when cross-validation was off or impossible).
    * </pre>
    *
    * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -91,7 +91,7 @@ public interface RecommendedHookPointOrBuilder extends
   boolean hasCrossValidated();
   /**
    * <pre>
-   * The entry's cross-validated scores, which decided.
+   * The entry's cross-validated scores (absent when cross-validation was off or impossible).
    * </pre>
    *
    * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
@@ -100,10 +100,47 @@ public interface RecommendedHookPointOrBuilder extends
   dev.chunkscope.v1.DetectionScores getCrossValidated();
   /**
    * <pre>
-   * The entry's cross-validated scores, which decided.
+   * The entry's cross-validated scores (absent when cross-validation was off or impossible).
    * </pre>
    *
    * <code>.chunkscope.v1.DetectionScores cross_validated = 5;</code>
    */
   dev.chunkscope.v1.DetectionScoresOrBuilder getCrossValidatedOrBuilder();
+
+  /**
+   * <pre>
+   * The honest TPR that decided.
+   * </pre>
+   *
+   * <code>double honest_tpr = 6;</code>
+   * @return The honestTpr.
+   */
+  double getHonestTpr();
+
+  /**
+   * <pre>
+   * The entry's out-of-sample scores (absent when every occurrence was a sample).
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+   * @return Whether the outOfSample field is set.
+   */
+  boolean hasOutOfSample();
+  /**
+   * <pre>
+   * The entry's out-of-sample scores (absent when every occurrence was a sample).
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+   * @return The outOfSample.
+   */
+  dev.chunkscope.v1.DetectionScores getOutOfSample();
+  /**
+   * <pre>
+   * The entry's out-of-sample scores (absent when every occurrence was a sample).
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 7;</code>
+   */
+  dev.chunkscope.v1.DetectionScoresOrBuilder getOutOfSampleOrBuilder();
 }
