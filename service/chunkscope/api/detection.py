@@ -19,7 +19,9 @@ from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import detection_pb2 as pb
 from chunkscope_client.v1 import detection_pb2_grpc
 
-MAX_INPUTS, MAX_DICTIONARIES = 256, 16
+# 64 dictionaries: every hook point of a multi-hook dictionary set (say each block's resid_post
+# of a 30-block model, with its resid_pre too) in one request, so one forward per input.
+MAX_INPUTS, MAX_DICTIONARIES = 256, 64
 MAX_TOKENS = 1 << 16
 
 

@@ -48,7 +48,8 @@ class DetectorCache:
     which of the cached ones a request names still exist (one query) and forgets the others.
     """
 
-    def __init__(self, store: DictionaryStore, size: int = 32) -> None:
+    # At least the dictionaries one Detect may name (64), so a request's prefetch holds them all.
+    def __init__(self, store: DictionaryStore, size: int = 64) -> None:
         self.store = store
         self.size = size
         self._cache: OrderedDict[str, Detector] = OrderedDict()
