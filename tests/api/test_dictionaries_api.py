@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from chunkscope_client import ChunkscopeError, Client
+from chunkscope_client.v1 import detection_pb2 as dp
 from chunkscope_client.v1 import dictionaries_pb2 as pb
+from chunkscope_client.v1 import perturbation_pb2 as pp
 from support import ServerProcess
 
 CONCEPT_TEXTS = [
@@ -446,8 +448,20 @@ def test_pa_stores_feasible_cells_and_reports_infeasible_ones_with_their_sweep(
     # A hook point where no concept is feasible is stored without entries, with its reason.
     only_cake = _result(models, _cells_request(["some-cake"], ["blocks.1.resid_post", "embed"]))
     assert [d.n_entries for d in only_cake.dictionaries] == [1, 0]
-    assert [c.concept for c in models.get_dictionary(only_cake.dictionaries[1].id)
-            .infeasible_cells] == ["some-cake"]  # fmt: skip
+    empty = only_cake.dictionaries[1].id
+    assert [c.concept for c in models.get_dictionary(empty).infeasible_cells] == ["some-cake"]
+    # It detects nothing, and an intervention on it says why instead of "entry 0 of 0..-1".
+    [found] = models.detect(dp.DetectRequest(
+        config=dp.DetectionConfig(model={"name": "dict-lm"}, dictionary_ids=[empty]),
+        inputs=[dp.DetectInput(text=CONCEPT_TEXTS[0])])).results  # fmt: skip
+    assert found.n_tokens > 0 and not found.summaries
+    e = _error(models.perturb, pp.PerturbRequest(
+        model={"name": "dict-lm"}, input=dp.DetectInput(text=CONCEPT_TEXTS[0]),
+        interventions=[pp.Intervention(chunk=pp.ChunkRef(dictionary_id=empty, entry_id=0),
+                                       mode=pp.INTERVENTION_MODE_INHIBIT,
+                                       positions=pp.Positions(indices=[-1]))]))  # fmt: skip
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT and "has no entries" in e.message
+    assert [f for f, _ in e.field_violations] == ["interventions[0].chunk.entry_id"]
 
 
 def test_pa_all_or_nothing_stays_available_and_nothing_feasible_is_refused(

@@ -63,7 +63,10 @@ def plan(config: pb.DetectionConfig, registry: ModelRegistry, cache: DetectorCac
     ]
     wanted = set(config.labels)
     keep = [
-        np.asarray([k for k, label in enumerate(d.labels) if not wanted or label in wanted])
+        np.asarray(
+            [k for k, label in enumerate(d.labels) if not wanted or label in wanted],
+            dtype=np.int64,  # integer even when empty: a PA dictionary may hold no entries
+        )
         for d in detectors
     ]
     known = {label for d in detectors for label in d.labels}

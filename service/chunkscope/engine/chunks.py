@@ -167,6 +167,12 @@ def resolve(
         spec.dictionary_id, model_name, content_hash, model, f"{field}.chunk.dictionary_id"
     )
     entries = len(detector.labels)
+    if not entries:
+        raise InvalidArgument.field(
+            f"{field}.chunk.entry_id",
+            f"{detector.id} has no entries: no concept was feasible at {detector.hook_point} "
+            "(GetDictionary lists why in infeasible_cells); use another hook point's dictionary",
+        )
     if not 0 <= spec.entry_id < entries:
         raise InvalidArgument.field(
             f"{field}.chunk.entry_id",
