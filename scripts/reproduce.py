@@ -1393,10 +1393,11 @@ def machine_description() -> list[str]:
 
 SERVICE_NOTES = """## Notes on the service, found while reproducing
 
-- A PA request with `PA_CRITERION_TPR_AT_FPR` fails as a whole (FAILED_PRECONDITION,
-  NO_VALID_TOLERANCE) when one concept at one hook point has no tolerance that meets the FPR
-  bound; every other (hook point, concept) of the request is lost. The script works around it by
-  checking feasibility in-process and sending only feasible cells.
+- A PA request with `PA_CRITERION_TPR_AT_FPR` used to fail as a whole (FAILED_PRECONDITION,
+  NO_VALID_TOLERANCE) when one concept at one hook point had no tolerance that meets the FPR
+  bound. Now every feasible (hook point, concept) cell is stored and each infeasible one is
+  reported with its sweep (`infeasible_cells`); all or nothing is `require_all_cells`. The script
+  still checks feasibility in-process and sends only feasible cells, as it did before.
 - `CosineDictionaryParams` has no field for the science code's `reseed_dead`, so the dead atoms of
   the authors' cosine dictionary cannot be rescued through the API.
 - The DSC dictionary does not return the per-step state sequence (nor the centroid table), so the

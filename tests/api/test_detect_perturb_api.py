@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
-from chunkscope.engine.serving import DETECT_CHUNK
+from chunkscope.engine.serving import DETECT_CHUNK, detect_chunk
 from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import common_pb2
 from chunkscope_client.v1 import detection_pb2 as dp
@@ -426,3 +426,43 @@ def test_generate_streams_every_step_of_every_arm(setup: tuple) -> None:
             steps = [m.step for m in messages if m.arm == arm and not m.done]
             [done] = [m for m in messages if m.arm == arm and m.done]
             assert steps == list(range(done.step)) == list(range(5))
+
+
+def test_detect_takes_a_whole_multi_hook_set_in_one_forward(
+    setup: tuple, server: ServerProcess
+) -> None:
+    """Every hook point of the tiny model, twice over (two seeds): more than the old limit of 16
+    dictionaries, all captured by one forward of the input, each as it detects alone."""
+    c, _, _ = setup
+    hook_points = [h.name for h in c.list_hook_points("dp-lm")]
+    ids = []
+    for seed in (1, 2):
+        stored = c.extract_dictionary(pb.ExtractDictionaryRequest(
+            model={"name": "dp-lm"}, hook_points=hook_points,
+            corpus=pb.Corpus(texts=pb.TextList(texts=TRAIN)),
+            population_averaging=pb.PopulationAveragingParams(
+                concepts=[{"concept": "cat"}, {"concept": "cake"}], seed=seed, cv_folds=-1),
+        ))  # fmt: skip
+        ids += [d.id for d in stored]
+    assert len(ids) == 2 * len(hook_points) > 16
+    forwards = 'chunkscope_batch_rows_count{kind="capture"}'
+    before = _metric(server, forwards)
+    request = dp.DetectRequest(
+        config=dp.DetectionConfig(model={"name": "dp-lm"}, dictionary_ids=ids),
+        inputs=[dp.DetectInput(text=TRAIN[5])],
+    )
+    [together] = c.detect(request).results
+    assert _metric(server, forwards) - before == 1
+    counts = {(s.dictionary_id, s.label): s.count for s in together.summaries}
+    assert {d for d, _ in counts} == set(ids)
+    for dictionary in ids:
+        [alone] = _detect(c, dictionary, TRAIN[5]).results
+        assert {(s.dictionary_id, s.label): s.count for s in alone.summaries}.items() <= (
+            counts.items())  # fmt: skip
+    assert sum(counts.values()) > 0
+    # The limit names itself; more hook points mean fewer inputs per forward, never none.
+    request.config.dictionary_ids[:] = [f"dict-{i:012x}" for i in range(65)]
+    e = _error(c.detect, request)
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert e.field_violations == [("config.dictionary_ids", "at most 64")]
+    assert [detect_chunk(n) for n in (1, 16, 17, 30, 64, 1000)] == [16, 16, 15, 8, 4, 1]

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from chunkscope_client import ChunkscopeError, Client
+from chunkscope_client.v1 import detection_pb2 as dp
 from chunkscope_client.v1 import dictionaries_pb2 as pb
+from chunkscope_client.v1 import perturbation_pb2 as pp
 from support import ServerProcess
 
 CONCEPT_TEXTS = [
@@ -387,3 +389,137 @@ def test_health_answers_while_a_large_corpus_file_is_parsed(
     assert error.code is grpc.StatusCode.INVALID_ARGUMENT
     assert f"line {lines + 1}: not JSON" in error.message, error.message
     assert answered >= 5  # the checks overlapped the parse rather than racing ahead of it
+
+
+def _cake_spans(n: int) -> list[pb.LabelSpan]:
+    """'cake' in the first n concept texts only: its other occurrences stay unlabelled."""
+    spans = []
+    for i in range(n):
+        start = CONCEPT_TEXTS[i].index("cake")
+        spans.append(pb.LabelSpan(text_index=i, start=start, end=start + 4, concept="some-cake"))
+    return spans
+
+
+def _cells_request(
+    concepts: list[str], hook_points: list[str], **params: object
+) -> pb.ExtractDictionaryRequest:
+    # "some-cake" labels 12 of the 14 cakes: at `embed` a token's state is its embedding, so the
+    # two unlabelled cakes match every sample and the FPR cannot go below 2/870 > max_fpr there
+    # (a planted infeasible cell); in context (blocks.1) they differ and the bound is met.
+    return _pa_request(
+        hook_points=hook_points,
+        population_averaging=pb.PopulationAveragingParams(
+            concepts=[pb.ConceptWords(concept=c) for c in concepts if c != "some-cake"],
+            spans=_cake_spans(12) if "some-cake" in concepts else [], seed=1,
+            criterion=pb.PA_CRITERION_TPR_AT_FPR, max_fpr=0.002, **params,  # type: ignore[arg-type]
+        ),
+    )  # fmt: skip
+
+
+def _result(models: Client, request: pb.ExtractDictionaryRequest) -> pb.ExtractionResult:
+    return next(m.result for m in models.extract_dictionary_stream(request) if m.HasField("result"))
+
+
+def test_pa_stores_feasible_cells_and_reports_infeasible_ones_with_their_sweep(
+    models: Client,
+) -> None:
+    result = _result(models, _cells_request(["cat", "some-cake"], ["blocks.1.resid_post", "embed"]))
+    in_context, embed = result.dictionaries
+    assert [e.label for e in in_context.entries] == ["cat", "some-cake"]
+    assert not in_context.infeasible_cells
+    assert [(e.id, e.label) for e in embed.entries] == [(0, "cat")]
+    [cell] = embed.infeasible_cells
+    assert (cell.hook_point, cell.concept, cell.reason) == ("embed", "some-cake",
+                                                            "NO_VALID_TOLERANCE")  # fmt: skip
+    assert cell.count == 12 and "max_fpr=0.002" in cell.message
+    # The sweep shows why: every tolerance's FPR is above the bound (the two unlabelled cakes).
+    assert len(cell.sweep) == 40 and min(p.fpr for p in cell.sweep) >= 2 / 870
+    assert [(c.hook_point, c.concept) for c in result.infeasible_cells] == [("embed", "some-cake")]
+    assert embed.stats["infeasible_concepts"] == 1 and embed.stats["concepts"] == 1
+
+    # GetDictionary shows the same cells and every entry's sweep.
+    stored = models.get_dictionary(embed.id)
+    assert list(stored.infeasible_cells) == list(embed.infeasible_cells)
+    entry = stored.entries[0]
+    assert len(entry.sweep) == 40 and entry.tau in [p.tau for p in entry.sweep]
+    chosen = next(p for p in entry.sweep if p.tau == entry.tau)
+    assert (chosen.n_neurons, chosen.tpr) == (entry.n_neurons, entry.train.tpr)
+
+    # A hook point where no concept is feasible is stored without entries, with its reason.
+    only_cake = _result(models, _cells_request(["some-cake"], ["blocks.1.resid_post", "embed"]))
+    assert [d.n_entries for d in only_cake.dictionaries] == [1, 0]
+    empty = only_cake.dictionaries[1].id
+    assert [c.concept for c in models.get_dictionary(empty).infeasible_cells] == ["some-cake"]
+    # It detects nothing, and an intervention on it says why instead of "entry 0 of 0..-1".
+    [found] = models.detect(dp.DetectRequest(
+        config=dp.DetectionConfig(model={"name": "dict-lm"}, dictionary_ids=[empty]),
+        inputs=[dp.DetectInput(text=CONCEPT_TEXTS[0])])).results  # fmt: skip
+    assert found.n_tokens > 0 and not found.summaries
+    e = _error(models.perturb, pp.PerturbRequest(
+        model={"name": "dict-lm"}, input=dp.DetectInput(text=CONCEPT_TEXTS[0]),
+        interventions=[pp.Intervention(chunk=pp.ChunkRef(dictionary_id=empty, entry_id=0),
+                                       mode=pp.INTERVENTION_MODE_INHIBIT,
+                                       positions=pp.Positions(indices=[-1]))]))  # fmt: skip
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT and "has no entries" in e.message
+    assert [f for f, _ in e.field_violations] == ["interventions[0].chunk.entry_id"]
+
+
+def test_pa_all_or_nothing_stays_available_and_nothing_feasible_is_refused(
+    models: Client,
+) -> None:
+    before = {d.id for d in models.list_dictionaries()}
+    strict = _cells_request(["cat", "some-cake"], ["blocks.1.resid_post", "embed"],
+                            require_all_cells=True)  # fmt: skip
+    e = _error(models.extract_dictionary, strict)
+    assert (e.code, e.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NO_VALID_TOLERANCE")
+    assert "'some-cake' at embed" in e.message
+    e = _error(models.extract_dictionary, _cells_request(["some-cake"], ["embed"]))
+    assert (e.code, e.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NO_VALID_TOLERANCE")
+    assert "no (hook point, concept) cell" in e.message and "max_fpr" in e.message
+    e = _error(models.extract_dictionary, _cells_request(["cat"], ["embed"], cv_folds=1))
+    assert e.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in e.field_violations] == ["population_averaging.cv_folds"]
+    assert "-1" in e.field_violations[0][1] and "2..100" in e.field_violations[0][1]
+    assert {d.id for d in models.list_dictionaries()} == before
+
+
+def test_pa_recommends_a_hook_point_per_concept_by_cross_validated_scores(
+    models: Client,
+) -> None:
+    result = _result(models, _cells_request(["cat", "some-cake"], ["blocks.1.resid_post", "embed"]))
+    in_context, embed = result.dictionaries
+    for d in result.dictionaries:
+        for entry in d.entries:
+            cv, oos = entry.cross_validated, entry.out_of_sample
+            assert entry.cv_folds == 5 and (cv.positives, cv.negatives) == (
+                entry.train.positives, entry.train.negatives)  # fmt: skip
+            # Out of sample: the five samples leave TP and the positives, FP stays.
+            assert oos.positives == entry.train.positives - 5 and oos.fpr == entry.train.fpr
+            assert oos.tpr * oos.positives == pytest.approx(
+                entry.train.tpr * entry.train.positives - 5)  # fmt: skip
+    # "cat" ends in the token "at", which only "cat" ends with here: at `embed` every occurrence
+    # has the same state, so no fold misses one (CV TPR 1); in context the samples disagree.
+    assert embed.entries[0].cross_validated.tpr == 1.0
+    assert in_context.entries[0].cross_validated.tpr < 1.0
+    cat, cake = result.recommended
+    # The later hook point wins for "cat" (ties would go to the earlier one); "some-cake" is
+    # feasible only in context.
+    assert (cat.concept, cat.hook_point, cat.dictionary_id, cat.entry_id) == (
+        "cat", "embed", embed.id, 0)  # fmt: skip
+    assert cat.cross_validated == embed.entries[0].cross_validated
+    assert cat.out_of_sample == embed.entries[0].out_of_sample and cat.honest_tpr == 1.0
+    entry = in_context.entries[1]
+    assert cake.honest_tpr == pytest.approx(
+        (entry.out_of_sample.tpr + entry.cross_validated.tpr) / 2)  # fmt: skip
+    assert (cake.concept, cake.hook_point, cake.dictionary_id, cake.entry_id) == (
+        "some-cake", "blocks.1.resid_post", in_context.id, 1)  # fmt: skip
+    # Every dictionary of the extraction carries the same recommendation, also when read back.
+    for d in result.dictionaries:
+        assert list(models.get_dictionary(d.id).recommended) == list(result.recommended)
+    # Without cross-validation the out-of-sample scores alone recommend.
+    off = _result(models, _cells_request(["cat"], ["blocks.1.resid_post", "embed"], cv_folds=-1))
+    assert not off.dictionaries[0].entries[0].HasField("cross_validated")
+    assert off.dictionaries[0].entries[0].cv_folds == 0
+    [cat] = off.recommended
+    assert cat.hook_point == "embed" and not cat.HasField("cross_validated")
+    assert cat.honest_tpr == cat.out_of_sample.tpr == 1.0

@@ -124,6 +124,7 @@ COST_FIELDS = {
     "delay_interval",
     "n_groups",
     "n_samples",
+    "cv_folds",
     "top_k",
     "batch_size",
 }

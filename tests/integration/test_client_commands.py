@@ -123,6 +123,8 @@ def test_extract_table_shows_phase_names(
     assert "extracted 1 dictionary" in done.stdout and "cat" in done.stdout
     [d] = [d for d in client_module.list_dictionaries(MODEL) if d.description == "cli table run"]
     assert d.id in done.stdout
+    # The hook point the honest scores recommend, once.
+    assert done.stdout.count(f"recommended for 'cat': {HOOK} ({d.id} entry 0") == 1, done.stdout
     client_module.delete_dictionary(d.id)
 
 

@@ -293,3 +293,75 @@ def test_pin_fills_in_hashes_of_the_same_registration_only(postgres: Any, tmp_pa
         assert models.pin(pinned) is None and models.all() == []
         models.close()
     pg_dicts.close()
+
+
+def _pa(*, cells: bool, n: int = 2, d: int = 4) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A PA dictionary; with `cells`, the per-cell results (infeasible cells, recommendation)."""
+    manifest, _ = _cosine(n, d)
+    scores = {"tpr": 0.5, "fpr": 0.0, "accuracy": 0.9, "positives": 10, "negatives": 90}
+    manifest.update(method="population_averaging", parameters={"n_samples": 5})
+    manifest["entries"] = [
+        {"id": i, "label": f"c{i}", "train": scores, "cross_validated": scores, "cv_folds": 5}
+        for i in range(n)
+    ]
+    if cells:
+        point = {"tau": 1.0, "n_neurons": 3, "radius": 0.1, "tpr": 0.9, "fpr": 0.01,
+                 "accuracy": 0.98}  # fmt: skip
+        manifest["infeasible_cells"] = [{
+            "hook_point": manifest["hook_point"], "concept": "x", "reason": "NO_VALID_TOLERANCE",
+            "message": "no tau satisfied FPR <= max_fpr=0.001", "count": 12, "sweep": [point],
+        }]  # fmt: skip
+        manifest["recommended"] = [{
+            "concept": "c1", "hook_point": manifest["hook_point"], "dictionary_id": manifest["id"],
+            "entry_id": 1, "honest_tpr": 0.5, "cross_validated": scores,
+        }]  # fmt: skip
+    tensors = {
+        "neurons": np.arange(2 * n, dtype=np.int64) % d,
+        "neuron_offsets": np.arange(0, 2 * n + 1, 2, dtype=np.int64),
+        "prototype": np.ones(2 * n, np.float32), "mean": np.zeros((n, d), np.float32),
+        "radius": np.ones(n, np.float32), "tau": np.ones(n, np.float32),
+        "center": np.zeros(d, np.float32),
+    }  # fmt: skip
+    return manifest, tensors
+
+
+@pytest.mark.parametrize("cells", [True, False], ids=["per-cell results", "stored before them"])
+def test_pa_per_cell_results_round_trip_and_older_manifests_load(
+    any_store: DictionaryStore, cells: bool
+) -> None:
+    manifest, tensors = _pa(cells=cells)
+    any_store.save(manifest, tensors)
+    loaded, _ = any_store.load(manifest["id"])
+    assert loaded["entries"] == manifest["entries"]
+    assert loaded.get("infeasible_cells") == manifest.get("infeasible_cells")
+    assert loaded.get("recommended") == manifest.get("recommended")
+    assert ("recommended" in loaded) is cells
+    archive = any_store.export_archive(manifest["id"])
+    any_store.delete(manifest["id"])
+    assert any_store.import_archive(archive) == loaded
+
+
+def test_pa_dictionary_without_entries_round_trips(any_store: DictionaryStore) -> None:
+    manifest, tensors = _pa(cells=True, n=0)
+    any_store.save(manifest, tensors)
+    loaded, got = any_store.load(manifest["id"])
+    assert loaded["entries"] == [] and len(loaded["infeasible_cells"]) == 1
+    assert got["mean"].shape == (0, 4) and got["neuron_offsets"].tolist() == [0]
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda m: m["infeasible_cells"][0].pop("sweep"), "infeasible_cells[0]"),
+        (lambda m: m["recommended"][0].update(entry_id="1"), "entry_id"),
+        (lambda m: m["recommended"][0].update(honest_tpr=None), "honest_tpr"),
+        (lambda m: m["recommended"][0].update(out_of_sample=[]), "out_of_sample"),
+        (lambda m: m.update(recommended={}), "recommended"),
+        (lambda m: m["infeasible_cells"].append(3), "infeasible_cells[1]"),
+    ],
+)
+def test_malformed_per_cell_results_are_refused(tmp_path: Path, change: Any, words: str) -> None:
+    manifest, tensors = _pa(cells=True)
+    change(manifest)
+    with pytest.raises(FailedPrecondition, match=words.replace("[", r"\[").replace("]", r"\]")):
+        LocalDictionaryStore(tmp_path).save(manifest, tensors)

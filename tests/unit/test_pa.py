@@ -9,14 +9,19 @@ import pytest
 
 from chunkscope.chunking.pa import (
     DEFAULT_TAUS,
+    HonestScores,
     NoValidTolerance,
     PAParams,
+    Scores,
     SweepPoint,
     TooFewOccurrences,
     auc_from_sweep,
+    cross_validate,
+    cv_folds_for,
     distances,
     fit_concept,
     matches,
+    recommend,
     score,
 )
 
@@ -59,6 +64,8 @@ def test_default_taus_are_the_authors_grid() -> None:
         ({"criterion": "f1"}, "criterion"),
         ({"max_fpr": 1.5}, "max_fpr"),
         ({"seed": -1}, "seed"),
+        ({"cv_folds": 1}, "cv_folds"),
+        ({"cv_folds": 101}, "cv_folds"),
     ],
 )
 def test_params_validate_names_the_field(change: dict[str, object], field: str) -> None:
@@ -304,8 +311,98 @@ def test_tpr_at_fpr_with_no_admissible_tau_raises() -> None:
     # A negative identical to a sample matches at every tau, so FPR > 0 everywhere.
     drawn = fit_concept(states, positives, PAParams()).sample_positions
     states[500 + 1] = states[drawn[0]]
-    with pytest.raises(NoValidTolerance, match="max_fpr"):
+    with pytest.raises(NoValidTolerance, match="max_fpr") as info:
         fit_concept(states, positives, PAParams(criterion="tpr_at_fpr", max_fpr=0.0))
+    # The refusal carries the sweep, so a caller can show why no tolerance qualified.
+    assert len(info.value.sweep) == len(DEFAULT_TAUS)
+    assert min(p.fpr for p in info.value.sweep) > 0.0
+    assert info.value.cv_folds == 5 and info.value.cross_validated is not None
+
+
+# --- cross-validated scores and the recommendation ---------------------------------------------
+
+
+def test_cross_validated_tpr_is_lower_than_in_sample_when_the_samples_flatter() -> None:
+    # No consistent neurons: the radius is set by the samples, which always match themselves, so
+    # the in-sample TPR counts them; occurrences no fit has seen are matched far less often.
+    states, positives = _planted(0, noise=0.0, n=20, planted=False)
+    chunk = fit_concept(states, positives, PAParams())
+    assert chunk.cv_folds == 5 and chunk.cross_validated is not None
+    cv = chunk.cross_validated
+    assert chunk.train.tpr >= 5 / 20  # the five samples at least
+    assert cv.tpr <= 0.1 < chunk.train.tpr
+    assert (cv.positives, cv.negatives) == (20, 4980)
+
+
+def test_cross_validated_scores_of_an_exact_concept_are_perfect() -> None:
+    states, positives = _planted(0, noise=0.0)
+    chunk = fit_concept(states, positives, PAParams(criterion="tpr_at_fpr"))
+    assert chunk.cross_validated == Scores(1.0, 0.0, 1.0, 60, 4940)
+
+
+def test_cross_validation_never_counts_a_fitted_sample() -> None:
+    # One sampled occurrence per fold would match itself; with states that share nothing, the
+    # held-out folds match none of the occurrences, so TP must be 0 whatever the folds are.
+    rng = np.random.default_rng(3)
+    states = (rng.standard_normal((400, 16)) * 100).astype(np.float32)
+    positives = np.arange(0, 400, 20)
+    cv, folds = cross_validate(states, positives, PAParams(n_samples=2, cv_folds=4))
+    assert folds == 4 and cv is not None and cv.tpr == 0.0
+
+
+@pytest.mark.parametrize(
+    ("n_positives", "n_samples", "wanted", "folds"),
+    [(10, 5, 5, 5), (10, 8, 5, 5), (12, 10, 5, 6), (10, 9, 5, 10), (10, 10, 5, 0), (30, 5, 0, 0)],
+)
+def test_fold_count_leaves_n_samples_in_every_training_part(
+    n_positives: int, n_samples: int, wanted: int, folds: int
+) -> None:
+    assert cv_folds_for(n_positives, n_samples, wanted) == folds
+
+
+def test_cross_validation_is_off_with_zero_folds_and_absent_when_too_few() -> None:
+    states, positives = _planted(0, noise=0.0, n=10)
+    assert fit_concept(states, positives, PAParams(cv_folds=0)).cross_validated is None
+    chunk = fit_concept(states, positives, PAParams(n_samples=10))
+    assert (chunk.cross_validated, chunk.cv_folds) == (None, 0)
+
+
+def test_out_of_sample_scores_leave_the_samples_out() -> None:
+    # Planted exactly: every occurrence matches, so TPR 1 in and out of sample, over n - 5.
+    states, positives = _planted(0, noise=0.0)
+    chunk = fit_concept(states, positives, PAParams())
+    assert chunk.out_of_sample == Scores(1.0, 0.0, 1.0, 55, 4940)
+    # Nothing consistent: the five samples are the only matched occurrences, so in sample the
+    # TPR is at least 5/20 and out of sample it is what the other 15 manage (here none).
+    states, positives = _planted(0, noise=0.0, n=20, planted=False)
+    chunk = fit_concept(states, positives, PAParams())
+    assert chunk.out_of_sample is not None
+    tp = round(chunk.train.tpr * 20) - 5
+    assert chunk.out_of_sample.tpr == tp / 15 < chunk.train.tpr
+    assert chunk.out_of_sample.fpr == chunk.train.fpr
+    # Every occurrence sampled: nothing is out of sample.
+    states, positives = _planted(0, noise=0.0, n=10)
+    assert fit_concept(states, positives, PAParams(n_samples=10)).out_of_sample is None
+
+
+def _honest(oos: float, cv: float, cv_fpr: float = 0.0) -> HonestScores:
+    return HonestScores(Scores(oos, 0.0, 0.99, 10, 990), Scores(cv, cv_fpr, 0.99, 10, 990))
+
+
+def test_recommend_ranks_by_the_mean_honest_tpr_under_the_fpr_bound() -> None:
+    a = _honest(1.0, 0.9, cv_fpr=0.01)  # the highest TPR, but breaks the FPR bound
+    b = _honest(0.6, 0.8)  # mean 0.7
+    c = _honest(0.9, 0.6)  # mean 0.75
+    assert _honest(0.6, 0.8).tpr == pytest.approx(0.7) and a.fpr == 0.01
+    assert recommend([a, b, c], 0.001) == 2
+    assert recommend([a, b, None], 0.001) == 1
+    assert recommend([a, None], 0.001) == 0  # none admissible: the best TPR - FPR
+    assert recommend([_honest(0.6, 0.8), _honest(0.8, 0.6)], 0.001) == 1  # tie: out of sample
+    assert recommend([b, b], 0.001) == 0  # full tie: the earlier hook point
+    assert recommend([None, HonestScores(None, None)], 0.001) is None
+    # Without cross-validation the out-of-sample scores decide alone.
+    only = HonestScores(Scores(0.5, 0.0, 0.99, 10, 990), None)
+    assert only.tpr == 0.5 and recommend([only, HonestScores(None, None)], 0.001) == 0
 
 
 # --- sampling ----------------------------------------------------------------------------------

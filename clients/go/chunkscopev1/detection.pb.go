@@ -113,7 +113,9 @@ type DetectionConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The model; a content_hash pins the weights.
 	Model *ModelRef `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	// Required. Dictionaries to apply (each at its own hook point), at most 16.
+	// Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+	// they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+	// (one extraction over many hook points) costs one forward per input.
 	DictionaryIds []string `protobuf:"bytes,2,rep,name=dictionary_ids,json=dictionaryIds,proto3" json:"dictionary_ids,omitempty"`
 	// Only these entries (by label) of the dictionaries; empty means all.
 	Labels []string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty"`

@@ -638,7 +638,16 @@ type PopulationAveragingParams struct {
 	// Seed for drawing the samples.
 	Seed int64 `protobuf:"varint,8,opt,name=seed,proto3" json:"seed,omitempty"`
 	// Tolerances to sweep; empty uses {100, 30, 20, 10, 3} and 0.8^i for i = 0..34.
-	Taus          []float64 `protobuf:"fixed64,9,rep,packed,name=taus,proto3" json:"taus,omitempty"`
+	Taus []float64 `protobuf:"fixed64,9,rep,packed,name=taus,proto3" json:"taus,omitempty"`
+	// When true, one (hook point, concept) cell without a valid tolerance fails the whole request
+	// with FAILED_PRECONDITION (NO_VALID_TOLERANCE) and stores nothing. The default (false) stores
+	// every feasible cell and reports each infeasible one (Dictionary.infeasible_cells).
+	RequireAllCells bool `protobuf:"varint,10,opt,name=require_all_cells,json=requireAllCells,proto3" json:"require_all_cells,omitempty"`
+	// Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+	// out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+	// sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
+	// training part (up to leave-one-out).
+	CvFolds       int32 `protobuf:"varint,11,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -734,6 +743,20 @@ func (x *PopulationAveragingParams) GetTaus() []float64 {
 		return x.Taus
 	}
 	return nil
+}
+
+func (x *PopulationAveragingParams) GetRequireAllCells() bool {
+	if x != nil {
+		return x.RequireAllCells
+	}
+	return false
+}
+
+func (x *PopulationAveragingParams) GetCvFolds() int32 {
+	if x != nil {
+		return x.CvFolds
+	}
+	return 0
 }
 
 // Discrete Sequence Chunking for small recurrent networks (docs/METHODS.md section 2).
@@ -1395,12 +1418,17 @@ func (*ExtractDictionaryResponse_Result) isExtractDictionaryResponse_Event() {}
 // The end of an extraction.
 type ExtractionResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One stored dictionary per requested hook point (entries included, prototypes not).
+	// One stored dictionary per requested hook point (entries included, prototypes not). A PA
+	// hook point where no concept was feasible is stored without entries.
 	Dictionaries []*Dictionary `protobuf:"bytes,1,rep,name=dictionaries,proto3" json:"dictionaries,omitempty"`
 	// Seconds the whole job took.
 	ElapsedSeconds float64 `protobuf:"fixed64,2,opt,name=elapsed_seconds,json=elapsedSeconds,proto3" json:"elapsed_seconds,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// PA: every (hook point, concept) cell that yielded no entry, in request order.
+	InfeasibleCells []*InfeasibleCell `protobuf:"bytes,3,rep,name=infeasible_cells,json=infeasibleCells,proto3" json:"infeasible_cells,omitempty"`
+	// PA: per concept, the hook point whose entry scores best by cross-validation.
+	Recommended   []*RecommendedHookPoint `protobuf:"bytes,4,rep,name=recommended,proto3" json:"recommended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExtractionResult) Reset() {
@@ -1447,6 +1475,310 @@ func (x *ExtractionResult) GetElapsedSeconds() float64 {
 	return 0
 }
 
+func (x *ExtractionResult) GetInfeasibleCells() []*InfeasibleCell {
+	if x != nil {
+		return x.InfeasibleCells
+	}
+	return nil
+}
+
+func (x *ExtractionResult) GetRecommended() []*RecommendedHookPoint {
+	if x != nil {
+		return x.Recommended
+	}
+	return nil
+}
+
+// One tolerance of a PA sweep, scored on the training inputs.
+type PaSweepPoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tolerance tau.
+	Tau float64 `protobuf:"fixed64,1,opt,name=tau,proto3" json:"tau,omitempty"`
+	// Neurons whose samples all lie within tau of their mean: |C(tau)|.
+	NNeurons int32 `protobuf:"varint,2,opt,name=n_neurons,json=nNeurons,proto3" json:"n_neurons,omitempty"`
+	// The radius (largest mean squared deviation of a sample) on those neurons.
+	Radius float64 `protobuf:"fixed64,3,opt,name=radius,proto3" json:"radius,omitempty"`
+	// Training TPR at this tolerance.
+	Tpr float64 `protobuf:"fixed64,4,opt,name=tpr,proto3" json:"tpr,omitempty"`
+	// Training FPR at this tolerance.
+	Fpr float64 `protobuf:"fixed64,5,opt,name=fpr,proto3" json:"fpr,omitempty"`
+	// Training accuracy at this tolerance.
+	Accuracy      float64 `protobuf:"fixed64,6,opt,name=accuracy,proto3" json:"accuracy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PaSweepPoint) Reset() {
+	*x = PaSweepPoint{}
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PaSweepPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PaSweepPoint) ProtoMessage() {}
+
+func (x *PaSweepPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PaSweepPoint.ProtoReflect.Descriptor instead.
+func (*PaSweepPoint) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PaSweepPoint) GetTau() float64 {
+	if x != nil {
+		return x.Tau
+	}
+	return 0
+}
+
+func (x *PaSweepPoint) GetNNeurons() int32 {
+	if x != nil {
+		return x.NNeurons
+	}
+	return 0
+}
+
+func (x *PaSweepPoint) GetRadius() float64 {
+	if x != nil {
+		return x.Radius
+	}
+	return 0
+}
+
+func (x *PaSweepPoint) GetTpr() float64 {
+	if x != nil {
+		return x.Tpr
+	}
+	return 0
+}
+
+func (x *PaSweepPoint) GetFpr() float64 {
+	if x != nil {
+		return x.Fpr
+	}
+	return 0
+}
+
+func (x *PaSweepPoint) GetAccuracy() float64 {
+	if x != nil {
+		return x.Accuracy
+	}
+	return 0
+}
+
+// A PA (hook point, concept) cell that yielded no entry, and why.
+type InfeasibleCell struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hook point of the cell.
+	HookPoint string `protobuf:"bytes,1,opt,name=hook_point,json=hookPoint,proto3" json:"hook_point,omitempty"`
+	// Concept of the cell.
+	Concept string `protobuf:"bytes,2,opt,name=concept,proto3" json:"concept,omitempty"`
+	// Machine-readable reason; today always "NO_VALID_TOLERANCE" (every neuron subset empty, or
+	// no tolerance met FPR <= max_fpr on the training inputs).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// What happened, e.g. the lowest FPR the sweep reached.
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// Occurrences of the concept in the training inputs.
+	Count int64 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	// The sweep that found no valid tolerance, largest tau first (empty when every subset was
+	// empty).
+	Sweep         []*PaSweepPoint `protobuf:"bytes,6,rep,name=sweep,proto3" json:"sweep,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InfeasibleCell) Reset() {
+	*x = InfeasibleCell{}
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InfeasibleCell) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InfeasibleCell) ProtoMessage() {}
+
+func (x *InfeasibleCell) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InfeasibleCell.ProtoReflect.Descriptor instead.
+func (*InfeasibleCell) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *InfeasibleCell) GetHookPoint() string {
+	if x != nil {
+		return x.HookPoint
+	}
+	return ""
+}
+
+func (x *InfeasibleCell) GetConcept() string {
+	if x != nil {
+		return x.Concept
+	}
+	return ""
+}
+
+func (x *InfeasibleCell) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *InfeasibleCell) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *InfeasibleCell) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *InfeasibleCell) GetSweep() []*PaSweepPoint {
+	if x != nil {
+		return x.Sweep
+	}
+	return nil
+}
+
+// The hook point recommended for one concept among those of one PA extraction.
+//
+// Chosen on honest scores, which no fitted occurrence counts in: the honest TPR is the mean of
+// the entry's out_of_sample and cross_validated TPRs (either alone when the other is absent),
+// the honest FPR the cross-validated one (else the out-of-sample one). The highest honest TPR
+// among hook points with honest FPR <= max_fpr wins (when none qualifies, the highest TPR -
+// FPR); ties go to the higher out-of-sample TPR, then to the earlier hook point in the request.
+type RecommendedHookPoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The concept.
+	Concept string `protobuf:"bytes,1,opt,name=concept,proto3" json:"concept,omitempty"`
+	// The recommended hook point.
+	HookPoint string `protobuf:"bytes,2,opt,name=hook_point,json=hookPoint,proto3" json:"hook_point,omitempty"`
+	// The dictionary stored for that hook point by the same extraction.
+	DictionaryId string `protobuf:"bytes,3,opt,name=dictionary_id,json=dictionaryId,proto3" json:"dictionary_id,omitempty"`
+	// The concept's entry in that dictionary.
+	EntryId int32 `protobuf:"varint,4,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	// The entry's cross-validated scores (absent when cross-validation was off or impossible).
+	CrossValidated *DetectionScores `protobuf:"bytes,5,opt,name=cross_validated,json=crossValidated,proto3" json:"cross_validated,omitempty"`
+	// The honest TPR that decided.
+	HonestTpr float64 `protobuf:"fixed64,6,opt,name=honest_tpr,json=honestTpr,proto3" json:"honest_tpr,omitempty"`
+	// The entry's out-of-sample scores (absent when every occurrence was a sample).
+	OutOfSample   *DetectionScores `protobuf:"bytes,7,opt,name=out_of_sample,json=outOfSample,proto3" json:"out_of_sample,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecommendedHookPoint) Reset() {
+	*x = RecommendedHookPoint{}
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecommendedHookPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecommendedHookPoint) ProtoMessage() {}
+
+func (x *RecommendedHookPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecommendedHookPoint.ProtoReflect.Descriptor instead.
+func (*RecommendedHookPoint) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RecommendedHookPoint) GetConcept() string {
+	if x != nil {
+		return x.Concept
+	}
+	return ""
+}
+
+func (x *RecommendedHookPoint) GetHookPoint() string {
+	if x != nil {
+		return x.HookPoint
+	}
+	return ""
+}
+
+func (x *RecommendedHookPoint) GetDictionaryId() string {
+	if x != nil {
+		return x.DictionaryId
+	}
+	return ""
+}
+
+func (x *RecommendedHookPoint) GetEntryId() int32 {
+	if x != nil {
+		return x.EntryId
+	}
+	return 0
+}
+
+func (x *RecommendedHookPoint) GetCrossValidated() *DetectionScores {
+	if x != nil {
+		return x.CrossValidated
+	}
+	return nil
+}
+
+func (x *RecommendedHookPoint) GetHonestTpr() float64 {
+	if x != nil {
+		return x.HonestTpr
+	}
+	return 0
+}
+
+func (x *RecommendedHookPoint) GetOutOfSample() *DetectionScores {
+	if x != nil {
+		return x.OutOfSample
+	}
+	return nil
+}
+
 // Detection scores of an entry on one set of inputs.
 type DetectionScores struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1466,7 +1798,7 @@ type DetectionScores struct {
 
 func (x *DetectionScores) Reset() {
 	*x = DetectionScores{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[14]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1810,7 @@ func (x *DetectionScores) String() string {
 func (*DetectionScores) ProtoMessage() {}
 
 func (x *DetectionScores) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[14]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1823,7 @@ func (x *DetectionScores) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetectionScores.ProtoReflect.Descriptor instead.
 func (*DetectionScores) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{14}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DetectionScores) GetTpr() float64 {
@@ -1548,7 +1880,7 @@ type ChunkExample struct {
 
 func (x *ChunkExample) Reset() {
 	*x = ChunkExample{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[15]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1892,7 @@ func (x *ChunkExample) String() string {
 func (*ChunkExample) ProtoMessage() {}
 
 func (x *ChunkExample) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[15]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1905,7 @@ func (x *ChunkExample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkExample.ProtoReflect.Descriptor instead.
 func (*ChunkExample) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{15}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ChunkExample) GetInputIndex() int32 {
@@ -1642,14 +1974,27 @@ type ChunkEntry struct {
 	// Only with GetDictionaryRequest.include_prototypes.
 	Prototype *Tensor `protobuf:"bytes,12,opt,name=prototype,proto3" json:"prototype,omitempty"`
 	// PA: the neuron indices of C (int64). Only with include_prototypes.
-	Neurons       *Tensor `protobuf:"bytes,13,opt,name=neurons,proto3" json:"neurons,omitempty"`
+	Neurons *Tensor `protobuf:"bytes,13,opt,name=neurons,proto3" json:"neurons,omitempty"`
+	// PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+	Sweep []*PaSweepPoint `protobuf:"bytes,14,rep,name=sweep,proto3" json:"sweep,omitempty"`
+	// PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+	// against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+	// the samples that set the radius, these are honest. Absent when cross-validation was off, or
+	// when the occurrences are too few to leave n_samples in every training part.
+	CrossValidated *DetectionScores `protobuf:"bytes,15,opt,name=cross_validated,json=crossValidated,proto3" json:"cross_validated,omitempty"`
+	// PA: the number of folds behind cross_validated (0 when absent).
+	CvFolds int32 `protobuf:"varint,16,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
+	// PA: the stored entry's scores on the training inputs without its own samples (the
+	// occurrences that set its radius), so honest about the radius; absent when every occurrence
+	// was a sample. The FPR equals train's: negatives are never sampled.
+	OutOfSample   *DetectionScores `protobuf:"bytes,17,opt,name=out_of_sample,json=outOfSample,proto3" json:"out_of_sample,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChunkEntry) Reset() {
 	*x = ChunkEntry{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[16]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +2006,7 @@ func (x *ChunkEntry) String() string {
 func (*ChunkEntry) ProtoMessage() {}
 
 func (x *ChunkEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[16]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +2019,7 @@ func (x *ChunkEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkEntry.ProtoReflect.Descriptor instead.
 func (*ChunkEntry) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{16}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ChunkEntry) GetId() int32 {
@@ -1768,6 +2113,34 @@ func (x *ChunkEntry) GetNeurons() *Tensor {
 	return nil
 }
 
+func (x *ChunkEntry) GetSweep() []*PaSweepPoint {
+	if x != nil {
+		return x.Sweep
+	}
+	return nil
+}
+
+func (x *ChunkEntry) GetCrossValidated() *DetectionScores {
+	if x != nil {
+		return x.CrossValidated
+	}
+	return nil
+}
+
+func (x *ChunkEntry) GetCvFolds() int32 {
+	if x != nil {
+		return x.CvFolds
+	}
+	return 0
+}
+
+func (x *ChunkEntry) GetOutOfSample() *DetectionScores {
+	if x != nil {
+		return x.OutOfSample
+	}
+	return nil
+}
+
 // A stored chunk dictionary.
 type Dictionary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1803,14 +2176,21 @@ type Dictionary struct {
 	// "distinct_states", "fit_seconds".
 	Stats map[string]float64 `protobuf:"bytes,15,rep,name=stats,proto3" json:"stats,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// Entries (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
-	Entries       []*ChunkEntry `protobuf:"bytes,16,rep,name=entries,proto3" json:"entries,omitempty"`
+	Entries []*ChunkEntry `protobuf:"bytes,16,rep,name=entries,proto3" json:"entries,omitempty"`
+	// PA: the concepts of the request that yielded no entry at this hook point, with the reason
+	// (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+	InfeasibleCells []*InfeasibleCell `protobuf:"bytes,17,rep,name=infeasible_cells,json=infeasibleCells,proto3" json:"infeasible_cells,omitempty"`
+	// PA: per concept, the recommended hook point among the dictionaries stored by the same
+	// extraction (the same list in each of them; empty for dictionaries stored before it existed
+	// or extracted with cv_folds = -1). Filled like infeasible_cells.
+	Recommended   []*RecommendedHookPoint `protobuf:"bytes,18,rep,name=recommended,proto3" json:"recommended,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Dictionary) Reset() {
 	*x = Dictionary{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[17]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +2202,7 @@ func (x *Dictionary) String() string {
 func (*Dictionary) ProtoMessage() {}
 
 func (x *Dictionary) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[17]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +2215,7 @@ func (x *Dictionary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dictionary.ProtoReflect.Descriptor instead.
 func (*Dictionary) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{17}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Dictionary) GetId() string {
@@ -1950,6 +2330,20 @@ func (x *Dictionary) GetEntries() []*ChunkEntry {
 	return nil
 }
 
+func (x *Dictionary) GetInfeasibleCells() []*InfeasibleCell {
+	if x != nil {
+		return x.InfeasibleCells
+	}
+	return nil
+}
+
+func (x *Dictionary) GetRecommended() []*RecommendedHookPoint {
+	if x != nil {
+		return x.Recommended
+	}
+	return nil
+}
+
 // Request for DictionaryService.GetDictionary.
 type GetDictionaryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1963,7 +2357,7 @@ type GetDictionaryRequest struct {
 
 func (x *GetDictionaryRequest) Reset() {
 	*x = GetDictionaryRequest{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[18]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2369,7 @@ func (x *GetDictionaryRequest) String() string {
 func (*GetDictionaryRequest) ProtoMessage() {}
 
 func (x *GetDictionaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[18]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2382,7 @@ func (x *GetDictionaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDictionaryRequest.ProtoReflect.Descriptor instead.
 func (*GetDictionaryRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{18}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetDictionaryRequest) GetId() string {
@@ -2016,7 +2410,7 @@ type GetDictionaryResponse struct {
 
 func (x *GetDictionaryResponse) Reset() {
 	*x = GetDictionaryResponse{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[19]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2422,7 @@ func (x *GetDictionaryResponse) String() string {
 func (*GetDictionaryResponse) ProtoMessage() {}
 
 func (x *GetDictionaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[19]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2435,7 @@ func (x *GetDictionaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDictionaryResponse.ProtoReflect.Descriptor instead.
 func (*GetDictionaryResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{19}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetDictionaryResponse) GetDictionary() *Dictionary {
@@ -2064,7 +2458,7 @@ type ListDictionariesRequest struct {
 
 func (x *ListDictionariesRequest) Reset() {
 	*x = ListDictionariesRequest{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[20]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2470,7 @@ func (x *ListDictionariesRequest) String() string {
 func (*ListDictionariesRequest) ProtoMessage() {}
 
 func (x *ListDictionariesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[20]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2483,7 @@ func (x *ListDictionariesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDictionariesRequest.ProtoReflect.Descriptor instead.
 func (*ListDictionariesRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{20}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListDictionariesRequest) GetModel() string {
@@ -2119,7 +2513,7 @@ type ListDictionariesResponse struct {
 
 func (x *ListDictionariesResponse) Reset() {
 	*x = ListDictionariesResponse{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[21]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2525,7 @@ func (x *ListDictionariesResponse) String() string {
 func (*ListDictionariesResponse) ProtoMessage() {}
 
 func (x *ListDictionariesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[21]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2538,7 @@ func (x *ListDictionariesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDictionariesResponse.ProtoReflect.Descriptor instead.
 func (*ListDictionariesResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{21}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListDictionariesResponse) GetDictionaries() []*Dictionary {
@@ -2172,7 +2566,7 @@ type DeleteDictionaryRequest struct {
 
 func (x *DeleteDictionaryRequest) Reset() {
 	*x = DeleteDictionaryRequest{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[22]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2578,7 @@ func (x *DeleteDictionaryRequest) String() string {
 func (*DeleteDictionaryRequest) ProtoMessage() {}
 
 func (x *DeleteDictionaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[22]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2591,7 @@ func (x *DeleteDictionaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDictionaryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteDictionaryRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{22}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteDictionaryRequest) GetId() string {
@@ -2218,7 +2612,7 @@ type DeleteDictionaryResponse struct {
 
 func (x *DeleteDictionaryResponse) Reset() {
 	*x = DeleteDictionaryResponse{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[23]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2624,7 @@ func (x *DeleteDictionaryResponse) String() string {
 func (*DeleteDictionaryResponse) ProtoMessage() {}
 
 func (x *DeleteDictionaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[23]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2637,7 @@ func (x *DeleteDictionaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDictionaryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteDictionaryResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{23}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteDictionaryResponse) GetDictionary() *Dictionary {
@@ -2264,7 +2658,7 @@ type ExportDictionaryRequest struct {
 
 func (x *ExportDictionaryRequest) Reset() {
 	*x = ExportDictionaryRequest{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[24]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2670,7 @@ func (x *ExportDictionaryRequest) String() string {
 func (*ExportDictionaryRequest) ProtoMessage() {}
 
 func (x *ExportDictionaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[24]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2683,7 @@ func (x *ExportDictionaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDictionaryRequest.ProtoReflect.Descriptor instead.
 func (*ExportDictionaryRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{24}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ExportDictionaryRequest) GetId() string {
@@ -2314,7 +2708,7 @@ type ExportDictionaryResponse struct {
 
 func (x *ExportDictionaryResponse) Reset() {
 	*x = ExportDictionaryResponse{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[25]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2720,7 @@ func (x *ExportDictionaryResponse) String() string {
 func (*ExportDictionaryResponse) ProtoMessage() {}
 
 func (x *ExportDictionaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[25]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2733,7 @@ func (x *ExportDictionaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDictionaryResponse.ProtoReflect.Descriptor instead.
 func (*ExportDictionaryResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{25}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExportDictionaryResponse) GetData() []byte {
@@ -2376,7 +2770,7 @@ type ImportDictionaryRequest struct {
 
 func (x *ImportDictionaryRequest) Reset() {
 	*x = ImportDictionaryRequest{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[26]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2388,7 +2782,7 @@ func (x *ImportDictionaryRequest) String() string {
 func (*ImportDictionaryRequest) ProtoMessage() {}
 
 func (x *ImportDictionaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[26]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2401,7 +2795,7 @@ func (x *ImportDictionaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportDictionaryRequest.ProtoReflect.Descriptor instead.
 func (*ImportDictionaryRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{26}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ImportDictionaryRequest) GetData() []byte {
@@ -2429,7 +2823,7 @@ type ImportDictionaryResponse struct {
 
 func (x *ImportDictionaryResponse) Reset() {
 	*x = ImportDictionaryResponse{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[27]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2835,7 @@ func (x *ImportDictionaryResponse) String() string {
 func (*ImportDictionaryResponse) ProtoMessage() {}
 
 func (x *ImportDictionaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[27]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2848,7 @@ func (x *ImportDictionaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportDictionaryResponse.ProtoReflect.Descriptor instead.
 func (*ImportDictionaryResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{27}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ImportDictionaryResponse) GetDictionary() *Dictionary {
@@ -2488,7 +2882,7 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\aconcept\x18\x04 \x01(\tR\aconcept\">\n" +
 	"\fConceptWords\x12\x18\n" +
 	"\aconcept\x18\x01 \x01(\tR\aconcept\x12\x14\n" +
-	"\x05words\x18\x02 \x03(\tR\x05words\"\xd9\x02\n" +
+	"\x05words\x18\x02 \x03(\tR\x05words\"\xa0\x03\n" +
 	"\x19PopulationAveragingParams\x127\n" +
 	"\bconcepts\x18\x01 \x03(\v2\x1b.chunkscope.v1.ConceptWordsR\bconcepts\x12.\n" +
 	"\x05spans\x18\x02 \x03(\v2\x18.chunkscope.v1.LabelSpanR\x05spans\x12\x12\n" +
@@ -2498,7 +2892,10 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\tcriterion\x18\x06 \x01(\x0e2\x1a.chunkscope.v1.PaCriterionR\tcriterion\x12\x17\n" +
 	"\amax_fpr\x18\a \x01(\x01R\x06maxFpr\x12\x12\n" +
 	"\x04seed\x18\b \x01(\x03R\x04seed\x12\x12\n" +
-	"\x04taus\x18\t \x03(\x01R\x04taus\"\xd2\x01\n" +
+	"\x04taus\x18\t \x03(\x01R\x04taus\x12*\n" +
+	"\x11require_all_cells\x18\n" +
+	" \x01(\bR\x0frequireAllCells\x12\x19\n" +
+	"\bcv_folds\x18\v \x01(\x05R\acvFolds\"\xd2\x01\n" +
 	"\x1eDiscreteSequenceChunkingParams\x12\x15\n" +
 	"\x06n_bins\x18\x01 \x01(\x05R\x05nBins\x12\x15\n" +
 	"\x06n_iter\x18\x02 \x01(\x05R\x05nIter\x12 \n" +
@@ -2555,10 +2952,37 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\x19ExtractDictionaryResponse\x12?\n" +
 	"\bprogress\x18\x01 \x01(\v2!.chunkscope.v1.ExtractionProgressH\x00R\bprogress\x129\n" +
 	"\x06result\x18\x02 \x01(\v2\x1f.chunkscope.v1.ExtractionResultH\x00R\x06resultB\a\n" +
-	"\x05event\"z\n" +
+	"\x05event\"\x8b\x02\n" +
 	"\x10ExtractionResult\x12=\n" +
 	"\fdictionaries\x18\x01 \x03(\v2\x19.chunkscope.v1.DictionaryR\fdictionaries\x12'\n" +
-	"\x0felapsed_seconds\x18\x02 \x01(\x01R\x0eelapsedSeconds\"\x8d\x01\n" +
+	"\x0felapsed_seconds\x18\x02 \x01(\x01R\x0eelapsedSeconds\x12H\n" +
+	"\x10infeasible_cells\x18\x03 \x03(\v2\x1d.chunkscope.v1.InfeasibleCellR\x0finfeasibleCells\x12E\n" +
+	"\vrecommended\x18\x04 \x03(\v2#.chunkscope.v1.RecommendedHookPointR\vrecommended\"\x95\x01\n" +
+	"\fPaSweepPoint\x12\x10\n" +
+	"\x03tau\x18\x01 \x01(\x01R\x03tau\x12\x1b\n" +
+	"\tn_neurons\x18\x02 \x01(\x05R\bnNeurons\x12\x16\n" +
+	"\x06radius\x18\x03 \x01(\x01R\x06radius\x12\x10\n" +
+	"\x03tpr\x18\x04 \x01(\x01R\x03tpr\x12\x10\n" +
+	"\x03fpr\x18\x05 \x01(\x01R\x03fpr\x12\x1a\n" +
+	"\baccuracy\x18\x06 \x01(\x01R\baccuracy\"\xc4\x01\n" +
+	"\x0eInfeasibleCell\x12\x1d\n" +
+	"\n" +
+	"hook_point\x18\x01 \x01(\tR\thookPoint\x12\x18\n" +
+	"\aconcept\x18\x02 \x01(\tR\aconcept\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\x03R\x05count\x121\n" +
+	"\x05sweep\x18\x06 \x03(\v2\x1b.chunkscope.v1.PaSweepPointR\x05sweep\"\xbb\x02\n" +
+	"\x14RecommendedHookPoint\x12\x18\n" +
+	"\aconcept\x18\x01 \x01(\tR\aconcept\x12\x1d\n" +
+	"\n" +
+	"hook_point\x18\x02 \x01(\tR\thookPoint\x12#\n" +
+	"\rdictionary_id\x18\x03 \x01(\tR\fdictionaryId\x12\x19\n" +
+	"\bentry_id\x18\x04 \x01(\x05R\aentryId\x12G\n" +
+	"\x0fcross_validated\x18\x05 \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\x0ecrossValidated\x12\x1d\n" +
+	"\n" +
+	"honest_tpr\x18\x06 \x01(\x01R\thonestTpr\x12B\n" +
+	"\rout_of_sample\x18\a \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\voutOfSample\"\x8d\x01\n" +
 	"\x0fDetectionScores\x12\x10\n" +
 	"\x03tpr\x18\x01 \x01(\x01R\x03tpr\x12\x10\n" +
 	"\x03fpr\x18\x02 \x01(\x01R\x03fpr\x12\x1a\n" +
@@ -2571,7 +2995,7 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\bposition\x18\x02 \x01(\x05R\bposition\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x12\x18\n" +
 	"\acontext\x18\x04 \x01(\tR\acontext\x12\x14\n" +
-	"\x05score\x18\x05 \x01(\x01R\x05score\"\xce\x03\n" +
+	"\x05score\x18\x05 \x01(\x01R\x05score\"\xa9\x05\n" +
 	"\n" +
 	"ChunkEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x14\n" +
@@ -2587,7 +3011,11 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	" \x03(\x05R\x06states\x127\n" +
 	"\bexamples\x18\v \x03(\v2\x1b.chunkscope.v1.ChunkExampleR\bexamples\x123\n" +
 	"\tprototype\x18\f \x01(\v2\x15.chunkscope.v1.TensorR\tprototype\x12/\n" +
-	"\aneurons\x18\r \x01(\v2\x15.chunkscope.v1.TensorR\aneurons\"\xb7\x05\n" +
+	"\aneurons\x18\r \x01(\v2\x15.chunkscope.v1.TensorR\aneurons\x121\n" +
+	"\x05sweep\x18\x0e \x03(\v2\x1b.chunkscope.v1.PaSweepPointR\x05sweep\x12G\n" +
+	"\x0fcross_validated\x18\x0f \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\x0ecrossValidated\x12\x19\n" +
+	"\bcv_folds\x18\x10 \x01(\x05R\acvFolds\x12B\n" +
+	"\rout_of_sample\x18\x11 \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\voutOfSample\"\xc8\x06\n" +
 	"\n" +
 	"Dictionary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
@@ -2609,7 +3037,9 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\vdescription\x18\r \x01(\tR\vdescription\x12\x1b\n" +
 	"\tn_entries\x18\x0e \x01(\x05R\bnEntries\x12:\n" +
 	"\x05stats\x18\x0f \x03(\v2$.chunkscope.v1.Dictionary.StatsEntryR\x05stats\x123\n" +
-	"\aentries\x18\x10 \x03(\v2\x19.chunkscope.v1.ChunkEntryR\aentries\x1a8\n" +
+	"\aentries\x18\x10 \x03(\v2\x19.chunkscope.v1.ChunkEntryR\aentries\x12H\n" +
+	"\x10infeasible_cells\x18\x11 \x03(\v2\x1d.chunkscope.v1.InfeasibleCellR\x0finfeasibleCells\x12E\n" +
+	"\vrecommended\x18\x12 \x03(\v2#.chunkscope.v1.RecommendedHookPointR\vrecommended\x1a8\n" +
 	"\n" +
 	"StatsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -2688,7 +3118,7 @@ func file_chunkscope_v1_dictionaries_proto_rawDescGZIP() []byte {
 }
 
 var file_chunkscope_v1_dictionaries_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_chunkscope_v1_dictionaries_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_chunkscope_v1_dictionaries_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_chunkscope_v1_dictionaries_proto_goTypes = []any{
 	(ContextPolicy)(0),                     // 0: chunkscope.v1.ContextPolicy
 	(PaCriterion)(0),                       // 1: chunkscope.v1.PaCriterion
@@ -2708,26 +3138,29 @@ var file_chunkscope_v1_dictionaries_proto_goTypes = []any{
 	(*ExtractionProgress)(nil),             // 15: chunkscope.v1.ExtractionProgress
 	(*ExtractDictionaryResponse)(nil),      // 16: chunkscope.v1.ExtractDictionaryResponse
 	(*ExtractionResult)(nil),               // 17: chunkscope.v1.ExtractionResult
-	(*DetectionScores)(nil),                // 18: chunkscope.v1.DetectionScores
-	(*ChunkExample)(nil),                   // 19: chunkscope.v1.ChunkExample
-	(*ChunkEntry)(nil),                     // 20: chunkscope.v1.ChunkEntry
-	(*Dictionary)(nil),                     // 21: chunkscope.v1.Dictionary
-	(*GetDictionaryRequest)(nil),           // 22: chunkscope.v1.GetDictionaryRequest
-	(*GetDictionaryResponse)(nil),          // 23: chunkscope.v1.GetDictionaryResponse
-	(*ListDictionariesRequest)(nil),        // 24: chunkscope.v1.ListDictionariesRequest
-	(*ListDictionariesResponse)(nil),       // 25: chunkscope.v1.ListDictionariesResponse
-	(*DeleteDictionaryRequest)(nil),        // 26: chunkscope.v1.DeleteDictionaryRequest
-	(*DeleteDictionaryResponse)(nil),       // 27: chunkscope.v1.DeleteDictionaryResponse
-	(*ExportDictionaryRequest)(nil),        // 28: chunkscope.v1.ExportDictionaryRequest
-	(*ExportDictionaryResponse)(nil),       // 29: chunkscope.v1.ExportDictionaryResponse
-	(*ImportDictionaryRequest)(nil),        // 30: chunkscope.v1.ImportDictionaryRequest
-	(*ImportDictionaryResponse)(nil),       // 31: chunkscope.v1.ImportDictionaryResponse
-	nil,                                    // 32: chunkscope.v1.Dictionary.StatsEntry
-	(*ModelRef)(nil),                       // 33: chunkscope.v1.ModelRef
-	(*Tensor)(nil),                         // 34: chunkscope.v1.Tensor
-	(*timestamppb.Timestamp)(nil),          // 35: google.protobuf.Timestamp
-	(*PageRequest)(nil),                    // 36: chunkscope.v1.PageRequest
-	(*PageResponse)(nil),                   // 37: chunkscope.v1.PageResponse
+	(*PaSweepPoint)(nil),                   // 18: chunkscope.v1.PaSweepPoint
+	(*InfeasibleCell)(nil),                 // 19: chunkscope.v1.InfeasibleCell
+	(*RecommendedHookPoint)(nil),           // 20: chunkscope.v1.RecommendedHookPoint
+	(*DetectionScores)(nil),                // 21: chunkscope.v1.DetectionScores
+	(*ChunkExample)(nil),                   // 22: chunkscope.v1.ChunkExample
+	(*ChunkEntry)(nil),                     // 23: chunkscope.v1.ChunkEntry
+	(*Dictionary)(nil),                     // 24: chunkscope.v1.Dictionary
+	(*GetDictionaryRequest)(nil),           // 25: chunkscope.v1.GetDictionaryRequest
+	(*GetDictionaryResponse)(nil),          // 26: chunkscope.v1.GetDictionaryResponse
+	(*ListDictionariesRequest)(nil),        // 27: chunkscope.v1.ListDictionariesRequest
+	(*ListDictionariesResponse)(nil),       // 28: chunkscope.v1.ListDictionariesResponse
+	(*DeleteDictionaryRequest)(nil),        // 29: chunkscope.v1.DeleteDictionaryRequest
+	(*DeleteDictionaryResponse)(nil),       // 30: chunkscope.v1.DeleteDictionaryResponse
+	(*ExportDictionaryRequest)(nil),        // 31: chunkscope.v1.ExportDictionaryRequest
+	(*ExportDictionaryResponse)(nil),       // 32: chunkscope.v1.ExportDictionaryResponse
+	(*ImportDictionaryRequest)(nil),        // 33: chunkscope.v1.ImportDictionaryRequest
+	(*ImportDictionaryResponse)(nil),       // 34: chunkscope.v1.ImportDictionaryResponse
+	nil,                                    // 35: chunkscope.v1.Dictionary.StatsEntry
+	(*ModelRef)(nil),                       // 36: chunkscope.v1.ModelRef
+	(*Tensor)(nil),                         // 37: chunkscope.v1.Tensor
+	(*timestamppb.Timestamp)(nil),          // 38: google.protobuf.Timestamp
+	(*PageRequest)(nil),                    // 39: chunkscope.v1.PageRequest
+	(*PageResponse)(nil),                   // 40: chunkscope.v1.PageResponse
 }
 var file_chunkscope_v1_dictionaries_proto_depIdxs = []int32{
 	4,  // 0: chunkscope.v1.SequenceList.sequences:type_name -> chunkscope.v1.SymbolSequence
@@ -2736,7 +3169,7 @@ var file_chunkscope_v1_dictionaries_proto_depIdxs = []int32{
 	9,  // 3: chunkscope.v1.PopulationAveragingParams.concepts:type_name -> chunkscope.v1.ConceptWords
 	8,  // 4: chunkscope.v1.PopulationAveragingParams.spans:type_name -> chunkscope.v1.LabelSpan
 	1,  // 5: chunkscope.v1.PopulationAveragingParams.criterion:type_name -> chunkscope.v1.PaCriterion
-	33, // 6: chunkscope.v1.ExtractDictionaryRequest.model:type_name -> chunkscope.v1.ModelRef
+	36, // 6: chunkscope.v1.ExtractDictionaryRequest.model:type_name -> chunkscope.v1.ModelRef
 	7,  // 7: chunkscope.v1.ExtractDictionaryRequest.corpus:type_name -> chunkscope.v1.Corpus
 	7,  // 8: chunkscope.v1.ExtractDictionaryRequest.heldout:type_name -> chunkscope.v1.Corpus
 	0,  // 9: chunkscope.v1.ExtractDictionaryRequest.context:type_name -> chunkscope.v1.ContextPolicy
@@ -2747,40 +3180,50 @@ var file_chunkscope_v1_dictionaries_proto_depIdxs = []int32{
 	2,  // 14: chunkscope.v1.ExtractionProgress.phase:type_name -> chunkscope.v1.ExtractionPhase
 	15, // 15: chunkscope.v1.ExtractDictionaryResponse.progress:type_name -> chunkscope.v1.ExtractionProgress
 	17, // 16: chunkscope.v1.ExtractDictionaryResponse.result:type_name -> chunkscope.v1.ExtractionResult
-	21, // 17: chunkscope.v1.ExtractionResult.dictionaries:type_name -> chunkscope.v1.Dictionary
-	18, // 18: chunkscope.v1.ChunkEntry.train:type_name -> chunkscope.v1.DetectionScores
-	18, // 19: chunkscope.v1.ChunkEntry.heldout:type_name -> chunkscope.v1.DetectionScores
-	19, // 20: chunkscope.v1.ChunkEntry.examples:type_name -> chunkscope.v1.ChunkExample
-	34, // 21: chunkscope.v1.ChunkEntry.prototype:type_name -> chunkscope.v1.Tensor
-	34, // 22: chunkscope.v1.ChunkEntry.neurons:type_name -> chunkscope.v1.Tensor
-	33, // 23: chunkscope.v1.Dictionary.model:type_name -> chunkscope.v1.ModelRef
-	3,  // 24: chunkscope.v1.Dictionary.method:type_name -> chunkscope.v1.ChunkMethod
-	35, // 25: chunkscope.v1.Dictionary.created_at:type_name -> google.protobuf.Timestamp
-	32, // 26: chunkscope.v1.Dictionary.stats:type_name -> chunkscope.v1.Dictionary.StatsEntry
-	20, // 27: chunkscope.v1.Dictionary.entries:type_name -> chunkscope.v1.ChunkEntry
-	21, // 28: chunkscope.v1.GetDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	36, // 29: chunkscope.v1.ListDictionariesRequest.page:type_name -> chunkscope.v1.PageRequest
-	21, // 30: chunkscope.v1.ListDictionariesResponse.dictionaries:type_name -> chunkscope.v1.Dictionary
-	37, // 31: chunkscope.v1.ListDictionariesResponse.page:type_name -> chunkscope.v1.PageResponse
-	21, // 32: chunkscope.v1.DeleteDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	21, // 33: chunkscope.v1.ImportDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	14, // 34: chunkscope.v1.DictionaryService.ExtractDictionary:input_type -> chunkscope.v1.ExtractDictionaryRequest
-	22, // 35: chunkscope.v1.DictionaryService.GetDictionary:input_type -> chunkscope.v1.GetDictionaryRequest
-	24, // 36: chunkscope.v1.DictionaryService.ListDictionaries:input_type -> chunkscope.v1.ListDictionariesRequest
-	26, // 37: chunkscope.v1.DictionaryService.DeleteDictionary:input_type -> chunkscope.v1.DeleteDictionaryRequest
-	28, // 38: chunkscope.v1.DictionaryService.ExportDictionary:input_type -> chunkscope.v1.ExportDictionaryRequest
-	30, // 39: chunkscope.v1.DictionaryService.ImportDictionary:input_type -> chunkscope.v1.ImportDictionaryRequest
-	16, // 40: chunkscope.v1.DictionaryService.ExtractDictionary:output_type -> chunkscope.v1.ExtractDictionaryResponse
-	23, // 41: chunkscope.v1.DictionaryService.GetDictionary:output_type -> chunkscope.v1.GetDictionaryResponse
-	25, // 42: chunkscope.v1.DictionaryService.ListDictionaries:output_type -> chunkscope.v1.ListDictionariesResponse
-	27, // 43: chunkscope.v1.DictionaryService.DeleteDictionary:output_type -> chunkscope.v1.DeleteDictionaryResponse
-	29, // 44: chunkscope.v1.DictionaryService.ExportDictionary:output_type -> chunkscope.v1.ExportDictionaryResponse
-	31, // 45: chunkscope.v1.DictionaryService.ImportDictionary:output_type -> chunkscope.v1.ImportDictionaryResponse
-	40, // [40:46] is the sub-list for method output_type
-	34, // [34:40] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	24, // 17: chunkscope.v1.ExtractionResult.dictionaries:type_name -> chunkscope.v1.Dictionary
+	19, // 18: chunkscope.v1.ExtractionResult.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
+	20, // 19: chunkscope.v1.ExtractionResult.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
+	18, // 20: chunkscope.v1.InfeasibleCell.sweep:type_name -> chunkscope.v1.PaSweepPoint
+	21, // 21: chunkscope.v1.RecommendedHookPoint.cross_validated:type_name -> chunkscope.v1.DetectionScores
+	21, // 22: chunkscope.v1.RecommendedHookPoint.out_of_sample:type_name -> chunkscope.v1.DetectionScores
+	21, // 23: chunkscope.v1.ChunkEntry.train:type_name -> chunkscope.v1.DetectionScores
+	21, // 24: chunkscope.v1.ChunkEntry.heldout:type_name -> chunkscope.v1.DetectionScores
+	22, // 25: chunkscope.v1.ChunkEntry.examples:type_name -> chunkscope.v1.ChunkExample
+	37, // 26: chunkscope.v1.ChunkEntry.prototype:type_name -> chunkscope.v1.Tensor
+	37, // 27: chunkscope.v1.ChunkEntry.neurons:type_name -> chunkscope.v1.Tensor
+	18, // 28: chunkscope.v1.ChunkEntry.sweep:type_name -> chunkscope.v1.PaSweepPoint
+	21, // 29: chunkscope.v1.ChunkEntry.cross_validated:type_name -> chunkscope.v1.DetectionScores
+	21, // 30: chunkscope.v1.ChunkEntry.out_of_sample:type_name -> chunkscope.v1.DetectionScores
+	36, // 31: chunkscope.v1.Dictionary.model:type_name -> chunkscope.v1.ModelRef
+	3,  // 32: chunkscope.v1.Dictionary.method:type_name -> chunkscope.v1.ChunkMethod
+	38, // 33: chunkscope.v1.Dictionary.created_at:type_name -> google.protobuf.Timestamp
+	35, // 34: chunkscope.v1.Dictionary.stats:type_name -> chunkscope.v1.Dictionary.StatsEntry
+	23, // 35: chunkscope.v1.Dictionary.entries:type_name -> chunkscope.v1.ChunkEntry
+	19, // 36: chunkscope.v1.Dictionary.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
+	20, // 37: chunkscope.v1.Dictionary.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
+	24, // 38: chunkscope.v1.GetDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	39, // 39: chunkscope.v1.ListDictionariesRequest.page:type_name -> chunkscope.v1.PageRequest
+	24, // 40: chunkscope.v1.ListDictionariesResponse.dictionaries:type_name -> chunkscope.v1.Dictionary
+	40, // 41: chunkscope.v1.ListDictionariesResponse.page:type_name -> chunkscope.v1.PageResponse
+	24, // 42: chunkscope.v1.DeleteDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	24, // 43: chunkscope.v1.ImportDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	14, // 44: chunkscope.v1.DictionaryService.ExtractDictionary:input_type -> chunkscope.v1.ExtractDictionaryRequest
+	25, // 45: chunkscope.v1.DictionaryService.GetDictionary:input_type -> chunkscope.v1.GetDictionaryRequest
+	27, // 46: chunkscope.v1.DictionaryService.ListDictionaries:input_type -> chunkscope.v1.ListDictionariesRequest
+	29, // 47: chunkscope.v1.DictionaryService.DeleteDictionary:input_type -> chunkscope.v1.DeleteDictionaryRequest
+	31, // 48: chunkscope.v1.DictionaryService.ExportDictionary:input_type -> chunkscope.v1.ExportDictionaryRequest
+	33, // 49: chunkscope.v1.DictionaryService.ImportDictionary:input_type -> chunkscope.v1.ImportDictionaryRequest
+	16, // 50: chunkscope.v1.DictionaryService.ExtractDictionary:output_type -> chunkscope.v1.ExtractDictionaryResponse
+	26, // 51: chunkscope.v1.DictionaryService.GetDictionary:output_type -> chunkscope.v1.GetDictionaryResponse
+	28, // 52: chunkscope.v1.DictionaryService.ListDictionaries:output_type -> chunkscope.v1.ListDictionariesResponse
+	30, // 53: chunkscope.v1.DictionaryService.DeleteDictionary:output_type -> chunkscope.v1.DeleteDictionaryResponse
+	32, // 54: chunkscope.v1.DictionaryService.ExportDictionary:output_type -> chunkscope.v1.ExportDictionaryResponse
+	34, // 55: chunkscope.v1.DictionaryService.ImportDictionary:output_type -> chunkscope.v1.ImportDictionaryResponse
+	50, // [50:56] is the sub-list for method output_type
+	44, // [44:50] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_chunkscope_v1_dictionaries_proto_init() }
@@ -2810,7 +3253,7 @@ func file_chunkscope_v1_dictionaries_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chunkscope_v1_dictionaries_proto_rawDesc), len(file_chunkscope_v1_dictionaries_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,9 @@ from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import detection_pb2 as pb
 from chunkscope_client.v1 import detection_pb2_grpc
 
-MAX_INPUTS, MAX_DICTIONARIES = 256, 16
+# 64 dictionaries: every hook point of a multi-hook dictionary set (say each block's resid_post
+# of a 30-block model, with its resid_pre too) in one request, so one forward per input.
+MAX_INPUTS, MAX_DICTIONARIES = 256, 64
 MAX_TOKENS = 1 << 16
 
 
@@ -61,7 +63,10 @@ def plan(config: pb.DetectionConfig, registry: ModelRegistry, cache: DetectorCac
     ]
     wanted = set(config.labels)
     keep = [
-        np.asarray([k for k, label in enumerate(d.labels) if not wanted or label in wanted])
+        np.asarray(
+            [k for k, label in enumerate(d.labels) if not wanted or label in wanted],
+            dtype=np.int64,  # integer even when empty: a PA dictionary may hold no entries
+        )
         for d in detectors
     ]
     known = {label for d in detectors for label in d.labels}

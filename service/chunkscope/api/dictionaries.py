@@ -92,6 +92,12 @@ def _pa(p: pb.PopulationAveragingParams) -> methods.PASpec:
     }.get(p.criterion)
     if criterion is None:
         raise InvalidArgument.field("population_averaging.criterion", "unknown PaCriterion value")
+    if not (p.cv_folds in (-1, 0) or 2 <= p.cv_folds <= pa.MAX_CV_FOLDS):
+        raise InvalidArgument.field(
+            "population_averaging.cv_folds",
+            f"{p.cv_folds} is not a fold count: use 0 for the default (5 folds), 2.."
+            f"{pa.MAX_CV_FOLDS}, or -1 to turn cross-validation off",
+        )
     params = pa.PAParams(
         n_samples=p.n_samples or 5,
         min_occurrences=p.min_occurrences or 10,
@@ -99,9 +105,10 @@ def _pa(p: pb.PopulationAveragingParams) -> methods.PASpec:
         criterion=criterion,
         max_fpr=_or(p.max_fpr, 0.001),
         seed=p.seed,
+        cv_folds={0: 5, -1: 0}.get(p.cv_folds, p.cv_folds),
     )
     spans = tuple(Span(s.text_index, s.start, s.end, s.concept) for s in p.spans)
-    return methods.PASpec(tuple(concepts), spans, p.step, params)
+    return methods.PASpec(tuple(concepts), spans, p.step, params, p.require_all_cells)
 
 
 def _method(request: pb.ExtractDictionaryRequest) -> tuple[str, methods.MethodSpec]:
@@ -174,6 +181,24 @@ def _scores(d: dict[str, Any] | None) -> pb.DetectionScores | None:
     return None if d is None else pb.DetectionScores(**d)
 
 
+def _sweep(points: list[dict[str, Any]]) -> list[pb.PaSweepPoint]:
+    return [pb.PaSweepPoint(**p) for p in points]
+
+
+def infeasible_to_proto(cell: dict[str, Any]) -> pb.InfeasibleCell:
+    return pb.InfeasibleCell(**{**cell, "sweep": _sweep(cell["sweep"])})
+
+
+def recommended_to_proto(item: dict[str, Any]) -> pb.RecommendedHookPoint:
+    return pb.RecommendedHookPoint(
+        **{
+            **item,
+            "out_of_sample": _scores(item.get("out_of_sample")),
+            "cross_validated": _scores(item.get("cross_validated")),
+        }
+    )
+
+
 def _prototype(method: str, entry: dict[str, Any], t: dict[str, np.ndarray]) -> dict[str, Any]:
     k = entry["id"]
     if method == "population_averaging":
@@ -199,6 +224,10 @@ def entry_to_proto(
         train=_scores(entry.get("train")),
         heldout=_scores(entry.get("heldout")),
         auc=entry.get("auc", 0.0),
+        sweep=_sweep(entry.get("sweep", [])),
+        out_of_sample=_scores(entry.get("out_of_sample")),
+        cross_validated=_scores(entry.get("cross_validated")),
+        cv_folds=entry.get("cv_folds", 0),
         states=entry.get("states", []),
         examples=[pb.ChunkExample(**e) for e in entry.get("examples", [])],
         **(_prototype(method, entry, t) if t is not None else {}),
@@ -234,6 +263,12 @@ def dictionary_to_proto(
         n_entries=len(manifest["entries"]),
         stats=manifest["stats"],
         entries=[entry_to_proto(manifest["method"], e, t) for e in manifest["entries"]]
+        if entries
+        else [],
+        infeasible_cells=[infeasible_to_proto(c) for c in manifest.get("infeasible_cells", [])]
+        if entries
+        else [],
+        recommended=[recommended_to_proto(r) for r in manifest.get("recommended", [])]
         if entries
         else [],
     )
@@ -293,6 +328,15 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
                     result=pb.ExtractionResult(
                         dictionaries=[dictionary_to_proto(m) for m in event],
                         elapsed_seconds=elapsed,
+                        infeasible_cells=[
+                            infeasible_to_proto(c)
+                            for m in event
+                            for c in m.get("infeasible_cells", [])
+                        ],
+                        recommended=[
+                            recommended_to_proto(r)
+                            for r in (event[0] if event else {}).get("recommended", [])
+                        ],
                     )
                 )
 

@@ -10,7 +10,11 @@ Corrections relative to the published code, on purpose:
 - sampling is seeded (``np.random.default_rng(seed)``), so a fit is reproducible;
 - an empty neuron subset is skipped instead of dividing by zero;
 - labels are a boolean mask, never list membership;
-- besides the authors' "best accuracy" criterion there is "best TPR subject to FPR <= max_fpr".
+- besides the authors' "best accuracy" criterion there is "best TPR subject to FPR <= max_fpr";
+- besides the in-sample training scores (which count the very samples that set the radius, so
+  they flatter) there are two honest ones: the stored chunk on the training occurrences it was
+  not fitted on (out of sample), and k-fold cross-validation of the whole fit; :func:`recommend`
+  picks a hook point per concept by them.
 
 This module is pure: numpy only. It must not import gRPC, torch, the config, the store, or do any
 file IO; the service owns those and passes arrays in.
@@ -27,6 +31,7 @@ import numpy as np
 __all__ = [
     "CRITERIA",
     "DEFAULT_TAUS",
+    "HonestScores",
     "NoValidTolerance",
     "PAChunk",
     "PAParams",
@@ -34,9 +39,12 @@ __all__ = [
     "SweepPoint",
     "TooFewOccurrences",
     "auc_from_sweep",
+    "cross_validate",
+    "cv_folds_for",
     "distances",
     "fit_concept",
     "matches",
+    "recommend",
     "score",
 ]
 
@@ -44,6 +52,7 @@ __all__ = [
 DEFAULT_TAUS: tuple[float, ...] = (100.0, 30.0, 20.0, 10.0, 3.0, *(0.8**i for i in range(35)))
 
 CRITERIA: tuple[str, ...] = ("accuracy", "tpr_at_fpr")
+MAX_CV_FOLDS = 100
 
 # Rows are processed in blocks so that no [T, d] temporary is ever made: a block holds at most
 # this many gathered elements (float32: 8 MiB, cache-friendly; larger blocks measured no faster),
@@ -62,6 +71,9 @@ class PAParams:
     criterion: str = "accuracy"
     max_fpr: float = 0.001
     seed: int = 0
+    # Folds of the cross-validated scores (0: none). More folds than the occurrences allow are
+    # raised to what they allow (see cv_folds_for).
+    cv_folds: int = 5
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and its allowed range."""
@@ -91,6 +103,13 @@ class PAParams:
             raise ValueError(f"max_fpr must be a number in [0, 1], got {self.max_fpr!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not _is_int(self.cv_folds) or not (
+            self.cv_folds == 0 or 2 <= self.cv_folds <= MAX_CV_FOLDS
+        ):
+            raise ValueError(
+                f"cv_folds must be 0 (no cross-validation) or an integer in 2..{MAX_CV_FOLDS}, "
+                f"got {self.cv_folds!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,42 @@ class PAChunk:
     auc: float
     sweep: tuple[SweepPoint, ...]
     sample_positions: np.ndarray  # int64 [n_samples], sorted
+    # The stored chunk on the training positions other than its samples (None when every
+    # occurrence was sampled): honest about the radius, which only the samples set.
+    out_of_sample: Scores | None = None
+    # k-fold cross-validation over the training positions (None when not asked for, or when the
+    # occurrences are too few to leave n_samples in every training fold); cv_folds: k used.
+    cross_validated: Scores | None = None
+    cv_folds: int = 0
+
+    @property
+    def honest(self) -> HonestScores:
+        return HonestScores(self.out_of_sample, self.cross_validated)
+
+
+@dataclass(frozen=True)
+class HonestScores:
+    """The scores of a chunk that no fitted occurrence counts in, and what they rank by.
+
+    ``tpr`` is the mean of the out-of-sample TPR (how this very chunk does on occurrences it was
+    not fitted on) and the cross-validated TPR (how the fit does at this hook point on another
+    draw of samples): each alone was measured to choose worse blocks than both together
+    (scripts/check_recommendation.py). ``fpr`` is the cross-validated FPR when there is one: the
+    stored chunk's FPR was the very thing its tolerance was chosen to keep low.
+    """
+
+    out_of_sample: Scores | None
+    cross_validated: Scores | None
+
+    @property
+    def tpr(self) -> float | None:
+        rates = [s.tpr for s in (self.out_of_sample, self.cross_validated) if s and s.positives]
+        return float(np.mean(rates)) if rates else None
+
+    @property
+    def fpr(self) -> float | None:
+        chosen = self.cross_validated or self.out_of_sample
+        return chosen.fpr if chosen is not None else None
 
 
 class TooFewOccurrences(ValueError):
@@ -146,7 +201,23 @@ class TooFewOccurrences(ValueError):
 
 
 class NoValidTolerance(ValueError):
-    """No tolerance produced a usable chunk (every subset empty, or none met max_fpr)."""
+    """No tolerance produced a usable chunk (every subset empty, or none met max_fpr).
+
+    ``sweep`` holds the scored tolerances (empty when every subset was empty), so that a caller
+    can show why; ``cross_validated`` the cross-validated scores when they were computed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        sweep: Sequence[SweepPoint] = (),
+        cross_validated: Scores | None = None,
+        cv_folds: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.sweep = tuple(sweep)
+        self.cross_validated = cross_validated
+        self.cv_folds = cv_folds
 
 
 def fit_concept(
@@ -173,27 +244,24 @@ def fit_concept(
         raise TooFewOccurrences(int(pos.size), params.n_samples, "n_samples")
     heldout = _check_heldout(heldout_states, heldout_positives, dim)
 
-    # Sample from the sorted positions so the draw depends only on the set and the seed.
-    rng = np.random.default_rng(params.seed)
-    sample = np.sort(rng.choice(np.sort(pos), size=params.n_samples, replace=False))
-    sample = sample.astype(np.int64)
-    sampled = np.asarray(states[sample], dtype=np.float64)
-    mean64 = sampled.mean(axis=0)
-    # The largest deviation of any sample, per neuron: C(τ) is simply {j : max_dev[j] < τ}.
-    max_dev = np.abs(sampled - mean64).max(axis=0)
-    # The stored prototype is float32, so every distance (sweep and final) is measured from it.
-    mean32 = mean64.astype(np.float32)
-
+    sample, max_dev, mean32 = _draw(states, pos, params.n_samples, params.seed)
     pos_mask = np.zeros(n_rows, dtype=bool)
     pos_mask[pos] = True
-    sweep = _sweep(states, pos_mask, sample, max_dev, mean32, params.taus)
+    sweep, _ = _sweep(states, pos_mask, sample, max_dev, mean32, params.taus)
+    cv, folds = (None, 0)
+    if params.cv_folds:
+        cv, folds = cross_validate(states, pos, params)
     if not sweep:
         raise NoValidTolerance(
             f"every tau gave an empty neuron subset: the smallest per-neuron deviation over the "
             f"{params.n_samples} samples is {float(max_dev.min()):.6g}, the largest tau is "
-            f"{max(params.taus):.6g}"
-        )
-    best = _choose(sweep, params.criterion, params.max_fpr, n_rows - int(pos.size))
+            f"{max(params.taus):.6g}",
+            (), cv, folds,
+        )  # fmt: skip
+    try:
+        best = _choose(sweep, params.criterion, params.max_fpr, n_rows - int(pos.size))
+    except NoValidTolerance as exc:
+        raise NoValidTolerance(str(exc), sweep, cv, folds) from None
 
     neurons = np.flatnonzero(max_dev < best.tau).astype(np.int64)
     prototype = mean32[neurons]
@@ -201,7 +269,20 @@ def fit_concept(
     # Δ is taken from the very float32 values a later matches() call computes (row results do
     # not depend on blocking), so every sample is guaranteed to match its own chunk.
     radius = float(train_dist[sample].max())
-    train = score(train_dist <= np.float32(radius), pos, n_rows)
+    matched = train_dist <= np.float32(radius)
+    train = score(matched, pos, n_rows)
+    # Every sample matches (radius above), so leaving them out takes them off TP and positives.
+    unsampled = int(pos.size) - int(sample.size)
+    out_of_sample = (
+        _scores(
+            int(np.count_nonzero(matched[pos])) - int(np.count_nonzero(matched[sample])),
+            int(np.count_nonzero(matched)) - int(np.count_nonzero(matched[pos])),
+            unsampled,
+            n_rows - int(pos.size),
+        )
+        if unsampled
+        else None
+    )
     heldout_scores = None
     if heldout is not None:
         h_states, h_pos = heldout
@@ -219,7 +300,88 @@ def fit_concept(
         auc=auc_from_sweep(sweep),
         sweep=tuple(sweep),
         sample_positions=sample,
+        out_of_sample=out_of_sample,
+        cross_validated=cv,
+        cv_folds=folds,
     )
+
+
+def cv_folds_for(n_positives: int, n_samples: int, wanted: int) -> int:
+    """The fold count cross-validation uses: the least k >= ``wanted`` whose every training part
+    (the positives outside one fold, at least n - ceil(n / k) of them) still holds ``n_samples``
+    occurrences; 0 when not even leave-one-out does (or when ``wanted`` is 0)."""
+    if wanted < 2:
+        return 0
+    for k in range(wanted, n_positives + 1):
+        if n_positives - math.ceil(n_positives / k) >= n_samples:
+            return k
+    return 0
+
+
+def cross_validate(
+    states: np.ndarray, positives: np.ndarray, params: PAParams
+) -> tuple[Scores | None, int]:
+    """k-fold cross-validated scores of the whole fit (sampling, sweep, choice of τ).
+
+    Positions are split into k folds, positives and negatives each spread evenly (seeded). For
+    each fold, samples are drawn from the positives outside it, the sweep is scored and τ chosen
+    on the rows outside it, and the fold's own rows are then matched against that chunk; the
+    counts over all folds give one TPR/FPR/accuracy that no fitted occurrence has counted in. A
+    fold whose training rows admit no τ (the FPR bound) detects nothing, as the request would.
+    Returns (None, 0) when ``params.cv_folds`` is 0 or the occurrences are too few.
+    """
+    states = _check_states(states, "states")
+    n_rows = states.shape[0]
+    pos = np.sort(_check_positions(positives, n_rows, "positives"))
+    folds = cv_folds_for(int(pos.size), params.n_samples, params.cv_folds)
+    if folds == 0:
+        return None, 0
+    pos_mask = np.zeros(n_rows, dtype=bool)
+    pos_mask[pos] = True
+    neg = np.flatnonzero(~pos_mask)
+    # A generator of its own, so the final fit's draw stays what it was without CV.
+    rng = np.random.default_rng([params.seed, 0x5CF0])
+    fold_of = np.empty(n_rows, dtype=np.int64)
+    fold_of[pos] = rng.permutation(pos.size) % folds
+    fold_of[neg] = rng.permutation(neg.size) % folds
+    tp = fp = 0
+    for fold in range(folds):
+        test = fold_of == fold
+        train_pos = pos[~test[pos]]
+        sample, max_dev, mean32 = _draw(states, train_pos, params.n_samples, params.seed + fold)
+        sweep, held = _sweep(states, pos_mask, sample, max_dev, mean32, params.taus, test)
+        if not sweep:
+            continue
+        n_neg_train = int(np.count_nonzero(~test)) - int(train_pos.size)
+        try:
+            best = _choose(sweep, params.criterion, params.max_fpr, n_neg_train)
+        except NoValidTolerance:
+            continue
+        fold_tp, fold_matched = held[sweep.index(best)]
+        tp += fold_tp
+        fp += fold_matched - fold_tp
+    return _scores(tp, fp, int(pos.size), n_rows - int(pos.size)), folds
+
+
+def recommend(candidates: Sequence[HonestScores | None], max_fpr: float) -> int | None:
+    """Index of the candidate (one concept's honest scores at several hook points) to recommend.
+
+    The highest honest TPR among candidates whose honest FPR is <= max_fpr; when none is, the
+    highest TPR - FPR. Ties go to the higher out-of-sample TPR, then to the earlier candidate.
+    Candidates without an honest TPR (None, or no scores) are skipped; None if all are.
+    """
+    scored = []
+    for i, c in enumerate(candidates):
+        if c is None or c.tpr is None or c.fpr is None:
+            continue
+        oos = c.out_of_sample.tpr if c.out_of_sample is not None else 0.0
+        scored.append((i, c.tpr, c.fpr, oos))
+    if not scored:
+        return None
+    admissible = [c for c in scored if c[2] <= max_fpr]
+    if admissible:
+        return max(admissible, key=lambda c: (c[1], c[3]))[0]
+    return max(scored, key=lambda c: (c[1] - c[2], c[3]))[0]
 
 
 def distances(states: np.ndarray, neurons: np.ndarray, prototype: np.ndarray) -> np.ndarray:
@@ -279,6 +441,21 @@ def auc_from_sweep(sweep: Sequence[SweepPoint]) -> float:
 # --- internals ---------------------------------------------------------------------------------
 
 
+def _draw(
+    states: np.ndarray, pos: np.ndarray, n_samples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sampled rows (sorted), each neuron's largest deviation over them, the float32 mean."""
+    # Sample from the sorted positions so the draw depends only on the set and the seed.
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(np.sort(pos), size=n_samples, replace=False)).astype(np.int64)
+    sampled = np.asarray(states[sample], dtype=np.float64)
+    mean64 = sampled.mean(axis=0)
+    # The largest deviation of any sample, per neuron: C(τ) is simply {j : max_dev[j] < τ}.
+    max_dev = np.abs(sampled - mean64).max(axis=0)
+    # The stored prototype is float32, so every distance (sweep and final) is measured from it.
+    return sample, max_dev, mean64.astype(np.float32)
+
+
 def _sweep(
     states: np.ndarray,
     pos_mask: np.ndarray,
@@ -286,8 +463,12 @@ def _sweep(
     max_dev: np.ndarray,
     mean32: np.ndarray,
     taus: Sequence[float],
-) -> list[SweepPoint]:
+    test: np.ndarray | None = None,
+) -> tuple[list[SweepPoint], list[tuple[int, int]]]:
     """Score every tolerance with a non-empty subset in one pass over the states.
+
+    With a bool mask ``test``, the points are scored on the other rows only, and the second list
+    holds, per point, (matched positives, matched rows) among the ``test`` rows (else it is empty).
 
     The subsets are nested (a threshold on ``max_dev``), so with the neurons sorted by deviation,
     C(τ) is a prefix of that order. Per block we gather the largest subset in that order, sum the
@@ -303,7 +484,7 @@ def _sweep(
     sizes_per_tau = np.searchsorted(sorted_dev, np.array(taus_desc), side="left")
     kept = [(tau, int(size)) for tau, size in zip(taus_desc, sizes_per_tau, strict=True) if size]
     if not kept:
-        return []
+        return [], []
     sizes = np.unique(np.array([size for _, size in kept], dtype=np.int64))  # ascending
     cols = order[: sizes[-1]]
     proto = mean32[cols]
@@ -321,23 +502,38 @@ def _sweep(
 
     # Δ per subset from the same function the positions go through, so samples match themselves.
     radii = mean_sq(np.asarray(states[sample])).max(axis=0)
-    n_pos = int(np.count_nonzero(pos_mask))
+    train_mask = ~test if test is not None else None
+    n_pos = int(np.count_nonzero(pos_mask if train_mask is None else pos_mask & train_mask))
+    n_scored = n_rows if train_mask is None else int(np.count_nonzero(train_mask))
     matched_all = np.zeros(sizes.size, dtype=np.int64)
     matched_pos = np.zeros(sizes.size, dtype=np.int64)
+    test_all = np.zeros(sizes.size, dtype=np.int64)
+    test_pos = np.zeros(sizes.size, dtype=np.int64)
     step = _block_rows(int(cols.size))
     for start in range(0, n_rows, step):
         inside = mean_sq(states[start : start + step]) <= radii
-        matched_all += np.count_nonzero(inside, axis=0)
-        matched_pos += np.count_nonzero(inside[pos_mask[start : start + step]], axis=0)
+        block_pos = pos_mask[start : start + step]
+        if test is None:
+            matched_all += np.count_nonzero(inside, axis=0)
+            matched_pos += np.count_nonzero(inside[block_pos], axis=0)
+            continue
+        block_test = test[start : start + step]
+        matched_all += np.count_nonzero(inside[~block_test], axis=0)
+        matched_pos += np.count_nonzero(inside[block_pos & ~block_test], axis=0)
+        test_all += np.count_nonzero(inside[block_test], axis=0)
+        test_pos += np.count_nonzero(inside[block_pos & block_test], axis=0)
 
     index = {int(size): i for i, size in enumerate(sizes)}
     points = []
+    held = []
     for tau, size in kept:
         i = index[size]
         tp = int(matched_pos[i])
-        s = _scores(tp, int(matched_all[i]) - tp, n_pos, n_rows - n_pos)
+        s = _scores(tp, int(matched_all[i]) - tp, n_pos, n_scored - n_pos)
         points.append(SweepPoint(tau, size, float(radii[i]), s.tpr, s.fpr, s.accuracy))
-    return points
+        if test is not None:
+            held.append((int(test_pos[i]), int(test_all[i])))
+    return points, held
 
 
 def _choose(sweep: Sequence[SweepPoint], criterion: str, max_fpr: float, n_neg: int) -> SweepPoint:

@@ -252,21 +252,27 @@ def _dictionaries_table(found: list[dpb.Dictionary]) -> Table:
     return table
 
 
-def _show_dictionary(d: dpb.Dictionary) -> None:
+def _show_dictionary(d: dpb.Dictionary, *, recommended: bool = True) -> None:
     out.print(_dictionaries_table([d]))
     if d.stats:
         out.print("stats: " + ", ".join(f"{k}={v:g}" for k, v in sorted(d.stats.items())),
                   markup=False)  # fmt: skip
     table = Table("entry", "label", "count", "neurons", "threshold", "train tpr", "train fpr",
-                  "heldout tpr", "heldout fpr", "auc")  # fmt: skip
+                  "cv tpr", "heldout tpr", "heldout fpr", "auc")  # fmt: skip
     for e in d.entries:
         held = (
             [f"{e.heldout.tpr:.3f}", f"{e.heldout.fpr:.3f}"] if e.HasField("heldout") else ["", ""]
         )
         train = [f"{e.train.tpr:.3f}", f"{e.train.fpr:.3f}"]
+        cv = f"{e.cross_validated.tpr:.3f}" if e.HasField("cross_validated") else ""
         table.add_row(str(e.id), e.label, str(e.count), str(e.n_neurons), f"{e.threshold:.4g}",
-                      *train, *held, f"{e.auc:.3f}")  # fmt: skip
+                      *train, cv, *held, f"{e.auc:.3f}")  # fmt: skip
     out.print(table)
+    for cell in d.infeasible_cells:
+        out.print(f"no entry for {cell.concept!r}: {cell.message}", markup=False)
+    for r in d.recommended if recommended else []:
+        out.print(f"recommended for {r.concept!r}: {r.hook_point} ({r.dictionary_id} entry "
+                  f"{r.entry_id}, honest tpr {r.honest_tpr:.3f})", markup=False)  # fmt: skip
 
 
 @click.group(help="Extract, list, show, export, import and delete chunk dictionaries.")
@@ -356,8 +362,9 @@ def dictionaries_extract(
         out.print(f"extracted {len(result.dictionaries)} dictionar"
                   f"{'y' if len(result.dictionaries) == 1 else 'ies'} in "
                   f"{result.elapsed_seconds:.1f} s", markup=False)  # fmt: skip
-        for d in result.dictionaries:
-            _show_dictionary(d)
+        last = len(result.dictionaries) - 1
+        for i, d in enumerate(result.dictionaries):
+            _show_dictionary(d, recommended=i == last)  # the same list in each: once, at the end
 
 
 @dictionaries.command("list", help="List stored dictionaries, newest first.")

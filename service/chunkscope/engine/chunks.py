@@ -48,7 +48,8 @@ class DetectorCache:
     which of the cached ones a request names still exist (one query) and forgets the others.
     """
 
-    def __init__(self, store: DictionaryStore, size: int = 32) -> None:
+    # At least the dictionaries one Detect may name (64), so a request's prefetch holds them all.
+    def __init__(self, store: DictionaryStore, size: int = 64) -> None:
         self.store = store
         self.size = size
         self._cache: OrderedDict[str, Detector] = OrderedDict()
@@ -166,6 +167,12 @@ def resolve(
         spec.dictionary_id, model_name, content_hash, model, f"{field}.chunk.dictionary_id"
     )
     entries = len(detector.labels)
+    if not entries:
+        raise InvalidArgument.field(
+            f"{field}.chunk.entry_id",
+            f"{detector.id} has no entries: no concept was feasible at {detector.hook_point} "
+            "(GetDictionary lists why in infeasible_cells); use another hook point's dictionary",
+        )
     if not 0 <= spec.entry_id < entries:
         raise InvalidArgument.field(
             f"{field}.chunk.entry_id",

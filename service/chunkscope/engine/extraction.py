@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chunkscope import __version__
-from chunkscope.chunking import dsc, ucd
+from chunkscope.chunking import dsc, pa, ucd
 from chunkscope.corpus import Inputs, check_inputs
 from chunkscope.engine import methods
 from chunkscope.engine.capture import Captured, segments
@@ -33,6 +33,7 @@ from chunkscope.engine.registry import ModelRegistry
 from chunkscope.engine.relay import relay
 from chunkscope.engine.scheduler import oom_guarded
 from chunkscope.errors import (
+    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     ResourceExhausted,
@@ -184,6 +185,8 @@ class Extractor:
                 self._manifest(spec, model, hook_point, train, output, fingerprint)
                 for hook_point, output in outputs
             ]
+            if isinstance(spec.method_spec, methods.PASpec):
+                _per_cell_results(spec.method_spec, manifests, outputs)
             tensors = [output.tensors for _, output in outputs]
             await asyncio.get_running_loop().run_in_executor(
                 None, self._store_all, manifests, tensors
@@ -335,3 +338,60 @@ class Extractor:
             "entries": output.entries,
             "tensors_sha256": "",
         }
+
+
+def _per_cell_results(
+    spec: methods.PASpec,
+    manifests: list[dict[str, Any]],
+    outputs: list[tuple[str, methods.FitOutput]],
+) -> None:
+    """PA: refuse a job without a single feasible cell, else give every manifest its infeasible
+    cells and all of them the hook point recommended per concept (pa.recommend: by the scores
+    that no fitted occurrence counts in)."""
+    if not any(output.entries for _, output in outputs):
+        cells = [cell for _, output in outputs for cell in output.infeasible]
+        shown = "; ".join(
+            f"{c['concept']!r} at {c['hook_point']}: {c['message']}" for c in cells[:3]
+        )
+        more = f" (and {len(cells) - 3} more)" if len(cells) > 3 else ""
+        raise FailedPrecondition(
+            f"no (hook point, concept) cell has a valid tolerance: {shown}{more}; lower "
+            "n_samples, raise max_fpr, or use the ACCURACY criterion",
+            reason="NO_VALID_TOLERANCE",
+        )
+    recommended = []
+    for concept in _concepts_in_order(spec):
+        found = [
+            (manifest, entry)
+            for manifest in manifests
+            for entry in manifest["entries"]
+            if entry["label"] == concept
+        ]
+        honest = [_honest(entry) for _, entry in found]
+        best = pa.recommend(honest, spec.params.max_fpr)
+        if best is None:
+            continue
+        manifest, entry = found[best]
+        item = {
+            "concept": concept, "hook_point": manifest["hook_point"],
+            "dictionary_id": manifest["id"], "entry_id": entry["id"],
+            "honest_tpr": honest[best].tpr, "out_of_sample": entry["out_of_sample"],
+            "cross_validated": entry["cross_validated"],
+        }  # fmt: skip
+        recommended.append({k: v for k, v in item.items() if v is not None})
+    for manifest, (_, output) in zip(manifests, outputs, strict=True):
+        manifest["infeasible_cells"] = output.infeasible
+        manifest["recommended"] = recommended
+
+
+def _honest(entry: dict[str, Any]) -> pa.HonestScores:
+    def scores(key: str) -> pa.Scores | None:
+        return pa.Scores(**entry[key]) if entry.get(key) else None
+
+    return pa.HonestScores(scores("out_of_sample"), scores("cross_validated"))
+
+
+def _concepts_in_order(spec: methods.PASpec) -> list[str]:
+    """The request's concepts: by words first, then those only named by spans."""
+    names = [concept for concept, _ in spec.concepts] + [s.concept for s in spec.spans]
+    return list(dict.fromkeys(names))

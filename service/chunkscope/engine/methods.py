@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,8 @@ class PASpec:
     spans: tuple[Span, ...]
     step: int
     params: pa.PAParams
+    # All or nothing: one infeasible (hook point, concept) cell fails the request.
+    require_all_cells: bool = False
 
 
 @dataclass
@@ -43,6 +45,8 @@ class FitOutput:
     entries: list[dict[str, Any]]
     tensors: dict[str, np.ndarray]
     stats: dict[str, float]
+    # PA: the concepts that yielded no entry at this hook point, with reason and sweep.
+    infeasible: list[dict[str, Any]] = field(default_factory=list)
 
 
 MethodSpec = PASpec | dsc.DSCParams | ucd.CosineParams | ucd.DensityParams
@@ -55,6 +59,7 @@ def parameters_of(spec: MethodSpec) -> dict[str, Any]:
             "concepts": [{"concept": c, "words": list(w)} for c, w in spec.concepts],
             "spans": [asdict(s) for s in spec.spans],
             "step": spec.step,
+            "require_all_cells": spec.require_all_cells,
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec.params).items()},
         }
     return asdict(spec)
@@ -190,6 +195,7 @@ def fit_population_averaging(
     held_states = heldout.states(hook_point) if heldout is not None else None
     entries: list[dict[str, Any]] = []
     chunks: list[pa.PAChunk] = []
+    infeasible: list[dict[str, Any]] = []
     for i, (concept, positives) in enumerate(train_rows.items()):
         progress(i, len(train_rows))
         held_pos = heldout_rows.get(concept) if heldout_rows is not None else None
@@ -206,36 +212,51 @@ def fit_population_averaging(
                 reason="TOO_FEW_OCCURRENCES",
             ) from None
         except pa.NoValidTolerance as exc:
-            raise FailedPrecondition(
-                f"concept {concept!r} at {hook_point}: {exc}", reason="NO_VALID_TOLERANCE"
-            ) from None
+            if spec.require_all_cells:
+                raise FailedPrecondition(
+                    f"concept {concept!r} at {hook_point}: {exc}", reason="NO_VALID_TOLERANCE"
+                ) from None
+            # Per-cell results: the other cells are stored, this one is reported with its sweep.
+            infeasible.append({
+                "hook_point": hook_point, "concept": concept, "reason": "NO_VALID_TOLERANCE",
+                "message": str(exc), "count": int(positives.size),
+                "sweep": [asdict(p) for p in exc.sweep],
+            })  # fmt: skip
+            continue
         chunks.append(chunk)
         dist = pa.distances(states, chunk.neurons, chunk.prototype)
         best = np.argsort(dist, kind="stable")[:N_EXAMPLES]
         entries.append({
-            "id": i, "label": concept, "tau": chunk.tau, "threshold": chunk.radius,
+            "id": len(entries), "label": concept, "tau": chunk.tau, "threshold": chunk.radius,
             "n_neurons": int(chunk.neurons.size), "count": int(positives.size),
             "train": _scores(chunk.train), "heldout": _scores(chunk.heldout), "auc": chunk.auc,
+            "out_of_sample": _scores(chunk.out_of_sample),
+            "cross_validated": _scores(chunk.cross_validated), "cv_folds": chunk.cv_folds,
             "sweep": [asdict(p) for p in chunk.sweep],
             "examples": _examples(model, train, best, dist[best]),
         })  # fmt: skip
     progress(len(train_rows), len(train_rows))
     sizes = [c.neurons.size for c in chunks]
+    d = states.shape[1]
     tensors: dict[str, np.ndarray] = {
-        "neurons": np.concatenate([c.neurons for c in chunks]).astype(np.int64),
+        "neurons": np.concatenate([np.zeros(0, np.int64), *(c.neurons for c in chunks)]),
         "neuron_offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-        "prototype": np.concatenate([c.prototype for c in chunks]).astype(np.float32),
-        "mean": np.stack([c.mean for c in chunks]).astype(np.float32),
+        "prototype": np.concatenate(
+            [np.zeros(0, np.float32), *(c.prototype for c in chunks)]
+        ).astype(np.float32),
+        "mean": np.stack([c.mean for c in chunks]).astype(np.float32)
+        if chunks
+        else np.zeros((0, d), np.float32),
         "radius": np.asarray([c.radius for c in chunks], dtype=np.float32),
         "tau": np.asarray([c.tau for c in chunks], dtype=np.float32),
     }
-    stats = {"concepts": float(len(chunks))}
+    stats = {"concepts": float(len(chunks)), "infeasible_concepts": float(len(infeasible))}
     held = [c.heldout for c in chunks if c.heldout is not None]
     if held:
         stats["mean_heldout_tpr"] = float(np.mean([h.tpr for h in held]))
         stats["mean_heldout_fpr"] = float(np.mean([h.fpr for h in held]))
     tensors["center"] = _center(states, train)
-    return FitOutput(entries, tensors, stats)
+    return FitOutput(entries, tensors, stats, infeasible)
 
 
 def fit_discrete_sequence_chunking(

@@ -38,6 +38,9 @@ from chunkscope.engine.steering import Action, PerturbResult, Rule, Sampling, St
 # Segments of one request submitted at a time: their states are held until matched, so this
 # bounds a large request's memory; concurrent requests still share forwards.
 DETECT_CHUNK = 16
+# Held states per chunk are inputs x hook points: past this many hook points a chunk takes fewer
+# inputs, so a request over many hook points holds no more than DETECT_CHUNK x this many.
+DETECT_CHUNK_HOOK_POINTS = 16
 DSC = "discrete_sequence_chunking"
 
 
@@ -53,13 +56,20 @@ async def detect(
     started = time.perf_counter_ns()
     points = hook_points_of(detectors)
     found: list[InputDetection] = []
-    for i in range(0, len(segments), DETECT_CHUNK):
-        chunk = segments[i : i + DETECT_CHUNK]
+    step = detect_chunk(len(points))
+    for i in range(0, len(segments), step):
+        chunk = segments[i : i + step]
         captured = await registry.capture(name, chunk, points, max_tokens, content_hash)
         with observability.span("chunkscope.detect.match", dictionaries=len(detectors),
                                  inputs=len(chunk)):  # fmt: skip
             found += await tokens.off_loop(match, detectors, captured)
     return found, time.perf_counter_ns() - started
+
+
+def detect_chunk(n_hook_points: int) -> int:
+    """Inputs per capture: every hook point in one forward, the states held bounded."""
+    return max(1, DETECT_CHUNK * DETECT_CHUNK_HOOK_POINTS // max(DETECT_CHUNK_HOOK_POINTS,
+                                                                  n_hook_points))  # fmt: skip
 
 
 async def perturb(

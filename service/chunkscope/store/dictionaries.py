@@ -72,6 +72,17 @@ _MANIFEST_KEYS = {
     "chunkscope_version": str, "description": str, "stats": dict, "entries": list,
     "tensors_sha256": str,
 }  # fmt: skip
+# Keys a manifest may lack (dictionaries stored before they existed still load).
+# PA's per-cell results: the concepts without an entry at this hook point, and per concept the
+# hook point recommended among the dictionaries of the same extraction.
+_OPTIONAL_MANIFEST_KEYS = {"infeasible_cells": list, "recommended": list}
+_INFEASIBLE_KEYS = {
+    "hook_point": str, "concept": str, "reason": str, "message": str, "count": int, "sweep": list,
+}  # fmt: skip
+_RECOMMENDED_KEYS = {
+    "concept": str, "hook_point": str, "dictionary_id": str, "entry_id": int, "honest_tpr": float,
+}  # fmt: skip
+_RECOMMENDED_OPTIONAL = {"out_of_sample": dict, "cross_validated": dict}
 _MODEL_KEYS = {"name": str, "content_hash": str, "architecture": str}
 _CORPUS_KEYS = {
     "fingerprint": str,
@@ -103,11 +114,15 @@ def _bad(message: str) -> FailedPrecondition:
     return FailedPrecondition(message, reason="INVALID_DICTIONARY")
 
 
-def _check_keys(obj: dict[str, Any], spec: Mapping[str, type], where: str) -> None:
-    missing, unknown = set(spec) - set(obj), set(obj) - set(spec)
+def _check_keys(
+    obj: dict[str, Any], spec: Mapping[str, type], where: str,
+    optional: Mapping[str, type] | None = None,
+) -> None:  # fmt: skip
+    optional = optional or {}
+    missing, unknown = set(spec) - set(obj), set(obj) - set(spec) - set(optional)
     if missing or unknown:
         raise _bad(f"{where}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
-    for key, kind in spec.items():
+    for key, kind in {**spec, **{k: v for k, v in optional.items() if k in obj}}.items():
         value = obj[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise _bad(f"{where}.{key} must be {kind.__name__}, got {type(value).__name__}")
@@ -117,7 +132,7 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     """Check a manifest's structure; FailedPrecondition(INVALID_DICTIONARY) names the fault."""
     if not isinstance(manifest, dict):
         raise _bad("manifest must be a JSON object")
-    _check_keys(manifest, _MANIFEST_KEYS, "manifest")
+    _check_keys(manifest, _MANIFEST_KEYS, "manifest", _OPTIONAL_MANIFEST_KEYS)
     if manifest["schema_version"] < 1 or manifest["schema_version"] > SCHEMA_VERSION:
         raise _bad(
             f"manifest.schema_version {manifest['schema_version']} is not supported by this "
@@ -144,6 +159,14 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
             or not isinstance(entry.get("label"), str)
         ):
             raise _bad(f"manifest.entries[{i}] must be an object with id {i} and a label")
+    for key, spec, optional in (
+        ("infeasible_cells", _INFEASIBLE_KEYS, None),
+        ("recommended", _RECOMMENDED_KEYS, _RECOMMENDED_OPTIONAL),
+    ):
+        for i, item in enumerate(manifest.get(key, [])):
+            if not isinstance(item, dict):
+                raise _bad(f"manifest.{key}[{i}] must be an object")
+            _check_keys(item, spec, f"manifest.{key}[{i}]", optional)
     if not all(_is_double(v) for v in manifest["stats"].values()):
         raise _bad("manifest.stats values must be numbers (within the range of a double)")
     return manifest

@@ -76,7 +76,10 @@ class DetectionConfig(_message.Message):
 
     @_builtins.property
     def dictionary_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Required. Dictionaries to apply (each at its own hook point), at most 16."""
+        """Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+        they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+        (one extraction over many hook points) costs one forward per input.
+        """
 
     @_builtins.property
     def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

@@ -318,6 +318,8 @@ class PopulationAveragingParams(_message.Message):
     MAX_FPR_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     TAUS_FIELD_NUMBER: _builtins.int
+    REQUIRE_ALL_CELLS_FIELD_NUMBER: _builtins.int
+    CV_FOLDS_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """Label the token `step` positions before each occurrence (negative: after). Default 0."""
     n_samples: _builtins.int
@@ -330,6 +332,17 @@ class PopulationAveragingParams(_message.Message):
     """FPR bound for PA_CRITERION_TPR_AT_FPR, in (0, 1). 0 means 0.001."""
     seed: _builtins.int
     """Seed for drawing the samples."""
+    require_all_cells: _builtins.bool
+    """When true, one (hook point, concept) cell without a valid tolerance fails the whole request
+    with FAILED_PRECONDITION (NO_VALID_TOLERANCE) and stores nothing. The default (false) stores
+    every feasible cell and reports each infeasible one (Dictionary.infeasible_cells).
+    """
+    cv_folds: _builtins.int
+    """Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+    out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+    sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
+    training part (up to leave-one-out).
+    """
     @_builtins.property
     def concepts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConceptWords]:
         """Concepts by words. Either this or spans (or both, for different concepts)."""
@@ -354,10 +367,12 @@ class PopulationAveragingParams(_message.Message):
         max_fpr: _builtins.float = ...,
         seed: _builtins.int = ...,
         taus: _abc.Iterable[_builtins.float] | None = ...,
+        require_all_cells: _builtins.bool = ...,
+        cv_folds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concepts", b"concepts", "criterion", b"criterion", "max_fpr", b"max_fpr", "min_occurrences", b"min_occurrences", "n_samples", b"n_samples", "seed", b"seed", "spans", b"spans", "step", b"step", "taus", b"taus"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concepts", b"concepts", "criterion", b"criterion", "cv_folds", b"cv_folds", "max_fpr", b"max_fpr", "min_occurrences", b"min_occurrences", "n_samples", b"n_samples", "require_all_cells", b"require_all_cells", "seed", b"seed", "spans", b"spans", "step", b"step", "taus", b"taus"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -665,25 +680,186 @@ class ExtractionResult(_message.Message):
 
     DICTIONARIES_FIELD_NUMBER: _builtins.int
     ELAPSED_SECONDS_FIELD_NUMBER: _builtins.int
+    INFEASIBLE_CELLS_FIELD_NUMBER: _builtins.int
+    RECOMMENDED_FIELD_NUMBER: _builtins.int
     elapsed_seconds: _builtins.float
     """Seconds the whole job took."""
     @_builtins.property
     def dictionaries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dictionary]:
-        """One stored dictionary per requested hook point (entries included, prototypes not)."""
+        """One stored dictionary per requested hook point (entries included, prototypes not). A PA
+        hook point where no concept was feasible is stored without entries.
+        """
+
+    @_builtins.property
+    def infeasible_cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___InfeasibleCell]:
+        """PA: every (hook point, concept) cell that yielded no entry, in request order."""
+
+    @_builtins.property
+    def recommended(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecommendedHookPoint]:
+        """PA: per concept, the hook point whose entry scores best by cross-validation."""
 
     def __init__(
         self,
         *,
         dictionaries: _abc.Iterable[Global___Dictionary] | None = ...,
         elapsed_seconds: _builtins.float = ...,
+        infeasible_cells: _abc.Iterable[Global___InfeasibleCell] | None = ...,
+        recommended: _abc.Iterable[Global___RecommendedHookPoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dictionaries", b"dictionaries", "elapsed_seconds", b"elapsed_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dictionaries", b"dictionaries", "elapsed_seconds", b"elapsed_seconds", "infeasible_cells", b"infeasible_cells", "recommended", b"recommended"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExtractionResult: _TypeAlias = ExtractionResult  # noqa: Y015
+
+@_typing.final
+class PaSweepPoint(_message.Message):
+    """One tolerance of a PA sweep, scored on the training inputs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAU_FIELD_NUMBER: _builtins.int
+    N_NEURONS_FIELD_NUMBER: _builtins.int
+    RADIUS_FIELD_NUMBER: _builtins.int
+    TPR_FIELD_NUMBER: _builtins.int
+    FPR_FIELD_NUMBER: _builtins.int
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    tau: _builtins.float
+    """The tolerance tau."""
+    n_neurons: _builtins.int
+    """Neurons whose samples all lie within tau of their mean: |C(tau)|."""
+    radius: _builtins.float
+    """The radius (largest mean squared deviation of a sample) on those neurons."""
+    tpr: _builtins.float
+    """Training TPR at this tolerance."""
+    fpr: _builtins.float
+    """Training FPR at this tolerance."""
+    accuracy: _builtins.float
+    """Training accuracy at this tolerance."""
+    def __init__(
+        self,
+        *,
+        tau: _builtins.float = ...,
+        n_neurons: _builtins.int = ...,
+        radius: _builtins.float = ...,
+        tpr: _builtins.float = ...,
+        fpr: _builtins.float = ...,
+        accuracy: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "fpr", b"fpr", "n_neurons", b"n_neurons", "radius", b"radius", "tau", b"tau", "tpr", b"tpr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaSweepPoint: _TypeAlias = PaSweepPoint  # noqa: Y015
+
+@_typing.final
+class InfeasibleCell(_message.Message):
+    """A PA (hook point, concept) cell that yielded no entry, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOOK_POINT_FIELD_NUMBER: _builtins.int
+    CONCEPT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    SWEEP_FIELD_NUMBER: _builtins.int
+    hook_point: _builtins.str
+    """Hook point of the cell."""
+    concept: _builtins.str
+    """Concept of the cell."""
+    reason: _builtins.str
+    """Machine-readable reason; today always "NO_VALID_TOLERANCE" (every neuron subset empty, or
+    no tolerance met FPR <= max_fpr on the training inputs).
+    """
+    message: _builtins.str
+    """What happened, e.g. the lowest FPR the sweep reached."""
+    count: _builtins.int
+    """Occurrences of the concept in the training inputs."""
+    @_builtins.property
+    def sweep(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaSweepPoint]:
+        """The sweep that found no valid tolerance, largest tau first (empty when every subset was
+        empty).
+        """
+
+    def __init__(
+        self,
+        *,
+        hook_point: _builtins.str = ...,
+        concept: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        count: _builtins.int = ...,
+        sweep: _abc.Iterable[Global___PaSweepPoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concept", b"concept", "count", b"count", "hook_point", b"hook_point", "message", b"message", "reason", b"reason", "sweep", b"sweep"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InfeasibleCell: _TypeAlias = InfeasibleCell  # noqa: Y015
+
+@_typing.final
+class RecommendedHookPoint(_message.Message):
+    """The hook point recommended for one concept among those of one PA extraction.
+
+    Chosen on honest scores, which no fitted occurrence counts in: the honest TPR is the mean of
+    the entry's out_of_sample and cross_validated TPRs (either alone when the other is absent),
+    the honest FPR the cross-validated one (else the out-of-sample one). The highest honest TPR
+    among hook points with honest FPR <= max_fpr wins (when none qualifies, the highest TPR -
+    FPR); ties go to the higher out-of-sample TPR, then to the earlier hook point in the request.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONCEPT_FIELD_NUMBER: _builtins.int
+    HOOK_POINT_FIELD_NUMBER: _builtins.int
+    DICTIONARY_ID_FIELD_NUMBER: _builtins.int
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    CROSS_VALIDATED_FIELD_NUMBER: _builtins.int
+    HONEST_TPR_FIELD_NUMBER: _builtins.int
+    OUT_OF_SAMPLE_FIELD_NUMBER: _builtins.int
+    concept: _builtins.str
+    """The concept."""
+    hook_point: _builtins.str
+    """The recommended hook point."""
+    dictionary_id: _builtins.str
+    """The dictionary stored for that hook point by the same extraction."""
+    entry_id: _builtins.int
+    """The concept's entry in that dictionary."""
+    honest_tpr: _builtins.float
+    """The honest TPR that decided."""
+    @_builtins.property
+    def cross_validated(self) -> Global___DetectionScores:
+        """The entry's cross-validated scores (absent when cross-validation was off or impossible)."""
+
+    @_builtins.property
+    def out_of_sample(self) -> Global___DetectionScores:
+        """The entry's out-of-sample scores (absent when every occurrence was a sample)."""
+
+    def __init__(
+        self,
+        *,
+        concept: _builtins.str = ...,
+        hook_point: _builtins.str = ...,
+        dictionary_id: _builtins.str = ...,
+        entry_id: _builtins.int = ...,
+        cross_validated: Global___DetectionScores | None = ...,
+        honest_tpr: _builtins.float = ...,
+        out_of_sample: Global___DetectionScores | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cross_validated", b"cross_validated", "out_of_sample", b"out_of_sample"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concept", b"concept", "cross_validated", b"cross_validated", "dictionary_id", b"dictionary_id", "entry_id", b"entry_id", "honest_tpr", b"honest_tpr", "hook_point", b"hook_point", "out_of_sample", b"out_of_sample"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecommendedHookPoint: _TypeAlias = RecommendedHookPoint  # noqa: Y015
 
 @_typing.final
 class DetectionScores(_message.Message):
@@ -780,6 +956,10 @@ class ChunkEntry(_message.Message):
     EXAMPLES_FIELD_NUMBER: _builtins.int
     PROTOTYPE_FIELD_NUMBER: _builtins.int
     NEURONS_FIELD_NUMBER: _builtins.int
+    SWEEP_FIELD_NUMBER: _builtins.int
+    CROSS_VALIDATED_FIELD_NUMBER: _builtins.int
+    CV_FOLDS_FIELD_NUMBER: _builtins.int
+    OUT_OF_SAMPLE_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Index of the entry in its dictionary."""
     label: _builtins.str
@@ -796,6 +976,8 @@ class ChunkEntry(_message.Message):
     """Training-input positions assigned to the entry (or its count in the DSC parse)."""
     auc: _builtins.float
     """PA: ROC-AUC over the tolerance sweep on the training inputs."""
+    cv_folds: _builtins.int
+    """PA: the number of folds behind cross_validated (0 when absent)."""
     @_builtins.property
     def train(self) -> Global___DetectionScores:
         """PA: scores on the training inputs."""
@@ -823,6 +1005,25 @@ class ChunkEntry(_message.Message):
     def neurons(self) -> _common_pb2.Tensor:
         """PA: the neuron indices of C (int64). Only with include_prototypes."""
 
+    @_builtins.property
+    def sweep(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaSweepPoint]:
+        """PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one."""
+
+    @_builtins.property
+    def cross_validated(self) -> Global___DetectionScores:
+        """PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+        against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+        the samples that set the radius, these are honest. Absent when cross-validation was off, or
+        when the occurrences are too few to leave n_samples in every training part.
+        """
+
+    @_builtins.property
+    def out_of_sample(self) -> Global___DetectionScores:
+        """PA: the stored entry's scores on the training inputs without its own samples (the
+        occurrences that set its radius), so honest about the radius; absent when every occurrence
+        was a sample. The FPR equals train's: negatives are never sampled.
+        """
+
     def __init__(
         self,
         *,
@@ -839,10 +1040,14 @@ class ChunkEntry(_message.Message):
         examples: _abc.Iterable[Global___ChunkExample] | None = ...,
         prototype: _common_pb2.Tensor | None = ...,
         neurons: _common_pb2.Tensor | None = ...,
+        sweep: _abc.Iterable[Global___PaSweepPoint] | None = ...,
+        cross_validated: Global___DetectionScores | None = ...,
+        cv_folds: _builtins.int = ...,
+        out_of_sample: Global___DetectionScores | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heldout", b"heldout", "neurons", b"neurons", "prototype", b"prototype", "train", b"train"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cross_validated", b"cross_validated", "heldout", b"heldout", "neurons", b"neurons", "out_of_sample", b"out_of_sample", "prototype", b"prototype", "train", b"train"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auc", b"auc", "count", b"count", "examples", b"examples", "heldout", b"heldout", "id", b"id", "label", b"label", "n_neurons", b"n_neurons", "neurons", b"neurons", "prototype", b"prototype", "states", b"states", "tau", b"tau", "threshold", b"threshold", "train", b"train"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auc", b"auc", "count", b"count", "cross_validated", b"cross_validated", "cv_folds", b"cv_folds", "examples", b"examples", "heldout", b"heldout", "id", b"id", "label", b"label", "n_neurons", b"n_neurons", "neurons", b"neurons", "out_of_sample", b"out_of_sample", "prototype", b"prototype", "states", b"states", "sweep", b"sweep", "tau", b"tau", "threshold", b"threshold", "train", b"train"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -890,6 +1095,8 @@ class Dictionary(_message.Message):
     N_ENTRIES_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
+    INFEASIBLE_CELLS_FIELD_NUMBER: _builtins.int
+    RECOMMENDED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, e.g. "dict-3f9a1c2b7d4e"."""
     hook_point: _builtins.str
@@ -932,6 +1139,19 @@ class Dictionary(_message.Message):
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChunkEntry]:
         """Entries (GetDictionary and ExtractDictionary fill them; ListDictionaries does not)."""
 
+    @_builtins.property
+    def infeasible_cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___InfeasibleCell]:
+        """PA: the concepts of the request that yielded no entry at this hook point, with the reason
+        (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+        """
+
+    @_builtins.property
+    def recommended(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecommendedHookPoint]:
+        """PA: per concept, the recommended hook point among the dictionaries stored by the same
+        extraction (the same list in each of them; empty for dictionaries stored before it existed
+        or extracted with cv_folds = -1). Filled like infeasible_cells.
+        """
+
     def __init__(
         self,
         *,
@@ -951,10 +1171,12 @@ class Dictionary(_message.Message):
         n_entries: _builtins.int = ...,
         stats: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         entries: _abc.Iterable[Global___ChunkEntry] | None = ...,
+        infeasible_cells: _abc.Iterable[Global___InfeasibleCell] | None = ...,
+        recommended: _abc.Iterable[Global___RecommendedHookPoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunkscope_version", b"chunkscope_version", "corpus_fingerprint", b"corpus_fingerprint", "created_at", b"created_at", "description", b"description", "dtype", b"dtype", "entries", b"entries", "hidden_size", b"hidden_size", "hook_point", b"hook_point", "id", b"id", "method", b"method", "model", b"model", "n_entries", b"n_entries", "n_inputs", b"n_inputs", "n_tokens", b"n_tokens", "parameters_json", b"parameters_json", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunkscope_version", b"chunkscope_version", "corpus_fingerprint", b"corpus_fingerprint", "created_at", b"created_at", "description", b"description", "dtype", b"dtype", "entries", b"entries", "hidden_size", b"hidden_size", "hook_point", b"hook_point", "id", b"id", "infeasible_cells", b"infeasible_cells", "method", b"method", "model", b"model", "n_entries", b"n_entries", "n_inputs", b"n_inputs", "n_tokens", b"n_tokens", "parameters_json", b"parameters_json", "recommended", b"recommended", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -67,7 +67,9 @@ export type DetectionConfig = Message<"chunkscope.v1.DetectionConfig"> & {
   model?: ModelRef | undefined;
 
   /**
-   * Required. Dictionaries to apply (each at its own hook point), at most 16.
+   * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+   * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+   * (one extraction over many hook points) costs one forward per input.
    *
    * @generated from field: repeated string dictionary_ids = 2;
    */

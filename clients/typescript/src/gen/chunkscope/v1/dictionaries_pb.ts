@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chunkscope/v1/dictionaries.proto.
  */
 export const file_chunkscope_v1_dictionaries: GenFile = /*@__PURE__*/
-  fileDesc("CiBjaHVua3Njb3BlL3YxL2RpY3Rpb25hcmllcy5wcm90bxINY2h1bmtzY29wZS52MSIhCg5TeW1ib2xTZXF1ZW5jZRIPCgdzeW1ib2xzGAEgAygJIhkKCFRleHRMaXN0Eg0KBXRleHRzGAEgAygJIkAKDFNlcXVlbmNlTGlzdBIwCglzZXF1ZW5jZXMYASADKAsyHS5jaHVua3Njb3BlLnYxLlN5bWJvbFNlcXVlbmNlIn4KBkNvcnB1cxIoCgV0ZXh0cxgBIAEoCzIXLmNodW5rc2NvcGUudjEuVGV4dExpc3RIABIOCgRwYXRoGAIgASgJSAASMAoJc2VxdWVuY2VzGAMgASgLMhsuY2h1bmtzY29wZS52MS5TZXF1ZW5jZUxpc3RIAEIICgZzb3VyY2UiTAoJTGFiZWxTcGFuEhIKCnRleHRfaW5kZXgYASABKAUSDQoFc3RhcnQYAiABKAUSCwoDZW5kGAMgASgFEg8KB2NvbmNlcHQYBCABKAkiLgoMQ29uY2VwdFdvcmRzEg8KB2NvbmNlcHQYASABKAkSDQoFd29yZHMYAiADKAkiiQIKGVBvcHVsYXRpb25BdmVyYWdpbmdQYXJhbXMSLQoIY29uY2VwdHMYASADKAsyGy5jaHVua3Njb3BlLnYxLkNvbmNlcHRXb3JkcxInCgVzcGFucxgCIAMoCzIYLmNodW5rc2NvcGUudjEuTGFiZWxTcGFuEgwKBHN0ZXAYAyABKAUSEQoJbl9zYW1wbGVzGAQgASgFEhcKD21pbl9vY2N1cnJlbmNlcxgFIAEoBRItCgljcml0ZXJpb24YBiABKA4yGi5jaHVua3Njb3BlLnYxLlBhQ3JpdGVyaW9uEg8KB21heF9mcHIYByABKAESDAoEc2VlZBgIIAEoAxIMCgR0YXVzGAkgAygBIpQBCh5EaXNjcmV0ZVNlcXVlbmNlQ2h1bmtpbmdQYXJhbXMSDgoGbl9iaW5zGAEgASgFEg4KBm5faXRlchgCIAEoBRIUCgxuX25ld19jaHVua3MYAyABKAUSFQoNbWluX2ZyZXF1ZW5jeRgEIAEoBRIXCg9vdmVybGFwX2phY2NhcmQYBSABKAESDAoEc2VlZBgGIAEoAyKCAQoWQ29zaW5lRGljdGlvbmFyeVBhcmFtcxIJCgFrGAEgASgFEg4KBmVwb2NocxgCIAEoBRIVCg1sZWFybmluZ19yYXRlGAMgASgBEhIKCmJhdGNoX3NpemUYBCABKAUSDAoEc2VlZBgFIAEoAxIUCgxyZWplY3RfYmVsb3cYBiABKAEilAEKE0RlbnNpdHlDaHVua3NQYXJhbXMSDwoHcGNhX2RpbRgBIAEoBRIYChBtaW5fY2x1c3Rlcl9zaXplGAIgASgFEhMKC21pbl9zYW1wbGVzGAMgASgFEhcKD3JhZGl1c19xdWFudGlsZRgEIAEoARIWCg5tYXhfZml0X3N0YXRlcxgFIAEoBRIMCgRzZWVkGAYgASgDIr0EChhFeHRyYWN0RGljdGlvbmFyeVJlcXVlc3QSJgoFbW9kZWwYASABKAsyFy5jaHVua3Njb3BlLnYxLk1vZGVsUmVmEhMKC2hvb2tfcG9pbnRzGAIgAygJEiUKBmNvcnB1cxgDIAEoCzIVLmNodW5rc2NvcGUudjEuQ29ycHVzEiYKB2hlbGRvdXQYBCABKAsyFS5jaHVua3Njb3BlLnYxLkNvcnB1cxItCgdjb250ZXh0GAUgASgOMhwuY2h1bmtzY29wZS52MS5Db250ZXh0UG9saWN5EhIKCmJhdGNoX3NpemUYBiABKAUSEgoKbWF4X3Rva2VucxgHIAEoBRITCgtkZXNjcmlwdGlvbhgIIAEoCRJIChRwb3B1bGF0aW9uX2F2ZXJhZ2luZxgKIAEoCzIoLmNodW5rc2NvcGUudjEuUG9wdWxhdGlvbkF2ZXJhZ2luZ1BhcmFtc0gAElMKGmRpc2NyZXRlX3NlcXVlbmNlX2NodW5raW5nGAsgASgLMi0uY2h1bmtzY29wZS52MS5EaXNjcmV0ZVNlcXVlbmNlQ2h1bmtpbmdQYXJhbXNIABJCChFjb3NpbmVfZGljdGlvbmFyeRgMIAEoCzIlLmNodW5rc2NvcGUudjEuQ29zaW5lRGljdGlvbmFyeVBhcmFtc0gAEjwKDmRlbnNpdHlfY2h1bmtzGA0gASgLMiIuY2h1bmtzY29wZS52MS5EZW5zaXR5Q2h1bmtzUGFyYW1zSABCCAoGbWV0aG9kItMBChJFeHRyYWN0aW9uUHJvZ3Jlc3MSLQoFcGhhc2UYASABKA4yHi5jaHVua3Njb3BlLnYxLkV4dHJhY3Rpb25QaGFzZRISCgpob29rX3BvaW50GAIgASgJEhIKCml0ZW1zX2RvbmUYAyABKAMSEwoLaXRlbXNfdG90YWwYBCABKAMSGAoQdG9rZW5zX3Byb2Nlc3NlZBgFIAEoAxIXCg9lbGFwc2VkX3NlY29uZHMYBiABKAESHgoWZXN0aW1hdGVkX3NlY29uZHNfbGVmdBgHIAEoASKOAQoZRXh0cmFjdERpY3Rpb25hcnlSZXNwb25zZRI1Cghwcm9ncmVzcxgBIAEoCzIhLmNodW5rc2NvcGUudjEuRXh0cmFjdGlvblByb2dyZXNzSAASMQoGcmVzdWx0GAIgASgLMh8uY2h1bmtzY29wZS52MS5FeHRyYWN0aW9uUmVzdWx0SABCBwoFZXZlbnQiXAoQRXh0cmFjdGlvblJlc3VsdBIvCgxkaWN0aW9uYXJpZXMYASADKAsyGS5jaHVua3Njb3BlLnYxLkRpY3Rpb25hcnkSFwoPZWxhcHNlZF9zZWNvbmRzGAIgASgBImMKD0RldGVjdGlvblNjb3JlcxILCgN0cHIYASABKAESCwoDZnByGAIgASgBEhAKCGFjY3VyYWN5GAMgASgBEhEKCXBvc2l0aXZlcxgEIAEoAxIRCgluZWdhdGl2ZXMYBSABKAMiZAoMQ2h1bmtFeGFtcGxlEhMKC2lucHV0X2luZGV4GAEgASgFEhAKCHBvc2l0aW9uGAIgASgFEg0KBXRva2VuGAMgASgJEg8KB2NvbnRleHQYBCABKAkSDQoFc2NvcmUYBSABKAEi5wIKCkNodW5rRW50cnkSCgoCaWQYASABKAUSDQoFbGFiZWwYAiABKAkSCwoDdGF1GAMgASgBEhEKCXRocmVzaG9sZBgEIAEoARIRCgluX25ldXJvbnMYBSABKAUSDQoFY291bnQYBiABKAMSLQoFdHJhaW4YByABKAsyHi5jaHVua3Njb3BlLnYxLkRldGVjdGlvblNjb3JlcxIvCgdoZWxkb3V0GAggASgLMh4uY2h1bmtzY29wZS52MS5EZXRlY3Rpb25TY29yZXMSCwoDYXVjGAkgASgBEg4KBnN0YXRlcxgKIAMoBRItCghleGFtcGxlcxgLIAMoCzIbLmNodW5rc2NvcGUudjEuQ2h1bmtFeGFtcGxlEigKCXByb3RvdHlwZRgMIAEoCzIVLmNodW5rc2NvcGUudjEuVGVuc29yEiYKB25ldXJvbnMYDSABKAsyFS5jaHVua3Njb3BlLnYxLlRlbnNvciKABAoKRGljdGlvbmFyeRIKCgJpZBgBIAEoCRImCgVtb2RlbBgCIAEoCzIXLmNodW5rc2NvcGUudjEuTW9kZWxSZWYSEgoKaG9va19wb2ludBgDIAEoCRITCgtoaWRkZW5fc2l6ZRgEIAEoBRINCgVkdHlwZRgFIAEoCRIqCgZtZXRob2QYBiABKA4yGi5jaHVua3Njb3BlLnYxLkNodW5rTWV0aG9kEhcKD3BhcmFtZXRlcnNfanNvbhgHIAEoCRIaChJjb3JwdXNfZmluZ2VycHJpbnQYCCABKAkSEAoIbl9pbnB1dHMYCSABKAMSEAoIbl90b2tlbnMYCiABKAMSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoSY2h1bmtzY29wZV92ZXJzaW9uGAwgASgJEhMKC2Rlc2NyaXB0aW9uGA0gASgJEhEKCW5fZW50cmllcxgOIAEoBRIzCgVzdGF0cxgPIAMoCzIkLmNodW5rc2NvcGUudjEuRGljdGlvbmFyeS5TdGF0c0VudHJ5EioKB2VudHJpZXMYECADKAsyGS5jaHVua3Njb3BlLnYxLkNodW5rRW50cnkaLAoKU3RhdHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIj4KFEdldERpY3Rpb25hcnlSZXF1ZXN0EgoKAmlkGAEgASgJEhoKEmluY2x1ZGVfcHJvdG90eXBlcxgCIAEoCCJGChVHZXREaWN0aW9uYXJ5UmVzcG9uc2USLQoKZGljdGlvbmFyeRgBIAEoCzIZLmNodW5rc2NvcGUudjEuRGljdGlvbmFyeSJSChdMaXN0RGljdGlvbmFyaWVzUmVxdWVzdBINCgVtb2RlbBgBIAEoCRIoCgRwYWdlGAIgASgLMhouY2h1bmtzY29wZS52MS5QYWdlUmVxdWVzdCJ2ChhMaXN0RGljdGlvbmFyaWVzUmVzcG9uc2USLwoMZGljdGlvbmFyaWVzGAEgAygLMhkuY2h1bmtzY29wZS52MS5EaWN0aW9uYXJ5EikKBHBhZ2UYAiABKAsyGy5jaHVua3Njb3BlLnYxLlBhZ2VSZXNwb25zZSIlChdEZWxldGVEaWN0aW9uYXJ5UmVxdWVzdBIKCgJpZBgBIAEoCSJJChhEZWxldGVEaWN0aW9uYXJ5UmVzcG9uc2USLQoKZGljdGlvbmFyeRgBIAEoCzIZLmNodW5rc2NvcGUudjEuRGljdGlvbmFyeSIlChdFeHBvcnREaWN0aW9uYXJ5UmVxdWVzdBIKCgJpZBgBIAEoCSJNChhFeHBvcnREaWN0aW9uYXJ5UmVzcG9uc2USDAoEZGF0YRgBIAEoDBITCgt0b3RhbF9ieXRlcxgCIAEoAxIOCgZzaGEyNTYYAyABKAkiNwoXSW1wb3J0RGljdGlvbmFyeVJlcXVlc3QSDAoEZGF0YRgBIAEoDBIOCgZzaGEyNTYYAiABKAkiSQoYSW1wb3J0RGljdGlvbmFyeVJlc3BvbnNlEi0KCmRpY3Rpb25hcnkYASABKAsyGS5jaHVua3Njb3BlLnYxLkRpY3Rpb25hcnkqawoNQ29udGV4dFBvbGljeRIeChpDT05URVhUX1BPTElDWV9VTlNQRUNJRklFRBAAEh0KGUNPTlRFWFRfUE9MSUNZX1dIT0xFX1RFWFQQARIbChdDT05URVhUX1BPTElDWV9TRU5URU5DRRACKmMKC1BhQ3JpdGVyaW9uEhwKGFBBX0NSSVRFUklPTl9VTlNQRUNJRklFRBAAEhkKFVBBX0NSSVRFUklPTl9BQ0NVUkFDWRABEhsKF1BBX0NSSVRFUklPTl9UUFJfQVRfRlBSEAIqhwEKD0V4dHJhY3Rpb25QaGFzZRIgChxFWFRSQUNUSU9OX1BIQVNFX1VOU1BFQ0lGSUVEEAASHAoYRVhUUkFDVElPTl9QSEFTRV9DQVBUVVJFEAESGAoURVhUUkFDVElPTl9QSEFTRV9GSVQQAhIaChZFWFRSQUNUSU9OX1BIQVNFX1NUT1JFEAMqxAEKC0NodW5rTWV0aG9kEhwKGENIVU5LX01FVEhPRF9VTlNQRUNJRklFRBAAEiUKIUNIVU5LX01FVEhPRF9QT1BVTEFUSU9OX0FWRVJBR0lORxABEisKJ0NIVU5LX01FVEhPRF9ESVNDUkVURV9TRVFVRU5DRV9DSFVOS0lORxACEiIKHkNIVU5LX01FVEhPRF9DT1NJTkVfRElDVElPTkFSWRADEh8KG0NIVU5LX01FVEhPRF9ERU5TSVRZX0NIVU5LUxAEMvEEChFEaWN0aW9uYXJ5U2VydmljZRJoChFFeHRyYWN0RGljdGlvbmFyeRInLmNodW5rc2NvcGUudjEuRXh0cmFjdERpY3Rpb25hcnlSZXF1ZXN0GiguY2h1bmtzY29wZS52MS5FeHRyYWN0RGljdGlvbmFyeVJlc3BvbnNlMAESWgoNR2V0RGljdGlvbmFyeRIjLmNodW5rc2NvcGUudjEuR2V0RGljdGlvbmFyeVJlcXVlc3QaJC5jaHVua3Njb3BlLnYxLkdldERpY3Rpb25hcnlSZXNwb25zZRJjChBMaXN0RGljdGlvbmFyaWVzEiYuY2h1bmtzY29wZS52MS5MaXN0RGljdGlvbmFyaWVzUmVxdWVzdBonLmNodW5rc2NvcGUudjEuTGlzdERpY3Rpb25hcmllc1Jlc3BvbnNlEmMKEERlbGV0ZURpY3Rpb25hcnkSJi5jaHVua3Njb3BlLnYxLkRlbGV0ZURpY3Rpb25hcnlSZXF1ZXN0GicuY2h1bmtzY29wZS52MS5EZWxldGVEaWN0aW9uYXJ5UmVzcG9uc2USZQoQRXhwb3J0RGljdGlvbmFyeRImLmNodW5rc2NvcGUudjEuRXhwb3J0RGljdGlvbmFyeVJlcXVlc3QaJy5jaHVua3Njb3BlLnYxLkV4cG9ydERpY3Rpb25hcnlSZXNwb25zZTABEmUKEEltcG9ydERpY3Rpb25hcnkSJi5jaHVua3Njb3BlLnYxLkltcG9ydERpY3Rpb25hcnlSZXF1ZXN0GicuY2h1bmtzY29wZS52MS5JbXBvcnREaWN0aW9uYXJ5UmVzcG9uc2UoAUJvChFkZXYuY2h1bmtzY29wZS52MUIRRGljdGlvbmFyaWVzUHJvdG9QAVpFZ2l0aHViLmNvbS9jaHVua3Njb3BlL2NodW5rc2NvcGUvY2xpZW50cy9nby9jaHVua3Njb3BldjE7Y2h1bmtzY29wZXYxYgZwcm90bzM", [file_chunkscope_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("CiBjaHVua3Njb3BlL3YxL2RpY3Rpb25hcmllcy5wcm90bxINY2h1bmtzY29wZS52MSIhCg5TeW1ib2xTZXF1ZW5jZRIPCgdzeW1ib2xzGAEgAygJIhkKCFRleHRMaXN0Eg0KBXRleHRzGAEgAygJIkAKDFNlcXVlbmNlTGlzdBIwCglzZXF1ZW5jZXMYASADKAsyHS5jaHVua3Njb3BlLnYxLlN5bWJvbFNlcXVlbmNlIn4KBkNvcnB1cxIoCgV0ZXh0cxgBIAEoCzIXLmNodW5rc2NvcGUudjEuVGV4dExpc3RIABIOCgRwYXRoGAIgASgJSAASMAoJc2VxdWVuY2VzGAMgASgLMhsuY2h1bmtzY29wZS52MS5TZXF1ZW5jZUxpc3RIAEIICgZzb3VyY2UiTAoJTGFiZWxTcGFuEhIKCnRleHRfaW5kZXgYASABKAUSDQoFc3RhcnQYAiABKAUSCwoDZW5kGAMgASgFEg8KB2NvbmNlcHQYBCABKAkiLgoMQ29uY2VwdFdvcmRzEg8KB2NvbmNlcHQYASABKAkSDQoFd29yZHMYAiADKAkitgIKGVBvcHVsYXRpb25BdmVyYWdpbmdQYXJhbXMSLQoIY29uY2VwdHMYASADKAsyGy5jaHVua3Njb3BlLnYxLkNvbmNlcHRXb3JkcxInCgVzcGFucxgCIAMoCzIYLmNodW5rc2NvcGUudjEuTGFiZWxTcGFuEgwKBHN0ZXAYAyABKAUSEQoJbl9zYW1wbGVzGAQgASgFEhcKD21pbl9vY2N1cnJlbmNlcxgFIAEoBRItCgljcml0ZXJpb24YBiABKA4yGi5jaHVua3Njb3BlLnYxLlBhQ3JpdGVyaW9uEg8KB21heF9mcHIYByABKAESDAoEc2VlZBgIIAEoAxIMCgR0YXVzGAkgAygBEhkKEXJlcXVpcmVfYWxsX2NlbGxzGAogASgIEhAKCGN2X2ZvbGRzGAsgASgFIpQBCh5EaXNjcmV0ZVNlcXVlbmNlQ2h1bmtpbmdQYXJhbXMSDgoGbl9iaW5zGAEgASgFEg4KBm5faXRlchgCIAEoBRIUCgxuX25ld19jaHVua3MYAyABKAUSFQoNbWluX2ZyZXF1ZW5jeRgEIAEoBRIXCg9vdmVybGFwX2phY2NhcmQYBSABKAESDAoEc2VlZBgGIAEoAyKCAQoWQ29zaW5lRGljdGlvbmFyeVBhcmFtcxIJCgFrGAEgASgFEg4KBmVwb2NocxgCIAEoBRIVCg1sZWFybmluZ19yYXRlGAMgASgBEhIKCmJhdGNoX3NpemUYBCABKAUSDAoEc2VlZBgFIAEoAxIUCgxyZWplY3RfYmVsb3cYBiABKAEilAEKE0RlbnNpdHlDaHVua3NQYXJhbXMSDwoHcGNhX2RpbRgBIAEoBRIYChBtaW5fY2x1c3Rlcl9zaXplGAIgASgFEhMKC21pbl9zYW1wbGVzGAMgASgFEhcKD3JhZGl1c19xdWFudGlsZRgEIAEoARIWCg5tYXhfZml0X3N0YXRlcxgFIAEoBRIMCgRzZWVkGAYgASgDIr0EChhFeHRyYWN0RGljdGlvbmFyeVJlcXVlc3QSJgoFbW9kZWwYASABKAsyFy5jaHVua3Njb3BlLnYxLk1vZGVsUmVmEhMKC2hvb2tfcG9pbnRzGAIgAygJEiUKBmNvcnB1cxgDIAEoCzIVLmNodW5rc2NvcGUudjEuQ29ycHVzEiYKB2hlbGRvdXQYBCABKAsyFS5jaHVua3Njb3BlLnYxLkNvcnB1cxItCgdjb250ZXh0GAUgASgOMhwuY2h1bmtzY29wZS52MS5Db250ZXh0UG9saWN5EhIKCmJhdGNoX3NpemUYBiABKAUSEgoKbWF4X3Rva2VucxgHIAEoBRITCgtkZXNjcmlwdGlvbhgIIAEoCRJIChRwb3B1bGF0aW9uX2F2ZXJhZ2luZxgKIAEoCzIoLmNodW5rc2NvcGUudjEuUG9wdWxhdGlvbkF2ZXJhZ2luZ1BhcmFtc0gAElMKGmRpc2NyZXRlX3NlcXVlbmNlX2NodW5raW5nGAsgASgLMi0uY2h1bmtzY29wZS52MS5EaXNjcmV0ZVNlcXVlbmNlQ2h1bmtpbmdQYXJhbXNIABJCChFjb3NpbmVfZGljdGlvbmFyeRgMIAEoCzIlLmNodW5rc2NvcGUudjEuQ29zaW5lRGljdGlvbmFyeVBhcmFtc0gAEjwKDmRlbnNpdHlfY2h1bmtzGA0gASgLMiIuY2h1bmtzY29wZS52MS5EZW5zaXR5Q2h1bmtzUGFyYW1zSABCCAoGbWV0aG9kItMBChJFeHRyYWN0aW9uUHJvZ3Jlc3MSLQoFcGhhc2UYASABKA4yHi5jaHVua3Njb3BlLnYxLkV4dHJhY3Rpb25QaGFzZRISCgpob29rX3BvaW50GAIgASgJEhIKCml0ZW1zX2RvbmUYAyABKAMSEwoLaXRlbXNfdG90YWwYBCABKAMSGAoQdG9rZW5zX3Byb2Nlc3NlZBgFIAEoAxIXCg9lbGFwc2VkX3NlY29uZHMYBiABKAESHgoWZXN0aW1hdGVkX3NlY29uZHNfbGVmdBgHIAEoASKOAQoZRXh0cmFjdERpY3Rpb25hcnlSZXNwb25zZRI1Cghwcm9ncmVzcxgBIAEoCzIhLmNodW5rc2NvcGUudjEuRXh0cmFjdGlvblByb2dyZXNzSAASMQoGcmVzdWx0GAIgASgLMh8uY2h1bmtzY29wZS52MS5FeHRyYWN0aW9uUmVzdWx0SABCBwoFZXZlbnQizwEKEEV4dHJhY3Rpb25SZXN1bHQSLwoMZGljdGlvbmFyaWVzGAEgAygLMhkuY2h1bmtzY29wZS52MS5EaWN0aW9uYXJ5EhcKD2VsYXBzZWRfc2Vjb25kcxgCIAEoARI3ChBpbmZlYXNpYmxlX2NlbGxzGAMgAygLMh0uY2h1bmtzY29wZS52MS5JbmZlYXNpYmxlQ2VsbBI4CgtyZWNvbW1lbmRlZBgEIAMoCzIjLmNodW5rc2NvcGUudjEuUmVjb21tZW5kZWRIb29rUG9pbnQiagoMUGFTd2VlcFBvaW50EgsKA3RhdRgBIAEoARIRCgluX25ldXJvbnMYAiABKAUSDgoGcmFkaXVzGAMgASgBEgsKA3RwchgEIAEoARILCgNmcHIYBSABKAESEAoIYWNjdXJhY3kYBiABKAEikQEKDkluZmVhc2libGVDZWxsEhIKCmhvb2tfcG9pbnQYASABKAkSDwoHY29uY2VwdBgCIAEoCRIOCgZyZWFzb24YAyABKAkSDwoHbWVzc2FnZRgEIAEoCRINCgVjb3VudBgFIAEoAxIqCgVzd2VlcBgGIAMoCzIbLmNodW5rc2NvcGUudjEuUGFTd2VlcFBvaW50IugBChRSZWNvbW1lbmRlZEhvb2tQb2ludBIPCgdjb25jZXB0GAEgASgJEhIKCmhvb2tfcG9pbnQYAiABKAkSFQoNZGljdGlvbmFyeV9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoBRI3Cg9jcm9zc192YWxpZGF0ZWQYBSABKAsyHi5jaHVua3Njb3BlLnYxLkRldGVjdGlvblNjb3JlcxISCgpob25lc3RfdHByGAYgASgBEjUKDW91dF9vZl9zYW1wbGUYByABKAsyHi5jaHVua3Njb3BlLnYxLkRldGVjdGlvblNjb3JlcyJjCg9EZXRlY3Rpb25TY29yZXMSCwoDdHByGAEgASgBEgsKA2ZwchgCIAEoARIQCghhY2N1cmFjeRgDIAEoARIRCglwb3NpdGl2ZXMYBCABKAMSEQoJbmVnYXRpdmVzGAUgASgDImQKDENodW5rRXhhbXBsZRITCgtpbnB1dF9pbmRleBgBIAEoBRIQCghwb3NpdGlvbhgCIAEoBRINCgV0b2tlbhgDIAEoCRIPCgdjb250ZXh0GAQgASgJEg0KBXNjb3JlGAUgASgBIpUECgpDaHVua0VudHJ5EgoKAmlkGAEgASgFEg0KBWxhYmVsGAIgASgJEgsKA3RhdRgDIAEoARIRCgl0aHJlc2hvbGQYBCABKAESEQoJbl9uZXVyb25zGAUgASgFEg0KBWNvdW50GAYgASgDEi0KBXRyYWluGAcgASgLMh4uY2h1bmtzY29wZS52MS5EZXRlY3Rpb25TY29yZXMSLwoHaGVsZG91dBgIIAEoCzIeLmNodW5rc2NvcGUudjEuRGV0ZWN0aW9uU2NvcmVzEgsKA2F1YxgJIAEoARIOCgZzdGF0ZXMYCiADKAUSLQoIZXhhbXBsZXMYCyADKAsyGy5jaHVua3Njb3BlLnYxLkNodW5rRXhhbXBsZRIoCglwcm90b3R5cGUYDCABKAsyFS5jaHVua3Njb3BlLnYxLlRlbnNvchImCgduZXVyb25zGA0gASgLMhUuY2h1bmtzY29wZS52MS5UZW5zb3ISKgoFc3dlZXAYDiADKAsyGy5jaHVua3Njb3BlLnYxLlBhU3dlZXBQb2ludBI3Cg9jcm9zc192YWxpZGF0ZWQYDyABKAsyHi5jaHVua3Njb3BlLnYxLkRldGVjdGlvblNjb3JlcxIQCghjdl9mb2xkcxgQIAEoBRI1Cg1vdXRfb2Zfc2FtcGxlGBEgASgLMh4uY2h1bmtzY29wZS52MS5EZXRlY3Rpb25TY29yZXMi8wQKCkRpY3Rpb25hcnkSCgoCaWQYASABKAkSJgoFbW9kZWwYAiABKAsyFy5jaHVua3Njb3BlLnYxLk1vZGVsUmVmEhIKCmhvb2tfcG9pbnQYAyABKAkSEwoLaGlkZGVuX3NpemUYBCABKAUSDQoFZHR5cGUYBSABKAkSKgoGbWV0aG9kGAYgASgOMhouY2h1bmtzY29wZS52MS5DaHVua01ldGhvZBIXCg9wYXJhbWV0ZXJzX2pzb24YByABKAkSGgoSY29ycHVzX2ZpbmdlcnByaW50GAggASgJEhAKCG5faW5wdXRzGAkgASgDEhAKCG5fdG9rZW5zGAogASgDEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmNodW5rc2NvcGVfdmVyc2lvbhgMIAEoCRITCgtkZXNjcmlwdGlvbhgNIAEoCRIRCgluX2VudHJpZXMYDiABKAUSMwoFc3RhdHMYDyADKAsyJC5jaHVua3Njb3BlLnYxLkRpY3Rpb25hcnkuU3RhdHNFbnRyeRIqCgdlbnRyaWVzGBAgAygLMhkuY2h1bmtzY29wZS52MS5DaHVua0VudHJ5EjcKEGluZmVhc2libGVfY2VsbHMYESADKAsyHS5jaHVua3Njb3BlLnYxLkluZmVhc2libGVDZWxsEjgKC3JlY29tbWVuZGVkGBIgAygLMiMuY2h1bmtzY29wZS52MS5SZWNvbW1lbmRlZEhvb2tQb2ludBosCgpTdGF0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiPgoUR2V0RGljdGlvbmFyeVJlcXVlc3QSCgoCaWQYASABKAkSGgoSaW5jbHVkZV9wcm90b3R5cGVzGAIgASgIIkYKFUdldERpY3Rpb25hcnlSZXNwb25zZRItCgpkaWN0aW9uYXJ5GAEgASgLMhkuY2h1bmtzY29wZS52MS5EaWN0aW9uYXJ5IlIKF0xpc3REaWN0aW9uYXJpZXNSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEigKBHBhZ2UYAiABKAsyGi5jaHVua3Njb3BlLnYxLlBhZ2VSZXF1ZXN0InYKGExpc3REaWN0aW9uYXJpZXNSZXNwb25zZRIvCgxkaWN0aW9uYXJpZXMYASADKAsyGS5jaHVua3Njb3BlLnYxLkRpY3Rpb25hcnkSKQoEcGFnZRgCIAEoCzIbLmNodW5rc2NvcGUudjEuUGFnZVJlc3BvbnNlIiUKF0RlbGV0ZURpY3Rpb25hcnlSZXF1ZXN0EgoKAmlkGAEgASgJIkkKGERlbGV0ZURpY3Rpb25hcnlSZXNwb25zZRItCgpkaWN0aW9uYXJ5GAEgASgLMhkuY2h1bmtzY29wZS52MS5EaWN0aW9uYXJ5IiUKF0V4cG9ydERpY3Rpb25hcnlSZXF1ZXN0EgoKAmlkGAEgASgJIk0KGEV4cG9ydERpY3Rpb25hcnlSZXNwb25zZRIMCgRkYXRhGAEgASgMEhMKC3RvdGFsX2J5dGVzGAIgASgDEg4KBnNoYTI1NhgDIAEoCSI3ChdJbXBvcnREaWN0aW9uYXJ5UmVxdWVzdBIMCgRkYXRhGAEgASgMEg4KBnNoYTI1NhgCIAEoCSJJChhJbXBvcnREaWN0aW9uYXJ5UmVzcG9uc2USLQoKZGljdGlvbmFyeRgBIAEoCzIZLmNodW5rc2NvcGUudjEuRGljdGlvbmFyeSprCg1Db250ZXh0UG9saWN5Eh4KGkNPTlRFWFRfUE9MSUNZX1VOU1BFQ0lGSUVEEAASHQoZQ09OVEVYVF9QT0xJQ1lfV0hPTEVfVEVYVBABEhsKF0NPTlRFWFRfUE9MSUNZX1NFTlRFTkNFEAIqYwoLUGFDcml0ZXJpb24SHAoYUEFfQ1JJVEVSSU9OX1VOU1BFQ0lGSUVEEAASGQoVUEFfQ1JJVEVSSU9OX0FDQ1VSQUNZEAESGwoXUEFfQ1JJVEVSSU9OX1RQUl9BVF9GUFIQAiqHAQoPRXh0cmFjdGlvblBoYXNlEiAKHEVYVFJBQ1RJT05fUEhBU0VfVU5TUEVDSUZJRUQQABIcChhFWFRSQUNUSU9OX1BIQVNFX0NBUFRVUkUQARIYChRFWFRSQUNUSU9OX1BIQVNFX0ZJVBACEhoKFkVYVFJBQ1RJT05fUEhBU0VfU1RPUkUQAyrEAQoLQ2h1bmtNZXRob2QSHAoYQ0hVTktfTUVUSE9EX1VOU1BFQ0lGSUVEEAASJQohQ0hVTktfTUVUSE9EX1BPUFVMQVRJT05fQVZFUkFHSU5HEAESKwonQ0hVTktfTUVUSE9EX0RJU0NSRVRFX1NFUVVFTkNFX0NIVU5LSU5HEAISIgoeQ0hVTktfTUVUSE9EX0NPU0lORV9ESUNUSU9OQVJZEAMSHwobQ0hVTktfTUVUSE9EX0RFTlNJVFlfQ0hVTktTEAQy8QQKEURpY3Rpb25hcnlTZXJ2aWNlEmgKEUV4dHJhY3REaWN0aW9uYXJ5EicuY2h1bmtzY29wZS52MS5FeHRyYWN0RGljdGlvbmFyeVJlcXVlc3QaKC5jaHVua3Njb3BlLnYxLkV4dHJhY3REaWN0aW9uYXJ5UmVzcG9uc2UwARJaCg1HZXREaWN0aW9uYXJ5EiMuY2h1bmtzY29wZS52MS5HZXREaWN0aW9uYXJ5UmVxdWVzdBokLmNodW5rc2NvcGUudjEuR2V0RGljdGlvbmFyeVJlc3BvbnNlEmMKEExpc3REaWN0aW9uYXJpZXMSJi5jaHVua3Njb3BlLnYxLkxpc3REaWN0aW9uYXJpZXNSZXF1ZXN0GicuY2h1bmtzY29wZS52MS5MaXN0RGljdGlvbmFyaWVzUmVzcG9uc2USYwoQRGVsZXRlRGljdGlvbmFyeRImLmNodW5rc2NvcGUudjEuRGVsZXRlRGljdGlvbmFyeVJlcXVlc3QaJy5jaHVua3Njb3BlLnYxLkRlbGV0ZURpY3Rpb25hcnlSZXNwb25zZRJlChBFeHBvcnREaWN0aW9uYXJ5EiYuY2h1bmtzY29wZS52MS5FeHBvcnREaWN0aW9uYXJ5UmVxdWVzdBonLmNodW5rc2NvcGUudjEuRXhwb3J0RGljdGlvbmFyeVJlc3BvbnNlMAESZQoQSW1wb3J0RGljdGlvbmFyeRImLmNodW5rc2NvcGUudjEuSW1wb3J0RGljdGlvbmFyeVJlcXVlc3QaJy5jaHVua3Njb3BlLnYxLkltcG9ydERpY3Rpb25hcnlSZXNwb25zZSgBQm8KEWRldi5jaHVua3Njb3BlLnYxQhFEaWN0aW9uYXJpZXNQcm90b1ABWkVnaXRodWIuY29tL2NodW5rc2NvcGUvY2h1bmtzY29wZS9jbGllbnRzL2dvL2NodW5rc2NvcGV2MTtjaHVua3Njb3BldjFiBnByb3RvMw", [file_chunkscope_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * Symbols fed to a recurrent network, one string per time step.
@@ -264,6 +264,25 @@ export type PopulationAveragingParams = Message<"chunkscope.v1.PopulationAveragi
    * @generated from field: repeated double taus = 9;
    */
   taus: number[];
+
+  /**
+   * When true, one (hook point, concept) cell without a valid tolerance fails the whole request
+   * with FAILED_PRECONDITION (NO_VALID_TOLERANCE) and stores nothing. The default (false) stores
+   * every feasible cell and reports each infeasible one (Dictionary.infeasible_cells).
+   *
+   * @generated from field: bool require_all_cells = 10;
+   */
+  requireAllCells: boolean;
+
+  /**
+   * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+   * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+   * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
+   * training part (up to leave-one-out).
+   *
+   * @generated from field: int32 cv_folds = 11;
+   */
+  cvFolds: number;
 };
 
 /**
@@ -660,7 +679,8 @@ export const ExtractDictionaryResponseSchema: GenMessage<ExtractDictionaryRespon
  */
 export type ExtractionResult = Message<"chunkscope.v1.ExtractionResult"> & {
   /**
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    *
    * @generated from field: repeated chunkscope.v1.Dictionary dictionaries = 1;
    */
@@ -672,6 +692,20 @@ export type ExtractionResult = Message<"chunkscope.v1.ExtractionResult"> & {
    * @generated from field: double elapsed_seconds = 2;
    */
   elapsedSeconds: number;
+
+  /**
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   *
+   * @generated from field: repeated chunkscope.v1.InfeasibleCell infeasible_cells = 3;
+   */
+  infeasibleCells: InfeasibleCell[];
+
+  /**
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   *
+   * @generated from field: repeated chunkscope.v1.RecommendedHookPoint recommended = 4;
+   */
+  recommended: RecommendedHookPoint[];
 };
 
 /**
@@ -680,6 +714,189 @@ export type ExtractionResult = Message<"chunkscope.v1.ExtractionResult"> & {
  */
 export const ExtractionResultSchema: GenMessage<ExtractionResult> = /*@__PURE__*/
   messageDesc(file_chunkscope_v1_dictionaries, 13);
+
+/**
+ * One tolerance of a PA sweep, scored on the training inputs.
+ *
+ * @generated from message chunkscope.v1.PaSweepPoint
+ */
+export type PaSweepPoint = Message<"chunkscope.v1.PaSweepPoint"> & {
+  /**
+   * The tolerance tau.
+   *
+   * @generated from field: double tau = 1;
+   */
+  tau: number;
+
+  /**
+   * Neurons whose samples all lie within tau of their mean: |C(tau)|.
+   *
+   * @generated from field: int32 n_neurons = 2;
+   */
+  nNeurons: number;
+
+  /**
+   * The radius (largest mean squared deviation of a sample) on those neurons.
+   *
+   * @generated from field: double radius = 3;
+   */
+  radius: number;
+
+  /**
+   * Training TPR at this tolerance.
+   *
+   * @generated from field: double tpr = 4;
+   */
+  tpr: number;
+
+  /**
+   * Training FPR at this tolerance.
+   *
+   * @generated from field: double fpr = 5;
+   */
+  fpr: number;
+
+  /**
+   * Training accuracy at this tolerance.
+   *
+   * @generated from field: double accuracy = 6;
+   */
+  accuracy: number;
+};
+
+/**
+ * Describes the message chunkscope.v1.PaSweepPoint.
+ * Use `create(PaSweepPointSchema)` to create a new message.
+ */
+export const PaSweepPointSchema: GenMessage<PaSweepPoint> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_dictionaries, 14);
+
+/**
+ * A PA (hook point, concept) cell that yielded no entry, and why.
+ *
+ * @generated from message chunkscope.v1.InfeasibleCell
+ */
+export type InfeasibleCell = Message<"chunkscope.v1.InfeasibleCell"> & {
+  /**
+   * Hook point of the cell.
+   *
+   * @generated from field: string hook_point = 1;
+   */
+  hookPoint: string;
+
+  /**
+   * Concept of the cell.
+   *
+   * @generated from field: string concept = 2;
+   */
+  concept: string;
+
+  /**
+   * Machine-readable reason; today always "NO_VALID_TOLERANCE" (every neuron subset empty, or
+   * no tolerance met FPR <= max_fpr on the training inputs).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * What happened, e.g. the lowest FPR the sweep reached.
+   *
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * Occurrences of the concept in the training inputs.
+   *
+   * @generated from field: int64 count = 5;
+   */
+  count: bigint;
+
+  /**
+   * The sweep that found no valid tolerance, largest tau first (empty when every subset was
+   * empty).
+   *
+   * @generated from field: repeated chunkscope.v1.PaSweepPoint sweep = 6;
+   */
+  sweep: PaSweepPoint[];
+};
+
+/**
+ * Describes the message chunkscope.v1.InfeasibleCell.
+ * Use `create(InfeasibleCellSchema)` to create a new message.
+ */
+export const InfeasibleCellSchema: GenMessage<InfeasibleCell> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_dictionaries, 15);
+
+/**
+ * The hook point recommended for one concept among those of one PA extraction.
+ *
+ * Chosen on honest scores, which no fitted occurrence counts in: the honest TPR is the mean of
+ * the entry's out_of_sample and cross_validated TPRs (either alone when the other is absent),
+ * the honest FPR the cross-validated one (else the out-of-sample one). The highest honest TPR
+ * among hook points with honest FPR <= max_fpr wins (when none qualifies, the highest TPR -
+ * FPR); ties go to the higher out-of-sample TPR, then to the earlier hook point in the request.
+ *
+ * @generated from message chunkscope.v1.RecommendedHookPoint
+ */
+export type RecommendedHookPoint = Message<"chunkscope.v1.RecommendedHookPoint"> & {
+  /**
+   * The concept.
+   *
+   * @generated from field: string concept = 1;
+   */
+  concept: string;
+
+  /**
+   * The recommended hook point.
+   *
+   * @generated from field: string hook_point = 2;
+   */
+  hookPoint: string;
+
+  /**
+   * The dictionary stored for that hook point by the same extraction.
+   *
+   * @generated from field: string dictionary_id = 3;
+   */
+  dictionaryId: string;
+
+  /**
+   * The concept's entry in that dictionary.
+   *
+   * @generated from field: int32 entry_id = 4;
+   */
+  entryId: number;
+
+  /**
+   * The entry's cross-validated scores (absent when cross-validation was off or impossible).
+   *
+   * @generated from field: chunkscope.v1.DetectionScores cross_validated = 5;
+   */
+  crossValidated?: DetectionScores | undefined;
+
+  /**
+   * The honest TPR that decided.
+   *
+   * @generated from field: double honest_tpr = 6;
+   */
+  honestTpr: number;
+
+  /**
+   * The entry's out-of-sample scores (absent when every occurrence was a sample).
+   *
+   * @generated from field: chunkscope.v1.DetectionScores out_of_sample = 7;
+   */
+  outOfSample?: DetectionScores | undefined;
+};
+
+/**
+ * Describes the message chunkscope.v1.RecommendedHookPoint.
+ * Use `create(RecommendedHookPointSchema)` to create a new message.
+ */
+export const RecommendedHookPointSchema: GenMessage<RecommendedHookPoint> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_dictionaries, 16);
 
 /**
  * Detection scores of an entry on one set of inputs.
@@ -728,7 +945,7 @@ export type DetectionScores = Message<"chunkscope.v1.DetectionScores"> & {
  * Use `create(DetectionScoresSchema)` to create a new message.
  */
 export const DetectionScoresSchema: GenMessage<DetectionScores> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 14);
+  messageDesc(file_chunkscope_v1_dictionaries, 17);
 
 /**
  * One input position that matches an entry well.
@@ -777,7 +994,7 @@ export type ChunkExample = Message<"chunkscope.v1.ChunkExample"> & {
  * Use `create(ChunkExampleSchema)` to create a new message.
  */
 export const ChunkExampleSchema: GenMessage<ChunkExample> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 15);
+  messageDesc(file_chunkscope_v1_dictionaries, 18);
 
 /**
  * One chunk of a dictionary.
@@ -878,6 +1095,39 @@ export type ChunkEntry = Message<"chunkscope.v1.ChunkEntry"> & {
    * @generated from field: chunkscope.v1.Tensor neurons = 13;
    */
   neurons?: Tensor | undefined;
+
+  /**
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   *
+   * @generated from field: repeated chunkscope.v1.PaSweepPoint sweep = 14;
+   */
+  sweep: PaSweepPoint[];
+
+  /**
+   * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+   * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+   * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+   * when the occurrences are too few to leave n_samples in every training part.
+   *
+   * @generated from field: chunkscope.v1.DetectionScores cross_validated = 15;
+   */
+  crossValidated?: DetectionScores | undefined;
+
+  /**
+   * PA: the number of folds behind cross_validated (0 when absent).
+   *
+   * @generated from field: int32 cv_folds = 16;
+   */
+  cvFolds: number;
+
+  /**
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   *
+   * @generated from field: chunkscope.v1.DetectionScores out_of_sample = 17;
+   */
+  outOfSample?: DetectionScores | undefined;
 };
 
 /**
@@ -885,7 +1135,7 @@ export type ChunkEntry = Message<"chunkscope.v1.ChunkEntry"> & {
  * Use `create(ChunkEntrySchema)` to create a new message.
  */
 export const ChunkEntrySchema: GenMessage<ChunkEntry> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 16);
+  messageDesc(file_chunkscope_v1_dictionaries, 19);
 
 /**
  * A stored chunk dictionary.
@@ -1005,6 +1255,23 @@ export type Dictionary = Message<"chunkscope.v1.Dictionary"> & {
    * @generated from field: repeated chunkscope.v1.ChunkEntry entries = 16;
    */
   entries: ChunkEntry[];
+
+  /**
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   *
+   * @generated from field: repeated chunkscope.v1.InfeasibleCell infeasible_cells = 17;
+   */
+  infeasibleCells: InfeasibleCell[];
+
+  /**
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   *
+   * @generated from field: repeated chunkscope.v1.RecommendedHookPoint recommended = 18;
+   */
+  recommended: RecommendedHookPoint[];
 };
 
 /**
@@ -1012,7 +1279,7 @@ export type Dictionary = Message<"chunkscope.v1.Dictionary"> & {
  * Use `create(DictionarySchema)` to create a new message.
  */
 export const DictionarySchema: GenMessage<Dictionary> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 17);
+  messageDesc(file_chunkscope_v1_dictionaries, 20);
 
 /**
  * Request for DictionaryService.GetDictionary.
@@ -1040,7 +1307,7 @@ export type GetDictionaryRequest = Message<"chunkscope.v1.GetDictionaryRequest">
  * Use `create(GetDictionaryRequestSchema)` to create a new message.
  */
 export const GetDictionaryRequestSchema: GenMessage<GetDictionaryRequest> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 18);
+  messageDesc(file_chunkscope_v1_dictionaries, 21);
 
 /**
  * Response for DictionaryService.GetDictionary.
@@ -1061,7 +1328,7 @@ export type GetDictionaryResponse = Message<"chunkscope.v1.GetDictionaryResponse
  * Use `create(GetDictionaryResponseSchema)` to create a new message.
  */
 export const GetDictionaryResponseSchema: GenMessage<GetDictionaryResponse> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 19);
+  messageDesc(file_chunkscope_v1_dictionaries, 22);
 
 /**
  * Request for DictionaryService.ListDictionaries.
@@ -1089,7 +1356,7 @@ export type ListDictionariesRequest = Message<"chunkscope.v1.ListDictionariesReq
  * Use `create(ListDictionariesRequestSchema)` to create a new message.
  */
 export const ListDictionariesRequestSchema: GenMessage<ListDictionariesRequest> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 20);
+  messageDesc(file_chunkscope_v1_dictionaries, 23);
 
 /**
  * Response for DictionaryService.ListDictionaries.
@@ -1117,7 +1384,7 @@ export type ListDictionariesResponse = Message<"chunkscope.v1.ListDictionariesRe
  * Use `create(ListDictionariesResponseSchema)` to create a new message.
  */
 export const ListDictionariesResponseSchema: GenMessage<ListDictionariesResponse> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 21);
+  messageDesc(file_chunkscope_v1_dictionaries, 24);
 
 /**
  * Request for DictionaryService.DeleteDictionary.
@@ -1138,7 +1405,7 @@ export type DeleteDictionaryRequest = Message<"chunkscope.v1.DeleteDictionaryReq
  * Use `create(DeleteDictionaryRequestSchema)` to create a new message.
  */
 export const DeleteDictionaryRequestSchema: GenMessage<DeleteDictionaryRequest> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 22);
+  messageDesc(file_chunkscope_v1_dictionaries, 25);
 
 /**
  * Response for DictionaryService.DeleteDictionary.
@@ -1159,7 +1426,7 @@ export type DeleteDictionaryResponse = Message<"chunkscope.v1.DeleteDictionaryRe
  * Use `create(DeleteDictionaryResponseSchema)` to create a new message.
  */
 export const DeleteDictionaryResponseSchema: GenMessage<DeleteDictionaryResponse> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 23);
+  messageDesc(file_chunkscope_v1_dictionaries, 26);
 
 /**
  * Request for DictionaryService.ExportDictionary.
@@ -1180,7 +1447,7 @@ export type ExportDictionaryRequest = Message<"chunkscope.v1.ExportDictionaryReq
  * Use `create(ExportDictionaryRequestSchema)` to create a new message.
  */
 export const ExportDictionaryRequestSchema: GenMessage<ExportDictionaryRequest> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 24);
+  messageDesc(file_chunkscope_v1_dictionaries, 27);
 
 /**
  * One piece of an exported archive; concatenate `data` in order.
@@ -1215,7 +1482,7 @@ export type ExportDictionaryResponse = Message<"chunkscope.v1.ExportDictionaryRe
  * Use `create(ExportDictionaryResponseSchema)` to create a new message.
  */
 export const ExportDictionaryResponseSchema: GenMessage<ExportDictionaryResponse> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 25);
+  messageDesc(file_chunkscope_v1_dictionaries, 28);
 
 /**
  * One piece of an archive to import; send the pieces in order.
@@ -1243,7 +1510,7 @@ export type ImportDictionaryRequest = Message<"chunkscope.v1.ImportDictionaryReq
  * Use `create(ImportDictionaryRequestSchema)` to create a new message.
  */
 export const ImportDictionaryRequestSchema: GenMessage<ImportDictionaryRequest> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 26);
+  messageDesc(file_chunkscope_v1_dictionaries, 29);
 
 /**
  * Response for DictionaryService.ImportDictionary.
@@ -1264,7 +1531,7 @@ export type ImportDictionaryResponse = Message<"chunkscope.v1.ImportDictionaryRe
  * Use `create(ImportDictionaryResponseSchema)` to create a new message.
  */
 export const ImportDictionaryResponseSchema: GenMessage<ImportDictionaryResponse> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_dictionaries, 27);
+  messageDesc(file_chunkscope_v1_dictionaries, 30);
 
 /**
  * How texts are cut before they are run through the model.

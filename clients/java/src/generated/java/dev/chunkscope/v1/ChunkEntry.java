@@ -35,6 +35,7 @@ private static final long serialVersionUID = 0L;
     label_ = "";
     states_ = emptyIntList();
     examples_ = java.util.Collections.emptyList();
+    sweep_ = java.util.Collections.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -450,6 +451,173 @@ private static final long serialVersionUID = 0L;
     return neurons_ == null ? dev.chunkscope.v1.Tensor.getDefaultInstance() : neurons_;
   }
 
+  public static final int SWEEP_FIELD_NUMBER = 14;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.chunkscope.v1.PaSweepPoint> sweep_;
+  /**
+   * <pre>
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.chunkscope.v1.PaSweepPoint> getSweepList() {
+    return sweep_;
+  }
+  /**
+   * <pre>
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.chunkscope.v1.PaSweepPointOrBuilder> 
+      getSweepOrBuilderList() {
+    return sweep_;
+  }
+  /**
+   * <pre>
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+   */
+  @java.lang.Override
+  public int getSweepCount() {
+    return sweep_.size();
+  }
+  /**
+   * <pre>
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.PaSweepPoint getSweep(int index) {
+    return sweep_.get(index);
+  }
+  /**
+   * <pre>
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.PaSweepPointOrBuilder getSweepOrBuilder(
+      int index) {
+    return sweep_.get(index);
+  }
+
+  public static final int CROSS_VALIDATED_FIELD_NUMBER = 15;
+  private dev.chunkscope.v1.DetectionScores crossValidated_;
+  /**
+   * <pre>
+   * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+   * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+   * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+   * when the occurrences are too few to leave n_samples in every training part.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+   * @return Whether the crossValidated field is set.
+   */
+  @java.lang.Override
+  public boolean hasCrossValidated() {
+    return ((bitField0_ & 0x00000010) != 0);
+  }
+  /**
+   * <pre>
+   * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+   * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+   * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+   * when the occurrences are too few to leave n_samples in every training part.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+   * @return The crossValidated.
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.DetectionScores getCrossValidated() {
+    return crossValidated_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : crossValidated_;
+  }
+  /**
+   * <pre>
+   * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+   * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+   * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+   * when the occurrences are too few to leave n_samples in every training part.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.DetectionScoresOrBuilder getCrossValidatedOrBuilder() {
+    return crossValidated_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : crossValidated_;
+  }
+
+  public static final int CV_FOLDS_FIELD_NUMBER = 16;
+  private int cvFolds_ = 0;
+  /**
+   * <pre>
+   * PA: the number of folds behind cross_validated (0 when absent).
+   * </pre>
+   *
+   * <code>int32 cv_folds = 16;</code>
+   * @return The cvFolds.
+   */
+  @java.lang.Override
+  public int getCvFolds() {
+    return cvFolds_;
+  }
+
+  public static final int OUT_OF_SAMPLE_FIELD_NUMBER = 17;
+  private dev.chunkscope.v1.DetectionScores outOfSample_;
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   * @return Whether the outOfSample field is set.
+   */
+  @java.lang.Override
+  public boolean hasOutOfSample() {
+    return ((bitField0_ & 0x00000020) != 0);
+  }
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   * @return The outOfSample.
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.DetectionScores getOutOfSample() {
+    return outOfSample_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+  }
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.DetectionScoresOrBuilder getOutOfSampleOrBuilder() {
+    return outOfSample_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -507,6 +675,18 @@ private static final long serialVersionUID = 0L;
     }
     if (((bitField0_ & 0x00000008) != 0)) {
       output.writeMessage(13, getNeurons());
+    }
+    for (int i = 0; i < sweep_.size(); i++) {
+      output.writeMessage(14, sweep_.get(i));
+    }
+    if (((bitField0_ & 0x00000010) != 0)) {
+      output.writeMessage(15, getCrossValidated());
+    }
+    if (cvFolds_ != 0) {
+      output.writeInt32(16, cvFolds_);
+    }
+    if (((bitField0_ & 0x00000020) != 0)) {
+      output.writeMessage(17, getOutOfSample());
     }
     getUnknownFields().writeTo(output);
   }
@@ -578,6 +758,22 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(13, getNeurons());
     }
+    for (int i = 0; i < sweep_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(14, sweep_.get(i));
+    }
+    if (((bitField0_ & 0x00000010) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(15, getCrossValidated());
+    }
+    if (cvFolds_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt32Size(16, cvFolds_);
+    }
+    if (((bitField0_ & 0x00000020) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(17, getOutOfSample());
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -634,6 +830,20 @@ private static final long serialVersionUID = 0L;
       if (!getNeurons()
           .equals(other.getNeurons())) return false;
     }
+    if (!getSweepList()
+        .equals(other.getSweepList())) return false;
+    if (hasCrossValidated() != other.hasCrossValidated()) return false;
+    if (hasCrossValidated()) {
+      if (!getCrossValidated()
+          .equals(other.getCrossValidated())) return false;
+    }
+    if (getCvFolds()
+        != other.getCvFolds()) return false;
+    if (hasOutOfSample() != other.hasOutOfSample()) return false;
+    if (hasOutOfSample()) {
+      if (!getOutOfSample()
+          .equals(other.getOutOfSample())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -686,6 +896,20 @@ private static final long serialVersionUID = 0L;
     if (hasNeurons()) {
       hash = (37 * hash) + NEURONS_FIELD_NUMBER;
       hash = (53 * hash) + getNeurons().hashCode();
+    }
+    if (getSweepCount() > 0) {
+      hash = (37 * hash) + SWEEP_FIELD_NUMBER;
+      hash = (53 * hash) + getSweepList().hashCode();
+    }
+    if (hasCrossValidated()) {
+      hash = (37 * hash) + CROSS_VALIDATED_FIELD_NUMBER;
+      hash = (53 * hash) + getCrossValidated().hashCode();
+    }
+    hash = (37 * hash) + CV_FOLDS_FIELD_NUMBER;
+    hash = (53 * hash) + getCvFolds();
+    if (hasOutOfSample()) {
+      hash = (37 * hash) + OUT_OF_SAMPLE_FIELD_NUMBER;
+      hash = (53 * hash) + getOutOfSample().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -826,6 +1050,9 @@ private static final long serialVersionUID = 0L;
         internalGetExamplesFieldBuilder();
         internalGetPrototypeFieldBuilder();
         internalGetNeuronsFieldBuilder();
+        internalGetSweepFieldBuilder();
+        internalGetCrossValidatedFieldBuilder();
+        internalGetOutOfSampleFieldBuilder();
       }
     }
     @java.lang.Override
@@ -866,6 +1093,24 @@ private static final long serialVersionUID = 0L;
       if (neuronsBuilder_ != null) {
         neuronsBuilder_.dispose();
         neuronsBuilder_ = null;
+      }
+      if (sweepBuilder_ == null) {
+        sweep_ = java.util.Collections.emptyList();
+      } else {
+        sweep_ = null;
+        sweepBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00002000);
+      crossValidated_ = null;
+      if (crossValidatedBuilder_ != null) {
+        crossValidatedBuilder_.dispose();
+        crossValidatedBuilder_ = null;
+      }
+      cvFolds_ = 0;
+      outOfSample_ = null;
+      if (outOfSampleBuilder_ != null) {
+        outOfSampleBuilder_.dispose();
+        outOfSampleBuilder_ = null;
       }
       return this;
     }
@@ -908,6 +1153,15 @@ private static final long serialVersionUID = 0L;
         result.examples_ = examples_;
       } else {
         result.examples_ = examplesBuilder_.build();
+      }
+      if (sweepBuilder_ == null) {
+        if (((bitField0_ & 0x00002000) != 0)) {
+          sweep_ = java.util.Collections.unmodifiableList(sweep_);
+          bitField0_ = (bitField0_ & ~0x00002000);
+        }
+        result.sweep_ = sweep_;
+      } else {
+        result.sweep_ = sweepBuilder_.build();
       }
     }
 
@@ -962,6 +1216,21 @@ private static final long serialVersionUID = 0L;
             ? neurons_
             : neuronsBuilder_.build();
         to_bitField0_ |= 0x00000008;
+      }
+      if (((from_bitField0_ & 0x00004000) != 0)) {
+        result.crossValidated_ = crossValidatedBuilder_ == null
+            ? crossValidated_
+            : crossValidatedBuilder_.build();
+        to_bitField0_ |= 0x00000010;
+      }
+      if (((from_bitField0_ & 0x00008000) != 0)) {
+        result.cvFolds_ = cvFolds_;
+      }
+      if (((from_bitField0_ & 0x00010000) != 0)) {
+        result.outOfSample_ = outOfSampleBuilder_ == null
+            ? outOfSample_
+            : outOfSampleBuilder_.build();
+        to_bitField0_ |= 0x00000020;
       }
       result.bitField0_ |= to_bitField0_;
     }
@@ -1049,6 +1318,41 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasNeurons()) {
         mergeNeurons(other.getNeurons());
+      }
+      if (sweepBuilder_ == null) {
+        if (!other.sweep_.isEmpty()) {
+          if (sweep_.isEmpty()) {
+            sweep_ = other.sweep_;
+            bitField0_ = (bitField0_ & ~0x00002000);
+          } else {
+            ensureSweepIsMutable();
+            sweep_.addAll(other.sweep_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.sweep_.isEmpty()) {
+          if (sweepBuilder_.isEmpty()) {
+            sweepBuilder_.dispose();
+            sweepBuilder_ = null;
+            sweep_ = other.sweep_;
+            bitField0_ = (bitField0_ & ~0x00002000);
+            sweepBuilder_ = 
+              com.google.protobuf.GeneratedMessage.alwaysUseFieldBuilders ?
+                 internalGetSweepFieldBuilder() : null;
+          } else {
+            sweepBuilder_.addAllMessages(other.sweep_);
+          }
+        }
+      }
+      if (other.hasCrossValidated()) {
+        mergeCrossValidated(other.getCrossValidated());
+      }
+      if (other.getCvFolds() != 0) {
+        setCvFolds(other.getCvFolds());
+      }
+      if (other.hasOutOfSample()) {
+        mergeOutOfSample(other.getOutOfSample());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1168,6 +1472,38 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00001000;
               break;
             } // case 106
+            case 114: {
+              dev.chunkscope.v1.PaSweepPoint m =
+                  input.readMessage(
+                      dev.chunkscope.v1.PaSweepPoint.parser(),
+                      extensionRegistry);
+              if (sweepBuilder_ == null) {
+                ensureSweepIsMutable();
+                sweep_.add(m);
+              } else {
+                sweepBuilder_.addMessage(m);
+              }
+              break;
+            } // case 114
+            case 122: {
+              input.readMessage(
+                  internalGetCrossValidatedFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00004000;
+              break;
+            } // case 122
+            case 128: {
+              cvFolds_ = input.readInt32();
+              bitField0_ |= 0x00008000;
+              break;
+            } // case 128
+            case 138: {
+              input.readMessage(
+                  internalGetOutOfSampleFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00010000;
+              break;
+            } // case 138
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2612,6 +2948,721 @@ private static final long serialVersionUID = 0L;
         neurons_ = null;
       }
       return neuronsBuilder_;
+    }
+
+    private java.util.List<dev.chunkscope.v1.PaSweepPoint> sweep_ =
+      java.util.Collections.emptyList();
+    private void ensureSweepIsMutable() {
+      if (!((bitField0_ & 0x00002000) != 0)) {
+        sweep_ = new java.util.ArrayList<dev.chunkscope.v1.PaSweepPoint>(sweep_);
+        bitField0_ |= 0x00002000;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.PaSweepPoint, dev.chunkscope.v1.PaSweepPoint.Builder, dev.chunkscope.v1.PaSweepPointOrBuilder> sweepBuilder_;
+
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.PaSweepPoint> getSweepList() {
+      if (sweepBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(sweep_);
+      } else {
+        return sweepBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public int getSweepCount() {
+      if (sweepBuilder_ == null) {
+        return sweep_.size();
+      } else {
+        return sweepBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public dev.chunkscope.v1.PaSweepPoint getSweep(int index) {
+      if (sweepBuilder_ == null) {
+        return sweep_.get(index);
+      } else {
+        return sweepBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public Builder setSweep(
+        int index, dev.chunkscope.v1.PaSweepPoint value) {
+      if (sweepBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureSweepIsMutable();
+        sweep_.set(index, value);
+        onChanged();
+      } else {
+        sweepBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public Builder setSweep(
+        int index, dev.chunkscope.v1.PaSweepPoint.Builder builderForValue) {
+      if (sweepBuilder_ == null) {
+        ensureSweepIsMutable();
+        sweep_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        sweepBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public Builder addSweep(dev.chunkscope.v1.PaSweepPoint value) {
+      if (sweepBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureSweepIsMutable();
+        sweep_.add(value);
+        onChanged();
+      } else {
+        sweepBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public Builder addSweep(
+        int index, dev.chunkscope.v1.PaSweepPoint value) {
+      if (sweepBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureSweepIsMutable();
+        sweep_.add(index, value);
+        onChanged();
+      } else {
+        sweepBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public Builder addSweep(
+        dev.chunkscope.v1.PaSweepPoint.Builder builderForValue) {
+      if (sweepBuilder_ == null) {
+        ensureSweepIsMutable();
+        sweep_.add(builderForValue.build());
+        onChanged();
+      } else {
+        sweepBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public Builder addSweep(
+        int index, dev.chunkscope.v1.PaSweepPoint.Builder builderForValue) {
+      if (sweepBuilder_ == null) {
+        ensureSweepIsMutable();
+        sweep_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        sweepBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public Builder addAllSweep(
+        java.lang.Iterable<? extends dev.chunkscope.v1.PaSweepPoint> values) {
+      if (sweepBuilder_ == null) {
+        ensureSweepIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, sweep_);
+        onChanged();
+      } else {
+        sweepBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public Builder clearSweep() {
+      if (sweepBuilder_ == null) {
+        sweep_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00002000);
+        onChanged();
+      } else {
+        sweepBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public Builder removeSweep(int index) {
+      if (sweepBuilder_ == null) {
+        ensureSweepIsMutable();
+        sweep_.remove(index);
+        onChanged();
+      } else {
+        sweepBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public dev.chunkscope.v1.PaSweepPoint.Builder getSweepBuilder(
+        int index) {
+      return internalGetSweepFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public dev.chunkscope.v1.PaSweepPointOrBuilder getSweepOrBuilder(
+        int index) {
+      if (sweepBuilder_ == null) {
+        return sweep_.get(index);  } else {
+        return sweepBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public java.util.List<? extends dev.chunkscope.v1.PaSweepPointOrBuilder> 
+         getSweepOrBuilderList() {
+      if (sweepBuilder_ != null) {
+        return sweepBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(sweep_);
+      }
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public dev.chunkscope.v1.PaSweepPoint.Builder addSweepBuilder() {
+      return internalGetSweepFieldBuilder().addBuilder(
+          dev.chunkscope.v1.PaSweepPoint.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public dev.chunkscope.v1.PaSweepPoint.Builder addSweepBuilder(
+        int index) {
+      return internalGetSweepFieldBuilder().addBuilder(
+          index, dev.chunkscope.v1.PaSweepPoint.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.PaSweepPoint.Builder> 
+         getSweepBuilderList() {
+      return internalGetSweepFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.PaSweepPoint, dev.chunkscope.v1.PaSweepPoint.Builder, dev.chunkscope.v1.PaSweepPointOrBuilder> 
+        internalGetSweepFieldBuilder() {
+      if (sweepBuilder_ == null) {
+        sweepBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
+            dev.chunkscope.v1.PaSweepPoint, dev.chunkscope.v1.PaSweepPoint.Builder, dev.chunkscope.v1.PaSweepPointOrBuilder>(
+                sweep_,
+                ((bitField0_ & 0x00002000) != 0),
+                getParentForChildren(),
+                isClean());
+        sweep_ = null;
+      }
+      return sweepBuilder_;
+    }
+
+    private dev.chunkscope.v1.DetectionScores crossValidated_;
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder> crossValidatedBuilder_;
+    /**
+     * <pre>
+     * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+     * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+     * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+     * when the occurrences are too few to leave n_samples in every training part.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+     * @return Whether the crossValidated field is set.
+     */
+    public boolean hasCrossValidated() {
+      return ((bitField0_ & 0x00004000) != 0);
+    }
+    /**
+     * <pre>
+     * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+     * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+     * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+     * when the occurrences are too few to leave n_samples in every training part.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+     * @return The crossValidated.
+     */
+    public dev.chunkscope.v1.DetectionScores getCrossValidated() {
+      if (crossValidatedBuilder_ == null) {
+        return crossValidated_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : crossValidated_;
+      } else {
+        return crossValidatedBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+     * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+     * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+     * when the occurrences are too few to leave n_samples in every training part.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+     */
+    public Builder setCrossValidated(dev.chunkscope.v1.DetectionScores value) {
+      if (crossValidatedBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        crossValidated_ = value;
+      } else {
+        crossValidatedBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00004000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+     * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+     * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+     * when the occurrences are too few to leave n_samples in every training part.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+     */
+    public Builder setCrossValidated(
+        dev.chunkscope.v1.DetectionScores.Builder builderForValue) {
+      if (crossValidatedBuilder_ == null) {
+        crossValidated_ = builderForValue.build();
+      } else {
+        crossValidatedBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00004000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+     * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+     * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+     * when the occurrences are too few to leave n_samples in every training part.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+     */
+    public Builder mergeCrossValidated(dev.chunkscope.v1.DetectionScores value) {
+      if (crossValidatedBuilder_ == null) {
+        if (((bitField0_ & 0x00004000) != 0) &&
+          crossValidated_ != null &&
+          crossValidated_ != dev.chunkscope.v1.DetectionScores.getDefaultInstance()) {
+          getCrossValidatedBuilder().mergeFrom(value);
+        } else {
+          crossValidated_ = value;
+        }
+      } else {
+        crossValidatedBuilder_.mergeFrom(value);
+      }
+      if (crossValidated_ != null) {
+        bitField0_ |= 0x00004000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+     * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+     * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+     * when the occurrences are too few to leave n_samples in every training part.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+     */
+    public Builder clearCrossValidated() {
+      bitField0_ = (bitField0_ & ~0x00004000);
+      crossValidated_ = null;
+      if (crossValidatedBuilder_ != null) {
+        crossValidatedBuilder_.dispose();
+        crossValidatedBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+     * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+     * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+     * when the occurrences are too few to leave n_samples in every training part.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+     */
+    public dev.chunkscope.v1.DetectionScores.Builder getCrossValidatedBuilder() {
+      bitField0_ |= 0x00004000;
+      onChanged();
+      return internalGetCrossValidatedFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+     * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+     * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+     * when the occurrences are too few to leave n_samples in every training part.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+     */
+    public dev.chunkscope.v1.DetectionScoresOrBuilder getCrossValidatedOrBuilder() {
+      if (crossValidatedBuilder_ != null) {
+        return crossValidatedBuilder_.getMessageOrBuilder();
+      } else {
+        return crossValidated_ == null ?
+            dev.chunkscope.v1.DetectionScores.getDefaultInstance() : crossValidated_;
+      }
+    }
+    /**
+     * <pre>
+     * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+     * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+     * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+     * when the occurrences are too few to leave n_samples in every training part.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder> 
+        internalGetCrossValidatedFieldBuilder() {
+      if (crossValidatedBuilder_ == null) {
+        crossValidatedBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder>(
+                getCrossValidated(),
+                getParentForChildren(),
+                isClean());
+        crossValidated_ = null;
+      }
+      return crossValidatedBuilder_;
+    }
+
+    private int cvFolds_ ;
+    /**
+     * <pre>
+     * PA: the number of folds behind cross_validated (0 when absent).
+     * </pre>
+     *
+     * <code>int32 cv_folds = 16;</code>
+     * @return The cvFolds.
+     */
+    @java.lang.Override
+    public int getCvFolds() {
+      return cvFolds_;
+    }
+    /**
+     * <pre>
+     * PA: the number of folds behind cross_validated (0 when absent).
+     * </pre>
+     *
+     * <code>int32 cv_folds = 16;</code>
+     * @param value The cvFolds to set.
+     * @return This builder for chaining.
+     */
+    public Builder setCvFolds(int value) {
+
+      cvFolds_ = value;
+      bitField0_ |= 0x00008000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the number of folds behind cross_validated (0 when absent).
+     * </pre>
+     *
+     * <code>int32 cv_folds = 16;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearCvFolds() {
+      bitField0_ = (bitField0_ & ~0x00008000);
+      cvFolds_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private dev.chunkscope.v1.DetectionScores outOfSample_;
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder> outOfSampleBuilder_;
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     * @return Whether the outOfSample field is set.
+     */
+    public boolean hasOutOfSample() {
+      return ((bitField0_ & 0x00010000) != 0);
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     * @return The outOfSample.
+     */
+    public dev.chunkscope.v1.DetectionScores getOutOfSample() {
+      if (outOfSampleBuilder_ == null) {
+        return outOfSample_ == null ? dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+      } else {
+        return outOfSampleBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public Builder setOutOfSample(dev.chunkscope.v1.DetectionScores value) {
+      if (outOfSampleBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        outOfSample_ = value;
+      } else {
+        outOfSampleBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public Builder setOutOfSample(
+        dev.chunkscope.v1.DetectionScores.Builder builderForValue) {
+      if (outOfSampleBuilder_ == null) {
+        outOfSample_ = builderForValue.build();
+      } else {
+        outOfSampleBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public Builder mergeOutOfSample(dev.chunkscope.v1.DetectionScores value) {
+      if (outOfSampleBuilder_ == null) {
+        if (((bitField0_ & 0x00010000) != 0) &&
+          outOfSample_ != null &&
+          outOfSample_ != dev.chunkscope.v1.DetectionScores.getDefaultInstance()) {
+          getOutOfSampleBuilder().mergeFrom(value);
+        } else {
+          outOfSample_ = value;
+        }
+      } else {
+        outOfSampleBuilder_.mergeFrom(value);
+      }
+      if (outOfSample_ != null) {
+        bitField0_ |= 0x00010000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public Builder clearOutOfSample() {
+      bitField0_ = (bitField0_ & ~0x00010000);
+      outOfSample_ = null;
+      if (outOfSampleBuilder_ != null) {
+        outOfSampleBuilder_.dispose();
+        outOfSampleBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public dev.chunkscope.v1.DetectionScores.Builder getOutOfSampleBuilder() {
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return internalGetOutOfSampleFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    public dev.chunkscope.v1.DetectionScoresOrBuilder getOutOfSampleOrBuilder() {
+      if (outOfSampleBuilder_ != null) {
+        return outOfSampleBuilder_.getMessageOrBuilder();
+      } else {
+        return outOfSample_ == null ?
+            dev.chunkscope.v1.DetectionScores.getDefaultInstance() : outOfSample_;
+      }
+    }
+    /**
+     * <pre>
+     * PA: the stored entry's scores on the training inputs without its own samples (the
+     * occurrences that set its radius), so honest about the radius; absent when every occurrence
+     * was a sample. The FPR equals train's: negatives are never sampled.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder> 
+        internalGetOutOfSampleFieldBuilder() {
+      if (outOfSampleBuilder_ == null) {
+        outOfSampleBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.chunkscope.v1.DetectionScores, dev.chunkscope.v1.DetectionScores.Builder, dev.chunkscope.v1.DetectionScoresOrBuilder>(
+                getOutOfSample(),
+                getParentForChildren(),
+                isClean());
+        outOfSample_ = null;
+      }
+      return outOfSampleBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:chunkscope.v1.ChunkEntry)

@@ -277,4 +277,127 @@ public interface ChunkEntryOrBuilder extends
    * <code>.chunkscope.v1.Tensor neurons = 13;</code>
    */
   dev.chunkscope.v1.TensorOrBuilder getNeuronsOrBuilder();
+
+  /**
+   * <pre>
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+   */
+  java.util.List<dev.chunkscope.v1.PaSweepPoint> 
+      getSweepList();
+  /**
+   * <pre>
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+   */
+  dev.chunkscope.v1.PaSweepPoint getSweep(int index);
+  /**
+   * <pre>
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+   */
+  int getSweepCount();
+  /**
+   * <pre>
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+   */
+  java.util.List<? extends dev.chunkscope.v1.PaSweepPointOrBuilder> 
+      getSweepOrBuilderList();
+  /**
+   * <pre>
+   * PA: the tolerance sweep on the training inputs, largest tau first; `tau` is the chosen one.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.PaSweepPoint sweep = 14;</code>
+   */
+  dev.chunkscope.v1.PaSweepPointOrBuilder getSweepOrBuilder(
+      int index);
+
+  /**
+   * <pre>
+   * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+   * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+   * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+   * when the occurrences are too few to leave n_samples in every training part.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+   * @return Whether the crossValidated field is set.
+   */
+  boolean hasCrossValidated();
+  /**
+   * <pre>
+   * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+   * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+   * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+   * when the occurrences are too few to leave n_samples in every training part.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+   * @return The crossValidated.
+   */
+  dev.chunkscope.v1.DetectionScores getCrossValidated();
+  /**
+   * <pre>
+   * PA: k-fold cross-validated scores on the training inputs: each fold's positions are matched
+   * against a chunk fitted (samples, sweep and tau) without them. Unlike `train`, which counts
+   * the samples that set the radius, these are honest. Absent when cross-validation was off, or
+   * when the occurrences are too few to leave n_samples in every training part.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores cross_validated = 15;</code>
+   */
+  dev.chunkscope.v1.DetectionScoresOrBuilder getCrossValidatedOrBuilder();
+
+  /**
+   * <pre>
+   * PA: the number of folds behind cross_validated (0 when absent).
+   * </pre>
+   *
+   * <code>int32 cv_folds = 16;</code>
+   * @return The cvFolds.
+   */
+  int getCvFolds();
+
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   * @return Whether the outOfSample field is set.
+   */
+  boolean hasOutOfSample();
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   * @return The outOfSample.
+   */
+  dev.chunkscope.v1.DetectionScores getOutOfSample();
+  /**
+   * <pre>
+   * PA: the stored entry's scores on the training inputs without its own samples (the
+   * occurrences that set its radius), so honest about the radius; absent when every occurrence
+   * was a sample. The FPR equals train's: negatives are never sampled.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DetectionScores out_of_sample = 17;</code>
+   */
+  dev.chunkscope.v1.DetectionScoresOrBuilder getOutOfSampleOrBuilder();
 }

@@ -96,7 +96,9 @@ private static final long serialVersionUID = 0L;
       com.google.protobuf.LazyStringArrayList.emptyList();
   /**
    * <pre>
-   * Required. Dictionaries to apply (each at its own hook point), at most 16.
+   * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+   * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+   * (one extraction over many hook points) costs one forward per input.
    * </pre>
    *
    * <code>repeated string dictionary_ids = 2;</code>
@@ -108,7 +110,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Required. Dictionaries to apply (each at its own hook point), at most 16.
+   * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+   * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+   * (one extraction over many hook points) costs one forward per input.
    * </pre>
    *
    * <code>repeated string dictionary_ids = 2;</code>
@@ -119,7 +123,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Required. Dictionaries to apply (each at its own hook point), at most 16.
+   * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+   * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+   * (one extraction over many hook points) costs one forward per input.
    * </pre>
    *
    * <code>repeated string dictionary_ids = 2;</code>
@@ -131,7 +137,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Required. Dictionaries to apply (each at its own hook point), at most 16.
+   * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+   * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+   * (one extraction over many hook points) costs one forward per input.
    * </pre>
    *
    * <code>repeated string dictionary_ids = 2;</code>
@@ -877,7 +885,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Dictionaries to apply (each at its own hook point), at most 16.
+     * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+     * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+     * (one extraction over many hook points) costs one forward per input.
      * </pre>
      *
      * <code>repeated string dictionary_ids = 2;</code>
@@ -890,7 +900,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Dictionaries to apply (each at its own hook point), at most 16.
+     * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+     * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+     * (one extraction over many hook points) costs one forward per input.
      * </pre>
      *
      * <code>repeated string dictionary_ids = 2;</code>
@@ -901,7 +913,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Dictionaries to apply (each at its own hook point), at most 16.
+     * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+     * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+     * (one extraction over many hook points) costs one forward per input.
      * </pre>
      *
      * <code>repeated string dictionary_ids = 2;</code>
@@ -913,7 +927,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Dictionaries to apply (each at its own hook point), at most 16.
+     * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+     * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+     * (one extraction over many hook points) costs one forward per input.
      * </pre>
      *
      * <code>repeated string dictionary_ids = 2;</code>
@@ -926,7 +942,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Dictionaries to apply (each at its own hook point), at most 16.
+     * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+     * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+     * (one extraction over many hook points) costs one forward per input.
      * </pre>
      *
      * <code>repeated string dictionary_ids = 2;</code>
@@ -945,7 +963,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Dictionaries to apply (each at its own hook point), at most 16.
+     * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+     * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+     * (one extraction over many hook points) costs one forward per input.
      * </pre>
      *
      * <code>repeated string dictionary_ids = 2;</code>
@@ -963,7 +983,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Dictionaries to apply (each at its own hook point), at most 16.
+     * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+     * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+     * (one extraction over many hook points) costs one forward per input.
      * </pre>
      *
      * <code>repeated string dictionary_ids = 2;</code>
@@ -981,7 +1003,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Dictionaries to apply (each at its own hook point), at most 16.
+     * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+     * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+     * (one extraction over many hook points) costs one forward per input.
      * </pre>
      *
      * <code>repeated string dictionary_ids = 2;</code>
@@ -996,7 +1020,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Dictionaries to apply (each at its own hook point), at most 16.
+     * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+     * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+     * (one extraction over many hook points) costs one forward per input.
      * </pre>
      *
      * <code>repeated string dictionary_ids = 2;</code>

@@ -39,7 +39,9 @@ public interface DetectionConfigOrBuilder extends
 
   /**
    * <pre>
-   * Required. Dictionaries to apply (each at its own hook point), at most 16.
+   * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+   * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+   * (one extraction over many hook points) costs one forward per input.
    * </pre>
    *
    * <code>repeated string dictionary_ids = 2;</code>
@@ -49,7 +51,9 @@ public interface DetectionConfigOrBuilder extends
       getDictionaryIdsList();
   /**
    * <pre>
-   * Required. Dictionaries to apply (each at its own hook point), at most 16.
+   * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+   * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+   * (one extraction over many hook points) costs one forward per input.
    * </pre>
    *
    * <code>repeated string dictionary_ids = 2;</code>
@@ -58,7 +62,9 @@ public interface DetectionConfigOrBuilder extends
   int getDictionaryIdsCount();
   /**
    * <pre>
-   * Required. Dictionaries to apply (each at its own hook point), at most 16.
+   * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+   * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+   * (one extraction over many hook points) costs one forward per input.
    * </pre>
    *
    * <code>repeated string dictionary_ids = 2;</code>
@@ -68,7 +74,9 @@ public interface DetectionConfigOrBuilder extends
   java.lang.String getDictionaryIds(int index);
   /**
    * <pre>
-   * Required. Dictionaries to apply (each at its own hook point), at most 16.
+   * Required. Dictionaries to apply (each at its own hook point), at most 64. Every hook point
+   * they name is captured in the same forward pass of an input, so a multi-hook dictionary set
+   * (one extraction over many hook points) costs one forward per input.
    * </pre>
    *
    * <code>repeated string dictionary_ids = 2;</code>

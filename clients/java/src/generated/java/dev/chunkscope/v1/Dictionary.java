@@ -41,6 +41,8 @@ private static final long serialVersionUID = 0L;
     chunkscopeVersion_ = "";
     description_ = "";
     entries_ = java.util.Collections.emptyList();
+    infeasibleCells_ = java.util.Collections.emptyList();
+    recommended_ = java.util.Collections.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -718,6 +720,143 @@ private static final long serialVersionUID = 0L;
     return entries_.get(index);
   }
 
+  public static final int INFEASIBLE_CELLS_FIELD_NUMBER = 17;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.chunkscope.v1.InfeasibleCell> infeasibleCells_;
+  /**
+   * <pre>
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.chunkscope.v1.InfeasibleCell> getInfeasibleCellsList() {
+    return infeasibleCells_;
+  }
+  /**
+   * <pre>
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.chunkscope.v1.InfeasibleCellOrBuilder> 
+      getInfeasibleCellsOrBuilderList() {
+    return infeasibleCells_;
+  }
+  /**
+   * <pre>
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+   */
+  @java.lang.Override
+  public int getInfeasibleCellsCount() {
+    return infeasibleCells_.size();
+  }
+  /**
+   * <pre>
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.InfeasibleCell getInfeasibleCells(int index) {
+    return infeasibleCells_.get(index);
+  }
+  /**
+   * <pre>
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.InfeasibleCellOrBuilder getInfeasibleCellsOrBuilder(
+      int index) {
+    return infeasibleCells_.get(index);
+  }
+
+  public static final int RECOMMENDED_FIELD_NUMBER = 18;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.chunkscope.v1.RecommendedHookPoint> recommended_;
+  /**
+   * <pre>
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.chunkscope.v1.RecommendedHookPoint> getRecommendedList() {
+    return recommended_;
+  }
+  /**
+   * <pre>
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.chunkscope.v1.RecommendedHookPointOrBuilder> 
+      getRecommendedOrBuilderList() {
+    return recommended_;
+  }
+  /**
+   * <pre>
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+   */
+  @java.lang.Override
+  public int getRecommendedCount() {
+    return recommended_.size();
+  }
+  /**
+   * <pre>
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.RecommendedHookPoint getRecommended(int index) {
+    return recommended_.get(index);
+  }
+  /**
+   * <pre>
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.RecommendedHookPointOrBuilder getRecommendedOrBuilder(
+      int index) {
+    return recommended_.get(index);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -782,6 +921,12 @@ private static final long serialVersionUID = 0L;
         15);
     for (int i = 0; i < entries_.size(); i++) {
       output.writeMessage(16, entries_.get(i));
+    }
+    for (int i = 0; i < infeasibleCells_.size(); i++) {
+      output.writeMessage(17, infeasibleCells_.get(i));
+    }
+    for (int i = 0; i < recommended_.size(); i++) {
+      output.writeMessage(18, recommended_.get(i));
     }
     getUnknownFields().writeTo(output);
   }
@@ -855,6 +1000,14 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(16, entries_.get(i));
     }
+    for (int i = 0; i < infeasibleCells_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(17, infeasibleCells_.get(i));
+    }
+    for (int i = 0; i < recommended_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(18, recommended_.get(i));
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -907,6 +1060,10 @@ private static final long serialVersionUID = 0L;
         other.internalGetStats())) return false;
     if (!getEntriesList()
         .equals(other.getEntriesList())) return false;
+    if (!getInfeasibleCellsList()
+        .equals(other.getInfeasibleCellsList())) return false;
+    if (!getRecommendedList()
+        .equals(other.getRecommendedList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -959,6 +1116,14 @@ private static final long serialVersionUID = 0L;
     if (getEntriesCount() > 0) {
       hash = (37 * hash) + ENTRIES_FIELD_NUMBER;
       hash = (53 * hash) + getEntriesList().hashCode();
+    }
+    if (getInfeasibleCellsCount() > 0) {
+      hash = (37 * hash) + INFEASIBLE_CELLS_FIELD_NUMBER;
+      hash = (53 * hash) + getInfeasibleCellsList().hashCode();
+    }
+    if (getRecommendedCount() > 0) {
+      hash = (37 * hash) + RECOMMENDED_FIELD_NUMBER;
+      hash = (53 * hash) + getRecommendedList().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -1119,6 +1284,8 @@ private static final long serialVersionUID = 0L;
         internalGetModelFieldBuilder();
         internalGetCreatedAtFieldBuilder();
         internalGetEntriesFieldBuilder();
+        internalGetInfeasibleCellsFieldBuilder();
+        internalGetRecommendedFieldBuilder();
       }
     }
     @java.lang.Override
@@ -1155,6 +1322,20 @@ private static final long serialVersionUID = 0L;
         entriesBuilder_.clear();
       }
       bitField0_ = (bitField0_ & ~0x00008000);
+      if (infeasibleCellsBuilder_ == null) {
+        infeasibleCells_ = java.util.Collections.emptyList();
+      } else {
+        infeasibleCells_ = null;
+        infeasibleCellsBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00010000);
+      if (recommendedBuilder_ == null) {
+        recommended_ = java.util.Collections.emptyList();
+      } else {
+        recommended_ = null;
+        recommendedBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00020000);
       return this;
     }
 
@@ -1196,6 +1377,24 @@ private static final long serialVersionUID = 0L;
         result.entries_ = entries_;
       } else {
         result.entries_ = entriesBuilder_.build();
+      }
+      if (infeasibleCellsBuilder_ == null) {
+        if (((bitField0_ & 0x00010000) != 0)) {
+          infeasibleCells_ = java.util.Collections.unmodifiableList(infeasibleCells_);
+          bitField0_ = (bitField0_ & ~0x00010000);
+        }
+        result.infeasibleCells_ = infeasibleCells_;
+      } else {
+        result.infeasibleCells_ = infeasibleCellsBuilder_.build();
+      }
+      if (recommendedBuilder_ == null) {
+        if (((bitField0_ & 0x00020000) != 0)) {
+          recommended_ = java.util.Collections.unmodifiableList(recommended_);
+          bitField0_ = (bitField0_ & ~0x00020000);
+        }
+        result.recommended_ = recommended_;
+      } else {
+        result.recommended_ = recommendedBuilder_.build();
       }
     }
 
@@ -1354,6 +1553,58 @@ private static final long serialVersionUID = 0L;
           }
         }
       }
+      if (infeasibleCellsBuilder_ == null) {
+        if (!other.infeasibleCells_.isEmpty()) {
+          if (infeasibleCells_.isEmpty()) {
+            infeasibleCells_ = other.infeasibleCells_;
+            bitField0_ = (bitField0_ & ~0x00010000);
+          } else {
+            ensureInfeasibleCellsIsMutable();
+            infeasibleCells_.addAll(other.infeasibleCells_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.infeasibleCells_.isEmpty()) {
+          if (infeasibleCellsBuilder_.isEmpty()) {
+            infeasibleCellsBuilder_.dispose();
+            infeasibleCellsBuilder_ = null;
+            infeasibleCells_ = other.infeasibleCells_;
+            bitField0_ = (bitField0_ & ~0x00010000);
+            infeasibleCellsBuilder_ = 
+              com.google.protobuf.GeneratedMessage.alwaysUseFieldBuilders ?
+                 internalGetInfeasibleCellsFieldBuilder() : null;
+          } else {
+            infeasibleCellsBuilder_.addAllMessages(other.infeasibleCells_);
+          }
+        }
+      }
+      if (recommendedBuilder_ == null) {
+        if (!other.recommended_.isEmpty()) {
+          if (recommended_.isEmpty()) {
+            recommended_ = other.recommended_;
+            bitField0_ = (bitField0_ & ~0x00020000);
+          } else {
+            ensureRecommendedIsMutable();
+            recommended_.addAll(other.recommended_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.recommended_.isEmpty()) {
+          if (recommendedBuilder_.isEmpty()) {
+            recommendedBuilder_.dispose();
+            recommendedBuilder_ = null;
+            recommended_ = other.recommended_;
+            bitField0_ = (bitField0_ & ~0x00020000);
+            recommendedBuilder_ = 
+              com.google.protobuf.GeneratedMessage.alwaysUseFieldBuilders ?
+                 internalGetRecommendedFieldBuilder() : null;
+          } else {
+            recommendedBuilder_.addAllMessages(other.recommended_);
+          }
+        }
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -1476,6 +1727,32 @@ private static final long serialVersionUID = 0L;
               }
               break;
             } // case 130
+            case 138: {
+              dev.chunkscope.v1.InfeasibleCell m =
+                  input.readMessage(
+                      dev.chunkscope.v1.InfeasibleCell.parser(),
+                      extensionRegistry);
+              if (infeasibleCellsBuilder_ == null) {
+                ensureInfeasibleCellsIsMutable();
+                infeasibleCells_.add(m);
+              } else {
+                infeasibleCellsBuilder_.addMessage(m);
+              }
+              break;
+            } // case 138
+            case 146: {
+              dev.chunkscope.v1.RecommendedHookPoint m =
+                  input.readMessage(
+                      dev.chunkscope.v1.RecommendedHookPoint.parser(),
+                      extensionRegistry);
+              if (recommendedBuilder_ == null) {
+                ensureRecommendedIsMutable();
+                recommended_.add(m);
+              } else {
+                recommendedBuilder_.addMessage(m);
+              }
+              break;
+            } // case 146
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -3168,6 +3445,684 @@ private static final long serialVersionUID = 0L;
         entries_ = null;
       }
       return entriesBuilder_;
+    }
+
+    private java.util.List<dev.chunkscope.v1.InfeasibleCell> infeasibleCells_ =
+      java.util.Collections.emptyList();
+    private void ensureInfeasibleCellsIsMutable() {
+      if (!((bitField0_ & 0x00010000) != 0)) {
+        infeasibleCells_ = new java.util.ArrayList<dev.chunkscope.v1.InfeasibleCell>(infeasibleCells_);
+        bitField0_ |= 0x00010000;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.InfeasibleCell, dev.chunkscope.v1.InfeasibleCell.Builder, dev.chunkscope.v1.InfeasibleCellOrBuilder> infeasibleCellsBuilder_;
+
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.InfeasibleCell> getInfeasibleCellsList() {
+      if (infeasibleCellsBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(infeasibleCells_);
+      } else {
+        return infeasibleCellsBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public int getInfeasibleCellsCount() {
+      if (infeasibleCellsBuilder_ == null) {
+        return infeasibleCells_.size();
+      } else {
+        return infeasibleCellsBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public dev.chunkscope.v1.InfeasibleCell getInfeasibleCells(int index) {
+      if (infeasibleCellsBuilder_ == null) {
+        return infeasibleCells_.get(index);
+      } else {
+        return infeasibleCellsBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public Builder setInfeasibleCells(
+        int index, dev.chunkscope.v1.InfeasibleCell value) {
+      if (infeasibleCellsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.set(index, value);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public Builder setInfeasibleCells(
+        int index, dev.chunkscope.v1.InfeasibleCell.Builder builderForValue) {
+      if (infeasibleCellsBuilder_ == null) {
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public Builder addInfeasibleCells(dev.chunkscope.v1.InfeasibleCell value) {
+      if (infeasibleCellsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.add(value);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public Builder addInfeasibleCells(
+        int index, dev.chunkscope.v1.InfeasibleCell value) {
+      if (infeasibleCellsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.add(index, value);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public Builder addInfeasibleCells(
+        dev.chunkscope.v1.InfeasibleCell.Builder builderForValue) {
+      if (infeasibleCellsBuilder_ == null) {
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.add(builderForValue.build());
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public Builder addInfeasibleCells(
+        int index, dev.chunkscope.v1.InfeasibleCell.Builder builderForValue) {
+      if (infeasibleCellsBuilder_ == null) {
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public Builder addAllInfeasibleCells(
+        java.lang.Iterable<? extends dev.chunkscope.v1.InfeasibleCell> values) {
+      if (infeasibleCellsBuilder_ == null) {
+        ensureInfeasibleCellsIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, infeasibleCells_);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public Builder clearInfeasibleCells() {
+      if (infeasibleCellsBuilder_ == null) {
+        infeasibleCells_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00010000);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public Builder removeInfeasibleCells(int index) {
+      if (infeasibleCellsBuilder_ == null) {
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.remove(index);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public dev.chunkscope.v1.InfeasibleCell.Builder getInfeasibleCellsBuilder(
+        int index) {
+      return internalGetInfeasibleCellsFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public dev.chunkscope.v1.InfeasibleCellOrBuilder getInfeasibleCellsOrBuilder(
+        int index) {
+      if (infeasibleCellsBuilder_ == null) {
+        return infeasibleCells_.get(index);  } else {
+        return infeasibleCellsBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public java.util.List<? extends dev.chunkscope.v1.InfeasibleCellOrBuilder> 
+         getInfeasibleCellsOrBuilderList() {
+      if (infeasibleCellsBuilder_ != null) {
+        return infeasibleCellsBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(infeasibleCells_);
+      }
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public dev.chunkscope.v1.InfeasibleCell.Builder addInfeasibleCellsBuilder() {
+      return internalGetInfeasibleCellsFieldBuilder().addBuilder(
+          dev.chunkscope.v1.InfeasibleCell.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public dev.chunkscope.v1.InfeasibleCell.Builder addInfeasibleCellsBuilder(
+        int index) {
+      return internalGetInfeasibleCellsFieldBuilder().addBuilder(
+          index, dev.chunkscope.v1.InfeasibleCell.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+     * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.InfeasibleCell.Builder> 
+         getInfeasibleCellsBuilderList() {
+      return internalGetInfeasibleCellsFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.InfeasibleCell, dev.chunkscope.v1.InfeasibleCell.Builder, dev.chunkscope.v1.InfeasibleCellOrBuilder> 
+        internalGetInfeasibleCellsFieldBuilder() {
+      if (infeasibleCellsBuilder_ == null) {
+        infeasibleCellsBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
+            dev.chunkscope.v1.InfeasibleCell, dev.chunkscope.v1.InfeasibleCell.Builder, dev.chunkscope.v1.InfeasibleCellOrBuilder>(
+                infeasibleCells_,
+                ((bitField0_ & 0x00010000) != 0),
+                getParentForChildren(),
+                isClean());
+        infeasibleCells_ = null;
+      }
+      return infeasibleCellsBuilder_;
+    }
+
+    private java.util.List<dev.chunkscope.v1.RecommendedHookPoint> recommended_ =
+      java.util.Collections.emptyList();
+    private void ensureRecommendedIsMutable() {
+      if (!((bitField0_ & 0x00020000) != 0)) {
+        recommended_ = new java.util.ArrayList<dev.chunkscope.v1.RecommendedHookPoint>(recommended_);
+        bitField0_ |= 0x00020000;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.RecommendedHookPoint, dev.chunkscope.v1.RecommendedHookPoint.Builder, dev.chunkscope.v1.RecommendedHookPointOrBuilder> recommendedBuilder_;
+
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.RecommendedHookPoint> getRecommendedList() {
+      if (recommendedBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(recommended_);
+      } else {
+        return recommendedBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public int getRecommendedCount() {
+      if (recommendedBuilder_ == null) {
+        return recommended_.size();
+      } else {
+        return recommendedBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public dev.chunkscope.v1.RecommendedHookPoint getRecommended(int index) {
+      if (recommendedBuilder_ == null) {
+        return recommended_.get(index);
+      } else {
+        return recommendedBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public Builder setRecommended(
+        int index, dev.chunkscope.v1.RecommendedHookPoint value) {
+      if (recommendedBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureRecommendedIsMutable();
+        recommended_.set(index, value);
+        onChanged();
+      } else {
+        recommendedBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public Builder setRecommended(
+        int index, dev.chunkscope.v1.RecommendedHookPoint.Builder builderForValue) {
+      if (recommendedBuilder_ == null) {
+        ensureRecommendedIsMutable();
+        recommended_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        recommendedBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public Builder addRecommended(dev.chunkscope.v1.RecommendedHookPoint value) {
+      if (recommendedBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureRecommendedIsMutable();
+        recommended_.add(value);
+        onChanged();
+      } else {
+        recommendedBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public Builder addRecommended(
+        int index, dev.chunkscope.v1.RecommendedHookPoint value) {
+      if (recommendedBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureRecommendedIsMutable();
+        recommended_.add(index, value);
+        onChanged();
+      } else {
+        recommendedBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public Builder addRecommended(
+        dev.chunkscope.v1.RecommendedHookPoint.Builder builderForValue) {
+      if (recommendedBuilder_ == null) {
+        ensureRecommendedIsMutable();
+        recommended_.add(builderForValue.build());
+        onChanged();
+      } else {
+        recommendedBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public Builder addRecommended(
+        int index, dev.chunkscope.v1.RecommendedHookPoint.Builder builderForValue) {
+      if (recommendedBuilder_ == null) {
+        ensureRecommendedIsMutable();
+        recommended_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        recommendedBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public Builder addAllRecommended(
+        java.lang.Iterable<? extends dev.chunkscope.v1.RecommendedHookPoint> values) {
+      if (recommendedBuilder_ == null) {
+        ensureRecommendedIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, recommended_);
+        onChanged();
+      } else {
+        recommendedBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public Builder clearRecommended() {
+      if (recommendedBuilder_ == null) {
+        recommended_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00020000);
+        onChanged();
+      } else {
+        recommendedBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public Builder removeRecommended(int index) {
+      if (recommendedBuilder_ == null) {
+        ensureRecommendedIsMutable();
+        recommended_.remove(index);
+        onChanged();
+      } else {
+        recommendedBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public dev.chunkscope.v1.RecommendedHookPoint.Builder getRecommendedBuilder(
+        int index) {
+      return internalGetRecommendedFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public dev.chunkscope.v1.RecommendedHookPointOrBuilder getRecommendedOrBuilder(
+        int index) {
+      if (recommendedBuilder_ == null) {
+        return recommended_.get(index);  } else {
+        return recommendedBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public java.util.List<? extends dev.chunkscope.v1.RecommendedHookPointOrBuilder> 
+         getRecommendedOrBuilderList() {
+      if (recommendedBuilder_ != null) {
+        return recommendedBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(recommended_);
+      }
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public dev.chunkscope.v1.RecommendedHookPoint.Builder addRecommendedBuilder() {
+      return internalGetRecommendedFieldBuilder().addBuilder(
+          dev.chunkscope.v1.RecommendedHookPoint.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public dev.chunkscope.v1.RecommendedHookPoint.Builder addRecommendedBuilder(
+        int index) {
+      return internalGetRecommendedFieldBuilder().addBuilder(
+          index, dev.chunkscope.v1.RecommendedHookPoint.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * PA: per concept, the recommended hook point among the dictionaries stored by the same
+     * extraction (the same list in each of them; empty for dictionaries stored before it existed
+     * or extracted with cv_folds = -1). Filled like infeasible_cells.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.RecommendedHookPoint.Builder> 
+         getRecommendedBuilderList() {
+      return internalGetRecommendedFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.RecommendedHookPoint, dev.chunkscope.v1.RecommendedHookPoint.Builder, dev.chunkscope.v1.RecommendedHookPointOrBuilder> 
+        internalGetRecommendedFieldBuilder() {
+      if (recommendedBuilder_ == null) {
+        recommendedBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
+            dev.chunkscope.v1.RecommendedHookPoint, dev.chunkscope.v1.RecommendedHookPoint.Builder, dev.chunkscope.v1.RecommendedHookPointOrBuilder>(
+                recommended_,
+                ((bitField0_ & 0x00020000) != 0),
+                getParentForChildren(),
+                isClean());
+        recommended_ = null;
+      }
+      return recommendedBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:chunkscope.v1.Dictionary)

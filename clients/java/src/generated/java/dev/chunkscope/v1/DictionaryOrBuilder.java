@@ -363,4 +363,107 @@ public interface DictionaryOrBuilder extends
    */
   dev.chunkscope.v1.ChunkEntryOrBuilder getEntriesOrBuilder(
       int index);
+
+  /**
+   * <pre>
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+   */
+  java.util.List<dev.chunkscope.v1.InfeasibleCell> 
+      getInfeasibleCellsList();
+  /**
+   * <pre>
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+   */
+  dev.chunkscope.v1.InfeasibleCell getInfeasibleCells(int index);
+  /**
+   * <pre>
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+   */
+  int getInfeasibleCellsCount();
+  /**
+   * <pre>
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+   */
+  java.util.List<? extends dev.chunkscope.v1.InfeasibleCellOrBuilder> 
+      getInfeasibleCellsOrBuilderList();
+  /**
+   * <pre>
+   * PA: the concepts of the request that yielded no entry at this hook point, with the reason
+   * (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 17;</code>
+   */
+  dev.chunkscope.v1.InfeasibleCellOrBuilder getInfeasibleCellsOrBuilder(
+      int index);
+
+  /**
+   * <pre>
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+   */
+  java.util.List<dev.chunkscope.v1.RecommendedHookPoint> 
+      getRecommendedList();
+  /**
+   * <pre>
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+   */
+  dev.chunkscope.v1.RecommendedHookPoint getRecommended(int index);
+  /**
+   * <pre>
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+   */
+  int getRecommendedCount();
+  /**
+   * <pre>
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+   */
+  java.util.List<? extends dev.chunkscope.v1.RecommendedHookPointOrBuilder> 
+      getRecommendedOrBuilderList();
+  /**
+   * <pre>
+   * PA: per concept, the recommended hook point among the dictionaries stored by the same
+   * extraction (the same list in each of them; empty for dictionaries stored before it existed
+   * or extracted with cv_folds = -1). Filled like infeasible_cells.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 18;</code>
+   */
+  dev.chunkscope.v1.RecommendedHookPointOrBuilder getRecommendedOrBuilder(
+      int index);
 }

@@ -33,6 +33,8 @@ private static final long serialVersionUID = 0L;
   }
   private ExtractionResult() {
     dictionaries_ = java.util.Collections.emptyList();
+    infeasibleCells_ = java.util.Collections.emptyList();
+    recommended_ = java.util.Collections.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -53,7 +55,8 @@ private static final long serialVersionUID = 0L;
   private java.util.List<dev.chunkscope.v1.Dictionary> dictionaries_;
   /**
    * <pre>
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    * </pre>
    *
    * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -64,7 +67,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    * </pre>
    *
    * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -76,7 +80,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    * </pre>
    *
    * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -87,7 +92,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    * </pre>
    *
    * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -98,7 +104,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    * </pre>
    *
    * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -124,6 +131,128 @@ private static final long serialVersionUID = 0L;
     return elapsedSeconds_;
   }
 
+  public static final int INFEASIBLE_CELLS_FIELD_NUMBER = 3;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.chunkscope.v1.InfeasibleCell> infeasibleCells_;
+  /**
+   * <pre>
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.chunkscope.v1.InfeasibleCell> getInfeasibleCellsList() {
+    return infeasibleCells_;
+  }
+  /**
+   * <pre>
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.chunkscope.v1.InfeasibleCellOrBuilder> 
+      getInfeasibleCellsOrBuilderList() {
+    return infeasibleCells_;
+  }
+  /**
+   * <pre>
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+   */
+  @java.lang.Override
+  public int getInfeasibleCellsCount() {
+    return infeasibleCells_.size();
+  }
+  /**
+   * <pre>
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.InfeasibleCell getInfeasibleCells(int index) {
+    return infeasibleCells_.get(index);
+  }
+  /**
+   * <pre>
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.InfeasibleCellOrBuilder getInfeasibleCellsOrBuilder(
+      int index) {
+    return infeasibleCells_.get(index);
+  }
+
+  public static final int RECOMMENDED_FIELD_NUMBER = 4;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.chunkscope.v1.RecommendedHookPoint> recommended_;
+  /**
+   * <pre>
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.chunkscope.v1.RecommendedHookPoint> getRecommendedList() {
+    return recommended_;
+  }
+  /**
+   * <pre>
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.chunkscope.v1.RecommendedHookPointOrBuilder> 
+      getRecommendedOrBuilderList() {
+    return recommended_;
+  }
+  /**
+   * <pre>
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+   */
+  @java.lang.Override
+  public int getRecommendedCount() {
+    return recommended_.size();
+  }
+  /**
+   * <pre>
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.RecommendedHookPoint getRecommended(int index) {
+    return recommended_.get(index);
+  }
+  /**
+   * <pre>
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.RecommendedHookPointOrBuilder getRecommendedOrBuilder(
+      int index) {
+    return recommended_.get(index);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -144,6 +273,12 @@ private static final long serialVersionUID = 0L;
     if (java.lang.Double.doubleToRawLongBits(elapsedSeconds_) != 0) {
       output.writeDouble(2, elapsedSeconds_);
     }
+    for (int i = 0; i < infeasibleCells_.size(); i++) {
+      output.writeMessage(3, infeasibleCells_.get(i));
+    }
+    for (int i = 0; i < recommended_.size(); i++) {
+      output.writeMessage(4, recommended_.get(i));
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -160,6 +295,14 @@ private static final long serialVersionUID = 0L;
     if (java.lang.Double.doubleToRawLongBits(elapsedSeconds_) != 0) {
       size += com.google.protobuf.CodedOutputStream
         .computeDoubleSize(2, elapsedSeconds_);
+    }
+    for (int i = 0; i < infeasibleCells_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(3, infeasibleCells_.get(i));
+    }
+    for (int i = 0; i < recommended_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(4, recommended_.get(i));
     }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
@@ -181,6 +324,10 @@ private static final long serialVersionUID = 0L;
     if (java.lang.Double.doubleToLongBits(getElapsedSeconds())
         != java.lang.Double.doubleToLongBits(
             other.getElapsedSeconds())) return false;
+    if (!getInfeasibleCellsList()
+        .equals(other.getInfeasibleCellsList())) return false;
+    if (!getRecommendedList()
+        .equals(other.getRecommendedList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -199,6 +346,14 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + ELAPSED_SECONDS_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         java.lang.Double.doubleToLongBits(getElapsedSeconds()));
+    if (getInfeasibleCellsCount() > 0) {
+      hash = (37 * hash) + INFEASIBLE_CELLS_FIELD_NUMBER;
+      hash = (53 * hash) + getInfeasibleCellsList().hashCode();
+    }
+    if (getRecommendedCount() > 0) {
+      hash = (37 * hash) + RECOMMENDED_FIELD_NUMBER;
+      hash = (53 * hash) + getRecommendedList().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -342,6 +497,20 @@ private static final long serialVersionUID = 0L;
       }
       bitField0_ = (bitField0_ & ~0x00000001);
       elapsedSeconds_ = 0D;
+      if (infeasibleCellsBuilder_ == null) {
+        infeasibleCells_ = java.util.Collections.emptyList();
+      } else {
+        infeasibleCells_ = null;
+        infeasibleCellsBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00000004);
+      if (recommendedBuilder_ == null) {
+        recommended_ = java.util.Collections.emptyList();
+      } else {
+        recommended_ = null;
+        recommendedBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00000008);
       return this;
     }
 
@@ -383,6 +552,24 @@ private static final long serialVersionUID = 0L;
         result.dictionaries_ = dictionaries_;
       } else {
         result.dictionaries_ = dictionariesBuilder_.build();
+      }
+      if (infeasibleCellsBuilder_ == null) {
+        if (((bitField0_ & 0x00000004) != 0)) {
+          infeasibleCells_ = java.util.Collections.unmodifiableList(infeasibleCells_);
+          bitField0_ = (bitField0_ & ~0x00000004);
+        }
+        result.infeasibleCells_ = infeasibleCells_;
+      } else {
+        result.infeasibleCells_ = infeasibleCellsBuilder_.build();
+      }
+      if (recommendedBuilder_ == null) {
+        if (((bitField0_ & 0x00000008) != 0)) {
+          recommended_ = java.util.Collections.unmodifiableList(recommended_);
+          bitField0_ = (bitField0_ & ~0x00000008);
+        }
+        result.recommended_ = recommended_;
+      } else {
+        result.recommended_ = recommendedBuilder_.build();
       }
     }
 
@@ -434,6 +621,58 @@ private static final long serialVersionUID = 0L;
       if (java.lang.Double.doubleToRawLongBits(other.getElapsedSeconds()) != 0) {
         setElapsedSeconds(other.getElapsedSeconds());
       }
+      if (infeasibleCellsBuilder_ == null) {
+        if (!other.infeasibleCells_.isEmpty()) {
+          if (infeasibleCells_.isEmpty()) {
+            infeasibleCells_ = other.infeasibleCells_;
+            bitField0_ = (bitField0_ & ~0x00000004);
+          } else {
+            ensureInfeasibleCellsIsMutable();
+            infeasibleCells_.addAll(other.infeasibleCells_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.infeasibleCells_.isEmpty()) {
+          if (infeasibleCellsBuilder_.isEmpty()) {
+            infeasibleCellsBuilder_.dispose();
+            infeasibleCellsBuilder_ = null;
+            infeasibleCells_ = other.infeasibleCells_;
+            bitField0_ = (bitField0_ & ~0x00000004);
+            infeasibleCellsBuilder_ = 
+              com.google.protobuf.GeneratedMessage.alwaysUseFieldBuilders ?
+                 internalGetInfeasibleCellsFieldBuilder() : null;
+          } else {
+            infeasibleCellsBuilder_.addAllMessages(other.infeasibleCells_);
+          }
+        }
+      }
+      if (recommendedBuilder_ == null) {
+        if (!other.recommended_.isEmpty()) {
+          if (recommended_.isEmpty()) {
+            recommended_ = other.recommended_;
+            bitField0_ = (bitField0_ & ~0x00000008);
+          } else {
+            ensureRecommendedIsMutable();
+            recommended_.addAll(other.recommended_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.recommended_.isEmpty()) {
+          if (recommendedBuilder_.isEmpty()) {
+            recommendedBuilder_.dispose();
+            recommendedBuilder_ = null;
+            recommended_ = other.recommended_;
+            bitField0_ = (bitField0_ & ~0x00000008);
+            recommendedBuilder_ = 
+              com.google.protobuf.GeneratedMessage.alwaysUseFieldBuilders ?
+                 internalGetRecommendedFieldBuilder() : null;
+          } else {
+            recommendedBuilder_.addAllMessages(other.recommended_);
+          }
+        }
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -478,6 +717,32 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000002;
               break;
             } // case 17
+            case 26: {
+              dev.chunkscope.v1.InfeasibleCell m =
+                  input.readMessage(
+                      dev.chunkscope.v1.InfeasibleCell.parser(),
+                      extensionRegistry);
+              if (infeasibleCellsBuilder_ == null) {
+                ensureInfeasibleCellsIsMutable();
+                infeasibleCells_.add(m);
+              } else {
+                infeasibleCellsBuilder_.addMessage(m);
+              }
+              break;
+            } // case 26
+            case 34: {
+              dev.chunkscope.v1.RecommendedHookPoint m =
+                  input.readMessage(
+                      dev.chunkscope.v1.RecommendedHookPoint.parser(),
+                      extensionRegistry);
+              if (recommendedBuilder_ == null) {
+                ensureRecommendedIsMutable();
+                recommended_.add(m);
+              } else {
+                recommendedBuilder_.addMessage(m);
+              }
+              break;
+            } // case 34
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -509,7 +774,8 @@ private static final long serialVersionUID = 0L;
 
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -523,7 +789,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -537,7 +804,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -551,7 +819,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -572,7 +841,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -590,7 +860,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -610,7 +881,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -631,7 +903,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -649,7 +922,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -667,7 +941,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -686,7 +961,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -703,7 +979,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -720,7 +997,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -731,7 +1009,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -745,7 +1024,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -760,7 +1040,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -771,7 +1052,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -783,7 +1065,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * One stored dictionary per requested hook point (entries included, prototypes not).
+     * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+     * hook point where no concept was feasible is stored without entries.
      * </pre>
      *
      * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -849,6 +1132,630 @@ private static final long serialVersionUID = 0L;
       elapsedSeconds_ = 0D;
       onChanged();
       return this;
+    }
+
+    private java.util.List<dev.chunkscope.v1.InfeasibleCell> infeasibleCells_ =
+      java.util.Collections.emptyList();
+    private void ensureInfeasibleCellsIsMutable() {
+      if (!((bitField0_ & 0x00000004) != 0)) {
+        infeasibleCells_ = new java.util.ArrayList<dev.chunkscope.v1.InfeasibleCell>(infeasibleCells_);
+        bitField0_ |= 0x00000004;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.InfeasibleCell, dev.chunkscope.v1.InfeasibleCell.Builder, dev.chunkscope.v1.InfeasibleCellOrBuilder> infeasibleCellsBuilder_;
+
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.InfeasibleCell> getInfeasibleCellsList() {
+      if (infeasibleCellsBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(infeasibleCells_);
+      } else {
+        return infeasibleCellsBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public int getInfeasibleCellsCount() {
+      if (infeasibleCellsBuilder_ == null) {
+        return infeasibleCells_.size();
+      } else {
+        return infeasibleCellsBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public dev.chunkscope.v1.InfeasibleCell getInfeasibleCells(int index) {
+      if (infeasibleCellsBuilder_ == null) {
+        return infeasibleCells_.get(index);
+      } else {
+        return infeasibleCellsBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public Builder setInfeasibleCells(
+        int index, dev.chunkscope.v1.InfeasibleCell value) {
+      if (infeasibleCellsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.set(index, value);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public Builder setInfeasibleCells(
+        int index, dev.chunkscope.v1.InfeasibleCell.Builder builderForValue) {
+      if (infeasibleCellsBuilder_ == null) {
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public Builder addInfeasibleCells(dev.chunkscope.v1.InfeasibleCell value) {
+      if (infeasibleCellsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.add(value);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public Builder addInfeasibleCells(
+        int index, dev.chunkscope.v1.InfeasibleCell value) {
+      if (infeasibleCellsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.add(index, value);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public Builder addInfeasibleCells(
+        dev.chunkscope.v1.InfeasibleCell.Builder builderForValue) {
+      if (infeasibleCellsBuilder_ == null) {
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.add(builderForValue.build());
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public Builder addInfeasibleCells(
+        int index, dev.chunkscope.v1.InfeasibleCell.Builder builderForValue) {
+      if (infeasibleCellsBuilder_ == null) {
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public Builder addAllInfeasibleCells(
+        java.lang.Iterable<? extends dev.chunkscope.v1.InfeasibleCell> values) {
+      if (infeasibleCellsBuilder_ == null) {
+        ensureInfeasibleCellsIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, infeasibleCells_);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public Builder clearInfeasibleCells() {
+      if (infeasibleCellsBuilder_ == null) {
+        infeasibleCells_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00000004);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public Builder removeInfeasibleCells(int index) {
+      if (infeasibleCellsBuilder_ == null) {
+        ensureInfeasibleCellsIsMutable();
+        infeasibleCells_.remove(index);
+        onChanged();
+      } else {
+        infeasibleCellsBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public dev.chunkscope.v1.InfeasibleCell.Builder getInfeasibleCellsBuilder(
+        int index) {
+      return internalGetInfeasibleCellsFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public dev.chunkscope.v1.InfeasibleCellOrBuilder getInfeasibleCellsOrBuilder(
+        int index) {
+      if (infeasibleCellsBuilder_ == null) {
+        return infeasibleCells_.get(index);  } else {
+        return infeasibleCellsBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public java.util.List<? extends dev.chunkscope.v1.InfeasibleCellOrBuilder> 
+         getInfeasibleCellsOrBuilderList() {
+      if (infeasibleCellsBuilder_ != null) {
+        return infeasibleCellsBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(infeasibleCells_);
+      }
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public dev.chunkscope.v1.InfeasibleCell.Builder addInfeasibleCellsBuilder() {
+      return internalGetInfeasibleCellsFieldBuilder().addBuilder(
+          dev.chunkscope.v1.InfeasibleCell.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public dev.chunkscope.v1.InfeasibleCell.Builder addInfeasibleCellsBuilder(
+        int index) {
+      return internalGetInfeasibleCellsFieldBuilder().addBuilder(
+          index, dev.chunkscope.v1.InfeasibleCell.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * PA: every (hook point, concept) cell that yielded no entry, in request order.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.InfeasibleCell.Builder> 
+         getInfeasibleCellsBuilderList() {
+      return internalGetInfeasibleCellsFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.InfeasibleCell, dev.chunkscope.v1.InfeasibleCell.Builder, dev.chunkscope.v1.InfeasibleCellOrBuilder> 
+        internalGetInfeasibleCellsFieldBuilder() {
+      if (infeasibleCellsBuilder_ == null) {
+        infeasibleCellsBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
+            dev.chunkscope.v1.InfeasibleCell, dev.chunkscope.v1.InfeasibleCell.Builder, dev.chunkscope.v1.InfeasibleCellOrBuilder>(
+                infeasibleCells_,
+                ((bitField0_ & 0x00000004) != 0),
+                getParentForChildren(),
+                isClean());
+        infeasibleCells_ = null;
+      }
+      return infeasibleCellsBuilder_;
+    }
+
+    private java.util.List<dev.chunkscope.v1.RecommendedHookPoint> recommended_ =
+      java.util.Collections.emptyList();
+    private void ensureRecommendedIsMutable() {
+      if (!((bitField0_ & 0x00000008) != 0)) {
+        recommended_ = new java.util.ArrayList<dev.chunkscope.v1.RecommendedHookPoint>(recommended_);
+        bitField0_ |= 0x00000008;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.RecommendedHookPoint, dev.chunkscope.v1.RecommendedHookPoint.Builder, dev.chunkscope.v1.RecommendedHookPointOrBuilder> recommendedBuilder_;
+
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.RecommendedHookPoint> getRecommendedList() {
+      if (recommendedBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(recommended_);
+      } else {
+        return recommendedBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public int getRecommendedCount() {
+      if (recommendedBuilder_ == null) {
+        return recommended_.size();
+      } else {
+        return recommendedBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public dev.chunkscope.v1.RecommendedHookPoint getRecommended(int index) {
+      if (recommendedBuilder_ == null) {
+        return recommended_.get(index);
+      } else {
+        return recommendedBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public Builder setRecommended(
+        int index, dev.chunkscope.v1.RecommendedHookPoint value) {
+      if (recommendedBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureRecommendedIsMutable();
+        recommended_.set(index, value);
+        onChanged();
+      } else {
+        recommendedBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public Builder setRecommended(
+        int index, dev.chunkscope.v1.RecommendedHookPoint.Builder builderForValue) {
+      if (recommendedBuilder_ == null) {
+        ensureRecommendedIsMutable();
+        recommended_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        recommendedBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public Builder addRecommended(dev.chunkscope.v1.RecommendedHookPoint value) {
+      if (recommendedBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureRecommendedIsMutable();
+        recommended_.add(value);
+        onChanged();
+      } else {
+        recommendedBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public Builder addRecommended(
+        int index, dev.chunkscope.v1.RecommendedHookPoint value) {
+      if (recommendedBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureRecommendedIsMutable();
+        recommended_.add(index, value);
+        onChanged();
+      } else {
+        recommendedBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public Builder addRecommended(
+        dev.chunkscope.v1.RecommendedHookPoint.Builder builderForValue) {
+      if (recommendedBuilder_ == null) {
+        ensureRecommendedIsMutable();
+        recommended_.add(builderForValue.build());
+        onChanged();
+      } else {
+        recommendedBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public Builder addRecommended(
+        int index, dev.chunkscope.v1.RecommendedHookPoint.Builder builderForValue) {
+      if (recommendedBuilder_ == null) {
+        ensureRecommendedIsMutable();
+        recommended_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        recommendedBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public Builder addAllRecommended(
+        java.lang.Iterable<? extends dev.chunkscope.v1.RecommendedHookPoint> values) {
+      if (recommendedBuilder_ == null) {
+        ensureRecommendedIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, recommended_);
+        onChanged();
+      } else {
+        recommendedBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public Builder clearRecommended() {
+      if (recommendedBuilder_ == null) {
+        recommended_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00000008);
+        onChanged();
+      } else {
+        recommendedBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public Builder removeRecommended(int index) {
+      if (recommendedBuilder_ == null) {
+        ensureRecommendedIsMutable();
+        recommended_.remove(index);
+        onChanged();
+      } else {
+        recommendedBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public dev.chunkscope.v1.RecommendedHookPoint.Builder getRecommendedBuilder(
+        int index) {
+      return internalGetRecommendedFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public dev.chunkscope.v1.RecommendedHookPointOrBuilder getRecommendedOrBuilder(
+        int index) {
+      if (recommendedBuilder_ == null) {
+        return recommended_.get(index);  } else {
+        return recommendedBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public java.util.List<? extends dev.chunkscope.v1.RecommendedHookPointOrBuilder> 
+         getRecommendedOrBuilderList() {
+      if (recommendedBuilder_ != null) {
+        return recommendedBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(recommended_);
+      }
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public dev.chunkscope.v1.RecommendedHookPoint.Builder addRecommendedBuilder() {
+      return internalGetRecommendedFieldBuilder().addBuilder(
+          dev.chunkscope.v1.RecommendedHookPoint.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public dev.chunkscope.v1.RecommendedHookPoint.Builder addRecommendedBuilder(
+        int index) {
+      return internalGetRecommendedFieldBuilder().addBuilder(
+          index, dev.chunkscope.v1.RecommendedHookPoint.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * PA: per concept, the hook point whose entry scores best by cross-validation.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.RecommendedHookPoint.Builder> 
+         getRecommendedBuilderList() {
+      return internalGetRecommendedFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.RecommendedHookPoint, dev.chunkscope.v1.RecommendedHookPoint.Builder, dev.chunkscope.v1.RecommendedHookPointOrBuilder> 
+        internalGetRecommendedFieldBuilder() {
+      if (recommendedBuilder_ == null) {
+        recommendedBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
+            dev.chunkscope.v1.RecommendedHookPoint, dev.chunkscope.v1.RecommendedHookPoint.Builder, dev.chunkscope.v1.RecommendedHookPointOrBuilder>(
+                recommended_,
+                ((bitField0_ & 0x00000008) != 0),
+                getParentForChildren(),
+                isClean());
+        recommended_ = null;
+      }
+      return recommendedBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:chunkscope.v1.ExtractionResult)

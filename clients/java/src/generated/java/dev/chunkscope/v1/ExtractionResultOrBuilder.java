@@ -12,7 +12,8 @@ public interface ExtractionResultOrBuilder extends
 
   /**
    * <pre>
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    * </pre>
    *
    * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -21,7 +22,8 @@ public interface ExtractionResultOrBuilder extends
       getDictionariesList();
   /**
    * <pre>
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    * </pre>
    *
    * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -29,7 +31,8 @@ public interface ExtractionResultOrBuilder extends
   dev.chunkscope.v1.Dictionary getDictionaries(int index);
   /**
    * <pre>
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    * </pre>
    *
    * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -37,7 +40,8 @@ public interface ExtractionResultOrBuilder extends
   int getDictionariesCount();
   /**
    * <pre>
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    * </pre>
    *
    * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -46,7 +50,8 @@ public interface ExtractionResultOrBuilder extends
       getDictionariesOrBuilderList();
   /**
    * <pre>
-   * One stored dictionary per requested hook point (entries included, prototypes not).
+   * One stored dictionary per requested hook point (entries included, prototypes not). A PA
+   * hook point where no concept was feasible is stored without entries.
    * </pre>
    *
    * <code>repeated .chunkscope.v1.Dictionary dictionaries = 1;</code>
@@ -63,4 +68,92 @@ public interface ExtractionResultOrBuilder extends
    * @return The elapsedSeconds.
    */
   double getElapsedSeconds();
+
+  /**
+   * <pre>
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+   */
+  java.util.List<dev.chunkscope.v1.InfeasibleCell> 
+      getInfeasibleCellsList();
+  /**
+   * <pre>
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+   */
+  dev.chunkscope.v1.InfeasibleCell getInfeasibleCells(int index);
+  /**
+   * <pre>
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+   */
+  int getInfeasibleCellsCount();
+  /**
+   * <pre>
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+   */
+  java.util.List<? extends dev.chunkscope.v1.InfeasibleCellOrBuilder> 
+      getInfeasibleCellsOrBuilderList();
+  /**
+   * <pre>
+   * PA: every (hook point, concept) cell that yielded no entry, in request order.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.InfeasibleCell infeasible_cells = 3;</code>
+   */
+  dev.chunkscope.v1.InfeasibleCellOrBuilder getInfeasibleCellsOrBuilder(
+      int index);
+
+  /**
+   * <pre>
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+   */
+  java.util.List<dev.chunkscope.v1.RecommendedHookPoint> 
+      getRecommendedList();
+  /**
+   * <pre>
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+   */
+  dev.chunkscope.v1.RecommendedHookPoint getRecommended(int index);
+  /**
+   * <pre>
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+   */
+  int getRecommendedCount();
+  /**
+   * <pre>
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+   */
+  java.util.List<? extends dev.chunkscope.v1.RecommendedHookPointOrBuilder> 
+      getRecommendedOrBuilderList();
+  /**
+   * <pre>
+   * PA: per concept, the hook point whose entry scores best by cross-validation.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.RecommendedHookPoint recommended = 4;</code>
+   */
+  dev.chunkscope.v1.RecommendedHookPointOrBuilder getRecommendedOrBuilder(
+      int index);
 }

@@ -316,6 +316,41 @@ private static final long serialVersionUID = 0L;
   }
   private int tausMemoizedSerializedSize = -1;
 
+  public static final int REQUIRE_ALL_CELLS_FIELD_NUMBER = 10;
+  private boolean requireAllCells_ = false;
+  /**
+   * <pre>
+   * When true, one (hook point, concept) cell without a valid tolerance fails the whole request
+   * with FAILED_PRECONDITION (NO_VALID_TOLERANCE) and stores nothing. The default (false) stores
+   * every feasible cell and reports each infeasible one (Dictionary.infeasible_cells).
+   * </pre>
+   *
+   * <code>bool require_all_cells = 10;</code>
+   * @return The requireAllCells.
+   */
+  @java.lang.Override
+  public boolean getRequireAllCells() {
+    return requireAllCells_;
+  }
+
+  public static final int CV_FOLDS_FIELD_NUMBER = 11;
+  private int cvFolds_ = 0;
+  /**
+   * <pre>
+   * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+   * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+   * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
+   * training part (up to leave-one-out).
+   * </pre>
+   *
+   * <code>int32 cv_folds = 11;</code>
+   * @return The cvFolds.
+   */
+  @java.lang.Override
+  public int getCvFolds() {
+    return cvFolds_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -361,6 +396,12 @@ private static final long serialVersionUID = 0L;
     }
     for (int i = 0; i < taus_.size(); i++) {
       output.writeDoubleNoTag(taus_.getDouble(i));
+    }
+    if (requireAllCells_ != false) {
+      output.writeBool(10, requireAllCells_);
+    }
+    if (cvFolds_ != 0) {
+      output.writeInt32(11, cvFolds_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -414,6 +455,14 @@ private static final long serialVersionUID = 0L;
       }
       tausMemoizedSerializedSize = dataSize;
     }
+    if (requireAllCells_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(10, requireAllCells_);
+    }
+    if (cvFolds_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt32Size(11, cvFolds_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -447,6 +496,10 @@ private static final long serialVersionUID = 0L;
         != other.getSeed()) return false;
     if (!getTausList()
         .equals(other.getTausList())) return false;
+    if (getRequireAllCells()
+        != other.getRequireAllCells()) return false;
+    if (getCvFolds()
+        != other.getCvFolds()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -484,6 +537,11 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + TAUS_FIELD_NUMBER;
       hash = (53 * hash) + getTausList().hashCode();
     }
+    hash = (37 * hash) + REQUIRE_ALL_CELLS_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getRequireAllCells());
+    hash = (37 * hash) + CV_FOLDS_FIELD_NUMBER;
+    hash = (53 * hash) + getCvFolds();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -640,6 +698,8 @@ private static final long serialVersionUID = 0L;
       maxFpr_ = 0D;
       seed_ = 0L;
       taus_ = emptyDoubleList();
+      requireAllCells_ = false;
+      cvFolds_ = 0;
       return this;
     }
 
@@ -716,6 +776,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000100) != 0)) {
         taus_.makeImmutable();
         result.taus_ = taus_;
+      }
+      if (((from_bitField0_ & 0x00000200) != 0)) {
+        result.requireAllCells_ = requireAllCells_;
+      }
+      if (((from_bitField0_ & 0x00000400) != 0)) {
+        result.cvFolds_ = cvFolds_;
       }
     }
 
@@ -811,6 +877,12 @@ private static final long serialVersionUID = 0L;
           taus_.addAll(other.taus_);
         }
         onChanged();
+      }
+      if (other.getRequireAllCells() != false) {
+        setRequireAllCells(other.getRequireAllCells());
+      }
+      if (other.getCvFolds() != 0) {
+        setCvFolds(other.getCvFolds());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -911,6 +983,16 @@ private static final long serialVersionUID = 0L;
               input.popLimit(limit);
               break;
             } // case 74
+            case 80: {
+              requireAllCells_ = input.readBool();
+              bitField0_ |= 0x00000200;
+              break;
+            } // case 80
+            case 88: {
+              cvFolds_ = input.readInt32();
+              bitField0_ |= 0x00000400;
+              break;
+            } // case 88
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1957,6 +2039,109 @@ private static final long serialVersionUID = 0L;
     public Builder clearTaus() {
       taus_ = emptyDoubleList();
       bitField0_ = (bitField0_ & ~0x00000100);
+      onChanged();
+      return this;
+    }
+
+    private boolean requireAllCells_ ;
+    /**
+     * <pre>
+     * When true, one (hook point, concept) cell without a valid tolerance fails the whole request
+     * with FAILED_PRECONDITION (NO_VALID_TOLERANCE) and stores nothing. The default (false) stores
+     * every feasible cell and reports each infeasible one (Dictionary.infeasible_cells).
+     * </pre>
+     *
+     * <code>bool require_all_cells = 10;</code>
+     * @return The requireAllCells.
+     */
+    @java.lang.Override
+    public boolean getRequireAllCells() {
+      return requireAllCells_;
+    }
+    /**
+     * <pre>
+     * When true, one (hook point, concept) cell without a valid tolerance fails the whole request
+     * with FAILED_PRECONDITION (NO_VALID_TOLERANCE) and stores nothing. The default (false) stores
+     * every feasible cell and reports each infeasible one (Dictionary.infeasible_cells).
+     * </pre>
+     *
+     * <code>bool require_all_cells = 10;</code>
+     * @param value The requireAllCells to set.
+     * @return This builder for chaining.
+     */
+    public Builder setRequireAllCells(boolean value) {
+
+      requireAllCells_ = value;
+      bitField0_ |= 0x00000200;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * When true, one (hook point, concept) cell without a valid tolerance fails the whole request
+     * with FAILED_PRECONDITION (NO_VALID_TOLERANCE) and stores nothing. The default (false) stores
+     * every feasible cell and reports each infeasible one (Dictionary.infeasible_cells).
+     * </pre>
+     *
+     * <code>bool require_all_cells = 10;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearRequireAllCells() {
+      bitField0_ = (bitField0_ & ~0x00000200);
+      requireAllCells_ = false;
+      onChanged();
+      return this;
+    }
+
+    private int cvFolds_ ;
+    /**
+     * <pre>
+     * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+     * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+     * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
+     * training part (up to leave-one-out).
+     * </pre>
+     *
+     * <code>int32 cv_folds = 11;</code>
+     * @return The cvFolds.
+     */
+    @java.lang.Override
+    public int getCvFolds() {
+      return cvFolds_;
+    }
+    /**
+     * <pre>
+     * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+     * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+     * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
+     * training part (up to leave-one-out).
+     * </pre>
+     *
+     * <code>int32 cv_folds = 11;</code>
+     * @param value The cvFolds to set.
+     * @return This builder for chaining.
+     */
+    public Builder setCvFolds(int value) {
+
+      cvFolds_ = value;
+      bitField0_ |= 0x00000400;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+     * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+     * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
+     * training part (up to leave-one-out).
+     * </pre>
+     *
+     * <code>int32 cv_folds = 11;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearCvFolds() {
+      bitField0_ = (bitField0_ & ~0x00000400);
+      cvFolds_ = 0;
       onChanged();
       return this;
     }

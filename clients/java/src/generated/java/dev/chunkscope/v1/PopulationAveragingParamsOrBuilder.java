@@ -195,4 +195,29 @@ public interface PopulationAveragingParamsOrBuilder extends
    * @return The taus at the given index.
    */
   double getTaus(int index);
+
+  /**
+   * <pre>
+   * When true, one (hook point, concept) cell without a valid tolerance fails the whole request
+   * with FAILED_PRECONDITION (NO_VALID_TOLERANCE) and stores nothing. The default (false) stores
+   * every feasible cell and reports each infeasible one (Dictionary.infeasible_cells).
+   * </pre>
+   *
+   * <code>bool require_all_cells = 10;</code>
+   * @return The requireAllCells.
+   */
+  boolean getRequireAllCells();
+
+  /**
+   * <pre>
+   * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
+   * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
+   * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
+   * training part (up to leave-one-out).
+   * </pre>
+   *
+   * <code>int32 cv_folds = 11;</code>
+   * @return The cvFolds.
+   */
+  int getCvFolds();
 }
