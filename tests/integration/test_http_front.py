@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import ssl
 import urllib.error
@@ -344,3 +345,33 @@ def test_the_front_speaks_tls_with_the_grpc_certificate(chat_root: Path, tmp_pat
 
 def test_the_front_is_off_unless_asked(server: ServerProcess) -> None:
     assert server.http_port is None
+
+
+def test_streams_are_limited_and_a_drain_ends_them_then_the_server_exits_cleanly(
+    chat_root: Path, tmp_path: Path, api_keys: dict[str, str]
+) -> None:
+    flags = ("--http-port", str(free_port()), "--max-concurrent-streams", "1")
+    server = start_server(tmp_path / "data", chat_root, *flags)
+    with Client.connect(server.address, timeout=120, token=server.token) as c:
+        c.register_model("chat", "tiny-chat", wait=True)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.http_port}/v1",
+                           api_key=api_keys["analyst"], max_retries=0, timeout=60)  # fmt: skip
+    long = client.chat.completions.create(
+        model="chat",
+        messages=MESSAGES,
+        max_tokens=1000,
+        temperature=0,
+        stream=True,  # type: ignore[arg-type]
+    )
+    chunks = iter(long)
+    assert next(chunks).choices[0].delta.role == "assistant"  # the stream is open
+    with pytest.raises(openai.RateLimitError) as refused:  # --max-concurrent-streams 1
+        stream(client)
+    assert refused.value.body["code"] == "too_many_streams"  # type: ignore[index]
+    assert refused.value.response.headers["retry-after"] == "1"
+    server.proc.send_signal(signal.SIGTERM)
+    with pytest.raises(openai.APIError) as ended:
+        for _ in chunks:
+            pass
+    assert "shutting down" in ended.value.message
+    assert server.proc.wait(60) == 0

@@ -359,7 +359,6 @@ class Front:
         key = ""
         generate: pb.GenerateRequest | None = None
         field = "max_tokens"
-        stream_slot = False
         try:
             with self._slot():
                 who, key = await self._admit(request)
@@ -376,14 +375,12 @@ class Front:
                     await self._audit(who, generate, "OK", rid)
                     self._observe(CHAT_ROUTE, "POST", 200, started)
                     return JSONResponse(reply, headers={observability.REQUEST_ID_HEADER: rid})
-                self._open_stream()
-                stream_slot = True
+                self._room_for_a_stream()
         except Exception as exc:
             outcome = _outcome(exc)
             with contextlib.suppress(OSError):  # the writer thread logs a failed write
                 await self._audit(who, generate, outcome, rid)
             return self._error(exc, CHAT_ROUTE, "POST", started, field)
-        assert stream_slot
         events = self._sse(job, parsed, who, key, generate, rid, started)
         return StreamingResponse(
             events,
@@ -391,7 +388,9 @@ class Front:
             headers={"cache-control": "no-cache", observability.REQUEST_ID_HEADER: rid},
         )
 
-    def _open_stream(self) -> None:
+    def _room_for_a_stream(self) -> None:
+        """Refuse a stream beyond --max-concurrent-streams (gRPC's and HTTP's together); the
+        stream takes its place when it starts (`_sse`), so one never started holds none."""
         gate = self.streams
         if gate.open >= gate.limit:
             raise ResourceExhausted(
@@ -400,8 +399,6 @@ class Front:
                 reason="TOO_MANY_STREAMS",
                 metadata={"limit": str(gate.limit)},
             )
-        gate.open += 1
-        self.in_flight += 1  # the stream is a request in flight until it ends
 
     async def _run(
         self, job: GenerateJob, chat: ChatRequest, annotation: Annotation, outcome: _Outcome
@@ -491,6 +488,8 @@ class Front:
         head = self._head(job, chat, "chat.completion.chunk")
         annotation, outcome = Annotation(), _Outcome()
         status = "OK"
+        self.streams.open += 1  # an open stream, and a request in flight, until it ends
+        self.in_flight += 1
         try:
 
             def chunk(**extra: Any) -> bytes:
