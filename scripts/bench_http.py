@@ -27,6 +27,7 @@ import socket
 import statistics
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -98,23 +99,45 @@ class Fronts:
         return "".join(text), tokens
 
 
-def bench_overhead(fronts: Fronts, reps: int) -> dict[str, Any]:
+# The server's own time per request, from its metrics: (metric, a label that picks the front).
+SERVER_TIME = {
+    "grpc": ("grpc_server_handling_seconds_sum", 'grpc_method="Generate"'),
+    "http": ("chunkscope_http_request_seconds_sum", 'route="/v1/chat/completions"'),
+}
+
+
+def server_seconds(metrics_url: str, front: str) -> float:
+    """The server's total handling seconds so far for `front`'s chat/Generate requests."""
+    name, label = SERVER_TIME["grpc" if front == "grpc" else "http"]
+    text = urllib.request.urlopen(metrics_url, timeout=60).read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and label in line
+    )
+
+
+def bench_overhead(fronts: Fronts, reps: int, metrics_url: str) -> dict[str, Any]:
     arms = {"grpc": fronts.via_grpc, "http": fronts.via_http, "http_stream": fronts.via_http_stream}
     times: dict[str, list[float]] = {k: [] for k in arms}
+    inside: dict[str, list[float]] = {k: [] for k in arms}
     rng = random.Random(0)
     for _ in range(reps):
         order = list(arms)
         rng.shuffle(order)
         for name in order:
+            before = server_seconds(metrics_url, name)  # outside the timed call
             t0 = time.perf_counter()
             arms[name]()
             times[name].append(time.perf_counter() - t0)
+            inside[name].append(server_seconds(metrics_url, name) - before)
     ratios = {
         k: statistics.median(a / b for a, b in zip(times[k], times["grpc"], strict=True))
         for k in ("http", "http_stream")
     }
     return {
         "median_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()},
+        "server_ms": {k: statistics.median(v) * 1e3 for k, v in inside.items()},
         "ratio": ratios,
         "diff_ms": {
             k: statistics.median(
@@ -184,14 +207,23 @@ def render(r: dict[str, Any]) -> str:
         f"Overhead: {r['reps']} repetitions, each running the three variants once in a shuffled "
         "order; medians, and the median of each repetition's ratio to gRPC.",
         "",
-        "| front | median ms | ratio to gRPC (paired) | difference ms (paired) |",
-        "|---|---|---|---|",
-        f"| {names['grpc']} | {m['grpc']:.1f} | 1 | 0 |",
+        "| front | median ms (client) | ratio to gRPC (paired) | difference ms (paired) | "
+        "median ms in the server |",
+        "|---|---|---|---|---|",
+        f"| {names['grpc']} | {m['grpc']:.1f} | 1 | 0 | {o['server_ms']['grpc']:.1f} |",
     ]
     for k in ("http", "http_stream"):
         lines.append(
-            f"| {names[k]} | {m[k]:.1f} | **{o['ratio'][k]:.3f}x** | {o['diff_ms'][k]:+.1f} |"
+            f"| {names[k]} | {m[k]:.1f} | **{o['ratio'][k]:.3f}x** | {o['diff_ms'][k]:+.1f} | "
+            f"{o['server_ms'][k]:.1f} |"
         )
+    lines += [
+        "",
+        "'In the server' is the server's own handling time of each request, from its metrics "
+        "(`grpc_server_handling_seconds` for Generate, `chunkscope_http_request_seconds` for the "
+        "front; scraped before and after each call, outside the timed call): the rest of the "
+        "client's time is the client library and the transport on the same cores.",
+    ]
     lines += [
         "",
         f"Throughput: {CLIENTS} concurrent clients (threads, one connection each) per front, "
@@ -265,7 +297,9 @@ def main() -> int:
                 .usage.prompt_tokens
             )  # type: ignore[union-attr]
             print("overhead ...", flush=True)
-            overhead = bench_overhead(fronts, reps)
+            overhead = bench_overhead(
+                fronts, reps, f"http://127.0.0.1:{server.metrics_port}/metrics"
+            )
             print("throughput ...", flush=True)
 
             def grpc_client() -> Any:

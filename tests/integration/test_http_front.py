@@ -251,10 +251,12 @@ def test_keys_and_roles_are_gRPC_s(front: dict[str, Any], api_keys: dict[str, st
 def _raw(front: dict[str, Any], key: str, body: bytes, path: str = "/v1/chat/completions") -> Any:
     request = urllib.request.Request(
         front["url"] + path, data=body, method="POST",
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json",
+                 "X-Request-Id": "probe-17"},
     )  # fmt: skip
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(request, timeout=30)
+    assert err.value.headers["x-request-id"] == "probe-17"  # as gRPC's trailing metadata
     return err.value.code, json.loads(err.value.read())["error"]
 
 

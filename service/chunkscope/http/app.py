@@ -160,7 +160,8 @@ class Front:
         )
         metrics.HTTP_REQUESTS.labels("other", request.method, str(status)).inc()
         body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-        return JSONResponse(body, status_code=status)
+        headers = {observability.REQUEST_ID_HEADER: self._request_id(request)}
+        return JSONResponse(body, status_code=status, headers=headers)
 
     async def _admit(self, request: Request) -> tuple[Principal | None, str]:
         """The caller (key id and role) and its key, checked as gRPC's AuthInterceptor does;
@@ -275,7 +276,9 @@ class Front:
                 "type": "server_error", "param": None, "code": "internal",
             }}  # fmt: skip
         self._observe(route, method, status, started)
-        headers = {"retry-after": "1"} if status in (429, 503) else None
+        headers = {observability.REQUEST_ID_HEADER: observability.REQUEST_ID.get()}
+        if status in (429, 503):
+            headers["retry-after"] = "1"
         return JSONResponse(body, status_code=status, headers=headers)
 
     @staticmethod
