@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -377,3 +378,48 @@ def test_streams_are_limited_and_a_drain_ends_them_then_the_server_exits_cleanly
             pass
     assert "shutting down" in ended.value.message
     assert server.proc.wait(60) == 0
+
+
+def _scrape(server: ServerProcess, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.decode().splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+def _until(condition: Any) -> None:
+    """Poll `condition` (a bound on waiting, not a timing assertion)."""
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.05)
+
+
+def test_a_client_that_hangs_up_cancels_its_completion(
+    front: dict[str, Any], api_keys: dict[str, str]
+) -> None:
+    server: ServerProcess = front["server"]
+    body = json.dumps({"model": "chat", "messages": MESSAGES, "max_tokens": 1000, "temperature": 0})
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {api_keys['analyst']}\r\nContent-Type: application/json\r\n"
+        f"X-Request-Id: hangs-up-1\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    tokens_before = _scrape(server, "chunkscope_generated_tokens_total")
+    with socket.create_connection(("127.0.0.1", server.http_port)) as conn:
+        conn.sendall((head + body).encode())
+        _until(lambda: _scrape(server, "chunkscope_rows_in_flight") > 0)  # it is generating
+    # The client is gone: the completion is cancelled, its row leaves the batch.
+    _until(lambda: _scrape(server, "chunkscope_rows_in_flight") == 0)
+    audit = server.data_dir / "audit.jsonl"
+
+    def outcomes() -> list[str]:
+        records = [json.loads(line) for line in audit.read_text().splitlines()]
+        return [r["outcome"] for r in records if r.get("request_id") == "hangs-up-1"]
+
+    _until(outcomes)  # the record is written by the audit log's thread
+    assert outcomes() == ["CANCELLED"]
+    assert _scrape(server, "chunkscope_generated_tokens_total") - tokens_before < 1000
+    _until(lambda: _scrape(server, 'chunkscope_http_requests_total{code="499"') == 1)

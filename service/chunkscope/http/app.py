@@ -17,14 +17,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -56,6 +56,7 @@ GET_MODEL = _V1 + "ModelService/GetModel"
 GENERATE = _V1 + "PerturbationService/Generate"
 CHAT_ROUTE = "/v1/chat/completions"
 _BEARER = "bearer "
+T = TypeVar("T")
 
 
 @dataclass
@@ -248,14 +249,17 @@ class Front:
                 reason="REQUEST_TOO_LARGE",
             )
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise ResourceExhausted(
-                    f"the body exceeds {self.max_body_bytes} bytes (--max-message-bytes)",
-                    reason="REQUEST_TOO_LARGE",
-                )
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise ResourceExhausted(
+                        f"the body exceeds {self.max_body_bytes} bytes (--max-message-bytes)",
+                        reason="REQUEST_TOO_LARGE",
+                    )
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise ClientGone() from None
         try:
             return json.loads(b"".join(chunks))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -263,7 +267,10 @@ class Front:
 
     def _error(
         self, exc: BaseException, route: str, method: str, started: float, field: str
-    ) -> JSONResponse:
+    ) -> Response:
+        if isinstance(exc, ClientGone):  # no one to answer; 499 as nginx counts it
+            self._observe(route, method, 499, started)
+            return Response(status_code=499)
         if isinstance(exc, ChunkscopeError):
             status, body = error_reply(exc, field)
             if isinstance(exc, ResourceExhausted):
@@ -374,7 +381,7 @@ class Front:
                 )
                 job = await self.servicer.prepare_generate(generate)
                 if not parsed.stream:
-                    reply = await self._complete(job, parsed)
+                    reply = await self._unless_gone(request, self._complete(job, parsed))
                     await self._audit(who, generate, "OK", rid)
                     self._observe(CHAT_ROUTE, "POST", 200, started)
                     return JSONResponse(reply, headers={observability.REQUEST_ID_HEADER: rid})
@@ -390,6 +397,29 @@ class Front:
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", observability.REQUEST_ID_HEADER: rid},
         )
+
+    @staticmethod
+    async def _unless_gone(request: Request, work: Coroutine[Any, Any, T]) -> T:
+        """`work`, cancelled when the client disconnects first (as a cancelled gRPC call is:
+        its rows leave the decoding batch at the next step)."""
+        task = asyncio.ensure_future(work)
+
+        async def gone() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        watcher = asyncio.ensure_future(gone())
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if task.cancelled():
+            raise ClientGone()
+        return task.result()
 
     def _room_for_a_stream(self) -> None:
         """Refuse a stream beyond --max-concurrent-streams (gRPC's and HTTP's together); the
@@ -548,10 +578,16 @@ class Front:
             self._observe(CHAT_ROUTE, "POST", 200, started)
 
 
+class ClientGone(Exception):
+    """The client disconnected before its reply: the work was cancelled, nobody reads a reply."""
+
+
 def _outcome(exc: BaseException) -> str:
     """The audit outcome of a refusal: the gRPC status name, as gRPC calls record."""
     from chunkscope.errors import status_code
 
+    if isinstance(exc, ClientGone):
+        return "CANCELLED"
     if isinstance(exc, ChunkscopeError):
         return status_code(exc).name
     return "INTERNAL"
