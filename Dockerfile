@@ -26,7 +26,8 @@ COPY --from=build /opt/venv /opt/venv
 RUN mkdir -p /var/lib/chunkscope /models && chown 10001:10001 /var/lib/chunkscope
 USER 10001:10001
 VOLUME ["/var/lib/chunkscope"]
-EXPOSE 50051 9464
+# 8000: the OpenAI-compatible HTTP front when CHUNKSCOPE_HTTP_PORT=8000 (off by default).
+EXPOSE 50051 9464 8000
 # Model loading takes time on first start (and restores every registered model): long start period.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
   CMD ["python", "-m", "chunkscope.healthcheck", "--address", "127.0.0.1:50051"]

@@ -138,6 +138,7 @@ bench: demo-model
 	$(PY) scripts/bench_batching.py --out BENCHMARKS.md
 	$(PY) scripts/bench_store.py --out BENCHMARKS.md
 	$(PY) scripts/bench_guard.py --out BENCHMARKS.md
+	$(PY) scripts/bench_http.py --out BENCHMARKS.md
 
 serve: venv
 	$(PY) -m chunkscope serve --data-dir $(DATA_DIR)

@@ -31,6 +31,13 @@ class Settings:
     metrics_port: int = field(
         default=9464, metadata={"help": "Prometheus /metrics port; 0 picks a free one, -1 disables"}
     )
+    http_port: int = field(
+        default=0,
+        metadata={
+            "help": "OpenAI-compatible HTTP front (/v1/chat/completions, /v1/models) on this "
+            "port, with the same keys, roles, TLS and limits as gRPC; 0 = off"
+        },
+    )
     data_dir: Path = field(
         default=Path("./data"), metadata={"help": "registry database and dictionaries live here"}
     )
@@ -288,7 +295,7 @@ def load_settings(
 
 def _validate(s: Settings) -> None:
     problems = []
-    for name in ("port", "metrics_port"):
+    for name in ("port", "metrics_port", "http_port"):
         port = getattr(s, name)
         low = -1 if name == "metrics_port" else 0
         if not low <= port <= 65535:

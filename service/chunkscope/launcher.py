@@ -32,6 +32,7 @@ class ServerProcess:
     data_dir: Path
     log_path: Path
     token: str = ""
+    http_port: int | None = None  # the HTTP front's, with --http-port
 
     @property
     def address(self) -> str:
@@ -80,7 +81,13 @@ def spawn_server(
             continue
         if event.get("event") == "ready":
             return ServerProcess(
-                proc, event["grpc_port"], event["metrics_port"], data_dir, log_path, token
+                proc,
+                event["grpc_port"],
+                event["metrics_port"],
+                data_dir,
+                log_path,
+                token,
+                event.get("http_port"),
             )
     proc.kill()
     raise TimeoutError(f"server not ready within {timeout}s:\n{log_path.read_text()}")

@@ -45,6 +45,20 @@ GRPC_MSG_SENT = Counter(
     "grpc_server_msg_sent_total", "Stream messages sent by the server.", _GRPC_LABELS
 )
 
+# The OpenAI-compatible HTTP front (--http-port): routes are its fixed paths (or "other"), codes
+# the HTTP status. Its chat completions also count in the Generate metrics below (one path).
+HTTP_REQUESTS = Counter(
+    "chunkscope_http_requests_total",
+    "HTTP front requests completed, by route, method and HTTP status code.",
+    ("route", "method", "code"),
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "chunkscope_http_request_seconds",
+    "Time from an HTTP front request's start to its completion (a stream's last event).",
+    ("route", "method"),
+    buckets=HANDLING_BUCKETS,
+)
+
 MODEL_LOAD_SECONDS = Histogram(
     "chunkscope_model_load_seconds",
     "Time to load a model's weights and resolve its hook points.",

@@ -42,6 +42,8 @@ from chunkscope.config import Settings
 from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import Extractor
 from chunkscope.engine.registry import ModelRegistry
+from chunkscope.http.app import Front
+from chunkscope.http.server import HttpServer, start_http
 from chunkscope.store import Store, open_store
 from chunkscope.store.dictionaries import DictionaryStore
 from chunkscope_client.v1 import (
@@ -82,6 +84,7 @@ class RunningServer:
     metrics_port: int | None
     store: Store
     tracing: Any = None  # the tracer provider when OTEL_* asks for traces
+    http: HttpServer | None = None  # the OpenAI-compatible front (--http-port)
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -95,8 +98,11 @@ class RunningServer:
     async def drain(self, grace: float) -> None:
         """NOT_SERVING, stop accepting, give in-flight RPCs `grace` seconds, release models."""
         await self.health.enter_graceful_shutdown()
-        self.streams.draining.set()
-        await self.server.stop(grace)
+        self.streams.draining.set()  # the HTTP front's streams end too; new requests get 503
+        stops = [self.server.stop(grace)]
+        if self.http is not None:
+            stops.append(self.http.stop())
+        await asyncio.gather(*stops)
         await self.registry.close()
         self.store.close()
         if self.tracing is not None:
@@ -111,14 +117,16 @@ async def start(settings: Settings) -> RunningServer:
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     streams = StreamGate(settings.max_concurrent_streams)
+    keys = _keys(settings)
+    audit = AuditLog(settings.audit_path)
     tracing = observability.configure_tracing()  # before the server: it instruments grpc.aio
     server = grpc.aio.server(
         interceptors=[
             RequestIdInterceptor(),
             MetricsInterceptor(),
             ErrorInterceptor(),
-            AuditInterceptor(AuditLog(settings.audit_path)),
-            AuthInterceptor(_keys(settings), settings.open_service_names),
+            AuditInterceptor(audit),
+            AuthInterceptor(keys, settings.open_service_names),
             streams,
         ],
         options=options,
@@ -141,12 +149,10 @@ async def start(settings: Settings) -> RunningServer:
         ),
         server,
     )
-    perturbation_pb2_grpc.add_PerturbationServiceServicer_to_server(
-        PerturbationServicer(
-            registry, detectors, settings.max_input_tokens, settings.max_new_tokens
-        ),
-        server,
+    perturbation = PerturbationServicer(
+        registry, detectors, settings.max_input_tokens, settings.max_new_tokens
     )
+    perturbation_pb2_grpc.add_PerturbationServiceServicer_to_server(perturbation, server)
     analysis_pb2_grpc.add_AnalysisServiceServicer_to_server(
         AnalysisServicer(
             registry,
@@ -183,6 +189,11 @@ async def start(settings: Settings) -> RunningServer:
     if settings.metrics_port >= 0:
         http, _ = metrics.serve_metrics(settings.host, settings.metrics_port)
         metrics_port = http.server_port
+    front_http = None
+    if settings.http_port:
+        front = Front(registry, perturbation, keys, audit, streams,
+                      settings.max_concurrent_rpcs, settings.max_message_bytes)  # fmt: skip
+        front_http = await start_http(settings, front)
     running = RunningServer(
         server,
         health_servicer,
@@ -193,6 +204,7 @@ async def start(settings: Settings) -> RunningServer:
         metrics_port,
         store,
         tracing,
+        front_http,
     )
     await running.set_serving(False)
     await server.start()
@@ -257,6 +269,7 @@ async def serve(settings: Settings) -> int:
                 "version": __version__,
                 "grpc_port": running.port,
                 "metrics_port": running.metrics_port,
+                "http_port": running.http.port if running.http else None,
                 "device": str(running.registry.device),
                 "tls": bool(settings.tls_cert),
                 "auth": settings.auth,
@@ -265,11 +278,12 @@ async def serve(settings: Settings) -> int:
         flush=True,
     )
     log.info(
-        "chunkscope %s serving on %s:%d (metrics %s, device %s, roots %s)",
+        "chunkscope %s serving on %s:%d (metrics %s, HTTP front %s, device %s, roots %s)",
         __version__,
         settings.host,
         running.port,
         running.metrics_port,
+        running.http.port if running.http else "off",
         running.registry.device,
         ", ".join(map(str, settings.roots)),
     )

@@ -9,7 +9,10 @@ How a block is run:
   (`data/models/smollm2-135m-instruct`) with as many blocks as SmolLM2 (30), so the hook points
   the docs name exist; it is registered and has a Population Averaging dictionary for the demo's
   concepts at blocks.16.resid_post, as after `make demo`.
-- The one substitution: the docs' server address, DOC_ADDRESS, becomes the test server's.
+- The server also runs the OpenAI-compatible HTTP front, and the stand-in model ships the demo
+  model's chat template (as SmolLM2-135M-Instruct does).
+- The substitutions: the docs' server address, DOC_ADDRESS, becomes the test server's, and the
+  HTTP front's, DOC_HTTP_ADDRESS, its HTTP front's.
 - The environment holds no CHUNKSCOPE_* variable but CHUNKSCOPE_TOKEN, the admin key in
   data/launcher.key: the README tells the reader to `export CHUNKSCOPE_TOKEN=$(cat
   data/launcher.key)` before calling the server by hand.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -50,6 +54,15 @@ DOCS = [
     if path.relative_to(ROOT).as_posix() not in NOT_RUN_DOCS
 ]
 DOC_ADDRESS = "127.0.0.1:50051"
+DOC_HTTP_ADDRESS = "127.0.0.1:8000"
+# The demo model's chat template (SmolLM2-135M-Instruct's chat_template.jinja).
+DEMO_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+    "Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 # Fenced blocks that are not programs, by (file, first line of the block).
 NOT_RUN_BLOCKS = {
@@ -57,6 +70,7 @@ NOT_RUN_BLOCKS = {
     ("README.md", "protos/chunkscope/v1/     the API: common, models, dictionaries, detection, "
      "perturbation, analysis,"): "the source layout",
     ("docs/ANALYSIS.md", "...................."): "a printed connectivity map",
+    ("docs/INTEGRATIONS.md", "{"): "the shape of a reply's annotation",
 }  # fmt: skip
 
 # Commands of ```sh blocks that are not run, by their text without the trailing comment.
@@ -64,6 +78,9 @@ NOT_RUN_COMMANDS = {
     "make demo": "downloads the demo model (minutes); this test's fixture stands in for it",
     "make test": "the whole suite (it includes this test)",
     "make serve": "serves until stopped; this test's server stands in for it",
+    ".venv/bin/chunkscope serve --data-dir data --http-port 8000": (
+        "serves until stopped; this test's server stands in for it, with --http-port"
+    ),
     "make demo && make serve &": "as make demo and make serve",
     "make serve &": "as make serve",
     "(cd clients/go && go run ./examples/chunkscope-example --address 127.0.0.1:50051)": (
@@ -152,13 +169,18 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
     data = work / "data"
     models = data / "models"
     save_tiny_lm(models / "smollm2-135m-instruct", "llama", layers=30)
+    (models / "smollm2-135m-instruct" / "chat_template.jinja").write_text(DEMO_CHAT_TEMPLATE)
     keys = KeyFile(data / "keys.json")
     token, _ = keys.create("admin", "launcher")
     (data / "launcher.key").write_text(token + "\n")
     for entry in ROOT.iterdir():
         if entry.name not in ("data", ".git"):
             (work / entry.name).symlink_to(entry)
-    server = start_server(data, models, "--api-keys-file", str(data / "keys.json"))
+    with socket.socket() as probe:  # a free port for the HTTP front
+        probe.bind(("127.0.0.1", 0))
+        http_port = probe.getsockname()[1]
+    server = start_server(data, models, "--api-keys-file", str(data / "keys.json"),
+                          "--http-port", str(http_port))  # fmt: skip
     with Client.connect(server.address, token=token, timeout=300) as cs:
         name = "smollm2-135m-instruct"
         cs.register_model(name, name, wait=True)
@@ -182,11 +204,11 @@ def test_block_runs_as_written(block: Block, demo_server: tuple[ServerProcess, P
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "service"), str(ROOT / "clients/python/src")])
     if block.language == "python":
         program = work / f"block-{block.line}.py"
-        program.write_text("\n".join(block.lines).replace(DOC_ADDRESS, server.address) + "\n")
+        program.write_text(_addresses("\n".join(block.lines), server) + "\n")
         argv = [str(work / ".venv" / "bin" / "python"), str(program)]
     else:
         kept = [src for key, src in commands(block) if key not in NOT_RUN_COMMANDS]
-        script = "set -euo pipefail\n" + "\n".join(kept).replace(DOC_ADDRESS, server.address)
+        script = "set -euo pipefail\n" + _addresses("\n".join(kept), server)
         argv = ["bash", "-c", script]
     done = subprocess.run(
         argv, cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -195,3 +217,8 @@ def test_block_runs_as_written(block: Block, demo_server: tuple[ServerProcess, P
         f"{block.id} exited {done.returncode}\n--- stdout\n{done.stdout[-3000:]}\n"
         f"--- stderr\n{done.stderr[-3000:]}"
     )
+
+
+def _addresses(text: str, server: ServerProcess) -> str:
+    http = f"127.0.0.1:{server.http_port}"
+    return text.replace(DOC_ADDRESS, server.address).replace(DOC_HTTP_ADDRESS, http)

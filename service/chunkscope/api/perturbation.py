@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from chunkscope.engine import serving, tokens
 from chunkscope.engine import steering as st
 from chunkscope.engine.capture import decode_token
 from chunkscope.engine.chunks import DetectorCache, InterventionSpec, resolve
+from chunkscope.engine.detection import Detector
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
@@ -26,12 +29,26 @@ from chunkscope_client.v1.detection_pb2 import ChunkMatch
 MAX_INTERVENTIONS, MAX_TOP_K = 32, 100
 # A single token of any vocabulary is far shorter; bounding them keeps encoding them cheap.
 MAX_TARGETS, MAX_TARGET_CHARS = 256, 1024
+_ARM_LABELS = ("perturbed", "control")  # metric label of each arm, by index
 _MODES = {
     pb.INTERVENTION_MODE_ACTIVATE: "activate",
     pb.INTERVENTION_MODE_INHIBIT: "inhibit",
     pb.INTERVENTION_MODE_ADD: "add",
     pb.INTERVENTION_MODE_PROJECT_OUT: "project_out",
 }
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    """A validated Generate: the model, the prompt's ids, the arms, sampling and detectors."""
+
+    name: str
+    content_hash: str
+    model: LoadedModel
+    ids: Any  # torch.Tensor [T] of the prompt's token ids
+    arms: list[serving.Arm]
+    sampling: st.Sampling
+    detectors: list[Detector]
 
 
 def spec_of(iv: pb.Intervention, field: str) -> InterventionSpec:
@@ -166,9 +183,8 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             forward_ns=result.forward_ns,
         )
 
-    async def Generate(
-        self, request: pb.GenerateRequest, context: Any
-    ) -> AsyncIterator[pb.GenerateResponse]:
+    async def prepare_generate(self, request: pb.GenerateRequest) -> GenerateJob:
+        """Validate a GenerateRequest and resolve it into a job (the same for every front)."""
         if not request.HasField("prompt"):
             raise InvalidArgument.field("prompt", "required: a text or symbol sequence")
         await self.cache.prefetch([  # dictionary loads (sha256 of the tensors) off the event loop
@@ -195,53 +211,72 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
         arms = [serving.Arm(actions, rules)]
         if request.control:
             arms.append(serving.Arm([], []))
+        return GenerateJob(name, content_hash, model, ids, arms, sampling, detectors)
+
+    async def run_generate(
+        self, job: GenerateJob
+    ) -> AsyncGenerator[serving.Token | serving.Finished, None]:
+        """The engine's events of a prepared job, in the scheduler's order, metrics recorded."""
+        name = job.name
+        began = time.perf_counter()
+        last_token = [0.0] * len(job.arms)  # when each arm's latest token came
+        generation = serving.generate(
+            self.registry, name, job.content_hash, job.ids, job.arms, job.sampling, job.detectors
+        )
+        async with aclosing(generation) as events:
+            async for event in events:
+                now = time.perf_counter()
+                if isinstance(event, serving.Token):
+                    metrics.GENERATED_TOKENS.labels(_ARM_LABELS[event.arm]).inc()
+                    if last_token[event.arm]:
+                        metrics.GENERATE_INTER_TOKEN_SECONDS.labels(name).observe(
+                            now - last_token[event.arm]
+                        )
+                    else:
+                        metrics.GENERATE_TTFT_SECONDS.labels(name).observe(now - began)
+                    last_token[event.arm] = now
+                else:
+                    for mode, count in event.applied.items():
+                        metrics.INTERVENTIONS.labels(mode).inc(count)
+                    if event.new_tokens and now > began:
+                        metrics.GENERATE_TOKENS_PER_SECOND.labels(name).observe(
+                            len(event.new_tokens) / (now - began)
+                        )
+                yield event
+
+    async def Generate(
+        self, request: pb.GenerateRequest, context: Any
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        job = await self.prepare_generate(request)
         # The arms decode side by side; the stream keeps the perturbed arm's messages first and
         # the control arm's after it (held until the perturbed arm is done).
-        labels = [(pb.ARM_PERTURBED, "perturbed"), (pb.ARM_CONTROL, "control")]
         held: list[pb.GenerateResponse] = []
         first_done = False
-        began = time.perf_counter()
-        last_token = [0.0] * len(arms)  # when each arm's latest token came
-        async for event in serving.generate(self.registry, name, content_hash, ids, arms,
-                                            sampling, detectors):  # fmt: skip
-            arm, label = labels[event.arm]
-            now = time.perf_counter()
-            if isinstance(event, serving.Token):
-                metrics.GENERATED_TOKENS.labels(label).inc()
-                if last_token[event.arm]:
-                    metrics.GENERATE_INTER_TOKEN_SECONDS.labels(name).observe(
-                        now - last_token[event.arm]
-                    )
+        async with aclosing(self.run_generate(job)) as events:
+            async for event in events:
+                arm = (pb.ARM_PERTURBED, pb.ARM_CONTROL)[event.arm]
+                if isinstance(event, serving.Token):
+                    message = pb.GenerateResponse(
+                        arm=arm, step=event.step, token=event.token, token_id=event.token_id,
+                        matches=[ChunkMatch(dictionary_id=d.id, entry_id=k, label=d.labels[k],
+                                            score=score, threshold=float(d.thresholds[k]))
+                                 for d, k, score in event.matches],
+                        rule_events=[pb.RuleEvent(rule_index=i, step=event.step, action=a)
+                                     for i, a in event.rule_events],
+                    )  # fmt: skip
                 else:
-                    metrics.GENERATE_TTFT_SECONDS.labels(name).observe(now - began)
-                last_token[event.arm] = now
-                message = pb.GenerateResponse(
-                    arm=arm, step=event.step, token=event.token, token_id=event.token_id,
-                    matches=[ChunkMatch(dictionary_id=d.id, entry_id=k, label=d.labels[k],
-                                        score=score, threshold=float(d.thresholds[k]))
-                             for d, k, score in event.matches],
-                    rule_events=[pb.RuleEvent(rule_index=i, step=event.step, action=a)
-                                 for i, a in event.rule_events],
-                )  # fmt: skip
-            else:
-                for mode, count in event.applied.items():
-                    metrics.INTERVENTIONS.labels(mode).inc(count)
-                if event.new_tokens and now > began:
-                    metrics.GENERATE_TOKENS_PER_SECOND.labels(name).observe(
-                        len(event.new_tokens) / (now - began)
+                    message = pb.GenerateResponse(
+                        arm=arm, step=len(event.new_tokens), text=event.text, done=True
                     )
-                message = pb.GenerateResponse(
-                    arm=arm, step=len(event.new_tokens), text=event.text, done=True
-                )
-            if event.arm == 0 or first_done:
-                yield message
-            else:
-                held.append(message)
-            if event.arm == 0 and isinstance(event, serving.Finished):
-                first_done = True
-                for message in held:
+                if event.arm == 0 or first_done:
                     yield message
-                held.clear()
+                else:
+                    held.append(message)
+                if event.arm == 0 and isinstance(event, serving.Finished):
+                    first_done = True
+                    for message in held:
+                        yield message
+                    held.clear()
 
     def _sampling(self, s: pb.SamplingParams) -> st.Sampling:
         violations = []

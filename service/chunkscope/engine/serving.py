@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +129,7 @@ async def generate(
     arms: list[Arm],
     sampling: Sampling,
     detectors: list[Detector],
-) -> AsyncIterator[Token | Finished]:
+) -> AsyncGenerator[Token | Finished, None]:
     """Each arm as one row of its model's decoding batch; its tokens, then its end, in order.
 
     Arms advance together, so their events interleave. Leaving the iterator early (the

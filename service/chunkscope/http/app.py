@@ -1,0 +1,593 @@
+"""The HTTP front's routes: GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions.
+
+Every request goes through the same gates as a gRPC call: the API key (`Authorization: Bearer`)
+and the role of the RPC it stands for (auth.REQUIRED_ROLE: listing models needs monitor, a chat
+completion is a Generate and needs analyst), --max-concurrent-rpcs requests at once and
+--max-concurrent-streams open streams (shared with gRPC's), --max-message-bytes per body, the
+audit log for chat completions (an audited Generate), and metrics. A chat completion is a
+GenerateRequest validated and run by PerturbationServicer.prepare_generate / run_generate, the
+code behind gRPC Generate: the scheduler, interventions, detection and rules are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from chunkscope import metrics, observability
+from chunkscope.api.interceptors import Principal, StreamGate
+from chunkscope.api.perturbation import GenerateJob, PerturbationServicer
+from chunkscope.audit import AuditLog, summarize
+from chunkscope.auth import KeyFile, permits, required_role
+from chunkscope.engine import serving, tokens
+from chunkscope.engine.chat import chat_prompt
+from chunkscope.engine.loading import LoadedModel
+from chunkscope.engine.registry import ModelRegistry
+from chunkscope.errors import (
+    ChunkscopeError,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from chunkscope.http.openai import Annotation, ChatRequest, error_reply, parse_chat
+from chunkscope_client.v1 import perturbation_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+_V1 = "chunkscope.v1."
+LIST_MODELS = _V1 + "ModelService/ListModels"
+GET_MODEL = _V1 + "ModelService/GetModel"
+GENERATE = _V1 + "PerturbationService/Generate"
+CHAT_ROUTE = "/v1/chat/completions"
+_BEARER = "bearer "
+T = TypeVar("T")
+
+
+@dataclass
+class _Outcome:
+    """How a chat completion ended (filled while it runs)."""
+
+    finish: str = "stop"
+    completion_tokens: int = 0
+
+
+class TextStream:
+    """A generation's text as deltas: whole characters only, stop sequences cut and held back.
+
+    Each token re-decodes the tokens so far (byte-level BPE splits characters across tokens, so
+    a token's own text is not always whole); text that may be the start of a stop sequence waits
+    until the next token settles it.
+    """
+
+    def __init__(self, model: LoadedModel, stops: list[str]) -> None:
+        self.model, self.stops = model, stops
+        self.ids: list[int] = []
+        self.text = ""
+        self.sent = 0
+
+    def add(self, token_id: int) -> tuple[str, bool]:
+        """The new text to send, and whether a stop sequence ended the generation."""
+        self.ids.append(token_id)
+        self.text = str(self.model.tokenizer.decode(self.ids, skip_special_tokens=True))
+        text = self.text
+        longest = max((len(s) for s in self.stops), default=0)
+        cut = min(
+            (i for s in self.stops if (i := text.find(s, max(0, self.sent - longest))) >= 0),
+            default=-1,
+        )
+        if cut >= 0:
+            end = max(cut, self.sent)
+            delta, self.sent = text[self.sent : end], end
+            self.text = text[:end]
+            return delta, True
+        if text.endswith("\ufffd"):  # a character still incomplete
+            return "", False
+        hold = max(
+            (k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0
+        )
+        end = len(text) - hold
+        if end <= self.sent:
+            return "", False
+        delta, self.sent = text[self.sent : end], end
+        return delta, False
+
+    def flush(self) -> str:
+        delta, self.sent = self.text[self.sent :], len(self.text)
+        return delta
+
+
+class Front:
+    """The ASGI app and the state it shares with the gRPC server (keys, audit, stream gate)."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        servicer: PerturbationServicer,
+        keys: KeyFile | None,
+        audit: AuditLog,
+        streams: StreamGate,
+        max_requests: int,
+        max_body_bytes: int,
+    ) -> None:
+        self.registry = registry
+        self.servicer = servicer
+        self.keys = keys
+        self.audit = audit
+        self.streams = streams
+        self.max_requests = max_requests
+        self.max_body_bytes = max_body_bytes
+        self.in_flight = 0
+        self._reading: asyncio.Future[None] | None = None
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/models", self.list_models, methods=["GET"]),
+                Route("/v1/models/{model:path}", self.get_model, methods=["GET"]),
+                Route(CHAT_ROUTE, self.chat, methods=["POST"]),
+            ],
+            exception_handlers={HTTPException: self._http_error},
+        )
+
+    @property
+    def draining(self) -> bool:
+        return self.streams.draining.is_set()
+
+    # ----- gates -----------------------------------------------------------------------------
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        status = exc.status_code
+        kind = "not_found_error" if status == 404 else "invalid_request_error"
+        message = (
+            f"no route {request.method} {request.url.path}; this server serves GET /v1/models "
+            f"and POST {CHAT_ROUTE}"
+        )
+        metrics.HTTP_REQUESTS.labels("other", request.method, str(status)).inc()
+        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        headers = {observability.REQUEST_ID_HEADER: self._request_id(request)}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def _admit(self, request: Request) -> tuple[Principal | None, str]:
+        """The caller (key id and role) and its key, checked as gRPC's AuthInterceptor does;
+        (None, "") with auth disabled."""
+        if self.keys is None:
+            return None, ""
+        headers = request.headers.getlist("authorization")
+        if len(headers) > 1:
+            raise Unauthenticated(
+                f"the request carries {len(headers)} Authorization headers; send exactly one, "
+                "'Authorization: Bearer <key>'",
+                reason="API_KEY_AMBIGUOUS",
+            )
+        if not headers or not headers[0]:
+            raise Unauthenticated(
+                "missing API key: send the header 'Authorization: Bearer <key>' (the OpenAI "
+                "SDK's api_key); an admin creates keys with `chunkscope keys create --role "
+                "monitor|analyst|admin`",
+                reason="API_KEY_MISSING",
+            )
+        if headers[0][: len(_BEARER)].lower() != _BEARER:
+            raise Unauthenticated(
+                "the Authorization header must be 'Bearer <key>'", reason="API_KEY_INVALID"
+            )
+        token = headers[0][len(_BEARER) :].strip()
+        return await self._check_key(token), token
+
+    @staticmethod
+    def _authorize(who: Principal | None, method: str) -> None:
+        """The role check, after `_admit` (so a refusal is audited with who was refused)."""
+        if who is not None and not permits(who.role, method):
+            needed = required_role(method)
+            raise PermissionDenied(
+                f"role {who.role!r} may not call {method} (this route); it needs {needed!r}",
+                reason="ROLE_NOT_PERMITTED",
+                metadata={"role": who.role, "required_role": needed},
+            )
+
+    async def _check_key(self, token: str, *, again: bool = False) -> Principal:
+        keys = self.keys
+        assert keys is not None
+        if keys.stale():  # read on a worker thread, at most once a second, never on the loop
+            if self._reading is None or self._reading.done():
+                self._reading = asyncio.ensure_future(asyncio.to_thread(keys.refresh))
+            await asyncio.shield(self._reading)
+        record = keys.match(token)
+        if record is None:
+            raise Unauthenticated(
+                "the API key of this stream is no longer valid (revoked, or removed from the key "
+                "file); the stream ends here"
+                if again
+                else "invalid API key: unknown, revoked or malformed; ask an admin for a key "
+                "(`chunkscope keys list` shows the active ones)",
+                reason="API_KEY_INVALID",
+            )
+        return Principal(record.id, record.role)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Any:
+        if self.draining:
+            raise Unavailable(
+                "the server is shutting down; retry (another instance, or this one once restarted)",
+                reason="SHUTTING_DOWN",
+            )
+        if self.in_flight >= self.max_requests:
+            raise ResourceExhausted(
+                f"{self.in_flight} HTTP requests are being served (--max-concurrent-rpcs "
+                f"{self.max_requests}); retry with backoff",
+                reason="TOO_MANY_REQUESTS",
+                metadata={"limit": str(self.max_requests)},
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def _body(self, request: Request) -> Any:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise ResourceExhausted(
+                f"the body has {declared} bytes; this server accepts at most "
+                f"{self.max_body_bytes} (--max-message-bytes)",
+                reason="REQUEST_TOO_LARGE",
+            )
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise ResourceExhausted(
+                        f"the body exceeds {self.max_body_bytes} bytes (--max-message-bytes)",
+                        reason="REQUEST_TOO_LARGE",
+                    )
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise ClientGone() from None
+        try:
+            return json.loads(b"".join(chunks))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidArgument.field("body", f"not JSON: {exc}") from None
+
+    def _error(
+        self, exc: BaseException, route: str, method: str, started: float, field: str
+    ) -> Response:
+        if isinstance(exc, ClientGone):  # no one to answer; 499 as nginx counts it
+            self._observe(route, method, 499, started)
+            return Response(status_code=499)
+        if isinstance(exc, ChunkscopeError):
+            status, body = error_reply(exc, field)
+            if isinstance(exc, ResourceExhausted):
+                metrics.REJECTED.labels(exc.reason).inc()
+        else:
+            incident = uuid.uuid4().hex[:12]
+            log.error("bug in %s %s (incident %s)", method, route, incident, exc_info=exc)
+            status, body = 500, {"error": {
+                "message": f"internal error (incident {incident}); the server log has the details",
+                "type": "server_error", "param": None, "code": "internal",
+            }}  # fmt: skip
+        self._observe(route, method, status, started)
+        headers = {observability.REQUEST_ID_HEADER: observability.REQUEST_ID.get()}
+        if status in (429, 503):
+            headers["retry-after"] = "1"
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @staticmethod
+    def _observe(route: str, method: str, status: int, started: float) -> None:
+        metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+        metrics.HTTP_REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
+
+    def _audit(
+        self, who: Principal | None, request: pb.GenerateRequest | None, outcome: str, rid: str
+    ) -> asyncio.Future[None]:
+        written = self.audit.submit(
+            method="POST " + CHAT_ROUTE,
+            outcome=outcome,
+            key_id=who.key_id if who else "",
+            role=who.role if who else "",
+            request=summarize(request) if request is not None else {},
+            request_id=rid,
+        )
+        return asyncio.wrap_future(written)
+
+    @staticmethod
+    def _request_id(request: Request) -> str:
+        rid = observability.request_id_from(
+            [(observability.REQUEST_ID_HEADER, request.headers.get("x-request-id", ""))]
+        )
+        observability.REQUEST_ID.set(rid)
+        return rid
+
+    # ----- /v1/models ------------------------------------------------------------------------
+
+    @staticmethod
+    def _model(info: Any) -> dict[str, Any]:
+        return {
+            "id": info.name,
+            "object": "model",
+            "created": int(info.registered_at.timestamp()),
+            "owned_by": "chunkscope",
+            "chunkscope": {
+                "state": info.state,
+                "architecture": info.architecture,
+                "content_hash": info.content_hash,
+            },
+        }
+
+    async def list_models(self, request: Request) -> Response:
+        started = time.perf_counter()
+        rid = self._request_id(request)
+        try:
+            with self._slot():
+                self._authorize((await self._admit(request))[0], LIST_MODELS)
+                found, token = [], ""
+                while True:
+                    page, token, _ = self.registry.list_page(1000, token)
+                    found += page
+                    if not token:
+                        break
+        except Exception as exc:
+            return self._error(exc, "/v1/models", "GET", started, "")
+        self._observe("/v1/models", "GET", 200, started)
+        body = {"object": "list", "data": [self._model(i) for i in found]}
+        return JSONResponse(body, headers={observability.REQUEST_ID_HEADER: rid})
+
+    async def get_model(self, request: Request) -> Response:
+        started = time.perf_counter()
+        rid = self._request_id(request)
+        try:
+            with self._slot():
+                self._authorize((await self._admit(request))[0], GET_MODEL)
+                info = self.registry.get(request.path_params["model"])
+        except Exception as exc:
+            return self._error(exc, "/v1/models/{model}", "GET", started, "")
+        self._observe("/v1/models/{model}", "GET", 200, started)
+        return JSONResponse(self._model(info), headers={observability.REQUEST_ID_HEADER: rid})
+
+    # ----- /v1/chat/completions --------------------------------------------------------------
+
+    async def chat(self, request: Request) -> Response:
+        started = time.perf_counter()
+        rid = self._request_id(request)
+        who: Principal | None = None
+        key = ""
+        generate: pb.GenerateRequest | None = None
+        field = "max_tokens"
+        try:
+            with self._slot():
+                who, key = await self._admit(request)
+                self._authorize(who, GENERATE)
+                parsed = parse_chat(await self._body(request))
+                field, generate = parsed.max_tokens_field, parsed.generate
+                model = self.registry.ready(parsed.model)
+                generate.prompt.text = await tokens.off_loop(
+                    chat_prompt, model, parsed.messages, parsed.model
+                )
+                job = await self.servicer.prepare_generate(generate)
+                if not parsed.stream:
+                    reply = await self._unless_gone(request, self._complete(job, parsed))
+                    await self._audit(who, generate, "OK", rid)
+                    self._observe(CHAT_ROUTE, "POST", 200, started)
+                    return JSONResponse(reply, headers={observability.REQUEST_ID_HEADER: rid})
+                self._room_for_a_stream()
+        except Exception as exc:
+            outcome = _outcome(exc)
+            with contextlib.suppress(OSError):  # the writer thread logs a failed write
+                await self._audit(who, generate, outcome, rid)
+            return self._error(exc, CHAT_ROUTE, "POST", started, field)
+        events = self._sse(job, parsed, who, key, generate, rid, started)
+        return StreamingResponse(
+            events,
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", observability.REQUEST_ID_HEADER: rid},
+        )
+
+    @staticmethod
+    async def _unless_gone(request: Request, work: Coroutine[Any, Any, T]) -> T:
+        """`work`, cancelled when the client disconnects first (as a cancelled gRPC call is:
+        its rows leave the decoding batch at the next step)."""
+        task = asyncio.ensure_future(work)
+
+        async def gone() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        watcher = asyncio.ensure_future(gone())
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if task.cancelled():
+            raise ClientGone()
+        return task.result()
+
+    def _room_for_a_stream(self) -> None:
+        """Refuse a stream beyond --max-concurrent-streams (gRPC's and HTTP's together); the
+        stream takes its place when it starts (`_sse`), so one never started holds none."""
+        gate = self.streams
+        if gate.open >= gate.limit:
+            raise ResourceExhausted(
+                f"{gate.open} streams are open (--max-concurrent-streams {gate.limit}); "
+                "retry with backoff",
+                reason="TOO_MANY_STREAMS",
+                metadata={"limit": str(gate.limit)},
+            )
+
+    async def _run(
+        self, job: GenerateJob, chat: ChatRequest, annotation: Annotation, outcome: _Outcome
+    ) -> AsyncGenerator[tuple[str, Any], None]:
+        """("content", text) and ("annotation", step annotation) events of one completion."""
+        text = TextStream(job.model, chat.stops)
+        eos = job.model.tokenizer.eos_token_id
+        async with aclosing(self.servicer.run_generate(job)) as events:
+            async for event in events:
+                if isinstance(event, serving.Token):
+                    outcome.completion_tokens += 1
+                    delta, stopped = text.add(event.token_id)
+                    if delta:
+                        yield "content", delta
+                    if event.matches or event.rule_events:
+                        step = annotation.step(event.step, event.matches, event.rule_events)
+                        yield "annotation", step
+                    if stopped:  # a stop sequence: leaving takes the row out of the batch
+                        outcome.finish = "stop"
+                        return
+                    continue
+                annotation.applied = dict(event.applied)
+                rest = text.flush()
+                if rest:
+                    yield "content", rest
+                ended_at_eos = bool(event.new_tokens) and event.new_tokens[-1] == eos
+                if annotation.stopped_by_rule:
+                    outcome.finish = "content_filter"
+                elif not ended_at_eos and len(event.new_tokens) >= job.sampling.max_new_tokens:
+                    outcome.finish = "length"
+                else:
+                    outcome.finish = "stop"
+
+    @staticmethod
+    def _head(job: GenerateJob, chat: ChatRequest, kind: str) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-" + uuid.uuid4().hex,
+            "object": kind,
+            "created": int(time.time()),
+            "model": chat.model,
+            "system_fingerprint": "chunkscope-" + job.content_hash[:12],
+        }
+
+    @staticmethod
+    def _usage(job: GenerateJob, outcome: _Outcome) -> dict[str, int]:
+        prompt = int(job.ids.shape[0])
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": outcome.completion_tokens,
+            "total_tokens": prompt + outcome.completion_tokens,
+        }
+
+    async def _complete(self, job: GenerateJob, chat: ChatRequest) -> dict[str, Any]:
+        annotation, outcome = Annotation(), _Outcome()
+        content = []
+        async with aclosing(self._run(job, chat, annotation, outcome)) as events:
+            async for kind, value in events:
+                if kind == "content":
+                    content.append(value)
+        reply = self._head(job, chat, "chat.completion")
+        reply["choices"] = [{
+            "index": 0,
+            "message": {"role": "assistant", "content": "".join(content), "refusal": None},
+            "logprobs": None,
+            "finish_reason": outcome.finish,
+        }]  # fmt: skip
+        reply["usage"] = self._usage(job, outcome)
+        reply["chunkscope"] = annotation.summary()
+        return reply
+
+    async def _sse(
+        self,
+        job: GenerateJob,
+        chat: ChatRequest,
+        who: Principal | None,
+        key: str,
+        generate: pb.GenerateRequest,
+        rid: str,
+        started: float,
+    ) -> AsyncIterator[bytes]:
+        """Server-sent events: a role chunk, content chunks, annotation-only chunks (empty
+        `choices`), the finish chunk, the whole annotation, usage if asked, `[DONE]`.
+
+        An error after the first byte (a revoked key, a drain, the device) is sent as an
+        `{"error": ...}` event and ends the stream, as OpenAI's API does.
+        """
+        head = self._head(job, chat, "chat.completion.chunk")
+        annotation, outcome = Annotation(), _Outcome()
+        status = "OK"
+        self.streams.open += 1  # an open stream, and a request in flight, until it ends
+        self.in_flight += 1
+        try:
+
+            def chunk(**extra: Any) -> bytes:
+                return b"data: " + json.dumps({**head, **extra}).encode() + b"\n\n"
+
+            role = {"role": "assistant", "content": ""}
+            yield chunk(choices=[{"index": 0, "delta": role, "logprobs": None,
+                                  "finish_reason": None}])  # fmt: skip
+            async with aclosing(self._run(job, chat, annotation, outcome)) as events:
+                async for kind, value in events:
+                    if self.draining:
+                        raise Unavailable(
+                            "the server is shutting down; this stream ends here",
+                            reason="SHUTTING_DOWN",
+                        )
+                    if key:  # a key revoked meanwhile ends the stream, as on gRPC
+                        self._authorize(await self._check_key(key, again=True), GENERATE)
+                    if kind == "content":
+                        delta = {"content": value}
+                        yield chunk(choices=[{"index": 0, "delta": delta, "logprobs": None,
+                                              "finish_reason": None}])  # fmt: skip
+                    else:
+                        yield chunk(choices=[], chunkscope=value)
+            yield chunk(choices=[{"index": 0, "delta": {}, "logprobs": None,
+                                  "finish_reason": outcome.finish}])  # fmt: skip
+            yield chunk(choices=[], chunkscope=annotation.summary())
+            if chat.include_usage:
+                yield chunk(choices=[], usage=self._usage(job, outcome))
+            yield b"data: [DONE]\n\n"
+        except ChunkscopeError as exc:
+            status = _outcome(exc)
+            _, body = error_reply(exc, chat.max_tokens_field)
+            yield b"data: " + json.dumps(body).encode() + b"\n\n"
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "CANCELLED"
+            raise
+        except Exception as exc:
+            status = "INTERNAL"
+            incident = uuid.uuid4().hex[:12]
+            log.error("bug in a chat completion stream (incident %s)", incident, exc_info=exc)
+            body = {"error": {"message": f"internal error (incident {incident})",
+                              "type": "server_error", "param": None,
+                              "code": "internal"}}  # fmt: skip
+            yield b"data: " + json.dumps(body).encode() + b"\n\n"
+        finally:
+            self.streams.open -= 1
+            self.in_flight -= 1
+            self.audit.submit(
+                method="POST " + CHAT_ROUTE, outcome=status,
+                key_id=who.key_id if who else "", role=who.role if who else "",
+                request=summarize(generate), request_id=rid,
+            )  # fmt: skip
+            self._observe(CHAT_ROUTE, "POST", 200, started)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its reply: the work was cancelled, nobody reads a reply."""
+
+
+def _outcome(exc: BaseException) -> str:
+    """The audit outcome of a refusal: the gRPC status name, as gRPC calls record."""
+    from chunkscope.errors import status_code
+
+    if isinstance(exc, ClientGone):
+        return "CANCELLED"
+    if isinstance(exc, ChunkscopeError):
+        return status_code(exc).name
+    return "INTERNAL"
