@@ -117,8 +117,10 @@ def test_report_page_shows_what_detect_says(
             "return [...a.closest('tr').cells].map(c => c.textContent.trim());",
             entry.label,
         )
-        assert row[5] == f"{pos_fired}/{sum(positive)}"
-        assert row[6] == f"{neg_fired}/{len(CORPUS) - sum(positive)}"
+        assert row[6] == f"{pos_fired}/{sum(positive)}"
+        assert row[7] == f"{neg_fired}/{len(CORPUS) - sum(positive)}"
+        cv = entry.cross_validated
+        assert row[4] == f"{cv.tpr:.2f} / {cv.fpr:.4f}" and entry.HasField("cross_validated")
 
         section = f"section[data-label='{entry.label}']"
         shown = driver.execute_script(
@@ -145,6 +147,10 @@ def test_report_page_shows_what_detect_says(
         )
         assert loaded and all(ok and src == "data:" for ok, src in loaded), loaded
     assert summary["fired"] == fired_by_label
+    assert {r.concept for r in dictionary.recommended} == {"cat", "cake"}
+    recommended = driver.execute_script("return document.getElementById('recommended').textContent")
+    for r in dictionary.recommended:
+        assert f"{r.concept} {r.hook_point}" in " ".join(recommended.split())
     # Two hook points of one extraction: the per-layer figure is there and drawn.
     assert driver.execute_script(
         "const i = document.getElementById('layers'); return i && i.naturalWidth > 0;"
@@ -172,7 +178,8 @@ def test_rendering_escapes_and_grades_in_a_browser(browser: Any, tmp_path: Path)
     lower = Scores(1.0, 0.0, 3, 30)
     chunk = Chunk(
         entry_id=0, label="<i>cat</i>", threshold=2.0, n_neurons=3, tau=0.5, train=lower,
-        heldout=None, neurons=np.array([4, 1, 7]), prototype=np.array([0.5, -1.0, 2.0]),
+        heldout=None, cross_validated=None, neurons=np.array([4, 1, 7]),
+        prototype=np.array([0.5, -1.0, 2.0]),
         contexts=(
             Context(0, hostile, True, 0.5, True,
                     (Highlight(start, start + 3, 0.5, strength(0.5, 2.0, True)),),

@@ -57,6 +57,7 @@ class Chunk:
     tau: float
     train: Scores | None
     heldout: Scores | None
+    cross_validated: Scores | None  # PA: k-fold, the fit scored on occurrences it did not see
     neurons: np.ndarray | None  # indices of the neurons the entry reads (PA), or None
     prototype: np.ndarray | None  # the entry's vector, on `neurons` or on all of them
     contexts: tuple[Context, ...]  # every context of the corpus, in corpus order
@@ -90,6 +91,8 @@ class Page:
     layers: tuple[LayerPoint, ...] = ()
     top: int = 8
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # PA: per concept, the hook point its honest scores recommend and that honest TPR
+    recommended: tuple[tuple[str, str, float], ...] = ()
 
 
 def strength(score: float, threshold: float, lower_is_better: bool) -> float:

@@ -201,6 +201,7 @@ def build_page(
                 tau=entry.tau,
                 train=_scores(entry, "train"),
                 heldout=_scores(entry, "heldout"),
+                cross_validated=_scores(entry, "cross_validated"),
                 neurons=neurons,
                 prototype=prototype,
                 contexts=tuple(contexts),
@@ -227,6 +228,7 @@ def build_page(
         layers=_layers(sorted(siblings, key=lambda d: _order(d.hook_point, 0))),
         top=top,
         notes=notes,
+        recommended=tuple((r.concept, r.hook_point, r.honest_tpr) for r in dictionary.recommended),
     )
 
 
