@@ -164,11 +164,9 @@ async def start(settings: Settings) -> RunningServer:
         server,
     )
     assert store.policies is not None
-    guard_pb2_grpc.add_GuardServiceServicer_to_server(
-        GuardServicer(registry, detectors, store.policies, dictionaries,
-                      settings.max_input_tokens, settings.max_inputs_per_request),
-        server,
-    )  # fmt: skip
+    guard = GuardServicer(registry, detectors, store.policies, dictionaries,
+                          settings.max_input_tokens, settings.max_inputs_per_request)  # fmt: skip
+    guard_pb2_grpc.add_GuardServiceServicer_to_server(guard, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -192,7 +190,7 @@ async def start(settings: Settings) -> RunningServer:
     front_http = None
     if settings.http_port:
         front = Front(registry, perturbation, keys, audit, streams,
-                      settings.max_concurrent_rpcs, settings.max_message_bytes)  # fmt: skip
+                      settings.max_concurrent_rpcs, settings.max_message_bytes, guard)  # fmt: skip
         front_http = await start_http(settings, front)
     running = RunningServer(
         server,

@@ -38,6 +38,7 @@ import pytest
 from chunkscope.auth import KeyFile
 from chunkscope_client import Client
 from chunkscope_client.v1 import dictionaries_pb2 as pb
+from chunkscope_client.v1 import guard_pb2 as gp
 from support import ROOT, ServerProcess, save_tiny_lm, start_server
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -71,6 +72,8 @@ NOT_RUN_BLOCKS = {
      "perturbation, analysis,"): "the source layout",
     ("docs/ANALYSIS.md", "...................."): "a printed connectivity map",
     ("docs/INTEGRATIONS.md", "{"): "the shape of a reply's annotation",
+    ("docs/INTEGRATIONS.md", "guardrails:"): "a LiteLLM proxy's configuration; the proxy is not "
+    "installed here: tests/integration/test_http_guardrails.py posts its request shape",
 }  # fmt: skip
 
 # Commands of ```sh blocks that are not run, by their text without the trailing comment.
@@ -185,13 +188,26 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
         name = "smollm2-135m-instruct"
         cs.register_model(name, name, wait=True)
         data = demo.concept_data()
-        cs.extract_dictionary(pb.ExtractDictionaryRequest(
+        [pa] = cs.extract_dictionary(pb.ExtractDictionaryRequest(
             model={"name": name}, hook_points=["blocks.16.resid_post"],  # the examples' default
             corpus=pb.Corpus(texts=pb.TextList(texts=data["train"])),
             heldout=pb.Corpus(texts=pb.TextList(texts=data["heldout"])),
             population_averaging=pb.PopulationAveragingParams(concepts=[
                 pb.ConceptWords(concept=c, words=data["concepts"][c]) for c in demo.CONCEPTS]),
         ))  # fmt: skip
+        # docs/GUARD.md's example policy, which docs/INTEGRATIONS.md's guardrail calls name
+        # (whichever document's blocks run first)
+        cs.put_policy(
+            gp.Policy(
+                name="no-cheese",
+                model={"name": name},
+                rules=[
+                    gp.PolicyRule(
+                        dictionary_id=pa.id, label="cheese", action=gp.POLICY_ACTION_BLOCK
+                    )
+                ],
+            )
+        )
     yield server, work
     server.terminate()
 

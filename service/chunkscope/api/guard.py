@@ -413,6 +413,11 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         return kind, items
 
     async def Check(self, request: pb.CheckRequest, context: Any) -> pb.CheckResponse:
+        return await self.check(request)
+
+    async def check(self, request: pb.CheckRequest) -> pb.CheckResponse:
+        """Check's work, also the Envoy external processor's (api/ext_proc.py): one path from
+        a request to a verdict; every refusal is a ChunkscopeError, never a verdict."""
         check_name(request.policy, "policy")
         _version(request.policy_version, "policy_version")
         input_type = _INPUT_TYPES.get(request.input_type)

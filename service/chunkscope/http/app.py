@@ -1,4 +1,6 @@
-"""The HTTP front's routes: GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions.
+"""The HTTP front's routes: GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions, and
+the guardrail shapes over Check, POST /beta/litellm_basic_guardrail_api and POST /v1/moderations
+(http/guardrails.py).
 
 Every request goes through the same gates as a gRPC call: the API key (`Authorization: Bearer`)
 and the role of the RPC it stands for (auth.REQUIRED_ROLE: listing models needs monitor, a chat
@@ -29,6 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from chunkscope import metrics, observability
+from chunkscope.api.guard import GuardServicer
 from chunkscope.api.interceptors import Principal, StreamGate
 from chunkscope.api.perturbation import GenerateJob, PerturbationServicer
 from chunkscope.audit import AuditLog, summarize
@@ -45,7 +48,9 @@ from chunkscope.errors import (
     Unauthenticated,
     Unavailable,
 )
+from chunkscope.http import guardrails
 from chunkscope.http.openai import Annotation, ChatRequest, error_reply, parse_chat
+from chunkscope_client.v1 import guard_pb2
 from chunkscope_client.v1 import perturbation_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,7 @@ _V1 = "chunkscope.v1."
 LIST_MODELS = _V1 + "ModelService/ListModels"
 GET_MODEL = _V1 + "ModelService/GetModel"
 GENERATE = _V1 + "PerturbationService/Generate"
+CHECK = _V1 + "GuardService/Check"
 CHAT_ROUTE = "/v1/chat/completions"
 _BEARER = "bearer "
 T = TypeVar("T")
@@ -124,9 +130,11 @@ class Front:
         streams: StreamGate,
         max_requests: int,
         max_body_bytes: int,
+        guard: GuardServicer | None = None,
     ) -> None:
         self.registry = registry
         self.servicer = servicer
+        self.guard = guard
         self.keys = keys
         self.audit = audit
         self.streams = streams
@@ -141,6 +149,8 @@ class Front:
                 Route("/v1/models", self.list_models, methods=["GET"]),
                 Route("/v1/models/{model:path}", self.get_model, methods=["GET"]),
                 Route(CHAT_ROUTE, self.chat, methods=["POST"]),
+                Route(guardrails.LITELLM_ROUTE, self.litellm_guardrail, methods=["POST"]),
+                Route(guardrails.MODERATION_ROUTE, self.moderation, methods=["POST"]),
             ],
             exception_handlers={HTTPException: self._http_error},
         )
@@ -156,8 +166,9 @@ class Front:
         status = exc.status_code
         kind = "not_found_error" if status == 404 else "invalid_request_error"
         message = (
-            f"no route {request.method} {request.url.path}; this server serves GET /v1/models "
-            f"and POST {CHAT_ROUTE}"
+            f"no route {request.method} {request.url.path}; this server serves GET /v1/models, "
+            f"POST {CHAT_ROUTE}, POST {guardrails.LITELLM_ROUTE} and POST "
+            f"{guardrails.MODERATION_ROUTE}"
         )
         metrics.HTTP_REQUESTS.labels("other", request.method, str(status)).inc()
         body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
@@ -359,6 +370,44 @@ class Front:
             return self._error(exc, "/v1/models/{model}", "GET", started, "")
         self._observe("/v1/models/{model}", "GET", 200, started)
         return JSONResponse(self._model(info), headers={observability.REQUEST_ID_HEADER: rid})
+
+    # ----- guardrails over Check -------------------------------------------------------------
+
+    async def _check(self, request: Request, route: str, answer: Any) -> Response:
+        """One guardrail call: the gates, the body, `answer(body) -> reply` (which runs Check),
+        the reply as JSON. Check is read-only and not audited, as over gRPC."""
+        started = time.perf_counter()
+        rid = self._request_id(request)
+        try:
+            with self._slot():
+                self._authorize((await self._admit(request))[0], CHECK)
+                if self.guard is None:
+                    raise Unavailable("this server runs no guard", reason="GUARD_UNAVAILABLE")
+                reply = await answer(await self._body(request))
+        except Exception as exc:
+            return self._error(exc, route, "POST", started, "")
+        self._observe(route, "POST", 200, started)
+        return JSONResponse(reply, headers={observability.REQUEST_ID_HEADER: rid})
+
+    async def litellm_guardrail(self, request: Request) -> Response:
+        async def answer(body: Any) -> dict[str, Any]:
+            assert self.guard is not None
+            return guardrails.litellm_reply(await self.guard.check(guardrails.parse_litellm(body)))
+
+        return await self._check(request, guardrails.LITELLM_ROUTE, answer)
+
+    async def moderation(self, request: Request) -> Response:
+        async def answer(body: Any) -> dict[str, Any]:
+            guard = self.guard
+            assert guard is not None
+            check, n = guardrails.parse_moderation(body)
+            reply = await guard.check(check)
+            policy = await guard.GetPolicy(
+                guard_pb2.GetPolicyRequest(name=reply.policy, version=reply.policy_version), None
+            )
+            return guardrails.moderation_reply(reply, policy.policy, n)
+
+        return await self._check(request, guardrails.MODERATION_ROUTE, answer)
 
     # ----- /v1/chat/completions --------------------------------------------------------------
 
