@@ -389,6 +389,72 @@ class ErrorInterceptor(_WrappingInterceptor):
 _BEARER = "bearer "
 
 
+def bearer_token(values: list[str], entries: str, send: str) -> str:
+    """The key in a call's `authorization` values (gRPC metadata or HTTP headers): exactly one
+    'Bearer <key>', or UNAUTHENTICATED saying what to send. `entries` names the values in the
+    count message, `send` what to send instead."""
+    if len(values) > 1:
+        raise Unauthenticated(
+            f"the call carries {len(values)} {entries}; send exactly one, {send}",
+            reason="API_KEY_AMBIGUOUS",
+        )
+    if not values or not values[0]:
+        raise Unauthenticated(
+            f"missing API key: send {send}; an admin creates keys with `chunkscope keys create "
+            "--role monitor|analyst|admin`",
+            reason="API_KEY_MISSING",
+        )
+    if values[0][: len(_BEARER)].lower() != _BEARER:
+        raise Unauthenticated(f"the API key must be sent as {send}", reason="API_KEY_INVALID")
+    return values[0][len(_BEARER) :].strip()
+
+
+# The key file's reads, for gRPC and the HTTP front: one thread of their own, never the loop.
+_KEY_READER = ThreadPoolExecutor(1, thread_name_prefix="chunkscope-keys")
+
+
+async def fresh_keys(keys: KeyFile, reading: list[asyncio.Future[None] | None]) -> None:
+    """Re-read the key file when it changed (KeyFile.stale: at most once a second), on the key
+    reader thread, never on the loop; callers share one read under way (`reading` holds it)."""
+    if not keys.stale():
+        return
+    task = reading[0]
+    if task is None or task.done():
+        loop = asyncio.get_running_loop()
+        task = reading[0] = loop.run_in_executor(_KEY_READER, keys.refresh)
+    await asyncio.shield(task)  # one caller's cancellation must not stop the read
+
+
+def principal_of(keys: KeyFile, token: str, *, again: bool = False) -> Principal:
+    """Who a key is; UNAUTHENTICATED for an unknown or revoked key (`again`: a stream's key
+    checked once more, which ends the stream)."""
+    record = keys.match(token)
+    if record is None:
+        if again:
+            raise Unauthenticated(
+                "the API key of this stream is no longer valid (revoked, or removed from "
+                "the key file); the stream ends here; ask an admin for a key",
+                reason="API_KEY_INVALID",
+            )
+        raise Unauthenticated(
+            "invalid API key: unknown, revoked or malformed; ask an admin for a key "
+            "(`chunkscope keys list` shows the active ones)",
+            reason="API_KEY_INVALID",
+        )
+    return Principal(record.id, record.role)
+
+
+def check_role(who: Principal, method: str, shown: str) -> None:
+    """PERMISSION_DENIED unless `who`'s role may call `method` (shown to the caller as `shown`)."""
+    if not permits(who.role, method):
+        needed = required_role(method)
+        raise PermissionDenied(
+            f"role {who.role!r} may not call {shown}; it needs {needed!r}",
+            reason="ROLE_NOT_PERMITTED",
+            metadata={"role": who.role, "required_role": needed},
+        )
+
+
 class AuthInterceptor(_WrappingInterceptor):
     """API keys (`authorization: Bearer <key>`) and the role each RPC needs (auth.REQUIRED_ROLE).
 
@@ -396,23 +462,14 @@ class AuthInterceptor(_WrappingInterceptor):
     ErrorInfo. `keys` None means auth is disabled. Keys are never logged. A stream's key is checked
     again on every message in either direction, so revoking a key ends its open streams too. The
     key file is read on a thread of its own, at most once a second (KeyFile.refresh), never on the
-    event loop; a call waits for a read that is under way, so what it is judged by is never stale
-    by more than that second.
+    event loop (`fresh_keys`, shared with the HTTP front); a call waits for a read that is under
+    way, so what it is judged by is never stale by more than that second.
     """
 
     def __init__(self, keys: KeyFile | None, open_services: frozenset[str]) -> None:
         self.keys = keys
         self.open_services = open_services
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="chunkscope-keys")
-        self._reading: asyncio.Future[None] | None = None
-
-    async def _fresh_keys(self, keys: KeyFile) -> None:
-        if not keys.stale():
-            return
-        if self._reading is None or self._reading.done():
-            loop = asyncio.get_running_loop()
-            self._reading = loop.run_in_executor(self._reader, keys.refresh)
-        await asyncio.shield(self._reading)  # one caller's cancellation must not stop the read
+        self._reading: list[asyncio.Future[None] | None] = [None]
 
     def _bearer(self, method: str, context: Any) -> str | None:
         """The key this call presents; None when the method needs none."""
@@ -424,48 +481,14 @@ class AuthInterceptor(_WrappingInterceptor):
             for key, value in context.invocation_metadata() or ()
             if key == "authorization"
         ]
-        if len(headers) > 1:
-            raise Unauthenticated(
-                f"the call carries {len(headers)} 'authorization' metadata entries; send exactly "
-                "one, 'authorization: Bearer <key>'",
-                reason="API_KEY_AMBIGUOUS",
-            )
-        if not headers or not headers[0]:
-            raise Unauthenticated(
-                "missing API key: send metadata 'authorization: Bearer <key>'; an admin "
-                "creates keys with `chunkscope keys create --role monitor|analyst|admin`",
-                reason="API_KEY_MISSING",
-            )
-        if not headers[0][: len(_BEARER)].lower() == _BEARER:
-            raise Unauthenticated(
-                "the authorization metadata must be 'Bearer <key>'", reason="API_KEY_INVALID"
-            )
-        return headers[0][len(_BEARER) :].strip()
+        return bearer_token(headers, "'authorization' metadata entries", "metadata "
+                            "'authorization: Bearer <key>'")  # fmt: skip
 
     async def _admit(self, method: str, token: str, call: _Call, *, again: bool = False) -> None:
         assert self.keys is not None
-        await self._fresh_keys(self.keys)
-        record = self.keys.match(token)
-        if record is None:
-            if again:
-                raise Unauthenticated(
-                    "the API key of this stream is no longer valid (revoked, or removed from "
-                    "the key file); the stream ends here; ask an admin for a key",
-                    reason="API_KEY_INVALID",
-                )
-            raise Unauthenticated(
-                "invalid API key: unknown, revoked or malformed; ask an admin for a key "
-                "(`chunkscope keys list` shows the active ones)",
-                reason="API_KEY_INVALID",
-            )
-        call.principal = Principal(record.id, record.role)  # refusals below are audited with who
-        if not permits(record.role, method):
-            needed = required_role(method)
-            raise PermissionDenied(
-                f"role {record.role!r} may not call {method.lstrip('/')}; it needs {needed!r}",
-                reason="ROLE_NOT_PERMITTED",
-                metadata={"role": record.role, "required_role": needed},
-            )
+        await fresh_keys(self.keys, self._reading)
+        call.principal = principal_of(self.keys, token, again=again)
+        check_role(call.principal, method, method.lstrip("/"))  # refusal audited with who
 
     async def _check(self, method: str, context: Any) -> str | None:
         """The call's key once admitted; None when the method needs none."""

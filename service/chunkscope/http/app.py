@@ -32,10 +32,17 @@ from starlette.routing import Route
 
 from chunkscope import metrics, observability
 from chunkscope.api.guard import GuardServicer
-from chunkscope.api.interceptors import Principal, StreamGate
+from chunkscope.api.interceptors import (
+    Principal,
+    StreamGate,
+    bearer_token,
+    check_role,
+    fresh_keys,
+    principal_of,
+)
 from chunkscope.api.perturbation import GenerateJob, PerturbationServicer
 from chunkscope.audit import AuditLog, summarize
-from chunkscope.auth import KeyFile, permits, required_role
+from chunkscope.auth import KeyFile
 from chunkscope.engine import serving, tokens
 from chunkscope.engine.chat import chat_prompt
 from chunkscope.engine.loading import LoadedModel
@@ -43,9 +50,7 @@ from chunkscope.engine.registry import ModelRegistry
 from chunkscope.errors import (
     ChunkscopeError,
     InvalidArgument,
-    PermissionDenied,
     ResourceExhausted,
-    Unauthenticated,
     Unavailable,
 )
 from chunkscope.http import guardrails
@@ -61,7 +66,6 @@ GET_MODEL = _V1 + "ModelService/GetModel"
 GENERATE = _V1 + "PerturbationService/Generate"
 CHECK = _V1 + "GuardService/Check"
 CHAT_ROUTE = "/v1/chat/completions"
-_BEARER = "bearer "
 T = TypeVar("T")
 
 
@@ -141,7 +145,7 @@ class Front:
         self.max_requests = max_requests
         self.max_body_bytes = max_body_bytes
         self.in_flight = 0
-        self._reading: asyncio.Future[None] | None = None
+        self._reading: list[asyncio.Future[None] | None] = [None]
 
     def app(self) -> Starlette:
         return Starlette(
@@ -180,56 +184,22 @@ class Front:
         (None, "") with auth disabled."""
         if self.keys is None:
             return None, ""
-        headers = request.headers.getlist("authorization")
-        if len(headers) > 1:
-            raise Unauthenticated(
-                f"the request carries {len(headers)} Authorization headers; send exactly one, "
-                "'Authorization: Bearer <key>'",
-                reason="API_KEY_AMBIGUOUS",
-            )
-        if not headers or not headers[0]:
-            raise Unauthenticated(
-                "missing API key: send the header 'Authorization: Bearer <key>' (the OpenAI "
-                "SDK's api_key); an admin creates keys with `chunkscope keys create --role "
-                "monitor|analyst|admin`",
-                reason="API_KEY_MISSING",
-            )
-        if headers[0][: len(_BEARER)].lower() != _BEARER:
-            raise Unauthenticated(
-                "the Authorization header must be 'Bearer <key>'", reason="API_KEY_INVALID"
-            )
-        token = headers[0][len(_BEARER) :].strip()
+        token = bearer_token(
+            request.headers.getlist("authorization"), "Authorization headers",
+            "the header 'Authorization: Bearer <key>' (the OpenAI SDK's api_key)",
+        )  # fmt: skip
         return await self._check_key(token), token
 
     @staticmethod
     def _authorize(who: Principal | None, method: str) -> None:
         """The role check, after `_admit` (so a refusal is audited with who was refused)."""
-        if who is not None and not permits(who.role, method):
-            needed = required_role(method)
-            raise PermissionDenied(
-                f"role {who.role!r} may not call {method} (this route); it needs {needed!r}",
-                reason="ROLE_NOT_PERMITTED",
-                metadata={"role": who.role, "required_role": needed},
-            )
+        if who is not None:
+            check_role(who, method, f"{method} (this route)")
 
     async def _check_key(self, token: str, *, again: bool = False) -> Principal:
-        keys = self.keys
-        assert keys is not None
-        if keys.stale():  # read on a worker thread, at most once a second, never on the loop
-            if self._reading is None or self._reading.done():
-                self._reading = asyncio.ensure_future(asyncio.to_thread(keys.refresh))
-            await asyncio.shield(self._reading)
-        record = keys.match(token)
-        if record is None:
-            raise Unauthenticated(
-                "the API key of this stream is no longer valid (revoked, or removed from the key "
-                "file); the stream ends here"
-                if again
-                else "invalid API key: unknown, revoked or malformed; ask an admin for a key "
-                "(`chunkscope keys list` shows the active ones)",
-                reason="API_KEY_INVALID",
-            )
-        return Principal(record.id, record.role)
+        assert self.keys is not None
+        await fresh_keys(self.keys, self._reading)
+        return principal_of(self.keys, token, again=again)
 
     @contextlib.contextmanager
     def _slot(self) -> Any:
