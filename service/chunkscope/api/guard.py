@@ -5,7 +5,8 @@ JSON (store/policies.py). Check reads the policy (latest or a given version), ru
 dictionaries on the texts through the same path as Detect (api/detection.plan, then
 engine/serving.detect: one forward per batch serves every hook point the policy's dictionaries
 use) and turns the matches into rule scores and a verdict (chunkscope/policies.py). Anything that
-keeps Check from answering is an error status, never a verdict.
+keeps Check from answering is an error status, never a verdict. `GuardServicer.check` is that
+path; the Envoy external processor (api/ext_proc.py) calls it too.
 """
 
 from __future__ import annotations
@@ -413,6 +414,11 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         return kind, items
 
     async def Check(self, request: pb.CheckRequest, context: Any) -> pb.CheckResponse:
+        return await self.check(request)
+
+    async def check(self, request: pb.CheckRequest) -> pb.CheckResponse:
+        """Check's work, also the Envoy external processor's (api/ext_proc.py): one path from
+        a request to a verdict; every refusal is a ChunkscopeError, never a verdict."""
         check_name(request.policy, "policy")
         _version(request.policy_version, "policy_version")
         input_type = _INPUT_TYPES.get(request.input_type)
