@@ -57,6 +57,8 @@ NOT_RUN_BLOCKS = {
     ("README.md", "protos/chunkscope/v1/     the API: common, models, dictionaries, detection, "
      "perturbation, analysis,"): "the source layout",
     ("docs/ANALYSIS.md", "...................."): "a printed connectivity map",
+    ("docs/GUARD.md", "http_filters:"): "Envoy's ext_proc filter config: no Envoy runs here; "
+    "tests/integration/test_ext_proc.py parses it into Envoy's own proto and replays what it sends",
 }  # fmt: skip
 
 # Commands of ```sh blocks that are not run, by their text without the trailing comment.

@@ -26,7 +26,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import dictionaries_pb2 as pb
 from chunkscope_client.v1 import guard_pb2 as gp
-from support import ServerProcess, start_server
+from support import ROOT, ServerProcess, start_server
 
 TRAIN = [f"On day {i} the cat slept near the window while the cake cooled." for i in range(14)]
 CAT = TRAIN[3]
@@ -307,3 +307,27 @@ def test_a_policy_flag_naming_no_stored_policy_ends_the_stream_with_not_found(
     assert e.code is grpc.StatusCode.NOT_FOUND and e.reason == "POLICY_NOT_FOUND"
     assert "no-such-policy" in e.message
     assert s.terminate() == 0
+
+
+def test_the_documented_envoy_filter_config_is_envoys_schema_and_what_the_tests_replay() -> None:
+    """docs/GUARD.md's filter config parses into Envoy's ExternalProcessor proto (unknown or
+    misspelt fields fail), with the processing mode these tests emulate."""
+    import yaml
+    from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2, processing_mode_pb2
+    from google.protobuf import json_format
+
+    doc = (ROOT / "docs" / "GUARD.md").read_text()
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    filters = yaml.safe_load(block)["http_filters"]
+    (ext_proc,) = [f for f in filters if f["name"] == "envoy.filters.http.ext_proc"]
+    config = dict(ext_proc["typed_config"])
+    kind = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"
+    assert config.pop("@type") == kind
+    parsed = json_format.ParseDict(config, ext_proc_pb2.ExternalProcessor())
+    mode = parsed.processing_mode
+    modes = processing_mode_pb2.ProcessingMode
+    assert (mode.request_header_mode, mode.response_header_mode) == (modes.SEND, modes.SEND)
+    assert (mode.request_body_mode, mode.response_body_mode) == (modes.BUFFERED, modes.STREAMED)
+    assert [(m.key, m.value.split(" ")[0]) for m in parsed.grpc_service.initial_metadata] == [
+        ("authorization", "Bearer")]  # fmt: skip
+    assert not parsed.failure_mode_allow
