@@ -56,15 +56,18 @@ def _headers(*pairs: tuple[str, str], end: bool = False) -> ep.HttpHeaders:
     )
 
 
-def _exchange(body: bytes, response_chunks: list[bytes]) -> list[ep.ProcessingRequest]:
-    """Envoy's messages for one POST /v1/chat/completions answered with server-sent events."""
+def _exchange(
+    body: bytes, response_chunks: list[bytes], content_type: str = "text/event-stream"
+) -> list[ep.ProcessingRequest]:
+    """Envoy's messages for one POST /v1/chat/completions answered with server-sent events (or
+    another `content_type`)."""
     messages = [
         ep.ProcessingRequest(request_headers=_headers(
             (":method", "POST"), (":path", "/v1/chat/completions"), (":authority", "llm"),
             ("content-type", "application/json"))),
         ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True)),
         ep.ProcessingRequest(response_headers=_headers(
-            (":status", "200"), ("content-type", "text/event-stream"))),
+            (":status", "200"), ("content-type", content_type))),
     ]  # fmt: skip
     for i, chunk in enumerate(response_chunks):
         last = i == len(response_chunks) - 1
@@ -246,6 +249,16 @@ def test_a_clean_exchange_continues_and_a_streamed_answer_is_blocked_where_the_c
     # role event add no text and are not checked).
     assert _verdicts(block, "response", "block", "allow") == before + 2
 
+    # A whole (not streamed) chat completion, here in two chunks: checked at end_of_stream.
+    completion = json.dumps({"object": "chat.completion", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": CAT}}]}).encode()  # fmt: skip
+    half = len(completion) // 2
+    sent = _exchange(_chat(("user", CLEAN)), [completion[:half], completion[half:]],
+                     content_type="application/json")  # fmt: skip
+    answers = replay(block, sent, api_keys["monitor"])
+    assert _kinds(answers)[3:] == ["response_body", "immediate_response"]
+    assert json.loads(answers[-1].immediate_response.body)["error"]["phase"] == "response"
+
 
 def test_observe_mode_continues_on_the_same_inputs_and_records_the_verdicts(
     servers: dict[str, ServerProcess], api_keys: dict[str, str]
@@ -331,3 +344,26 @@ def test_the_documented_envoy_filter_config_is_envoys_schema_and_what_the_tests_
     assert [(m.key, m.value.split(" ")[0]) for m in parsed.grpc_service.initial_metadata] == [
         ("authorization", "Bearer")]  # fmt: skip
     assert not parsed.failure_mode_allow
+
+
+def test_a_stream_whose_deadline_passes_during_a_check_ends_with_deadline_exceeded(
+    servers: dict[str, ServerProcess], model_root: Path, tmp_path: Path, api_keys: dict[str, str]
+) -> None:
+    """A server that waits 1 s for company before a lone forward: the stream's 0.5 s deadline
+    passes while the request body's check is queued; the stream ends with DEADLINE_EXCEEDED (for
+    Envoy: a failure, not a verdict)."""
+    with Client.connect(servers["block"].address, timeout=120) as c:
+        (dictionary,) = c.list_dictionaries(model=MODEL)  # the one the policy uses
+        archive = c.export_dictionary(dictionary.id)
+    slow = start_server(tmp_path / "data", model_root, "--max-batch-delay-ms", "1000",
+                        "--ext-proc-policy", POLICY)  # fmt: skip
+    _ready(slow, archive, dictionary.id)
+    sent = _exchange(_chat(("user", CLEAN)), [])
+    with pytest.raises(grpc.RpcError) as raised, grpc.insecure_channel(slow.address) as channel:
+        stub = ep_grpc.ExternalProcessorStub(channel)
+        metadata = [("authorization", f"Bearer {api_keys['monitor']}")]
+        list(stub.Process(iter(sent[:2]), metadata=metadata, timeout=0.5))
+    assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    answers = replay(slow, sent, api_keys["monitor"])  # with time enough, a verdict
+    assert _kinds(answers) == [m.WhichOneof("request") for m in sent]
+    assert slow.terminate() == 0
