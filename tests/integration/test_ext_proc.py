@@ -22,6 +22,8 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from chunkscope_client import ChunkscopeError, Client
 from chunkscope_client.v1 import dictionaries_pb2 as pb
@@ -319,6 +321,17 @@ def test_a_policy_flag_naming_no_stored_policy_ends_the_stream_with_not_found(
     e = _error(s, _exchange(_chat(("user", CLEAN)), []), api_keys["monitor"])
     assert e.code is grpc.StatusCode.NOT_FOUND and e.reason == "POLICY_NOT_FOUND"
     assert "no-such-policy" in e.message
+    # Like chunkscope's own services: in health (for Envoy's cluster health checks) and reflection.
+    name = "envoy.service.ext_proc.v3.ExternalProcessor"
+    with grpc.insecure_channel(s.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=30).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        asked = reflection_pb2.ServerReflectionRequest(file_containing_symbol=name)
+        (reply,) = reflection.ServerReflectionInfo(iter([asked]), timeout=30)
+        protos = reply.file_descriptor_response.file_descriptor_proto
+        assert any(b"envoy/service/ext_proc/v3/external_processor.proto" in p for p in protos)
     assert s.terminate() == 0
 
 

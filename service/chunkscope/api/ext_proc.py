@@ -323,6 +323,7 @@ def _blocked(reply: guard_pb2.CheckResponse, phase: str) -> ep.ProcessingRespons
             status=http_status_pb2.HttpStatus(code=BLOCK_STATUS),
             headers=headers,
             body=json.dumps(body).encode(),
-            details=f"chunkscope policy {reply.policy} version {reply.policy_version}: block",
+            # Envoy's response code details (access logs): one token, no spaces.
+            details=f"chunkscope_blocked:{reply.policy}:v{reply.policy_version}",
         )
     )
