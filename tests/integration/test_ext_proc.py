@@ -35,7 +35,7 @@ CAT = TRAIN[3]
 CLEAN = "A quiet morning without animals."
 HOOKS = ["blocks.0.resid_post", "blocks.1.resid_post"]
 MODEL = "ep-lm"
-POLICY = "no-cats"
+POLICY = "ep-no-cats"  # its own name: the session server also serves other tests
 # The answer, streamed: the concept's word arrives in the fourth piece. Pieces split at the spaces
 # that start words, so every text before it is a prefix of CAT's tokens, which a causal model
 # scores as it does inside CAT, where the cat rule fires only on "cat" (tests/api/test_guard_api).
@@ -170,11 +170,11 @@ def _ready(s: ServerProcess, archive: bytes, dictionary: str) -> None:
 def servers(
     server: ServerProcess, model_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, ServerProcess]]:
-    """The session server (no ext_proc flags) and two started with --ext-proc-policy no-cats:
+    """The session server (no ext_proc flags) and two started with --ext-proc-policy POLICY:
     one in block mode (the default), one with --ext-proc-mode observe."""
     with Client.connect(server.address, timeout=120) as c:
         c.register_model(MODEL, "tiny-llama", wait=True)
-        dictionary, _ = c.extract_dictionary(pb.ExtractDictionaryRequest(
+        dictionary, deeper = c.extract_dictionary(pb.ExtractDictionaryRequest(
             model={"name": MODEL}, hook_points=HOOKS,
             corpus=pb.Corpus(texts=pb.TextList(texts=TRAIN)),
             population_averaging=pb.PopulationAveragingParams(
@@ -196,6 +196,9 @@ def servers(
     for s in (block, observe):
         s.terminate()
     with Client.connect(server.address, timeout=120) as c:
+        c.delete_policy(POLICY)
+        for d in (dictionary, deeper):
+            c.delete_dictionary(d.id)
         c.unregister_model(MODEL)
 
 
