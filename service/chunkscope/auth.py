@@ -44,6 +44,8 @@ REQUIRED_ROLE: dict[str, str] = {
     _V1 + "GuardService/GetPolicy": "monitor",
     _V1 + "GuardService/ListPolicies": "monitor",
     _V1 + "GuardService/Check": "monitor",
+    # Envoy's external processing filter checks bodies against a policy: a gateway's key.
+    "envoy.service.ext_proc.v3.ExternalProcessor/Process": "monitor",
     # Work that computes new results or reads dictionaries out: analysts.
     _V1 + "DictionaryService/ExtractDictionary": "analyst",
     _V1 + "DictionaryService/ExportDictionary": "analyst",

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "CHUNKSCOPE_"
+_POLICY_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # as api/guard.NAME
 
 
 def _paths(value: str) -> tuple[Path, ...]:
@@ -199,6 +201,21 @@ class Settings:
             "SERVING; slower ones go on loading in the background (state LOADING)"
         },
     )
+    ext_proc_policy: str = field(
+        default="",
+        metadata={
+            "help": "the guard policy the Envoy external processor "
+            "(envoy.service.ext_proc.v3.ExternalProcessor) checks bodies against; empty: off "
+            "unless a route names one (x-chunkscope-policy gRPC metadata)"
+        },
+    )
+    ext_proc_mode: str = field(
+        default="block",
+        metadata={
+            "help": "block: a BLOCK verdict ends the HTTP exchange with a 403; observe: never "
+            "block, only record the verdict (metrics, log)"
+        },
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     log_format: str = field(
         default="text",
@@ -348,6 +365,13 @@ def _validate(s: Settings) -> None:
         problems.append("grace_seconds must be >= 0")
     if s.restore_wait_seconds < 0:
         problems.append("restore_wait_seconds must be >= 0")
+    if s.ext_proc_policy and not _POLICY_NAME.match(s.ext_proc_policy):
+        problems.append(
+            f"ext_proc_policy={s.ext_proc_policy[:80]!r} is not a policy name (1-64 characters: "
+            "a-z, 0-9, '.', '_', '-', starting with a letter or digit)"
+        )
+    if s.ext_proc_mode not in ("block", "observe"):
+        problems.append(f"ext_proc_mode={s.ext_proc_mode!r} must be block or observe")
     if s.log_format not in ("text", "json"):
         problems.append(f"log_format={s.log_format!r} must be text or json")
     if s.detection_rate_window_seconds < 10:

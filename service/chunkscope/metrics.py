@@ -99,6 +99,13 @@ GUARD_RULES_FIRED = Counter(
     "Policy rules that fired in a Check.",
     ("policy", "action"),
 )
+# The Envoy external processor (api/ext_proc.py): one per verdict it got, by phase (request or
+# response body) and mode; in observe mode verdict="block" counts what would have been blocked.
+EXT_PROC_VERDICTS = Counter(
+    "chunkscope_ext_proc_verdicts_total",
+    "Verdicts of the Envoy external processor's checks, by policy, phase, mode and verdict.",
+    ("policy", "phase", "mode", "verdict"),
+)
 GENERATED_TOKENS = Counter(
     "chunkscope_generated_tokens_total", "Tokens generated, by arm.", ("arm",)
 )

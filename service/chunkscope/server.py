@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2, external_processor_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -25,6 +26,7 @@ from chunkscope import __version__, metrics, observability
 from chunkscope.api.analysis import AnalysisServicer
 from chunkscope.api.detection import DetectionServicer
 from chunkscope.api.dictionaries import DictionaryServicer
+from chunkscope.api.ext_proc import ExtProcServicer
 from chunkscope.api.guard import GuardServicer
 from chunkscope.api.interceptors import (
     AuditInterceptor,
@@ -70,6 +72,7 @@ SERVICE_NAMES = (
     perturbation_pb2.DESCRIPTOR.services_by_name["PerturbationService"].full_name,
     analysis_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name,
     guard_pb2.DESCRIPTOR.services_by_name["GuardService"].full_name,
+    external_processor_pb2.DESCRIPTOR.services_by_name["ExternalProcessor"].full_name,
 )
 
 
@@ -167,6 +170,9 @@ async def start(settings: Settings) -> RunningServer:
     guard = GuardServicer(registry, detectors, store.policies, dictionaries,
                           settings.max_input_tokens, settings.max_inputs_per_request)  # fmt: skip
     guard_pb2_grpc.add_GuardServiceServicer_to_server(guard, server)
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(
+        ExtProcServicer(guard, settings.ext_proc_policy, settings.ext_proc_mode), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -74,6 +74,8 @@ NOT_RUN_BLOCKS = {
     ("docs/INTEGRATIONS.md", "{"): "the shape of a reply's annotation",
     ("docs/INTEGRATIONS.md", "guardrails:"): "a LiteLLM proxy's configuration; the proxy is not "
     "installed here: tests/integration/test_http_guardrails.py posts its request shape",
+    ("docs/GUARD.md", "http_filters:"): "Envoy's ext_proc filter config: no Envoy runs here; "
+    "tests/integration/test_ext_proc.py parses it into Envoy's own proto and replays what it sends",
 }  # fmt: skip
 
 # Commands of ```sh blocks that are not run, by their text without the trailing comment.

@@ -5,7 +5,8 @@ JSON (store/policies.py). Check reads the policy (latest or a given version), ru
 dictionaries on the texts through the same path as Detect (api/detection.plan, then
 engine/serving.detect: one forward per batch serves every hook point the policy's dictionaries
 use) and turns the matches into rule scores and a verdict (chunkscope/policies.py). Anything that
-keeps Check from answering is an error status, never a verdict.
+keeps Check from answering is an error status, never a verdict. `GuardServicer.check` is that
+path; the Envoy external processor (api/ext_proc.py) calls it too.
 """
 
 from __future__ import annotations
