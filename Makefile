@@ -7,7 +7,9 @@ DATA_DIR ?= data
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: help venv toolchains proto proto-check breaking analysis-example lint fmt typecheck tools docker-check deploy-check release-check test test-fast demo demo-model serve reproduce bench vectors fuzz soak lock clean
+LITELLM := build/litellm
+
+.PHONY: litellm help venv toolchains proto proto-check breaking analysis-example lint fmt typecheck tools docker-check deploy-check release-check test test-fast demo demo-model serve reproduce bench vectors fuzz soak lock clean
 
 # Code generated from protos/ and committed, one directory per client language.
 GENERATED := clients/python/src/chunkscope_client/v1 clients/go/chunkscopev1 \
@@ -93,6 +95,16 @@ tools:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
 	  else echo "note: chromium or chromedriver not installed and not root: the chunk-page tests will be skipped (and fail under CI)"; fi; }
 
+# The LiteLLM proxy from PyPI in an environment of its own (pinned by tests/litellm-constraints.txt),
+# for the test that runs it with chunkscope as its model and its guardrail. About 2 minutes once.
+$(LITELLM)/.installed: tests/litellm-constraints.txt
+	rm -rf $(LITELLM)
+	$(PYTHON) -m venv $(LITELLM)
+	$(LITELLM)/bin/pip install --quiet -c tests/litellm-constraints.txt 'litellm[proxy]'
+	touch $@
+
+litellm: $(LITELLM)/.installed
+
 # The Dockerfile's install steps, outside Docker: non-editable build of both packages + import.
 docker-check: venv
 	rm -rf build/docker-check
@@ -112,7 +124,7 @@ release-check: venv toolchains
 	$(PY) scripts/release_check.py
 
 # pytest exits 5 when it collects nothing: that is a broken suite here, not a pass.
-test: lint proto-check docker-check tools deploy-check release-check
+test: lint proto-check docker-check tools litellm deploy-check release-check
 	$(PY) -m pytest -q; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 

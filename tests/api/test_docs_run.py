@@ -72,8 +72,8 @@ NOT_RUN_BLOCKS = {
      "perturbation, analysis,"): "the source layout",
     ("docs/ANALYSIS.md", "...................."): "a printed connectivity map",
     ("docs/INTEGRATIONS.md", "{"): "the shape of a reply's annotation",
-    ("docs/INTEGRATIONS.md", "guardrails:"): "a LiteLLM proxy's configuration; the proxy is not "
-    "installed here: tests/integration/test_http_guardrails.py posts its request shape",
+    ("docs/INTEGRATIONS.md", "guardrails:"): "a LiteLLM proxy's configuration: "
+    "tests/integration/test_litellm_proxy.py runs the proxy with the same settings",
     ("docs/GUARD.md", "http_filters:"): "Envoy's ext_proc filter config: no Envoy runs here; "
     "tests/integration/test_ext_proc.py parses it into Envoy's own proto and replays what it sends",
 }  # fmt: skip
