@@ -127,34 +127,25 @@ def detect_concepts(cs: Client, dictionary: dpb.Dictionary) -> None:
     print(f"  {agree} of {len(SENTENCES)} sentences fired exactly the expected concepts")
 
 
-def chat(model_dir: Path, question: str) -> str:
-    """The model's own chat template around a question (applied here, tokenized by the server)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    messages = [{"role": "user", "content": question}]
-    return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+def chat(question: str) -> list[ppb.ChatPromptMessage]:
+    """The question as a user message: the server applies the model's own chat template."""
+    return [ppb.ChatPromptMessage(role="user", content=question)]
 
 
-def question_tail(cs: Client, dictionary: dpb.Dictionary, text: str, question: str) -> list[int]:
-    """The authors' graft positions: the three tokens before the question's last token, as
-    negative indices into the server's tokenization (read from Detect's character spans)."""
-    request = det.DetectRequest(
-        config=det.DetectionConfig(model={"name": DEMO_MODEL_NAME}, dictionary_ids=[dictionary.id]),
-        inputs=[det.DetectInput(text=text)],
-    )
-    result = cs.detect(request).results[0]
-    end = text.index(question) + len(question)
-    last = max(i for i, t in enumerate(result.tokens) if 0 < t.char_end <= end)
-    return [i - result.n_tokens for i in range(last - 3, last)]
+# The authors' graft positions: the three tokens before the question's last token, found by the
+# server in its own tokenization of the formatted prompt.
+QUESTION_TAIL = ppb.MessageTokens(message_index=-1, count=3, skip_last=1)
 
 
 def generate(
-    cs: Client, text: str, interventions: list[ppb.Intervention], seed: int
+    cs: Client,
+    messages: list[ppb.ChatPromptMessage],
+    interventions: list[ppb.Intervention],
+    seed: int,
 ) -> dict[str, str]:
     request = ppb.GenerateRequest(
         model={"name": DEMO_MODEL_NAME},
-        prompt=det.DetectInput(text=text),
+        messages=messages,
         interventions=interventions,
         sampling=ppb.SamplingParams(
             max_new_tokens=32, temperature=0.7, top_p=0.9, seed=seed, stop_at_eos=True
@@ -173,12 +164,14 @@ def cheese_ref(dictionary: dpb.Dictionary) -> ppb.ChunkRef:
     return ppb.ChunkRef(dictionary_id=dictionary.id, entry_id=entry.id)
 
 
-def arms_of(cs: Client, text: str, intervention: ppb.Intervention, changed: str) -> tuple[int, int]:
+def arms_of(
+    cs: Client, messages: list[ppb.ChatPromptMessage], intervention: ppb.Intervention, changed: str
+) -> tuple[int, int]:
     """Generate each seed with the intervention and its control; print both; count 'cheese'."""
     said = re.compile(r"\bchees(e|es)\b", re.IGNORECASE)
     hits = {"control": 0, "perturbed": 0}
     for seed in SEEDS:
-        arms = generate(cs, text, [intervention], seed)
+        arms = generate(cs, messages, [intervention], seed)
         for arm in ("control", "perturbed"):
             hits[arm] += bool(said.search(arms[arm]))
             name = arm if arm == "control" else changed
@@ -188,24 +181,19 @@ def arms_of(cs: Client, text: str, intervention: ppb.Intervention, changed: str)
     return hits["control"], hits["perturbed"]
 
 
-def steer(
-    cs: Client, activate_in: dpb.Dictionary, inhibit_in: dpb.Dictionary, model_dir: Path
-) -> None:
+def steer(cs: Client, activate_in: dpb.Dictionary, inhibit_in: dpb.Dictionary) -> None:
     """Activate cheese on an unrelated question; project it out of a question about cheese."""
-    text = chat(model_dir, ACTIVATE_QUESTION)
-    tail = question_tail(cs, activate_in, text, ACTIVATE_QUESTION)
     graft = ppb.Intervention(chunk=cheese_ref(activate_in), mode=ppb.INTERVENTION_MODE_ACTIVATE,
-                             positions=ppb.Positions(indices=tail))  # fmt: skip
+                             positions=ppb.Positions(message_tail=QUESTION_TAIL))  # fmt: skip
     print(f"\nactivating cheese at {activate_in.hook_point} (grafted on the question's last words, "
           f"as the paper does) for {ACTIVATE_QUESTION!r}:")  # fmt: skip
-    arms_of(cs, text, graft, "activated")
+    arms_of(cs, chat(ACTIVATE_QUESTION), graft, "activated")
 
-    text = chat(model_dir, INHIBIT_QUESTION)
     remove = ppb.Intervention(chunk=cheese_ref(inhibit_in), mode=ppb.INTERVENTION_MODE_PROJECT_OUT,
                               positions=ppb.Positions(all_prompt=True, generated=True))  # fmt: skip
     print(f"\ninhibiting cheese at {inhibit_in.hook_point} (its direction projected out at every "
           f"token) for {INHIBIT_QUESTION!r}:")  # fmt: skip
-    arms_of(cs, text, remove, "inhibited")
+    arms_of(cs, chat(INHIBIT_QUESTION), remove, "inhibited")
 
 
 def chunk_page(address: str, token: str, dictionary: dpb.Dictionary, out: Path) -> None:
@@ -230,7 +218,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     args = parser.parse_args()
-    model_dir = args.data_dir / "models" / DEMO_MODEL_NAME
 
     print(f"starting chunkscope (data dir {args.data_dir}) ...")
     server = spawn_server(args.data_dir, "--grace-seconds", "10")
@@ -254,7 +241,7 @@ def main() -> int:
             dictionaries = extract_concepts(cs, model.content_hash)
             by_hook = {d.hook_point: d for d in dictionaries}
             detect_concepts(cs, by_hook[DETECT_AT])
-            steer(cs, by_hook[ACTIVATE_AT], by_hook[INHIBIT_AT], model_dir)
+            steer(cs, by_hook[ACTIVATE_AT], by_hook[INHIBIT_AT])
             page = (args.data_dir / "reports" / f"{by_hook[DETECT_AT].id}.html").resolve()
             page.parent.mkdir(parents=True, exist_ok=True)
             chunk_page(server.address, server.token, by_hook[DETECT_AT], page)

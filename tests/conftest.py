@@ -71,6 +71,12 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real tiny models (random weights) plus broken sources for the error paths."""
     root = tmp_path_factory.mktemp("models")
     save_tiny_lm(root / "tiny-llama", "llama")
+    # tiny-llama with a chat template, as an instruction-tuned model ships chat_template.jinja.
+    shutil.copytree(root / "tiny-llama", root / "tiny-chat")
+    (root / "tiny-chat" / "chat_template.jinja").write_text(
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
     save_tiny_lm(root / "tiny-gpt2", "gpt2")
     _save_rnn(root / "rnn-elman", "elman")
     _save_rnn(root / "rnn-elman-tanh", "elman", "tanh")

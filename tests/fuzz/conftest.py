@@ -38,6 +38,7 @@ def fuzz_env(
     with Client.connect(server.address, timeout=120, token=token) as c:
         c.register_model("fz-lm", "tiny-llama", wait=True)
         c.register_model("fz-rnn", "rnn-elman", wait=True)
+        c.register_model("fz-chat", "tiny-chat", wait=True)  # tiny-llama with a chat template
         lm_hooks = [p.name for p in c.list_hook_points("fz-lm")]
         [pa] = c.extract_dictionary(pb.ExtractDictionaryRequest(
             model={"name": "fz-lm"}, hook_points=[LM_HOOK],

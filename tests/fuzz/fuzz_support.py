@@ -28,7 +28,7 @@ class FuzzEnv:
     dsc_id: str
     archive: bytes
     lm_hooks: list[str]
-    protected_models: tuple[str, ...] = ("fz-lm", "fz-rnn")
+    protected_models: tuple[str, ...] = ("fz-lm", "fz-rnn", "fz-chat")
     extra: dict[str, Any] = field(default_factory=dict)
     store: str = ""  # the PostgreSQL URL the server stores in; "" = the local store
 

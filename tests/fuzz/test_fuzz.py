@@ -198,7 +198,7 @@ PAGE_TOKENS = [
 def _pools(env: FuzzEnv) -> dict[str, st.SearchStrategy[Any]]:
     """Value pools by field name: the right kind of value, often the wrong one."""
     models = st.sampled_from(
-        ["fz-lm", "fz-rnn", "fz-gpt2", "", "nope", "FZ-LM", "fz-lm ", "a" * 65]
+        ["fz-lm", "fz-rnn", "fz-chat", "fz-gpt2", "", "nope", "FZ-LM", "fz-lm ", "a" * 65]
     )
     hooks = st.sampled_from(
         [
@@ -301,7 +301,7 @@ def _pools(env: FuzzEnv) -> dict[str, st.SearchStrategy[Any]]:
         "policy": st.sampled_from(
             [POLICY, "", "fz-nope", "FZ-POLICY", POLICY + "\x00", "a" * 65, "-x", "fz-lm"]
         ),
-        "role": st.sampled_from(["user", "system", "", "\x00", "a" * 65, "😀"]),
+        "role": st.sampled_from(["user", "system", "assistant", "", "\x00", "a" * 65, "😀"]),
         "roles": st.sampled_from(["user", "assistant", "", "a" * 65]),
         "content": texts,
         "description": texts,
@@ -624,7 +624,7 @@ def env(fuzz_env: FuzzEnv) -> FuzzEnv:
             c.register_model("fz-gpt2", "tiny-gpt2", wait=True)
         if POLICY not in [p.name for p in c.list_policies()]:
             c.put_policy(_policy(fuzz_env))
-    fuzz_env.protected_models = ("fz-lm", "fz-rnn", "fz-gpt2")
+    fuzz_env.protected_models = ("fz-lm", "fz-rnn", "fz-chat", "fz-gpt2")
     fuzz_env.extra["snapshot"] = snapshot(fuzz_env)
     check_server(fuzz_env)
     return fuzz_env
@@ -732,6 +732,15 @@ def _bases(env: FuzzEnv) -> dict[str, list[Message]]:
         positions=pp.Positions(all_prompt=True, generated=True),
     )
     rnn_input = dp.DetectInput(symbols=pb.SymbolSequence(symbols=list("EABCDE")))
+    chat = [
+        pp.ChatPromptMessage(role="system", content="user"),
+        pp.ChatPromptMessage(role="user", content="On day 3 the cat slept"),
+    ]
+    tail_vector = pp.Intervention()
+    tail_vector.CopyFrom(vector)
+    tail_vector.positions.CopyFrom(
+        pp.Positions(message_tail=pp.MessageTokens(message_index=-1, count=3, skip_last=1))
+    )
     return {
         "PutPolicy": [
             gp.PutPolicyRequest(policy=_policy(env, "fz-new-policy")),
@@ -828,6 +837,13 @@ def _bases(env: FuzzEnv) -> dict[str, list[Message]]:
                 model=_ref(), input=dp.DetectInput(text="The cat"), interventions=[vector]
             ),
             pp.PerturbRequest(model=_ref("fz-rnn"), input=rnn_input, target_tokens=["A"]),
+            pp.PerturbRequest(  # chat messages, the template applied server-side
+                model=_ref("fz-chat"),
+                messages=chat,
+                interventions=[tail_vector],
+                target_tokens=["cat"],
+                add_generation_prompt=False,
+            ),
         ],
         "Generate": [
             pp.GenerateRequest(
@@ -846,6 +862,13 @@ def _bases(env: FuzzEnv) -> dict[str, list[Message]]:
             ),
             pp.GenerateRequest(
                 model=_ref("fz-rnn"), prompt=rnn_input, sampling=pp.SamplingParams(max_new_tokens=2)
+            ),
+            pp.GenerateRequest(
+                model=_ref("fz-chat"),
+                messages=chat,
+                interventions=[tail_vector],
+                sampling=pp.SamplingParams(max_new_tokens=3, temperature=0.7, seed=1),
+                control=True,
             ),
         ],
     }

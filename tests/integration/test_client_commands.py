@@ -256,6 +256,32 @@ def test_generate_streams_both_arms_with_the_clients_texts(
     assert "On day 9 the" in table.stdout
 
 
+def test_generate_chat_sends_a_user_message_and_message_relative_positions(
+    server: ServerProcess, dictionary_id: str, client_module: Client
+) -> None:
+    client_module.register_model("cli-chat", "tiny-chat", wait=True)  # tiny-llama + a template
+    try:
+        args = ["generate", "--model", "cli-chat", "--chat", "--prompt", "On day 9 the cat",
+                "--max-new-tokens", "4", "--temperature", "0.8", "--seed", "7"]  # fmt: skip
+        lines = ok_json(server, *args)
+        done = {m["arm"]: m["text"] for m in lines if m.get("done")}
+        formatted = "user: On day 9 the cat\nassistant:"  # what the template makes of it
+        request = ppb.GenerateRequest(
+            model={"name": "cli-chat"}, prompt=dtp.DetectInput(text=formatted),
+            sampling=ppb.SamplingParams(max_new_tokens=4, temperature=0.8, seed=7),
+        )  # fmt: skip
+        truth = {ppb.Arm.Name(m.arm): m.text for m in client_module.generate(request) if m.done}
+        assert done == truth and done["ARM_PERTURBED"]
+        # tail:COUNT[:SKIP] is resolved by the server: too few tokens names the field.
+        short = run(server, *args, "--add", f"{dictionary_id}:0:30", "--positions", "tail:40:1")
+        assert short.returncode == 13, short.stderr  # 10 + INVALID_ARGUMENT (3)
+        assert "interventions[0].positions.message_tail.count" in short.stderr
+        bad = run(server, *args, "--add", f"{dictionary_id}:0:30", "--positions", "tail:x")
+        assert bad.returncode == 2 and "tail:COUNT[:SKIP]" in bad.stderr
+    finally:
+        client_module.unregister_model("cli-chat")
+
+
 def in_terminal(server: ServerProcess, *args: str) -> tuple[int, str]:
     """`python -m chunkscope ARGS` on a pseudo-terminal (120 columns): its exit code and all
     it drew, escape sequences included, as a user's terminal would receive it."""

@@ -200,7 +200,10 @@ type Positions struct {
 	// Every prompt token.
 	AllPrompt bool `protobuf:"varint,2,opt,name=all_prompt,json=allPrompt,proto3" json:"all_prompt,omitempty"`
 	// Every generated token (Generate only).
-	Generated     bool `protobuf:"varint,3,opt,name=generated,proto3" json:"generated,omitempty"`
+	Generated bool `protobuf:"varint,3,opt,name=generated,proto3" json:"generated,omitempty"`
+	// Tokens of one chat message's content (requests with `messages` only), resolved by the server
+	// against its own tokenization of the formatted prompt; added to `indices`.
+	MessageTail   *MessageTokens `protobuf:"bytes,4,opt,name=message_tail,json=messageTail,proto3" json:"message_tail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,6 +259,135 @@ func (x *Positions) GetGenerated() bool {
 	return false
 }
 
+func (x *Positions) GetMessageTail() *MessageTokens {
+	if x != nil {
+		return x.MessageTail
+	}
+	return nil
+}
+
+// The last tokens of one chat message's content, e.g. {message_index: -1, count: 3, skip_last: 1}:
+// the three tokens before the last message's last token (the paper's graft positions). A token
+// belongs to the content when its characters overlap the content in the formatted prompt; the
+// template's own text around it (role headers, end-of-turn tokens) never does.
+type MessageTokens struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index into the request's `messages`; negative counts from the end (-1 = the last message).
+	MessageIndex int32 `protobuf:"varint,1,opt,name=message_index,json=messageIndex,proto3" json:"message_index,omitempty"`
+	// How many tokens, ending `skip_last` tokens before the content's end; 0 means all of them.
+	Count int32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Leave the content's last `skip_last` tokens out (>= 0).
+	SkipLast      int32 `protobuf:"varint,3,opt,name=skip_last,json=skipLast,proto3" json:"skip_last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageTokens) Reset() {
+	*x = MessageTokens{}
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageTokens) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageTokens) ProtoMessage() {}
+
+func (x *MessageTokens) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageTokens.ProtoReflect.Descriptor instead.
+func (*MessageTokens) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MessageTokens) GetMessageIndex() int32 {
+	if x != nil {
+		return x.MessageIndex
+	}
+	return 0
+}
+
+func (x *MessageTokens) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *MessageTokens) GetSkipLast() int32 {
+	if x != nil {
+		return x.SkipLast
+	}
+	return 0
+}
+
+// One chat message of a prompt (the same shape as GuardService's ChatMessage).
+type ChatPromptMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. "system", "user" or "assistant".
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// Its text (may be empty).
+	Content       string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChatPromptMessage) Reset() {
+	*x = ChatPromptMessage{}
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChatPromptMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChatPromptMessage) ProtoMessage() {}
+
+func (x *ChatPromptMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChatPromptMessage.ProtoReflect.Descriptor instead.
+func (*ChatPromptMessage) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ChatPromptMessage) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ChatPromptMessage) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
 // One intervention.
 type Intervention struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -283,7 +415,7 @@ type Intervention struct {
 
 func (x *Intervention) Reset() {
 	*x = Intervention{}
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[2]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +427,7 @@ func (x *Intervention) String() string {
 func (*Intervention) ProtoMessage() {}
 
 func (x *Intervention) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[2]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +440,7 @@ func (x *Intervention) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Intervention.ProtoReflect.Descriptor instead.
 func (*Intervention) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{2}
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Intervention) GetTarget() isIntervention_Target {
@@ -394,7 +526,7 @@ type PerturbRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The model.
 	Model *ModelRef `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	// Required. The input.
+	// The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
 	Input *DetectInput `protobuf:"bytes,2,opt,name=input,proto3" json:"input,omitempty"`
 	// Interventions, at most 32.
 	Interventions []*Intervention `protobuf:"bytes,3,rep,name=interventions,proto3" json:"interventions,omitempty"`
@@ -402,14 +534,20 @@ type PerturbRequest struct {
 	// single token of the model's vocabulary, or a symbol for recurrent models).
 	TargetTokens []string `protobuf:"bytes,4,rep,name=target_tokens,json=targetTokens,proto3" json:"target_tokens,omitempty"`
 	// Also report the top k next tokens before and after. 0 means 10.
-	TopK          int32 `protobuf:"varint,5,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TopK int32 `protobuf:"varint,5,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
+	// The input as chat messages (at most 256), formatted server-side with the model's own chat
+	// template (language models that ship one); interventions may then use
+	// `positions.message_tail`. The last position is then the end of the assistant's header.
+	Messages []*ChatPromptMessage `protobuf:"bytes,6,rep,name=messages,proto3" json:"messages,omitempty"`
+	// With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+	AddGenerationPrompt *bool `protobuf:"varint,7,opt,name=add_generation_prompt,json=addGenerationPrompt,proto3,oneof" json:"add_generation_prompt,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *PerturbRequest) Reset() {
 	*x = PerturbRequest{}
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[3]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +559,7 @@ func (x *PerturbRequest) String() string {
 func (*PerturbRequest) ProtoMessage() {}
 
 func (x *PerturbRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[3]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +572,7 @@ func (x *PerturbRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PerturbRequest.ProtoReflect.Descriptor instead.
 func (*PerturbRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{3}
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PerturbRequest) GetModel() *ModelRef {
@@ -472,6 +610,20 @@ func (x *PerturbRequest) GetTopK() int32 {
 	return 0
 }
 
+func (x *PerturbRequest) GetMessages() []*ChatPromptMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *PerturbRequest) GetAddGenerationPrompt() bool {
+	if x != nil && x.AddGenerationPrompt != nil {
+		return *x.AddGenerationPrompt
+	}
+	return false
+}
+
 // A next-token log-probability.
 type TokenLogprob struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -487,7 +639,7 @@ type TokenLogprob struct {
 
 func (x *TokenLogprob) Reset() {
 	*x = TokenLogprob{}
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[4]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +651,7 @@ func (x *TokenLogprob) String() string {
 func (*TokenLogprob) ProtoMessage() {}
 
 func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[4]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +664,7 @@ func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenLogprob.ProtoReflect.Descriptor instead.
 func (*TokenLogprob) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{4}
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TokenLogprob) GetToken() string {
@@ -559,7 +711,7 @@ type PerturbResponse struct {
 
 func (x *PerturbResponse) Reset() {
 	*x = PerturbResponse{}
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[5]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +723,7 @@ func (x *PerturbResponse) String() string {
 func (*PerturbResponse) ProtoMessage() {}
 
 func (x *PerturbResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[5]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +736,7 @@ func (x *PerturbResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PerturbResponse.ProtoReflect.Descriptor instead.
 func (*PerturbResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{5}
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PerturbResponse) GetTargetsBefore() []*TokenLogprob {
@@ -657,7 +809,7 @@ type SamplingParams struct {
 
 func (x *SamplingParams) Reset() {
 	*x = SamplingParams{}
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[6]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +821,7 @@ func (x *SamplingParams) String() string {
 func (*SamplingParams) ProtoMessage() {}
 
 func (x *SamplingParams) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[6]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +834,7 @@ func (x *SamplingParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SamplingParams.ProtoReflect.Descriptor instead.
 func (*SamplingParams) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{6}
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SamplingParams) GetMaxNewTokens() int32 {
@@ -747,7 +899,7 @@ type DetectionRule struct {
 
 func (x *DetectionRule) Reset() {
 	*x = DetectionRule{}
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[7]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +911,7 @@ func (x *DetectionRule) String() string {
 func (*DetectionRule) ProtoMessage() {}
 
 func (x *DetectionRule) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[7]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +924,7 @@ func (x *DetectionRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetectionRule.ProtoReflect.Descriptor instead.
 func (*DetectionRule) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{7}
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DetectionRule) GetWhen() *ChunkRef {
@@ -837,7 +989,7 @@ type GenerateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The model.
 	Model *ModelRef `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	// Required. The prompt.
+	// The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
 	Prompt *DetectInput `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
 	// Interventions for the perturbed arm.
 	Interventions []*Intervention `protobuf:"bytes,3,rep,name=interventions,proto3" json:"interventions,omitempty"`
@@ -848,14 +1000,20 @@ type GenerateRequest struct {
 	// Detect these dictionaries' chunks on the generated tokens and report them.
 	DetectDictionaryIds []string `protobuf:"bytes,6,rep,name=detect_dictionary_ids,json=detectDictionaryIds,proto3" json:"detect_dictionary_ids,omitempty"`
 	// Rules applied to the perturbed arm while it generates.
-	Rules         []*DetectionRule `protobuf:"bytes,7,rep,name=rules,proto3" json:"rules,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Rules []*DetectionRule `protobuf:"bytes,7,rep,name=rules,proto3" json:"rules,omitempty"`
+	// The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+	// template (language models that ship one); interventions may then use
+	// `positions.message_tail`.
+	Messages []*ChatPromptMessage `protobuf:"bytes,8,rep,name=messages,proto3" json:"messages,omitempty"`
+	// With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+	AddGenerationPrompt *bool `protobuf:"varint,9,opt,name=add_generation_prompt,json=addGenerationPrompt,proto3,oneof" json:"add_generation_prompt,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
 	*x = GenerateRequest{}
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[8]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1025,7 @@ func (x *GenerateRequest) String() string {
 func (*GenerateRequest) ProtoMessage() {}
 
 func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[8]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1038,7 @@ func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{8}
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GenerateRequest) GetModel() *ModelRef {
@@ -932,6 +1090,20 @@ func (x *GenerateRequest) GetRules() []*DetectionRule {
 	return nil
 }
 
+func (x *GenerateRequest) GetMessages() []*ChatPromptMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetAddGenerationPrompt() bool {
+	if x != nil && x.AddGenerationPrompt != nil {
+		return *x.AddGenerationPrompt
+	}
+	return false
+}
+
 // A rule that fired.
 type RuleEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -947,7 +1119,7 @@ type RuleEvent struct {
 
 func (x *RuleEvent) Reset() {
 	*x = RuleEvent{}
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[9]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1131,7 @@ func (x *RuleEvent) String() string {
 func (*RuleEvent) ProtoMessage() {}
 
 func (x *RuleEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[9]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1144,7 @@ func (x *RuleEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleEvent.ProtoReflect.Descriptor instead.
 func (*RuleEvent) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{9}
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RuleEvent) GetRuleIndex() int32 {
@@ -1021,7 +1193,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[10]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1205,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[10]
+	mi := &file_chunkscope_v1_perturbation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1218,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{10}
+	return file_chunkscope_v1_perturbation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GenerateResponse) GetArm() Arm {
@@ -1112,12 +1284,20 @@ const file_chunkscope_v1_perturbation_proto_rawDesc = "" +
 	" chunkscope/v1/perturbation.proto\x12\rchunkscope.v1\x1a\x1achunkscope/v1/common.proto\x1a\x1dchunkscope/v1/detection.proto\"J\n" +
 	"\bChunkRef\x12#\n" +
 	"\rdictionary_id\x18\x01 \x01(\tR\fdictionaryId\x12\x19\n" +
-	"\bentry_id\x18\x02 \x01(\x05R\aentryId\"b\n" +
+	"\bentry_id\x18\x02 \x01(\x05R\aentryId\"\xa3\x01\n" +
 	"\tPositions\x12\x18\n" +
 	"\aindices\x18\x01 \x03(\x05R\aindices\x12\x1d\n" +
 	"\n" +
 	"all_prompt\x18\x02 \x01(\bR\tallPrompt\x12\x1c\n" +
-	"\tgenerated\x18\x03 \x01(\bR\tgenerated\"\xd1\x02\n" +
+	"\tgenerated\x18\x03 \x01(\bR\tgenerated\x12?\n" +
+	"\fmessage_tail\x18\x04 \x01(\v2\x1c.chunkscope.v1.MessageTokensR\vmessageTail\"g\n" +
+	"\rMessageTokens\x12#\n" +
+	"\rmessage_index\x18\x01 \x01(\x05R\fmessageIndex\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x1b\n" +
+	"\tskip_last\x18\x03 \x01(\x05R\bskipLast\"A\n" +
+	"\x11ChatPromptMessage\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xd1\x02\n" +
 	"\fIntervention\x12/\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x17.chunkscope.v1.ChunkRefH\x00R\x05chunk\x12/\n" +
 	"\x06vector\x18\x02 \x01(\v2\x15.chunkscope.v1.TensorH\x00R\x06vector\x123\n" +
@@ -1127,13 +1307,16 @@ const file_chunkscope_v1_perturbation_proto_rawDesc = "" +
 	"\x16allow_other_hook_point\x18\x05 \x01(\bR\x13allowOtherHookPoint\x12\x14\n" +
 	"\x05alpha\x18\x06 \x01(\x01R\x05alpha\x126\n" +
 	"\tpositions\x18\a \x01(\v2\x18.chunkscope.v1.PositionsR\tpositionsB\b\n" +
-	"\x06target\"\xee\x01\n" +
+	"\x06target\"\xff\x02\n" +
 	"\x0ePerturbRequest\x12-\n" +
 	"\x05model\x18\x01 \x01(\v2\x17.chunkscope.v1.ModelRefR\x05model\x120\n" +
 	"\x05input\x18\x02 \x01(\v2\x1a.chunkscope.v1.DetectInputR\x05input\x12A\n" +
 	"\rinterventions\x18\x03 \x03(\v2\x1b.chunkscope.v1.InterventionR\rinterventions\x12#\n" +
 	"\rtarget_tokens\x18\x04 \x03(\tR\ftargetTokens\x12\x13\n" +
-	"\x05top_k\x18\x05 \x01(\x05R\x04topK\"Y\n" +
+	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x12<\n" +
+	"\bmessages\x18\x06 \x03(\v2 .chunkscope.v1.ChatPromptMessageR\bmessages\x127\n" +
+	"\x15add_generation_prompt\x18\a \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01B\x18\n" +
+	"\x16_add_generation_prompt\"Y\n" +
 	"\fTokenLogprob\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x19\n" +
 	"\btoken_id\x18\x02 \x01(\x05R\atokenId\x12\x18\n" +
@@ -1160,7 +1343,7 @@ const file_chunkscope_v1_perturbation_proto_rawDesc = "" +
 	"\x12consecutive_tokens\x18\x02 \x01(\x05R\x11consecutiveTokens\x123\n" +
 	"\ainhibit\x18\x03 \x01(\v2\x17.chunkscope.v1.ChunkRefH\x00R\ainhibit\x12\x14\n" +
 	"\x04stop\x18\x04 \x01(\bH\x00R\x04stopB\b\n" +
-	"\x06action\"\xf4\x02\n" +
+	"\x06action\"\x85\x04\n" +
 	"\x0fGenerateRequest\x12-\n" +
 	"\x05model\x18\x01 \x01(\v2\x17.chunkscope.v1.ModelRefR\x05model\x122\n" +
 	"\x06prompt\x18\x02 \x01(\v2\x1a.chunkscope.v1.DetectInputR\x06prompt\x12A\n" +
@@ -1168,7 +1351,10 @@ const file_chunkscope_v1_perturbation_proto_rawDesc = "" +
 	"\bsampling\x18\x04 \x01(\v2\x1d.chunkscope.v1.SamplingParamsR\bsampling\x12\x18\n" +
 	"\acontrol\x18\x05 \x01(\bR\acontrol\x122\n" +
 	"\x15detect_dictionary_ids\x18\x06 \x03(\tR\x13detectDictionaryIds\x122\n" +
-	"\x05rules\x18\a \x03(\v2\x1c.chunkscope.v1.DetectionRuleR\x05rules\"V\n" +
+	"\x05rules\x18\a \x03(\v2\x1c.chunkscope.v1.DetectionRuleR\x05rules\x12<\n" +
+	"\bmessages\x18\b \x03(\v2 .chunkscope.v1.ChatPromptMessageR\bmessages\x127\n" +
+	"\x15add_generation_prompt\x18\t \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01B\x18\n" +
+	"\x16_add_generation_prompt\"V\n" +
 	"\tRuleEvent\x12\x1d\n" +
 	"\n" +
 	"rule_index\x18\x01 \x01(\x05R\truleIndex\x12\x12\n" +
@@ -1212,57 +1398,62 @@ func file_chunkscope_v1_perturbation_proto_rawDescGZIP() []byte {
 }
 
 var file_chunkscope_v1_perturbation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_chunkscope_v1_perturbation_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_chunkscope_v1_perturbation_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_chunkscope_v1_perturbation_proto_goTypes = []any{
-	(InterventionMode)(0),    // 0: chunkscope.v1.InterventionMode
-	(Arm)(0),                 // 1: chunkscope.v1.Arm
-	(*ChunkRef)(nil),         // 2: chunkscope.v1.ChunkRef
-	(*Positions)(nil),        // 3: chunkscope.v1.Positions
-	(*Intervention)(nil),     // 4: chunkscope.v1.Intervention
-	(*PerturbRequest)(nil),   // 5: chunkscope.v1.PerturbRequest
-	(*TokenLogprob)(nil),     // 6: chunkscope.v1.TokenLogprob
-	(*PerturbResponse)(nil),  // 7: chunkscope.v1.PerturbResponse
-	(*SamplingParams)(nil),   // 8: chunkscope.v1.SamplingParams
-	(*DetectionRule)(nil),    // 9: chunkscope.v1.DetectionRule
-	(*GenerateRequest)(nil),  // 10: chunkscope.v1.GenerateRequest
-	(*RuleEvent)(nil),        // 11: chunkscope.v1.RuleEvent
-	(*GenerateResponse)(nil), // 12: chunkscope.v1.GenerateResponse
-	(*Tensor)(nil),           // 13: chunkscope.v1.Tensor
-	(*ModelRef)(nil),         // 14: chunkscope.v1.ModelRef
-	(*DetectInput)(nil),      // 15: chunkscope.v1.DetectInput
-	(*ChunkMatch)(nil),       // 16: chunkscope.v1.ChunkMatch
+	(InterventionMode)(0),     // 0: chunkscope.v1.InterventionMode
+	(Arm)(0),                  // 1: chunkscope.v1.Arm
+	(*ChunkRef)(nil),          // 2: chunkscope.v1.ChunkRef
+	(*Positions)(nil),         // 3: chunkscope.v1.Positions
+	(*MessageTokens)(nil),     // 4: chunkscope.v1.MessageTokens
+	(*ChatPromptMessage)(nil), // 5: chunkscope.v1.ChatPromptMessage
+	(*Intervention)(nil),      // 6: chunkscope.v1.Intervention
+	(*PerturbRequest)(nil),    // 7: chunkscope.v1.PerturbRequest
+	(*TokenLogprob)(nil),      // 8: chunkscope.v1.TokenLogprob
+	(*PerturbResponse)(nil),   // 9: chunkscope.v1.PerturbResponse
+	(*SamplingParams)(nil),    // 10: chunkscope.v1.SamplingParams
+	(*DetectionRule)(nil),     // 11: chunkscope.v1.DetectionRule
+	(*GenerateRequest)(nil),   // 12: chunkscope.v1.GenerateRequest
+	(*RuleEvent)(nil),         // 13: chunkscope.v1.RuleEvent
+	(*GenerateResponse)(nil),  // 14: chunkscope.v1.GenerateResponse
+	(*Tensor)(nil),            // 15: chunkscope.v1.Tensor
+	(*ModelRef)(nil),          // 16: chunkscope.v1.ModelRef
+	(*DetectInput)(nil),       // 17: chunkscope.v1.DetectInput
+	(*ChunkMatch)(nil),        // 18: chunkscope.v1.ChunkMatch
 }
 var file_chunkscope_v1_perturbation_proto_depIdxs = []int32{
-	2,  // 0: chunkscope.v1.Intervention.chunk:type_name -> chunkscope.v1.ChunkRef
-	13, // 1: chunkscope.v1.Intervention.vector:type_name -> chunkscope.v1.Tensor
-	0,  // 2: chunkscope.v1.Intervention.mode:type_name -> chunkscope.v1.InterventionMode
-	3,  // 3: chunkscope.v1.Intervention.positions:type_name -> chunkscope.v1.Positions
-	14, // 4: chunkscope.v1.PerturbRequest.model:type_name -> chunkscope.v1.ModelRef
-	15, // 5: chunkscope.v1.PerturbRequest.input:type_name -> chunkscope.v1.DetectInput
-	4,  // 6: chunkscope.v1.PerturbRequest.interventions:type_name -> chunkscope.v1.Intervention
-	6,  // 7: chunkscope.v1.PerturbResponse.targets_before:type_name -> chunkscope.v1.TokenLogprob
-	6,  // 8: chunkscope.v1.PerturbResponse.targets_after:type_name -> chunkscope.v1.TokenLogprob
-	6,  // 9: chunkscope.v1.PerturbResponse.top_before:type_name -> chunkscope.v1.TokenLogprob
-	6,  // 10: chunkscope.v1.PerturbResponse.top_after:type_name -> chunkscope.v1.TokenLogprob
-	2,  // 11: chunkscope.v1.DetectionRule.when:type_name -> chunkscope.v1.ChunkRef
-	2,  // 12: chunkscope.v1.DetectionRule.inhibit:type_name -> chunkscope.v1.ChunkRef
-	14, // 13: chunkscope.v1.GenerateRequest.model:type_name -> chunkscope.v1.ModelRef
-	15, // 14: chunkscope.v1.GenerateRequest.prompt:type_name -> chunkscope.v1.DetectInput
-	4,  // 15: chunkscope.v1.GenerateRequest.interventions:type_name -> chunkscope.v1.Intervention
-	8,  // 16: chunkscope.v1.GenerateRequest.sampling:type_name -> chunkscope.v1.SamplingParams
-	9,  // 17: chunkscope.v1.GenerateRequest.rules:type_name -> chunkscope.v1.DetectionRule
-	1,  // 18: chunkscope.v1.GenerateResponse.arm:type_name -> chunkscope.v1.Arm
-	16, // 19: chunkscope.v1.GenerateResponse.matches:type_name -> chunkscope.v1.ChunkMatch
-	11, // 20: chunkscope.v1.GenerateResponse.rule_events:type_name -> chunkscope.v1.RuleEvent
-	5,  // 21: chunkscope.v1.PerturbationService.Perturb:input_type -> chunkscope.v1.PerturbRequest
-	10, // 22: chunkscope.v1.PerturbationService.Generate:input_type -> chunkscope.v1.GenerateRequest
-	7,  // 23: chunkscope.v1.PerturbationService.Perturb:output_type -> chunkscope.v1.PerturbResponse
-	12, // 24: chunkscope.v1.PerturbationService.Generate:output_type -> chunkscope.v1.GenerateResponse
-	23, // [23:25] is the sub-list for method output_type
-	21, // [21:23] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	4,  // 0: chunkscope.v1.Positions.message_tail:type_name -> chunkscope.v1.MessageTokens
+	2,  // 1: chunkscope.v1.Intervention.chunk:type_name -> chunkscope.v1.ChunkRef
+	15, // 2: chunkscope.v1.Intervention.vector:type_name -> chunkscope.v1.Tensor
+	0,  // 3: chunkscope.v1.Intervention.mode:type_name -> chunkscope.v1.InterventionMode
+	3,  // 4: chunkscope.v1.Intervention.positions:type_name -> chunkscope.v1.Positions
+	16, // 5: chunkscope.v1.PerturbRequest.model:type_name -> chunkscope.v1.ModelRef
+	17, // 6: chunkscope.v1.PerturbRequest.input:type_name -> chunkscope.v1.DetectInput
+	6,  // 7: chunkscope.v1.PerturbRequest.interventions:type_name -> chunkscope.v1.Intervention
+	5,  // 8: chunkscope.v1.PerturbRequest.messages:type_name -> chunkscope.v1.ChatPromptMessage
+	8,  // 9: chunkscope.v1.PerturbResponse.targets_before:type_name -> chunkscope.v1.TokenLogprob
+	8,  // 10: chunkscope.v1.PerturbResponse.targets_after:type_name -> chunkscope.v1.TokenLogprob
+	8,  // 11: chunkscope.v1.PerturbResponse.top_before:type_name -> chunkscope.v1.TokenLogprob
+	8,  // 12: chunkscope.v1.PerturbResponse.top_after:type_name -> chunkscope.v1.TokenLogprob
+	2,  // 13: chunkscope.v1.DetectionRule.when:type_name -> chunkscope.v1.ChunkRef
+	2,  // 14: chunkscope.v1.DetectionRule.inhibit:type_name -> chunkscope.v1.ChunkRef
+	16, // 15: chunkscope.v1.GenerateRequest.model:type_name -> chunkscope.v1.ModelRef
+	17, // 16: chunkscope.v1.GenerateRequest.prompt:type_name -> chunkscope.v1.DetectInput
+	6,  // 17: chunkscope.v1.GenerateRequest.interventions:type_name -> chunkscope.v1.Intervention
+	10, // 18: chunkscope.v1.GenerateRequest.sampling:type_name -> chunkscope.v1.SamplingParams
+	11, // 19: chunkscope.v1.GenerateRequest.rules:type_name -> chunkscope.v1.DetectionRule
+	5,  // 20: chunkscope.v1.GenerateRequest.messages:type_name -> chunkscope.v1.ChatPromptMessage
+	1,  // 21: chunkscope.v1.GenerateResponse.arm:type_name -> chunkscope.v1.Arm
+	18, // 22: chunkscope.v1.GenerateResponse.matches:type_name -> chunkscope.v1.ChunkMatch
+	13, // 23: chunkscope.v1.GenerateResponse.rule_events:type_name -> chunkscope.v1.RuleEvent
+	7,  // 24: chunkscope.v1.PerturbationService.Perturb:input_type -> chunkscope.v1.PerturbRequest
+	12, // 25: chunkscope.v1.PerturbationService.Generate:input_type -> chunkscope.v1.GenerateRequest
+	9,  // 26: chunkscope.v1.PerturbationService.Perturb:output_type -> chunkscope.v1.PerturbResponse
+	14, // 27: chunkscope.v1.PerturbationService.Generate:output_type -> chunkscope.v1.GenerateResponse
+	26, // [26:28] is the sub-list for method output_type
+	24, // [24:26] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_chunkscope_v1_perturbation_proto_init() }
@@ -1272,21 +1463,23 @@ func file_chunkscope_v1_perturbation_proto_init() {
 	}
 	file_chunkscope_v1_common_proto_init()
 	file_chunkscope_v1_detection_proto_init()
-	file_chunkscope_v1_perturbation_proto_msgTypes[2].OneofWrappers = []any{
+	file_chunkscope_v1_perturbation_proto_msgTypes[4].OneofWrappers = []any{
 		(*Intervention_Chunk)(nil),
 		(*Intervention_Vector)(nil),
 	}
-	file_chunkscope_v1_perturbation_proto_msgTypes[7].OneofWrappers = []any{
+	file_chunkscope_v1_perturbation_proto_msgTypes[5].OneofWrappers = []any{}
+	file_chunkscope_v1_perturbation_proto_msgTypes[9].OneofWrappers = []any{
 		(*DetectionRule_Inhibit)(nil),
 		(*DetectionRule_Stop)(nil),
 	}
+	file_chunkscope_v1_perturbation_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chunkscope_v1_perturbation_proto_rawDesc), len(file_chunkscope_v1_perturbation_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,16 +17,17 @@ from chunkscope.api.detection import Limits, segment_of
 from chunkscope.engine import serving, tokens
 from chunkscope.engine import steering as st
 from chunkscope.engine.capture import decode_token
+from chunkscope.engine.chat import ROLES, ChatText, format_chat, message_positions
 from chunkscope.engine.chunks import DetectorCache, InterventionSpec, resolve
 from chunkscope.engine.detection import Detector
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
-from chunkscope.errors import FieldViolation, InvalidArgument, ResourceExhausted
+from chunkscope.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import perturbation_pb2 as pb
 from chunkscope_client.v1 import perturbation_pb2_grpc
 from chunkscope_client.v1.detection_pb2 import ChunkMatch
 
-MAX_INTERVENTIONS, MAX_TOP_K = 32, 100
+MAX_INTERVENTIONS, MAX_TOP_K, MAX_MESSAGES = 32, 100, 256
 # A single token of any vocabulary is far shorter; bounding them keeps encoding them cheap.
 MAX_TARGETS, MAX_TARGET_CHARS = 256, 1024
 _ARM_LABELS = ("perturbed", "control")  # metric label of each arm, by index
@@ -68,6 +69,25 @@ def spec_of(iv: pb.Intervention, field: str) -> InterventionSpec:
         all_prompt=iv.positions.all_prompt,
         generated=iv.positions.generated,
     )
+
+
+def _offsets(model: LoadedModel, text: str, ids: Any) -> list[tuple[int, int]]:
+    """Each prompt token's character span in `text` (the tokenization `ids` came from)."""
+    try:
+        enc = model.tokenize(text, return_offsets_mapping=True)
+    except NotImplementedError:  # a slow (Python) tokenizer has no offsets
+        raise FailedPrecondition(
+            "positions.message_tail: this model's tokenizer reports no character offsets, so a "
+            "message's tokens cannot be found; give positions.indices instead",
+            reason="NO_OFFSETS",
+        ) from None
+    if list(enc["input_ids"]) != [int(i) for i in ids]:
+        raise FailedPrecondition(
+            "positions.message_tail: the tokenizer's offsets disagree with the prompt's tokens; "
+            "give positions.indices instead",
+            reason="NO_OFFSETS",
+        )
+    return [(int(s), int(e)) for s, e in enc["offset_mapping"]]
 
 
 def _check_targets(targets: Any) -> None:
@@ -123,38 +143,90 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
         self.max_new_tokens = max_new_tokens
 
     async def _prepare(
-        self, model_ref: Any, prompt: Any, field: str, interventions: Any
+        self, request: pb.PerturbRequest | pb.GenerateRequest, field: str
     ) -> tuple[str, str, LoadedModel, Any, list[st.Action]]:
+        """The model, the prompt's ids and the resolved interventions of a Perturb or Generate;
+        `field` names the raw prompt ("input" or "prompt")."""
+        model_ref, interventions = request.model, request.interventions
         if not model_ref.name:
             raise InvalidArgument.field("model.name", "required: a registered model's name")
         model = self.registry.ready(model_ref.name, model_ref.content_hash)
         content_hash = self.registry.get(model_ref.name).content_hash
-        segment = segment_of(prompt, model, field, 0, self.limits, "shorten it")
-        ids = await tokens.off_loop(st.encode_prompt, model, segment.text, segment.symbols,
-                                    self.max_input_tokens, field)  # fmt: skip
+        chat: ChatText | None = None
+        symbols: tuple[str, ...] = ()
+        raw: Any = request  # a PerturbRequest's input or a GenerateRequest's prompt, by `field`
+        if request.messages:
+            if raw.HasField(field):
+                raise InvalidArgument.field(
+                    "messages", f"give the prompt either as {field} or as messages, not both"
+                )
+            messages = self._messages(request.messages)
+            add_generation_prompt = (
+                request.add_generation_prompt if request.HasField("add_generation_prompt") else True
+            )
+            chat = await tokens.off_loop(format_chat, model, messages, model_ref.name,
+                                         add_generation_prompt, field)  # fmt: skip
+            text, where = chat.text, "messages"
+        else:
+            if request.HasField("add_generation_prompt"):
+                raise InvalidArgument.field(
+                    "add_generation_prompt", f"only with messages; {field} is used as it is"
+                )
+            segment = segment_of(getattr(request, field), model, field, 0, self.limits,
+                                 "shorten it")  # fmt: skip
+            text, symbols, where = segment.text, segment.symbols, field
+        ids = await tokens.off_loop(st.encode_prompt, model, text, symbols,
+                                    self.max_input_tokens, where)  # fmt: skip
         if len(interventions) > MAX_INTERVENTIONS:
             raise InvalidArgument.field("interventions", f"at most {MAX_INTERVENTIONS}")
+        specs = [spec_of(iv, f"interventions[{i}]") for i, iv in enumerate(interventions)]
+        offsets: list[tuple[int, int]] | None = None
+        for i, iv in enumerate(interventions):
+            if not iv.positions.HasField("message_tail"):
+                continue
+            where = f"interventions[{i}].positions.message_tail"
+            if chat is None:
+                raise InvalidArgument.field(
+                    where, f"needs the prompt as messages (a raw {field} has no messages)"
+                )
+            if offsets is None:
+                offsets = await tokens.off_loop(_offsets, model, chat.text, ids)
+            tail = iv.positions.message_tail
+            found = message_positions(offsets, chat, tail.message_index, tail.count,
+                                      tail.skip_last, where)  # fmt: skip
+            specs[i] = replace(specs[i], indices=specs[i].indices + found)
         actions = [
-            resolve(
-                spec_of(iv, f"interventions[{i}]"),
-                i,
-                model,
-                model_ref.name,
-                content_hash,
-                self.cache,
-                int(ids.shape[0]),
-            )
-            for i, iv in enumerate(interventions)
+            resolve(spec, i, model, model_ref.name, content_hash, self.cache, int(ids.shape[0]))
+            for i, spec in enumerate(specs)
         ]
         return model_ref.name, content_hash, model, ids, actions
 
+    def _messages(self, messages: Any) -> list[dict[str, str]]:
+        """Chat messages as the template takes them, bounded before anything is rendered."""
+        if len(messages) > MAX_MESSAGES:
+            raise InvalidArgument.field("messages", f"{len(messages)}; at most {MAX_MESSAGES}")
+        violations = [
+            FieldViolation(f"messages[{i}].role", f"{m.role[:64]!r}: use {', '.join(ROLES)}")
+            for i, m in enumerate(messages)
+            if m.role not in ROLES
+        ]
+        if violations:
+            raise InvalidArgument(violations)
+        fix = "shorten the messages"
+        for i, m in enumerate(messages):
+            tokens.check_text_bytes(m.content, self.limits.max_bytes, f"messages[{i}].content", fix)
+        if sum(len(m.content) for m in messages) * 4 > self.limits.max_bytes:
+            tokens.check_text_bytes("".join(m.content for m in messages), self.limits.max_bytes,
+                                    "messages", fix)  # fmt: skip
+        return [{"role": m.role, "content": m.content} for m in messages]
+
     async def Perturb(self, request: pb.PerturbRequest, context: Any) -> pb.PerturbResponse:
-        if not request.HasField("input"):
-            raise InvalidArgument.field("input", "required: a text or symbol sequence")
+        if not (request.HasField("input") or request.messages):
+            raise InvalidArgument.field(
+                "input", "required: a text or symbol sequence (or chat messages in messages)"
+            )
         await self.cache.prefetch(iv.chunk.dictionary_id for iv in request.interventions)
-        name, content_hash, model, ids, actions = await self._prepare(
-            request.model, request.input, "input", request.interventions
-        )
+        name, content_hash, model, ids, actions = await self._prepare(request, "input")
         _check_targets(request.target_tokens)
         targets = await tokens.off_loop(_target_ids, model, list(request.target_tokens))
         if not 0 <= request.top_k <= MAX_TOP_K:
@@ -185,16 +257,16 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
 
     async def prepare_generate(self, request: pb.GenerateRequest) -> GenerateJob:
         """Validate a GenerateRequest and resolve it into a job (the same for every front)."""
-        if not request.HasField("prompt"):
-            raise InvalidArgument.field("prompt", "required: a text or symbol sequence")
+        if not (request.HasField("prompt") or request.messages):
+            raise InvalidArgument.field(
+                "prompt", "required: a text or symbol sequence (or chat messages in messages)"
+            )
         await self.cache.prefetch([  # dictionary loads (sha256 of the tensors) off the event loop
             *(iv.chunk.dictionary_id for iv in request.interventions),
             *request.detect_dictionary_ids,
             *(d for r in request.rules for d in (r.when.dictionary_id, r.inhibit.dictionary_id)),
         ])  # fmt: skip
-        name, content_hash, model, ids, actions = await self._prepare(
-            request.model, request.prompt, "prompt", request.interventions
-        )
+        name, content_hash, model, ids, actions = await self._prepare(request, "prompt")
         sampling = self._sampling(request.sampling)
         if int(ids.shape[0]) + sampling.max_new_tokens > self.max_input_tokens:
             raise ResourceExhausted(

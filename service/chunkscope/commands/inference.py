@@ -149,10 +149,16 @@ def _positions(value: str) -> ppb.Positions:
     if value == "generated":
         return ppb.Positions(generated=True)
     try:
+        if value.startswith("tail:"):  # tail:COUNT[:SKIP_LAST] of the (last) chat message
+            count, _, skip = value.removeprefix("tail:").partition(":")
+            tail = ppb.MessageTokens(message_index=-1, count=int(count), skip_last=int(skip or 0))
+            return ppb.Positions(message_tail=tail)
         return ppb.Positions(indices=[int(i) for i in value.split(",")])
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not all, prompt, generated or positions "
-                                 "with commas", param_hint="--positions") from None  # fmt: skip
+        raise click.BadParameter(
+            f"{value!r} is not all, prompt, generated, tail:COUNT[:SKIP] or positions with commas",
+            param_hint="--positions",
+        ) from None
 
 
 class _Arms:
@@ -190,6 +196,8 @@ class _Arms:
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--prompt", required=True, help="The prompt (a symbol sequence with --symbols).")
 @click.option("--symbols", is_flag=True, help="The prompt is a symbol sequence.")
+@click.option("--chat", is_flag=True, help="The prompt is a user message: the server applies "
+              "the model's own chat template.")  # fmt: skip
 @click.option("--activate", multiple=True, metavar="D:ENTRY", help="Activate a chunk.")
 @click.option("--inhibit", multiple=True, metavar="D:ENTRY", help="Inhibit a chunk.")
 @click.option("--add", multiple=True, metavar="D:ENTRY:ALPHA", help="Add alpha × a prototype.")
@@ -199,7 +207,8 @@ class _Arms:
     "--positions",
     default="all",
     show_default=True,
-    help="all, prompt, generated or prompt positions with commas (-1 = last).",
+    help="all, prompt, generated, prompt positions with commas (-1 = last), or with --chat "
+    "tail:COUNT[:SKIP]: the message's last COUNT tokens, leaving its last SKIP out.",
 )
 @click.option("--hook-point", default="", help="Apply at this hook point instead of the "
               "dictionary's own.")  # fmt: skip
@@ -214,7 +223,8 @@ class _Arms:
 @click.option("--stop-at-eos", is_flag=True)
 @connection_options
 def generate(
-    model: str, prompt: str, symbols: bool, activate: tuple[str, ...], inhibit: tuple[str, ...],
+    model: str, prompt: str, symbols: bool, chat: bool, activate: tuple[str, ...],
+    inhibit: tuple[str, ...],
     add: tuple[str, ...], project_out: tuple[str, ...], alpha: float, positions: str,
     hook_point: str, control: bool, detect_ids: tuple[str, ...], max_new_tokens: int,
     temperature: float, top_p: float, top_k: int, seed: int, stop_at_eos: bool, conn: Connection,
@@ -233,8 +243,12 @@ def generate(
                 chunk=ref, mode=mode, alpha=alpha if strength is None else strength,
                 positions=where, hook_point=hook_point,
                 allow_other_hook_point=bool(hook_point)))  # fmt: skip
+    if chat and symbols:
+        raise click.BadParameter("a chat message is a text, not symbols", param_hint="--chat")
     request = ppb.GenerateRequest(
-        model=common_pb2.ModelRef(name=model), prompt=_input(prompt, symbols),
+        model=common_pb2.ModelRef(name=model),
+        **({"messages": [ppb.ChatPromptMessage(role="user", content=prompt)]} if chat else
+           {"prompt": _input(prompt, symbols)}),
         interventions=interventions, control=control, detect_dictionary_ids=list(detect_ids),
         sampling=ppb.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
                                     top_p=top_p, top_k=top_k, seed=seed,

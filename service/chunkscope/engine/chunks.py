@@ -158,7 +158,7 @@ def resolve(
         raise InvalidArgument.field(f"{field}.alpha", "must be a finite number")
     if not (spec.indices or spec.all_prompt or spec.generated):
         raise InvalidArgument.field(
-            f"{field}.positions", "required: indices, all_prompt and/or generated"
+            f"{field}.positions", "required: indices, all_prompt, generated and/or message_tail"
         )
     positions = resolve_positions(spec, prompt_length, field)
     if spec.vector is not None:

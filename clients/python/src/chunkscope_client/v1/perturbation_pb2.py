@@ -26,7 +26,7 @@ from chunkscope_client.v1 import common_pb2 as chunkscope_dot_v1_dot_common__pb2
 from chunkscope_client.v1 import detection_pb2 as chunkscope_dot_v1_dot_detection__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n chunkscope/v1/perturbation.proto\x12\rchunkscope.v1\x1a\x1a\x63hunkscope/v1/common.proto\x1a\x1d\x63hunkscope/v1/detection.proto\"3\n\x08\x43hunkRef\x12\x15\n\rdictionary_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\x05\"C\n\tPositions\x12\x0f\n\x07indices\x18\x01 \x03(\x05\x12\x12\n\nall_prompt\x18\x02 \x01(\x08\x12\x11\n\tgenerated\x18\x03 \x01(\x08\"\x8a\x02\n\x0cIntervention\x12(\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x17.chunkscope.v1.ChunkRefH\x00\x12\'\n\x06vector\x18\x02 \x01(\x0b\x32\x15.chunkscope.v1.TensorH\x00\x12-\n\x04mode\x18\x03 \x01(\x0e\x32\x1f.chunkscope.v1.InterventionMode\x12\x12\n\nhook_point\x18\x04 \x01(\t\x12\x1e\n\x16\x61llow_other_hook_point\x18\x05 \x01(\x08\x12\r\n\x05\x61lpha\x18\x06 \x01(\x01\x12+\n\tpositions\x18\x07 \x01(\x0b\x32\x18.chunkscope.v1.PositionsB\x08\n\x06target\"\xbd\x01\n\x0ePerturbRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.chunkscope.v1.ModelRef\x12)\n\x05input\x18\x02 \x01(\x0b\x32\x1a.chunkscope.v1.DetectInput\x12\x32\n\rinterventions\x18\x03 \x03(\x0b\x32\x1b.chunkscope.v1.Intervention\x12\x15\n\rtarget_tokens\x18\x04 \x03(\t\x12\r\n\x05top_k\x18\x05 \x01(\x05\"@\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\x05\x12\x0f\n\x07logprob\x18\x03 \x01(\x01\"\x97\x02\n\x0fPerturbResponse\x12\x33\n\x0etargets_before\x18\x01 \x03(\x0b\x32\x1b.chunkscope.v1.TokenLogprob\x12\x32\n\rtargets_after\x18\x02 \x03(\x0b\x32\x1b.chunkscope.v1.TokenLogprob\x12/\n\ntop_before\x18\x03 \x03(\x0b\x32\x1b.chunkscope.v1.TokenLogprob\x12.\n\ttop_after\x18\x04 \x03(\x0b\x32\x1b.chunkscope.v1.TokenLogprob\x12\x15\n\rkl_divergence\x18\x05 \x01(\x01\x12\x0f\n\x07\x61pplied\x18\x06 \x01(\x05\x12\x12\n\nforward_ns\x18\x07 \x01(\x03\"~\n\x0eSamplingParams\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\x05\x12\x13\n\x0btemperature\x18\x02 \x01(\x01\x12\r\n\x05top_p\x18\x03 \x01(\x01\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x13\n\x0bstop_at_eos\x18\x06 \x01(\x08\"\x98\x01\n\rDetectionRule\x12%\n\x04when\x18\x01 \x01(\x0b\x32\x17.chunkscope.v1.ChunkRef\x12\x1a\n\x12\x63onsecutive_tokens\x18\x02 \x01(\x05\x12*\n\x07inhibit\x18\x03 \x01(\x0b\x32\x17.chunkscope.v1.ChunkRefH\x00\x12\x0e\n\x04stop\x18\x04 \x01(\x08H\x00\x42\x08\n\x06\x61\x63tion\"\xa7\x02\n\x0fGenerateRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.chunkscope.v1.ModelRef\x12*\n\x06prompt\x18\x02 \x01(\x0b\x32\x1a.chunkscope.v1.DetectInput\x12\x32\n\rinterventions\x18\x03 \x03(\x0b\x32\x1b.chunkscope.v1.Intervention\x12/\n\x08sampling\x18\x04 \x01(\x0b\x32\x1d.chunkscope.v1.SamplingParams\x12\x0f\n\x07\x63ontrol\x18\x05 \x01(\x08\x12\x1d\n\x15\x64\x65tect_dictionary_ids\x18\x06 \x03(\t\x12+\n\x05rules\x18\x07 \x03(\x0b\x32\x1c.chunkscope.v1.DetectionRule\"=\n\tRuleEvent\x12\x12\n\nrule_index\x18\x01 \x01(\x05\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"\xd9\x01\n\x10GenerateResponse\x12\x1f\n\x03\x61rm\x18\x01 \x01(\x0e\x32\x12.chunkscope.v1.Arm\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\r\n\x05token\x18\x03 \x01(\t\x12\x10\n\x08token_id\x18\x04 \x01(\x05\x12*\n\x07matches\x18\x05 \x03(\x0b\x32\x19.chunkscope.v1.ChunkMatch\x12-\n\x0brule_events\x18\x06 \x03(\x0b\x32\x18.chunkscope.v1.RuleEvent\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x0c\n\x04\x64one\x18\x08 \x01(\x08*\xb2\x01\n\x10InterventionMode\x12!\n\x1dINTERVENTION_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aINTERVENTION_MODE_ACTIVATE\x10\x01\x12\x1d\n\x19INTERVENTION_MODE_INHIBIT\x10\x02\x12\x19\n\x15INTERVENTION_MODE_ADD\x10\x03\x12!\n\x1dINTERVENTION_MODE_PROJECT_OUT\x10\x04*>\n\x03\x41rm\x12\x13\n\x0f\x41RM_UNSPECIFIED\x10\x00\x12\x11\n\rARM_PERTURBED\x10\x01\x12\x0f\n\x0b\x41RM_CONTROL\x10\x02\x32\xae\x01\n\x13PerturbationService\x12H\n\x07Perturb\x12\x1d.chunkscope.v1.PerturbRequest\x1a\x1e.chunkscope.v1.PerturbResponse\x12M\n\x08Generate\x12\x1e.chunkscope.v1.GenerateRequest\x1a\x1f.chunkscope.v1.GenerateResponse0\x01\x42o\n\x11\x64\x65v.chunkscope.v1B\x11PerturbationProtoP\x01ZEgithub.com/chunkscope/chunkscope/clients/go/chunkscopev1;chunkscopev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n chunkscope/v1/perturbation.proto\x12\rchunkscope.v1\x1a\x1a\x63hunkscope/v1/common.proto\x1a\x1d\x63hunkscope/v1/detection.proto\"3\n\x08\x43hunkRef\x12\x15\n\rdictionary_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\x05\"w\n\tPositions\x12\x0f\n\x07indices\x18\x01 \x03(\x05\x12\x12\n\nall_prompt\x18\x02 \x01(\x08\x12\x11\n\tgenerated\x18\x03 \x01(\x08\x12\x32\n\x0cmessage_tail\x18\x04 \x01(\x0b\x32\x1c.chunkscope.v1.MessageTokens\"H\n\rMessageTokens\x12\x15\n\rmessage_index\x18\x01 \x01(\x05\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x11\n\tskip_last\x18\x03 \x01(\x05\"2\n\x11\x43hatPromptMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x8a\x02\n\x0cIntervention\x12(\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x17.chunkscope.v1.ChunkRefH\x00\x12\'\n\x06vector\x18\x02 \x01(\x0b\x32\x15.chunkscope.v1.TensorH\x00\x12-\n\x04mode\x18\x03 \x01(\x0e\x32\x1f.chunkscope.v1.InterventionMode\x12\x12\n\nhook_point\x18\x04 \x01(\t\x12\x1e\n\x16\x61llow_other_hook_point\x18\x05 \x01(\x08\x12\r\n\x05\x61lpha\x18\x06 \x01(\x01\x12+\n\tpositions\x18\x07 \x01(\x0b\x32\x18.chunkscope.v1.PositionsB\x08\n\x06target\"\xaf\x02\n\x0ePerturbRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.chunkscope.v1.ModelRef\x12)\n\x05input\x18\x02 \x01(\x0b\x32\x1a.chunkscope.v1.DetectInput\x12\x32\n\rinterventions\x18\x03 \x03(\x0b\x32\x1b.chunkscope.v1.Intervention\x12\x15\n\rtarget_tokens\x18\x04 \x03(\t\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12\x32\n\x08messages\x18\x06 \x03(\x0b\x32 .chunkscope.v1.ChatPromptMessage\x12\"\n\x15\x61\x64\x64_generation_prompt\x18\x07 \x01(\x08H\x00\x88\x01\x01\x42\x18\n\x16_add_generation_prompt\"@\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\x05\x12\x0f\n\x07logprob\x18\x03 \x01(\x01\"\x97\x02\n\x0fPerturbResponse\x12\x33\n\x0etargets_before\x18\x01 \x03(\x0b\x32\x1b.chunkscope.v1.TokenLogprob\x12\x32\n\rtargets_after\x18\x02 \x03(\x0b\x32\x1b.chunkscope.v1.TokenLogprob\x12/\n\ntop_before\x18\x03 \x03(\x0b\x32\x1b.chunkscope.v1.TokenLogprob\x12.\n\ttop_after\x18\x04 \x03(\x0b\x32\x1b.chunkscope.v1.TokenLogprob\x12\x15\n\rkl_divergence\x18\x05 \x01(\x01\x12\x0f\n\x07\x61pplied\x18\x06 \x01(\x05\x12\x12\n\nforward_ns\x18\x07 \x01(\x03\"~\n\x0eSamplingParams\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\x05\x12\x13\n\x0btemperature\x18\x02 \x01(\x01\x12\r\n\x05top_p\x18\x03 \x01(\x01\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x13\n\x0bstop_at_eos\x18\x06 \x01(\x08\"\x98\x01\n\rDetectionRule\x12%\n\x04when\x18\x01 \x01(\x0b\x32\x17.chunkscope.v1.ChunkRef\x12\x1a\n\x12\x63onsecutive_tokens\x18\x02 \x01(\x05\x12*\n\x07inhibit\x18\x03 \x01(\x0b\x32\x17.chunkscope.v1.ChunkRefH\x00\x12\x0e\n\x04stop\x18\x04 \x01(\x08H\x00\x42\x08\n\x06\x61\x63tion\"\x99\x03\n\x0fGenerateRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.chunkscope.v1.ModelRef\x12*\n\x06prompt\x18\x02 \x01(\x0b\x32\x1a.chunkscope.v1.DetectInput\x12\x32\n\rinterventions\x18\x03 \x03(\x0b\x32\x1b.chunkscope.v1.Intervention\x12/\n\x08sampling\x18\x04 \x01(\x0b\x32\x1d.chunkscope.v1.SamplingParams\x12\x0f\n\x07\x63ontrol\x18\x05 \x01(\x08\x12\x1d\n\x15\x64\x65tect_dictionary_ids\x18\x06 \x03(\t\x12+\n\x05rules\x18\x07 \x03(\x0b\x32\x1c.chunkscope.v1.DetectionRule\x12\x32\n\x08messages\x18\x08 \x03(\x0b\x32 .chunkscope.v1.ChatPromptMessage\x12\"\n\x15\x61\x64\x64_generation_prompt\x18\t \x01(\x08H\x00\x88\x01\x01\x42\x18\n\x16_add_generation_prompt\"=\n\tRuleEvent\x12\x12\n\nrule_index\x18\x01 \x01(\x05\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"\xd9\x01\n\x10GenerateResponse\x12\x1f\n\x03\x61rm\x18\x01 \x01(\x0e\x32\x12.chunkscope.v1.Arm\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\r\n\x05token\x18\x03 \x01(\t\x12\x10\n\x08token_id\x18\x04 \x01(\x05\x12*\n\x07matches\x18\x05 \x03(\x0b\x32\x19.chunkscope.v1.ChunkMatch\x12-\n\x0brule_events\x18\x06 \x03(\x0b\x32\x18.chunkscope.v1.RuleEvent\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x0c\n\x04\x64one\x18\x08 \x01(\x08*\xb2\x01\n\x10InterventionMode\x12!\n\x1dINTERVENTION_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aINTERVENTION_MODE_ACTIVATE\x10\x01\x12\x1d\n\x19INTERVENTION_MODE_INHIBIT\x10\x02\x12\x19\n\x15INTERVENTION_MODE_ADD\x10\x03\x12!\n\x1dINTERVENTION_MODE_PROJECT_OUT\x10\x04*>\n\x03\x41rm\x12\x13\n\x0f\x41RM_UNSPECIFIED\x10\x00\x12\x11\n\rARM_PERTURBED\x10\x01\x12\x0f\n\x0b\x41RM_CONTROL\x10\x02\x32\xae\x01\n\x13PerturbationService\x12H\n\x07Perturb\x12\x1d.chunkscope.v1.PerturbRequest\x1a\x1e.chunkscope.v1.PerturbResponse\x12M\n\x08Generate\x12\x1e.chunkscope.v1.GenerateRequest\x1a\x1f.chunkscope.v1.GenerateResponse0\x01\x42o\n\x11\x64\x65v.chunkscope.v1B\x11PerturbationProtoP\x01ZEgithub.com/chunkscope/chunkscope/clients/go/chunkscopev1;chunkscopev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +34,36 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chunkscope.v1.perturbation_
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.chunkscope.v1B\021PerturbationProtoP\001ZEgithub.com/chunkscope/chunkscope/clients/go/chunkscopev1;chunkscopev1'
-  _globals['_INTERVENTIONMODE']._serialized_start=1906
-  _globals['_INTERVENTIONMODE']._serialized_end=2084
-  _globals['_ARM']._serialized_start=2086
-  _globals['_ARM']._serialized_end=2148
+  _globals['_INTERVENTIONMODE']._serialized_start=2312
+  _globals['_INTERVENTIONMODE']._serialized_end=2490
+  _globals['_ARM']._serialized_start=2492
+  _globals['_ARM']._serialized_end=2554
   _globals['_CHUNKREF']._serialized_start=110
   _globals['_CHUNKREF']._serialized_end=161
   _globals['_POSITIONS']._serialized_start=163
-  _globals['_POSITIONS']._serialized_end=230
-  _globals['_INTERVENTION']._serialized_start=233
-  _globals['_INTERVENTION']._serialized_end=499
-  _globals['_PERTURBREQUEST']._serialized_start=502
-  _globals['_PERTURBREQUEST']._serialized_end=691
-  _globals['_TOKENLOGPROB']._serialized_start=693
-  _globals['_TOKENLOGPROB']._serialized_end=757
-  _globals['_PERTURBRESPONSE']._serialized_start=760
-  _globals['_PERTURBRESPONSE']._serialized_end=1039
-  _globals['_SAMPLINGPARAMS']._serialized_start=1041
-  _globals['_SAMPLINGPARAMS']._serialized_end=1167
-  _globals['_DETECTIONRULE']._serialized_start=1170
-  _globals['_DETECTIONRULE']._serialized_end=1322
-  _globals['_GENERATEREQUEST']._serialized_start=1325
-  _globals['_GENERATEREQUEST']._serialized_end=1620
-  _globals['_RULEEVENT']._serialized_start=1622
-  _globals['_RULEEVENT']._serialized_end=1683
-  _globals['_GENERATERESPONSE']._serialized_start=1686
-  _globals['_GENERATERESPONSE']._serialized_end=1903
-  _globals['_PERTURBATIONSERVICE']._serialized_start=2151
-  _globals['_PERTURBATIONSERVICE']._serialized_end=2325
+  _globals['_POSITIONS']._serialized_end=282
+  _globals['_MESSAGETOKENS']._serialized_start=284
+  _globals['_MESSAGETOKENS']._serialized_end=356
+  _globals['_CHATPROMPTMESSAGE']._serialized_start=358
+  _globals['_CHATPROMPTMESSAGE']._serialized_end=408
+  _globals['_INTERVENTION']._serialized_start=411
+  _globals['_INTERVENTION']._serialized_end=677
+  _globals['_PERTURBREQUEST']._serialized_start=680
+  _globals['_PERTURBREQUEST']._serialized_end=983
+  _globals['_TOKENLOGPROB']._serialized_start=985
+  _globals['_TOKENLOGPROB']._serialized_end=1049
+  _globals['_PERTURBRESPONSE']._serialized_start=1052
+  _globals['_PERTURBRESPONSE']._serialized_end=1331
+  _globals['_SAMPLINGPARAMS']._serialized_start=1333
+  _globals['_SAMPLINGPARAMS']._serialized_end=1459
+  _globals['_DETECTIONRULE']._serialized_start=1462
+  _globals['_DETECTIONRULE']._serialized_end=1614
+  _globals['_GENERATEREQUEST']._serialized_start=1617
+  _globals['_GENERATEREQUEST']._serialized_end=2026
+  _globals['_RULEEVENT']._serialized_start=2028
+  _globals['_RULEEVENT']._serialized_end=2089
+  _globals['_GENERATERESPONSE']._serialized_start=2092
+  _globals['_GENERATERESPONSE']._serialized_end=2309
+  _globals['_PERTURBATIONSERVICE']._serialized_start=2557
+  _globals['_PERTURBATIONSERVICE']._serialized_end=2731
 # @@protoc_insertion_point(module_scope)

@@ -120,6 +120,7 @@ class Positions(_message.Message):
     INDICES_FIELD_NUMBER: _builtins.int
     ALL_PROMPT_FIELD_NUMBER: _builtins.int
     GENERATED_FIELD_NUMBER: _builtins.int
+    MESSAGE_TAIL_FIELD_NUMBER: _builtins.int
     all_prompt: _builtins.bool
     """Every prompt token."""
     generated: _builtins.bool
@@ -128,20 +129,87 @@ class Positions(_message.Message):
     def indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Explicit prompt positions; negative counts from the end of the prompt (-1 = last token)."""
 
+    @_builtins.property
+    def message_tail(self) -> Global___MessageTokens:
+        """Tokens of one chat message's content (requests with `messages` only), resolved by the server
+        against its own tokenization of the formatted prompt; added to `indices`.
+        """
+
     def __init__(
         self,
         *,
         indices: _abc.Iterable[_builtins.int] | None = ...,
         all_prompt: _builtins.bool = ...,
         generated: _builtins.bool = ...,
+        message_tail: Global___MessageTokens | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message_tail", b"message_tail"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_prompt", b"all_prompt", "generated", b"generated", "indices", b"indices"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_prompt", b"all_prompt", "generated", b"generated", "indices", b"indices", "message_tail", b"message_tail"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Positions: _TypeAlias = Positions  # noqa: Y015
+
+@_typing.final
+class MessageTokens(_message.Message):
+    """The last tokens of one chat message's content, e.g. {message_index: -1, count: 3, skip_last: 1}:
+    the three tokens before the last message's last token (the paper's graft positions). A token
+    belongs to the content when its characters overlap the content in the formatted prompt; the
+    template's own text around it (role headers, end-of-turn tokens) never does.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_INDEX_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    SKIP_LAST_FIELD_NUMBER: _builtins.int
+    message_index: _builtins.int
+    """Index into the request's `messages`; negative counts from the end (-1 = the last message)."""
+    count: _builtins.int
+    """How many tokens, ending `skip_last` tokens before the content's end; 0 means all of them."""
+    skip_last: _builtins.int
+    """Leave the content's last `skip_last` tokens out (>= 0)."""
+    def __init__(
+        self,
+        *,
+        message_index: _builtins.int = ...,
+        count: _builtins.int = ...,
+        skip_last: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "message_index", b"message_index", "skip_last", b"skip_last"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageTokens: _TypeAlias = MessageTokens  # noqa: Y015
+
+@_typing.final
+class ChatPromptMessage(_message.Message):
+    """One chat message of a prompt (the same shape as GuardService's ChatMessage)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    """Required. "system", "user" or "assistant"."""
+    content: _builtins.str
+    """Its text (may be empty)."""
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        content: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatPromptMessage: _TypeAlias = ChatPromptMessage  # noqa: Y015
 
 @_typing.final
 class Intervention(_message.Message):
@@ -210,15 +278,19 @@ class PerturbRequest(_message.Message):
     INTERVENTIONS_FIELD_NUMBER: _builtins.int
     TARGET_TOKENS_FIELD_NUMBER: _builtins.int
     TOP_K_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    ADD_GENERATION_PROMPT_FIELD_NUMBER: _builtins.int
     top_k: _builtins.int
     """Also report the top k next tokens before and after. 0 means 10."""
+    add_generation_prompt: _builtins.bool
+    """With `messages`: end the prompt where the assistant's answer begins. Unset means true."""
     @_builtins.property
     def model(self) -> _common_pb2.ModelRef:
         """Required. The model."""
 
     @_builtins.property
     def input(self) -> _detection_pb2.DetectInput:
-        """Required. The input."""
+        """The input as a text or symbol sequence. Exactly one of `input` and `messages` is required."""
 
     @_builtins.property
     def interventions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Intervention]:
@@ -230,6 +302,13 @@ class PerturbRequest(_message.Message):
         single token of the model's vocabulary, or a symbol for recurrent models).
         """
 
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatPromptMessage]:
+        """The input as chat messages (at most 256), formatted server-side with the model's own chat
+        template (language models that ship one); interventions may then use
+        `positions.message_tail`. The last position is then the end of the assistant's header.
+        """
+
     def __init__(
         self,
         *,
@@ -238,12 +317,16 @@ class PerturbRequest(_message.Message):
         interventions: _abc.Iterable[Global___Intervention] | None = ...,
         target_tokens: _abc.Iterable[_builtins.str] | None = ...,
         top_k: _builtins.int = ...,
+        messages: _abc.Iterable[Global___ChatPromptMessage] | None = ...,
+        add_generation_prompt: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "model", b"model"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "add_generation_prompt", b"add_generation_prompt", "input", b"input", "model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "interventions", b"interventions", "model", b"model", "target_tokens", b"target_tokens", "top_k", b"top_k"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "add_generation_prompt", b"add_generation_prompt", "input", b"input", "interventions", b"interventions", "messages", b"messages", "model", b"model", "target_tokens", b"target_tokens", "top_k", b"top_k"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__add_generation_prompt: _TypeAlias = _typing.Literal["add_generation_prompt"]  # noqa: Y015
+    _WhichOneofArgType__add_generation_prompt: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__add_generation_prompt) -> _WhichOneofReturnType__add_generation_prompt | None: ...
 
 Global___PerturbRequest: _TypeAlias = PerturbRequest  # noqa: Y015
 
@@ -426,15 +509,19 @@ class GenerateRequest(_message.Message):
     CONTROL_FIELD_NUMBER: _builtins.int
     DETECT_DICTIONARY_IDS_FIELD_NUMBER: _builtins.int
     RULES_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    ADD_GENERATION_PROMPT_FIELD_NUMBER: _builtins.int
     control: _builtins.bool
     """Also run an unperturbed arm with the same sampling parameters and seed."""
+    add_generation_prompt: _builtins.bool
+    """With `messages`: end the prompt where the assistant's answer begins. Unset means true."""
     @_builtins.property
     def model(self) -> _common_pb2.ModelRef:
         """Required. The model."""
 
     @_builtins.property
     def prompt(self) -> _detection_pb2.DetectInput:
-        """Required. The prompt."""
+        """The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required."""
 
     @_builtins.property
     def interventions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Intervention]:
@@ -452,6 +539,13 @@ class GenerateRequest(_message.Message):
     def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___DetectionRule]:
         """Rules applied to the perturbed arm while it generates."""
 
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatPromptMessage]:
+        """The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+        template (language models that ship one); interventions may then use
+        `positions.message_tail`.
+        """
+
     def __init__(
         self,
         *,
@@ -462,12 +556,16 @@ class GenerateRequest(_message.Message):
         control: _builtins.bool = ...,
         detect_dictionary_ids: _abc.Iterable[_builtins.str] | None = ...,
         rules: _abc.Iterable[Global___DetectionRule] | None = ...,
+        messages: _abc.Iterable[Global___ChatPromptMessage] | None = ...,
+        add_generation_prompt: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "prompt", b"prompt", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "add_generation_prompt", b"add_generation_prompt", "model", b"model", "prompt", b"prompt", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "detect_dictionary_ids", b"detect_dictionary_ids", "interventions", b"interventions", "model", b"model", "prompt", b"prompt", "rules", b"rules", "sampling", b"sampling"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "add_generation_prompt", b"add_generation_prompt", "control", b"control", "detect_dictionary_ids", b"detect_dictionary_ids", "interventions", b"interventions", "messages", b"messages", "model", b"model", "prompt", b"prompt", "rules", b"rules", "sampling", b"sampling"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__add_generation_prompt: _TypeAlias = _typing.Literal["add_generation_prompt"]  # noqa: Y015
+    _WhichOneofArgType__add_generation_prompt: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__add_generation_prompt) -> _WhichOneofReturnType__add_generation_prompt | None: ...
 
 Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chunkscope/v1/perturbation.proto.
  */
 export const file_chunkscope_v1_perturbation: GenFile = /*@__PURE__*/
-  fileDesc("CiBjaHVua3Njb3BlL3YxL3BlcnR1cmJhdGlvbi5wcm90bxINY2h1bmtzY29wZS52MSIzCghDaHVua1JlZhIVCg1kaWN0aW9uYXJ5X2lkGAEgASgJEhAKCGVudHJ5X2lkGAIgASgFIkMKCVBvc2l0aW9ucxIPCgdpbmRpY2VzGAEgAygFEhIKCmFsbF9wcm9tcHQYAiABKAgSEQoJZ2VuZXJhdGVkGAMgASgIIooCCgxJbnRlcnZlbnRpb24SKAoFY2h1bmsYASABKAsyFy5jaHVua3Njb3BlLnYxLkNodW5rUmVmSAASJwoGdmVjdG9yGAIgASgLMhUuY2h1bmtzY29wZS52MS5UZW5zb3JIABItCgRtb2RlGAMgASgOMh8uY2h1bmtzY29wZS52MS5JbnRlcnZlbnRpb25Nb2RlEhIKCmhvb2tfcG9pbnQYBCABKAkSHgoWYWxsb3dfb3RoZXJfaG9va19wb2ludBgFIAEoCBINCgVhbHBoYRgGIAEoARIrCglwb3NpdGlvbnMYByABKAsyGC5jaHVua3Njb3BlLnYxLlBvc2l0aW9uc0IICgZ0YXJnZXQivQEKDlBlcnR1cmJSZXF1ZXN0EiYKBW1vZGVsGAEgASgLMhcuY2h1bmtzY29wZS52MS5Nb2RlbFJlZhIpCgVpbnB1dBgCIAEoCzIaLmNodW5rc2NvcGUudjEuRGV0ZWN0SW5wdXQSMgoNaW50ZXJ2ZW50aW9ucxgDIAMoCzIbLmNodW5rc2NvcGUudjEuSW50ZXJ2ZW50aW9uEhUKDXRhcmdldF90b2tlbnMYBCADKAkSDQoFdG9wX2sYBSABKAUiQAoMVG9rZW5Mb2dwcm9iEg0KBXRva2VuGAEgASgJEhAKCHRva2VuX2lkGAIgASgFEg8KB2xvZ3Byb2IYAyABKAEilwIKD1BlcnR1cmJSZXNwb25zZRIzCg50YXJnZXRzX2JlZm9yZRgBIAMoCzIbLmNodW5rc2NvcGUudjEuVG9rZW5Mb2dwcm9iEjIKDXRhcmdldHNfYWZ0ZXIYAiADKAsyGy5jaHVua3Njb3BlLnYxLlRva2VuTG9ncHJvYhIvCgp0b3BfYmVmb3JlGAMgAygLMhsuY2h1bmtzY29wZS52MS5Ub2tlbkxvZ3Byb2ISLgoJdG9wX2FmdGVyGAQgAygLMhsuY2h1bmtzY29wZS52MS5Ub2tlbkxvZ3Byb2ISFQoNa2xfZGl2ZXJnZW5jZRgFIAEoARIPCgdhcHBsaWVkGAYgASgFEhIKCmZvcndhcmRfbnMYByABKAMifgoOU2FtcGxpbmdQYXJhbXMSFgoObWF4X25ld190b2tlbnMYASABKAUSEwoLdGVtcGVyYXR1cmUYAiABKAESDQoFdG9wX3AYAyABKAESDQoFdG9wX2sYBCABKAUSDAoEc2VlZBgFIAEoAxITCgtzdG9wX2F0X2VvcxgGIAEoCCKYAQoNRGV0ZWN0aW9uUnVsZRIlCgR3aGVuGAEgASgLMhcuY2h1bmtzY29wZS52MS5DaHVua1JlZhIaChJjb25zZWN1dGl2ZV90b2tlbnMYAiABKAUSKgoHaW5oaWJpdBgDIAEoCzIXLmNodW5rc2NvcGUudjEuQ2h1bmtSZWZIABIOCgRzdG9wGAQgASgISABCCAoGYWN0aW9uIqcCCg9HZW5lcmF0ZVJlcXVlc3QSJgoFbW9kZWwYASABKAsyFy5jaHVua3Njb3BlLnYxLk1vZGVsUmVmEioKBnByb21wdBgCIAEoCzIaLmNodW5rc2NvcGUudjEuRGV0ZWN0SW5wdXQSMgoNaW50ZXJ2ZW50aW9ucxgDIAMoCzIbLmNodW5rc2NvcGUudjEuSW50ZXJ2ZW50aW9uEi8KCHNhbXBsaW5nGAQgASgLMh0uY2h1bmtzY29wZS52MS5TYW1wbGluZ1BhcmFtcxIPCgdjb250cm9sGAUgASgIEh0KFWRldGVjdF9kaWN0aW9uYXJ5X2lkcxgGIAMoCRIrCgVydWxlcxgHIAMoCzIcLmNodW5rc2NvcGUudjEuRGV0ZWN0aW9uUnVsZSI9CglSdWxlRXZlbnQSEgoKcnVsZV9pbmRleBgBIAEoBRIMCgRzdGVwGAIgASgFEg4KBmFjdGlvbhgDIAEoCSLZAQoQR2VuZXJhdGVSZXNwb25zZRIfCgNhcm0YASABKA4yEi5jaHVua3Njb3BlLnYxLkFybRIMCgRzdGVwGAIgASgFEg0KBXRva2VuGAMgASgJEhAKCHRva2VuX2lkGAQgASgFEioKB21hdGNoZXMYBSADKAsyGS5jaHVua3Njb3BlLnYxLkNodW5rTWF0Y2gSLQoLcnVsZV9ldmVudHMYBiADKAsyGC5jaHVua3Njb3BlLnYxLlJ1bGVFdmVudBIMCgR0ZXh0GAcgASgJEgwKBGRvbmUYCCABKAgqsgEKEEludGVydmVudGlvbk1vZGUSIQodSU5URVJWRU5USU9OX01PREVfVU5TUEVDSUZJRUQQABIeChpJTlRFUlZFTlRJT05fTU9ERV9BQ1RJVkFURRABEh0KGUlOVEVSVkVOVElPTl9NT0RFX0lOSElCSVQQAhIZChVJTlRFUlZFTlRJT05fTU9ERV9BREQQAxIhCh1JTlRFUlZFTlRJT05fTU9ERV9QUk9KRUNUX09VVBAEKj4KA0FybRITCg9BUk1fVU5TUEVDSUZJRUQQABIRCg1BUk1fUEVSVFVSQkVEEAESDwoLQVJNX0NPTlRST0wQAjKuAQoTUGVydHVyYmF0aW9uU2VydmljZRJICgdQZXJ0dXJiEh0uY2h1bmtzY29wZS52MS5QZXJ0dXJiUmVxdWVzdBoeLmNodW5rc2NvcGUudjEuUGVydHVyYlJlc3BvbnNlEk0KCEdlbmVyYXRlEh4uY2h1bmtzY29wZS52MS5HZW5lcmF0ZVJlcXVlc3QaHy5jaHVua3Njb3BlLnYxLkdlbmVyYXRlUmVzcG9uc2UwAUJvChFkZXYuY2h1bmtzY29wZS52MUIRUGVydHVyYmF0aW9uUHJvdG9QAVpFZ2l0aHViLmNvbS9jaHVua3Njb3BlL2NodW5rc2NvcGUvY2xpZW50cy9nby9jaHVua3Njb3BldjE7Y2h1bmtzY29wZXYxYgZwcm90bzM", [file_chunkscope_v1_common, file_chunkscope_v1_detection]);
+  fileDesc("CiBjaHVua3Njb3BlL3YxL3BlcnR1cmJhdGlvbi5wcm90bxINY2h1bmtzY29wZS52MSIzCghDaHVua1JlZhIVCg1kaWN0aW9uYXJ5X2lkGAEgASgJEhAKCGVudHJ5X2lkGAIgASgFIncKCVBvc2l0aW9ucxIPCgdpbmRpY2VzGAEgAygFEhIKCmFsbF9wcm9tcHQYAiABKAgSEQoJZ2VuZXJhdGVkGAMgASgIEjIKDG1lc3NhZ2VfdGFpbBgEIAEoCzIcLmNodW5rc2NvcGUudjEuTWVzc2FnZVRva2VucyJICg1NZXNzYWdlVG9rZW5zEhUKDW1lc3NhZ2VfaW5kZXgYASABKAUSDQoFY291bnQYAiABKAUSEQoJc2tpcF9sYXN0GAMgASgFIjIKEUNoYXRQcm9tcHRNZXNzYWdlEgwKBHJvbGUYASABKAkSDwoHY29udGVudBgCIAEoCSKKAgoMSW50ZXJ2ZW50aW9uEigKBWNodW5rGAEgASgLMhcuY2h1bmtzY29wZS52MS5DaHVua1JlZkgAEicKBnZlY3RvchgCIAEoCzIVLmNodW5rc2NvcGUudjEuVGVuc29ySAASLQoEbW9kZRgDIAEoDjIfLmNodW5rc2NvcGUudjEuSW50ZXJ2ZW50aW9uTW9kZRISCgpob29rX3BvaW50GAQgASgJEh4KFmFsbG93X290aGVyX2hvb2tfcG9pbnQYBSABKAgSDQoFYWxwaGEYBiABKAESKwoJcG9zaXRpb25zGAcgASgLMhguY2h1bmtzY29wZS52MS5Qb3NpdGlvbnNCCAoGdGFyZ2V0Iq8CCg5QZXJ0dXJiUmVxdWVzdBImCgVtb2RlbBgBIAEoCzIXLmNodW5rc2NvcGUudjEuTW9kZWxSZWYSKQoFaW5wdXQYAiABKAsyGi5jaHVua3Njb3BlLnYxLkRldGVjdElucHV0EjIKDWludGVydmVudGlvbnMYAyADKAsyGy5jaHVua3Njb3BlLnYxLkludGVydmVudGlvbhIVCg10YXJnZXRfdG9rZW5zGAQgAygJEg0KBXRvcF9rGAUgASgFEjIKCG1lc3NhZ2VzGAYgAygLMiAuY2h1bmtzY29wZS52MS5DaGF0UHJvbXB0TWVzc2FnZRIiChVhZGRfZ2VuZXJhdGlvbl9wcm9tcHQYByABKAhIAIgBAUIYChZfYWRkX2dlbmVyYXRpb25fcHJvbXB0IkAKDFRva2VuTG9ncHJvYhINCgV0b2tlbhgBIAEoCRIQCgh0b2tlbl9pZBgCIAEoBRIPCgdsb2dwcm9iGAMgASgBIpcCCg9QZXJ0dXJiUmVzcG9uc2USMwoOdGFyZ2V0c19iZWZvcmUYASADKAsyGy5jaHVua3Njb3BlLnYxLlRva2VuTG9ncHJvYhIyCg10YXJnZXRzX2FmdGVyGAIgAygLMhsuY2h1bmtzY29wZS52MS5Ub2tlbkxvZ3Byb2ISLwoKdG9wX2JlZm9yZRgDIAMoCzIbLmNodW5rc2NvcGUudjEuVG9rZW5Mb2dwcm9iEi4KCXRvcF9hZnRlchgEIAMoCzIbLmNodW5rc2NvcGUudjEuVG9rZW5Mb2dwcm9iEhUKDWtsX2RpdmVyZ2VuY2UYBSABKAESDwoHYXBwbGllZBgGIAEoBRISCgpmb3J3YXJkX25zGAcgASgDIn4KDlNhbXBsaW5nUGFyYW1zEhYKDm1heF9uZXdfdG9rZW5zGAEgASgFEhMKC3RlbXBlcmF0dXJlGAIgASgBEg0KBXRvcF9wGAMgASgBEg0KBXRvcF9rGAQgASgFEgwKBHNlZWQYBSABKAMSEwoLc3RvcF9hdF9lb3MYBiABKAgimAEKDURldGVjdGlvblJ1bGUSJQoEd2hlbhgBIAEoCzIXLmNodW5rc2NvcGUudjEuQ2h1bmtSZWYSGgoSY29uc2VjdXRpdmVfdG9rZW5zGAIgASgFEioKB2luaGliaXQYAyABKAsyFy5jaHVua3Njb3BlLnYxLkNodW5rUmVmSAASDgoEc3RvcBgEIAEoCEgAQggKBmFjdGlvbiKZAwoPR2VuZXJhdGVSZXF1ZXN0EiYKBW1vZGVsGAEgASgLMhcuY2h1bmtzY29wZS52MS5Nb2RlbFJlZhIqCgZwcm9tcHQYAiABKAsyGi5jaHVua3Njb3BlLnYxLkRldGVjdElucHV0EjIKDWludGVydmVudGlvbnMYAyADKAsyGy5jaHVua3Njb3BlLnYxLkludGVydmVudGlvbhIvCghzYW1wbGluZxgEIAEoCzIdLmNodW5rc2NvcGUudjEuU2FtcGxpbmdQYXJhbXMSDwoHY29udHJvbBgFIAEoCBIdChVkZXRlY3RfZGljdGlvbmFyeV9pZHMYBiADKAkSKwoFcnVsZXMYByADKAsyHC5jaHVua3Njb3BlLnYxLkRldGVjdGlvblJ1bGUSMgoIbWVzc2FnZXMYCCADKAsyIC5jaHVua3Njb3BlLnYxLkNoYXRQcm9tcHRNZXNzYWdlEiIKFWFkZF9nZW5lcmF0aW9uX3Byb21wdBgJIAEoCEgAiAEBQhgKFl9hZGRfZ2VuZXJhdGlvbl9wcm9tcHQiPQoJUnVsZUV2ZW50EhIKCnJ1bGVfaW5kZXgYASABKAUSDAoEc3RlcBgCIAEoBRIOCgZhY3Rpb24YAyABKAki2QEKEEdlbmVyYXRlUmVzcG9uc2USHwoDYXJtGAEgASgOMhIuY2h1bmtzY29wZS52MS5Bcm0SDAoEc3RlcBgCIAEoBRINCgV0b2tlbhgDIAEoCRIQCgh0b2tlbl9pZBgEIAEoBRIqCgdtYXRjaGVzGAUgAygLMhkuY2h1bmtzY29wZS52MS5DaHVua01hdGNoEi0KC3J1bGVfZXZlbnRzGAYgAygLMhguY2h1bmtzY29wZS52MS5SdWxlRXZlbnQSDAoEdGV4dBgHIAEoCRIMCgRkb25lGAggASgIKrIBChBJbnRlcnZlbnRpb25Nb2RlEiEKHUlOVEVSVkVOVElPTl9NT0RFX1VOU1BFQ0lGSUVEEAASHgoaSU5URVJWRU5USU9OX01PREVfQUNUSVZBVEUQARIdChlJTlRFUlZFTlRJT05fTU9ERV9JTkhJQklUEAISGQoVSU5URVJWRU5USU9OX01PREVfQUREEAMSIQodSU5URVJWRU5USU9OX01PREVfUFJPSkVDVF9PVVQQBCo+CgNBcm0SEwoPQVJNX1VOU1BFQ0lGSUVEEAASEQoNQVJNX1BFUlRVUkJFRBABEg8KC0FSTV9DT05UUk9MEAIyrgEKE1BlcnR1cmJhdGlvblNlcnZpY2USSAoHUGVydHVyYhIdLmNodW5rc2NvcGUudjEuUGVydHVyYlJlcXVlc3QaHi5jaHVua3Njb3BlLnYxLlBlcnR1cmJSZXNwb25zZRJNCghHZW5lcmF0ZRIeLmNodW5rc2NvcGUudjEuR2VuZXJhdGVSZXF1ZXN0Gh8uY2h1bmtzY29wZS52MS5HZW5lcmF0ZVJlc3BvbnNlMAFCbwoRZGV2LmNodW5rc2NvcGUudjFCEVBlcnR1cmJhdGlvblByb3RvUAFaRWdpdGh1Yi5jb20vY2h1bmtzY29wZS9jaHVua3Njb3BlL2NsaWVudHMvZ28vY2h1bmtzY29wZXYxO2NodW5rc2NvcGV2MWIGcHJvdG8z", [file_chunkscope_v1_common, file_chunkscope_v1_detection]);
 
 /**
  * A chunk of a stored dictionary.
@@ -70,6 +70,14 @@ export type Positions = Message<"chunkscope.v1.Positions"> & {
    * @generated from field: bool generated = 3;
    */
   generated: boolean;
+
+  /**
+   * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+   * against its own tokenization of the formatted prompt; added to `indices`.
+   *
+   * @generated from field: chunkscope.v1.MessageTokens message_tail = 4;
+   */
+  messageTail?: MessageTokens | undefined;
 };
 
 /**
@@ -78,6 +86,72 @@ export type Positions = Message<"chunkscope.v1.Positions"> & {
  */
 export const PositionsSchema: GenMessage<Positions> = /*@__PURE__*/
   messageDesc(file_chunkscope_v1_perturbation, 1);
+
+/**
+ * The last tokens of one chat message's content, e.g. {message_index: -1, count: 3, skip_last: 1}:
+ * the three tokens before the last message's last token (the paper's graft positions). A token
+ * belongs to the content when its characters overlap the content in the formatted prompt; the
+ * template's own text around it (role headers, end-of-turn tokens) never does.
+ *
+ * @generated from message chunkscope.v1.MessageTokens
+ */
+export type MessageTokens = Message<"chunkscope.v1.MessageTokens"> & {
+  /**
+   * Index into the request's `messages`; negative counts from the end (-1 = the last message).
+   *
+   * @generated from field: int32 message_index = 1;
+   */
+  messageIndex: number;
+
+  /**
+   * How many tokens, ending `skip_last` tokens before the content's end; 0 means all of them.
+   *
+   * @generated from field: int32 count = 2;
+   */
+  count: number;
+
+  /**
+   * Leave the content's last `skip_last` tokens out (>= 0).
+   *
+   * @generated from field: int32 skip_last = 3;
+   */
+  skipLast: number;
+};
+
+/**
+ * Describes the message chunkscope.v1.MessageTokens.
+ * Use `create(MessageTokensSchema)` to create a new message.
+ */
+export const MessageTokensSchema: GenMessage<MessageTokens> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_perturbation, 2);
+
+/**
+ * One chat message of a prompt (the same shape as GuardService's ChatMessage).
+ *
+ * @generated from message chunkscope.v1.ChatPromptMessage
+ */
+export type ChatPromptMessage = Message<"chunkscope.v1.ChatPromptMessage"> & {
+  /**
+   * Required. "system", "user" or "assistant".
+   *
+   * @generated from field: string role = 1;
+   */
+  role: string;
+
+  /**
+   * Its text (may be empty).
+   *
+   * @generated from field: string content = 2;
+   */
+  content: string;
+};
+
+/**
+ * Describes the message chunkscope.v1.ChatPromptMessage.
+ * Use `create(ChatPromptMessageSchema)` to create a new message.
+ */
+export const ChatPromptMessageSchema: GenMessage<ChatPromptMessage> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_perturbation, 3);
 
 /**
  * One intervention.
@@ -150,7 +224,7 @@ export type Intervention = Message<"chunkscope.v1.Intervention"> & {
  * Use `create(InterventionSchema)` to create a new message.
  */
 export const InterventionSchema: GenMessage<Intervention> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_perturbation, 2);
+  messageDesc(file_chunkscope_v1_perturbation, 4);
 
 /**
  * Request for PerturbationService.Perturb.
@@ -166,7 +240,7 @@ export type PerturbRequest = Message<"chunkscope.v1.PerturbRequest"> & {
   model?: ModelRef | undefined;
 
   /**
-   * Required. The input.
+   * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
    *
    * @generated from field: chunkscope.v1.DetectInput input = 2;
    */
@@ -193,6 +267,22 @@ export type PerturbRequest = Message<"chunkscope.v1.PerturbRequest"> & {
    * @generated from field: int32 top_k = 5;
    */
   topK: number;
+
+  /**
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   *
+   * @generated from field: repeated chunkscope.v1.ChatPromptMessage messages = 6;
+   */
+  messages: ChatPromptMessage[];
+
+  /**
+   * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+   *
+   * @generated from field: optional bool add_generation_prompt = 7;
+   */
+  addGenerationPrompt?: boolean | undefined;
 };
 
 /**
@@ -200,7 +290,7 @@ export type PerturbRequest = Message<"chunkscope.v1.PerturbRequest"> & {
  * Use `create(PerturbRequestSchema)` to create a new message.
  */
 export const PerturbRequestSchema: GenMessage<PerturbRequest> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_perturbation, 3);
+  messageDesc(file_chunkscope_v1_perturbation, 5);
 
 /**
  * A next-token log-probability.
@@ -235,7 +325,7 @@ export type TokenLogprob = Message<"chunkscope.v1.TokenLogprob"> & {
  * Use `create(TokenLogprobSchema)` to create a new message.
  */
 export const TokenLogprobSchema: GenMessage<TokenLogprob> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_perturbation, 4);
+  messageDesc(file_chunkscope_v1_perturbation, 6);
 
 /**
  * Response for PerturbationService.Perturb.
@@ -298,7 +388,7 @@ export type PerturbResponse = Message<"chunkscope.v1.PerturbResponse"> & {
  * Use `create(PerturbResponseSchema)` to create a new message.
  */
 export const PerturbResponseSchema: GenMessage<PerturbResponse> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_perturbation, 5);
+  messageDesc(file_chunkscope_v1_perturbation, 7);
 
 /**
  * Sampling parameters, the same for every arm of a request.
@@ -354,7 +444,7 @@ export type SamplingParams = Message<"chunkscope.v1.SamplingParams"> & {
  * Use `create(SamplingParamsSchema)` to create a new message.
  */
 export const SamplingParamsSchema: GenMessage<SamplingParams> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_perturbation, 6);
+  messageDesc(file_chunkscope_v1_perturbation, 8);
 
 /**
  * A server-side rule: when a chunk fires, act.
@@ -405,7 +495,7 @@ export type DetectionRule = Message<"chunkscope.v1.DetectionRule"> & {
  * Use `create(DetectionRuleSchema)` to create a new message.
  */
 export const DetectionRuleSchema: GenMessage<DetectionRule> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_perturbation, 7);
+  messageDesc(file_chunkscope_v1_perturbation, 9);
 
 /**
  * Request for PerturbationService.Generate.
@@ -421,7 +511,7 @@ export type GenerateRequest = Message<"chunkscope.v1.GenerateRequest"> & {
   model?: ModelRef | undefined;
 
   /**
-   * Required. The prompt.
+   * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
    *
    * @generated from field: chunkscope.v1.DetectInput prompt = 2;
    */
@@ -461,6 +551,22 @@ export type GenerateRequest = Message<"chunkscope.v1.GenerateRequest"> & {
    * @generated from field: repeated chunkscope.v1.DetectionRule rules = 7;
    */
   rules: DetectionRule[];
+
+  /**
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   *
+   * @generated from field: repeated chunkscope.v1.ChatPromptMessage messages = 8;
+   */
+  messages: ChatPromptMessage[];
+
+  /**
+   * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+   *
+   * @generated from field: optional bool add_generation_prompt = 9;
+   */
+  addGenerationPrompt?: boolean | undefined;
 };
 
 /**
@@ -468,7 +574,7 @@ export type GenerateRequest = Message<"chunkscope.v1.GenerateRequest"> & {
  * Use `create(GenerateRequestSchema)` to create a new message.
  */
 export const GenerateRequestSchema: GenMessage<GenerateRequest> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_perturbation, 8);
+  messageDesc(file_chunkscope_v1_perturbation, 10);
 
 /**
  * A rule that fired.
@@ -503,7 +609,7 @@ export type RuleEvent = Message<"chunkscope.v1.RuleEvent"> & {
  * Use `create(RuleEventSchema)` to create a new message.
  */
 export const RuleEventSchema: GenMessage<RuleEvent> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_perturbation, 9);
+  messageDesc(file_chunkscope_v1_perturbation, 11);
 
 /**
  * One streamed step of a generation.
@@ -573,7 +679,7 @@ export type GenerateResponse = Message<"chunkscope.v1.GenerateResponse"> & {
  * Use `create(GenerateResponseSchema)` to create a new message.
  */
 export const GenerateResponseSchema: GenMessage<GenerateResponse> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_perturbation, 10);
+  messageDesc(file_chunkscope_v1_perturbation, 12);
 
 /**
  * What an intervention does to the hidden state h at a position.

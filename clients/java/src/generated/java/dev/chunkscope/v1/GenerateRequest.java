@@ -36,6 +36,7 @@ private static final long serialVersionUID = 0L;
     detectDictionaryIds_ =
         com.google.protobuf.LazyStringArrayList.emptyList();
     rules_ = java.util.Collections.emptyList();
+    messages_ = java.util.Collections.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -94,7 +95,7 @@ private static final long serialVersionUID = 0L;
   private dev.chunkscope.v1.DetectInput prompt_;
   /**
    * <pre>
-   * Required. The prompt.
+   * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -106,7 +107,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Required. The prompt.
+   * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -118,7 +119,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Required. The prompt.
+   * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -356,6 +357,104 @@ private static final long serialVersionUID = 0L;
     return rules_.get(index);
   }
 
+  public static final int MESSAGES_FIELD_NUMBER = 8;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.chunkscope.v1.ChatPromptMessage> messages_;
+  /**
+   * <pre>
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.chunkscope.v1.ChatPromptMessage> getMessagesList() {
+    return messages_;
+  }
+  /**
+   * <pre>
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.chunkscope.v1.ChatPromptMessageOrBuilder> 
+      getMessagesOrBuilderList() {
+    return messages_;
+  }
+  /**
+   * <pre>
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+   */
+  @java.lang.Override
+  public int getMessagesCount() {
+    return messages_.size();
+  }
+  /**
+   * <pre>
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.ChatPromptMessage getMessages(int index) {
+    return messages_.get(index);
+  }
+  /**
+   * <pre>
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.ChatPromptMessageOrBuilder getMessagesOrBuilder(
+      int index) {
+    return messages_.get(index);
+  }
+
+  public static final int ADD_GENERATION_PROMPT_FIELD_NUMBER = 9;
+  private boolean addGenerationPrompt_ = false;
+  /**
+   * <pre>
+   * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+   * </pre>
+   *
+   * <code>optional bool add_generation_prompt = 9;</code>
+   * @return Whether the addGenerationPrompt field is set.
+   */
+  @java.lang.Override
+  public boolean hasAddGenerationPrompt() {
+    return ((bitField0_ & 0x00000008) != 0);
+  }
+  /**
+   * <pre>
+   * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+   * </pre>
+   *
+   * <code>optional bool add_generation_prompt = 9;</code>
+   * @return The addGenerationPrompt.
+   */
+  @java.lang.Override
+  public boolean getAddGenerationPrompt() {
+    return addGenerationPrompt_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -390,6 +489,12 @@ private static final long serialVersionUID = 0L;
     }
     for (int i = 0; i < rules_.size(); i++) {
       output.writeMessage(7, rules_.get(i));
+    }
+    for (int i = 0; i < messages_.size(); i++) {
+      output.writeMessage(8, messages_.get(i));
+    }
+    if (((bitField0_ & 0x00000008) != 0)) {
+      output.writeBool(9, addGenerationPrompt_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -432,6 +537,14 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(7, rules_.get(i));
     }
+    for (int i = 0; i < messages_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(8, messages_.get(i));
+    }
+    if (((bitField0_ & 0x00000008) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(9, addGenerationPrompt_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -470,6 +583,13 @@ private static final long serialVersionUID = 0L;
         .equals(other.getDetectDictionaryIdsList())) return false;
     if (!getRulesList()
         .equals(other.getRulesList())) return false;
+    if (!getMessagesList()
+        .equals(other.getMessagesList())) return false;
+    if (hasAddGenerationPrompt() != other.hasAddGenerationPrompt()) return false;
+    if (hasAddGenerationPrompt()) {
+      if (getAddGenerationPrompt()
+          != other.getAddGenerationPrompt()) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -507,6 +627,15 @@ private static final long serialVersionUID = 0L;
     if (getRulesCount() > 0) {
       hash = (37 * hash) + RULES_FIELD_NUMBER;
       hash = (53 * hash) + getRulesList().hashCode();
+    }
+    if (getMessagesCount() > 0) {
+      hash = (37 * hash) + MESSAGES_FIELD_NUMBER;
+      hash = (53 * hash) + getMessagesList().hashCode();
+    }
+    if (hasAddGenerationPrompt()) {
+      hash = (37 * hash) + ADD_GENERATION_PROMPT_FIELD_NUMBER;
+      hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+          getAddGenerationPrompt());
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -647,6 +776,7 @@ private static final long serialVersionUID = 0L;
         internalGetInterventionsFieldBuilder();
         internalGetSamplingFieldBuilder();
         internalGetRulesFieldBuilder();
+        internalGetMessagesFieldBuilder();
       }
     }
     @java.lang.Override
@@ -685,6 +815,14 @@ private static final long serialVersionUID = 0L;
         rulesBuilder_.clear();
       }
       bitField0_ = (bitField0_ & ~0x00000040);
+      if (messagesBuilder_ == null) {
+        messages_ = java.util.Collections.emptyList();
+      } else {
+        messages_ = null;
+        messagesBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00000080);
+      addGenerationPrompt_ = false;
       return this;
     }
 
@@ -736,6 +874,15 @@ private static final long serialVersionUID = 0L;
       } else {
         result.rules_ = rulesBuilder_.build();
       }
+      if (messagesBuilder_ == null) {
+        if (((bitField0_ & 0x00000080) != 0)) {
+          messages_ = java.util.Collections.unmodifiableList(messages_);
+          bitField0_ = (bitField0_ & ~0x00000080);
+        }
+        result.messages_ = messages_;
+      } else {
+        result.messages_ = messagesBuilder_.build();
+      }
     }
 
     private void buildPartial0(dev.chunkscope.v1.GenerateRequest result) {
@@ -765,6 +912,10 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000020) != 0)) {
         detectDictionaryIds_.makeImmutable();
         result.detectDictionaryIds_ = detectDictionaryIds_;
+      }
+      if (((from_bitField0_ & 0x00000100) != 0)) {
+        result.addGenerationPrompt_ = addGenerationPrompt_;
+        to_bitField0_ |= 0x00000008;
       }
       result.bitField0_ |= to_bitField0_;
     }
@@ -855,6 +1006,35 @@ private static final long serialVersionUID = 0L;
           }
         }
       }
+      if (messagesBuilder_ == null) {
+        if (!other.messages_.isEmpty()) {
+          if (messages_.isEmpty()) {
+            messages_ = other.messages_;
+            bitField0_ = (bitField0_ & ~0x00000080);
+          } else {
+            ensureMessagesIsMutable();
+            messages_.addAll(other.messages_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.messages_.isEmpty()) {
+          if (messagesBuilder_.isEmpty()) {
+            messagesBuilder_.dispose();
+            messagesBuilder_ = null;
+            messages_ = other.messages_;
+            bitField0_ = (bitField0_ & ~0x00000080);
+            messagesBuilder_ = 
+              com.google.protobuf.GeneratedMessage.alwaysUseFieldBuilders ?
+                 internalGetMessagesFieldBuilder() : null;
+          } else {
+            messagesBuilder_.addAllMessages(other.messages_);
+          }
+        }
+      }
+      if (other.hasAddGenerationPrompt()) {
+        setAddGenerationPrompt(other.getAddGenerationPrompt());
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -939,6 +1119,24 @@ private static final long serialVersionUID = 0L;
               }
               break;
             } // case 58
+            case 66: {
+              dev.chunkscope.v1.ChatPromptMessage m =
+                  input.readMessage(
+                      dev.chunkscope.v1.ChatPromptMessage.parser(),
+                      extensionRegistry);
+              if (messagesBuilder_ == null) {
+                ensureMessagesIsMutable();
+                messages_.add(m);
+              } else {
+                messagesBuilder_.addMessage(m);
+              }
+              break;
+            } // case 66
+            case 72: {
+              addGenerationPrompt_ = input.readBool();
+              bitField0_ |= 0x00000100;
+              break;
+            } // case 72
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1118,7 +1316,7 @@ private static final long serialVersionUID = 0L;
         dev.chunkscope.v1.DetectInput, dev.chunkscope.v1.DetectInput.Builder, dev.chunkscope.v1.DetectInputOrBuilder> promptBuilder_;
     /**
      * <pre>
-     * Required. The prompt.
+     * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -1129,7 +1327,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The prompt.
+     * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -1144,7 +1342,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The prompt.
+     * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -1164,7 +1362,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The prompt.
+     * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -1182,7 +1380,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The prompt.
+     * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -1207,7 +1405,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The prompt.
+     * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -1224,7 +1422,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The prompt.
+     * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -1236,7 +1434,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The prompt.
+     * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -1251,7 +1449,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The prompt.
+     * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -2240,6 +2438,410 @@ private static final long serialVersionUID = 0L;
         rules_ = null;
       }
       return rulesBuilder_;
+    }
+
+    private java.util.List<dev.chunkscope.v1.ChatPromptMessage> messages_ =
+      java.util.Collections.emptyList();
+    private void ensureMessagesIsMutable() {
+      if (!((bitField0_ & 0x00000080) != 0)) {
+        messages_ = new java.util.ArrayList<dev.chunkscope.v1.ChatPromptMessage>(messages_);
+        bitField0_ |= 0x00000080;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.ChatPromptMessage, dev.chunkscope.v1.ChatPromptMessage.Builder, dev.chunkscope.v1.ChatPromptMessageOrBuilder> messagesBuilder_;
+
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.ChatPromptMessage> getMessagesList() {
+      if (messagesBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(messages_);
+      } else {
+        return messagesBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public int getMessagesCount() {
+      if (messagesBuilder_ == null) {
+        return messages_.size();
+      } else {
+        return messagesBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public dev.chunkscope.v1.ChatPromptMessage getMessages(int index) {
+      if (messagesBuilder_ == null) {
+        return messages_.get(index);
+      } else {
+        return messagesBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public Builder setMessages(
+        int index, dev.chunkscope.v1.ChatPromptMessage value) {
+      if (messagesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureMessagesIsMutable();
+        messages_.set(index, value);
+        onChanged();
+      } else {
+        messagesBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public Builder setMessages(
+        int index, dev.chunkscope.v1.ChatPromptMessage.Builder builderForValue) {
+      if (messagesBuilder_ == null) {
+        ensureMessagesIsMutable();
+        messages_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        messagesBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public Builder addMessages(dev.chunkscope.v1.ChatPromptMessage value) {
+      if (messagesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureMessagesIsMutable();
+        messages_.add(value);
+        onChanged();
+      } else {
+        messagesBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public Builder addMessages(
+        int index, dev.chunkscope.v1.ChatPromptMessage value) {
+      if (messagesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureMessagesIsMutable();
+        messages_.add(index, value);
+        onChanged();
+      } else {
+        messagesBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public Builder addMessages(
+        dev.chunkscope.v1.ChatPromptMessage.Builder builderForValue) {
+      if (messagesBuilder_ == null) {
+        ensureMessagesIsMutable();
+        messages_.add(builderForValue.build());
+        onChanged();
+      } else {
+        messagesBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public Builder addMessages(
+        int index, dev.chunkscope.v1.ChatPromptMessage.Builder builderForValue) {
+      if (messagesBuilder_ == null) {
+        ensureMessagesIsMutable();
+        messages_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        messagesBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public Builder addAllMessages(
+        java.lang.Iterable<? extends dev.chunkscope.v1.ChatPromptMessage> values) {
+      if (messagesBuilder_ == null) {
+        ensureMessagesIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, messages_);
+        onChanged();
+      } else {
+        messagesBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public Builder clearMessages() {
+      if (messagesBuilder_ == null) {
+        messages_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00000080);
+        onChanged();
+      } else {
+        messagesBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public Builder removeMessages(int index) {
+      if (messagesBuilder_ == null) {
+        ensureMessagesIsMutable();
+        messages_.remove(index);
+        onChanged();
+      } else {
+        messagesBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public dev.chunkscope.v1.ChatPromptMessage.Builder getMessagesBuilder(
+        int index) {
+      return internalGetMessagesFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public dev.chunkscope.v1.ChatPromptMessageOrBuilder getMessagesOrBuilder(
+        int index) {
+      if (messagesBuilder_ == null) {
+        return messages_.get(index);  } else {
+        return messagesBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public java.util.List<? extends dev.chunkscope.v1.ChatPromptMessageOrBuilder> 
+         getMessagesOrBuilderList() {
+      if (messagesBuilder_ != null) {
+        return messagesBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(messages_);
+      }
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public dev.chunkscope.v1.ChatPromptMessage.Builder addMessagesBuilder() {
+      return internalGetMessagesFieldBuilder().addBuilder(
+          dev.chunkscope.v1.ChatPromptMessage.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public dev.chunkscope.v1.ChatPromptMessage.Builder addMessagesBuilder(
+        int index) {
+      return internalGetMessagesFieldBuilder().addBuilder(
+          index, dev.chunkscope.v1.ChatPromptMessage.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.ChatPromptMessage.Builder> 
+         getMessagesBuilderList() {
+      return internalGetMessagesFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.ChatPromptMessage, dev.chunkscope.v1.ChatPromptMessage.Builder, dev.chunkscope.v1.ChatPromptMessageOrBuilder> 
+        internalGetMessagesFieldBuilder() {
+      if (messagesBuilder_ == null) {
+        messagesBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
+            dev.chunkscope.v1.ChatPromptMessage, dev.chunkscope.v1.ChatPromptMessage.Builder, dev.chunkscope.v1.ChatPromptMessageOrBuilder>(
+                messages_,
+                ((bitField0_ & 0x00000080) != 0),
+                getParentForChildren(),
+                isClean());
+        messages_ = null;
+      }
+      return messagesBuilder_;
+    }
+
+    private boolean addGenerationPrompt_ ;
+    /**
+     * <pre>
+     * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+     * </pre>
+     *
+     * <code>optional bool add_generation_prompt = 9;</code>
+     * @return Whether the addGenerationPrompt field is set.
+     */
+    @java.lang.Override
+    public boolean hasAddGenerationPrompt() {
+      return ((bitField0_ & 0x00000100) != 0);
+    }
+    /**
+     * <pre>
+     * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+     * </pre>
+     *
+     * <code>optional bool add_generation_prompt = 9;</code>
+     * @return The addGenerationPrompt.
+     */
+    @java.lang.Override
+    public boolean getAddGenerationPrompt() {
+      return addGenerationPrompt_;
+    }
+    /**
+     * <pre>
+     * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+     * </pre>
+     *
+     * <code>optional bool add_generation_prompt = 9;</code>
+     * @param value The addGenerationPrompt to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAddGenerationPrompt(boolean value) {
+
+      addGenerationPrompt_ = value;
+      bitField0_ |= 0x00000100;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+     * </pre>
+     *
+     * <code>optional bool add_generation_prompt = 9;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAddGenerationPrompt() {
+      bitField0_ = (bitField0_ & ~0x00000100);
+      addGenerationPrompt_ = false;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:chunkscope.v1.GenerateRequest)

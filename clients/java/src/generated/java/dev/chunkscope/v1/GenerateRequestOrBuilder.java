@@ -39,7 +39,7 @@ public interface GenerateRequestOrBuilder extends
 
   /**
    * <pre>
-   * Required. The prompt.
+   * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -48,7 +48,7 @@ public interface GenerateRequestOrBuilder extends
   boolean hasPrompt();
   /**
    * <pre>
-   * Required. The prompt.
+   * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -57,7 +57,7 @@ public interface GenerateRequestOrBuilder extends
   dev.chunkscope.v1.DetectInput getPrompt();
   /**
    * <pre>
-   * Required. The prompt.
+   * The prompt as a text or symbol sequence. Exactly one of `prompt` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput prompt = 2;</code>
@@ -229,4 +229,77 @@ public interface GenerateRequestOrBuilder extends
    */
   dev.chunkscope.v1.DetectionRuleOrBuilder getRulesOrBuilder(
       int index);
+
+  /**
+   * <pre>
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+   */
+  java.util.List<dev.chunkscope.v1.ChatPromptMessage> 
+      getMessagesList();
+  /**
+   * <pre>
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+   */
+  dev.chunkscope.v1.ChatPromptMessage getMessages(int index);
+  /**
+   * <pre>
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+   */
+  int getMessagesCount();
+  /**
+   * <pre>
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+   */
+  java.util.List<? extends dev.chunkscope.v1.ChatPromptMessageOrBuilder> 
+      getMessagesOrBuilderList();
+  /**
+   * <pre>
+   * The prompt as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 8;</code>
+   */
+  dev.chunkscope.v1.ChatPromptMessageOrBuilder getMessagesOrBuilder(
+      int index);
+
+  /**
+   * <pre>
+   * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+   * </pre>
+   *
+   * <code>optional bool add_generation_prompt = 9;</code>
+   * @return Whether the addGenerationPrompt field is set.
+   */
+  boolean hasAddGenerationPrompt();
+  /**
+   * <pre>
+   * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+   * </pre>
+   *
+   * <code>optional bool add_generation_prompt = 9;</code>
+   * @return The addGenerationPrompt.
+   */
+  boolean getAddGenerationPrompt();
 }

@@ -35,6 +35,7 @@ private static final long serialVersionUID = 0L;
     interventions_ = java.util.Collections.emptyList();
     targetTokens_ =
         com.google.protobuf.LazyStringArrayList.emptyList();
+    messages_ = java.util.Collections.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -93,7 +94,7 @@ private static final long serialVersionUID = 0L;
   private dev.chunkscope.v1.DetectInput input_;
   /**
    * <pre>
-   * Required. The input.
+   * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -105,7 +106,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Required. The input.
+   * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -117,7 +118,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Required. The input.
+   * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -260,6 +261,104 @@ private static final long serialVersionUID = 0L;
     return topK_;
   }
 
+  public static final int MESSAGES_FIELD_NUMBER = 6;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.chunkscope.v1.ChatPromptMessage> messages_;
+  /**
+   * <pre>
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.chunkscope.v1.ChatPromptMessage> getMessagesList() {
+    return messages_;
+  }
+  /**
+   * <pre>
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.chunkscope.v1.ChatPromptMessageOrBuilder> 
+      getMessagesOrBuilderList() {
+    return messages_;
+  }
+  /**
+   * <pre>
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+   */
+  @java.lang.Override
+  public int getMessagesCount() {
+    return messages_.size();
+  }
+  /**
+   * <pre>
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.ChatPromptMessage getMessages(int index) {
+    return messages_.get(index);
+  }
+  /**
+   * <pre>
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.ChatPromptMessageOrBuilder getMessagesOrBuilder(
+      int index) {
+    return messages_.get(index);
+  }
+
+  public static final int ADD_GENERATION_PROMPT_FIELD_NUMBER = 7;
+  private boolean addGenerationPrompt_ = false;
+  /**
+   * <pre>
+   * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+   * </pre>
+   *
+   * <code>optional bool add_generation_prompt = 7;</code>
+   * @return Whether the addGenerationPrompt field is set.
+   */
+  @java.lang.Override
+  public boolean hasAddGenerationPrompt() {
+    return ((bitField0_ & 0x00000004) != 0);
+  }
+  /**
+   * <pre>
+   * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+   * </pre>
+   *
+   * <code>optional bool add_generation_prompt = 7;</code>
+   * @return The addGenerationPrompt.
+   */
+  @java.lang.Override
+  public boolean getAddGenerationPrompt() {
+    return addGenerationPrompt_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -288,6 +387,12 @@ private static final long serialVersionUID = 0L;
     }
     if (topK_ != 0) {
       output.writeInt32(5, topK_);
+    }
+    for (int i = 0; i < messages_.size(); i++) {
+      output.writeMessage(6, messages_.get(i));
+    }
+    if (((bitField0_ & 0x00000004) != 0)) {
+      output.writeBool(7, addGenerationPrompt_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -322,6 +427,14 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(5, topK_);
     }
+    for (int i = 0; i < messages_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(6, messages_.get(i));
+    }
+    if (((bitField0_ & 0x00000004) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(7, addGenerationPrompt_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -353,6 +466,13 @@ private static final long serialVersionUID = 0L;
         .equals(other.getTargetTokensList())) return false;
     if (getTopK()
         != other.getTopK()) return false;
+    if (!getMessagesList()
+        .equals(other.getMessagesList())) return false;
+    if (hasAddGenerationPrompt() != other.hasAddGenerationPrompt()) return false;
+    if (hasAddGenerationPrompt()) {
+      if (getAddGenerationPrompt()
+          != other.getAddGenerationPrompt()) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -382,6 +502,15 @@ private static final long serialVersionUID = 0L;
     }
     hash = (37 * hash) + TOP_K_FIELD_NUMBER;
     hash = (53 * hash) + getTopK();
+    if (getMessagesCount() > 0) {
+      hash = (37 * hash) + MESSAGES_FIELD_NUMBER;
+      hash = (53 * hash) + getMessagesList().hashCode();
+    }
+    if (hasAddGenerationPrompt()) {
+      hash = (37 * hash) + ADD_GENERATION_PROMPT_FIELD_NUMBER;
+      hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+          getAddGenerationPrompt());
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -519,6 +648,7 @@ private static final long serialVersionUID = 0L;
         internalGetModelFieldBuilder();
         internalGetInputFieldBuilder();
         internalGetInterventionsFieldBuilder();
+        internalGetMessagesFieldBuilder();
       }
     }
     @java.lang.Override
@@ -545,6 +675,14 @@ private static final long serialVersionUID = 0L;
       targetTokens_ =
           com.google.protobuf.LazyStringArrayList.emptyList();
       topK_ = 0;
+      if (messagesBuilder_ == null) {
+        messages_ = java.util.Collections.emptyList();
+      } else {
+        messages_ = null;
+        messagesBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00000020);
+      addGenerationPrompt_ = false;
       return this;
     }
 
@@ -587,6 +725,15 @@ private static final long serialVersionUID = 0L;
       } else {
         result.interventions_ = interventionsBuilder_.build();
       }
+      if (messagesBuilder_ == null) {
+        if (((bitField0_ & 0x00000020) != 0)) {
+          messages_ = java.util.Collections.unmodifiableList(messages_);
+          bitField0_ = (bitField0_ & ~0x00000020);
+        }
+        result.messages_ = messages_;
+      } else {
+        result.messages_ = messagesBuilder_.build();
+      }
     }
 
     private void buildPartial0(dev.chunkscope.v1.PerturbRequest result) {
@@ -610,6 +757,10 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000010) != 0)) {
         result.topK_ = topK_;
+      }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.addGenerationPrompt_ = addGenerationPrompt_;
+        to_bitField0_ |= 0x00000004;
       }
       result.bitField0_ |= to_bitField0_;
     }
@@ -670,6 +821,35 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getTopK() != 0) {
         setTopK(other.getTopK());
+      }
+      if (messagesBuilder_ == null) {
+        if (!other.messages_.isEmpty()) {
+          if (messages_.isEmpty()) {
+            messages_ = other.messages_;
+            bitField0_ = (bitField0_ & ~0x00000020);
+          } else {
+            ensureMessagesIsMutable();
+            messages_.addAll(other.messages_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.messages_.isEmpty()) {
+          if (messagesBuilder_.isEmpty()) {
+            messagesBuilder_.dispose();
+            messagesBuilder_ = null;
+            messages_ = other.messages_;
+            bitField0_ = (bitField0_ & ~0x00000020);
+            messagesBuilder_ = 
+              com.google.protobuf.GeneratedMessage.alwaysUseFieldBuilders ?
+                 internalGetMessagesFieldBuilder() : null;
+          } else {
+            messagesBuilder_.addAllMessages(other.messages_);
+          }
+        }
+      }
+      if (other.hasAddGenerationPrompt()) {
+        setAddGenerationPrompt(other.getAddGenerationPrompt());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -735,6 +915,24 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000010;
               break;
             } // case 40
+            case 50: {
+              dev.chunkscope.v1.ChatPromptMessage m =
+                  input.readMessage(
+                      dev.chunkscope.v1.ChatPromptMessage.parser(),
+                      extensionRegistry);
+              if (messagesBuilder_ == null) {
+                ensureMessagesIsMutable();
+                messages_.add(m);
+              } else {
+                messagesBuilder_.addMessage(m);
+              }
+              break;
+            } // case 50
+            case 56: {
+              addGenerationPrompt_ = input.readBool();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 56
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -914,7 +1112,7 @@ private static final long serialVersionUID = 0L;
         dev.chunkscope.v1.DetectInput, dev.chunkscope.v1.DetectInput.Builder, dev.chunkscope.v1.DetectInputOrBuilder> inputBuilder_;
     /**
      * <pre>
-     * Required. The input.
+     * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -925,7 +1123,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The input.
+     * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -940,7 +1138,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The input.
+     * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -960,7 +1158,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The input.
+     * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -978,7 +1176,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The input.
+     * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -1003,7 +1201,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The input.
+     * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -1020,7 +1218,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The input.
+     * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -1032,7 +1230,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The input.
+     * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -1047,7 +1245,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. The input.
+     * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
      * </pre>
      *
      * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -1574,6 +1772,410 @@ private static final long serialVersionUID = 0L;
     public Builder clearTopK() {
       bitField0_ = (bitField0_ & ~0x00000010);
       topK_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private java.util.List<dev.chunkscope.v1.ChatPromptMessage> messages_ =
+      java.util.Collections.emptyList();
+    private void ensureMessagesIsMutable() {
+      if (!((bitField0_ & 0x00000020) != 0)) {
+        messages_ = new java.util.ArrayList<dev.chunkscope.v1.ChatPromptMessage>(messages_);
+        bitField0_ |= 0x00000020;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.ChatPromptMessage, dev.chunkscope.v1.ChatPromptMessage.Builder, dev.chunkscope.v1.ChatPromptMessageOrBuilder> messagesBuilder_;
+
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.ChatPromptMessage> getMessagesList() {
+      if (messagesBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(messages_);
+      } else {
+        return messagesBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public int getMessagesCount() {
+      if (messagesBuilder_ == null) {
+        return messages_.size();
+      } else {
+        return messagesBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public dev.chunkscope.v1.ChatPromptMessage getMessages(int index) {
+      if (messagesBuilder_ == null) {
+        return messages_.get(index);
+      } else {
+        return messagesBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public Builder setMessages(
+        int index, dev.chunkscope.v1.ChatPromptMessage value) {
+      if (messagesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureMessagesIsMutable();
+        messages_.set(index, value);
+        onChanged();
+      } else {
+        messagesBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public Builder setMessages(
+        int index, dev.chunkscope.v1.ChatPromptMessage.Builder builderForValue) {
+      if (messagesBuilder_ == null) {
+        ensureMessagesIsMutable();
+        messages_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        messagesBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public Builder addMessages(dev.chunkscope.v1.ChatPromptMessage value) {
+      if (messagesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureMessagesIsMutable();
+        messages_.add(value);
+        onChanged();
+      } else {
+        messagesBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public Builder addMessages(
+        int index, dev.chunkscope.v1.ChatPromptMessage value) {
+      if (messagesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureMessagesIsMutable();
+        messages_.add(index, value);
+        onChanged();
+      } else {
+        messagesBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public Builder addMessages(
+        dev.chunkscope.v1.ChatPromptMessage.Builder builderForValue) {
+      if (messagesBuilder_ == null) {
+        ensureMessagesIsMutable();
+        messages_.add(builderForValue.build());
+        onChanged();
+      } else {
+        messagesBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public Builder addMessages(
+        int index, dev.chunkscope.v1.ChatPromptMessage.Builder builderForValue) {
+      if (messagesBuilder_ == null) {
+        ensureMessagesIsMutable();
+        messages_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        messagesBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public Builder addAllMessages(
+        java.lang.Iterable<? extends dev.chunkscope.v1.ChatPromptMessage> values) {
+      if (messagesBuilder_ == null) {
+        ensureMessagesIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, messages_);
+        onChanged();
+      } else {
+        messagesBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public Builder clearMessages() {
+      if (messagesBuilder_ == null) {
+        messages_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00000020);
+        onChanged();
+      } else {
+        messagesBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public Builder removeMessages(int index) {
+      if (messagesBuilder_ == null) {
+        ensureMessagesIsMutable();
+        messages_.remove(index);
+        onChanged();
+      } else {
+        messagesBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public dev.chunkscope.v1.ChatPromptMessage.Builder getMessagesBuilder(
+        int index) {
+      return internalGetMessagesFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public dev.chunkscope.v1.ChatPromptMessageOrBuilder getMessagesOrBuilder(
+        int index) {
+      if (messagesBuilder_ == null) {
+        return messages_.get(index);  } else {
+        return messagesBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public java.util.List<? extends dev.chunkscope.v1.ChatPromptMessageOrBuilder> 
+         getMessagesOrBuilderList() {
+      if (messagesBuilder_ != null) {
+        return messagesBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(messages_);
+      }
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public dev.chunkscope.v1.ChatPromptMessage.Builder addMessagesBuilder() {
+      return internalGetMessagesFieldBuilder().addBuilder(
+          dev.chunkscope.v1.ChatPromptMessage.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public dev.chunkscope.v1.ChatPromptMessage.Builder addMessagesBuilder(
+        int index) {
+      return internalGetMessagesFieldBuilder().addBuilder(
+          index, dev.chunkscope.v1.ChatPromptMessage.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * The input as chat messages (at most 256), formatted server-side with the model's own chat
+     * template (language models that ship one); interventions may then use
+     * `positions.message_tail`. The last position is then the end of the assistant's header.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.ChatPromptMessage.Builder> 
+         getMessagesBuilderList() {
+      return internalGetMessagesFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.ChatPromptMessage, dev.chunkscope.v1.ChatPromptMessage.Builder, dev.chunkscope.v1.ChatPromptMessageOrBuilder> 
+        internalGetMessagesFieldBuilder() {
+      if (messagesBuilder_ == null) {
+        messagesBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
+            dev.chunkscope.v1.ChatPromptMessage, dev.chunkscope.v1.ChatPromptMessage.Builder, dev.chunkscope.v1.ChatPromptMessageOrBuilder>(
+                messages_,
+                ((bitField0_ & 0x00000020) != 0),
+                getParentForChildren(),
+                isClean());
+        messages_ = null;
+      }
+      return messagesBuilder_;
+    }
+
+    private boolean addGenerationPrompt_ ;
+    /**
+     * <pre>
+     * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+     * </pre>
+     *
+     * <code>optional bool add_generation_prompt = 7;</code>
+     * @return Whether the addGenerationPrompt field is set.
+     */
+    @java.lang.Override
+    public boolean hasAddGenerationPrompt() {
+      return ((bitField0_ & 0x00000040) != 0);
+    }
+    /**
+     * <pre>
+     * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+     * </pre>
+     *
+     * <code>optional bool add_generation_prompt = 7;</code>
+     * @return The addGenerationPrompt.
+     */
+    @java.lang.Override
+    public boolean getAddGenerationPrompt() {
+      return addGenerationPrompt_;
+    }
+    /**
+     * <pre>
+     * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+     * </pre>
+     *
+     * <code>optional bool add_generation_prompt = 7;</code>
+     * @param value The addGenerationPrompt to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAddGenerationPrompt(boolean value) {
+
+      addGenerationPrompt_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+     * </pre>
+     *
+     * <code>optional bool add_generation_prompt = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAddGenerationPrompt() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      addGenerationPrompt_ = false;
       onChanged();
       return this;
     }

@@ -39,7 +39,7 @@ public interface PerturbRequestOrBuilder extends
 
   /**
    * <pre>
-   * Required. The input.
+   * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -48,7 +48,7 @@ public interface PerturbRequestOrBuilder extends
   boolean hasInput();
   /**
    * <pre>
-   * Required. The input.
+   * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -57,7 +57,7 @@ public interface PerturbRequestOrBuilder extends
   dev.chunkscope.v1.DetectInput getInput();
   /**
    * <pre>
-   * Required. The input.
+   * The input as a text or symbol sequence. Exactly one of `input` and `messages` is required.
    * </pre>
    *
    * <code>.chunkscope.v1.DetectInput input = 2;</code>
@@ -162,4 +162,77 @@ public interface PerturbRequestOrBuilder extends
    * @return The topK.
    */
   int getTopK();
+
+  /**
+   * <pre>
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+   */
+  java.util.List<dev.chunkscope.v1.ChatPromptMessage> 
+      getMessagesList();
+  /**
+   * <pre>
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+   */
+  dev.chunkscope.v1.ChatPromptMessage getMessages(int index);
+  /**
+   * <pre>
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+   */
+  int getMessagesCount();
+  /**
+   * <pre>
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+   */
+  java.util.List<? extends dev.chunkscope.v1.ChatPromptMessageOrBuilder> 
+      getMessagesOrBuilderList();
+  /**
+   * <pre>
+   * The input as chat messages (at most 256), formatted server-side with the model's own chat
+   * template (language models that ship one); interventions may then use
+   * `positions.message_tail`. The last position is then the end of the assistant's header.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChatPromptMessage messages = 6;</code>
+   */
+  dev.chunkscope.v1.ChatPromptMessageOrBuilder getMessagesOrBuilder(
+      int index);
+
+  /**
+   * <pre>
+   * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+   * </pre>
+   *
+   * <code>optional bool add_generation_prompt = 7;</code>
+   * @return Whether the addGenerationPrompt field is set.
+   */
+  boolean hasAddGenerationPrompt();
+  /**
+   * <pre>
+   * With `messages`: end the prompt where the assistant's answer begins. Unset means true.
+   * </pre>
+   *
+   * <code>optional bool add_generation_prompt = 7;</code>
+   * @return The addGenerationPrompt.
+   */
+  boolean getAddGenerationPrompt();
 }

@@ -48,6 +48,7 @@ private static final long serialVersionUID = 0L;
             dev.chunkscope.v1.Positions.class, dev.chunkscope.v1.Positions.Builder.class);
   }
 
+  private int bitField0_;
   public static final int INDICES_FIELD_NUMBER = 1;
   @SuppressWarnings("serial")
   private com.google.protobuf.Internal.IntList indices_ =
@@ -120,6 +121,47 @@ private static final long serialVersionUID = 0L;
     return generated_;
   }
 
+  public static final int MESSAGE_TAIL_FIELD_NUMBER = 4;
+  private dev.chunkscope.v1.MessageTokens messageTail_;
+  /**
+   * <pre>
+   * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+   * against its own tokenization of the formatted prompt; added to `indices`.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+   * @return Whether the messageTail field is set.
+   */
+  @java.lang.Override
+  public boolean hasMessageTail() {
+    return ((bitField0_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+   * against its own tokenization of the formatted prompt; added to `indices`.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+   * @return The messageTail.
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.MessageTokens getMessageTail() {
+    return messageTail_ == null ? dev.chunkscope.v1.MessageTokens.getDefaultInstance() : messageTail_;
+  }
+  /**
+   * <pre>
+   * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+   * against its own tokenization of the formatted prompt; added to `indices`.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.MessageTokensOrBuilder getMessageTailOrBuilder() {
+    return messageTail_ == null ? dev.chunkscope.v1.MessageTokens.getDefaultInstance() : messageTail_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -147,6 +189,9 @@ private static final long serialVersionUID = 0L;
     }
     if (generated_ != false) {
       output.writeBool(3, generated_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      output.writeMessage(4, getMessageTail());
     }
     getUnknownFields().writeTo(output);
   }
@@ -179,6 +224,10 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(3, generated_);
     }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(4, getMessageTail());
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -200,6 +249,11 @@ private static final long serialVersionUID = 0L;
         != other.getAllPrompt()) return false;
     if (getGenerated()
         != other.getGenerated()) return false;
+    if (hasMessageTail() != other.hasMessageTail()) return false;
+    if (hasMessageTail()) {
+      if (!getMessageTail()
+          .equals(other.getMessageTail())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -221,6 +275,10 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + GENERATED_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getGenerated());
+    if (hasMessageTail()) {
+      hash = (37 * hash) + MESSAGE_TAIL_FIELD_NUMBER;
+      hash = (53 * hash) + getMessageTail().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -344,13 +402,19 @@ private static final long serialVersionUID = 0L;
 
     // Construct using dev.chunkscope.v1.Positions.newBuilder()
     private Builder() {
-
+      maybeForceBuilderInitialization();
     }
 
     private Builder(
         com.google.protobuf.GeneratedMessage.BuilderParent parent) {
       super(parent);
-
+      maybeForceBuilderInitialization();
+    }
+    private void maybeForceBuilderInitialization() {
+      if (com.google.protobuf.GeneratedMessage
+              .alwaysUseFieldBuilders) {
+        internalGetMessageTailFieldBuilder();
+      }
     }
     @java.lang.Override
     public Builder clear() {
@@ -359,6 +423,11 @@ private static final long serialVersionUID = 0L;
       indices_ = emptyIntList();
       allPrompt_ = false;
       generated_ = false;
+      messageTail_ = null;
+      if (messageTailBuilder_ != null) {
+        messageTailBuilder_.dispose();
+        messageTailBuilder_ = null;
+      }
       return this;
     }
 
@@ -402,6 +471,14 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000004) != 0)) {
         result.generated_ = generated_;
       }
+      int to_bitField0_ = 0;
+      if (((from_bitField0_ & 0x00000008) != 0)) {
+        result.messageTail_ = messageTailBuilder_ == null
+            ? messageTail_
+            : messageTailBuilder_.build();
+        to_bitField0_ |= 0x00000001;
+      }
+      result.bitField0_ |= to_bitField0_;
     }
 
     @java.lang.Override
@@ -432,6 +509,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getGenerated() != false) {
         setGenerated(other.getGenerated());
+      }
+      if (other.hasMessageTail()) {
+        mergeMessageTail(other.getMessageTail());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -485,6 +565,13 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000004;
               break;
             } // case 24
+            case 34: {
+              input.readMessage(
+                  internalGetMessageTailFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000008;
+              break;
+            } // case 34
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -700,6 +787,172 @@ private static final long serialVersionUID = 0L;
       generated_ = false;
       onChanged();
       return this;
+    }
+
+    private dev.chunkscope.v1.MessageTokens messageTail_;
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.MessageTokens, dev.chunkscope.v1.MessageTokens.Builder, dev.chunkscope.v1.MessageTokensOrBuilder> messageTailBuilder_;
+    /**
+     * <pre>
+     * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+     * against its own tokenization of the formatted prompt; added to `indices`.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+     * @return Whether the messageTail field is set.
+     */
+    public boolean hasMessageTail() {
+      return ((bitField0_ & 0x00000008) != 0);
+    }
+    /**
+     * <pre>
+     * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+     * against its own tokenization of the formatted prompt; added to `indices`.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+     * @return The messageTail.
+     */
+    public dev.chunkscope.v1.MessageTokens getMessageTail() {
+      if (messageTailBuilder_ == null) {
+        return messageTail_ == null ? dev.chunkscope.v1.MessageTokens.getDefaultInstance() : messageTail_;
+      } else {
+        return messageTailBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+     * against its own tokenization of the formatted prompt; added to `indices`.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+     */
+    public Builder setMessageTail(dev.chunkscope.v1.MessageTokens value) {
+      if (messageTailBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        messageTail_ = value;
+      } else {
+        messageTailBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+     * against its own tokenization of the formatted prompt; added to `indices`.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+     */
+    public Builder setMessageTail(
+        dev.chunkscope.v1.MessageTokens.Builder builderForValue) {
+      if (messageTailBuilder_ == null) {
+        messageTail_ = builderForValue.build();
+      } else {
+        messageTailBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+     * against its own tokenization of the formatted prompt; added to `indices`.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+     */
+    public Builder mergeMessageTail(dev.chunkscope.v1.MessageTokens value) {
+      if (messageTailBuilder_ == null) {
+        if (((bitField0_ & 0x00000008) != 0) &&
+          messageTail_ != null &&
+          messageTail_ != dev.chunkscope.v1.MessageTokens.getDefaultInstance()) {
+          getMessageTailBuilder().mergeFrom(value);
+        } else {
+          messageTail_ = value;
+        }
+      } else {
+        messageTailBuilder_.mergeFrom(value);
+      }
+      if (messageTail_ != null) {
+        bitField0_ |= 0x00000008;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+     * against its own tokenization of the formatted prompt; added to `indices`.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+     */
+    public Builder clearMessageTail() {
+      bitField0_ = (bitField0_ & ~0x00000008);
+      messageTail_ = null;
+      if (messageTailBuilder_ != null) {
+        messageTailBuilder_.dispose();
+        messageTailBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+     * against its own tokenization of the formatted prompt; added to `indices`.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+     */
+    public dev.chunkscope.v1.MessageTokens.Builder getMessageTailBuilder() {
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return internalGetMessageTailFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+     * against its own tokenization of the formatted prompt; added to `indices`.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+     */
+    public dev.chunkscope.v1.MessageTokensOrBuilder getMessageTailOrBuilder() {
+      if (messageTailBuilder_ != null) {
+        return messageTailBuilder_.getMessageOrBuilder();
+      } else {
+        return messageTail_ == null ?
+            dev.chunkscope.v1.MessageTokens.getDefaultInstance() : messageTail_;
+      }
+    }
+    /**
+     * <pre>
+     * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+     * against its own tokenization of the formatted prompt; added to `indices`.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.MessageTokens, dev.chunkscope.v1.MessageTokens.Builder, dev.chunkscope.v1.MessageTokensOrBuilder> 
+        internalGetMessageTailFieldBuilder() {
+      if (messageTailBuilder_ == null) {
+        messageTailBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.chunkscope.v1.MessageTokens, dev.chunkscope.v1.MessageTokens.Builder, dev.chunkscope.v1.MessageTokensOrBuilder>(
+                getMessageTail(),
+                getParentForChildren(),
+                isClean());
+        messageTail_ = null;
+      }
+      return messageTailBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:chunkscope.v1.Positions)

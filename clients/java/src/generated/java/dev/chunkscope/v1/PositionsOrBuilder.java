@@ -58,4 +58,34 @@ public interface PositionsOrBuilder extends
    * @return The generated.
    */
   boolean getGenerated();
+
+  /**
+   * <pre>
+   * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+   * against its own tokenization of the formatted prompt; added to `indices`.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+   * @return Whether the messageTail field is set.
+   */
+  boolean hasMessageTail();
+  /**
+   * <pre>
+   * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+   * against its own tokenization of the formatted prompt; added to `indices`.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+   * @return The messageTail.
+   */
+  dev.chunkscope.v1.MessageTokens getMessageTail();
+  /**
+   * <pre>
+   * Tokens of one chat message's content (requests with `messages` only), resolved by the server
+   * against its own tokenization of the formatted prompt; added to `indices`.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.MessageTokens message_tail = 4;</code>
+   */
+  dev.chunkscope.v1.MessageTokensOrBuilder getMessageTailOrBuilder();
 }
