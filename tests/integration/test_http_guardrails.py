@@ -1,10 +1,12 @@
 """The guardrail shapes of the HTTP front over Check, called as a gateway calls them: LiteLLM's
-Generic Guardrail API (the request LiteLLM's `generic_guardrail_api` guardrail posts) and an
-OpenAI-style moderation endpoint; verdicts agree with gRPC Check on the same texts."""
+Generic Guardrail API (the request LiteLLM's `generic_guardrail_api` guardrail posts), an
+OpenAI-style moderation endpoint, and a chat completion that names a policy
+(`chunkscope.policy`); verdicts agree with gRPC Check on the same texts."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import urllib.error
 import urllib.request
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from chunkscope_client import Client
@@ -23,6 +26,10 @@ TRAIN = [f"On day {i} the cat slept near the window while the cake cooled." for 
 CAT = TRAIN[3]
 CLEAN = "A quiet morning without animals."
 LITELLM = "/beta/litellm_basic_guardrail_api"
+TEMPLATE = (  # the tiny model has no chat template; an instruction-tuned model ships one
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
 
 
 def free_port() -> int:
@@ -35,10 +42,12 @@ def free_port() -> int:
 def guarded(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A server with the HTTP front, a PA dictionary (cat, cake) and the policy no-cats: cat
     blocks, cake is recorded."""
-    server = start_server(tmp_path_factory.mktemp("guard-http"), model_root,
-                          "--http-port", str(free_port()))  # fmt: skip
+    work = tmp_path_factory.mktemp("guard-http")
+    shutil.copytree(model_root / "tiny-llama", work / "models" / "tiny-chat")
+    (work / "models" / "tiny-chat" / "chat_template.jinja").write_text(TEMPLATE)
+    server = start_server(work / "data", work / "models", "--http-port", str(free_port()))
     with Client.connect(server.address, timeout=120) as c:
-        c.register_model("gh-lm", "tiny-llama", wait=True)
+        c.register_model("gh-lm", "tiny-chat", wait=True)
         [pa] = c.extract_dictionary(pb.ExtractDictionaryRequest(
             model={"name": "gh-lm"}, hook_points=["blocks.1.resid_post"],
             corpus=pb.Corpus(texts=pb.TextList(texts=TRAIN)),
@@ -141,3 +150,42 @@ def test_moderation_flags_per_input(guarded: dict[str, Any], api_keys: dict[str,
     status, error = post(guarded, "/v1/moderations", {"model": "no-cats@one", "input": CAT},
                          api_keys["monitor"])  # fmt: skip
     assert status == 400 and error["error"]["param"] == "model"
+
+
+def test_a_chat_completion_naming_a_policy_is_refused_before_generation(
+    guarded: dict[str, Any], api_keys: dict[str, str]
+) -> None:
+    sdk = openai.OpenAI(base_url=guarded["url"] + "/v1", api_key=api_keys["analyst"],
+                        max_retries=0, timeout=120)  # fmt: skip
+    ask = {"model": "gh-lm", "max_tokens": 5, "temperature": 0}
+    cat = [{"role": "user", "content": CAT}]
+    refused = sdk.chat.completions.create(
+        messages=cat, extra_body={"chunkscope": {"policy": "no-cats"}}, **ask
+    )
+    assert refused.choices[0].finish_reason == "content_filter"
+    assert refused.choices[0].message.content == "" and refused.usage is None
+    guard = refused.model_extra["chunkscope"]["guard"]
+    assert (guard["verdict"], guard["policy"], guard["policy_version"]) == ("BLOCK", "no-cats", 1)
+    assert guard["fired_rules"] == [0, 1] and "cat" in guard["reason"]  # cake: recorded
+
+    chunks = list(sdk.chat.completions.create(
+        messages=cat, stream=True, extra_body={"chunkscope": {"policy": "no-cats"}}, **ask
+    ))  # fmt: skip
+    assert [c.choices[0].finish_reason for c in chunks if c.choices] == ["content_filter"]
+    assert chunks[-1].model_extra["chunkscope"]["guard"]["verdict"] == "BLOCK"
+
+    clean = [{"role": "user", "content": CLEAN}]
+    allowed = sdk.chat.completions.create(
+        messages=clean, extra_body={"chunkscope": {"policy": "no-cats"}}, **ask
+    )
+    plain = sdk.chat.completions.create(messages=clean, **ask)
+    assert allowed.choices[0].message.content == plain.choices[0].message.content
+    assert allowed.choices[0].finish_reason == "length"
+    assert allowed.model_extra["chunkscope"]["guard"]["verdict"] == "ALLOW"
+    assert "guard" not in plain.model_extra["chunkscope"]
+
+    with pytest.raises(openai.BadRequestError) as unknown:
+        sdk.chat.completions.create(
+            messages=clean, extra_body={"chunkscope": {"policy": "no-dogs"}}, **ask
+        )
+    assert "no-dogs" in str(unknown.value)

@@ -398,6 +398,10 @@ class Front:
                 generate.prompt.text = await tokens.off_loop(
                     chat_prompt, model, parsed.messages, parsed.model
                 )
+                if parsed.policy and await self._guarded(parsed):
+                    await self._audit(who, generate, "OK", rid)
+                    self._observe(CHAT_ROUTE, "POST", 200, started)
+                    return self._refused(parsed)
                 job = await self.servicer.prepare_generate(generate)
                 if not parsed.stream:
                     reply = await self._unless_gone(request, self._complete(job, parsed))
@@ -416,6 +420,53 @@ class Front:
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", observability.REQUEST_ID_HEADER: rid},
         )
+
+    async def _guarded(self, chat: ChatRequest) -> bool:
+        """Check the prompt's messages against `chunkscope.policy` (Check's path); True when
+        the verdict is BLOCK. INTERVENE adds the policy's interventions to this generation."""
+        if self.guard is None:
+            raise Unavailable("this server runs no guard", reason="GUARD_UNAVAILABLE")
+        request = guard_pb2.CheckRequest(
+            policy=chat.policy, input_type=guard_pb2.INPUT_TYPE_REQUEST
+        )
+        for m in chat.messages:
+            request.messages.add(role=m["role"], content=m["content"])
+        reply = await self.guard.check(request)
+        chat.guard = {
+            "verdict": guard_pb2.Verdict.Name(reply.verdict).removeprefix("VERDICT_"),
+            "policy": reply.policy,
+            "policy_version": reply.policy_version,
+            "reason": reply.reason,
+            "fired_rules": list(reply.fired_rules),
+        }
+        if reply.verdict == guard_pb2.VERDICT_INTERVENE:
+            chat.generate.interventions.extend(reply.interventions)
+        return reply.verdict == guard_pb2.VERDICT_BLOCK
+
+    def _refused(self, chat: ChatRequest) -> Response:
+        """A prompt the policy blocks: no generation, finish_reason content_filter, the verdict
+        in the `chunkscope` object (a stream of the same, for a streaming request)."""
+        head = {
+            "id": "chatcmpl-" + uuid.uuid4().hex,
+            "created": int(time.time()),
+            "model": chat.model,
+        }
+        annotation: dict[str, Any] = {"detections": [], "interventions_applied": {},
+                                      "rules_fired": [], "guard": chat.guard}  # fmt: skip
+        if not chat.stream:
+            body = {**head, "object": "chat.completion", "choices": [{
+                "index": 0, "message": {"role": "assistant", "content": "", "refusal": None},
+                "logprobs": None, "finish_reason": "content_filter",
+            }], "chunkscope": annotation}  # fmt: skip
+            return JSONResponse(body)
+        head["object"] = "chat.completion.chunk"
+        events = [
+            {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                  "logprobs": None, "finish_reason": "content_filter"}]},
+            {**head, "choices": [], "chunkscope": annotation},
+        ]  # fmt: skip
+        data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+        return Response(data + b"data: [DONE]\n\n", media_type="text/event-stream")
 
     @staticmethod
     async def _unless_gone(request: Request, work: Coroutine[Any, Any, T]) -> T:
@@ -519,6 +570,8 @@ class Front:
         }]  # fmt: skip
         reply["usage"] = self._usage(job, outcome)
         reply["chunkscope"] = annotation.summary()
+        if chat.guard is not None:
+            reply["chunkscope"]["guard"] = chat.guard
         return reply
 
     async def _sse(
@@ -567,7 +620,10 @@ class Front:
                         yield chunk(choices=[], chunkscope=value)
             yield chunk(choices=[{"index": 0, "delta": {}, "logprobs": None,
                                   "finish_reason": outcome.finish}])  # fmt: skip
-            yield chunk(choices=[], chunkscope=annotation.summary())
+            summary = annotation.summary()
+            if chat.guard is not None:
+                summary["guard"] = chat.guard
+            yield chunk(choices=[], chunkscope=summary)
             if chat.include_usage:
                 yield chunk(choices=[], usage=self._usage(job, outcome))
             yield b"data: [DONE]\n\n"

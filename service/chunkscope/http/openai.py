@@ -83,6 +83,8 @@ class ChatRequest:
     stops: list[str]
     generate: pb.GenerateRequest  # model, sampling and chunkscope's fields; the prompt comes later
     max_tokens_field: str = "max_tokens"
+    policy: str = ""  # chunkscope.policy: a guard policy the prompt is checked against first
+    guard: dict[str, Any] | None = None  # that check's outcome, for the reply's annotation
 
 
 def _bad(param: str, description: str) -> InvalidArgument:
@@ -172,18 +174,23 @@ _PARSE_AT = re.compile(r" at GenerateRequest\.((?:[\w\[\]]+\.?)*?)\.*$")
 _PARSE_FIELD = re.compile(r"Failed to parse (\w+) field: ")
 
 
-def _extension(raw: Any) -> pb.GenerateRequest:
+def _extension(raw: Any) -> tuple[pb.GenerateRequest, str]:
+    """The `chunkscope` object: GenerateRequest's fields, and the guard policy's name."""
     request = pb.GenerateRequest()
     if raw is None:
-        return request
+        return request, ""
     if not isinstance(raw, dict):
         raise _bad(EXTENSION, "must be an object with interventions, detect_dictionary_ids, rules")
+    raw = dict(raw)
+    policy = raw.pop("policy", "")
+    if not isinstance(policy, str):
+        raise _bad(f"{EXTENSION}.policy", "must be the name of a guard policy")
     unknown = sorted(set(raw) - set(EXTENSION_FIELDS))
     if unknown:
         raise _bad(
             f"{EXTENSION}.{unknown[0]}",
             "unknown field; chunkscope accepts "
-            + ", ".join(sorted(set(EXTENSION_FIELDS.values()))),
+            + ", ".join(sorted({*EXTENSION_FIELDS.values(), "policy"})),
         )
     data = {EXTENSION_FIELDS[k]: v for k, v in raw.items()}
     if "interventions" in data:
@@ -200,7 +207,7 @@ def _extension(raw: Any) -> pb.GenerateRequest:
         if ".mode" in where:
             detail += "; modes: ACTIVATE, INHIBIT, ADD, PROJECT_OUT"
         raise _bad(where, detail) from None
-    return request
+    return request, policy
 
 
 def parse_chat(body: Any) -> ChatRequest:
@@ -236,7 +243,7 @@ def parse_chat(body: Any) -> ChatRequest:
     top_p = _number(body, "top_p", 0, 1)
     top_k = _integer(body, "top_k", 0, 1 << 30)
     seed = _integer(body, "seed", -(1 << 63), (1 << 63) - 1)
-    generate = _extension(body.get(EXTENSION))
+    generate, policy = _extension(body.get(EXTENSION))
     generate.model.name = model
     generate.sampling.CopyFrom(
         pb.SamplingParams(
@@ -250,7 +257,14 @@ def parse_chat(body: Any) -> ChatRequest:
         )
     )
     return ChatRequest(
-        model, messages, stream, include_usage, _stops(body.get("stop")), generate, field_name
+        model,
+        messages,
+        stream,
+        include_usage,
+        _stops(body.get("stop")),
+        generate,
+        field_name,
+        policy,
     )
 
 
