@@ -111,6 +111,38 @@ def _pa(p: pb.PopulationAveragingParams) -> methods.PASpec:
     return methods.PASpec(tuple(concepts), spans, p.step, params, p.require_all_cells)
 
 
+def _cosine(c: pb.CosineDictionaryParams) -> ucd.CosineParams:
+    init = {
+        pb.COSINE_INIT_UNSPECIFIED: "kmeans++",
+        pb.COSINE_INIT_KMEANS_PP: "kmeans++",
+        pb.COSINE_INIT_RANDOM_STATES: "random_states",
+        pb.COSINE_INIT_GAUSSIAN: "gaussian",
+    }.get(c.init)
+    if init is None:
+        raise InvalidArgument.field(
+            "cosine_dictionary.init",
+            f"unknown CosineInit value {c.init}: use COSINE_INIT_KMEANS_PP (the default), "
+            "COSINE_INIT_RANDOM_STATES or COSINE_INIT_GAUSSIAN (the authors')",
+        )
+    reseed = {
+        pb.DEAD_ATOM_POLICY_UNSPECIFIED: True,
+        pb.DEAD_ATOM_POLICY_RESEED: True,
+        pb.DEAD_ATOM_POLICY_KEEP: False,
+    }.get(c.dead_atom_policy)
+    if reseed is None:
+        raise InvalidArgument.field(
+            "cosine_dictionary.dead_atom_policy",
+            f"unknown DeadAtomPolicy value {c.dead_atom_policy}: use DEAD_ATOM_POLICY_RESEED "
+            "(the default) or DEAD_ATOM_POLICY_KEEP (the authors')",
+        )
+    return ucd.CosineParams(
+        k=c.k or 256, epochs=c.epochs or 20, lr=_or(c.learning_rate, 1e-2),
+        batch_size=c.batch_size or 64, seed=c.seed,
+        reject_below=c.reject_below if c.reject_below > 0 else None,
+        init=init, reseed_dead=reseed,
+    )  # fmt: skip
+
+
 def _method(request: pb.ExtractDictionaryRequest) -> tuple[str, methods.MethodSpec]:
     kind = request.WhichOneof("method")
     if kind == "population_averaging":
@@ -123,12 +155,7 @@ def _method(request: pb.ExtractDictionaryRequest) -> tuple[str, methods.MethodSp
             seed=s.seed,
         )  # fmt: skip
     if kind == "cosine_dictionary":
-        c = request.cosine_dictionary
-        return kind, ucd.CosineParams(
-            k=c.k or 256, epochs=c.epochs or 20, lr=_or(c.learning_rate, 1e-2),
-            batch_size=c.batch_size or 64, seed=c.seed,
-            reject_below=c.reject_below if c.reject_below > 0 else None,
-        )  # fmt: skip
+        return kind, _cosine(request.cosine_dictionary)
     if kind == "density_chunks":
         d = request.density_chunks
         return kind, ucd.DensityParams(
