@@ -155,10 +155,14 @@ def test_cosine_start_and_dead_atom_policy_round_trip(models: Client) -> None:
     # Unset means the new default: k-means++ start and re-seeding.
     default = extract()
     authors = extract(init=pb.COSINE_INIT_GAUSSIAN, dead_atom_policy=pb.DEAD_ATOM_POLICY_KEEP)
-    uniform = extract(init=pb.COSINE_INIT_RANDOM_STATES, dead_atom_policy=pb.DEAD_ATOM_POLICY_RESEED)
+    uniform = extract(
+        init=pb.COSINE_INIT_RANDOM_STATES, dead_atom_policy=pb.DEAD_ATOM_POLICY_RESEED
+    )
     stored = [json.loads(d.parameters_json) for d in (default, authors, uniform)]
     assert [(p["init"], p["reseed_dead"]) for p in stored] == [
-        ("kmeans++", True), ("gaussian", False), ("random_states", True)
+        ("kmeans++", True),
+        ("gaussian", False),
+        ("random_states", True),
     ]
     for d in (default, authors, uniform):
         assert d.n_entries == 16
