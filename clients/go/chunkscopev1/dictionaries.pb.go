@@ -759,7 +759,15 @@ type PopulationAveragingParams struct {
 	// out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
 	// sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
 	// training part (up to leave-one-out).
-	CvFolds       int32 `protobuf:"varint,11,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
+	CvFolds int32 `protobuf:"varint,11,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
+	// Sparse entries. When > 0, the tolerance is the one with the fewest neurons among those whose
+	// score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
+	// this much of the best score; ChunkEntry.n_neurons reports the size. 0 (the default) takes
+	// the best score, as the authors do. In [0, 1].
+	SparsityMargin float64 `protobuf:"fixed64,12,opt,name=sparsity_margin,json=sparsityMargin,proto3" json:"sparsity_margin,omitempty"`
+	// When > 0, only tolerances whose neuron set has at most this many neurons compete; a cell
+	// where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
+	MaxNeurons    int32 `protobuf:"varint,13,opt,name=max_neurons,json=maxNeurons,proto3" json:"max_neurons,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -867,6 +875,20 @@ func (x *PopulationAveragingParams) GetRequireAllCells() bool {
 func (x *PopulationAveragingParams) GetCvFolds() int32 {
 	if x != nil {
 		return x.CvFolds
+	}
+	return 0
+}
+
+func (x *PopulationAveragingParams) GetSparsityMargin() float64 {
+	if x != nil {
+		return x.SparsityMargin
+	}
+	return 0
+}
+
+func (x *PopulationAveragingParams) GetMaxNeurons() int32 {
+	if x != nil {
+		return x.MaxNeurons
 	}
 	return 0
 }
@@ -3015,7 +3037,7 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\aconcept\x18\x04 \x01(\tR\aconcept\">\n" +
 	"\fConceptWords\x12\x18\n" +
 	"\aconcept\x18\x01 \x01(\tR\aconcept\x12\x14\n" +
-	"\x05words\x18\x02 \x03(\tR\x05words\"\xa0\x03\n" +
+	"\x05words\x18\x02 \x03(\tR\x05words\"\xea\x03\n" +
 	"\x19PopulationAveragingParams\x127\n" +
 	"\bconcepts\x18\x01 \x03(\v2\x1b.chunkscope.v1.ConceptWordsR\bconcepts\x12.\n" +
 	"\x05spans\x18\x02 \x03(\v2\x18.chunkscope.v1.LabelSpanR\x05spans\x12\x12\n" +
@@ -3028,7 +3050,10 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\x04taus\x18\t \x03(\x01R\x04taus\x12*\n" +
 	"\x11require_all_cells\x18\n" +
 	" \x01(\bR\x0frequireAllCells\x12\x19\n" +
-	"\bcv_folds\x18\v \x01(\x05R\acvFolds\"\xd2\x01\n" +
+	"\bcv_folds\x18\v \x01(\x05R\acvFolds\x12'\n" +
+	"\x0fsparsity_margin\x18\f \x01(\x01R\x0esparsityMargin\x12\x1f\n" +
+	"\vmax_neurons\x18\r \x01(\x05R\n" +
+	"maxNeurons\"\xd2\x01\n" +
 	"\x1eDiscreteSequenceChunkingParams\x12\x15\n" +
 	"\x06n_bins\x18\x01 \x01(\x05R\x05nBins\x12\x15\n" +
 	"\x06n_iter\x18\x02 \x01(\x05R\x05nIter\x12 \n" +

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import math
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -98,6 +99,19 @@ def _pa(p: pb.PopulationAveragingParams) -> methods.PASpec:
             f"{p.cv_folds} is not a fold count: use 0 for the default (5 folds), 2.."
             f"{pa.MAX_CV_FOLDS}, or -1 to turn cross-validation off",
         )
+    if not (math.isfinite(p.sparsity_margin) and 0.0 <= p.sparsity_margin <= 1.0):
+        raise InvalidArgument.field(
+            "population_averaging.sparsity_margin",
+            f"{p.sparsity_margin} is not a score margin: use 0 (off: the best score) or a "
+            "number in (0, 1], e.g. 0.02 to accept up to 0.02 less TPR (or accuracy) for fewer "
+            "neurons",
+        )
+    if p.max_neurons < 0:
+        raise InvalidArgument.field(
+            "population_averaging.max_neurons",
+            f"{p.max_neurons} is negative: use 0 for no bound or the largest neuron count an "
+            "entry may have",
+        )
     params = pa.PAParams(
         n_samples=p.n_samples or 5,
         min_occurrences=p.min_occurrences or 10,
@@ -106,6 +120,8 @@ def _pa(p: pb.PopulationAveragingParams) -> methods.PASpec:
         max_fpr=_or(p.max_fpr, 0.001),
         seed=p.seed,
         cv_folds={0: 5, -1: 0}.get(p.cv_folds, p.cv_folds),
+        sparsity_margin=p.sparsity_margin,
+        max_neurons=p.max_neurons,
     )
     spans = tuple(Span(s.text_index, s.start, s.end, s.concept) for s in p.spans)
     return methods.PASpec(tuple(concepts), spans, p.step, params, p.require_all_cells)

@@ -380,6 +380,8 @@ class PopulationAveragingParams(_message.Message):
     TAUS_FIELD_NUMBER: _builtins.int
     REQUIRE_ALL_CELLS_FIELD_NUMBER: _builtins.int
     CV_FOLDS_FIELD_NUMBER: _builtins.int
+    SPARSITY_MARGIN_FIELD_NUMBER: _builtins.int
+    MAX_NEURONS_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """Label the token `step` positions before each occurrence (negative: after). Default 0."""
     n_samples: _builtins.int
@@ -402,6 +404,16 @@ class PopulationAveragingParams(_message.Message):
     out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
     sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
     training part (up to leave-one-out).
+    """
+    sparsity_margin: _builtins.float
+    """Sparse entries. When > 0, the tolerance is the one with the fewest neurons among those whose
+    score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
+    this much of the best score; ChunkEntry.n_neurons reports the size. 0 (the default) takes
+    the best score, as the authors do. In [0, 1].
+    """
+    max_neurons: _builtins.int
+    """When > 0, only tolerances whose neuron set has at most this many neurons compete; a cell
+    where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
     """
     @_builtins.property
     def concepts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConceptWords]:
@@ -429,10 +441,12 @@ class PopulationAveragingParams(_message.Message):
         taus: _abc.Iterable[_builtins.float] | None = ...,
         require_all_cells: _builtins.bool = ...,
         cv_folds: _builtins.int = ...,
+        sparsity_margin: _builtins.float = ...,
+        max_neurons: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concepts", b"concepts", "criterion", b"criterion", "cv_folds", b"cv_folds", "max_fpr", b"max_fpr", "min_occurrences", b"min_occurrences", "n_samples", b"n_samples", "require_all_cells", b"require_all_cells", "seed", b"seed", "spans", b"spans", "step", b"step", "taus", b"taus"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concepts", b"concepts", "criterion", b"criterion", "cv_folds", b"cv_folds", "max_fpr", b"max_fpr", "max_neurons", b"max_neurons", "min_occurrences", b"min_occurrences", "n_samples", b"n_samples", "require_all_cells", b"require_all_cells", "seed", b"seed", "spans", b"spans", "sparsity_margin", b"sparsity_margin", "step", b"step", "taus", b"taus"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
