@@ -191,6 +191,50 @@ def test_cosine_start_and_dead_atom_policy_round_trip(models: Client) -> None:
     assert {d.id for d in models.list_dictionaries()} == before
 
 
+def test_pa_sparse_selection_round_trips_and_is_validated(models: Client) -> None:
+    def extract(**params: object) -> pb.Dictionary:
+        pa_params = pb.PopulationAveragingParams(
+            concepts=[pb.ConceptWords(concept="cat"), pb.ConceptWords(concept="cake")],
+            seed=1, cv_folds=-1, **params,  # type: ignore[arg-type]
+        )  # fmt: skip
+        [d] = models.extract_dictionary(_pa_request(
+            hook_points=["blocks.1.resid_post"], population_averaging=pa_params))  # fmt: skip
+        return models.get_dictionary(d.id)
+
+    full = extract()
+    margin = extract(sparsity_margin=0.1)
+    bounded = extract(max_neurons=4)
+    assert json.loads(margin.parameters_json)["sparsity_margin"] == 0.1
+    assert json.loads(bounded.parameters_json)["max_neurons"] == 4
+    assert json.loads(full.parameters_json)["sparsity_margin"] == 0.0
+    for f, m in zip(full.entries, margin.entries, strict=True):
+        # The same seed gives the same sweep; the rule picks off it (accuracy criterion).
+        assert [(p.n_neurons, p.accuracy) for p in m.sweep] == [
+            (p.n_neurons, p.accuracy) for p in f.sweep
+        ]
+        best = max(p.accuracy for p in f.sweep)
+        assert f.train.accuracy == pytest.approx(best)
+        near = [p.n_neurons for p in f.sweep if p.accuracy >= best - 0.1]
+        assert m.n_neurons == min(near) <= f.n_neurons
+        assert m.train.accuracy >= best - 0.1
+    for e in bounded.entries:
+        assert 1 <= e.n_neurons <= 4
+    assert all(c.reason for c in bounded.infeasible_cells)
+
+    for params, field in (
+        ({"sparsity_margin": -0.5}, "population_averaging.sparsity_margin"),
+        ({"sparsity_margin": float("nan")}, "population_averaging.sparsity_margin"),
+        ({"sparsity_margin": 1.5}, "population_averaging.sparsity_margin"),
+        ({"max_neurons": -3}, "population_averaging.max_neurons"),
+    ):
+        e = _error(models.extract_dictionary, _pa_request(
+            population_averaging=pb.PopulationAveragingParams(
+                concepts=[pb.ConceptWords(concept="cat")], **params)))  # fmt: skip
+        assert e.code is grpc.StatusCode.INVALID_ARGUMENT, e
+        [(named, description)] = e.field_violations
+        assert named == field and "use 0" in description, e
+
+
 def test_list_export_delete_import_round_trip(models: Client) -> None:
     [d, _] = models.extract_dictionary(_pa_request(description="round trip"))
     listed = {x.id: x for x in models.list_dictionaries(model="dict-lm")}
