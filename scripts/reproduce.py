@@ -1301,8 +1301,8 @@ def ucd_report(results: list[UcdResult], n_sentences: int, args: argparse.Namesp
         f"Corpus: {n_sentences} sentences ({n_tokens} tokens), one forward pass each: the concept "
         "texts of docs/concepts.json split into sentences, plus sentences generated from the "
         f"templates and slot lists in its `ucd` section with `random.Random({args.seed})`. The "
-        "file is written under the server's corpus root and sent as `Corpus.path`. Both variants "
-        f"run through `ExtractDictionary` (seed {args.seed}); entries and their example contexts "
+        "file is written under the server's corpus root and sent as `Corpus.path`. Every variant "
+        f"runs through `ExtractDictionary` (seed {args.seed}); entries and their example contexts "
         "come from `GetDictionary`.",
         "",
     ]
