@@ -142,6 +142,99 @@ def test_both_unsupervised_variants(models: Client) -> None:
     assert assigned == round((1 - den.stats["noise_fraction"]) * den.n_tokens)
 
 
+def test_cosine_start_and_dead_atom_policy_round_trip(models: Client) -> None:
+    corpus = texts(CONCEPT_TEXTS)
+
+    def extract(**params: object) -> pb.Dictionary:
+        [d] = models.extract_dictionary(pb.ExtractDictionaryRequest(
+            model={"name": "dict-lm"}, hook_points=["blocks.1.resid_post"], corpus=corpus,
+            cosine_dictionary=pb.CosineDictionaryParams(k=16, epochs=3, seed=1, **params),
+        ))  # fmt: skip
+        return models.get_dictionary(d.id)
+
+    # Unset means the new default: k-means++ start and re-seeding.
+    default = extract()
+    authors = extract(init=pb.COSINE_INIT_GAUSSIAN, dead_atom_policy=pb.DEAD_ATOM_POLICY_KEEP)
+    uniform = extract(
+        init=pb.COSINE_INIT_RANDOM_STATES, dead_atom_policy=pb.DEAD_ATOM_POLICY_RESEED
+    )
+    stored = [json.loads(d.parameters_json) for d in (default, authors, uniform)]
+    assert [(p["init"], p["reseed_dead"]) for p in stored] == [
+        ("kmeans++", True),
+        ("gaussian", False),
+        ("random_states", True),
+    ]
+    for d in (default, authors, uniform):
+        assert d.n_entries == 16
+        assert d.stats["dead_atom_fraction"] == pytest.approx(d.stats["dead_atoms"] / 16)
+        assert sum(e.count for e in d.entries) == d.n_tokens
+        assert sum(e.count == 0 for e in d.entries) == d.stats["dead_atoms"]
+    # Atoms that start on states win at least the states they start on, and three epochs at
+    # lr 0.01 barely move them; the authors' random start loses most of its atoms.
+    assert default.stats["dead_atoms"] <= 1
+    assert authors.stats["dead_atoms"] > default.stats["dead_atoms"]
+
+    before = {d.id for d in models.list_dictionaries()}
+    for params, field, fix in (
+        (pb.CosineDictionaryParams(k=4, init=99), "cosine_dictionary.init",  # type: ignore[arg-type]
+         "COSINE_INIT_GAUSSIAN"),
+        (pb.CosineDictionaryParams(k=4, dead_atom_policy=7),  # type: ignore[arg-type]
+         "cosine_dictionary.dead_atom_policy", "DEAD_ATOM_POLICY_KEEP"),
+    ):  # fmt: skip
+        e = _error(models.extract_dictionary, pb.ExtractDictionaryRequest(
+            model={"name": "dict-lm"}, hook_points=["blocks.1.resid_post"], corpus=corpus,
+            cosine_dictionary=params,
+        ))  # fmt: skip
+        assert e.code is grpc.StatusCode.INVALID_ARGUMENT, e
+        [(named, description)] = e.field_violations
+        assert named == field and fix in description and "unknown" in description, e
+    assert {d.id for d in models.list_dictionaries()} == before
+
+
+def test_pa_sparse_selection_round_trips_and_is_validated(models: Client) -> None:
+    def extract(**params: object) -> pb.Dictionary:
+        pa_params = pb.PopulationAveragingParams(
+            concepts=[pb.ConceptWords(concept="cat"), pb.ConceptWords(concept="cake")],
+            seed=1, cv_folds=-1, **params,  # type: ignore[arg-type]
+        )  # fmt: skip
+        [d] = models.extract_dictionary(_pa_request(
+            hook_points=["blocks.1.resid_post"], population_averaging=pa_params))  # fmt: skip
+        return models.get_dictionary(d.id)
+
+    full = extract()
+    margin = extract(sparsity_margin=0.1)
+    bounded = extract(max_neurons=4)
+    assert json.loads(margin.parameters_json)["sparsity_margin"] == 0.1
+    assert json.loads(bounded.parameters_json)["max_neurons"] == 4
+    assert json.loads(full.parameters_json)["sparsity_margin"] == 0.0
+    for f, m in zip(full.entries, margin.entries, strict=True):
+        # The same seed gives the same sweep; the rule picks off it (accuracy criterion).
+        assert [(p.n_neurons, p.accuracy) for p in m.sweep] == [
+            (p.n_neurons, p.accuracy) for p in f.sweep
+        ]
+        best = max(p.accuracy for p in f.sweep)
+        assert f.train.accuracy == pytest.approx(best)
+        near = [p.n_neurons for p in f.sweep if p.accuracy >= best - 0.1]
+        assert m.n_neurons == min(near) <= f.n_neurons
+        assert m.train.accuracy >= best - 0.1
+    for e in bounded.entries:
+        assert 1 <= e.n_neurons <= 4
+    assert all(c.reason for c in bounded.infeasible_cells)
+
+    for params, field in (
+        ({"sparsity_margin": -0.5}, "population_averaging.sparsity_margin"),
+        ({"sparsity_margin": float("nan")}, "population_averaging.sparsity_margin"),
+        ({"sparsity_margin": 1.5}, "population_averaging.sparsity_margin"),
+        ({"max_neurons": -3}, "population_averaging.max_neurons"),
+    ):
+        e = _error(models.extract_dictionary, _pa_request(
+            population_averaging=pb.PopulationAveragingParams(
+                concepts=[pb.ConceptWords(concept="cat")], **params)))  # fmt: skip
+        assert e.code is grpc.StatusCode.INVALID_ARGUMENT, e
+        [(named, description)] = e.field_violations
+        assert named == field and "use 0" in description, e
+
+
 def test_list_export_delete_import_round_trip(models: Client) -> None:
     [d, _] = models.extract_dictionary(_pa_request(description="round trip"))
     listed = {x.id: x for x in models.list_dictionaries(model="dict-lm")}

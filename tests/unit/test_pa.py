@@ -66,6 +66,9 @@ def test_default_taus_are_the_authors_grid() -> None:
         ({"seed": -1}, "seed"),
         ({"cv_folds": 1}, "cv_folds"),
         ({"cv_folds": 101}, "cv_folds"),
+        ({"sparsity_margin": -0.1}, "sparsity_margin"),
+        ({"sparsity_margin": float("nan")}, "sparsity_margin"),
+        ({"max_neurons": -1}, "max_neurons"),
     ],
 )
 def test_params_validate_names_the_field(change: dict[str, object], field: str) -> None:
@@ -491,3 +494,49 @@ def test_fitted_auc_is_the_sweep_auc() -> None:
     chunk = fit_concept(states, positives, PAParams())
     assert 0.0 <= chunk.auc <= 1.0
     assert chunk.auc == auc_from_sweep(chunk.sweep)
+
+
+# --- sparse selection --------------------------------------------------------------------------
+
+
+def _wide_and_planted(seed: int, t: int = 5000, n: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """The concept lives on PLANTED (fixed values, noise 0.05), but at concept positions every
+    other neuron also sits near 3 (noise 0.3), so the full-width chunk separates best: the case
+    where the authors' rule picks all 64 neurons."""
+    rng = np.random.default_rng(seed)
+    states = rng.standard_normal((t, 64)).astype(np.float32)
+    positives = np.sort(rng.choice(t, n, replace=False))
+    others = np.setdiff1d(np.arange(64), PLANTED)
+    noise = rng.standard_normal((n, 64))
+    states[np.ix_(positives, PLANTED)] = PLANTED_VALUES + 0.05 * noise[:, : PLANTED.size]
+    states[np.ix_(positives, others)] = 3.0 + 0.3 * noise[:, PLANTED.size :]
+    return states, positives
+
+
+def test_sparsity_margin_takes_the_fewest_neurons_within_the_margin() -> None:
+    states, positives = _wide_and_planted(0)
+    base = PAParams(criterion="tpr_at_fpr", n_samples=20, cv_folds=0)
+    full = fit_concept(states, positives, base)
+    assert full.neurons.size == 64  # the best TPR under the FPR bound is the full width
+    best = full.train.tpr
+    for margin in (0.05, 0.15):
+        sparse = fit_concept(states, positives, dataclasses.replace(base, sparsity_margin=margin))
+        # The sweep does not depend on the rule, so the expected point can be read off it.
+        near = [p for p in full.sweep if p.fpr <= base.max_fpr and p.tpr >= best - margin]
+        assert sparse.neurons.size == min(p.n_neurons for p in near) < 64
+        assert sparse.train.tpr >= best - margin and sparse.train.fpr <= base.max_fpr
+    # With a margin of 0.15 the chunk is a handful of the planted neurons and nothing else.
+    assert sparse.neurons.size <= 8 and set(sparse.neurons.tolist()) <= set(PLANTED.tolist())
+
+
+def test_max_neurons_bounds_the_chunk_and_refuses_when_nothing_fits() -> None:
+    states, positives = _wide_and_planted(0)
+    base = PAParams(criterion="tpr_at_fpr", n_samples=20, cv_folds=0)
+    bounded = fit_concept(states, positives, dataclasses.replace(base, max_neurons=8))
+    assert 1 <= bounded.neurons.size <= 8
+    assert set(bounded.neurons.tolist()) <= set(PLANTED.tolist())
+    allowed = [p for p in bounded.sweep if p.n_neurons <= 8 and p.fpr <= base.max_fpr]
+    assert bounded.train.tpr == pytest.approx(max(p.tpr for p in allowed))
+    # With tau 100 alone every neuron is in the set, so no tau gives at most 1 neuron.
+    with pytest.raises(NoValidTolerance, match="max_neurons=1"):
+        fit_concept(states, positives, dataclasses.replace(base, max_neurons=1, taus=(100.0,)))

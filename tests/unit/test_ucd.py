@@ -22,6 +22,7 @@ from chunkscope.chunking.ucd import (
 )
 
 F32 = npt.NDArray[np.float32]
+AUTHORS = ucd.AUTHORS_COSINE  # init N(0, 1), no re-seeding
 I64 = npt.NDArray[np.int64]
 
 
@@ -205,7 +206,7 @@ def test_cosine_recovers_planted_directions(seed: int) -> None:
     states, dirs, _ = _directions(seed=seed)
     # Online spherical k-means from a random N(0, 1) start can put one atom between two
     # directions and leave the rest dead; with 3x as many atoms as directions it does not.
-    r = fit_cosine(states, CosineParams(k=12, epochs=20, seed=seed))
+    r = fit_cosine(states, CosineParams(k=12, epochs=20, seed=seed, **AUTHORS))
     assert r.atoms.shape == (12, 32) and r.atoms.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(r.atoms, axis=1), 1.0, rtol=1e-5)
     assert (dirs @ r.atoms.T).max(axis=1).min() > 0.95
@@ -219,7 +220,7 @@ def test_cosine_recovers_planted_directions(seed: int) -> None:
 
 def test_cosine_reports_dead_atoms() -> None:
     states, _, _ = _directions()
-    r = fit_cosine(states, CosineParams(k=64, epochs=10))
+    r = fit_cosine(states, CosineParams(k=64, epochs=10, **AUTHORS))
     # Four directions can keep only a handful of atoms alive.
     assert r.dead.dtype == np.int64 and 40 <= r.dead.size <= 60
     assert np.all(r.counts[r.dead] == 0)
@@ -232,11 +233,66 @@ def test_reseed_dead_rescues_atoms(seed: int) -> None:
     # 6 atoms for 4 directions: for these seeds the authors' method leaves atoms dead and a
     # direction poorly covered; re-seeding dead atoms onto training states fixes both.
     states, dirs, _ = _directions(seed=seed)
-    plain = fit_cosine(states, CosineParams(k=6, seed=seed))
-    reseeded = fit_cosine(states, CosineParams(k=6, seed=seed, reseed_dead=True))
+    plain = fit_cosine(states, CosineParams(k=6, seed=seed, **AUTHORS))
+    reseeded = fit_cosine(states, CosineParams(k=6, seed=seed, init="gaussian", reseed_dead=True))
     assert plain.dead.size > 0 and (dirs @ plain.atoms.T).max(axis=1).min() < 0.9
     assert reseeded.dead.size == 0 and (dirs @ reseeded.atoms.T).max(axis=1).min() > 0.95
     assert reseeded.mean_max_cos > plain.mean_max_cos + 0.05
+
+
+def _cone(n_dirs: int = 24, d: int = 48, per_dir: int = 60, seed: int = 0) -> tuple[F32, I64]:
+    """An anisotropic cloud like a residual stream's: every state is a shared offset of norm 4
+    plus one of n_dirs unit directions plus noise, so all states lie in a narrow cone (pairwise
+    cosine about 0.93) and the directions are the structure to find."""
+    rng = np.random.default_rng(seed)
+    offset = rng.normal(size=d)
+    offset *= 4.0 / np.linalg.norm(offset)
+    dirs = rng.normal(size=(n_dirs, d))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(n_dirs), per_dir)
+    states = offset + dirs[labels] + 0.1 * rng.normal(size=(labels.size, d))
+    return states.astype(np.float32), labels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_start_leaves_no_dead_atoms_in_a_cone(seed: int) -> None:
+    # K = number of planted directions. From N(0, 1) the one atom nearest the cone wins every
+    # state and the other 23 never move; the default (k-means++ on the states, re-seeding) keeps
+    # at most 10 % dead and gives each planted direction its own atom.
+    states, labels = _cone(seed=seed)
+    authors = fit_cosine(states, CosineParams(k=24, epochs=10, seed=seed, **AUTHORS))
+    default = fit_cosine(states, CosineParams(k=24, epochs=10, seed=seed))
+    assert authors.dead.size >= 20
+    assert default.dead.size <= 2
+    found, _ = assign_cosine(states, default.atoms, None)
+    assert adjusted_rand_score(labels, found) > 0.7
+    lumped, _ = assign_cosine(states, authors.atoms, None)
+    assert adjusted_rand_score(labels, lumped) < 0.2
+    assert default.mean_max_cos > authors.mean_max_cos + 0.01
+
+
+@pytest.mark.parametrize("init", ["kmeans++", "random_states"])
+def test_starts_on_states_without_reseeding(init: str) -> None:
+    # Either start on training states alone (no re-seeding) already keeps the cone's atoms alive.
+    states, _ = _cone(seed=3)
+    r = fit_cosine(states, CosineParams(k=24, epochs=10, seed=3, init=init, reseed_dead=False))
+    assert r.dead.size <= 2
+    assert r.counts.sum() == len(states)
+
+
+def test_kmeans_pp_picks_distinct_directions() -> None:
+    # 3 distinct directions, each repeated, for K = 3: k-means++ gives weight 0 to a repeat of a
+    # pick, so the three starting atoms are the three directions (one each) and none is dead,
+    # even with training too short to move them (1 epoch, tiny lr).
+    rng = np.random.default_rng(0)
+    dirs = np.linalg.qr(rng.normal(size=(8, 3)))[0].T.astype(np.float32)
+    states = np.repeat(dirs, 50, axis=0) * rng.uniform(0.5, 2.0, size=(150, 1)).astype(np.float32)
+    for seed in range(5):
+        r = fit_cosine(states, CosineParams(k=3, epochs=1, lr=1e-6, seed=seed))
+        assert r.dead.size == 0 and sorted(r.counts.tolist()) == [50, 50, 50]
+    # More atoms than distinct directions: the rest are drawn uniformly, still without a crash.
+    r = fit_cosine(states, CosineParams(k=5, epochs=1, lr=1e-6, reseed_dead=False))
+    assert r.atoms.shape == (5, 8) and r.counts.sum() == 150
 
 
 def test_cosine_is_deterministic_for_a_seed() -> None:
@@ -307,6 +363,7 @@ def test_k_larger_than_n_is_refused() -> None:
         (CosineParams(batch_size=0), "batch_size"),
         (CosineParams(seed=-1), "seed"),
         (CosineParams(reject_below=1.5), "reject_below"),
+        (CosineParams(init="normal"), "init"),
     ],
 )
 def test_cosine_params_validation(params: CosineParams, field: str) -> None:

@@ -128,6 +128,118 @@ func (PaCriterion) EnumDescriptor() ([]byte, []int) {
 	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{1}
 }
 
+// How the atoms of a cosine dictionary start.
+type CosineInit int32
+
+const (
+	// The default: COSINE_INIT_KMEANS_PP.
+	CosineInit_COSINE_INIT_UNSPECIFIED CosineInit = 0
+	// k-means++ with cosine distance over a seeded sample of the training states (at most 20000,
+	// or 4 K if more): every atom starts on a state and the atoms start spread out.
+	CosineInit_COSINE_INIT_KMEANS_PP CosineInit = 1
+	// Distinct training states drawn uniformly.
+	CosineInit_COSINE_INIT_RANDOM_STATES CosineInit = 2
+	// N(0, 1), the authors' start. Residual-stream states fill a narrow cone, so most such atoms
+	// never win a state and stay dead (125 of 128 at blocks.14 of the demo model).
+	CosineInit_COSINE_INIT_GAUSSIAN CosineInit = 3
+)
+
+// Enum value maps for CosineInit.
+var (
+	CosineInit_name = map[int32]string{
+		0: "COSINE_INIT_UNSPECIFIED",
+		1: "COSINE_INIT_KMEANS_PP",
+		2: "COSINE_INIT_RANDOM_STATES",
+		3: "COSINE_INIT_GAUSSIAN",
+	}
+	CosineInit_value = map[string]int32{
+		"COSINE_INIT_UNSPECIFIED":   0,
+		"COSINE_INIT_KMEANS_PP":     1,
+		"COSINE_INIT_RANDOM_STATES": 2,
+		"COSINE_INIT_GAUSSIAN":      3,
+	}
+)
+
+func (x CosineInit) Enum() *CosineInit {
+	p := new(CosineInit)
+	*p = x
+	return p
+}
+
+func (x CosineInit) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CosineInit) Descriptor() protoreflect.EnumDescriptor {
+	return file_chunkscope_v1_dictionaries_proto_enumTypes[2].Descriptor()
+}
+
+func (CosineInit) Type() protoreflect.EnumType {
+	return &file_chunkscope_v1_dictionaries_proto_enumTypes[2]
+}
+
+func (x CosineInit) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CosineInit.Descriptor instead.
+func (CosineInit) EnumDescriptor() ([]byte, []int) {
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{2}
+}
+
+// What a cosine dictionary's training does with atoms that win no state during an epoch.
+type DeadAtomPolicy int32
+
+const (
+	// The default: DEAD_ATOM_POLICY_RESEED.
+	DeadAtomPolicy_DEAD_ATOM_POLICY_UNSPECIFIED DeadAtomPolicy = 0
+	// After each epoch but the last, move them onto random training states.
+	DeadAtomPolicy_DEAD_ATOM_POLICY_RESEED DeadAtomPolicy = 1
+	// Leave them where they are (the authors' method); they are reported in the stats.
+	DeadAtomPolicy_DEAD_ATOM_POLICY_KEEP DeadAtomPolicy = 2
+)
+
+// Enum value maps for DeadAtomPolicy.
+var (
+	DeadAtomPolicy_name = map[int32]string{
+		0: "DEAD_ATOM_POLICY_UNSPECIFIED",
+		1: "DEAD_ATOM_POLICY_RESEED",
+		2: "DEAD_ATOM_POLICY_KEEP",
+	}
+	DeadAtomPolicy_value = map[string]int32{
+		"DEAD_ATOM_POLICY_UNSPECIFIED": 0,
+		"DEAD_ATOM_POLICY_RESEED":      1,
+		"DEAD_ATOM_POLICY_KEEP":        2,
+	}
+)
+
+func (x DeadAtomPolicy) Enum() *DeadAtomPolicy {
+	p := new(DeadAtomPolicy)
+	*p = x
+	return p
+}
+
+func (x DeadAtomPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeadAtomPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_chunkscope_v1_dictionaries_proto_enumTypes[3].Descriptor()
+}
+
+func (DeadAtomPolicy) Type() protoreflect.EnumType {
+	return &file_chunkscope_v1_dictionaries_proto_enumTypes[3]
+}
+
+func (x DeadAtomPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeadAtomPolicy.Descriptor instead.
+func (DeadAtomPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{3}
+}
+
 // Phase of an extraction job.
 type ExtractionPhase int32
 
@@ -169,11 +281,11 @@ func (x ExtractionPhase) String() string {
 }
 
 func (ExtractionPhase) Descriptor() protoreflect.EnumDescriptor {
-	return file_chunkscope_v1_dictionaries_proto_enumTypes[2].Descriptor()
+	return file_chunkscope_v1_dictionaries_proto_enumTypes[4].Descriptor()
 }
 
 func (ExtractionPhase) Type() protoreflect.EnumType {
-	return &file_chunkscope_v1_dictionaries_proto_enumTypes[2]
+	return &file_chunkscope_v1_dictionaries_proto_enumTypes[4]
 }
 
 func (x ExtractionPhase) Number() protoreflect.EnumNumber {
@@ -182,7 +294,7 @@ func (x ExtractionPhase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExtractionPhase.Descriptor instead.
 func (ExtractionPhase) EnumDescriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{2}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{4}
 }
 
 // Which method built a dictionary.
@@ -230,11 +342,11 @@ func (x ChunkMethod) String() string {
 }
 
 func (ChunkMethod) Descriptor() protoreflect.EnumDescriptor {
-	return file_chunkscope_v1_dictionaries_proto_enumTypes[3].Descriptor()
+	return file_chunkscope_v1_dictionaries_proto_enumTypes[5].Descriptor()
 }
 
 func (ChunkMethod) Type() protoreflect.EnumType {
-	return &file_chunkscope_v1_dictionaries_proto_enumTypes[3]
+	return &file_chunkscope_v1_dictionaries_proto_enumTypes[5]
 }
 
 func (x ChunkMethod) Number() protoreflect.EnumNumber {
@@ -243,7 +355,7 @@ func (x ChunkMethod) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChunkMethod.Descriptor instead.
 func (ChunkMethod) EnumDescriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{3}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{5}
 }
 
 // Symbols fed to a recurrent network, one string per time step.
@@ -647,7 +759,15 @@ type PopulationAveragingParams struct {
 	// out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
 	// sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
 	// training part (up to leave-one-out).
-	CvFolds       int32 `protobuf:"varint,11,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
+	CvFolds int32 `protobuf:"varint,11,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
+	// Sparse entries. When > 0, the tolerance is the one with the fewest neurons among those whose
+	// score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
+	// this much of the best score; ChunkEntry.n_neurons reports the size. 0 (the default) takes
+	// the best score, as the authors do. In [0, 1].
+	SparsityMargin float64 `protobuf:"fixed64,12,opt,name=sparsity_margin,json=sparsityMargin,proto3" json:"sparsity_margin,omitempty"`
+	// When > 0, only tolerances whose neuron set has at most this many neurons compete; a cell
+	// where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
+	MaxNeurons    int32 `protobuf:"varint,13,opt,name=max_neurons,json=maxNeurons,proto3" json:"max_neurons,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -759,6 +879,20 @@ func (x *PopulationAveragingParams) GetCvFolds() int32 {
 	return 0
 }
 
+func (x *PopulationAveragingParams) GetSparsityMargin() float64 {
+	if x != nil {
+		return x.SparsityMargin
+	}
+	return 0
+}
+
+func (x *PopulationAveragingParams) GetMaxNeurons() int32 {
+	if x != nil {
+		return x.MaxNeurons
+	}
+	return 0
+}
+
 // Discrete Sequence Chunking for small recurrent networks (docs/METHODS.md section 2).
 type DiscreteSequenceChunkingParams struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -865,9 +999,15 @@ type CosineDictionaryParams struct {
 	// Seed for the initial atoms and the shuffling.
 	Seed int64 `protobuf:"varint,5,opt,name=seed,proto3" json:"seed,omitempty"`
 	// When > 0, a state whose best cosine is below this matches no chunk.
-	RejectBelow   float64 `protobuf:"fixed64,6,opt,name=reject_below,json=rejectBelow,proto3" json:"reject_below,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RejectBelow float64 `protobuf:"fixed64,6,opt,name=reject_below,json=rejectBelow,proto3" json:"reject_below,omitempty"`
+	// How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP.
+	Init CosineInit `protobuf:"varint,7,opt,name=init,proto3,enum=chunkscope.v1.CosineInit" json:"init,omitempty"`
+	// What happens to atoms that win no state in an epoch. UNSPECIFIED means
+	// DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+	// dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+	DeadAtomPolicy DeadAtomPolicy `protobuf:"varint,8,opt,name=dead_atom_policy,json=deadAtomPolicy,proto3,enum=chunkscope.v1.DeadAtomPolicy" json:"dead_atom_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CosineDictionaryParams) Reset() {
@@ -940,6 +1080,20 @@ func (x *CosineDictionaryParams) GetRejectBelow() float64 {
 		return x.RejectBelow
 	}
 	return 0
+}
+
+func (x *CosineDictionaryParams) GetInit() CosineInit {
+	if x != nil {
+		return x.Init
+	}
+	return CosineInit_COSINE_INIT_UNSPECIFIED
+}
+
+func (x *CosineDictionaryParams) GetDeadAtomPolicy() DeadAtomPolicy {
+	if x != nil {
+		return x.DeadAtomPolicy
+	}
+	return DeadAtomPolicy_DEAD_ATOM_POLICY_UNSPECIFIED
 }
 
 // Density chunks: HDBSCAN chooses the number of chunks and marks noise.
@@ -2172,8 +2326,9 @@ type Dictionary struct {
 	Description string `protobuf:"bytes,13,opt,name=description,proto3" json:"description,omitempty"`
 	// Number of entries.
 	NEntries int32 `protobuf:"varint,14,opt,name=n_entries,json=nEntries,proto3" json:"n_entries,omitempty"`
-	// Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-	// "distinct_states", "fit_seconds".
+	// Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+	// (cosine: atoms that win no training state, as a count and a fraction of K),
+	// "mean_max_cos", "distinct_states", "fit_seconds".
 	Stats map[string]float64 `protobuf:"bytes,15,rep,name=stats,proto3" json:"stats,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// Entries (GetDictionary and ExtractDictionary fill them; ListDictionaries does not).
 	Entries []*ChunkEntry `protobuf:"bytes,16,rep,name=entries,proto3" json:"entries,omitempty"`
@@ -2882,7 +3037,7 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\aconcept\x18\x04 \x01(\tR\aconcept\">\n" +
 	"\fConceptWords\x12\x18\n" +
 	"\aconcept\x18\x01 \x01(\tR\aconcept\x12\x14\n" +
-	"\x05words\x18\x02 \x03(\tR\x05words\"\xa0\x03\n" +
+	"\x05words\x18\x02 \x03(\tR\x05words\"\xea\x03\n" +
 	"\x19PopulationAveragingParams\x127\n" +
 	"\bconcepts\x18\x01 \x03(\v2\x1b.chunkscope.v1.ConceptWordsR\bconcepts\x12.\n" +
 	"\x05spans\x18\x02 \x03(\v2\x18.chunkscope.v1.LabelSpanR\x05spans\x12\x12\n" +
@@ -2895,7 +3050,10 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\x04taus\x18\t \x03(\x01R\x04taus\x12*\n" +
 	"\x11require_all_cells\x18\n" +
 	" \x01(\bR\x0frequireAllCells\x12\x19\n" +
-	"\bcv_folds\x18\v \x01(\x05R\acvFolds\"\xd2\x01\n" +
+	"\bcv_folds\x18\v \x01(\x05R\acvFolds\x12'\n" +
+	"\x0fsparsity_margin\x18\f \x01(\x01R\x0esparsityMargin\x12\x1f\n" +
+	"\vmax_neurons\x18\r \x01(\x05R\n" +
+	"maxNeurons\"\xd2\x01\n" +
 	"\x1eDiscreteSequenceChunkingParams\x12\x15\n" +
 	"\x06n_bins\x18\x01 \x01(\x05R\x05nBins\x12\x15\n" +
 	"\x06n_iter\x18\x02 \x01(\x05R\x05nIter\x12 \n" +
@@ -2903,7 +3061,7 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"nNewChunks\x12#\n" +
 	"\rmin_frequency\x18\x04 \x01(\x05R\fminFrequency\x12'\n" +
 	"\x0foverlap_jaccard\x18\x05 \x01(\x01R\x0eoverlapJaccard\x12\x12\n" +
-	"\x04seed\x18\x06 \x01(\x03R\x04seed\"\xb9\x01\n" +
+	"\x04seed\x18\x06 \x01(\x03R\x04seed\"\xb1\x02\n" +
 	"\x16CosineDictionaryParams\x12\f\n" +
 	"\x01k\x18\x01 \x01(\x05R\x01k\x12\x16\n" +
 	"\x06epochs\x18\x02 \x01(\x05R\x06epochs\x12#\n" +
@@ -2911,7 +3069,9 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\n" +
 	"batch_size\x18\x04 \x01(\x05R\tbatchSize\x12\x12\n" +
 	"\x04seed\x18\x05 \x01(\x03R\x04seed\x12!\n" +
-	"\freject_below\x18\x06 \x01(\x01R\vrejectBelow\"\xdc\x01\n" +
+	"\freject_below\x18\x06 \x01(\x01R\vrejectBelow\x12-\n" +
+	"\x04init\x18\a \x01(\x0e2\x19.chunkscope.v1.CosineInitR\x04init\x12G\n" +
+	"\x10dead_atom_policy\x18\b \x01(\x0e2\x1d.chunkscope.v1.DeadAtomPolicyR\x0edeadAtomPolicy\"\xdc\x01\n" +
 	"\x13DensityChunksParams\x12\x17\n" +
 	"\apca_dim\x18\x01 \x01(\x05R\x06pcaDim\x12(\n" +
 	"\x10min_cluster_size\x18\x02 \x01(\x05R\x0eminClusterSize\x12\x1f\n" +
@@ -3084,7 +3244,17 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\vPaCriterion\x12\x1c\n" +
 	"\x18PA_CRITERION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PA_CRITERION_ACCURACY\x10\x01\x12\x1b\n" +
-	"\x17PA_CRITERION_TPR_AT_FPR\x10\x02*\x87\x01\n" +
+	"\x17PA_CRITERION_TPR_AT_FPR\x10\x02*}\n" +
+	"\n" +
+	"CosineInit\x12\x1b\n" +
+	"\x17COSINE_INIT_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15COSINE_INIT_KMEANS_PP\x10\x01\x12\x1d\n" +
+	"\x19COSINE_INIT_RANDOM_STATES\x10\x02\x12\x18\n" +
+	"\x14COSINE_INIT_GAUSSIAN\x10\x03*j\n" +
+	"\x0eDeadAtomPolicy\x12 \n" +
+	"\x1cDEAD_ATOM_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17DEAD_ATOM_POLICY_RESEED\x10\x01\x12\x19\n" +
+	"\x15DEAD_ATOM_POLICY_KEEP\x10\x02*\x87\x01\n" +
 	"\x0fExtractionPhase\x12 \n" +
 	"\x1cEXTRACTION_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18EXTRACTION_PHASE_CAPTURE\x10\x01\x12\x18\n" +
@@ -3117,113 +3287,117 @@ func file_chunkscope_v1_dictionaries_proto_rawDescGZIP() []byte {
 	return file_chunkscope_v1_dictionaries_proto_rawDescData
 }
 
-var file_chunkscope_v1_dictionaries_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_chunkscope_v1_dictionaries_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_chunkscope_v1_dictionaries_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_chunkscope_v1_dictionaries_proto_goTypes = []any{
 	(ContextPolicy)(0),                     // 0: chunkscope.v1.ContextPolicy
 	(PaCriterion)(0),                       // 1: chunkscope.v1.PaCriterion
-	(ExtractionPhase)(0),                   // 2: chunkscope.v1.ExtractionPhase
-	(ChunkMethod)(0),                       // 3: chunkscope.v1.ChunkMethod
-	(*SymbolSequence)(nil),                 // 4: chunkscope.v1.SymbolSequence
-	(*TextList)(nil),                       // 5: chunkscope.v1.TextList
-	(*SequenceList)(nil),                   // 6: chunkscope.v1.SequenceList
-	(*Corpus)(nil),                         // 7: chunkscope.v1.Corpus
-	(*LabelSpan)(nil),                      // 8: chunkscope.v1.LabelSpan
-	(*ConceptWords)(nil),                   // 9: chunkscope.v1.ConceptWords
-	(*PopulationAveragingParams)(nil),      // 10: chunkscope.v1.PopulationAveragingParams
-	(*DiscreteSequenceChunkingParams)(nil), // 11: chunkscope.v1.DiscreteSequenceChunkingParams
-	(*CosineDictionaryParams)(nil),         // 12: chunkscope.v1.CosineDictionaryParams
-	(*DensityChunksParams)(nil),            // 13: chunkscope.v1.DensityChunksParams
-	(*ExtractDictionaryRequest)(nil),       // 14: chunkscope.v1.ExtractDictionaryRequest
-	(*ExtractionProgress)(nil),             // 15: chunkscope.v1.ExtractionProgress
-	(*ExtractDictionaryResponse)(nil),      // 16: chunkscope.v1.ExtractDictionaryResponse
-	(*ExtractionResult)(nil),               // 17: chunkscope.v1.ExtractionResult
-	(*PaSweepPoint)(nil),                   // 18: chunkscope.v1.PaSweepPoint
-	(*InfeasibleCell)(nil),                 // 19: chunkscope.v1.InfeasibleCell
-	(*RecommendedHookPoint)(nil),           // 20: chunkscope.v1.RecommendedHookPoint
-	(*DetectionScores)(nil),                // 21: chunkscope.v1.DetectionScores
-	(*ChunkExample)(nil),                   // 22: chunkscope.v1.ChunkExample
-	(*ChunkEntry)(nil),                     // 23: chunkscope.v1.ChunkEntry
-	(*Dictionary)(nil),                     // 24: chunkscope.v1.Dictionary
-	(*GetDictionaryRequest)(nil),           // 25: chunkscope.v1.GetDictionaryRequest
-	(*GetDictionaryResponse)(nil),          // 26: chunkscope.v1.GetDictionaryResponse
-	(*ListDictionariesRequest)(nil),        // 27: chunkscope.v1.ListDictionariesRequest
-	(*ListDictionariesResponse)(nil),       // 28: chunkscope.v1.ListDictionariesResponse
-	(*DeleteDictionaryRequest)(nil),        // 29: chunkscope.v1.DeleteDictionaryRequest
-	(*DeleteDictionaryResponse)(nil),       // 30: chunkscope.v1.DeleteDictionaryResponse
-	(*ExportDictionaryRequest)(nil),        // 31: chunkscope.v1.ExportDictionaryRequest
-	(*ExportDictionaryResponse)(nil),       // 32: chunkscope.v1.ExportDictionaryResponse
-	(*ImportDictionaryRequest)(nil),        // 33: chunkscope.v1.ImportDictionaryRequest
-	(*ImportDictionaryResponse)(nil),       // 34: chunkscope.v1.ImportDictionaryResponse
-	nil,                                    // 35: chunkscope.v1.Dictionary.StatsEntry
-	(*ModelRef)(nil),                       // 36: chunkscope.v1.ModelRef
-	(*Tensor)(nil),                         // 37: chunkscope.v1.Tensor
-	(*timestamppb.Timestamp)(nil),          // 38: google.protobuf.Timestamp
-	(*PageRequest)(nil),                    // 39: chunkscope.v1.PageRequest
-	(*PageResponse)(nil),                   // 40: chunkscope.v1.PageResponse
+	(CosineInit)(0),                        // 2: chunkscope.v1.CosineInit
+	(DeadAtomPolicy)(0),                    // 3: chunkscope.v1.DeadAtomPolicy
+	(ExtractionPhase)(0),                   // 4: chunkscope.v1.ExtractionPhase
+	(ChunkMethod)(0),                       // 5: chunkscope.v1.ChunkMethod
+	(*SymbolSequence)(nil),                 // 6: chunkscope.v1.SymbolSequence
+	(*TextList)(nil),                       // 7: chunkscope.v1.TextList
+	(*SequenceList)(nil),                   // 8: chunkscope.v1.SequenceList
+	(*Corpus)(nil),                         // 9: chunkscope.v1.Corpus
+	(*LabelSpan)(nil),                      // 10: chunkscope.v1.LabelSpan
+	(*ConceptWords)(nil),                   // 11: chunkscope.v1.ConceptWords
+	(*PopulationAveragingParams)(nil),      // 12: chunkscope.v1.PopulationAveragingParams
+	(*DiscreteSequenceChunkingParams)(nil), // 13: chunkscope.v1.DiscreteSequenceChunkingParams
+	(*CosineDictionaryParams)(nil),         // 14: chunkscope.v1.CosineDictionaryParams
+	(*DensityChunksParams)(nil),            // 15: chunkscope.v1.DensityChunksParams
+	(*ExtractDictionaryRequest)(nil),       // 16: chunkscope.v1.ExtractDictionaryRequest
+	(*ExtractionProgress)(nil),             // 17: chunkscope.v1.ExtractionProgress
+	(*ExtractDictionaryResponse)(nil),      // 18: chunkscope.v1.ExtractDictionaryResponse
+	(*ExtractionResult)(nil),               // 19: chunkscope.v1.ExtractionResult
+	(*PaSweepPoint)(nil),                   // 20: chunkscope.v1.PaSweepPoint
+	(*InfeasibleCell)(nil),                 // 21: chunkscope.v1.InfeasibleCell
+	(*RecommendedHookPoint)(nil),           // 22: chunkscope.v1.RecommendedHookPoint
+	(*DetectionScores)(nil),                // 23: chunkscope.v1.DetectionScores
+	(*ChunkExample)(nil),                   // 24: chunkscope.v1.ChunkExample
+	(*ChunkEntry)(nil),                     // 25: chunkscope.v1.ChunkEntry
+	(*Dictionary)(nil),                     // 26: chunkscope.v1.Dictionary
+	(*GetDictionaryRequest)(nil),           // 27: chunkscope.v1.GetDictionaryRequest
+	(*GetDictionaryResponse)(nil),          // 28: chunkscope.v1.GetDictionaryResponse
+	(*ListDictionariesRequest)(nil),        // 29: chunkscope.v1.ListDictionariesRequest
+	(*ListDictionariesResponse)(nil),       // 30: chunkscope.v1.ListDictionariesResponse
+	(*DeleteDictionaryRequest)(nil),        // 31: chunkscope.v1.DeleteDictionaryRequest
+	(*DeleteDictionaryResponse)(nil),       // 32: chunkscope.v1.DeleteDictionaryResponse
+	(*ExportDictionaryRequest)(nil),        // 33: chunkscope.v1.ExportDictionaryRequest
+	(*ExportDictionaryResponse)(nil),       // 34: chunkscope.v1.ExportDictionaryResponse
+	(*ImportDictionaryRequest)(nil),        // 35: chunkscope.v1.ImportDictionaryRequest
+	(*ImportDictionaryResponse)(nil),       // 36: chunkscope.v1.ImportDictionaryResponse
+	nil,                                    // 37: chunkscope.v1.Dictionary.StatsEntry
+	(*ModelRef)(nil),                       // 38: chunkscope.v1.ModelRef
+	(*Tensor)(nil),                         // 39: chunkscope.v1.Tensor
+	(*timestamppb.Timestamp)(nil),          // 40: google.protobuf.Timestamp
+	(*PageRequest)(nil),                    // 41: chunkscope.v1.PageRequest
+	(*PageResponse)(nil),                   // 42: chunkscope.v1.PageResponse
 }
 var file_chunkscope_v1_dictionaries_proto_depIdxs = []int32{
-	4,  // 0: chunkscope.v1.SequenceList.sequences:type_name -> chunkscope.v1.SymbolSequence
-	5,  // 1: chunkscope.v1.Corpus.texts:type_name -> chunkscope.v1.TextList
-	6,  // 2: chunkscope.v1.Corpus.sequences:type_name -> chunkscope.v1.SequenceList
-	9,  // 3: chunkscope.v1.PopulationAveragingParams.concepts:type_name -> chunkscope.v1.ConceptWords
-	8,  // 4: chunkscope.v1.PopulationAveragingParams.spans:type_name -> chunkscope.v1.LabelSpan
+	6,  // 0: chunkscope.v1.SequenceList.sequences:type_name -> chunkscope.v1.SymbolSequence
+	7,  // 1: chunkscope.v1.Corpus.texts:type_name -> chunkscope.v1.TextList
+	8,  // 2: chunkscope.v1.Corpus.sequences:type_name -> chunkscope.v1.SequenceList
+	11, // 3: chunkscope.v1.PopulationAveragingParams.concepts:type_name -> chunkscope.v1.ConceptWords
+	10, // 4: chunkscope.v1.PopulationAveragingParams.spans:type_name -> chunkscope.v1.LabelSpan
 	1,  // 5: chunkscope.v1.PopulationAveragingParams.criterion:type_name -> chunkscope.v1.PaCriterion
-	36, // 6: chunkscope.v1.ExtractDictionaryRequest.model:type_name -> chunkscope.v1.ModelRef
-	7,  // 7: chunkscope.v1.ExtractDictionaryRequest.corpus:type_name -> chunkscope.v1.Corpus
-	7,  // 8: chunkscope.v1.ExtractDictionaryRequest.heldout:type_name -> chunkscope.v1.Corpus
-	0,  // 9: chunkscope.v1.ExtractDictionaryRequest.context:type_name -> chunkscope.v1.ContextPolicy
-	10, // 10: chunkscope.v1.ExtractDictionaryRequest.population_averaging:type_name -> chunkscope.v1.PopulationAveragingParams
-	11, // 11: chunkscope.v1.ExtractDictionaryRequest.discrete_sequence_chunking:type_name -> chunkscope.v1.DiscreteSequenceChunkingParams
-	12, // 12: chunkscope.v1.ExtractDictionaryRequest.cosine_dictionary:type_name -> chunkscope.v1.CosineDictionaryParams
-	13, // 13: chunkscope.v1.ExtractDictionaryRequest.density_chunks:type_name -> chunkscope.v1.DensityChunksParams
-	2,  // 14: chunkscope.v1.ExtractionProgress.phase:type_name -> chunkscope.v1.ExtractionPhase
-	15, // 15: chunkscope.v1.ExtractDictionaryResponse.progress:type_name -> chunkscope.v1.ExtractionProgress
-	17, // 16: chunkscope.v1.ExtractDictionaryResponse.result:type_name -> chunkscope.v1.ExtractionResult
-	24, // 17: chunkscope.v1.ExtractionResult.dictionaries:type_name -> chunkscope.v1.Dictionary
-	19, // 18: chunkscope.v1.ExtractionResult.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
-	20, // 19: chunkscope.v1.ExtractionResult.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
-	18, // 20: chunkscope.v1.InfeasibleCell.sweep:type_name -> chunkscope.v1.PaSweepPoint
-	21, // 21: chunkscope.v1.RecommendedHookPoint.cross_validated:type_name -> chunkscope.v1.DetectionScores
-	21, // 22: chunkscope.v1.RecommendedHookPoint.out_of_sample:type_name -> chunkscope.v1.DetectionScores
-	21, // 23: chunkscope.v1.ChunkEntry.train:type_name -> chunkscope.v1.DetectionScores
-	21, // 24: chunkscope.v1.ChunkEntry.heldout:type_name -> chunkscope.v1.DetectionScores
-	22, // 25: chunkscope.v1.ChunkEntry.examples:type_name -> chunkscope.v1.ChunkExample
-	37, // 26: chunkscope.v1.ChunkEntry.prototype:type_name -> chunkscope.v1.Tensor
-	37, // 27: chunkscope.v1.ChunkEntry.neurons:type_name -> chunkscope.v1.Tensor
-	18, // 28: chunkscope.v1.ChunkEntry.sweep:type_name -> chunkscope.v1.PaSweepPoint
-	21, // 29: chunkscope.v1.ChunkEntry.cross_validated:type_name -> chunkscope.v1.DetectionScores
-	21, // 30: chunkscope.v1.ChunkEntry.out_of_sample:type_name -> chunkscope.v1.DetectionScores
-	36, // 31: chunkscope.v1.Dictionary.model:type_name -> chunkscope.v1.ModelRef
-	3,  // 32: chunkscope.v1.Dictionary.method:type_name -> chunkscope.v1.ChunkMethod
-	38, // 33: chunkscope.v1.Dictionary.created_at:type_name -> google.protobuf.Timestamp
-	35, // 34: chunkscope.v1.Dictionary.stats:type_name -> chunkscope.v1.Dictionary.StatsEntry
-	23, // 35: chunkscope.v1.Dictionary.entries:type_name -> chunkscope.v1.ChunkEntry
-	19, // 36: chunkscope.v1.Dictionary.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
-	20, // 37: chunkscope.v1.Dictionary.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
-	24, // 38: chunkscope.v1.GetDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	39, // 39: chunkscope.v1.ListDictionariesRequest.page:type_name -> chunkscope.v1.PageRequest
-	24, // 40: chunkscope.v1.ListDictionariesResponse.dictionaries:type_name -> chunkscope.v1.Dictionary
-	40, // 41: chunkscope.v1.ListDictionariesResponse.page:type_name -> chunkscope.v1.PageResponse
-	24, // 42: chunkscope.v1.DeleteDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	24, // 43: chunkscope.v1.ImportDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	14, // 44: chunkscope.v1.DictionaryService.ExtractDictionary:input_type -> chunkscope.v1.ExtractDictionaryRequest
-	25, // 45: chunkscope.v1.DictionaryService.GetDictionary:input_type -> chunkscope.v1.GetDictionaryRequest
-	27, // 46: chunkscope.v1.DictionaryService.ListDictionaries:input_type -> chunkscope.v1.ListDictionariesRequest
-	29, // 47: chunkscope.v1.DictionaryService.DeleteDictionary:input_type -> chunkscope.v1.DeleteDictionaryRequest
-	31, // 48: chunkscope.v1.DictionaryService.ExportDictionary:input_type -> chunkscope.v1.ExportDictionaryRequest
-	33, // 49: chunkscope.v1.DictionaryService.ImportDictionary:input_type -> chunkscope.v1.ImportDictionaryRequest
-	16, // 50: chunkscope.v1.DictionaryService.ExtractDictionary:output_type -> chunkscope.v1.ExtractDictionaryResponse
-	26, // 51: chunkscope.v1.DictionaryService.GetDictionary:output_type -> chunkscope.v1.GetDictionaryResponse
-	28, // 52: chunkscope.v1.DictionaryService.ListDictionaries:output_type -> chunkscope.v1.ListDictionariesResponse
-	30, // 53: chunkscope.v1.DictionaryService.DeleteDictionary:output_type -> chunkscope.v1.DeleteDictionaryResponse
-	32, // 54: chunkscope.v1.DictionaryService.ExportDictionary:output_type -> chunkscope.v1.ExportDictionaryResponse
-	34, // 55: chunkscope.v1.DictionaryService.ImportDictionary:output_type -> chunkscope.v1.ImportDictionaryResponse
-	50, // [50:56] is the sub-list for method output_type
-	44, // [44:50] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	2,  // 6: chunkscope.v1.CosineDictionaryParams.init:type_name -> chunkscope.v1.CosineInit
+	3,  // 7: chunkscope.v1.CosineDictionaryParams.dead_atom_policy:type_name -> chunkscope.v1.DeadAtomPolicy
+	38, // 8: chunkscope.v1.ExtractDictionaryRequest.model:type_name -> chunkscope.v1.ModelRef
+	9,  // 9: chunkscope.v1.ExtractDictionaryRequest.corpus:type_name -> chunkscope.v1.Corpus
+	9,  // 10: chunkscope.v1.ExtractDictionaryRequest.heldout:type_name -> chunkscope.v1.Corpus
+	0,  // 11: chunkscope.v1.ExtractDictionaryRequest.context:type_name -> chunkscope.v1.ContextPolicy
+	12, // 12: chunkscope.v1.ExtractDictionaryRequest.population_averaging:type_name -> chunkscope.v1.PopulationAveragingParams
+	13, // 13: chunkscope.v1.ExtractDictionaryRequest.discrete_sequence_chunking:type_name -> chunkscope.v1.DiscreteSequenceChunkingParams
+	14, // 14: chunkscope.v1.ExtractDictionaryRequest.cosine_dictionary:type_name -> chunkscope.v1.CosineDictionaryParams
+	15, // 15: chunkscope.v1.ExtractDictionaryRequest.density_chunks:type_name -> chunkscope.v1.DensityChunksParams
+	4,  // 16: chunkscope.v1.ExtractionProgress.phase:type_name -> chunkscope.v1.ExtractionPhase
+	17, // 17: chunkscope.v1.ExtractDictionaryResponse.progress:type_name -> chunkscope.v1.ExtractionProgress
+	19, // 18: chunkscope.v1.ExtractDictionaryResponse.result:type_name -> chunkscope.v1.ExtractionResult
+	26, // 19: chunkscope.v1.ExtractionResult.dictionaries:type_name -> chunkscope.v1.Dictionary
+	21, // 20: chunkscope.v1.ExtractionResult.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
+	22, // 21: chunkscope.v1.ExtractionResult.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
+	20, // 22: chunkscope.v1.InfeasibleCell.sweep:type_name -> chunkscope.v1.PaSweepPoint
+	23, // 23: chunkscope.v1.RecommendedHookPoint.cross_validated:type_name -> chunkscope.v1.DetectionScores
+	23, // 24: chunkscope.v1.RecommendedHookPoint.out_of_sample:type_name -> chunkscope.v1.DetectionScores
+	23, // 25: chunkscope.v1.ChunkEntry.train:type_name -> chunkscope.v1.DetectionScores
+	23, // 26: chunkscope.v1.ChunkEntry.heldout:type_name -> chunkscope.v1.DetectionScores
+	24, // 27: chunkscope.v1.ChunkEntry.examples:type_name -> chunkscope.v1.ChunkExample
+	39, // 28: chunkscope.v1.ChunkEntry.prototype:type_name -> chunkscope.v1.Tensor
+	39, // 29: chunkscope.v1.ChunkEntry.neurons:type_name -> chunkscope.v1.Tensor
+	20, // 30: chunkscope.v1.ChunkEntry.sweep:type_name -> chunkscope.v1.PaSweepPoint
+	23, // 31: chunkscope.v1.ChunkEntry.cross_validated:type_name -> chunkscope.v1.DetectionScores
+	23, // 32: chunkscope.v1.ChunkEntry.out_of_sample:type_name -> chunkscope.v1.DetectionScores
+	38, // 33: chunkscope.v1.Dictionary.model:type_name -> chunkscope.v1.ModelRef
+	5,  // 34: chunkscope.v1.Dictionary.method:type_name -> chunkscope.v1.ChunkMethod
+	40, // 35: chunkscope.v1.Dictionary.created_at:type_name -> google.protobuf.Timestamp
+	37, // 36: chunkscope.v1.Dictionary.stats:type_name -> chunkscope.v1.Dictionary.StatsEntry
+	25, // 37: chunkscope.v1.Dictionary.entries:type_name -> chunkscope.v1.ChunkEntry
+	21, // 38: chunkscope.v1.Dictionary.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
+	22, // 39: chunkscope.v1.Dictionary.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
+	26, // 40: chunkscope.v1.GetDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	41, // 41: chunkscope.v1.ListDictionariesRequest.page:type_name -> chunkscope.v1.PageRequest
+	26, // 42: chunkscope.v1.ListDictionariesResponse.dictionaries:type_name -> chunkscope.v1.Dictionary
+	42, // 43: chunkscope.v1.ListDictionariesResponse.page:type_name -> chunkscope.v1.PageResponse
+	26, // 44: chunkscope.v1.DeleteDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	26, // 45: chunkscope.v1.ImportDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	16, // 46: chunkscope.v1.DictionaryService.ExtractDictionary:input_type -> chunkscope.v1.ExtractDictionaryRequest
+	27, // 47: chunkscope.v1.DictionaryService.GetDictionary:input_type -> chunkscope.v1.GetDictionaryRequest
+	29, // 48: chunkscope.v1.DictionaryService.ListDictionaries:input_type -> chunkscope.v1.ListDictionariesRequest
+	31, // 49: chunkscope.v1.DictionaryService.DeleteDictionary:input_type -> chunkscope.v1.DeleteDictionaryRequest
+	33, // 50: chunkscope.v1.DictionaryService.ExportDictionary:input_type -> chunkscope.v1.ExportDictionaryRequest
+	35, // 51: chunkscope.v1.DictionaryService.ImportDictionary:input_type -> chunkscope.v1.ImportDictionaryRequest
+	18, // 52: chunkscope.v1.DictionaryService.ExtractDictionary:output_type -> chunkscope.v1.ExtractDictionaryResponse
+	28, // 53: chunkscope.v1.DictionaryService.GetDictionary:output_type -> chunkscope.v1.GetDictionaryResponse
+	30, // 54: chunkscope.v1.DictionaryService.ListDictionaries:output_type -> chunkscope.v1.ListDictionariesResponse
+	32, // 55: chunkscope.v1.DictionaryService.DeleteDictionary:output_type -> chunkscope.v1.DeleteDictionaryResponse
+	34, // 56: chunkscope.v1.DictionaryService.ExportDictionary:output_type -> chunkscope.v1.ExportDictionaryResponse
+	36, // 57: chunkscope.v1.DictionaryService.ImportDictionary:output_type -> chunkscope.v1.ImportDictionaryResponse
+	52, // [52:58] is the sub-list for method output_type
+	46, // [46:52] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_chunkscope_v1_dictionaries_proto_init() }
@@ -3252,7 +3426,7 @@ func file_chunkscope_v1_dictionaries_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chunkscope_v1_dictionaries_proto_rawDesc), len(file_chunkscope_v1_dictionaries_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      6,
 			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,

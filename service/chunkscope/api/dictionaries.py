@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import math
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -98,6 +99,19 @@ def _pa(p: pb.PopulationAveragingParams) -> methods.PASpec:
             f"{p.cv_folds} is not a fold count: use 0 for the default (5 folds), 2.."
             f"{pa.MAX_CV_FOLDS}, or -1 to turn cross-validation off",
         )
+    if not (math.isfinite(p.sparsity_margin) and 0.0 <= p.sparsity_margin <= 1.0):
+        raise InvalidArgument.field(
+            "population_averaging.sparsity_margin",
+            f"{p.sparsity_margin} is not a score margin: use 0 (off: the best score) or a "
+            "number in (0, 1], e.g. 0.02 to accept up to 0.02 less TPR (or accuracy) for fewer "
+            "neurons",
+        )
+    if p.max_neurons < 0:
+        raise InvalidArgument.field(
+            "population_averaging.max_neurons",
+            f"{p.max_neurons} is negative: use 0 for no bound or the largest neuron count an "
+            "entry may have",
+        )
     params = pa.PAParams(
         n_samples=p.n_samples or 5,
         min_occurrences=p.min_occurrences or 10,
@@ -106,9 +120,43 @@ def _pa(p: pb.PopulationAveragingParams) -> methods.PASpec:
         max_fpr=_or(p.max_fpr, 0.001),
         seed=p.seed,
         cv_folds={0: 5, -1: 0}.get(p.cv_folds, p.cv_folds),
+        sparsity_margin=p.sparsity_margin,
+        max_neurons=p.max_neurons,
     )
     spans = tuple(Span(s.text_index, s.start, s.end, s.concept) for s in p.spans)
     return methods.PASpec(tuple(concepts), spans, p.step, params, p.require_all_cells)
+
+
+def _cosine(c: pb.CosineDictionaryParams) -> ucd.CosineParams:
+    init = {
+        pb.COSINE_INIT_UNSPECIFIED: "kmeans++",
+        pb.COSINE_INIT_KMEANS_PP: "kmeans++",
+        pb.COSINE_INIT_RANDOM_STATES: "random_states",
+        pb.COSINE_INIT_GAUSSIAN: "gaussian",
+    }.get(c.init)
+    if init is None:
+        raise InvalidArgument.field(
+            "cosine_dictionary.init",
+            f"unknown CosineInit value {c.init}: use COSINE_INIT_KMEANS_PP (the default), "
+            "COSINE_INIT_RANDOM_STATES or COSINE_INIT_GAUSSIAN (the authors')",
+        )
+    reseed = {
+        pb.DEAD_ATOM_POLICY_UNSPECIFIED: True,
+        pb.DEAD_ATOM_POLICY_RESEED: True,
+        pb.DEAD_ATOM_POLICY_KEEP: False,
+    }.get(c.dead_atom_policy)
+    if reseed is None:
+        raise InvalidArgument.field(
+            "cosine_dictionary.dead_atom_policy",
+            f"unknown DeadAtomPolicy value {c.dead_atom_policy}: use DEAD_ATOM_POLICY_RESEED "
+            "(the default) or DEAD_ATOM_POLICY_KEEP (the authors')",
+        )
+    return ucd.CosineParams(
+        k=c.k or 256, epochs=c.epochs or 20, lr=_or(c.learning_rate, 1e-2),
+        batch_size=c.batch_size or 64, seed=c.seed,
+        reject_below=c.reject_below if c.reject_below > 0 else None,
+        init=init, reseed_dead=reseed,
+    )  # fmt: skip
 
 
 def _method(request: pb.ExtractDictionaryRequest) -> tuple[str, methods.MethodSpec]:
@@ -123,12 +171,7 @@ def _method(request: pb.ExtractDictionaryRequest) -> tuple[str, methods.MethodSp
             seed=s.seed,
         )  # fmt: skip
     if kind == "cosine_dictionary":
-        c = request.cosine_dictionary
-        return kind, ucd.CosineParams(
-            k=c.k or 256, epochs=c.epochs or 20, lr=_or(c.learning_rate, 1e-2),
-            batch_size=c.batch_size or 64, seed=c.seed,
-            reject_below=c.reject_below if c.reject_below > 0 else None,
-        )  # fmt: skip
+        return kind, _cosine(request.cosine_dictionary)
     if kind == "density_chunks":
         d = request.density_chunks
         return kind, ucd.DensityParams(

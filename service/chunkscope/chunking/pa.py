@@ -74,6 +74,12 @@ class PAParams:
     # Folds of the cross-validated scores (0: none). More folds than the occurrences allow are
     # raised to what they allow (see cv_folds_for).
     cv_folds: int = 5
+    # Sparse entries (not in the authors' method; 0 = off for both). ``sparsity_margin``: among
+    # the tolerances whose score (accuracy, or TPR for tpr_at_fpr, FPR bound still met) is within
+    # this much of the best one, take the one with the fewest neurons. ``max_neurons``: only
+    # tolerances whose neuron set has at most this many neurons are candidates.
+    sparsity_margin: float = 0.0
+    max_neurons: int = 0
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and its allowed range."""
@@ -103,6 +109,18 @@ class PAParams:
             raise ValueError(f"max_fpr must be a number in [0, 1], got {self.max_fpr!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if (
+            isinstance(self.sparsity_margin, bool)
+            or not isinstance(self.sparsity_margin, (int, float))
+            or not 0.0 <= self.sparsity_margin <= 1.0
+        ):
+            raise ValueError(
+                f"sparsity_margin must be a number in [0, 1], got {self.sparsity_margin!r}"
+            )
+        if not _is_int(self.max_neurons) or self.max_neurons < 0:
+            raise ValueError(
+                f"max_neurons must be an integer >= 0 (0: no bound), got {self.max_neurons!r}"
+            )
         if not _is_int(self.cv_folds) or not (
             self.cv_folds == 0 or 2 <= self.cv_folds <= MAX_CV_FOLDS
         ):
@@ -259,7 +277,7 @@ def fit_concept(
             (), cv, folds,
         )  # fmt: skip
     try:
-        best = _choose(sweep, params.criterion, params.max_fpr, n_rows - int(pos.size))
+        best = _choose(sweep, params, n_rows - int(pos.size))
     except NoValidTolerance as exc:
         raise NoValidTolerance(str(exc), sweep, cv, folds) from None
 
@@ -354,7 +372,7 @@ def cross_validate(
             continue
         n_neg_train = int(np.count_nonzero(~test)) - int(train_pos.size)
         try:
-            best = _choose(sweep, params.criterion, params.max_fpr, n_neg_train)
+            best = _choose(sweep, params, n_neg_train)
         except NoValidTolerance:
             continue
         fold_tp, fold_matched = held[sweep.index(best)]
@@ -536,20 +554,49 @@ def _sweep(
     return points, held
 
 
-def _choose(sweep: Sequence[SweepPoint], criterion: str, max_fpr: float, n_neg: int) -> SweepPoint:
-    """Pick the sweep point by criterion; ``sweep`` is in descending τ order."""
-    if criterion == "accuracy":
-        # max() keeps the first of equal keys, i.e. the larger τ, as the authors do.
-        return max(sweep, key=lambda p: p.accuracy)
-    admissible = [p for p in sweep if p.fpr <= max_fpr]
-    if not admissible:
-        lowest = min(p.fpr for p in sweep)
-        raise NoValidTolerance(
-            f"no tau satisfied FPR <= max_fpr={max_fpr:g}: the lowest FPR in the sweep is "
-            f"{lowest:.6g} over {n_neg} negatives"
-        )
-    # Highest TPR, then lowest FPR, then (first in the list) the larger τ.
-    return max(admissible, key=lambda p: (p.tpr, -p.fpr))
+def _choose(sweep: Sequence[SweepPoint], params: PAParams, n_neg: int) -> SweepPoint:
+    """Pick the sweep point by criterion; ``sweep`` is in descending τ order.
+
+    With ``max_neurons`` only points with at most that many neurons compete; with
+    ``sparsity_margin`` the winner is the point with the fewest neurons among those whose score
+    is within the margin of the best (ties: the higher score, then the earlier point).
+    """
+    candidates = list(sweep)
+    if params.max_neurons:
+        candidates = [p for p in candidates if p.n_neurons <= params.max_neurons]
+        if not candidates:
+            raise NoValidTolerance(
+                f"no tau gave at most max_neurons={params.max_neurons} neurons: the smallest "
+                f"neuron set in the sweep has {min(p.n_neurons for p in sweep)}; raise "
+                "max_neurons or add smaller taus"
+            )
+    if params.criterion == "accuracy":
+
+        def key(p: SweepPoint) -> tuple[float, ...]:
+            return (p.accuracy,)
+
+        admissible = candidates
+    else:
+
+        def key(p: SweepPoint) -> tuple[float, ...]:
+            return (p.tpr, -p.fpr)
+
+        admissible = [p for p in candidates if p.fpr <= params.max_fpr]
+        if not admissible:
+            lowest = min(p.fpr for p in candidates)
+            bound = f" with at most {params.max_neurons} neurons" if params.max_neurons else ""
+            raise NoValidTolerance(
+                f"no tau{bound} satisfied FPR <= max_fpr={params.max_fpr:g}: the lowest FPR in "
+                f"the sweep is {lowest:.6g} over {n_neg} negatives"
+            )
+    # Accuracy: max() keeps the first of equal keys, i.e. the larger τ, as the authors do.
+    # TPR at FPR: highest TPR, then lowest FPR, then (first in the list) the larger τ.
+    best = max(admissible, key=key)
+    if not params.sparsity_margin:
+        return best
+    floor = key(best)[0] - params.sparsity_margin - 1e-12  # a point exactly at the margin counts
+    near = [p for p in admissible if key(p)[0] >= floor]
+    return min(near, key=lambda p: (p.n_neurons, tuple(-v for v in key(p))))
 
 
 def _scores(tp: int, fp: int, n_pos: int, n_neg: int) -> Scores:

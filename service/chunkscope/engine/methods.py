@@ -340,6 +340,7 @@ def fit_cosine_dictionary(
         })  # fmt: skip
     stats = {
         "dead_atoms": float(result.dead.size),
+        "dead_atom_fraction": float(result.dead.size) / result.atoms.shape[0],
         "mean_max_cos": result.mean_max_cos,
         "rejected_fraction": float(np.mean(index < 0)),
     }

@@ -69,6 +69,66 @@ PA_CRITERION_TPR_AT_FPR: PaCriterion.ValueType  # 2
 """Highest training TPR with FPR <= max_fpr (what a monitor needs)."""
 Global___PaCriterion: _TypeAlias = PaCriterion  # noqa: Y015
 
+class _CosineInit:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CosineInitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CosineInit.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COSINE_INIT_UNSPECIFIED: _CosineInit.ValueType  # 0
+    """The default: COSINE_INIT_KMEANS_PP."""
+    COSINE_INIT_KMEANS_PP: _CosineInit.ValueType  # 1
+    """k-means++ with cosine distance over a seeded sample of the training states (at most 20000,
+    or 4 K if more): every atom starts on a state and the atoms start spread out.
+    """
+    COSINE_INIT_RANDOM_STATES: _CosineInit.ValueType  # 2
+    """Distinct training states drawn uniformly."""
+    COSINE_INIT_GAUSSIAN: _CosineInit.ValueType  # 3
+    """N(0, 1), the authors' start. Residual-stream states fill a narrow cone, so most such atoms
+    never win a state and stay dead (125 of 128 at blocks.14 of the demo model).
+    """
+
+class CosineInit(_CosineInit, metaclass=_CosineInitEnumTypeWrapper):
+    """How the atoms of a cosine dictionary start."""
+
+COSINE_INIT_UNSPECIFIED: CosineInit.ValueType  # 0
+"""The default: COSINE_INIT_KMEANS_PP."""
+COSINE_INIT_KMEANS_PP: CosineInit.ValueType  # 1
+"""k-means++ with cosine distance over a seeded sample of the training states (at most 20000,
+or 4 K if more): every atom starts on a state and the atoms start spread out.
+"""
+COSINE_INIT_RANDOM_STATES: CosineInit.ValueType  # 2
+"""Distinct training states drawn uniformly."""
+COSINE_INIT_GAUSSIAN: CosineInit.ValueType  # 3
+"""N(0, 1), the authors' start. Residual-stream states fill a narrow cone, so most such atoms
+never win a state and stay dead (125 of 128 at blocks.14 of the demo model).
+"""
+Global___CosineInit: _TypeAlias = CosineInit  # noqa: Y015
+
+class _DeadAtomPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeadAtomPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeadAtomPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEAD_ATOM_POLICY_UNSPECIFIED: _DeadAtomPolicy.ValueType  # 0
+    """The default: DEAD_ATOM_POLICY_RESEED."""
+    DEAD_ATOM_POLICY_RESEED: _DeadAtomPolicy.ValueType  # 1
+    """After each epoch but the last, move them onto random training states."""
+    DEAD_ATOM_POLICY_KEEP: _DeadAtomPolicy.ValueType  # 2
+    """Leave them where they are (the authors' method); they are reported in the stats."""
+
+class DeadAtomPolicy(_DeadAtomPolicy, metaclass=_DeadAtomPolicyEnumTypeWrapper):
+    """What a cosine dictionary's training does with atoms that win no state during an epoch."""
+
+DEAD_ATOM_POLICY_UNSPECIFIED: DeadAtomPolicy.ValueType  # 0
+"""The default: DEAD_ATOM_POLICY_RESEED."""
+DEAD_ATOM_POLICY_RESEED: DeadAtomPolicy.ValueType  # 1
+"""After each epoch but the last, move them onto random training states."""
+DEAD_ATOM_POLICY_KEEP: DeadAtomPolicy.ValueType  # 2
+"""Leave them where they are (the authors' method); they are reported in the stats."""
+Global___DeadAtomPolicy: _TypeAlias = DeadAtomPolicy  # noqa: Y015
+
 class _ExtractionPhase:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -320,6 +380,8 @@ class PopulationAveragingParams(_message.Message):
     TAUS_FIELD_NUMBER: _builtins.int
     REQUIRE_ALL_CELLS_FIELD_NUMBER: _builtins.int
     CV_FOLDS_FIELD_NUMBER: _builtins.int
+    SPARSITY_MARGIN_FIELD_NUMBER: _builtins.int
+    MAX_NEURONS_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """Label the token `step` positions before each occurrence (negative: after). Default 0."""
     n_samples: _builtins.int
@@ -342,6 +404,16 @@ class PopulationAveragingParams(_message.Message):
     out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
     sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
     training part (up to leave-one-out).
+    """
+    sparsity_margin: _builtins.float
+    """Sparse entries. When > 0, the tolerance is the one with the fewest neurons among those whose
+    score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
+    this much of the best score; ChunkEntry.n_neurons reports the size. 0 (the default) takes
+    the best score, as the authors do. In [0, 1].
+    """
+    max_neurons: _builtins.int
+    """When > 0, only tolerances whose neuron set has at most this many neurons compete; a cell
+    where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
     """
     @_builtins.property
     def concepts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConceptWords]:
@@ -369,10 +441,12 @@ class PopulationAveragingParams(_message.Message):
         taus: _abc.Iterable[_builtins.float] | None = ...,
         require_all_cells: _builtins.bool = ...,
         cv_folds: _builtins.int = ...,
+        sparsity_margin: _builtins.float = ...,
+        max_neurons: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concepts", b"concepts", "criterion", b"criterion", "cv_folds", b"cv_folds", "max_fpr", b"max_fpr", "min_occurrences", b"min_occurrences", "n_samples", b"n_samples", "require_all_cells", b"require_all_cells", "seed", b"seed", "spans", b"spans", "step", b"step", "taus", b"taus"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concepts", b"concepts", "criterion", b"criterion", "cv_folds", b"cv_folds", "max_fpr", b"max_fpr", "max_neurons", b"max_neurons", "min_occurrences", b"min_occurrences", "n_samples", b"n_samples", "require_all_cells", b"require_all_cells", "seed", b"seed", "spans", b"spans", "sparsity_margin", b"sparsity_margin", "step", b"step", "taus", b"taus"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -434,6 +508,8 @@ class CosineDictionaryParams(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     REJECT_BELOW_FIELD_NUMBER: _builtins.int
+    INIT_FIELD_NUMBER: _builtins.int
+    DEAD_ATOM_POLICY_FIELD_NUMBER: _builtins.int
     k: _builtins.int
     """Number of atoms K. 0 means 256 (the authors used 2000 on LLaMA-3-8B)."""
     epochs: _builtins.int
@@ -446,6 +522,13 @@ class CosineDictionaryParams(_message.Message):
     """Seed for the initial atoms and the shuffling."""
     reject_below: _builtins.float
     """When > 0, a state whose best cosine is below this matches no chunk."""
+    init: Global___CosineInit.ValueType
+    """How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP."""
+    dead_atom_policy: Global___DeadAtomPolicy.ValueType
+    """What happens to atoms that win no state in an epoch. UNSPECIFIED means
+    DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+    dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+    """
     def __init__(
         self,
         *,
@@ -455,10 +538,12 @@ class CosineDictionaryParams(_message.Message):
         batch_size: _builtins.int = ...,
         seed: _builtins.int = ...,
         reject_below: _builtins.float = ...,
+        init: Global___CosineInit.ValueType = ...,
+        dead_atom_policy: Global___DeadAtomPolicy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "epochs", b"epochs", "k", b"k", "learning_rate", b"learning_rate", "reject_below", b"reject_below", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "dead_atom_policy", b"dead_atom_policy", "epochs", b"epochs", "init", b"init", "k", b"k", "learning_rate", b"learning_rate", "reject_below", b"reject_below", "seed", b"seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1131,8 +1216,9 @@ class Dictionary(_message.Message):
 
     @_builtins.property
     def stats(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
-        """Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-        "distinct_states", "fit_seconds".
+        """Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+        (cosine: atoms that win no training state, as a count and a fraction of K),
+        "mean_max_cos", "distinct_states", "fit_seconds".
         """
 
     @_builtins.property

@@ -33,6 +33,8 @@ private static final long serialVersionUID = 0L;
     super(builder);
   }
   private CosineDictionaryParams() {
+    init_ = 0;
+    deadAtomPolicy_ = 0;
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -138,6 +140,62 @@ private static final long serialVersionUID = 0L;
     return rejectBelow_;
   }
 
+  public static final int INIT_FIELD_NUMBER = 7;
+  private int init_ = 0;
+  /**
+   * <pre>
+   * How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.CosineInit init = 7;</code>
+   * @return The enum numeric value on the wire for init.
+   */
+  @java.lang.Override public int getInitValue() {
+    return init_;
+  }
+  /**
+   * <pre>
+   * How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.CosineInit init = 7;</code>
+   * @return The init.
+   */
+  @java.lang.Override public dev.chunkscope.v1.CosineInit getInit() {
+    dev.chunkscope.v1.CosineInit result = dev.chunkscope.v1.CosineInit.forNumber(init_);
+    return result == null ? dev.chunkscope.v1.CosineInit.UNRECOGNIZED : result;
+  }
+
+  public static final int DEAD_ATOM_POLICY_FIELD_NUMBER = 8;
+  private int deadAtomPolicy_ = 0;
+  /**
+   * <pre>
+   * What happens to atoms that win no state in an epoch. UNSPECIFIED means
+   * DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+   * dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DeadAtomPolicy dead_atom_policy = 8;</code>
+   * @return The enum numeric value on the wire for deadAtomPolicy.
+   */
+  @java.lang.Override public int getDeadAtomPolicyValue() {
+    return deadAtomPolicy_;
+  }
+  /**
+   * <pre>
+   * What happens to atoms that win no state in an epoch. UNSPECIFIED means
+   * DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+   * dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DeadAtomPolicy dead_atom_policy = 8;</code>
+   * @return The deadAtomPolicy.
+   */
+  @java.lang.Override public dev.chunkscope.v1.DeadAtomPolicy getDeadAtomPolicy() {
+    dev.chunkscope.v1.DeadAtomPolicy result = dev.chunkscope.v1.DeadAtomPolicy.forNumber(deadAtomPolicy_);
+    return result == null ? dev.chunkscope.v1.DeadAtomPolicy.UNRECOGNIZED : result;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -169,6 +227,12 @@ private static final long serialVersionUID = 0L;
     }
     if (java.lang.Double.doubleToRawLongBits(rejectBelow_) != 0) {
       output.writeDouble(6, rejectBelow_);
+    }
+    if (init_ != dev.chunkscope.v1.CosineInit.COSINE_INIT_UNSPECIFIED.getNumber()) {
+      output.writeEnum(7, init_);
+    }
+    if (deadAtomPolicy_ != dev.chunkscope.v1.DeadAtomPolicy.DEAD_ATOM_POLICY_UNSPECIFIED.getNumber()) {
+      output.writeEnum(8, deadAtomPolicy_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -203,6 +267,14 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeDoubleSize(6, rejectBelow_);
     }
+    if (init_ != dev.chunkscope.v1.CosineInit.COSINE_INIT_UNSPECIFIED.getNumber()) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeEnumSize(7, init_);
+    }
+    if (deadAtomPolicy_ != dev.chunkscope.v1.DeadAtomPolicy.DEAD_ATOM_POLICY_UNSPECIFIED.getNumber()) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeEnumSize(8, deadAtomPolicy_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -232,6 +304,8 @@ private static final long serialVersionUID = 0L;
     if (java.lang.Double.doubleToLongBits(getRejectBelow())
         != java.lang.Double.doubleToLongBits(
             other.getRejectBelow())) return false;
+    if (init_ != other.init_) return false;
+    if (deadAtomPolicy_ != other.deadAtomPolicy_) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -258,6 +332,10 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + REJECT_BELOW_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         java.lang.Double.doubleToLongBits(getRejectBelow()));
+    hash = (37 * hash) + INIT_FIELD_NUMBER;
+    hash = (53 * hash) + init_;
+    hash = (37 * hash) + DEAD_ATOM_POLICY_FIELD_NUMBER;
+    hash = (53 * hash) + deadAtomPolicy_;
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -400,6 +478,8 @@ private static final long serialVersionUID = 0L;
       batchSize_ = 0;
       seed_ = 0L;
       rejectBelow_ = 0D;
+      init_ = 0;
+      deadAtomPolicy_ = 0;
       return this;
     }
 
@@ -451,6 +531,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000020) != 0)) {
         result.rejectBelow_ = rejectBelow_;
       }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.init_ = init_;
+      }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.deadAtomPolicy_ = deadAtomPolicy_;
+      }
     }
 
     @java.lang.Override
@@ -482,6 +568,12 @@ private static final long serialVersionUID = 0L;
       }
       if (java.lang.Double.doubleToRawLongBits(other.getRejectBelow()) != 0) {
         setRejectBelow(other.getRejectBelow());
+      }
+      if (other.init_ != 0) {
+        setInitValue(other.getInitValue());
+      }
+      if (other.deadAtomPolicy_ != 0) {
+        setDeadAtomPolicyValue(other.getDeadAtomPolicyValue());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -539,6 +631,16 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 49
+            case 56: {
+              init_ = input.readEnum();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 56
+            case 64: {
+              deadAtomPolicy_ = input.readEnum();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 64
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -816,6 +918,158 @@ private static final long serialVersionUID = 0L;
     public Builder clearRejectBelow() {
       bitField0_ = (bitField0_ & ~0x00000020);
       rejectBelow_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private int init_ = 0;
+    /**
+     * <pre>
+     * How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.CosineInit init = 7;</code>
+     * @return The enum numeric value on the wire for init.
+     */
+    @java.lang.Override public int getInitValue() {
+      return init_;
+    }
+    /**
+     * <pre>
+     * How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.CosineInit init = 7;</code>
+     * @param value The enum numeric value on the wire for init to set.
+     * @return This builder for chaining.
+     */
+    public Builder setInitValue(int value) {
+      init_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.CosineInit init = 7;</code>
+     * @return The init.
+     */
+    @java.lang.Override
+    public dev.chunkscope.v1.CosineInit getInit() {
+      dev.chunkscope.v1.CosineInit result = dev.chunkscope.v1.CosineInit.forNumber(init_);
+      return result == null ? dev.chunkscope.v1.CosineInit.UNRECOGNIZED : result;
+    }
+    /**
+     * <pre>
+     * How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.CosineInit init = 7;</code>
+     * @param value The init to set.
+     * @return This builder for chaining.
+     */
+    public Builder setInit(dev.chunkscope.v1.CosineInit value) {
+      if (value == null) { throw new NullPointerException(); }
+      bitField0_ |= 0x00000040;
+      init_ = value.getNumber();
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.CosineInit init = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearInit() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      init_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private int deadAtomPolicy_ = 0;
+    /**
+     * <pre>
+     * What happens to atoms that win no state in an epoch. UNSPECIFIED means
+     * DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+     * dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DeadAtomPolicy dead_atom_policy = 8;</code>
+     * @return The enum numeric value on the wire for deadAtomPolicy.
+     */
+    @java.lang.Override public int getDeadAtomPolicyValue() {
+      return deadAtomPolicy_;
+    }
+    /**
+     * <pre>
+     * What happens to atoms that win no state in an epoch. UNSPECIFIED means
+     * DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+     * dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DeadAtomPolicy dead_atom_policy = 8;</code>
+     * @param value The enum numeric value on the wire for deadAtomPolicy to set.
+     * @return This builder for chaining.
+     */
+    public Builder setDeadAtomPolicyValue(int value) {
+      deadAtomPolicy_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * What happens to atoms that win no state in an epoch. UNSPECIFIED means
+     * DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+     * dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DeadAtomPolicy dead_atom_policy = 8;</code>
+     * @return The deadAtomPolicy.
+     */
+    @java.lang.Override
+    public dev.chunkscope.v1.DeadAtomPolicy getDeadAtomPolicy() {
+      dev.chunkscope.v1.DeadAtomPolicy result = dev.chunkscope.v1.DeadAtomPolicy.forNumber(deadAtomPolicy_);
+      return result == null ? dev.chunkscope.v1.DeadAtomPolicy.UNRECOGNIZED : result;
+    }
+    /**
+     * <pre>
+     * What happens to atoms that win no state in an epoch. UNSPECIFIED means
+     * DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+     * dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DeadAtomPolicy dead_atom_policy = 8;</code>
+     * @param value The deadAtomPolicy to set.
+     * @return This builder for chaining.
+     */
+    public Builder setDeadAtomPolicy(dev.chunkscope.v1.DeadAtomPolicy value) {
+      if (value == null) { throw new NullPointerException(); }
+      bitField0_ |= 0x00000080;
+      deadAtomPolicy_ = value.getNumber();
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * What happens to atoms that win no state in an epoch. UNSPECIFIED means
+     * DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+     * dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DeadAtomPolicy dead_atom_policy = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearDeadAtomPolicy() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      deadAtomPolicy_ = 0;
       onChanged();
       return this;
     }

@@ -69,4 +69,46 @@ public interface CosineDictionaryParamsOrBuilder extends
    * @return The rejectBelow.
    */
   double getRejectBelow();
+
+  /**
+   * <pre>
+   * How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.CosineInit init = 7;</code>
+   * @return The enum numeric value on the wire for init.
+   */
+  int getInitValue();
+  /**
+   * <pre>
+   * How the atoms start. UNSPECIFIED means COSINE_INIT_KMEANS_PP.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.CosineInit init = 7;</code>
+   * @return The init.
+   */
+  dev.chunkscope.v1.CosineInit getInit();
+
+  /**
+   * <pre>
+   * What happens to atoms that win no state in an epoch. UNSPECIFIED means
+   * DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+   * dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DeadAtomPolicy dead_atom_policy = 8;</code>
+   * @return The enum numeric value on the wire for deadAtomPolicy.
+   */
+  int getDeadAtomPolicyValue();
+  /**
+   * <pre>
+   * What happens to atoms that win no state in an epoch. UNSPECIFIED means
+   * DEAD_ATOM_POLICY_RESEED. The authors' exact method is init COSINE_INIT_GAUSSIAN with
+   * dead_atom_policy DEAD_ATOM_POLICY_KEEP.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DeadAtomPolicy dead_atom_policy = 8;</code>
+   * @return The deadAtomPolicy.
+   */
+  dev.chunkscope.v1.DeadAtomPolicy getDeadAtomPolicy();
 }

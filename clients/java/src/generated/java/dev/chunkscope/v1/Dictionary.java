@@ -590,8 +590,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-   * "distinct_states", "fit_seconds".
+   * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+   * (cosine: atoms that win no training state, as a count and a fraction of K),
+   * "mean_max_cos", "distinct_states", "fit_seconds".
    * </pre>
    *
    * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -612,8 +613,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-   * "distinct_states", "fit_seconds".
+   * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+   * (cosine: atoms that win no training state, as a count and a fraction of K),
+   * "mean_max_cos", "distinct_states", "fit_seconds".
    * </pre>
    *
    * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -624,8 +626,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-   * "distinct_states", "fit_seconds".
+   * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+   * (cosine: atoms that win no training state, as a count and a fraction of K),
+   * "mean_max_cos", "distinct_states", "fit_seconds".
    * </pre>
    *
    * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -641,8 +644,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-   * "distinct_states", "fit_seconds".
+   * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+   * (cosine: atoms that win no training state, as a count and a fraction of K),
+   * "mean_max_cos", "distinct_states", "fit_seconds".
    * </pre>
    *
    * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -3003,8 +3007,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-     * "distinct_states", "fit_seconds".
+     * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+     * (cosine: atoms that win no training state, as a count and a fraction of K),
+     * "mean_max_cos", "distinct_states", "fit_seconds".
      * </pre>
      *
      * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -3025,8 +3030,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-     * "distinct_states", "fit_seconds".
+     * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+     * (cosine: atoms that win no training state, as a count and a fraction of K),
+     * "mean_max_cos", "distinct_states", "fit_seconds".
      * </pre>
      *
      * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -3037,8 +3043,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-     * "distinct_states", "fit_seconds".
+     * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+     * (cosine: atoms that win no training state, as a count and a fraction of K),
+     * "mean_max_cos", "distinct_states", "fit_seconds".
      * </pre>
      *
      * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -3054,8 +3061,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-     * "distinct_states", "fit_seconds".
+     * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+     * (cosine: atoms that win no training state, as a count and a fraction of K),
+     * "mean_max_cos", "distinct_states", "fit_seconds".
      * </pre>
      *
      * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -3079,8 +3087,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-     * "distinct_states", "fit_seconds".
+     * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+     * (cosine: atoms that win no training state, as a count and a fraction of K),
+     * "mean_max_cos", "distinct_states", "fit_seconds".
      * </pre>
      *
      * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -3103,8 +3112,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-     * "distinct_states", "fit_seconds".
+     * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+     * (cosine: atoms that win no training state, as a count and a fraction of K),
+     * "mean_max_cos", "distinct_states", "fit_seconds".
      * </pre>
      *
      * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -3121,8 +3131,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-     * "distinct_states", "fit_seconds".
+     * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+     * (cosine: atoms that win no training state, as a count and a fraction of K),
+     * "mean_max_cos", "distinct_states", "fit_seconds".
      * </pre>
      *
      * <code>map&lt;string, double&gt; stats = 15;</code>

@@ -265,8 +265,9 @@ public interface DictionaryOrBuilder extends
 
   /**
    * <pre>
-   * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-   * "distinct_states", "fit_seconds".
+   * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+   * (cosine: atoms that win no training state, as a count and a fraction of K),
+   * "mean_max_cos", "distinct_states", "fit_seconds".
    * </pre>
    *
    * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -274,8 +275,9 @@ public interface DictionaryOrBuilder extends
   int getStatsCount();
   /**
    * <pre>
-   * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-   * "distinct_states", "fit_seconds".
+   * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+   * (cosine: atoms that win no training state, as a count and a fraction of K),
+   * "mean_max_cos", "distinct_states", "fit_seconds".
    * </pre>
    *
    * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -290,8 +292,9 @@ public interface DictionaryOrBuilder extends
   getStats();
   /**
    * <pre>
-   * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-   * "distinct_states", "fit_seconds".
+   * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+   * (cosine: atoms that win no training state, as a count and a fraction of K),
+   * "mean_max_cos", "distinct_states", "fit_seconds".
    * </pre>
    *
    * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -300,8 +303,9 @@ public interface DictionaryOrBuilder extends
   getStatsMap();
   /**
    * <pre>
-   * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-   * "distinct_states", "fit_seconds".
+   * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+   * (cosine: atoms that win no training state, as a count and a fraction of K),
+   * "mean_max_cos", "distinct_states", "fit_seconds".
    * </pre>
    *
    * <code>map&lt;string, double&gt; stats = 15;</code>
@@ -311,8 +315,9 @@ public interface DictionaryOrBuilder extends
       double defaultValue);
   /**
    * <pre>
-   * Method-level statistics, e.g. "noise_fraction", "dead_atoms", "mean_max_cos",
-   * "distinct_states", "fit_seconds".
+   * Method-level statistics, e.g. "noise_fraction", "dead_atoms" and "dead_atom_fraction"
+   * (cosine: atoms that win no training state, as a count and a fraction of K),
+   * "mean_max_cos", "distinct_states", "fit_seconds".
    * </pre>
    *
    * <code>map&lt;string, double&gt; stats = 15;</code>

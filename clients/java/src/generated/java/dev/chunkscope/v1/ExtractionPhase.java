@@ -151,7 +151,7 @@ public enum ExtractionPhase
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.chunkscope.v1.DictionariesProto.getDescriptor().getEnumTypes().get(2);
+    return dev.chunkscope.v1.DictionariesProto.getDescriptor().getEnumTypes().get(4);
   }
 
   private static final ExtractionPhase[] VALUES = values();

@@ -351,6 +351,40 @@ private static final long serialVersionUID = 0L;
     return cvFolds_;
   }
 
+  public static final int SPARSITY_MARGIN_FIELD_NUMBER = 12;
+  private double sparsityMargin_ = 0D;
+  /**
+   * <pre>
+   * Sparse entries. When &gt; 0, the tolerance is the one with the fewest neurons among those whose
+   * score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
+   * this much of the best score; ChunkEntry.n_neurons reports the size. 0 (the default) takes
+   * the best score, as the authors do. In [0, 1].
+   * </pre>
+   *
+   * <code>double sparsity_margin = 12;</code>
+   * @return The sparsityMargin.
+   */
+  @java.lang.Override
+  public double getSparsityMargin() {
+    return sparsityMargin_;
+  }
+
+  public static final int MAX_NEURONS_FIELD_NUMBER = 13;
+  private int maxNeurons_ = 0;
+  /**
+   * <pre>
+   * When &gt; 0, only tolerances whose neuron set has at most this many neurons compete; a cell
+   * where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
+   * </pre>
+   *
+   * <code>int32 max_neurons = 13;</code>
+   * @return The maxNeurons.
+   */
+  @java.lang.Override
+  public int getMaxNeurons() {
+    return maxNeurons_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -402,6 +436,12 @@ private static final long serialVersionUID = 0L;
     }
     if (cvFolds_ != 0) {
       output.writeInt32(11, cvFolds_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(sparsityMargin_) != 0) {
+      output.writeDouble(12, sparsityMargin_);
+    }
+    if (maxNeurons_ != 0) {
+      output.writeInt32(13, maxNeurons_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -463,6 +503,14 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(11, cvFolds_);
     }
+    if (java.lang.Double.doubleToRawLongBits(sparsityMargin_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(12, sparsityMargin_);
+    }
+    if (maxNeurons_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt32Size(13, maxNeurons_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -500,6 +548,11 @@ private static final long serialVersionUID = 0L;
         != other.getRequireAllCells()) return false;
     if (getCvFolds()
         != other.getCvFolds()) return false;
+    if (java.lang.Double.doubleToLongBits(getSparsityMargin())
+        != java.lang.Double.doubleToLongBits(
+            other.getSparsityMargin())) return false;
+    if (getMaxNeurons()
+        != other.getMaxNeurons()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -542,6 +595,11 @@ private static final long serialVersionUID = 0L;
         getRequireAllCells());
     hash = (37 * hash) + CV_FOLDS_FIELD_NUMBER;
     hash = (53 * hash) + getCvFolds();
+    hash = (37 * hash) + SPARSITY_MARGIN_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getSparsityMargin()));
+    hash = (37 * hash) + MAX_NEURONS_FIELD_NUMBER;
+    hash = (53 * hash) + getMaxNeurons();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -700,6 +758,8 @@ private static final long serialVersionUID = 0L;
       taus_ = emptyDoubleList();
       requireAllCells_ = false;
       cvFolds_ = 0;
+      sparsityMargin_ = 0D;
+      maxNeurons_ = 0;
       return this;
     }
 
@@ -782,6 +842,12 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000400) != 0)) {
         result.cvFolds_ = cvFolds_;
+      }
+      if (((from_bitField0_ & 0x00000800) != 0)) {
+        result.sparsityMargin_ = sparsityMargin_;
+      }
+      if (((from_bitField0_ & 0x00001000) != 0)) {
+        result.maxNeurons_ = maxNeurons_;
       }
     }
 
@@ -883,6 +949,12 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getCvFolds() != 0) {
         setCvFolds(other.getCvFolds());
+      }
+      if (java.lang.Double.doubleToRawLongBits(other.getSparsityMargin()) != 0) {
+        setSparsityMargin(other.getSparsityMargin());
+      }
+      if (other.getMaxNeurons() != 0) {
+        setMaxNeurons(other.getMaxNeurons());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -993,6 +1065,16 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000400;
               break;
             } // case 88
+            case 97: {
+              sparsityMargin_ = input.readDouble();
+              bitField0_ |= 0x00000800;
+              break;
+            } // case 97
+            case 104: {
+              maxNeurons_ = input.readInt32();
+              bitField0_ |= 0x00001000;
+              break;
+            } // case 104
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2142,6 +2224,106 @@ private static final long serialVersionUID = 0L;
     public Builder clearCvFolds() {
       bitField0_ = (bitField0_ & ~0x00000400);
       cvFolds_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private double sparsityMargin_ ;
+    /**
+     * <pre>
+     * Sparse entries. When &gt; 0, the tolerance is the one with the fewest neurons among those whose
+     * score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
+     * this much of the best score; ChunkEntry.n_neurons reports the size. 0 (the default) takes
+     * the best score, as the authors do. In [0, 1].
+     * </pre>
+     *
+     * <code>double sparsity_margin = 12;</code>
+     * @return The sparsityMargin.
+     */
+    @java.lang.Override
+    public double getSparsityMargin() {
+      return sparsityMargin_;
+    }
+    /**
+     * <pre>
+     * Sparse entries. When &gt; 0, the tolerance is the one with the fewest neurons among those whose
+     * score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
+     * this much of the best score; ChunkEntry.n_neurons reports the size. 0 (the default) takes
+     * the best score, as the authors do. In [0, 1].
+     * </pre>
+     *
+     * <code>double sparsity_margin = 12;</code>
+     * @param value The sparsityMargin to set.
+     * @return This builder for chaining.
+     */
+    public Builder setSparsityMargin(double value) {
+
+      sparsityMargin_ = value;
+      bitField0_ |= 0x00000800;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Sparse entries. When &gt; 0, the tolerance is the one with the fewest neurons among those whose
+     * score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
+     * this much of the best score; ChunkEntry.n_neurons reports the size. 0 (the default) takes
+     * the best score, as the authors do. In [0, 1].
+     * </pre>
+     *
+     * <code>double sparsity_margin = 12;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearSparsityMargin() {
+      bitField0_ = (bitField0_ & ~0x00000800);
+      sparsityMargin_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private int maxNeurons_ ;
+    /**
+     * <pre>
+     * When &gt; 0, only tolerances whose neuron set has at most this many neurons compete; a cell
+     * where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
+     * </pre>
+     *
+     * <code>int32 max_neurons = 13;</code>
+     * @return The maxNeurons.
+     */
+    @java.lang.Override
+    public int getMaxNeurons() {
+      return maxNeurons_;
+    }
+    /**
+     * <pre>
+     * When &gt; 0, only tolerances whose neuron set has at most this many neurons compete; a cell
+     * where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
+     * </pre>
+     *
+     * <code>int32 max_neurons = 13;</code>
+     * @param value The maxNeurons to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMaxNeurons(int value) {
+
+      maxNeurons_ = value;
+      bitField0_ |= 0x00001000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * When &gt; 0, only tolerances whose neuron set has at most this many neurons compete; a cell
+     * where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
+     * </pre>
+     *
+     * <code>int32 max_neurons = 13;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMaxNeurons() {
+      bitField0_ = (bitField0_ & ~0x00001000);
+      maxNeurons_ = 0;
       onChanged();
       return this;
     }

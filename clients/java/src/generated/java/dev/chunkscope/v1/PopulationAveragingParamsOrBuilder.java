@@ -220,4 +220,28 @@ public interface PopulationAveragingParamsOrBuilder extends
    * @return The cvFolds.
    */
   int getCvFolds();
+
+  /**
+   * <pre>
+   * Sparse entries. When &gt; 0, the tolerance is the one with the fewest neurons among those whose
+   * score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
+   * this much of the best score; ChunkEntry.n_neurons reports the size. 0 (the default) takes
+   * the best score, as the authors do. In [0, 1].
+   * </pre>
+   *
+   * <code>double sparsity_margin = 12;</code>
+   * @return The sparsityMargin.
+   */
+  double getSparsityMargin();
+
+  /**
+   * <pre>
+   * When &gt; 0, only tolerances whose neuron set has at most this many neurons compete; a cell
+   * where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
+   * </pre>
+   *
+   * <code>int32 max_neurons = 13;</code>
+   * @return The maxNeurons.
+   */
+  int getMaxNeurons();
 }
