@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import math
@@ -15,6 +14,7 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 
 from chunkscope.api import tensors
+from chunkscope.api.paging import next_token, page_window
 from chunkscope.chunking import dsc, pa, ucd
 from chunkscope.chunking.labels import Span
 from chunkscope.config import Settings
@@ -35,7 +35,6 @@ from chunkscope_client.v1 import common_pb2, dictionaries_pb2, dictionaries_pb2_
 pb = dictionaries_pb2
 EXPORT_CHUNK = 1 << 20
 SPOOL_OFFLOAD = 256 << 10  # pieces at least this large are hashed and written on a worker thread
-DEFAULT_PAGE, MAX_PAGE = 50, 1000
 
 _METHOD_TO_PROTO = {
     "population_averaging": pb.CHUNK_METHOD_POPULATION_AVERAGING,
@@ -394,13 +393,9 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
     async def ListDictionaries(
         self, request: pb.ListDictionariesRequest, context: Any
     ) -> pb.ListDictionariesResponse:
-        size = request.page.page_size
-        if size < 0:
-            raise InvalidArgument.field("page.page_size", "must be >= 0 (0 = server default)")
-        size = min(size or DEFAULT_PAGE, MAX_PAGE)
-        offset = _decode_offset(request.page.page_token)
+        offset, size = page_window(request.page)
         records, total = self.store.list_page(request.model, offset, size)
-        token = _encode_offset(offset + size) if offset + size < total else ""
+        token = next_token(offset, size, total)
         manifests = await asyncio.to_thread(
             lambda: [self.store.read_manifest(r.id) for r in records]
         )
@@ -491,25 +486,4 @@ def _servable(manifest: dict[str, Any], t: dict[str, np.ndarray]) -> None:
         raise FailedPrecondition(
             f"manifest cannot be served: {type(exc).__name__}: {str(exc)[:200]}",
             reason="INVALID_DICTIONARY",
-        ) from None
-
-
-def _encode_offset(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
-
-
-def _decode_offset(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        if not text.startswith("o:"):
-            raise ValueError(text)
-        offset = int(text[2:])
-        if not 0 <= offset < 2**31:
-            raise ValueError(text)
-        return offset
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument.field(
-            "page.page_token", "not a token this server issued; pass next_page_token unchanged"
         ) from None

@@ -21,8 +21,8 @@ from google.protobuf import json_format, timestamp_pb2
 
 from chunkscope import metrics, policies
 from chunkscope.api.detection import Limits, plan, too_many_tokens
-from chunkscope.api.dictionaries import DEFAULT_PAGE, MAX_PAGE, _decode_offset, _encode_offset
 from chunkscope.api.interceptors import audit_detail, caller
+from chunkscope.api.paging import next_token, page_window
 from chunkscope.api.perturbation import MAX_INTERVENTIONS, spec_of
 from chunkscope.engine import serving, tokens
 from chunkscope.engine.capture import Segment, token_count
@@ -337,11 +337,7 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
     async def ListPolicies(
         self, request: pb.ListPoliciesRequest, context: Any
     ) -> pb.ListPoliciesResponse:
-        size = request.page.page_size
-        if size < 0:
-            raise InvalidArgument.field("page.page_size", "must be >= 0 (0 = server default)")
-        size = min(size or DEFAULT_PAGE, MAX_PAGE)
-        offset = _decode_offset(request.page.page_token)
+        offset, size = page_window(request.page)
         if request.name:
             check_name(request.name, "name")
             records, total = await asyncio.to_thread(
@@ -349,7 +345,7 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
             )
         else:
             records, total = await asyncio.to_thread(self.store.list_latest, offset, size)
-        token = _encode_offset(offset + size) if offset + size < total else ""
+        token = next_token(offset, size, total)
         return pb.ListPoliciesResponse(
             policies=[_to_proto(r) for r in records],
             page=common_pb2.PageResponse(next_page_token=token, total_size=total),
