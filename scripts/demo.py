@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -205,13 +206,7 @@ def chunk_page(address: str, token: str, dictionary: dpb.Dictionary, out: Path) 
     command = [sys.executable, "-m", "chunkscope", "report", dictionary.id, "--corpus",
                str(corpus), "-o", str(out), "--address", address]  # fmt: skip
     print(f"\n$ chunkscope report {dictionary.id} --corpus {corpus} -o {out}")
-    subprocess.run(command, check=True, env={**_environ(), "CHUNKSCOPE_TOKEN": token})
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+    subprocess.run(command, check=True, env={**os.environ, "CHUNKSCOPE_TOKEN": token})
 
 
 def main() -> int:
