@@ -10,7 +10,9 @@ COPY clients/python ./clients/python
 COPY service ./service
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt ./clients/python . \
- && /opt/venv/bin/python -c "import chunkscope.server"
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall -c constraints.txt \
+      opentelemetry-proto googleapis-common-protos \
+ && /opt/venv/bin/python -c "import chunkscope.server, opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

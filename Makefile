@@ -36,6 +36,10 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e clients/python -e '.[dev]'
+	# xds-protos (Envoy's ext_proc protos) ships older copies of opentelemetry-proto's and
+	# googleapis-common-protos' modules, and whichever pip writes last wins: put theirs back.
+	$(PY) -m pip install --quiet --no-deps --force-reinstall -c constraints.txt \
+	  opentelemetry-proto googleapis-common-protos
 	touch $@
 
 venv: $(VENV)/.installed
