@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -15,8 +14,6 @@ from google.protobuf import timestamp_pb2
 
 from chunkscope.api import tensors
 from chunkscope.api.paging import next_token, page_window
-from chunkscope.chunking import dsc, pa, ucd
-from chunkscope.chunking.labels import Span
 from chunkscope.config import Settings
 from chunkscope.corpus import Inputs, read_corpus_file
 from chunkscope.engine import methods
@@ -36,12 +33,6 @@ pb = dictionaries_pb2
 EXPORT_CHUNK = 1 << 20
 SPOOL_OFFLOAD = 256 << 10  # pieces at least this large are hashed and written on a worker thread
 
-_METHOD_TO_PROTO = {
-    "population_averaging": pb.CHUNK_METHOD_POPULATION_AVERAGING,
-    "discrete_sequence_chunking": pb.CHUNK_METHOD_DISCRETE_SEQUENCE_CHUNKING,
-    "cosine_dictionary": pb.CHUNK_METHOD_COSINE_DICTIONARY,
-    "density_chunks": pb.CHUNK_METHOD_DENSITY_CHUNKS,
-}
 _PHASES = {
     "capture": pb.EXTRACTION_PHASE_CAPTURE,
     "fit": pb.EXTRACTION_PHASE_FIT,
@@ -63,129 +54,12 @@ def _inputs(corpus: pb.Corpus, field: str, settings: Settings) -> Inputs:
     raise InvalidArgument.field(field, "required: texts, path or sequences")
 
 
-def _or(value: float, default: float) -> float:
-    return value if value else default
-
-
-def _pa(p: pb.PopulationAveragingParams) -> methods.PASpec:
-    violations = []
-    concepts = []
-    for i, c in enumerate(p.concepts):
-        if not 1 <= len(c.concept) <= 64:
-            violations.append(FieldViolation(
-                f"population_averaging.concepts[{i}].concept", "1-64 characters"))  # fmt: skip
-        if any(not w.strip() for w in c.words):
-            violations.append(FieldViolation(
-                f"population_averaging.concepts[{i}].words", "must not be empty"))  # fmt: skip
-        concepts.append((c.concept, tuple(c.words)))
-    names = [c for c, _ in concepts]
-    if len(set(names)) != len(names):
-        violations.append(
-            FieldViolation("population_averaging.concepts", "a concept is listed twice")
-        )
-    if violations:
-        raise InvalidArgument(violations)
-    criterion = {
-        pb.PA_CRITERION_UNSPECIFIED: "accuracy",
-        pb.PA_CRITERION_ACCURACY: "accuracy",
-        pb.PA_CRITERION_TPR_AT_FPR: "tpr_at_fpr",
-    }.get(p.criterion)
-    if criterion is None:
-        raise InvalidArgument.field("population_averaging.criterion", "unknown PaCriterion value")
-    if not (p.cv_folds in (-1, 0) or 2 <= p.cv_folds <= pa.MAX_CV_FOLDS):
-        raise InvalidArgument.field(
-            "population_averaging.cv_folds",
-            f"{p.cv_folds} is not a fold count: use 0 for the default (5 folds), 2.."
-            f"{pa.MAX_CV_FOLDS}, or -1 to turn cross-validation off",
-        )
-    if not (math.isfinite(p.sparsity_margin) and 0.0 <= p.sparsity_margin <= 1.0):
-        raise InvalidArgument.field(
-            "population_averaging.sparsity_margin",
-            f"{p.sparsity_margin} is not a score margin: use 0 (off: the best score) or a "
-            "number in (0, 1], e.g. 0.02 to accept up to 0.02 less TPR (or accuracy) for fewer "
-            "neurons",
-        )
-    if p.max_neurons < 0:
-        raise InvalidArgument.field(
-            "population_averaging.max_neurons",
-            f"{p.max_neurons} is negative: use 0 for no bound or the largest neuron count an "
-            "entry may have",
-        )
-    params = pa.PAParams(
-        n_samples=p.n_samples or 5,
-        min_occurrences=p.min_occurrences or 10,
-        taus=tuple(p.taus) or pa.DEFAULT_TAUS,
-        criterion=criterion,
-        max_fpr=_or(p.max_fpr, 0.001),
-        seed=p.seed,
-        cv_folds={0: 5, -1: 0}.get(p.cv_folds, p.cv_folds),
-        sparsity_margin=p.sparsity_margin,
-        max_neurons=p.max_neurons,
-    )
-    spans = tuple(Span(s.text_index, s.start, s.end, s.concept) for s in p.spans)
-    return methods.PASpec(tuple(concepts), spans, p.step, params, p.require_all_cells)
-
-
-def _cosine(c: pb.CosineDictionaryParams) -> ucd.CosineParams:
-    init = {
-        pb.COSINE_INIT_UNSPECIFIED: "kmeans++",
-        pb.COSINE_INIT_KMEANS_PP: "kmeans++",
-        pb.COSINE_INIT_RANDOM_STATES: "random_states",
-        pb.COSINE_INIT_GAUSSIAN: "gaussian",
-    }.get(c.init)
-    if init is None:
-        raise InvalidArgument.field(
-            "cosine_dictionary.init",
-            f"unknown CosineInit value {c.init}: use COSINE_INIT_KMEANS_PP (the default), "
-            "COSINE_INIT_RANDOM_STATES or COSINE_INIT_GAUSSIAN (the authors')",
-        )
-    reseed = {
-        pb.DEAD_ATOM_POLICY_UNSPECIFIED: True,
-        pb.DEAD_ATOM_POLICY_RESEED: True,
-        pb.DEAD_ATOM_POLICY_KEEP: False,
-    }.get(c.dead_atom_policy)
-    if reseed is None:
-        raise InvalidArgument.field(
-            "cosine_dictionary.dead_atom_policy",
-            f"unknown DeadAtomPolicy value {c.dead_atom_policy}: use DEAD_ATOM_POLICY_RESEED "
-            "(the default) or DEAD_ATOM_POLICY_KEEP (the authors')",
-        )
-    return ucd.CosineParams(
-        k=c.k or 256, epochs=c.epochs or 20, lr=_or(c.learning_rate, 1e-2),
-        batch_size=c.batch_size or 64, seed=c.seed,
-        reject_below=c.reject_below if c.reject_below > 0 else None,
-        init=init, reseed_dead=reseed,
-    )  # fmt: skip
-
-
-def _method(request: pb.ExtractDictionaryRequest) -> tuple[str, methods.MethodSpec]:
+def _method(request: pb.ExtractDictionaryRequest) -> tuple[str, Any]:
+    """The method named by the request's oneof and its typed parameters (its module parses them)."""
     kind = request.WhichOneof("method")
-    if kind == "population_averaging":
-        return kind, _pa(request.population_averaging)
-    if kind == "discrete_sequence_chunking":
-        s = request.discrete_sequence_chunking
-        return kind, dsc.DSCParams(
-            n_bins=s.n_bins or 5, n_iter=s.n_iter or 60, n_new_chunks=s.n_new_chunks or 10,
-            min_frequency=s.min_frequency or 5, overlap_jaccard=_or(s.overlap_jaccard, 0.8),
-            seed=s.seed,
-        )  # fmt: skip
-    if kind == "cosine_dictionary":
-        return kind, _cosine(request.cosine_dictionary)
-    if kind == "density_chunks":
-        d = request.density_chunks
-        return kind, ucd.DensityParams(
-            pca_dim={0: 32, -1: 0}.get(d.pca_dim, int(d.pca_dim)),
-            min_cluster_size=d.min_cluster_size or 25,
-            min_samples=d.min_samples or None,
-            radius_quantile=_or(d.radius_quantile, 0.95),
-            max_fit_states=d.max_fit_states or 20000,
-            seed=d.seed,
-        )
-    raise InvalidArgument.field(
-        "method",
-        "required: one of population_averaging, discrete_sequence_chunking, "
-        "cosine_dictionary, density_chunks",
-    )
+    if kind is None or kind not in methods.METHODS:
+        raise InvalidArgument.field("method", f"required: one of {', '.join(methods.METHODS)}")
+    return kind, methods.get(kind).from_request(getattr(request, kind))
 
 
 def spec_from_request(request: pb.ExtractDictionaryRequest, settings: Settings) -> ExtractionSpec:
@@ -242,15 +116,8 @@ def recommended_to_proto(item: dict[str, Any]) -> pb.RecommendedHookPoint:
 
 
 def _prototype(method: str, entry: dict[str, Any], t: dict[str, np.ndarray]) -> dict[str, Any]:
-    k = entry["id"]
-    if method == "population_averaging":
-        lo, hi = t["neuron_offsets"][k], t["neuron_offsets"][k + 1]
-        return {"prototype": tensors.to_proto(t["prototype"][lo:hi]),
-                "neurons": tensors.to_proto(t["neurons"][lo:hi])}  # fmt: skip
-    if method == "discrete_sequence_chunking":
-        return {"prototype": tensors.to_proto(t["state_vectors"][np.asarray(entry["states"])])}
-    key = "atoms" if method == "cosine_dictionary" else "prototypes"
-    return {"prototype": tensors.to_proto(t[key][k])}
+    found = methods.get(method).prototype(entry, t)
+    return {name: tensors.to_proto(value) for name, value in found.items()}
 
 
 def entry_to_proto(
@@ -294,7 +161,7 @@ def dictionary_to_proto(
         hook_point=manifest["hook_point"],
         hidden_size=manifest["hidden_size"],
         dtype=manifest["dtype"],
-        method=_METHOD_TO_PROTO[manifest["method"]],
+        method=methods.get(manifest["method"]).proto,
         parameters_json=json.dumps(manifest["parameters"], sort_keys=True),
         corpus_fingerprint=manifest["corpus"]["fingerprint"],
         n_inputs=manifest["corpus"]["n_inputs"],

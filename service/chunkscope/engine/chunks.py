@@ -20,6 +20,7 @@ from chunkscope import observability
 from chunkscope.engine.detection import Detector
 from chunkscope.engine.device import dtype_name
 from chunkscope.engine.loading import LoadedModel
+from chunkscope.engine.methods.base import unit
 from chunkscope.engine.steering import MODES, Action
 from chunkscope.errors import ChunkscopeError, FailedPrecondition, FieldViolation, InvalidArgument
 from chunkscope.store.dictionaries import DictionaryStore, require_binding
@@ -125,11 +126,6 @@ class DetectorCache:
         self._cache.pop(dictionary_id, None)
 
 
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
-
-
 def resolve_positions(spec: InterventionSpec, prompt_length: int, field: str) -> tuple[int, ...]:
     if spec.all_prompt:
         return tuple(range(prompt_length))
@@ -210,7 +206,7 @@ def _resolve_vector(
         raise InvalidArgument(violations)
     model.adapter.resolve(spec.hook_point)
     return Action(
-        spec.hook_point, spec.mode, _unit(spec.vector.astype(np.float32)), alpha=spec.alpha,
+        spec.hook_point, spec.mode, unit(spec.vector.astype(np.float32)), alpha=spec.alpha,
         prompt_positions=positions, generated=spec.generated,
     )  # fmt: skip
 
@@ -218,7 +214,8 @@ def _resolve_vector(
 def _chunk_action(
     detector: Detector, spec: InterventionSpec, hook_point: str, positions: tuple[int, ...]
 ) -> Action:
-    """Activation grafts the entry's own values; directions are entry minus the states' center."""
+    """Activation grafts the entry's own values; directions are entry minus the states' center
+    (each method's `graft`)."""
     t, k = detector.tensors, spec.entry_id
     center = t["center"]
     common: dict[str, Any] = {
@@ -227,19 +224,8 @@ def _chunk_action(
         "prompt_positions": positions,
         "generated": spec.generated,
     }
-    if detector.method == "population_averaging":
-        lo, hi = t["neuron_offsets"][k], t["neuron_offsets"][k + 1]
-        return Action(
-            hook_point, spec.mode, _unit(t["mean"][k] - center), neurons=t["neurons"][lo:hi],
-            values=t["prototype"][lo:hi], **common,
-        )  # fmt: skip
-    if detector.method == "discrete_sequence_chunking":
-        first = int(t["chunk_states"][t["chunk_offsets"][k]])  # graft the chunk's first state
-        vector = t["state_vectors"][first]
-        return Action(hook_point, spec.mode, _unit(vector - center), values=vector, **common)
-    if detector.method == "cosine_dictionary":
-        atom = t["atoms"][k]
-        direction = _unit(atom - _unit(center))  # atoms are unit vectors: compare like with like
-        return Action(hook_point, spec.mode, direction, values=atom, scale_to_norm=True, **common)
-    prototype = t["prototypes"][k]
-    return Action(hook_point, spec.mode, _unit(prototype - center), values=prototype, **common)
+    g = detector.kind.graft(t, k, center)
+    return Action(
+        hook_point, spec.mode, g.direction, neurons=g.neurons, values=g.values,
+        scale_to_norm=g.scale_to_norm, **common,
+    )  # fmt: skip

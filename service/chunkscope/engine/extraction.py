@@ -17,13 +17,12 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from chunkscope import __version__
-from chunkscope.chunking import dsc, pa, ucd
 from chunkscope.corpus import Inputs, check_inputs
 from chunkscope.engine import methods
 from chunkscope.engine.capture import Captured, segments
@@ -33,7 +32,6 @@ from chunkscope.engine.registry import ModelRegistry
 from chunkscope.engine.relay import relay
 from chunkscope.engine.scheduler import oom_guarded
 from chunkscope.errors import (
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     ResourceExhausted,
@@ -56,8 +54,12 @@ class ExtractionSpec:
     batch_size: int
     max_tokens: int
     description: str
-    method: str
-    method_spec: methods.MethodSpec
+    method: str  # a name in methods.METHODS
+    method_spec: Any  # that method's typed parameters (Method.from_request)
+
+    @property
+    def kind(self) -> methods.Method[Any, Any]:
+        return methods.get(self.method)
 
 
 @dataclass(frozen=True)
@@ -118,27 +120,10 @@ class Extractor:
         self._validate_method(spec, model)
 
     def _validate_method(self, spec: ExtractionSpec, model: LoadedModel) -> None:
-        field = spec.method
         try:
-            if isinstance(spec.method_spec, methods.PASpec):
-                if model.is_recurrent:
-                    raise InvalidArgument.field(
-                        field, "PA labels concepts in texts; for recurrent models use "
-                        "discrete_sequence_chunking")  # fmt: skip
-                if not spec.method_spec.concepts and not spec.method_spec.spans:
-                    raise InvalidArgument.field(f"{field}.concepts", "give concepts or spans")
-                spec.method_spec.params.validate()
-                methods.check_spans(spec.method_spec, spec.corpus)
-            elif isinstance(spec.method_spec, dsc.DSCParams):
-                if not model.is_recurrent:
-                    raise InvalidArgument.field(
-                        field, "DSC is for small recurrent networks; for language models use "
-                        "cosine_dictionary or density_chunks")  # fmt: skip
-                spec.method_spec.validate(model.hidden_size)
-            else:
-                spec.method_spec.validate()
+            spec.kind.validate(spec.method_spec, model, spec.corpus)
         except ValueError as exc:
-            raise InvalidArgument.field(field, str(exc)) from None
+            raise InvalidArgument.field(spec.method, str(exc)) from None
 
     async def run(self, spec: ExtractionSpec) -> AsyncIterator[Progress | list[dict[str, Any]]]:
         """Progress events, then the list of stored manifests (one per hook point)."""
@@ -185,8 +170,7 @@ class Extractor:
                 self._manifest(spec, model, hook_point, train, output, fingerprint)
                 for hook_point, output in outputs
             ]
-            if isinstance(spec.method_spec, methods.PASpec):
-                _per_cell_results(spec.method_spec, manifests, outputs)
+            spec.kind.finish(spec.method_spec, manifests, outputs)
             tensors = [output.tensors for _, output in outputs]
             await asyncio.get_running_loop().run_in_executor(
                 None, self._store_all, manifests, tensors
@@ -235,40 +219,13 @@ class Extractor:
 
     def _fit_function(
         self, spec: ExtractionSpec, model: LoadedModel, train: Captured, heldout: Captured | None
-    ) -> Callable[[str, methods.ProgressFn], methods.FitOutput]:
-        ms = spec.method_spec
-        if isinstance(ms, methods.PASpec):
-            spans = methods.concept_spans(ms, spec.corpus)
-            train_rows = methods.concept_rows(spans, train, ms.step)
-            held_rows = None
-            if heldout is not None and spec.heldout is not None:
-                word_only = methods.PASpec(ms.concepts, (), ms.step, ms.params)
-                held_rows = methods.concept_rows(
-                    methods.concept_spans(word_only, spec.heldout), heldout, ms.step
-                )
-            return lambda hp, progress: methods.fit_population_averaging(
-                model, ms, hp, train, train_rows, heldout, held_rows, progress
-            )
-        if isinstance(ms, dsc.DSCParams):
-            return lambda hp, progress: methods.fit_discrete_sequence_chunking(
-                model, ms, hp, train, progress
-            )
-        try:  # the unsupervised methods need at least K (or min_cluster_size) states
-            ms.validate(train.n_rows)
-        except ValueError as exc:
-            raise InvalidArgument.field(spec.method, str(exc)) from None
-        if isinstance(ms, ucd.CosineParams):
-            return lambda hp, progress: methods.fit_cosine_dictionary(
-                model, ms, hp, train, heldout, progress
-            )
-        return lambda hp, progress: methods.fit_density_chunks(
-            model, ms, hp, train, heldout, progress
-        )
+    ) -> methods.Fit:
+        return spec.kind.prepare(spec.method_spec, model, spec.corpus, spec.heldout, train, heldout)
 
     async def _run_fit(
         self,
         spec: ExtractionSpec,
-        fit: Callable[[str, methods.ProgressFn], methods.FitOutput],
+        fit: methods.Fit,
         hook_point: str,
         cancel: threading.Event,
         started: float,
@@ -323,7 +280,7 @@ class Extractor:
             "hidden_size": model.hidden_size,
             "dtype": dtype_name(model.dtype),
             "method": spec.method,
-            "parameters": methods.parameters_of(spec.method_spec),
+            "parameters": spec.kind.parameters(spec.method_spec),
             "corpus": {
                 "fingerprint": fingerprint,
                 "n_inputs": len(spec.corpus),
@@ -338,60 +295,3 @@ class Extractor:
             "entries": output.entries,
             "tensors_sha256": "",
         }
-
-
-def _per_cell_results(
-    spec: methods.PASpec,
-    manifests: list[dict[str, Any]],
-    outputs: list[tuple[str, methods.FitOutput]],
-) -> None:
-    """PA: refuse a job without a single feasible cell, else give every manifest its infeasible
-    cells and all of them the hook point recommended per concept (pa.recommend: by the scores
-    that no fitted occurrence counts in)."""
-    if not any(output.entries for _, output in outputs):
-        cells = [cell for _, output in outputs for cell in output.infeasible]
-        shown = "; ".join(
-            f"{c['concept']!r} at {c['hook_point']}: {c['message']}" for c in cells[:3]
-        )
-        more = f" (and {len(cells) - 3} more)" if len(cells) > 3 else ""
-        raise FailedPrecondition(
-            f"no (hook point, concept) cell has a valid tolerance: {shown}{more}; lower "
-            "n_samples, raise max_fpr, or use the ACCURACY criterion",
-            reason="NO_VALID_TOLERANCE",
-        )
-    recommended = []
-    for concept in _concepts_in_order(spec):
-        found = [
-            (manifest, entry)
-            for manifest in manifests
-            for entry in manifest["entries"]
-            if entry["label"] == concept
-        ]
-        honest = [_honest(entry) for _, entry in found]
-        best = pa.recommend(honest, spec.params.max_fpr)
-        if best is None:
-            continue
-        manifest, entry = found[best]
-        item = {
-            "concept": concept, "hook_point": manifest["hook_point"],
-            "dictionary_id": manifest["id"], "entry_id": entry["id"],
-            "honest_tpr": honest[best].tpr, "out_of_sample": entry["out_of_sample"],
-            "cross_validated": entry["cross_validated"],
-        }  # fmt: skip
-        recommended.append({k: v for k, v in item.items() if v is not None})
-    for manifest, (_, output) in zip(manifests, outputs, strict=True):
-        manifest["infeasible_cells"] = output.infeasible
-        manifest["recommended"] = recommended
-
-
-def _honest(entry: dict[str, Any]) -> pa.HonestScores:
-    def scores(key: str) -> pa.Scores | None:
-        return pa.Scores(**entry[key]) if entry.get(key) else None
-
-    return pa.HonestScores(scores("out_of_sample"), scores("cross_validated"))
-
-
-def _concepts_in_order(spec: methods.PASpec) -> list[str]:
-    """The request's concepts: by words first, then those only named by spans."""
-    names = [concept for concept, _ in spec.concepts] + [s.concept for s in spec.spans]
-    return list(dict.fromkeys(names))

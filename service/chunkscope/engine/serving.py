@@ -41,7 +41,6 @@ DETECT_CHUNK = 16
 # Held states per chunk are inputs x hook points: past this many hook points a chunk takes fewer
 # inputs, so a request over many hook points holds no more than DETECT_CHUNK x this many.
 DETECT_CHUNK_HOOK_POINTS = 16
-DSC = "discrete_sequence_chunking"
 
 
 async def detect(
@@ -171,8 +170,8 @@ async def generate(
     # (the device thread's per-step work is shared by every row of the batch).
     first_token_ns: list[int] = [0] * len(arms)
     matched = [0] * len(arms)
-    # Each arm's states so far at the DSC dictionaries' hook points: a DSC chunk spans several
-    # steps, so it is parsed over the running sequence, not one state at a time.
+    # Each arm's states so far at the sequential (DSC) dictionaries' hook points: a DSC chunk
+    # spans several steps, so it is parsed over the running sequence, not one state at a time.
     history: list[dict[str, list[np.ndarray]]] = [{} for _ in arms]
     try:
         async for index, event in relay(queue, task):
@@ -208,14 +207,14 @@ def _token(
 ) -> Token:  # fmt: skip
     """A generated token's text and detections (host work).
 
-    A DSC dictionary matches the newest state when a chunk of its parse of every state generated
-    so far ends there or spans it; the other methods match each state on its own.
+    A sequential (DSC) dictionary matches the newest state when a chunk of its parse of every
+    state generated so far ends there or spans it; the other methods match each state on its own.
     """
-    for point in {d.hook_point for d in detectors if d.method == DSC}:
+    for point in {d.hook_point for d in detectors if d.sequential}:
         history.setdefault(point, []).append(step.states[point])
     matches = []
     for detector in detectors:
-        if detector.method == DSC:
+        if detector.sequential:
             states = np.concatenate(history[detector.hook_point], axis=0)
             result = detector.detect(states).since(-1)
         else:

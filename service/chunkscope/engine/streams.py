@@ -43,7 +43,6 @@ from chunkscope.engine.past import Past
 from chunkscope.engine.registry import ModelRegistry
 from chunkscope.engine.scheduler import StreamWork
 
-SEQUENCE_METHOD = "discrete_sequence_chunking"  # its matches depend on the states before
 _TAIL_SPAN = 8  # tokens pre-tokenized to find the last word; doubled while the word is longer
 
 
@@ -107,7 +106,7 @@ class DetectStream:
 
     @property
     def sequence_points(self) -> list[str]:
-        return sorted({d.hook_point for d in self.detectors if d.method == SEQUENCE_METHOD})
+        return sorted({d.hook_point for d in self.detectors if d.sequential})
 
     async def feed(self, segment: Segment, continues: bool) -> StreamReply:
         """Detect one message: a new input, or (`continues`) more of the current one."""
@@ -245,7 +244,7 @@ class DetectStream:
             self.states[name] = rows
         results = []
         for d in self.detectors:
-            if d.method == SEQUENCE_METHOD:
+            if d.sequential:  # its matches depend on the states before
                 result = d.detect(self.states[d.hook_point])
                 results.append(result.since(before))
             else:

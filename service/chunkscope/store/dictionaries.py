@@ -32,39 +32,20 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
+from chunkscope.engine.methods import registry as methods
 from chunkscope.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 TENSORS = "chunks.safetensors"
-METHODS = (
-    "population_averaging",
-    "discrete_sequence_chunking",
-    "cosine_dictionary",
-    "density_chunks",
-)
 ID_PATTERN = re.compile(r"^dict-[0-9a-f]{12}$")
 # A manifest is a few MiB even with examples for thousands of entries; more is not ours.
 MAX_MANIFEST_BYTES = 64 << 20
 
-# Tensors each method must store: name -> (dtype kind, ndim). Shapes are checked in _check_tensors.
-_TENSORS: dict[str, dict[str, tuple[str, int]]] = {
-    "population_averaging": {
-        "neurons": ("i", 1), "neuron_offsets": ("i", 1), "prototype": ("f", 1),
-        "mean": ("f", 2), "radius": ("f", 1), "tau": ("f", 1), "center": ("f", 1),
-    },
-    "discrete_sequence_chunking": {
-        "centroids": ("f", 2), "state_bins": ("i", 2), "state_vectors": ("f", 2),
-        "state_counts": ("i", 1), "chunk_states": ("i", 1), "chunk_offsets": ("i", 1),
-        "center": ("f", 1),
-    },
-    "cosine_dictionary": {"atoms": ("f", 2), "counts": ("i", 1), "center": ("f", 1)},
-    "density_chunks": {
-        "prototypes": ("f", 2), "radii": ("f", 1), "counts": ("i", 1), "center": ("f", 1),
-    },
-}  # fmt: skip
-# Every dictionary stores `center`, the mean of all states it was fitted on: steering directions
-# are entry minus center, since raw means are dominated by the component all tokens share.
+# Each method's tensors and their shape rules are its `layout` (engine/methods/, one module per
+# method); _check_tensors applies them. Every dictionary stores `center`, the mean of all states
+# it was fitted on: steering directions are entry minus center, since raw means are dominated by
+# the component all tokens share.
 
 _MANIFEST_KEYS = {
     "schema_version": int, "id": str, "model": dict, "hook_point": str, "hidden_size": int,
@@ -140,8 +121,9 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
         )
     if not ID_PATTERN.match(manifest["id"]):
         raise _bad(f"manifest.id {manifest['id'][:40]!r} is not a dictionary id")
-    if manifest["method"] not in METHODS:
-        raise _bad(f"manifest.method {manifest['method'][:40]!r} is not one of {METHODS}")
+    if manifest["method"] not in methods.METHODS:
+        known = tuple(methods.METHODS)
+        raise _bad(f"manifest.method {manifest['method'][:40]!r} is not one of {known}")
     _check_keys(manifest["model"], _MODEL_KEYS, "manifest.model")
     _check_keys(manifest["corpus"], _CORPUS_KEYS, "manifest.corpus")
     if manifest["hidden_size"] <= 0:
@@ -183,37 +165,30 @@ def _is_double(value: Any) -> bool:
 
 
 def _check_tensors(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+    """The tensors against the method's layout (names, dtype kinds, ranks, rows per entry, widths,
+    offsets), then the method's own checks."""
     method, d, n = manifest["method"], manifest["hidden_size"], len(manifest["entries"])
-    spec = _TENSORS[method]
+    kind = methods.get(method)
+    layout = kind.layout
+    spec = layout.tensors
     if set(tensors) != set(spec):
         raise _bad(f"{TENSORS} holds {sorted(tensors)}, a {method} dictionary needs {sorted(spec)}")
-    for name, (kind, ndim) in spec.items():
+    for name, (dtype_kind, ndim) in spec.items():
         t = tensors[name]
-        if t.dtype.kind != kind or t.ndim != ndim:
+        if t.dtype.kind != dtype_kind or t.ndim != ndim:
             raise _bad(
                 f"tensor {name}: dtype {t.dtype}, ndim {t.ndim}; "
-                f"expected kind {kind!r}, ndim {ndim}"
+                f"expected kind {dtype_kind!r}, ndim {ndim}"
             )
-    rows = {
-        "population_averaging": ("mean", "radius", "tau"),
-        "cosine_dictionary": ("atoms", "counts"),
-        "density_chunks": ("prototypes", "radii", "counts"),
-        "discrete_sequence_chunking": (),
-    }[method]
-    for name in rows:
+    for name in layout.entry_rows:
         if tensors[name].shape[0] != n:
             raise _bad(f"tensor {name} has {tensors[name].shape[0]} rows for {n} entries")
     if tensors["center"].shape != (d,):
         raise _bad(f"tensor center has shape {list(tensors['center'].shape)}, expected [{d}]")
-    for name in ("mean", "atoms", "prototypes", "state_vectors"):
-        if name in tensors and tensors[name].shape[1] != d:
+    for name in layout.width:
+        if tensors[name].shape[1] != d:
             raise _bad(f"tensor {name} has width {tensors[name].shape[1]}, hidden_size is {d}")
-    for offsets, flat in (
-        ("neuron_offsets", ("neurons", "prototype")),
-        ("chunk_offsets", ("chunk_states",)),
-    ):
-        if offsets not in tensors:
-            continue
+    for offsets, flat in layout.offsets:
         o = tensors[offsets]
         expected_rows = n + 1
         if o.shape[0] != expected_rows or o[0] != 0 or np.any(np.diff(o) < 0):
@@ -223,21 +198,7 @@ def _check_tensors(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> 
                 raise _bad(
                     f"tensor {name} has {tensors[name].shape[0]} values, offsets say {o[-1]}"
                 )
-    if (
-        "neurons" in tensors
-        and tensors["neurons"].size
-        and (tensors["neurons"].min() < 0 or tensors["neurons"].max() >= d)
-    ):
-        raise _bad("tensor neurons holds indices outside 0..hidden_size-1")
-    if method == "discrete_sequence_chunking":
-        s = tensors["state_vectors"].shape[0]
-        if tensors["state_bins"].shape[0] != s or tensors["state_counts"].shape[0] != s:
-            raise _bad(
-                "state_bins, state_vectors and state_counts disagree on the number of states"
-            )
-        cs = tensors["chunk_states"]
-        if cs.size and (cs.min() < 0 or cs.max() >= s):
-            raise _bad("tensor chunk_states refers to states that do not exist")
+    kind.check_tensors(tensors, d)
 
 
 def require_binding(

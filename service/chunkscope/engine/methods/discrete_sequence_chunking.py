@@ -1,0 +1,199 @@
+"""Discrete Sequence Chunking (DSC): small recurrent networks, chunks as recurring state sequences.
+
+Everything DSC-specific outside chunking/dsc.py: the request's parameters, the check that the
+model is recurrent and small enough, the fit (trajectories -> chunks labelled by the symbols they
+stand for), the stored layout, detection (the greedy parse of the discretised state sequence:
+every step a chunk spans matches it; `sequential`, so streams and Generate pass the whole context)
+and steering (graft the chunk's first state).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from chunkscope.chunking import dsc
+from chunkscope.corpus import Inputs
+from chunkscope.engine.capture import Captured
+from chunkscope.engine.loading import LoadedModel
+from chunkscope.engine.methods.base import (
+    N_EXAMPLES,
+    Detection,
+    Fit,
+    FitOutput,
+    Graft,
+    Layout,
+    Method,
+    ProgressFn,
+    center_of,
+    examples,
+    invalid_dictionary,
+    known_fields,
+    or_default,
+)
+from chunkscope.engine.methods.base import (
+    unit as unit_vector,
+)
+from chunkscope.errors import InvalidArgument
+from chunkscope_client.v1 import dictionaries_pb2 as pb
+
+
+def fit_discrete_sequence_chunking(
+    model: LoadedModel, params: dsc.DSCParams, hook_point: str, train: Captured,
+    progress: ProgressFn,
+) -> FitOutput:  # fmt: skip
+    states = train.states(hook_point)
+    trajectories = [
+        states[start : start + n] for start, n in zip(train.row_starts, train.lengths, strict=True)
+    ]
+    progress(0, 1)
+    result = dsc.fit(trajectories, params)
+    progress(1, 1)
+    symbols = [[model.symbols[int(t)] for t in ids] for ids in train.token_ids]
+    entries: list[dict[str, Any]] = []
+    # Label each chunk by the input symbols it most often stands for, and keep occurrences.
+    spelled: list[Counter[str]] = [Counter() for _ in result.chunks]
+    first_rows: list[list[int]] = [[] for _ in result.chunks]
+    for seq_index, parse in enumerate(result.parses):
+        t = 0
+        for unit in parse:
+            length = len(result.chunks[unit].states) if unit >= 0 else 1
+            if unit >= 0:
+                spelled[unit]["".join(symbols[seq_index][t : t + length])] += 1
+                if len(first_rows[unit]) < N_EXAMPLES:
+                    first_rows[unit].append(train.row_starts[seq_index] + t)
+            t += length
+    for i, chunk in enumerate(result.chunks):
+        label = spelled[i].most_common(1)[0][0] if spelled[i] else f"chunk-{i}"
+        rows = np.asarray(first_rows[i], dtype=np.int64)
+        entries.append({
+            "id": i, "label": label, "count": int(chunk.count), "states": list(chunk.states),
+            "source": chunk.source,
+            "examples": examples(model, train, rows, np.zeros(rows.size)),
+        })  # fmt: skip
+    all_states = np.concatenate(result.sequences)
+    all_symbols = [s for seq in symbols for s in seq]
+    if all_states.size < 2:
+        raise InvalidArgument.field(
+            "corpus",
+            f"discrete sequence chunking needs at least 2 time steps in all (after max_tokens); "
+            f"got {all_states.size}: send longer sequences or raise max_tokens",
+        )
+    train_steps = max(1, int(0.3 * all_states.size))
+    accuracy, n_test = dsc.decode_accuracy(all_states, all_symbols, train_steps)
+    offsets = np.concatenate([[0], np.cumsum([len(c.states) for c in result.chunks])])
+    tensors: dict[str, np.ndarray] = {
+        "centroids": result.centroids.astype(np.float32),
+        "state_bins": result.state_bins.astype(np.int64),
+        "state_vectors": result.state_vectors.astype(np.float32),
+        "state_counts": result.state_counts.astype(np.int64),
+        "chunk_states": np.asarray([s for c in result.chunks for s in c.states], dtype=np.int64),
+        "chunk_offsets": offsets.astype(np.int64),
+    }
+    stats = {
+        "distinct_states": float(result.state_bins.shape[0]),
+        "null_state": float(result.null_state),
+        "decode_accuracy": accuracy,
+        "decode_test_steps": float(n_test),
+        "parse_length": float(sum(len(p) for p in result.parses)),
+        "steps": float(all_states.size),
+    }
+    tensors["center"] = center_of(states, train)
+    return FitOutput(entries, tensors, stats)
+
+
+@dataclass(frozen=True)
+class DSCDetector:
+    centroids: np.ndarray
+    state_bins: np.ndarray
+    chunks: list[tuple[int, ...]]  # each chunk's state ids
+
+
+class DiscreteSequenceChunking(Method[dsc.DSCParams, DSCDetector]):
+    name = "discrete_sequence_chunking"
+    proto = pb.CHUNK_METHOD_DISCRETE_SEQUENCE_CHUNKING
+    higher_is_better = True
+    sequential = True
+    layout = Layout(
+        tensors={
+            "centroids": ("f", 2), "state_bins": ("i", 2), "state_vectors": ("f", 2),
+            "state_counts": ("i", 1), "chunk_states": ("i", 1), "chunk_offsets": ("i", 1),
+            "center": ("f", 1),
+        },
+        width=("state_vectors",),
+        offsets=(("chunk_offsets", ("chunk_states",)),),
+    )  # fmt: skip
+
+    def from_request(self, s: Any) -> dsc.DSCParams:
+        return dsc.DSCParams(
+            n_bins=s.n_bins or 5, n_iter=s.n_iter or 60, n_new_chunks=s.n_new_chunks or 10,
+            min_frequency=s.min_frequency or 5, overlap_jaccard=or_default(s.overlap_jaccard, 0.8),
+            seed=s.seed,
+        )  # fmt: skip
+
+    def parameters(self, params: dsc.DSCParams) -> dict[str, Any]:
+        return asdict(params)
+
+    def load_parameters(self, stored: dict[str, Any]) -> dsc.DSCParams:
+        return dsc.DSCParams(**known_fields(dsc.DSCParams, stored))
+
+    def validate(self, params: dsc.DSCParams, model: LoadedModel, corpus: Inputs) -> None:
+        if not model.is_recurrent:
+            raise InvalidArgument.field(
+                self.name, "DSC is for small recurrent networks; for language models use "
+                "cosine_dictionary or density_chunks")  # fmt: skip
+        params.validate(model.hidden_size)
+
+    def prepare(
+        self, params: dsc.DSCParams, model: LoadedModel, corpus: Inputs,
+        heldout_inputs: Inputs | None, train: Captured, heldout: Captured | None,
+    ) -> Fit:  # fmt: skip
+        return lambda hp, progress: fit_discrete_sequence_chunking(
+            model, params, hp, train, progress
+        )
+
+    def check_tensors(self, tensors: dict[str, np.ndarray], hidden_size: int) -> None:
+        s = tensors["state_vectors"].shape[0]
+        if tensors["state_bins"].shape[0] != s or tensors["state_counts"].shape[0] != s:
+            raise invalid_dictionary(
+                "state_bins, state_vectors and state_counts disagree on the number of states"
+            )
+        cs = tensors["chunk_states"]
+        if cs.size and (cs.min() < 0 or cs.max() >= s):
+            raise invalid_dictionary("tensor chunk_states refers to states that do not exist")
+
+    def detector(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> DSCDetector:
+        offsets, flat = tensors["chunk_offsets"], tensors["chunk_states"]
+        chunks = [tuple(int(s) for s in flat[a:b]) for a, b in itertools.pairwise(offsets.tolist())]
+        return DSCDetector(tensors["centroids"], tensors["state_bins"], chunks)
+
+    def thresholds(self, state: DSCDetector, n_entries: int) -> np.ndarray:
+        return np.ones(n_entries)
+
+    def detect(self, state: DSCDetector, states: np.ndarray) -> Detection:
+        ids = dsc.assign_states(states, state.centroids, state.state_bins)
+        t, e = ids.shape[0], len(state.chunks)
+        matches = np.zeros((t, e), dtype=bool)
+        # A state never seen during extraction breaks the sequence: parse each run between them.
+        start = 0
+        for end in [*np.nonzero(ids < 0)[0].tolist(), t]:
+            position = start
+            for u in dsc.parse(ids[start:end], state.chunks) if end > start else []:
+                length = len(state.chunks[u]) if u >= 0 else 1
+                if u >= 0:
+                    matches[position : position + length, u] = True
+                position += length
+            start = end + 1
+        return Detection(matches, matches.astype(np.float32), True)
+
+    def graft(self, t: dict[str, np.ndarray], entry: int, center: np.ndarray) -> Graft:
+        first = int(t["chunk_states"][t["chunk_offsets"][entry]])  # the chunk's first state
+        vector = t["state_vectors"][first]
+        return Graft(unit_vector(vector - center), values=vector)
+
+    def prototype(self, entry: dict[str, Any], t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"prototype": t["state_vectors"][np.asarray(entry["states"])]}
