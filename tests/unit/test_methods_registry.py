@@ -70,6 +70,7 @@ class MeanDirection(Method[ToyParams, ToyState]):
         tensors={"directions": ("f", 2), "center": ("f", 1)},
         entry_rows=("directions",),
         width=("directions",),
+        optional={"counts": ("i", 1)},  # as if added later: dictionaries without it still load
     )
 
     def from_request(self, message: Any) -> ToyParams:
@@ -147,7 +148,8 @@ def test_a_method_registered_from_one_module_extracts_stores_detects_and_steers(
             extractor = Extractor(models, store, max_capture_bytes=1 << 30)
             with pytest.raises(InvalidArgument) as bad:
                 [e async for e in extractor.run(_spec(ToyParams(min_cos=2.0)))]
-            *_, manifests = [e async for e in extractor.run(_spec(ToyParams(min_cos=0.5)))]
+            *_, last = [e async for e in extractor.run(_spec(ToyParams(min_cos=0.5)))]
+            manifests = cast(list[dict[str, Any]], last)
             model = models.ready("lm")
             content_hash = models.get("lm").content_hash
             cache = DetectorCache(store)
@@ -193,7 +195,7 @@ def test_a_method_registered_from_one_module_extracts_stores_detects_and_steers(
 
 def test_the_store_checks_a_registered_method_s_layout(tmp_path: Path, toy: MeanDirection) -> None:
     store = LocalDictionaryStore(tmp_path)
-    manifest = {
+    manifest: dict[str, Any] = {
         "schema_version": 1, "id": new_id(),
         "model": {"name": "lm", "content_hash": "sha256:0", "architecture": "llama"},
         "hook_point": HOOK, "hidden_size": 4, "dtype": "float32",
@@ -210,8 +212,20 @@ def test_the_store_checks_a_registered_method_s_layout(tmp_path: Path, toy: Mean
                                   "center": np.ones(4, np.float32)})  # fmt: skip
         assert err.value.reason == "INVALID_DICTIONARY"
         assert err.value.message == "tensor directions has width 3, hidden_size is 4"
-        store.save(manifest, {"directions": np.ones((1, 4), np.float32),
-                              "center": np.ones(4, np.float32)})  # fmt: skip
+        good = {"directions": np.ones((1, 4), np.float32), "center": np.ones(4, np.float32)}
+        with pytest.raises(FailedPrecondition) as err:
+            store.save(manifest, {**good, "counts": np.ones(1, np.float32)})
+        assert err.value.message == (
+            "tensor counts: dtype float32, ndim 1; expected kind 'i', ndim 1"
+        )
+        with pytest.raises(FailedPrecondition) as err:
+            store.save(manifest, {**good, "extra": np.ones(1, np.float32)})
+        assert err.value.message == (
+            "chunks.safetensors holds ['center', 'directions', 'extra'], a toy_mean_direction "
+            "dictionary needs ['center', 'directions'] and may hold ['counts']"
+        )
+        store.save({**manifest, "id": new_id()}, {**good, "counts": np.ones(1, np.int64)})
+        store.save(manifest, good)
         loaded, tensors = store.load(manifest["id"])
         assert loaded["method"] == "toy_mean_direction" and set(tensors) == {"directions", "center"}
     finally:

@@ -171,9 +171,13 @@ def _check_tensors(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> 
     kind = methods.get(method)
     layout = kind.layout
     spec = layout.tensors
-    if set(tensors) != set(spec):
-        raise _bad(f"{TENSORS} holds {sorted(tensors)}, a {method} dictionary needs {sorted(spec)}")
-    for name, (dtype_kind, ndim) in spec.items():
+    if not set(spec) <= set(tensors) <= set(spec) | set(layout.optional):
+        needs = f"needs {sorted(spec)}"
+        if layout.optional:
+            needs += f" and may hold {sorted(layout.optional)}"
+        raise _bad(f"{TENSORS} holds {sorted(tensors)}, a {method} dictionary {needs}")
+    present = {**spec, **{k: v for k, v in layout.optional.items() if k in tensors}}
+    for name, (dtype_kind, ndim) in present.items():
         t = tensors[name]
         if t.dtype.kind != dtype_kind or t.ndim != ndim:
             raise _bad(

@@ -74,6 +74,9 @@ class Layout:
     width: tuple[str, ...] = ()  # 2-D tensors whose second axis is hidden_size
     # (offsets tensor, the flat tensors it cuts into one slice per entry)
     offsets: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Tensors a dictionary may lack (added after dictionaries were stored without them): checked
+    # like the others when present.
+    optional: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 def invalid_dictionary(message: str) -> FailedPrecondition:
