@@ -256,6 +256,11 @@ def test_every_chunk_method_value_and_request_field_names_a_registered_method() 
     assert [f.name for f in oneof.fields] == list(registry.METHODS)
     for name, method in registry.METHODS.items():
         assert method.name == name and "center" in method.layout.tensors
+    # What Detector.higher_is_better and .sequential were before the registry.
+    assert [n for n, m in registry.METHODS.items() if m.higher_is_better] == ["cosine_dictionary"]
+    assert [n for n, m in registry.METHODS.items() if m.sequential] == [
+        "discrete_sequence_chunking"
+    ]
 
 
 def _requests() -> list[tuple[str, Any]]:

@@ -116,7 +116,9 @@ class DSCDetector:
 class DiscreteSequenceChunking(Method[dsc.DSCParams, DSCDetector]):
     name = "discrete_sequence_chunking"
     proto = pb.CHUNK_METHOD_DISCRETE_SEQUENCE_CHUNKING
-    higher_is_better = True
+    # As before the registry: a DSC Detector reports False here (streams' empty results use it)
+    # while its Detections say True (the scores are the 0/1 matches).
+    higher_is_better = False
     sequential = True
     layout = Layout(
         tensors={
