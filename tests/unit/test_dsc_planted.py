@@ -111,7 +111,14 @@ def test_every_trained_seed_recovers_every_planted_word(planted_sequence: str, s
         f"seed {seed}: {len(result.state_bins)} states, words {missing} not found; labels {labels}"
     )
     assert len(set(labels)) == len(labels)
-    # A word's chunk spans exactly that word wherever the final parse uses it.
+    # Most of each word's occurrences are parsed as a chunk read as that word (its variants
+    # over different states included); the rest sit in chunks that span two words, or split.
+    # Measured 0.54-0.82 of the occurrences over seeds 0-4.
     for word in PLANTED_WORDS:
-        index = labels.index(word)
-        assert result.chunks[index].count >= 10
+        assert result.chunks[labels.index(word)].count >= 10
+        covered = sum(
+            chunk.count
+            for chunk, label in zip(result.chunks, labels, strict=True)
+            if label.split("#")[0] == word
+        )
+        assert covered >= 0.4 * sequence.count(word), (word, covered)
