@@ -377,6 +377,10 @@ def parse(sequence: np.ndarray, chunks: Sequence[tuple[int, ...]]) -> list[int]:
     twice its lowest index is reported.
     """
     states = _as_state_sequence(sequence, "sequence")
+    return _parse_with_trie(states, _chunk_trie(chunks))
+
+
+def _chunk_trie(chunks: Sequence[Sequence[int]]) -> _Node:
     root: _Node = {}
     for index, chunk in enumerate(chunks):
         entry = tuple(chunk)
@@ -385,7 +389,7 @@ def parse(sequence: np.ndarray, chunks: Sequence[tuple[int, ...]]) -> list[int]:
         if not all(_is_int(s) and s >= 0 for s in entry):
             raise ValueError(f"chunks[{index}]: states must be integers >= 0, got {entry!r}")
         _trie_insert(root, tuple(int(s) for s in entry), index)
-    return _parse_with_trie(states, root)
+    return root
 
 
 @dataclass(frozen=True)
@@ -427,11 +431,13 @@ def find_occurrences(state_ids: np.ndarray, chunks: Sequence[tuple[int, ...]]) -
         raise ValueError(f"state_ids: expected a 1-D integer array, got {ids.dtype} {ids.shape}")
     if ids.size and int(ids.min()) < -1:
         raise ValueError("state_ids: ids must be >= 0, or -1 for a state unseen in the fit")
+    root = _chunk_trie(chunks)  # once, not per run
+    states = ids.tolist()
     out: list[Occurrence] = []
     start = 0
     for end in [*np.flatnonzero(ids < 0).tolist(), int(ids.size)]:
         if end > start:
-            for found in occurrences(parse(ids[start:end], chunks), chunks):
+            for found in occurrences(_parse_with_trie(states[start:end], root), chunks):
                 out.append(Occurrence(found.chunk, found.start + start, found.end + start))
         start = end + 1
     return out
