@@ -14,11 +14,18 @@ from chunkscope.chunking.dsc import (
     DSCChunk,
     DSCParams,
     DSCResult,
+    Occurrence,
     assign_states,
+    centroid_table,
+    chunk_labels,
     decode_accuracy,
+    decode_train_steps,
     discretise,
+    filler_symbol,
+    find_occurrences,
     fit,
     jaccard,
+    occurrences,
     parse,
 )
 from chunkscope.engine.recurrent import RecurrentConfig, RecurrentLM
@@ -370,6 +377,115 @@ def test_decode_accuracy_hand_example() -> None:
         decode_accuracy(ids, symbols[:-1], 5)
 
 
+def test_decode_train_steps_fraction_or_first_steps() -> None:
+    # The default is the split used before the parameter existed: max(1, int(0.3 * T)).
+    assert decode_train_steps(DSCParams(), 1000) == 300
+    assert decode_train_steps(DSCParams(), 2) == 1
+    assert decode_train_steps(DSCParams(), 7) == 2
+    assert decode_train_steps(DSCParams(decode_train_fraction=0.5), 7) == 3
+    # Explicit first steps (the paper's 100 / 300) win over the fraction.
+    assert decode_train_steps(DSCParams(decode_train_steps=100), 5001) == 100
+    assert decode_train_steps(DSCParams(decode_train_steps=4), 5) == 4
+    with pytest.raises(ValueError, match=r"^decode_train_steps: got 5.*at most 4"):
+        decode_train_steps(DSCParams(decode_train_steps=5), 5)
+    with pytest.raises(ValueError, match=r"^n_steps"):
+        decode_train_steps(DSCParams(), 1)
+    # asdict-stored manifests: the new fields have defaults, an old dict still builds params.
+    old = {k: v for k, v in dataclasses.asdict(DSCParams()).items() if not k.startswith("decode")}
+    assert DSCParams(**old) == DSCParams()
+
+
+# --- what a user reads: occurrences, centroids, labels ----------------------------------------
+
+
+def test_occurrences_give_chunk_boundaries() -> None:
+    chunks = [(0, 1), (0, 1, 2), (1, 2, 4)]
+    sequence = np.array([0, 1, 2, 0, 1, 3, 0, 1, 2, 4])
+    units = parse(sequence, chunks)  # [1, 0, -4, 1, -5]
+    assert occurrences(units, chunks) == [
+        Occurrence(1, 0, 3),
+        Occurrence(0, 3, 5),
+        Occurrence(1, 6, 9),
+    ]
+    assert occurrences([], chunks) == []
+    # Unseen states (-1) break the sequence: no occurrence spans them, steps stay global.
+    ids = np.array([0, 1, -1, 1, 2, 4, 0, 1, 2, -1, -1, 0])
+    assert find_occurrences(ids, chunks) == [
+        Occurrence(0, 0, 2),
+        Occurrence(2, 3, 6),
+        Occurrence(1, 6, 9),
+    ]
+    assert find_occurrences(np.array([-1, -1], dtype=np.int64), chunks) == []
+    assert find_occurrences(np.array([], dtype=np.int64), chunks) == []
+    with pytest.raises(ValueError, match="state_ids"):
+        find_occurrences(np.array([0, -2]), chunks)
+
+
+def test_occurrences_of_a_fit_tile_its_parse() -> None:
+    stream = filler_stream(["ABCD", "GHI"] * 40, low=1, high=4)
+    result = fit([symbol_hidden(stream)], DSCParams(n_bins=5))
+    states = [c.states for c in result.chunks]
+    found = occurrences(result.parses[0], states)
+    assert [o.chunk for o in found] == [u for u in result.parses[0] if u >= 0]
+    for o in found:
+        assert tuple(result.sequences[0][o.start : o.end].tolist()) == states[o.chunk]
+    assert find_occurrences(result.sequences[0], states) == found
+
+
+def test_centroid_table_cuts_padding() -> None:
+    centroids = np.array([[0.5, 0.5, 0.5], [-1.0, 2.0, 2.0], [-1.0, 0.0, 1.0]], np.float32)
+    assert centroid_table(centroids) == [[0.5], [-1.0, 2.0], [-1.0, 0.0, 1.0]]
+    result = fit([symbol_hidden(filler_stream(["ABCD"] * 30))], DSCParams())
+    table = centroid_table(result.centroids)
+    assert len(table) == WIDTH
+    for j, row in enumerate(table):
+        # Every bin a state uses is in the table, and the values are the centroids.
+        assert int(result.state_bins[:, j].max()) < len(row)
+        np.testing.assert_array_equal(np.asarray(row, np.float32), result.centroids[j, : len(row)])
+
+
+def test_chunk_labels_strip_filler_runs_and_are_unique() -> None:
+    # Hand-made states: E is the null state; "e" is the filler seen right after a word (another
+    # state, as in a network that returns to rest over a few steps). So the chunks span the
+    # word and the first filler, which the labels must drop.
+    rng = np.random.default_rng(0)
+    vectors = {s: rng.normal(size=WIDTH) for s in "ABCDGHIEe"}
+    words = ["ABCD", "GHI"] * 30 + ["ABCD"] * 6
+    stream = "".join(w + "e" + "E" * (2 + i % 3) for i, w in enumerate(words))
+    hidden = np.stack([vectors[s] for s in stream]).astype(np.float32)
+    symbols = [s.upper() for s in stream]  # the input symbol of "e" is the filler E
+    result = fit([hidden], DSCParams())
+    assert filler_symbol(result, [symbols]) == "E"
+    raw = chunk_labels(result, [symbols], strip_filler=False)
+    assert sorted(raw) == ["ABCDE", "GHIE"]
+    labels = chunk_labels(result, [symbols])
+    assert sorted(labels) == ["ABCD", "GHI"]
+    with pytest.raises(ValueError, match="symbols"):
+        chunk_labels(result, [symbols[:-1]])
+    with pytest.raises(ValueError, match="symbols"):
+        chunk_labels(result, [symbols, symbols])
+
+
+def test_chunk_labels_suffix_duplicates_by_count() -> None:
+    # Two state variants of one word: "ABC" spelled by states of A,B,C and of a,b,c (input
+    # symbols both "ABC"); the variant seen more often keeps the bare label.
+    rng = np.random.default_rng(1)
+    vectors = {s: rng.normal(size=WIDTH) for s in "ABCabcE"}
+    words = ["ABC"] * 30 + ["abc"] * 20
+    order = rng.permutation(len(words))
+    stream = "".join(words[int(i)] + "E" * 3 for i in order)
+    hidden = np.stack([vectors[s] for s in stream]).astype(np.float32)
+    result = fit([hidden], DSCParams())
+    labels = chunk_labels(result, [list(stream.upper())])
+    assert sorted(zip(labels, [c.count for c in result.chunks], strict=True)) == [
+        ("ABC", 30),
+        ("ABC#2", 20),
+    ]
+    # A chunk of fillers only keeps its spelling (stripping would leave nothing).
+    filler_only = dsc._strip(["E", "E"], "E")
+    assert list(filler_only) == ["E", "E"]
+
+
 # --- parameters ------------------------------------------------------------------------------
 
 
@@ -397,6 +513,10 @@ def test_validate_refuses_wide_hidden_states() -> None:
         ("overlap_jaccard", 1.5),
         ("seed", -1),
         ("max_hidden_size", 0),
+        ("decode_train_fraction", 0.0),
+        ("decode_train_fraction", 1.0),
+        ("decode_train_steps", -1),
+        ("decode_train_steps", 1.5),
     ],
 )
 def test_validate_names_the_bad_field(field: str, value: object) -> None:

@@ -17,9 +17,11 @@ import torch
 from chunkscope.engine.recurrent import RecurrentConfig, RecurrentLM, load_checkpoint
 from chunkscope.testbeds.sequences import (
     GENERATORS,
+    PLANTED_WORDS,
     alphabet,
     hierarchy,
     overlapping,
+    planted_words,
     reflection,
     words,
 )
@@ -37,12 +39,13 @@ SERVICE_ROOT = Path(__file__).resolve().parents[2] / "service"
 
 
 def test_generators_registry_names_and_defaults() -> None:
-    assert set(GENERATORS) == {"reflection", "words", "overlapping", "hierarchy"}
+    assert set(GENERATORS) == {"reflection", "words", "overlapping", "hierarchy", "planted"}
     for name, generate in GENERATORS.items():
         sequence = generate()
         assert isinstance(sequence, str), name
         assert len(sequence) > 1000, name
-        assert set(sequence) <= set("ABCDEGHIJKLMN"), name
+        letters = "EKLMPQRSTUVWXYZ" if name == "planted" else "ABCDEGHIJKLMN"
+        assert set(sequence) <= set(letters), name
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
@@ -97,6 +100,37 @@ def test_words_accepts_another_vocabulary() -> None:
     assert sequence.replace("E", "") == "ABCDLMN" * 20
     with pytest.raises(ValueError, match="vocabulary"):
         words(vocabulary=())
+
+
+def test_planted_words_structure() -> None:
+    sequence = planted_words()
+    pairs = re.findall("(PQRS|TUV|WXYZ|KLM)(E*)", sequence)
+    assert "".join(word + run for word, run in pairs) == sequence
+    assert len(pairs) == 600
+    assert {len(run) for _, run in pairs} == set(range(10))  # U{0..9}
+    counts = Counter(word for word, _ in pairs)
+    assert set(counts) == set(PLANTED_WORDS)
+    for count in counts.values():
+        assert abs(count / 600 - 1 / 4) < 0.07
+    # The same draws as `words` with the same arguments.
+    assert sequence == words(PLANTED_WORDS, n_words=600, max_fillers=9, seed=1)
+
+
+def test_planted_words_respects_its_arguments() -> None:
+    sequence = planted_words(("AB", "CDE"), n_words=40, min_fillers=2, max_fillers=3, filler="O")
+    pairs = re.findall("(AB|CDE)(O*)", sequence)
+    assert "".join(word + run for word, run in pairs) == sequence
+    assert len(pairs) == 40
+    assert {len(run) for _, run in pairs} <= {2, 3}
+    for kwargs, field in [
+        ({"vocabulary": ()}, "vocabulary"),
+        ({"filler": "OO"}, "filler"),
+        ({"filler": "P"}, "filler"),  # occurs in PQRS
+        ({"min_fillers": 5, "max_fillers": 4}, "min_fillers"),
+        ({"n_words": -1}, "n_words"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{field}"):
+            planted_words(**kwargs)  # type: ignore[arg-type]
 
 
 def _overlapping_draws(sequence: str) -> list[str]:

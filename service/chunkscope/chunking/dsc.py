@@ -20,9 +20,17 @@ Quirk of the authors' code that is fixed here: their overlap merge (`chunkmergin
 shifted occurrence series s1, s2 of two overlapping chunks with |s1 ∧ s2| / |s1 ∨ s1|, that is, it
 divides by |s1|. That ratio is 1 whenever c1 is always followed by c2, however often c2 occurs
 without c1, so it merges chunks that do not belong together. We divide by |s1 ∨ s2|, the real
-Jaccard index. Behaviour of the authors' that is kept on purpose: in each BPE round the
-`n_new_chunks` most frequent pairs are taken first and filtered afterwards (so pairs with the null
-state use up slots), and the overlap merge is one pass over the vocabulary that BPE produced.
+Jaccard index. The overlap merge is one pass over the vocabulary that BPE produced, as theirs.
+
+Second quirk that is fixed here: their BPE round takes the `n_new_chunks` most frequent pairs
+first and filters them afterwards (null state, below `min_frequency`, union already known). Pairs
+that touch the null state (the filler's resting state) stay frequent as merging goes on, because
+every chunk that ends a word is followed by it, while the pairs inside a word fragment over the
+many state variants of a trained network. On a 12-unit linear RNN with four planted words and
+hundreds of distinct states, after 4-8 rounds all ten slots held such pairs, no round added a
+chunk, and two of the four words stayed split ("PQR" + "S"). Here the pairs are filtered first
+and the `n_new_chunks` most frequent eligible ones are merged, so merging goes on while any pair
+qualifies; tests/helpers/dsc_reference.py holds a plain implementation of both rules.
 """
 
 from __future__ import annotations
@@ -43,11 +51,18 @@ __all__ = [
     "DSCParams",
     "DSCResult",
     "Discretisation",
+    "Occurrence",
     "assign_states",
+    "centroid_table",
+    "chunk_labels",
     "decode_accuracy",
+    "decode_train_steps",
     "discretise",
+    "filler_symbol",
+    "find_occurrences",
     "fit",
     "jaccard",
+    "occurrences",
     "parse",
 ]
 
@@ -76,6 +91,11 @@ class DSCParams:
     seed: int = 0
     # DSC matches states exactly, so it is only tractable for small d (state space n_bins**d).
     max_hidden_size: int = 64
+    # The decoding check (`decode_train_steps`): the lookup table is fitted on the first
+    # `decode_train_steps` steps when that is > 0 (the paper: 100 or 300), else on the first
+    # `decode_train_fraction` of all steps; it is scored on the rest.
+    decode_train_fraction: float = 0.3
+    decode_train_steps: int = 0
 
     def validate(self, hidden_size: int | None = None) -> None:
         """Raise ValueError naming the first bad field; `hidden_size` is the width d to analyse."""
@@ -111,6 +131,20 @@ class DSCParams:
         if not _is_int(self.max_hidden_size) or self.max_hidden_size < 1:
             raise ValueError(
                 f"max_hidden_size: got {self.max_hidden_size!r}, allowed values are integers >= 1"
+            )
+        fraction = self.decode_train_fraction
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, int | float | np.floating | np.integer)
+            or not 0.0 < float(fraction) < 1.0
+        ):
+            raise ValueError(
+                f"decode_train_fraction: got {fraction!r}, allowed values are numbers in (0, 1)"
+            )
+        if not _is_int(self.decode_train_steps) or self.decode_train_steps < 0:
+            raise ValueError(
+                f"decode_train_steps: got {self.decode_train_steps!r}, allowed values are "
+                "integers >= 0 (0 = use decode_train_fraction)"
             )
         if hidden_size is None:
             return
@@ -343,6 +377,10 @@ def parse(sequence: np.ndarray, chunks: Sequence[tuple[int, ...]]) -> list[int]:
     twice its lowest index is reported.
     """
     states = _as_state_sequence(sequence, "sequence")
+    return _parse_with_trie(states, _chunk_trie(chunks))
+
+
+def _chunk_trie(chunks: Sequence[Sequence[int]]) -> _Node:
     root: _Node = {}
     for index, chunk in enumerate(chunks):
         entry = tuple(chunk)
@@ -351,7 +389,58 @@ def parse(sequence: np.ndarray, chunks: Sequence[tuple[int, ...]]) -> list[int]:
         if not all(_is_int(s) and s >= 0 for s in entry):
             raise ValueError(f"chunks[{index}]: states must be integers >= 0, got {entry!r}")
         _trie_insert(root, tuple(int(s) for s in entry), index)
-    return _parse_with_trie(states, root)
+    return root
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One occurrence of a chunk: steps [start, end) of a state sequence are chunk `chunk`."""
+
+    chunk: int  # index into the chunk list that was parsed with
+    start: int  # first step
+    end: int  # one past the last step
+
+
+def occurrences(units: Sequence[int], chunks: Sequence[Sequence[int]]) -> list[Occurrence]:
+    """The chunk occurrences of a parse (as `parse` or `DSCResult.parses` give it), in order.
+
+    Steps count from the start of the parsed sequence; atoms (negative units) advance one step and
+    yield nothing.
+    """
+    out: list[Occurrence] = []
+    position = 0
+    for unit in units:
+        if unit >= 0:
+            length = len(chunks[unit])
+            out.append(Occurrence(int(unit), position, position + length))
+            position += length
+        else:
+            position += 1
+    return out
+
+
+def find_occurrences(state_ids: np.ndarray, chunks: Sequence[tuple[int, ...]]) -> list[Occurrence]:
+    """Chunk occurrences in a state sequence that may hold unseen states (-1, `assign_states`).
+
+    An unseen state matches nothing and breaks the sequence: each run between unseen states is
+    parsed on its own (greedy, longest chunk first), so no occurrence spans an unseen state.
+    Steps are indices into `state_ids`.
+    """
+    ids = np.asarray(state_ids)
+    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+        raise ValueError(f"state_ids: expected a 1-D integer array, got {ids.dtype} {ids.shape}")
+    if ids.size and int(ids.min()) < -1:
+        raise ValueError("state_ids: ids must be >= 0, or -1 for a state unseen in the fit")
+    root = _chunk_trie(chunks)  # once, not per run
+    states = ids.tolist()
+    out: list[Occurrence] = []
+    start = 0
+    for end in [*np.flatnonzero(ids < 0).tolist(), int(ids.size)]:
+        if end > start:
+            for found in occurrences(_parse_with_trie(states[start:end], root), chunks):
+                out.append(Occurrence(found.chunk, found.start + start, found.end + start))
+        start = end + 1
+    return out
 
 
 # --- overlap merge --------------------------------------------------------------------------
@@ -484,9 +573,9 @@ def fit(trajectories: Sequence[np.ndarray], params: DSCParams) -> DSCResult:
     1. Discretise all steps together (`discretise`); state ids by first appearance; the most
        frequent state is null and never enters a chunk.
     2. Up to `n_iter` BPE rounds: count adjacent unit pairs in the current greedy parse (never
-       across trajectories), take the `n_new_chunks` most frequent, keep those seen at least
-       `min_frequency` times and free of the null state, add their concatenations, re-parse.
-       Stops early when a round adds nothing.
+       across trajectories); of the pairs seen at least `min_frequency` times, free of the null
+       state and whose concatenation is not yet a chunk, add the `n_new_chunks` most frequent
+       (ties: first seen), re-parse. Stops early when a round adds nothing.
     3. Overlap merge (one pass, real Jaccard >= `overlap_jaccard`; see `_overlap_merge`).
     4. Final greedy parse, longest chunk first; chunks the final parse never uses are dropped
        (removing them does not change the parse).
@@ -520,9 +609,13 @@ def fit(trajectories: Sequence[np.ndarray], params: DSCParams) -> DSCResult:
         pairs: Counter[tuple[int, int]] = Counter()
         for units in parses:
             pairs.update(pairwise(units))
-        added = False
-        for (left, right), count in pairs.most_common(params.n_new_chunks):
-            if count < params.min_frequency:
+        added = 0
+        # Filter first, then take the n_new_chunks most frequent *eligible* pairs. Taking the
+        # top n first (the authors' code) lets pairs with the null state and pairs whose union
+        # is already a chunk fill every slot; on networks with hundreds of states that happens
+        # after a few rounds, the parse stops changing and words stay split (module docstring).
+        for (left, right), count in pairs.most_common():
+            if count < params.min_frequency or added == params.n_new_chunks:
                 break  # most_common is sorted by count: the rest are rarer still
             merged = _unit_states(left, vocab) + _unit_states(right, vocab)
             if null_state in merged or merged in sources:
@@ -530,7 +623,7 @@ def fit(trajectories: Sequence[np.ndarray], params: DSCParams) -> DSCResult:
             sources[merged] = "merge"
             _trie_insert(root, merged, len(vocab))
             vocab.append(merged)
-            added = True
+            added += 1
         if not added:
             break
         parses = [_parse_with_trie(s, root) for s in state_lists]
@@ -602,3 +695,130 @@ def decode_accuracy(
         if table.get(state) == symbol
     )
     return correct / len(test_ids), len(test_ids)
+
+
+def decode_train_steps(params: DSCParams, n_steps: int) -> int:
+    """Steps the decoding lookup table is fitted on, out of `n_steps` (see DSCParams).
+
+    `decode_train_steps` > 0 is taken as is (the paper's first-100/300-steps protocol) and must
+    leave at least one step to score; otherwise max(1, int(decode_train_fraction * n_steps)),
+    which with the default 0.3 is the split used before the parameter existed.
+    """
+    if not _is_int(n_steps) or n_steps < 2:
+        raise ValueError(f"n_steps: got {n_steps!r}, need at least 2 steps to fit and to score")
+    if params.decode_train_steps > 0:
+        if params.decode_train_steps >= n_steps:
+            raise ValueError(
+                f"decode_train_steps: got {params.decode_train_steps}, but there are only "
+                f"{n_steps} steps; use at most {n_steps - 1} so that some steps are scored"
+            )
+        return int(params.decode_train_steps)
+    return max(1, int(float(params.decode_train_fraction) * n_steps))
+
+
+# --- what a user reads ----------------------------------------------------------------------
+
+
+def centroid_table(centroids: np.ndarray) -> list[list[float]]:
+    """Per neuron, the centroids of its bins in bin order (bin id = position), padding cut off.
+
+    `Discretisation.centroids` pads a neuron with fewer distinct values than bins by repeating its
+    largest centroid; those bins are never chosen, so they are left out here. Bin ids in
+    `DSCResult.state_bins` index these lists.
+    """
+    table = np.asarray(centroids, dtype=np.float64)
+    if table.ndim != 2 or table.shape[1] < 1:
+        raise ValueError(f"centroids: expected shape [d, n_bins], got {table.shape}")
+    out: list[list[float]] = []
+    for row in table:
+        used = row.size
+        while used > 1 and row[used - 1] == row[used - 2]:
+            used -= 1
+        out.append([float(v) for v in row[:used]])
+    return out
+
+
+def _check_symbols(result: DSCResult, symbols: Sequence[Sequence[str]]) -> None:
+    if len(symbols) != len(result.sequences):
+        raise ValueError(
+            f"symbols: got {len(symbols)} symbol sequences for {len(result.sequences)} "
+            "trajectories; pass one per trajectory, in the order given to fit"
+        )
+    for i, (seq, syms) in enumerate(zip(result.sequences, symbols, strict=True)):
+        if len(syms) != len(seq):
+            raise ValueError(
+                f"symbols[{i}]: got {len(syms)} symbols for {len(seq)} steps; they must align"
+            )
+
+
+def filler_symbol(result: DSCResult, symbols: Sequence[Sequence[str]]) -> str | None:
+    """The input symbol the null state stands for: its most frequent symbol (first seen on ties).
+
+    The null state is the most frequent population state and never enters a chunk, so its symbol
+    is a unit of its own in every parse: in a sequence of words separated by filler runs it is the
+    filler, the state the network rests in during a long run. None when the null state has no
+    steps (no trajectory steps at all).
+    """
+    _check_symbols(result, symbols)
+    counts: Counter[str] = Counter()
+    for seq, syms in zip(result.sequences, symbols, strict=True):
+        for step in np.flatnonzero(seq == result.null_state).tolist():
+            counts[syms[step]] += 1
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _strip(spelled: Sequence[str], filler: str | None) -> Sequence[str]:
+    if filler is None:
+        return spelled
+    begin, end = 0, len(spelled)
+    while begin < end and spelled[begin] == filler:
+        begin += 1
+    while end > begin and spelled[end - 1] == filler:
+        end -= 1
+    # A chunk of fillers only (the transient states of a short run) keeps its whole spelling.
+    return spelled[begin:end] if end > begin else spelled
+
+
+def chunk_labels(
+    result: DSCResult, symbols: Sequence[Sequence[str]], *, strip_filler: bool = True
+) -> list[str]:
+    """A unique, readable label per chunk of `result` (same order as `result.chunks`).
+
+    symbols: per trajectory, the input symbol of every step (aligned with `result.sequences`).
+
+    1. Each occurrence of a chunk in the final parse is spelled by the input symbols it spans.
+       With `strip_filler`, the leading and trailing runs of the filler (`filler_symbol`: the
+       symbol of the null state, which is a unit of its own in every parse) are cut off, so a
+       word chunk that also covers the network's first steps back to rest reads "PQRS", not
+       "PQRSOOOO". A spelling of fillers only is kept whole.
+    2. The label is the most frequent spelling among the chunk's occurrences (first seen on
+       ties); a chunk with no occurrence (not possible for `fit`'s chunks) is "chunk-<i>".
+    3. Labels are made unique: of the chunks sharing a label, the one with the most occurrences
+       (lowest index on ties) keeps it, the others get "#2", "#3", ... in that order.
+    """
+    _check_symbols(result, symbols)
+    filler = filler_symbol(result, symbols) if strip_filler else None
+    states = [c.states for c in result.chunks]
+    spelled: list[Counter[str]] = [Counter() for _ in result.chunks]
+    for units, syms in zip(result.parses, symbols, strict=True):
+        for found in occurrences(units, states):
+            piece = _strip(list(syms[found.start : found.end]), filler)
+            spelled[found.chunk]["".join(piece)] += 1
+    base = [
+        counter.most_common(1)[0][0] if counter else f"chunk-{i}"
+        for i, counter in enumerate(spelled)
+    ]
+    order = sorted(range(len(base)), key=lambda i: (-result.chunks[i].count, i))
+    taken = set(base)
+    labels = list(base)
+    seen: Counter[str] = Counter()
+    for i in order:
+        seen[base[i]] += 1
+        if seen[base[i]] == 1:
+            continue
+        k = seen[base[i]]
+        while f"{base[i]}#{k}" in taken:  # only if a symbol itself contains "#"
+            k += 1
+        labels[i] = f"{base[i]}#{k}"
+        taken.add(labels[i])
+    return labels

@@ -56,6 +56,45 @@ def words(
     return "".join(vocabulary[int(i)] + run for i, run in zip(chosen, runs, strict=True))
 
 
+# The planted-words test bed: four words of 3-4 symbols that share no symbol with each other or
+# with the filler, so every word is exactly one chunk for a network that has learnt them.
+PLANTED_WORDS = ("PQRS", "TUV", "WXYZ", "KLM")
+
+
+def planted_words(
+    vocabulary: Sequence[str] = PLANTED_WORDS,
+    n_words: int = 600,
+    min_fillers: int = 0,
+    max_fillers: int = 9,
+    filler: str = FILLER,
+    seed: int = 1,
+) -> str:
+    """Planted words: n_words words drawn uniformly, each followed by U{min..max} fillers.
+
+    The test bed on which every trained network's DSC must find every word as a chunk. With
+    min_fillers = 0 and filler "E" it draws exactly what `words` draws for the same arguments.
+    """
+    if isinstance(vocabulary, str) or not vocabulary:
+        raise ValueError(f"vocabulary: expected a non-empty sequence of words, got {vocabulary!r}")
+    if not all(isinstance(w, str) and w for w in vocabulary):
+        raise ValueError(f"vocabulary: every word must be a non-empty string, got {vocabulary!r}")
+    if not isinstance(filler, str) or len(filler) != 1:
+        raise ValueError(f"filler: expected one symbol (a 1-character string), got {filler!r}")
+    if any(filler in w for w in vocabulary):
+        raise ValueError(f"filler: {filler!r} occurs in a word of {vocabulary!r}; pick another")
+    _check_count("n_words", n_words)
+    _check_count("min_fillers", min_fillers)
+    _check_count("max_fillers", max_fillers)
+    if min_fillers > max_fillers:
+        raise ValueError(
+            f"min_fillers: got {min_fillers}, above max_fillers={max_fillers}; swap or lower it"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = rng.integers(0, len(vocabulary), size=n_words)
+    runs = rng.integers(min_fillers, max_fillers + 1, size=n_words)
+    return "".join(vocabulary[int(i)] + filler * int(k) for i, k in zip(chosen, runs, strict=True))
+
+
 def overlapping(n_draws: int = 10000, seed: int = 1) -> str:
     """RNN_3: n_draws chunks from {CDAB, AB, ABCD, E}, p = (.1, .1, .1, .7), each then "E"."""
     _check_count("n_draws", n_draws)
@@ -99,6 +138,7 @@ GENERATORS: dict[str, Callable[..., str]] = {
     "words": words,
     "overlapping": overlapping,
     "hierarchy": _hierarchy_sequence,
+    "planted": planted_words,
 }
 
 
