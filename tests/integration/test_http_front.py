@@ -145,6 +145,7 @@ def test_chat_completion_is_grpc_generate_on_the_templated_prompt(
     assert reply.chunkscope == {  # type: ignore[attr-defined]
         "detections": [],
         "interventions_applied": {},
+        "presets": [],
         "rules_fired": [],
     }
 
