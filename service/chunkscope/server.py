@@ -38,6 +38,7 @@ from chunkscope.api.interceptors import (
 )
 from chunkscope.api.models import ModelServicer
 from chunkscope.api.perturbation import PerturbationServicer
+from chunkscope.api.presets import Presets
 from chunkscope.audit import AuditLog
 from chunkscope.auth import KeyFile
 from chunkscope.config import Settings
@@ -152,8 +153,10 @@ async def start(settings: Settings) -> RunningServer:
         ),
         server,
     )
+    assert store.presets is not None
+    presets = Presets(store.presets)  # one parsed-version cache for Generate and GuardService
     perturbation = PerturbationServicer(
-        registry, detectors, settings.max_input_tokens, settings.max_new_tokens
+        registry, detectors, settings.max_input_tokens, settings.max_new_tokens, presets
     )
     perturbation_pb2_grpc.add_PerturbationServiceServicer_to_server(perturbation, server)
     analysis_pb2_grpc.add_AnalysisServiceServicer_to_server(
@@ -168,7 +171,8 @@ async def start(settings: Settings) -> RunningServer:
     )
     assert store.policies is not None
     guard = GuardServicer(registry, detectors, store.policies, dictionaries,
-                          settings.max_input_tokens, settings.max_inputs_per_request)  # fmt: skip
+                          settings.max_input_tokens, settings.max_inputs_per_request,
+                          presets)  # fmt: skip
     guard_pb2_grpc.add_GuardServiceServicer_to_server(guard, server)
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(
         ExtProcServicer(guard, settings.ext_proc_policy, settings.ext_proc_mode), server

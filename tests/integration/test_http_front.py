@@ -145,6 +145,7 @@ def test_chat_completion_is_grpc_generate_on_the_templated_prompt(
     assert reply.chunkscope == {  # type: ignore[attr-defined]
         "detections": [],
         "interventions_applied": {},
+        "presets": [],
         "rules_fired": [],
     }
 
@@ -180,6 +181,50 @@ def test_an_intervention_steers_the_answer_deterministically(
     sampled = {"temperature": 0.9, "seed": 11, "extra_body": steering}
     first, second = chat(analyst, **sampled), chat(analyst, **sampled)
     assert first.choices[0].message.content == second.choices[0].message.content
+
+
+def test_a_preset_named_in_extra_body_steers_as_its_interventions_inline(
+    front: dict[str, Any], analyst: openai.OpenAI
+) -> None:
+    from chunkscope_client.v1 import guard_pb2 as gp
+
+    c, pa = front["grpc"], front["pa"]
+    first, second = graft(pa, alpha=30.0), graft(pa, "INHIBIT")
+    c.put_preset(gp.InterventionPreset(name="http-steer", interventions=[
+        pp.Intervention(chunk=pp.ChunkRef(dictionary_id=pa, entry_id=0),
+                        mode=pp.INTERVENTION_MODE_ADD, alpha=30.0,
+                        positions=pp.Positions(all_prompt=True, generated=True))]))  # fmt: skip
+    inline = chat(analyst, extra_body={"chunkscope": {"interventions": [first]}})
+    named = chat(analyst, extra_body={"chunkscope": {"presets": ["http-steer"]}})
+    plain = chat(analyst).choices[0].message.content
+    assert named.choices[0].message.content == inline.choices[0].message.content != plain
+    annotation = named.chunkscope  # type: ignore[attr-defined]
+    assert annotation["presets"] == [{"name": "http-steer", "version": 1, "interventions": 1}]
+    assert annotation["interventions_applied"] == inline.chunkscope["interventions_applied"]  # type: ignore[attr-defined]
+    assert inline.chunkscope["presets"] == []  # type: ignore[attr-defined]
+
+    # A new version changes what the name means; the pinned version keeps its meaning.
+    c.put_preset(gp.InterventionPreset(name="http-steer", interventions=[
+        pp.Intervention(chunk=pp.ChunkRef(dictionary_id=pa, entry_id=0),
+                        mode=pp.INTERVENTION_MODE_INHIBIT,
+                        positions=pp.Positions(all_prompt=True, generated=True))]),
+        expected_version=1)  # fmt: skip
+    latest = stream(analyst, extra_body={"chunkscope": {"presets": ["http-steer"]}})
+    want = chat(analyst, extra_body={"chunkscope": {"interventions": [second]}})
+    assert content_of(latest) == want.choices[0].message.content
+    assert latest[-1].chunkscope["presets"] == [  # type: ignore[attr-defined]
+        {"name": "http-steer", "version": 2, "interventions": 1}]  # fmt: skip
+    pinned = chat(analyst, extra_body={"chunkscope": {"presets": ["http-steer@1"]}})
+    assert pinned.choices[0].message.content == inline.choices[0].message.content
+    assert pinned.chunkscope["presets"][0]["version"] == 1  # type: ignore[attr-defined]
+
+    for presets, param in ((["nosuch"], "chunkscope.presets[0]"),
+                           (["http-steer", "http-steer@9"], "chunkscope.presets[1]"),
+                           (["http-steer@one"], "chunkscope.presets[0]")):  # fmt: skip
+        with pytest.raises(openai.BadRequestError) as err:
+            chat(analyst, extra_body={"chunkscope": {"presets": presets}})
+        got = err.value.body  # type: ignore[attr-defined]
+        assert got["param"] == param, got
 
 
 def test_detections_are_annotated_per_concept_and_streamed_per_token(

@@ -1,5 +1,6 @@
 """Guard policy storage on the local store and on PostgreSQL (a real server): versions only grow,
-deletions are tombstones, expected versions are enforced, concurrent writers never collide."""
+deletions are tombstones, expected versions are enforced, concurrent writers never collide;
+intervention presets are the same table's other kind, apart from policies."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from chunkscope.errors import FailedPrecondition, NotFound
-from chunkscope.store.policies import LocalPolicyStore, PolicyStore
+from chunkscope.store.policies import PRESETS, LocalPolicyStore, PolicyStore
 from chunkscope.store.postgres import open_postgres, policy_store
 
 _DATABASES = itertools.count()
@@ -110,3 +111,55 @@ def test_concurrent_writers_get_consecutive_versions(store: PolicyStore) -> None
     with ThreadPoolExecutor(4) as pool:
         won = [v for v in pool.map(guarded, range(6)) if v is not None]
     assert won == [13] and store.get("p").version == 13
+
+
+def test_presets_are_a_kind_of_their_own(store: PolicyStore) -> None:
+    presets = store.of(PRESETS)
+    store.put("p", '"policy 1"', "", None)
+    store.put("p", '"policy 2"', "", None)
+    first = presets.put("p", '"preset 1"', "k", 0)  # same name, other kind: its own versions
+    assert first.version == 1 and first.body == '"preset 1"'
+    assert store.get("p").body == '"policy 2"' and presets.get("p").body == '"preset 1"'
+    with pytest.raises(FailedPrecondition) as err:
+        presets.put("p", "{}", "", 2)  # the policy's latest version is not the preset's
+    assert err.value.reason == "PRESET_VERSION_CONFLICT"
+    assert err.value.metadata == {"preset": "p", "latest_version": "1", "expected_version": "2"}
+    presets.put("q", '"q1"', "", None)
+    assert [r.name for r in presets.list_latest(0, 10)[0]] == ["p", "q"]
+    assert [r.name for r in store.list_latest(0, 10)[0]] == ["p"]
+    assert presets.delete("p", "", 1).version == 1
+    with pytest.raises(NotFound) as missing:
+        presets.get("p")
+    assert missing.value.reason == "PRESET_NOT_FOUND" and "ListPresets" in missing.value.message
+    assert store.get("p").version == 2  # deleting the preset left the policy alone
+    assert presets.put("p", '"again"', "", 0).version == 3
+
+
+def test_a_table_from_before_presets_is_migrated_keeping_its_policies(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "registry.sqlite3")
+    db.execute(
+        "CREATE TABLE policies (name TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT "
+        "NOT NULL, author TEXT NOT NULL, deleted INTEGER NOT NULL, body TEXT NOT NULL, "
+        "PRIMARY KEY (name, version))"
+    )
+    rows = [("p", 1, "2026-01-01T00:00:00+00:00", "k", 0, '"one"'),
+            ("p", 2, "2026-01-02T00:00:00+00:00", "k", 0, '"two"')]  # fmt: skip
+    db.executemany("INSERT INTO policies VALUES (?, ?, ?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    store = LocalPolicyStore(tmp_path)
+    try:
+        assert [(r.version, r.body) for r in store.list_versions("p", 0, 10)[0]] == [
+            (2, '"two"'), (1, '"one"')
+        ]  # fmt: skip
+        assert store.put("p", '"three"', "", 2).version == 3
+        assert store.of(PRESETS).put("p", '"preset"', "", 0).version == 1
+    finally:
+        store.close()
+    again = LocalPolicyStore(tmp_path)  # an already migrated table is left as it is
+    try:
+        assert again.get("p").body == '"three"' and again.of(PRESETS).get("p").version == 1
+    finally:
+        again.close()

@@ -1288,6 +1288,527 @@ func (x *CheckResponse) GetDetectNs() int64 {
 	return 0
 }
 
+// A named, versioned list of interventions, stored once and named by GenerateRequest.presets and
+// PerturbRequest.presets ("name" or "name@version") instead of resending them on every call.
+// Versioned as policies are: every PutPreset stores a new version, older versions stay usable.
+type InterventionPreset struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. 1-64 characters: lower-case letters, digits, '.', '_' and '-', starting with a
+	// letter or digit.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Output only: the version (1, 2, ...).
+	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Free text, at most 1024 characters.
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// Required. 1-32 interventions, as in PerturbationService. Checked when stored (targets,
+	// modes, alphas, positions, inline vectors, that named dictionaries and entries exist) and
+	// again when used (against the request's model and prompt).
+	Interventions []*Intervention `protobuf:"bytes,4,rep,name=interventions,proto3" json:"interventions,omitempty"`
+	// Output only: when this version was stored.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Output only: the id of the API key that stored this version ("" with auth disabled).
+	AuthorKeyId   string `protobuf:"bytes,6,opt,name=author_key_id,json=authorKeyId,proto3" json:"author_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InterventionPreset) Reset() {
+	*x = InterventionPreset{}
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InterventionPreset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InterventionPreset) ProtoMessage() {}
+
+func (x *InterventionPreset) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InterventionPreset.ProtoReflect.Descriptor instead.
+func (*InterventionPreset) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_guard_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *InterventionPreset) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *InterventionPreset) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *InterventionPreset) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *InterventionPreset) GetInterventions() []*Intervention {
+	if x != nil {
+		return x.Interventions
+	}
+	return nil
+}
+
+func (x *InterventionPreset) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *InterventionPreset) GetAuthorKeyId() string {
+	if x != nil {
+		return x.AuthorKeyId
+	}
+	return ""
+}
+
+// Request for GuardService.PutPreset.
+type PutPresetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The preset (version, create_time and author_key_id are ignored).
+	Preset *InterventionPreset `protobuf:"bytes,1,opt,name=preset,proto3" json:"preset,omitempty"`
+	// Optional optimistic concurrency: the version the caller expects to be the latest (0: that
+	// the preset does not exist yet). When the latest differs the call is refused with
+	// FAILED_PRECONDITION (reason PRESET_VERSION_CONFLICT). Unset: no check.
+	ExpectedVersion *int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PutPresetRequest) Reset() {
+	*x = PutPresetRequest{}
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPresetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPresetRequest) ProtoMessage() {}
+
+func (x *PutPresetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPresetRequest.ProtoReflect.Descriptor instead.
+func (*PutPresetRequest) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_guard_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PutPresetRequest) GetPreset() *InterventionPreset {
+	if x != nil {
+		return x.Preset
+	}
+	return nil
+}
+
+func (x *PutPresetRequest) GetExpectedVersion() int64 {
+	if x != nil && x.ExpectedVersion != nil {
+		return *x.ExpectedVersion
+	}
+	return 0
+}
+
+// Response for GuardService.PutPreset.
+type PutPresetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The preset as stored, with its new version.
+	Preset        *InterventionPreset `protobuf:"bytes,1,opt,name=preset,proto3" json:"preset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutPresetResponse) Reset() {
+	*x = PutPresetResponse{}
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPresetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPresetResponse) ProtoMessage() {}
+
+func (x *PutPresetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPresetResponse.ProtoReflect.Descriptor instead.
+func (*PutPresetResponse) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_guard_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PutPresetResponse) GetPreset() *InterventionPreset {
+	if x != nil {
+		return x.Preset
+	}
+	return nil
+}
+
+// Request for GuardService.GetPreset.
+type GetPresetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The preset's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// A version; 0 means the latest.
+	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPresetRequest) Reset() {
+	*x = GetPresetRequest{}
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPresetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPresetRequest) ProtoMessage() {}
+
+func (x *GetPresetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPresetRequest.ProtoReflect.Descriptor instead.
+func (*GetPresetRequest) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_guard_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetPresetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetPresetRequest) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// Response for GuardService.GetPreset.
+type GetPresetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The preset.
+	Preset        *InterventionPreset `protobuf:"bytes,1,opt,name=preset,proto3" json:"preset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPresetResponse) Reset() {
+	*x = GetPresetResponse{}
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPresetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPresetResponse) ProtoMessage() {}
+
+func (x *GetPresetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPresetResponse.ProtoReflect.Descriptor instead.
+func (*GetPresetResponse) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_guard_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetPresetResponse) GetPreset() *InterventionPreset {
+	if x != nil {
+		return x.Preset
+	}
+	return nil
+}
+
+// Request for GuardService.ListPresets.
+type ListPresetsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Paging.
+	Page *PageRequest `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
+	// When set, every version of this preset (newest first) instead of the latest of each.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPresetsRequest) Reset() {
+	*x = ListPresetsRequest{}
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPresetsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPresetsRequest) ProtoMessage() {}
+
+func (x *ListPresetsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPresetsRequest.ProtoReflect.Descriptor instead.
+func (*ListPresetsRequest) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_guard_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListPresetsRequest) GetPage() *PageRequest {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+func (x *ListPresetsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Response for GuardService.ListPresets.
+type ListPresetsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Presets by name (or versions, newest first).
+	Presets []*InterventionPreset `protobuf:"bytes,1,rep,name=presets,proto3" json:"presets,omitempty"`
+	// Paging state.
+	Page          *PageResponse `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPresetsResponse) Reset() {
+	*x = ListPresetsResponse{}
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPresetsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPresetsResponse) ProtoMessage() {}
+
+func (x *ListPresetsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPresetsResponse.ProtoReflect.Descriptor instead.
+func (*ListPresetsResponse) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_guard_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListPresetsResponse) GetPresets() []*InterventionPreset {
+	if x != nil {
+		return x.Presets
+	}
+	return nil
+}
+
+func (x *ListPresetsResponse) GetPage() *PageResponse {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+// Request for GuardService.DeletePreset.
+type DeletePresetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The preset's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Optional optimistic concurrency: the version the caller expects to be the latest; when it
+	// differs the call is refused with FAILED_PRECONDITION (reason PRESET_VERSION_CONFLICT).
+	ExpectedVersion *int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DeletePresetRequest) Reset() {
+	*x = DeletePresetRequest{}
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePresetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePresetRequest) ProtoMessage() {}
+
+func (x *DeletePresetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePresetRequest.ProtoReflect.Descriptor instead.
+func (*DeletePresetRequest) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_guard_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DeletePresetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeletePresetRequest) GetExpectedVersion() int64 {
+	if x != nil && x.ExpectedVersion != nil {
+		return *x.ExpectedVersion
+	}
+	return 0
+}
+
+// Response for GuardService.DeletePreset.
+type DeletePresetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The preset's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The last version it had.
+	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePresetResponse) Reset() {
+	*x = DeletePresetResponse{}
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePresetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePresetResponse) ProtoMessage() {}
+
+func (x *DeletePresetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_guard_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePresetResponse.ProtoReflect.Descriptor instead.
+func (*DeletePresetResponse) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_guard_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DeletePresetResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeletePresetResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 var File_chunkscope_v1_guard_proto protoreflect.FileDescriptor
 
 const file_chunkscope_v1_guard_proto_rawDesc = "" +
@@ -1381,7 +1902,39 @@ const file_chunkscope_v1_guard_proto_rawDesc = "" +
 	"\vfired_rules\x18\a \x03(\x05R\n" +
 	"firedRules\x12\x19\n" +
 	"\bn_tokens\x18\b \x01(\x05R\anTokens\x12\x1b\n" +
-	"\tdetect_ns\x18\t \x01(\x03R\bdetectNs*|\n" +
+	"\tdetect_ns\x18\t \x01(\x03R\bdetectNs\"\x88\x02\n" +
+	"\x12InterventionPreset\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12A\n" +
+	"\rinterventions\x18\x04 \x03(\v2\x1b.chunkscope.v1.InterventionR\rinterventions\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12\"\n" +
+	"\rauthor_key_id\x18\x06 \x01(\tR\vauthorKeyId\"\x92\x01\n" +
+	"\x10PutPresetRequest\x129\n" +
+	"\x06preset\x18\x01 \x01(\v2!.chunkscope.v1.InterventionPresetR\x06preset\x12.\n" +
+	"\x10expected_version\x18\x02 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
+	"\x11_expected_version\"N\n" +
+	"\x11PutPresetResponse\x129\n" +
+	"\x06preset\x18\x01 \x01(\v2!.chunkscope.v1.InterventionPresetR\x06preset\"@\n" +
+	"\x10GetPresetRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"N\n" +
+	"\x11GetPresetResponse\x129\n" +
+	"\x06preset\x18\x01 \x01(\v2!.chunkscope.v1.InterventionPresetR\x06preset\"X\n" +
+	"\x12ListPresetsRequest\x12.\n" +
+	"\x04page\x18\x01 \x01(\v2\x1a.chunkscope.v1.PageRequestR\x04page\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x83\x01\n" +
+	"\x13ListPresetsResponse\x12;\n" +
+	"\apresets\x18\x01 \x03(\v2!.chunkscope.v1.InterventionPresetR\apresets\x12/\n" +
+	"\x04page\x18\x02 \x01(\v2\x1b.chunkscope.v1.PageResponseR\x04page\"n\n" +
+	"\x13DeletePresetRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
+	"\x10expected_version\x18\x02 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
+	"\x11_expected_version\"D\n" +
+	"\x14DeletePresetResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion*|\n" +
 	"\fPolicyAction\x12\x1d\n" +
 	"\x19POLICY_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13POLICY_ACTION_ALLOW\x10\x01\x12\x17\n" +
@@ -1395,13 +1948,17 @@ const file_chunkscope_v1_guard_proto_rawDesc = "" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rVERDICT_ALLOW\x10\x01\x12\x11\n" +
 	"\rVERDICT_BLOCK\x10\x02\x12\x15\n" +
-	"\x11VERDICT_INTERVENE\x10\x032\xa4\x03\n" +
+	"\x11VERDICT_INTERVENE\x10\x032\xf3\x05\n" +
 	"\fGuardService\x12N\n" +
 	"\tPutPolicy\x12\x1f.chunkscope.v1.PutPolicyRequest\x1a .chunkscope.v1.PutPolicyResponse\x12N\n" +
 	"\tGetPolicy\x12\x1f.chunkscope.v1.GetPolicyRequest\x1a .chunkscope.v1.GetPolicyResponse\x12W\n" +
 	"\fListPolicies\x12\".chunkscope.v1.ListPoliciesRequest\x1a#.chunkscope.v1.ListPoliciesResponse\x12W\n" +
 	"\fDeletePolicy\x12\".chunkscope.v1.DeletePolicyRequest\x1a#.chunkscope.v1.DeletePolicyResponse\x12B\n" +
-	"\x05Check\x12\x1b.chunkscope.v1.CheckRequest\x1a\x1c.chunkscope.v1.CheckResponseBh\n" +
+	"\x05Check\x12\x1b.chunkscope.v1.CheckRequest\x1a\x1c.chunkscope.v1.CheckResponse\x12N\n" +
+	"\tPutPreset\x12\x1f.chunkscope.v1.PutPresetRequest\x1a .chunkscope.v1.PutPresetResponse\x12N\n" +
+	"\tGetPreset\x12\x1f.chunkscope.v1.GetPresetRequest\x1a .chunkscope.v1.GetPresetResponse\x12T\n" +
+	"\vListPresets\x12!.chunkscope.v1.ListPresetsRequest\x1a\".chunkscope.v1.ListPresetsResponse\x12W\n" +
+	"\fDeletePreset\x12\".chunkscope.v1.DeletePresetRequest\x1a#.chunkscope.v1.DeletePresetResponseBh\n" +
 	"\x11dev.chunkscope.v1B\n" +
 	"GuardProtoP\x01ZEgithub.com/chunkscope/chunkscope/clients/go/chunkscopev1;chunkscopev1b\x06proto3"
 
@@ -1418,7 +1975,7 @@ func file_chunkscope_v1_guard_proto_rawDescGZIP() []byte {
 }
 
 var file_chunkscope_v1_guard_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_chunkscope_v1_guard_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_chunkscope_v1_guard_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_chunkscope_v1_guard_proto_goTypes = []any{
 	(PolicyAction)(0),             // 0: chunkscope.v1.PolicyAction
 	(InputType)(0),                // 1: chunkscope.v1.InputType
@@ -1438,47 +1995,72 @@ var file_chunkscope_v1_guard_proto_goTypes = []any{
 	(*TokenSpan)(nil),             // 15: chunkscope.v1.TokenSpan
 	(*ConceptScore)(nil),          // 16: chunkscope.v1.ConceptScore
 	(*CheckResponse)(nil),         // 17: chunkscope.v1.CheckResponse
-	(*Intervention)(nil),          // 18: chunkscope.v1.Intervention
-	(*ModelRef)(nil),              // 19: chunkscope.v1.ModelRef
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*PageRequest)(nil),           // 21: chunkscope.v1.PageRequest
-	(*PageResponse)(nil),          // 22: chunkscope.v1.PageResponse
+	(*InterventionPreset)(nil),    // 18: chunkscope.v1.InterventionPreset
+	(*PutPresetRequest)(nil),      // 19: chunkscope.v1.PutPresetRequest
+	(*PutPresetResponse)(nil),     // 20: chunkscope.v1.PutPresetResponse
+	(*GetPresetRequest)(nil),      // 21: chunkscope.v1.GetPresetRequest
+	(*GetPresetResponse)(nil),     // 22: chunkscope.v1.GetPresetResponse
+	(*ListPresetsRequest)(nil),    // 23: chunkscope.v1.ListPresetsRequest
+	(*ListPresetsResponse)(nil),   // 24: chunkscope.v1.ListPresetsResponse
+	(*DeletePresetRequest)(nil),   // 25: chunkscope.v1.DeletePresetRequest
+	(*DeletePresetResponse)(nil),  // 26: chunkscope.v1.DeletePresetResponse
+	(*Intervention)(nil),          // 27: chunkscope.v1.Intervention
+	(*ModelRef)(nil),              // 28: chunkscope.v1.ModelRef
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*PageRequest)(nil),           // 30: chunkscope.v1.PageRequest
+	(*PageResponse)(nil),          // 31: chunkscope.v1.PageResponse
 }
 var file_chunkscope_v1_guard_proto_depIdxs = []int32{
 	0,  // 0: chunkscope.v1.PolicyRule.action:type_name -> chunkscope.v1.PolicyAction
-	18, // 1: chunkscope.v1.PolicyRule.interventions:type_name -> chunkscope.v1.Intervention
+	27, // 1: chunkscope.v1.PolicyRule.interventions:type_name -> chunkscope.v1.Intervention
 	1,  // 2: chunkscope.v1.PolicyRule.input_types:type_name -> chunkscope.v1.InputType
-	19, // 3: chunkscope.v1.Policy.model:type_name -> chunkscope.v1.ModelRef
+	28, // 3: chunkscope.v1.Policy.model:type_name -> chunkscope.v1.ModelRef
 	3,  // 4: chunkscope.v1.Policy.rules:type_name -> chunkscope.v1.PolicyRule
-	20, // 5: chunkscope.v1.Policy.create_time:type_name -> google.protobuf.Timestamp
+	29, // 5: chunkscope.v1.Policy.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 6: chunkscope.v1.PutPolicyRequest.policy:type_name -> chunkscope.v1.Policy
 	4,  // 7: chunkscope.v1.PutPolicyResponse.policy:type_name -> chunkscope.v1.Policy
 	4,  // 8: chunkscope.v1.GetPolicyResponse.policy:type_name -> chunkscope.v1.Policy
-	21, // 9: chunkscope.v1.ListPoliciesRequest.page:type_name -> chunkscope.v1.PageRequest
+	30, // 9: chunkscope.v1.ListPoliciesRequest.page:type_name -> chunkscope.v1.PageRequest
 	4,  // 10: chunkscope.v1.ListPoliciesResponse.policies:type_name -> chunkscope.v1.Policy
-	22, // 11: chunkscope.v1.ListPoliciesResponse.page:type_name -> chunkscope.v1.PageResponse
+	31, // 11: chunkscope.v1.ListPoliciesResponse.page:type_name -> chunkscope.v1.PageResponse
 	1,  // 12: chunkscope.v1.CheckRequest.input_type:type_name -> chunkscope.v1.InputType
 	13, // 13: chunkscope.v1.CheckRequest.messages:type_name -> chunkscope.v1.ChatMessage
 	0,  // 14: chunkscope.v1.ConceptScore.action:type_name -> chunkscope.v1.PolicyAction
 	15, // 15: chunkscope.v1.ConceptScore.spans:type_name -> chunkscope.v1.TokenSpan
 	2,  // 16: chunkscope.v1.CheckResponse.verdict:type_name -> chunkscope.v1.Verdict
 	16, // 17: chunkscope.v1.CheckResponse.scores:type_name -> chunkscope.v1.ConceptScore
-	18, // 18: chunkscope.v1.CheckResponse.interventions:type_name -> chunkscope.v1.Intervention
-	5,  // 19: chunkscope.v1.GuardService.PutPolicy:input_type -> chunkscope.v1.PutPolicyRequest
-	7,  // 20: chunkscope.v1.GuardService.GetPolicy:input_type -> chunkscope.v1.GetPolicyRequest
-	9,  // 21: chunkscope.v1.GuardService.ListPolicies:input_type -> chunkscope.v1.ListPoliciesRequest
-	11, // 22: chunkscope.v1.GuardService.DeletePolicy:input_type -> chunkscope.v1.DeletePolicyRequest
-	14, // 23: chunkscope.v1.GuardService.Check:input_type -> chunkscope.v1.CheckRequest
-	6,  // 24: chunkscope.v1.GuardService.PutPolicy:output_type -> chunkscope.v1.PutPolicyResponse
-	8,  // 25: chunkscope.v1.GuardService.GetPolicy:output_type -> chunkscope.v1.GetPolicyResponse
-	10, // 26: chunkscope.v1.GuardService.ListPolicies:output_type -> chunkscope.v1.ListPoliciesResponse
-	12, // 27: chunkscope.v1.GuardService.DeletePolicy:output_type -> chunkscope.v1.DeletePolicyResponse
-	17, // 28: chunkscope.v1.GuardService.Check:output_type -> chunkscope.v1.CheckResponse
-	24, // [24:29] is the sub-list for method output_type
-	19, // [19:24] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	27, // 18: chunkscope.v1.CheckResponse.interventions:type_name -> chunkscope.v1.Intervention
+	27, // 19: chunkscope.v1.InterventionPreset.interventions:type_name -> chunkscope.v1.Intervention
+	29, // 20: chunkscope.v1.InterventionPreset.create_time:type_name -> google.protobuf.Timestamp
+	18, // 21: chunkscope.v1.PutPresetRequest.preset:type_name -> chunkscope.v1.InterventionPreset
+	18, // 22: chunkscope.v1.PutPresetResponse.preset:type_name -> chunkscope.v1.InterventionPreset
+	18, // 23: chunkscope.v1.GetPresetResponse.preset:type_name -> chunkscope.v1.InterventionPreset
+	30, // 24: chunkscope.v1.ListPresetsRequest.page:type_name -> chunkscope.v1.PageRequest
+	18, // 25: chunkscope.v1.ListPresetsResponse.presets:type_name -> chunkscope.v1.InterventionPreset
+	31, // 26: chunkscope.v1.ListPresetsResponse.page:type_name -> chunkscope.v1.PageResponse
+	5,  // 27: chunkscope.v1.GuardService.PutPolicy:input_type -> chunkscope.v1.PutPolicyRequest
+	7,  // 28: chunkscope.v1.GuardService.GetPolicy:input_type -> chunkscope.v1.GetPolicyRequest
+	9,  // 29: chunkscope.v1.GuardService.ListPolicies:input_type -> chunkscope.v1.ListPoliciesRequest
+	11, // 30: chunkscope.v1.GuardService.DeletePolicy:input_type -> chunkscope.v1.DeletePolicyRequest
+	14, // 31: chunkscope.v1.GuardService.Check:input_type -> chunkscope.v1.CheckRequest
+	19, // 32: chunkscope.v1.GuardService.PutPreset:input_type -> chunkscope.v1.PutPresetRequest
+	21, // 33: chunkscope.v1.GuardService.GetPreset:input_type -> chunkscope.v1.GetPresetRequest
+	23, // 34: chunkscope.v1.GuardService.ListPresets:input_type -> chunkscope.v1.ListPresetsRequest
+	25, // 35: chunkscope.v1.GuardService.DeletePreset:input_type -> chunkscope.v1.DeletePresetRequest
+	6,  // 36: chunkscope.v1.GuardService.PutPolicy:output_type -> chunkscope.v1.PutPolicyResponse
+	8,  // 37: chunkscope.v1.GuardService.GetPolicy:output_type -> chunkscope.v1.GetPolicyResponse
+	10, // 38: chunkscope.v1.GuardService.ListPolicies:output_type -> chunkscope.v1.ListPoliciesResponse
+	12, // 39: chunkscope.v1.GuardService.DeletePolicy:output_type -> chunkscope.v1.DeletePolicyResponse
+	17, // 40: chunkscope.v1.GuardService.Check:output_type -> chunkscope.v1.CheckResponse
+	20, // 41: chunkscope.v1.GuardService.PutPreset:output_type -> chunkscope.v1.PutPresetResponse
+	22, // 42: chunkscope.v1.GuardService.GetPreset:output_type -> chunkscope.v1.GetPresetResponse
+	24, // 43: chunkscope.v1.GuardService.ListPresets:output_type -> chunkscope.v1.ListPresetsResponse
+	26, // 44: chunkscope.v1.GuardService.DeletePreset:output_type -> chunkscope.v1.DeletePresetResponse
+	36, // [36:45] is the sub-list for method output_type
+	27, // [27:36] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_chunkscope_v1_guard_proto_init() }
@@ -1491,13 +2073,15 @@ func file_chunkscope_v1_guard_proto_init() {
 	file_chunkscope_v1_guard_proto_msgTypes[0].OneofWrappers = []any{}
 	file_chunkscope_v1_guard_proto_msgTypes[2].OneofWrappers = []any{}
 	file_chunkscope_v1_guard_proto_msgTypes[8].OneofWrappers = []any{}
+	file_chunkscope_v1_guard_proto_msgTypes[16].OneofWrappers = []any{}
+	file_chunkscope_v1_guard_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chunkscope_v1_guard_proto_rawDesc), len(file_chunkscope_v1_guard_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   15,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

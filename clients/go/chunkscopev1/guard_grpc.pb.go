@@ -24,6 +24,10 @@ const (
 	GuardService_ListPolicies_FullMethodName = "/chunkscope.v1.GuardService/ListPolicies"
 	GuardService_DeletePolicy_FullMethodName = "/chunkscope.v1.GuardService/DeletePolicy"
 	GuardService_Check_FullMethodName        = "/chunkscope.v1.GuardService/Check"
+	GuardService_PutPreset_FullMethodName    = "/chunkscope.v1.GuardService/PutPreset"
+	GuardService_GetPreset_FullMethodName    = "/chunkscope.v1.GuardService/GetPreset"
+	GuardService_ListPresets_FullMethodName  = "/chunkscope.v1.GuardService/ListPresets"
+	GuardService_DeletePreset_FullMethodName = "/chunkscope.v1.GuardService/DeletePreset"
 )
 
 // GuardServiceClient is the client API for GuardService service.
@@ -52,6 +56,15 @@ type GuardServiceClient interface {
 	DeletePolicy(ctx context.Context, in *DeletePolicyRequest, opts ...grpc.CallOption) (*DeletePolicyResponse, error)
 	// Checks texts or chat messages against a policy; honours the call's deadline.
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
+	// Stores a new version of an intervention preset (version 1 when the name is new).
+	PutPreset(ctx context.Context, in *PutPresetRequest, opts ...grpc.CallOption) (*PutPresetResponse, error)
+	// A preset: its latest version, or a given one.
+	GetPreset(ctx context.Context, in *GetPresetRequest, opts ...grpc.CallOption) (*GetPresetResponse, error)
+	// The latest version of every preset, or every version of one preset.
+	ListPresets(ctx context.Context, in *ListPresetsRequest, opts ...grpc.CallOption) (*ListPresetsResponse, error)
+	// Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+	// are not reused.
+	DeletePreset(ctx context.Context, in *DeletePresetRequest, opts ...grpc.CallOption) (*DeletePresetResponse, error)
 }
 
 type guardServiceClient struct {
@@ -112,6 +125,46 @@ func (c *guardServiceClient) Check(ctx context.Context, in *CheckRequest, opts .
 	return out, nil
 }
 
+func (c *guardServiceClient) PutPreset(ctx context.Context, in *PutPresetRequest, opts ...grpc.CallOption) (*PutPresetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutPresetResponse)
+	err := c.cc.Invoke(ctx, GuardService_PutPreset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *guardServiceClient) GetPreset(ctx context.Context, in *GetPresetRequest, opts ...grpc.CallOption) (*GetPresetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPresetResponse)
+	err := c.cc.Invoke(ctx, GuardService_GetPreset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *guardServiceClient) ListPresets(ctx context.Context, in *ListPresetsRequest, opts ...grpc.CallOption) (*ListPresetsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPresetsResponse)
+	err := c.cc.Invoke(ctx, GuardService_ListPresets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *guardServiceClient) DeletePreset(ctx context.Context, in *DeletePresetRequest, opts ...grpc.CallOption) (*DeletePresetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeletePresetResponse)
+	err := c.cc.Invoke(ctx, GuardService_DeletePreset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GuardServiceServer is the server API for GuardService service.
 // All implementations must embed UnimplementedGuardServiceServer
 // for forward compatibility.
@@ -138,6 +191,15 @@ type GuardServiceServer interface {
 	DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error)
 	// Checks texts or chat messages against a policy; honours the call's deadline.
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
+	// Stores a new version of an intervention preset (version 1 when the name is new).
+	PutPreset(context.Context, *PutPresetRequest) (*PutPresetResponse, error)
+	// A preset: its latest version, or a given one.
+	GetPreset(context.Context, *GetPresetRequest) (*GetPresetResponse, error)
+	// The latest version of every preset, or every version of one preset.
+	ListPresets(context.Context, *ListPresetsRequest) (*ListPresetsResponse, error)
+	// Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+	// are not reused.
+	DeletePreset(context.Context, *DeletePresetRequest) (*DeletePresetResponse, error)
 	mustEmbedUnimplementedGuardServiceServer()
 }
 
@@ -162,6 +224,18 @@ func (UnimplementedGuardServiceServer) DeletePolicy(context.Context, *DeletePoli
 }
 func (UnimplementedGuardServiceServer) Check(context.Context, *CheckRequest) (*CheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
+}
+func (UnimplementedGuardServiceServer) PutPreset(context.Context, *PutPresetRequest) (*PutPresetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutPreset not implemented")
+}
+func (UnimplementedGuardServiceServer) GetPreset(context.Context, *GetPresetRequest) (*GetPresetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPreset not implemented")
+}
+func (UnimplementedGuardServiceServer) ListPresets(context.Context, *ListPresetsRequest) (*ListPresetsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPresets not implemented")
+}
+func (UnimplementedGuardServiceServer) DeletePreset(context.Context, *DeletePresetRequest) (*DeletePresetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeletePreset not implemented")
 }
 func (UnimplementedGuardServiceServer) mustEmbedUnimplementedGuardServiceServer() {}
 func (UnimplementedGuardServiceServer) testEmbeddedByValue()                      {}
@@ -274,6 +348,78 @@ func _GuardService_Check_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GuardService_PutPreset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutPresetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GuardServiceServer).PutPreset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GuardService_PutPreset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GuardServiceServer).PutPreset(ctx, req.(*PutPresetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GuardService_GetPreset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPresetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GuardServiceServer).GetPreset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GuardService_GetPreset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GuardServiceServer).GetPreset(ctx, req.(*GetPresetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GuardService_ListPresets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPresetsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GuardServiceServer).ListPresets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GuardService_ListPresets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GuardServiceServer).ListPresets(ctx, req.(*ListPresetsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GuardService_DeletePreset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeletePresetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GuardServiceServer).DeletePreset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GuardService_DeletePreset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GuardServiceServer).DeletePreset(ctx, req.(*DeletePresetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // GuardService_ServiceDesc is the grpc.ServiceDesc for GuardService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -300,6 +446,22 @@ var GuardService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Check",
 			Handler:    _GuardService_Check_Handler,
+		},
+		{
+			MethodName: "PutPreset",
+			Handler:    _GuardService_PutPreset_Handler,
+		},
+		{
+			MethodName: "GetPreset",
+			Handler:    _GuardService_GetPreset_Handler,
+		},
+		{
+			MethodName: "ListPresets",
+			Handler:    _GuardService_ListPresets_Handler,
+		},
+		{
+			MethodName: "DeletePreset",
+			Handler:    _GuardService_DeletePreset_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -541,8 +541,12 @@ type PerturbRequest struct {
 	Messages []*ChatPromptMessage `protobuf:"bytes,6,rep,name=messages,proto3" json:"messages,omitempty"`
 	// With `messages`: end the prompt where the assistant's answer begins. Unset means true.
 	AddGenerationPrompt *bool `protobuf:"varint,7,opt,name=add_generation_prompt,json=addGenerationPrompt,proto3,oneof" json:"add_generation_prompt,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+	// latest version) or "name@version"; at most 16. Their interventions follow `interventions`,
+	// in the order given; together at most 32.
+	Presets       []string `protobuf:"bytes,8,rep,name=presets,proto3" json:"presets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PerturbRequest) Reset() {
@@ -622,6 +626,13 @@ func (x *PerturbRequest) GetAddGenerationPrompt() bool {
 		return *x.AddGenerationPrompt
 	}
 	return false
+}
+
+func (x *PerturbRequest) GetPresets() []string {
+	if x != nil {
+		return x.Presets
+	}
+	return nil
 }
 
 // A next-token log-probability.
@@ -1007,8 +1018,12 @@ type GenerateRequest struct {
 	Messages []*ChatPromptMessage `protobuf:"bytes,8,rep,name=messages,proto3" json:"messages,omitempty"`
 	// With `messages`: end the prompt where the assistant's answer begins. Unset means true.
 	AddGenerationPrompt *bool `protobuf:"varint,9,opt,name=add_generation_prompt,json=addGenerationPrompt,proto3,oneof" json:"add_generation_prompt,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+	// latest version) or "name@version"; at most 16. Their interventions follow `interventions`,
+	// in the order given; together at most 32.
+	Presets       []string `protobuf:"bytes,10,rep,name=presets,proto3" json:"presets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
@@ -1102,6 +1117,13 @@ func (x *GenerateRequest) GetAddGenerationPrompt() bool {
 		return *x.AddGenerationPrompt
 	}
 	return false
+}
+
+func (x *GenerateRequest) GetPresets() []string {
+	if x != nil {
+		return x.Presets
+	}
+	return nil
 }
 
 // A rule that fired.
@@ -1307,7 +1329,7 @@ const file_chunkscope_v1_perturbation_proto_rawDesc = "" +
 	"\x16allow_other_hook_point\x18\x05 \x01(\bR\x13allowOtherHookPoint\x12\x14\n" +
 	"\x05alpha\x18\x06 \x01(\x01R\x05alpha\x126\n" +
 	"\tpositions\x18\a \x01(\v2\x18.chunkscope.v1.PositionsR\tpositionsB\b\n" +
-	"\x06target\"\xff\x02\n" +
+	"\x06target\"\x99\x03\n" +
 	"\x0ePerturbRequest\x12-\n" +
 	"\x05model\x18\x01 \x01(\v2\x17.chunkscope.v1.ModelRefR\x05model\x120\n" +
 	"\x05input\x18\x02 \x01(\v2\x1a.chunkscope.v1.DetectInputR\x05input\x12A\n" +
@@ -1315,7 +1337,8 @@ const file_chunkscope_v1_perturbation_proto_rawDesc = "" +
 	"\rtarget_tokens\x18\x04 \x03(\tR\ftargetTokens\x12\x13\n" +
 	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x12<\n" +
 	"\bmessages\x18\x06 \x03(\v2 .chunkscope.v1.ChatPromptMessageR\bmessages\x127\n" +
-	"\x15add_generation_prompt\x18\a \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01B\x18\n" +
+	"\x15add_generation_prompt\x18\a \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01\x12\x18\n" +
+	"\apresets\x18\b \x03(\tR\apresetsB\x18\n" +
 	"\x16_add_generation_prompt\"Y\n" +
 	"\fTokenLogprob\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x19\n" +
@@ -1343,7 +1366,7 @@ const file_chunkscope_v1_perturbation_proto_rawDesc = "" +
 	"\x12consecutive_tokens\x18\x02 \x01(\x05R\x11consecutiveTokens\x123\n" +
 	"\ainhibit\x18\x03 \x01(\v2\x17.chunkscope.v1.ChunkRefH\x00R\ainhibit\x12\x14\n" +
 	"\x04stop\x18\x04 \x01(\bH\x00R\x04stopB\b\n" +
-	"\x06action\"\x85\x04\n" +
+	"\x06action\"\x9f\x04\n" +
 	"\x0fGenerateRequest\x12-\n" +
 	"\x05model\x18\x01 \x01(\v2\x17.chunkscope.v1.ModelRefR\x05model\x122\n" +
 	"\x06prompt\x18\x02 \x01(\v2\x1a.chunkscope.v1.DetectInputR\x06prompt\x12A\n" +
@@ -1353,7 +1376,9 @@ const file_chunkscope_v1_perturbation_proto_rawDesc = "" +
 	"\x15detect_dictionary_ids\x18\x06 \x03(\tR\x13detectDictionaryIds\x122\n" +
 	"\x05rules\x18\a \x03(\v2\x1c.chunkscope.v1.DetectionRuleR\x05rules\x12<\n" +
 	"\bmessages\x18\b \x03(\v2 .chunkscope.v1.ChatPromptMessageR\bmessages\x127\n" +
-	"\x15add_generation_prompt\x18\t \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01B\x18\n" +
+	"\x15add_generation_prompt\x18\t \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01\x12\x18\n" +
+	"\apresets\x18\n" +
+	" \x03(\tR\apresetsB\x18\n" +
 	"\x16_add_generation_prompt\"V\n" +
 	"\tRuleEvent\x12\x1d\n" +
 	"\n" +

@@ -37,6 +37,7 @@ from envoy.type.v3 import http_status_pb2
 
 from chunkscope import metrics
 from chunkscope.api.guard import MAX_ROLE_CHARS, GuardServicer, check_name
+from chunkscope.chat_content import content_text
 from chunkscope.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from chunkscope_client.v1 import guard_pb2
 
@@ -56,17 +57,6 @@ _VERDICT_NAMES = {
 _INPUT_TYPES = {"request": guard_pb2.INPUT_TYPE_REQUEST, "response": guard_pb2.INPUT_TYPE_RESPONSE}
 
 
-def _content_text(content: Any) -> str:
-    """A chat message's content as text: a string, or the text parts of a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
-
-
 def request_inputs(body: bytes) -> tuple[list[str], list[tuple[str, str]]]:
     """(texts, messages) to check for a request body: exactly one of them is non-empty, or both
     are empty when there is nothing to check."""
@@ -84,7 +74,7 @@ def request_inputs(body: bytes) -> tuple[list[str], list[tuple[str, str]]]:
                 continue
             role = m.get("role")
             role = role[:MAX_ROLE_CHARS] if isinstance(role, str) and role else "unknown"
-            messages.append((role, _content_text(m.get("content"))))
+            messages.append((role, content_text(m.get("content"))))
         if messages:
             return [], messages
     if isinstance(parsed, dict) and isinstance(parsed.get("prompt"), str):
@@ -140,7 +130,7 @@ class _Response:
                 if not isinstance(choice, dict):
                     continue
                 delta = choice.get("delta") or choice.get("message") or {}
-                text = _content_text(delta.get("content")) if isinstance(delta, dict) else ""
+                text = content_text(delta.get("content")) if isinstance(delta, dict) else ""
                 if not text and isinstance(choice.get("text"), str):
                     text = choice["text"]  # the completions API's chunks
                 index = choice.get("index", 0)
@@ -169,7 +159,7 @@ def response_texts(body: bytes) -> list[str]:
             if not isinstance(choice, dict):
                 continue
             message = choice.get("message")
-            content = _content_text(message.get("content")) if isinstance(message, dict) else ""
+            content = content_text(message.get("content")) if isinstance(message, dict) else ""
             if not content and isinstance(choice.get("text"), str):
                 content = choice["text"]
             found.append(content)

@@ -24,6 +24,8 @@ from chunkscope.api.detection import Limits, plan, too_many_tokens
 from chunkscope.api.interceptors import audit_detail, caller
 from chunkscope.api.paging import next_token, page_window
 from chunkscope.api.perturbation import MAX_INTERVENTIONS, spec_of
+from chunkscope.api.presets import Presets, renamed
+from chunkscope.api.presets import to_proto as preset_proto
 from chunkscope.engine import serving, tokens
 from chunkscope.engine.capture import Segment, token_count
 from chunkscope.engine.chunks import DetectorCache
@@ -33,7 +35,9 @@ from chunkscope.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
+    NotFound,
     ResourceExhausted,
+    Unavailable,
     check,
 )
 from chunkscope.store.dictionaries import DictionaryStore
@@ -60,11 +64,11 @@ _VERDICTS = {
 _SPLIT = "split it into several texts"
 
 
-def check_name(name: str, field: str) -> None:
+def check_name(name: str, field: str, noun: str = "policy") -> None:
     if not name:
-        raise InvalidArgument.field(field, f"required: a policy name ({NAME_FIX})")
+        raise InvalidArgument.field(field, f"required: a {noun} name ({NAME_FIX})")
     if not NAME.match(name):
-        raise InvalidArgument.field(field, f"{name[:80]!r} is not a policy name: {NAME_FIX}")
+        raise InvalidArgument.field(field, f"{name[:80]!r} is not a {noun} name: {NAME_FIX}")
 
 
 def _version(value: int, field: str) -> None:
@@ -72,12 +76,12 @@ def _version(value: int, field: str) -> None:
         raise InvalidArgument.field(field, "must be >= 0 (0 = the latest version)")
 
 
-def _expected(request: Any) -> int | None:
+def _expected(request: Any, noun: str = "policy") -> int | None:
     if not request.HasField("expected_version"):
         return None
     if request.expected_version < 0:
         raise InvalidArgument.field(
-            "expected_version", "must be >= 0 (0: the policy must not exist yet)"
+            "expected_version", f"must be >= 0 (0: the {noun} must not exist yet)"
         )
     return int(request.expected_version)
 
@@ -125,8 +129,10 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         dictionaries: DictionaryStore,
         max_input_tokens: int,
         max_inputs: int,
+        presets: Presets | None = None,
     ) -> None:
         self.registry = registry
+        self.presets = presets
         self.cache = cache
         self.store = store
         self.dictionaries = dictionaries
@@ -269,9 +275,10 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
 
     @staticmethod
     def _check_intervention(
-        iv: Any, field: str, manifests: dict[str, dict[str, Any]], width: int
+        iv: Any, field: str, manifests: dict[str, dict[str, Any]], width: int | None
     ) -> None:
-        """What can be checked without a prompt: Generate checks positions when it applies it."""
+        """What can be checked without a prompt: Generate checks positions when it applies it,
+        and an inline vector's width (`width` None: no model to check it against) too."""
         spec = spec_of(iv, field)
         violations = []
         if spec.mode not in MODES:
@@ -280,10 +287,12 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
             )
         if not math.isfinite(spec.alpha):
             violations.append(FieldViolation(f"{field}.alpha", "must be a finite number"))
-        if not (spec.indices or spec.all_prompt or spec.generated):
+        tail = iv.positions.HasField("message_tail")
+        if not (spec.indices or spec.all_prompt or spec.generated or tail):
             violations.append(
                 FieldViolation(
-                    f"{field}.positions", "required: indices, all_prompt and/or generated"
+                    f"{field}.positions",
+                    "required: indices, all_prompt, generated and/or message_tail",
                 )
             )
         if spec.vector is not None:
@@ -297,11 +306,15 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
                         f"{field}.mode", "an inline vector supports ADD and PROJECT_OUT only"
                     )
                 )
-            if spec.vector.shape != (width,):
+            if width is not None and spec.vector.shape != (width,):
                 violations.append(
                     FieldViolation(
                         f"{field}.vector.shape", f"must be [{width}] (the model's width)"
                     )
+                )
+            elif width is None and spec.vector.ndim != 1:
+                violations.append(
+                    FieldViolation(f"{field}.vector.shape", "must be [width]: one dimension")
                 )
             elif not (spec.vector.size and all(map(math.isfinite, spec.vector.tolist()))
                       and any(spec.vector.tolist())):  # fmt: skip
@@ -363,6 +376,110 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         audit_detail(context, f"policy {record.name} version {record.version} deleted")
         return pb.DeletePolicyResponse(name=record.name, version=record.version)
 
+    # ----- intervention presets ------------------------------------------------------------
+
+    def _preset_store(self) -> Presets:
+        if self.presets is None:
+            raise Unavailable("this server keeps no presets", reason="PRESETS_UNAVAILABLE")
+        return self.presets
+
+    async def _validated_preset(self, preset: pb.InterventionPreset) -> pb.InterventionPreset:
+        """The preset to store (output-only fields cleared), or its faults by field. What needs
+        a model and a prompt (vector widths, positions in range) is checked when it is used."""
+        check_name(preset.name, "preset.name", "preset")
+        violations: list[FieldViolation] = []
+        if len(preset.description) > MAX_DESCRIPTION:
+            violations.append(
+                FieldViolation("preset.description", f"at most {MAX_DESCRIPTION} characters")
+            )
+        if not preset.interventions:
+            violations.append(
+                FieldViolation("preset.interventions", "required: at least one intervention")
+            )
+        if len(preset.interventions) > MAX_INTERVENTIONS:
+            violations.append(
+                FieldViolation("preset.interventions", f"at most {MAX_INTERVENTIONS}")
+            )
+        check(violations)
+        fields: dict[str, str] = {}
+        for j, iv in enumerate(preset.interventions):
+            if iv.WhichOneof("target") == "chunk":
+                fields.setdefault(iv.chunk.dictionary_id, f"preset.interventions[{j}]")
+        manifests = await asyncio.to_thread(self._chunk_manifests, fields)
+        for j, iv in enumerate(preset.interventions):
+            self._check_intervention(iv, f"preset.interventions[{j}]", manifests, None)
+        stored = pb.InterventionPreset()
+        stored.CopyFrom(preset)
+        stored.ClearField("version")
+        stored.ClearField("create_time")
+        stored.ClearField("author_key_id")
+        return stored
+
+    def _chunk_manifests(self, fields: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """The manifests of the dictionaries a preset's chunks name ({id: first field})."""
+        manifests = {}
+        for dictionary_id, field in fields.items():
+            where = f"{field}.chunk.dictionary_id"
+            if not dictionary_id:
+                raise InvalidArgument.field(where, "required: a stored dictionary's id")
+            try:
+                manifests[dictionary_id] = self.dictionaries.read_manifest(dictionary_id)
+            except (InvalidArgument, NotFound) as exc:
+                raise renamed(exc, "", where) from None
+        return manifests
+
+    async def PutPreset(self, request: pb.PutPresetRequest, context: Any) -> pb.PutPresetResponse:
+        presets = self._preset_store()
+        if not request.HasField("preset"):
+            raise InvalidArgument.field("preset", "required: the preset to store")
+        expected = _expected(request, "preset")
+        preset = await self._validated_preset(request.preset)
+        who = caller(context)
+        body = json_format.MessageToJson(preset, sort_keys=True, indent=None)
+        record = await asyncio.to_thread(
+            presets.store.put, preset.name, body, who.key_id if who else "", expected
+        )
+        audit_detail(context, f"preset {record.name} version {record.version}")
+        return pb.PutPresetResponse(preset=preset_proto(record))
+
+    async def GetPreset(self, request: pb.GetPresetRequest, context: Any) -> pb.GetPresetResponse:
+        presets = self._preset_store()
+        check_name(request.name, "name", "preset")
+        _version(request.version, "version")
+        return pb.GetPresetResponse(preset=await presets.read(request.name, int(request.version)))
+
+    async def ListPresets(
+        self, request: pb.ListPresetsRequest, context: Any
+    ) -> pb.ListPresetsResponse:
+        presets = self._preset_store()
+        offset, size = page_window(request.page)
+        if request.name:
+            check_name(request.name, "name", "preset")
+            records, total = await asyncio.to_thread(
+                presets.store.list_versions, request.name, offset, size
+            )
+        else:
+            records, total = await asyncio.to_thread(presets.store.list_latest, offset, size)
+        return pb.ListPresetsResponse(
+            presets=[preset_proto(r) for r in records],
+            page=common_pb2.PageResponse(
+                next_page_token=next_token(offset, size, total), total_size=total
+            ),
+        )
+
+    async def DeletePreset(
+        self, request: pb.DeletePresetRequest, context: Any
+    ) -> pb.DeletePresetResponse:
+        presets = self._preset_store()
+        check_name(request.name, "name", "preset")
+        expected = _expected(request, "preset")
+        who = caller(context)
+        record = await asyncio.to_thread(
+            presets.store.delete, request.name, who.key_id if who else "", expected
+        )
+        audit_detail(context, f"preset {record.name} version {record.version} deleted")
+        return pb.DeletePresetResponse(name=record.name, version=record.version)
+
     # ----- Check ---------------------------------------------------------------------------
 
     async def _policy(self, name: str, version: int) -> tuple[pb.Policy, list[policies.Rule]]:
@@ -415,6 +532,11 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
     async def check(self, request: pb.CheckRequest) -> pb.CheckResponse:
         """Check's work, also the Envoy external processor's (api/ext_proc.py): one path from
         a request to a verdict; every refusal is a ChunkscopeError, never a verdict."""
+        return (await self.check_policy(request))[0]
+
+    async def check_policy(self, request: pb.CheckRequest) -> tuple[pb.CheckResponse, pb.Policy]:
+        """`check`, and the policy version it used (read once: a caller that needs the policy's
+        rules, as /v1/moderations does, gets the very version the verdict came from)."""
         check_name(request.policy, "policy")
         _version(request.policy_version, "policy_version")
         input_type = _INPUT_TYPES.get(request.input_type)
@@ -483,7 +605,7 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         metrics.GUARD_VERDICTS.labels(policy.name, action).inc()
         for i in fired:
             metrics.GUARD_RULES_FIRED.labels(policy.name, rules[i].action).inc()
-        return reply
+        return reply, policy
 
     def _check_tokens(self, model: Any, segments: list[Segment], fields: list[str]) -> None:
         """INPUT_TOO_LONG for an input over --max-input-tokens (it tokenizes: off the loop)."""

@@ -1,10 +1,15 @@
-"""PerturbationService: Perturb (one forward, before/after) and Generate (streamed, with arms)."""
+"""PerturbationService: Perturb (one forward, before/after) and Generate (streamed, with arms).
+
+A request's interventions are its inline `interventions` followed by those of the stored presets
+it names (`presets`, expanded by api/presets.py); both are checked and applied the same way, and
+a fault in a preset's intervention names it as `presets[i].interventions[j]`.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,6 +19,7 @@ import numpy as np
 from chunkscope import metrics
 from chunkscope.api import tensors
 from chunkscope.api.detection import Limits, segment_of
+from chunkscope.api.presets import Applied, Presets, renamed
 from chunkscope.engine import serving, tokens
 from chunkscope.engine import steering as st
 from chunkscope.engine.capture import decode_token
@@ -22,7 +28,13 @@ from chunkscope.engine.chunks import DetectorCache, InterventionSpec, resolve
 from chunkscope.engine.detection import Detector
 from chunkscope.engine.loading import LoadedModel
 from chunkscope.engine.registry import ModelRegistry
-from chunkscope.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
+from chunkscope.errors import (
+    ChunkscopeError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from chunkscope_client.v1 import perturbation_pb2 as pb
 from chunkscope_client.v1 import perturbation_pb2_grpc
 from chunkscope_client.v1.detection_pb2 import ChunkMatch
@@ -50,6 +62,7 @@ class GenerateJob:
     arms: list[serving.Arm]
     sampling: st.Sampling
     detectors: list[Detector]
+    presets: tuple[Applied, ...] = ()  # the presets applied, with the versions used
 
 
 def spec_of(iv: pb.Intervention, field: str) -> InterventionSpec:
@@ -69,6 +82,25 @@ def spec_of(iv: pb.Intervention, field: str) -> InterventionSpec:
         all_prompt=iv.positions.all_prompt,
         generated=iv.positions.generated,
     )
+
+
+def _interventions(
+    inline: Sequence[pb.Intervention], applied: Sequence[Applied]
+) -> list[tuple[str, pb.Intervention]]:
+    """(field, intervention): the inline ones, then each preset's; together at most 32."""
+    if len(inline) > MAX_INTERVENTIONS:
+        raise InvalidArgument.field("interventions", f"at most {MAX_INTERVENTIONS}")
+    items = [(f"interventions[{i}]", iv) for i, iv in enumerate(inline)]
+    for p, preset in enumerate(applied):
+        items += [(f"presets[{p}].interventions[{j}]", iv)
+                  for j, iv in enumerate(preset.interventions)]  # fmt: skip
+    if len(items) > MAX_INTERVENTIONS:
+        raise InvalidArgument.field(
+            "presets",
+            f"{len(inline)} inline interventions and {len(items) - len(inline)} from presets; "
+            f"at most {MAX_INTERVENTIONS} together",
+        )
+    return items
 
 
 def _offsets(model: LoadedModel, text: str, ids: Any) -> list[tuple[int, int]]:
@@ -135,19 +167,35 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
         cache: DetectorCache,
         max_input_tokens: int,
         max_new_tokens: int = 1024,
+        presets: Presets | None = None,
     ) -> None:
         self.registry = registry
+        self.presets = presets
         self.cache = cache
         self.max_input_tokens = max_input_tokens
         self.limits = Limits.of(max_input_tokens)
         self.max_new_tokens = max_new_tokens
 
+    async def expand_presets(
+        self, request: pb.PerturbRequest | pb.GenerateRequest
+    ) -> list[Applied]:
+        """The stored presets a request names (NOT_FOUND naming `presets[i]` when one is not)."""
+        if not request.presets:
+            return []
+        if self.presets is None:
+            raise FailedPrecondition(
+                "presets: this server keeps no presets; give the interventions inline",
+                reason="PRESETS_UNAVAILABLE",
+            )
+        return await self.presets.expand(list(request.presets))
+
     async def _prepare(
-        self, request: pb.PerturbRequest | pb.GenerateRequest, field: str
+        self, request: pb.PerturbRequest | pb.GenerateRequest, field: str, applied: list[Applied]
     ) -> tuple[str, str, LoadedModel, Any, list[st.Action]]:
-        """The model, the prompt's ids and the resolved interventions of a Perturb or Generate;
-        `field` names the raw prompt ("input" or "prompt")."""
-        model_ref, interventions = request.model, request.interventions
+        """The model, the prompt's ids and the resolved interventions of a Perturb or Generate
+        (inline ones, then those of the `applied` presets); `field` names the raw prompt
+        ("input" or "prompt")."""
+        model_ref = request.model
         if not model_ref.name:
             raise InvalidArgument.field("model.name", "required: a registered model's name")
         model = self.registry.ready(model_ref.name, model_ref.content_hash)
@@ -177,14 +225,14 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             text, symbols, where = segment.text, segment.symbols, field
         ids = await tokens.off_loop(st.encode_prompt, model, text, symbols,
                                     self.max_input_tokens, where)  # fmt: skip
-        if len(interventions) > MAX_INTERVENTIONS:
-            raise InvalidArgument.field("interventions", f"at most {MAX_INTERVENTIONS}")
-        specs = [spec_of(iv, f"interventions[{i}]") for i, iv in enumerate(interventions)]
+        items = _interventions(request.interventions, applied)
+        interventions = [iv for _, iv in items]
+        specs = [spec_of(iv, name) for name, iv in items]
         offsets: list[tuple[int, int]] | None = None
         for i, iv in enumerate(interventions):
             if not iv.positions.HasField("message_tail"):
                 continue
-            where = f"interventions[{i}].positions.message_tail"
+            where = f"{items[i][0]}.positions.message_tail"
             if chat is None:
                 raise InvalidArgument.field(
                     where, f"needs the prompt as messages (a raw {field} has no messages)"
@@ -195,10 +243,15 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             found = message_positions(offsets, chat, tail.message_index, tail.count,
                                       tail.skip_last, where)  # fmt: skip
             specs[i] = replace(specs[i], indices=specs[i].indices + found)
-        actions = [
-            resolve(spec, i, model, model_ref.name, content_hash, self.cache, int(ids.shape[0]))
-            for i, spec in enumerate(specs)
-        ]
+        actions = []
+        for i, spec in enumerate(specs):
+            try:
+                actions.append(resolve(spec, i, model, model_ref.name, content_hash, self.cache,
+                                       int(ids.shape[0])))  # fmt: skip
+            except ChunkscopeError as exc:
+                if items[i][0] == f"interventions[{i}]":
+                    raise
+                raise renamed(exc, f"interventions[{i}]", items[i][0]) from None
         return model_ref.name, content_hash, model, ids, actions
 
     def _messages(self, messages: Any) -> list[dict[str, str]]:
@@ -225,8 +278,11 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             raise InvalidArgument.field(
                 "input", "required: a text or symbol sequence (or chat messages in messages)"
             )
-        await self.cache.prefetch(iv.chunk.dictionary_id for iv in request.interventions)
-        name, content_hash, model, ids, actions = await self._prepare(request, "input")
+        applied = await self.expand_presets(request)
+        await self.cache.prefetch(
+            iv.chunk.dictionary_id for _, iv in _interventions(request.interventions, applied)
+        )
+        name, content_hash, model, ids, actions = await self._prepare(request, "input", applied)
         _check_targets(request.target_tokens)
         targets = await tokens.off_loop(_target_ids, model, list(request.target_tokens))
         if not 0 <= request.top_k <= MAX_TOP_K:
@@ -261,12 +317,13 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
             raise InvalidArgument.field(
                 "prompt", "required: a text or symbol sequence (or chat messages in messages)"
             )
+        applied = await self.expand_presets(request)
         await self.cache.prefetch([  # dictionary loads (sha256 of the tensors) off the event loop
-            *(iv.chunk.dictionary_id for iv in request.interventions),
+            *(iv.chunk.dictionary_id for _, iv in _interventions(request.interventions, applied)),
             *request.detect_dictionary_ids,
             *(d for r in request.rules for d in (r.when.dictionary_id, r.inhibit.dictionary_id)),
         ])  # fmt: skip
-        name, content_hash, model, ids, actions = await self._prepare(request, "prompt")
+        name, content_hash, model, ids, actions = await self._prepare(request, "prompt", applied)
         sampling = self._sampling(request.sampling)
         if int(ids.shape[0]) + sampling.max_new_tokens > self.max_input_tokens:
             raise ResourceExhausted(
@@ -283,7 +340,8 @@ class PerturbationServicer(perturbation_pb2_grpc.PerturbationServiceServicer):
         arms = [serving.Arm(actions, rules)]
         if request.control:
             arms.append(serving.Arm([], []))
-        return GenerateJob(name, content_hash, model, ids, arms, sampling, detectors)
+        return GenerateJob(name, content_hash, model, ids, arms, sampling, detectors,
+                           tuple(applied))  # fmt: skip
 
     async def run_generate(
         self, job: GenerateJob

@@ -371,11 +371,8 @@ class Front:
             guard = self.guard
             assert guard is not None
             check, n = guardrails.parse_moderation(body)
-            reply = await guard.check(check)
-            policy = await guard.GetPolicy(
-                guard_pb2.GetPolicyRequest(name=reply.policy, version=reply.policy_version), None
-            )
-            return guardrails.moderation_reply(reply, policy.policy, n)
+            reply, policy = await guard.check_policy(check)  # one read of the policy
+            return guardrails.moderation_reply(reply, policy, n)
 
         return await self._check(request, guardrails.MODERATION_ROUTE, answer)
 
@@ -451,8 +448,7 @@ class Front:
             "created": int(time.time()),
             "model": chat.model,
         }
-        annotation: dict[str, Any] = {"detections": [], "interventions_applied": {},
-                                      "rules_fired": [], "guard": chat.guard}  # fmt: skip
+        annotation = {**Annotation().summary(), "guard": chat.guard}
         if not chat.stream:
             body = {**head, "object": "chat.completion", "choices": [{
                 "index": 0, "message": {"role": "assistant", "content": "", "refusal": None},
@@ -555,7 +551,7 @@ class Front:
         }
 
     async def _complete(self, job: GenerateJob, chat: ChatRequest) -> dict[str, Any]:
-        annotation, outcome = Annotation(), _Outcome()
+        annotation, outcome = _annotation(job), _Outcome()
         content = []
         async with aclosing(self._run(job, chat, annotation, outcome)) as events:
             async for kind, value in events:
@@ -591,7 +587,7 @@ class Front:
         `{"error": ...}` event and ends the stream, as OpenAI's API does.
         """
         head = self._head(job, chat, "chat.completion.chunk")
-        annotation, outcome = Annotation(), _Outcome()
+        annotation, outcome = _annotation(job), _Outcome()
         status = "OK"
         self.streams.open += 1  # an open stream, and a request in flight, until it ends
         self.in_flight += 1
@@ -651,6 +647,11 @@ class Front:
                 request=summarize(generate), request_id=rid,
             )  # fmt: skip
             self._observe(CHAT_ROUTE, "POST", 200, started)
+
+
+def _annotation(job: GenerateJob) -> Annotation:
+    """A completion's annotation, knowing the presets it applies (with the versions used)."""
+    return Annotation(presets=[p.describe() for p in job.presets])
 
 
 class ClientGone(Exception):

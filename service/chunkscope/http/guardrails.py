@@ -23,6 +23,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from chunkscope.chat_content import content_text
 from chunkscope.errors import FieldViolation, InvalidArgument
 from chunkscope_client.v1 import guard_pb2 as pb
 
@@ -37,20 +38,6 @@ def _strings(value: Any, field: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidArgument.field(field, "must be a list of strings")
     return value
-
-
-def _text_of(content: Any, field: str) -> str:
-    """An OpenAI message's content: a string, or a list of parts whose text parts are kept."""
-    if isinstance(content, str):
-        return content
-    if content is None:
-        return ""
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-        texts = [p for p in parts if isinstance(p, str)]
-        if len(texts) == len(parts):
-            return "\n".join(texts)
-    raise InvalidArgument.field(field, "must be a string or a list of content parts")
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -92,7 +79,7 @@ def parse_litellm(body: Any) -> pb.CheckRequest:
                 raise InvalidArgument.field(
                     f"structured_messages[{i}]", "must be an object with a role"
                 )
-            content = _text_of(m.get("content"), f"structured_messages[{i}].content")
+            content = content_text(m.get("content"), f"structured_messages[{i}].content")
             request.messages.add(role=m["role"], content=content)
     else:
         texts = _strings(body.get("texts") or [], "texts")

@@ -2,7 +2,8 @@
 
 The body's OpenAI fields map onto GenerateRequest's model, prompt and sampling; chunkscope's own
 options ride in a `chunkscope` object (the OpenAI SDK's `extra_body`) whose fields are
-GenerateRequest's own (`interventions`, `detect_dictionary_ids`, `rules`), parsed by protobuf's
+GenerateRequest's own (`interventions`, `presets`, `detect_dictionary_ids`, `rules`), parsed by
+protobuf's
 JSON mapping into the proto and validated by the same code as gRPC Generate, so an error names the
 field as `chunkscope.interventions[0].mode`. Every refusal is a ChunkscopeError; `error_reply`
 turns it into OpenAI's `{"error": {message, type, param, code}}` with its HTTP status.
@@ -18,6 +19,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from chunkscope.chat_content import content_text
 from chunkscope.engine.detection import Detector
 from chunkscope.errors import (
     ChunkscopeError,
@@ -36,6 +38,7 @@ EXTENSION = "chunkscope"
 # GenerateRequest fields a chat body may set under "chunkscope" (JSON or proto spelling).
 EXTENSION_FIELDS = {
     "interventions": "interventions",
+    "presets": "presets",
     "detect_dictionary_ids": "detect_dictionary_ids",
     "detectDictionaryIds": "detect_dictionary_ids",
     "rules": "rules",
@@ -128,18 +131,7 @@ def _messages(raw: Any) -> list[dict[str, str]]:
             raise _bad(f"{where}.role", f"{role!r}: use system, developer, user or assistant")
         if message.get("tool_calls") or message.get("function_call"):
             raise _bad(f"{where}.tool_calls", "tool calls are not supported")
-        content = message.get("content")
-        if isinstance(content, list):  # content parts: only text ones
-            texts = []
-            for j, part in enumerate(content):
-                if not isinstance(part, dict) or part.get("type") != "text":
-                    raise _bad(f"{where}.content[{j}]", 'only {"type": "text"} parts are supported')
-                if not isinstance(part.get("text"), str):
-                    raise _bad(f"{where}.content[{j}].text", "required: a string")
-                texts.append(part["text"])
-            content = "".join(texts)
-        if not isinstance(content, str):
-            raise _bad(f"{where}.content", "required: a string or a list of text parts")
+        content = content_text(message.get("content"), f"{where}.content", text_only=True)
         out.append({"role": role, "content": content})
     return out
 
@@ -180,7 +172,9 @@ def _extension(raw: Any) -> tuple[pb.GenerateRequest, str]:
     if raw is None:
         return request, ""
     if not isinstance(raw, dict):
-        raise _bad(EXTENSION, "must be an object with interventions, detect_dictionary_ids, rules")
+        raise _bad(
+            EXTENSION, "must be an object with interventions, presets, detect_dictionary_ids, rules"
+        )
     raw = dict(raw)
     policy = raw.pop("policy", "")
     if not isinstance(policy, str):
@@ -278,6 +272,7 @@ class Annotation:
     concepts: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     rules: list[dict[str, Any]] = field(default_factory=list)
     applied: dict[str, int] = field(default_factory=dict)
+    presets: list[dict[str, Any]] = field(default_factory=list)  # name, version, interventions
 
     def step(
         self, step: int, matches: list[tuple[Detector, int, float]], events: list[tuple[int, str]]
@@ -305,6 +300,7 @@ class Annotation:
         return {
             "detections": [self.concepts[k] for k in sorted(self.concepts)],
             "interventions_applied": dict(self.applied),
+            "presets": list(self.presets),
             "rules_fired": list(self.rules),
         }
 
@@ -328,7 +324,7 @@ def _param(field_path: str, max_tokens_field: str) -> str:
         return max_tokens_field
     if field_path.startswith("sampling."):
         return field_path.removeprefix("sampling.")
-    if field_path.startswith(("interventions", "rules", "detect_dictionary_ids")):
+    if field_path.startswith(("interventions", "presets", "rules", "detect_dictionary_ids")):
         return f"{EXTENSION}.{field_path}"
     return field_path
 
@@ -351,8 +347,10 @@ def error_reply(exc: ChunkscopeError, max_tokens_field: str = "max_tokens") -> t
     elif isinstance(exc, NotFound):
         if exc.reason == "MODEL_NOT_FOUND":
             status, kind, param = 404, "not_found_error", "model"
-        else:  # a dictionary the body names: the request is wrong
+        else:  # a dictionary or preset the body names: the request is wrong
             status, kind = 400, "invalid_request_error"
+            if exc.metadata.get("field"):
+                param = _param(exc.metadata["field"], max_tokens_field)
     elif isinstance(exc, ResourceExhausted) and exc.reason == "REQUEST_TOO_LARGE":
         status, kind = 413, "invalid_request_error"
     elif isinstance(exc, ResourceExhausted):

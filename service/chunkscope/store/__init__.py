@@ -1,4 +1,5 @@
-"""Persistence: registrations, dictionaries and guard policies, in one of two backends.
+"""Persistence: registrations, dictionaries, guard policies and intervention presets, in one of
+two backends.
 
 - local (the default): SQLite and safetensors files in --data-dir, for one server;
 - PostgreSQL (`--store postgresql://...`): one database shared by every replica of a fleet.
@@ -20,7 +21,7 @@ from typing import IO
 
 from chunkscope.config import Settings
 from chunkscope.store.dictionaries import DictionaryStore, LocalDictionaryStore
-from chunkscope.store.policies import LocalPolicyStore, PolicyStore
+from chunkscope.store.policies import PRESETS, LocalPolicyStore, PolicyStore
 from chunkscope.store.registry import ModelStore, RegistryStore
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ class Store:
     _lock: IO[bytes] | None = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     policies: PolicyStore | None = None  # guard policies (store/policies.py)
+
+    @property
+    def presets(self) -> PolicyStore | None:
+        """Intervention presets: the policy store's view of its other kind (closed with it)."""
+        return None if self.policies is None else self.policies.of(PRESETS)
 
     @property
     def shared(self) -> bool:

@@ -35,7 +35,7 @@ from chunkscope.store.dictionaries import (
     not_found,
     record_of,
 )
-from chunkscope.store.policies import PolicyRecord, check_expected
+from chunkscope.store.policies import POLICIES, Kind, PolicyRecord, check_expected
 from chunkscope.store.registry import ModelRecord
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 MODELS_CHANNEL = "chunkscope_models"
 # pg_advisory_xact_lock key for migrations ("chunks" in ASCII).
 _MIGRATION_LOCK = 0x6368756E6B73
-# pg_advisory_xact_lock(class, hashtext(name)) class for writes to one policy ("pol" in ASCII).
+# pg_advisory_xact_lock(class, hashtext(kind:name)) class for writes to one policy or preset
+# ("pol" in ASCII).
 _POLICY_LOCK_CLASS = 0x706F6C
 
 # (version, statements). Append only: a released migration is never edited.
@@ -89,6 +90,16 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 body       text NOT NULL,
                 PRIMARY KEY (name, version)
             )""",
+        ),
+    ),
+    (
+        3,
+        (
+            # Intervention presets share the policies' table (store/policies.py Kind): a kind
+            # column, existing rows being policies, and the key (kind, name, version).
+            "ALTER TABLE policies ADD COLUMN kind text NOT NULL DEFAULT 'policy'",
+            "ALTER TABLE policies DROP CONSTRAINT policies_pkey",
+            "ALTER TABLE policies ADD PRIMARY KEY (kind, name, version)",
         ),
     ),
 )
@@ -349,22 +360,26 @@ class PostgresDictionaryStore(DictionaryStore):
 _POLICY_COLUMNS = "name, version, body, created_at, author, deleted"
 _LATEST_POLICIES = (
     "SELECT DISTINCT ON (name) name, version, body, created_at, author, deleted FROM policies "
-    "ORDER BY name, version DESC"
+    "WHERE kind = %s ORDER BY name, version DESC"
 )
 
 
 class PostgresPolicyStore:
-    """Guard policies (store.policies.PolicyStore) in the shared database: a policy put on one
-    replica is what every replica's next Check reads."""
+    """Guard policies (store.policies.PolicyStore), or another kind of document (`of`), in the
+    shared database: a policy put on one replica is what every replica's next Check reads."""
 
-    def __init__(self, db: _Database) -> None:
+    def __init__(self, db: _Database, kind: Kind = POLICIES) -> None:
         self._db = db
+        self.kind = kind
 
-    @staticmethod
-    def _latest(conn: psycopg.Connection[Any], name: str) -> PolicyRecord | None:
+    def of(self, kind: Kind) -> PostgresPolicyStore:
+        return PostgresPolicyStore(self._db, kind)
+
+    def _latest(self, conn: psycopg.Connection[Any], name: str) -> PolicyRecord | None:
         row = conn.execute(
-            f"SELECT {_POLICY_COLUMNS} FROM policies WHERE name = %s ORDER BY version DESC LIMIT 1",
-            (name,),
+            f"SELECT {_POLICY_COLUMNS} FROM policies WHERE kind = %s AND name = %s "
+            "ORDER BY version DESC LIMIT 1",
+            (self.kind.key, name),
         ).fetchone()
         return None if row is None else _policy(row)
 
@@ -373,18 +388,20 @@ class PostgresPolicyStore:
         with self._db.connect() as conn:
             # Writers of one name take turns (the lock ends with the transaction).
             conn.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_POLICY_LOCK_CLASS, name)
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                (_POLICY_LOCK_CLASS, f"{self.kind.key}:{name}"),
             )
             latest = self._latest(conn, name)
             last = latest.version if latest else 0
             live = latest if latest is not None and not latest.deleted else None
             if deleted and live is None:
-                raise policies.not_found(name)
-            check_expected(name, live.version if live else 0, expected)
+                raise policies.not_found(name, 0, self.kind)
+            check_expected(name, live.version if live else 0, expected, self.kind)
             record = PolicyRecord(name, last + 1, body, policies.now(), author, deleted)
             conn.execute(
-                f"INSERT INTO policies ({_POLICY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
-                (name, record.version, body, record.created_at, author, deleted),
+                f"INSERT INTO policies (kind, {_POLICY_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (self.kind.key, name, record.version, body, record.created_at, author, deleted),
             )
         return record, live
 
@@ -400,27 +417,27 @@ class PostgresPolicyStore:
         with self._db.connect() as conn:
             latest = self._latest(conn, name)
             if latest is None or latest.deleted:
-                raise policies.not_found(name)
+                raise policies.not_found(name, 0, self.kind)
             if not version or version == latest.version:
                 return latest
             row = conn.execute(
                 f"SELECT {_POLICY_COLUMNS} FROM policies "
-                "WHERE name = %s AND version = %s AND NOT deleted",
-                (name, version),
+                "WHERE kind = %s AND name = %s AND version = %s AND NOT deleted",
+                (self.kind.key, name, version),
             ).fetchone()
         if row is None:
-            raise policies.not_found(name, version)
+            raise policies.not_found(name, version, self.kind)
         return _policy(row)
 
     def list_latest(self, offset: int, limit: int) -> tuple[list[PolicyRecord], int]:
         with self._db.connect() as conn:
             count = conn.execute(
-                f"SELECT count(*) FROM ({_LATEST_POLICIES}) p WHERE NOT deleted"
+                f"SELECT count(*) FROM ({_LATEST_POLICIES}) p WHERE NOT deleted", (self.kind.key,)
             ).fetchone()
             rows = conn.execute(
                 f"SELECT * FROM ({_LATEST_POLICIES}) p WHERE NOT deleted "
                 "ORDER BY name LIMIT %s OFFSET %s",
-                (limit, offset),
+                (self.kind.key, limit, offset),
             ).fetchall()
         return [_policy(r) for r in rows], int(count[0]) if count else 0
 
@@ -428,14 +445,16 @@ class PostgresPolicyStore:
         with self._db.connect() as conn:
             latest = self._latest(conn, name)
             if latest is None or latest.deleted:
-                raise policies.not_found(name)
+                raise policies.not_found(name, 0, self.kind)
             count = conn.execute(
-                "SELECT count(*) FROM policies WHERE name = %s AND NOT deleted", (name,)
+                "SELECT count(*) FROM policies WHERE kind = %s AND name = %s AND NOT deleted",
+                (self.kind.key, name),
             ).fetchone()
             rows = conn.execute(
-                f"SELECT {_POLICY_COLUMNS} FROM policies WHERE name = %s AND NOT deleted "
+                f"SELECT {_POLICY_COLUMNS} FROM policies "
+                "WHERE kind = %s AND name = %s AND NOT deleted "
                 "ORDER BY version DESC LIMIT %s OFFSET %s",
-                (name, limit, offset),
+                (self.kind.key, name, limit, offset),
             ).fetchall()
         return [_policy(r) for r in rows], int(count[0]) if count else 0
 

@@ -560,6 +560,45 @@ class Client:
             request.expected_version = expected_version
         return self._call(self.guard.DeletePolicy, request)
 
+    def put_preset(
+        self, preset: guard_pb2.InterventionPreset, *, expected_version: int | None = None
+    ) -> guard_pb2.InterventionPreset:
+        """Store a new version of an intervention preset (admins); `expected_version` refuses a
+        lost update (0: the preset must not exist yet). Returns it as stored, with its version.
+        Generate and Perturb then name it in `presets` ("name" or "name@version")."""
+        request = guard_pb2.PutPresetRequest(preset=preset)
+        if expected_version is not None:
+            request.expected_version = expected_version
+        return self._call(self.guard.PutPreset, request).preset
+
+    def get_preset(self, name: str, version: int = 0) -> guard_pb2.InterventionPreset:
+        """A preset's latest version, or `version`."""
+        request = guard_pb2.GetPresetRequest(name=name, version=version)
+        return self._call(self.guard.GetPreset, request).preset
+
+    def list_presets(
+        self, name: str = "", page_size: int = 0
+    ) -> Iterator[guard_pb2.InterventionPreset]:
+        """The latest version of every preset by name, or with `name` every version of it."""
+        token = ""
+        while True:
+            page = common_pb2.PageRequest(page_size=page_size, page_token=token)
+            request = guard_pb2.ListPresetsRequest(page=page, name=name)
+            reply = self._call(self.guard.ListPresets, request)
+            yield from reply.presets
+            token = reply.page.next_page_token
+            if not token:
+                return
+
+    def delete_preset(
+        self, name: str, *, expected_version: int | None = None
+    ) -> guard_pb2.DeletePresetResponse:
+        """Delete a preset (admins); its version numbers are not reused."""
+        request = guard_pb2.DeletePresetRequest(name=name)
+        if expected_version is not None:
+            request.expected_version = expected_version
+        return self._call(self.guard.DeletePreset, request)
+
     def check(
         self,
         policy: str,

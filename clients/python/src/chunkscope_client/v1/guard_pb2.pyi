@@ -674,3 +674,278 @@ class CheckResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckResponse: _TypeAlias = CheckResponse  # noqa: Y015
+
+@_typing.final
+class InterventionPreset(_message.Message):
+    """A named, versioned list of interventions, stored once and named by GenerateRequest.presets and
+    PerturbRequest.presets ("name" or "name@version") instead of resending them on every call.
+    Versioned as policies are: every PutPreset stores a new version, older versions stay usable.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    INTERVENTIONS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    AUTHOR_KEY_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. 1-64 characters: lower-case letters, digits, '.', '_' and '-', starting with a
+    letter or digit.
+    """
+    version: _builtins.int
+    """Output only: the version (1, 2, ...)."""
+    description: _builtins.str
+    """Free text, at most 1024 characters."""
+    author_key_id: _builtins.str
+    """Output only: the id of the API key that stored this version ("" with auth disabled)."""
+    @_builtins.property
+    def interventions(self) -> _containers.RepeatedCompositeFieldContainer[_perturbation_pb2.Intervention]:
+        """Required. 1-32 interventions, as in PerturbationService. Checked when stored (targets,
+        modes, alphas, positions, inline vectors, that named dictionaries and entries exist) and
+        again when used (against the request's model and prompt).
+        """
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when this version was stored."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        description: _builtins.str = ...,
+        interventions: _abc.Iterable[_perturbation_pb2.Intervention] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        author_key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_key_id", b"author_key_id", "create_time", b"create_time", "description", b"description", "interventions", b"interventions", "name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InterventionPreset: _TypeAlias = InterventionPreset  # noqa: Y015
+
+@_typing.final
+class PutPresetRequest(_message.Message):
+    """Request for GuardService.PutPreset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESET_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    expected_version: _builtins.int
+    """Optional optimistic concurrency: the version the caller expects to be the latest (0: that
+    the preset does not exist yet). When the latest differs the call is refused with
+    FAILED_PRECONDITION (reason PRESET_VERSION_CONFLICT). Unset: no check.
+    """
+    @_builtins.property
+    def preset(self) -> Global___InterventionPreset:
+        """Required. The preset (version, create_time and author_key_id are ignored)."""
+
+    def __init__(
+        self,
+        *,
+        preset: Global___InterventionPreset | None = ...,
+        expected_version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "preset", b"preset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "preset", b"preset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+
+Global___PutPresetRequest: _TypeAlias = PutPresetRequest  # noqa: Y015
+
+@_typing.final
+class PutPresetResponse(_message.Message):
+    """Response for GuardService.PutPreset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preset(self) -> Global___InterventionPreset:
+        """The preset as stored, with its new version."""
+
+    def __init__(
+        self,
+        *,
+        preset: Global___InterventionPreset | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preset", b"preset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preset", b"preset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutPresetResponse: _TypeAlias = PutPresetResponse  # noqa: Y015
+
+@_typing.final
+class GetPresetRequest(_message.Message):
+    """Request for GuardService.GetPreset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. The preset's name."""
+    version: _builtins.int
+    """A version; 0 means the latest."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPresetRequest: _TypeAlias = GetPresetRequest  # noqa: Y015
+
+@_typing.final
+class GetPresetResponse(_message.Message):
+    """Response for GuardService.GetPreset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preset(self) -> Global___InterventionPreset:
+        """The preset."""
+
+    def __init__(
+        self,
+        *,
+        preset: Global___InterventionPreset | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preset", b"preset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preset", b"preset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPresetResponse: _TypeAlias = GetPresetResponse  # noqa: Y015
+
+@_typing.final
+class ListPresetsRequest(_message.Message):
+    """Request for GuardService.ListPresets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """When set, every version of this preset (newest first) instead of the latest of each."""
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest:
+        """Paging."""
+
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "page", b"page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPresetsRequest: _TypeAlias = ListPresetsRequest  # noqa: Y015
+
+@_typing.final
+class ListPresetsResponse(_message.Message):
+    """Response for GuardService.ListPresets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESETS_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def presets(self) -> _containers.RepeatedCompositeFieldContainer[Global___InterventionPreset]:
+        """Presets by name (or versions, newest first)."""
+
+    @_builtins.property
+    def page(self) -> _common_pb2.PageResponse:
+        """Paging state."""
+
+    def __init__(
+        self,
+        *,
+        presets: _abc.Iterable[Global___InterventionPreset] | None = ...,
+        page: _common_pb2.PageResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "presets", b"presets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPresetsResponse: _TypeAlias = ListPresetsResponse  # noqa: Y015
+
+@_typing.final
+class DeletePresetRequest(_message.Message):
+    """Request for GuardService.DeletePreset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. The preset's name."""
+    expected_version: _builtins.int
+    """Optional optimistic concurrency: the version the caller expects to be the latest; when it
+    differs the call is refused with FAILED_PRECONDITION (reason PRESET_VERSION_CONFLICT).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        expected_version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+
+Global___DeletePresetRequest: _TypeAlias = DeletePresetRequest  # noqa: Y015
+
+@_typing.final
+class DeletePresetResponse(_message.Message):
+    """Response for GuardService.DeletePreset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The preset's name."""
+    version: _builtins.int
+    """The last version it had."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePresetResponse: _TypeAlias = DeletePresetResponse  # noqa: Y015

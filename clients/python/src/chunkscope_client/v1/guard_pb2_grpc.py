@@ -69,6 +69,26 @@ class GuardServiceStub:
                 request_serializer=chunkscope_dot_v1_dot_guard__pb2.CheckRequest.SerializeToString,
                 response_deserializer=chunkscope_dot_v1_dot_guard__pb2.CheckResponse.FromString,
                 _registered_method=True)
+        self.PutPreset = channel.unary_unary(
+                '/chunkscope.v1.GuardService/PutPreset',
+                request_serializer=chunkscope_dot_v1_dot_guard__pb2.PutPresetRequest.SerializeToString,
+                response_deserializer=chunkscope_dot_v1_dot_guard__pb2.PutPresetResponse.FromString,
+                _registered_method=True)
+        self.GetPreset = channel.unary_unary(
+                '/chunkscope.v1.GuardService/GetPreset',
+                request_serializer=chunkscope_dot_v1_dot_guard__pb2.GetPresetRequest.SerializeToString,
+                response_deserializer=chunkscope_dot_v1_dot_guard__pb2.GetPresetResponse.FromString,
+                _registered_method=True)
+        self.ListPresets = channel.unary_unary(
+                '/chunkscope.v1.GuardService/ListPresets',
+                request_serializer=chunkscope_dot_v1_dot_guard__pb2.ListPresetsRequest.SerializeToString,
+                response_deserializer=chunkscope_dot_v1_dot_guard__pb2.ListPresetsResponse.FromString,
+                _registered_method=True)
+        self.DeletePreset = channel.unary_unary(
+                '/chunkscope.v1.GuardService/DeletePreset',
+                request_serializer=chunkscope_dot_v1_dot_guard__pb2.DeletePresetRequest.SerializeToString,
+                response_deserializer=chunkscope_dot_v1_dot_guard__pb2.DeletePresetResponse.FromString,
+                _registered_method=True)
 
 
 class GuardServiceServicer:
@@ -120,6 +140,35 @@ class GuardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutPreset(self, request, context):
+        """Stores a new version of an intervention preset (version 1 when the name is new).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPreset(self, request, context):
+        """A preset: its latest version, or a given one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPresets(self, request, context):
+        """The latest version of every preset, or every version of one preset.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePreset(self, request, context):
+        """Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+        are not reused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GuardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +196,26 @@ def add_GuardServiceServicer_to_server(servicer, server):
                     servicer.Check,
                     request_deserializer=chunkscope_dot_v1_dot_guard__pb2.CheckRequest.FromString,
                     response_serializer=chunkscope_dot_v1_dot_guard__pb2.CheckResponse.SerializeToString,
+            ),
+            'PutPreset': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutPreset,
+                    request_deserializer=chunkscope_dot_v1_dot_guard__pb2.PutPresetRequest.FromString,
+                    response_serializer=chunkscope_dot_v1_dot_guard__pb2.PutPresetResponse.SerializeToString,
+            ),
+            'GetPreset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPreset,
+                    request_deserializer=chunkscope_dot_v1_dot_guard__pb2.GetPresetRequest.FromString,
+                    response_serializer=chunkscope_dot_v1_dot_guard__pb2.GetPresetResponse.SerializeToString,
+            ),
+            'ListPresets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPresets,
+                    request_deserializer=chunkscope_dot_v1_dot_guard__pb2.ListPresetsRequest.FromString,
+                    response_serializer=chunkscope_dot_v1_dot_guard__pb2.ListPresetsResponse.SerializeToString,
+            ),
+            'DeletePreset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePreset,
+                    request_deserializer=chunkscope_dot_v1_dot_guard__pb2.DeletePresetRequest.FromString,
+                    response_serializer=chunkscope_dot_v1_dot_guard__pb2.DeletePresetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -294,6 +363,114 @@ class GuardService:
             '/chunkscope.v1.GuardService/Check',
             chunkscope_dot_v1_dot_guard__pb2.CheckRequest.SerializeToString,
             chunkscope_dot_v1_dot_guard__pb2.CheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutPreset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chunkscope.v1.GuardService/PutPreset',
+            chunkscope_dot_v1_dot_guard__pb2.PutPresetRequest.SerializeToString,
+            chunkscope_dot_v1_dot_guard__pb2.PutPresetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPreset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chunkscope.v1.GuardService/GetPreset',
+            chunkscope_dot_v1_dot_guard__pb2.GetPresetRequest.SerializeToString,
+            chunkscope_dot_v1_dot_guard__pb2.GetPresetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPresets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chunkscope.v1.GuardService/ListPresets',
+            chunkscope_dot_v1_dot_guard__pb2.ListPresetsRequest.SerializeToString,
+            chunkscope_dot_v1_dot_guard__pb2.ListPresetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePreset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chunkscope.v1.GuardService/DeletePreset',
+            chunkscope_dot_v1_dot_guard__pb2.DeletePresetRequest.SerializeToString,
+            chunkscope_dot_v1_dot_guard__pb2.DeletePresetResponse.FromString,
             options,
             channel_credentials,
             insecure,

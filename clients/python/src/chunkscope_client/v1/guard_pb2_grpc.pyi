@@ -55,6 +55,16 @@ class GuardServiceStub:
     """
     Check: _grpc.UnaryUnaryMultiCallable[_guard_pb2.CheckRequest, _guard_pb2.CheckResponse]
     """Checks texts or chat messages against a policy; honours the call's deadline."""
+    PutPreset: _grpc.UnaryUnaryMultiCallable[_guard_pb2.PutPresetRequest, _guard_pb2.PutPresetResponse]
+    """Stores a new version of an intervention preset (version 1 when the name is new)."""
+    GetPreset: _grpc.UnaryUnaryMultiCallable[_guard_pb2.GetPresetRequest, _guard_pb2.GetPresetResponse]
+    """A preset: its latest version, or a given one."""
+    ListPresets: _grpc.UnaryUnaryMultiCallable[_guard_pb2.ListPresetsRequest, _guard_pb2.ListPresetsResponse]
+    """The latest version of every preset, or every version of one preset."""
+    DeletePreset: _grpc.UnaryUnaryMultiCallable[_guard_pb2.DeletePresetRequest, _guard_pb2.DeletePresetResponse]
+    """Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+    are not reused.
+    """
 
 @_typing.type_check_only
 class GuardServiceAsyncStub(GuardServiceStub):
@@ -83,6 +93,16 @@ class GuardServiceAsyncStub(GuardServiceStub):
     """
     Check: _aio.UnaryUnaryMultiCallable[_guard_pb2.CheckRequest, _guard_pb2.CheckResponse]  # type: ignore[assignment]
     """Checks texts or chat messages against a policy; honours the call's deadline."""
+    PutPreset: _aio.UnaryUnaryMultiCallable[_guard_pb2.PutPresetRequest, _guard_pb2.PutPresetResponse]  # type: ignore[assignment]
+    """Stores a new version of an intervention preset (version 1 when the name is new)."""
+    GetPreset: _aio.UnaryUnaryMultiCallable[_guard_pb2.GetPresetRequest, _guard_pb2.GetPresetResponse]  # type: ignore[assignment]
+    """A preset: its latest version, or a given one."""
+    ListPresets: _aio.UnaryUnaryMultiCallable[_guard_pb2.ListPresetsRequest, _guard_pb2.ListPresetsResponse]  # type: ignore[assignment]
+    """The latest version of every preset, or every version of one preset."""
+    DeletePreset: _aio.UnaryUnaryMultiCallable[_guard_pb2.DeletePresetRequest, _guard_pb2.DeletePresetResponse]  # type: ignore[assignment]
+    """Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+    are not reused.
+    """
 
 class GuardServiceServicer(metaclass=_abc_1.ABCMeta):
     """Policies over stored dictionaries, and a guard call that checks texts against one.
@@ -138,5 +158,39 @@ class GuardServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_guard_pb2.CheckResponse, _abc.Awaitable[_guard_pb2.CheckResponse]]:
         """Checks texts or chat messages against a policy; honours the call's deadline."""
+
+    @_abc_1.abstractmethod
+    def PutPreset(
+        self,
+        request: _guard_pb2.PutPresetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guard_pb2.PutPresetResponse, _abc.Awaitable[_guard_pb2.PutPresetResponse]]:
+        """Stores a new version of an intervention preset (version 1 when the name is new)."""
+
+    @_abc_1.abstractmethod
+    def GetPreset(
+        self,
+        request: _guard_pb2.GetPresetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guard_pb2.GetPresetResponse, _abc.Awaitable[_guard_pb2.GetPresetResponse]]:
+        """A preset: its latest version, or a given one."""
+
+    @_abc_1.abstractmethod
+    def ListPresets(
+        self,
+        request: _guard_pb2.ListPresetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guard_pb2.ListPresetsResponse, _abc.Awaitable[_guard_pb2.ListPresetsResponse]]:
+        """The latest version of every preset, or every version of one preset."""
+
+    @_abc_1.abstractmethod
+    def DeletePreset(
+        self,
+        request: _guard_pb2.DeletePresetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guard_pb2.DeletePresetResponse, _abc.Awaitable[_guard_pb2.DeletePresetResponse]]:
+        """Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+        are not reused.
+        """
 
 def add_GuardServiceServicer_to_server(servicer: GuardServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -280,6 +280,7 @@ class PerturbRequest(_message.Message):
     TOP_K_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     ADD_GENERATION_PROMPT_FIELD_NUMBER: _builtins.int
+    PRESETS_FIELD_NUMBER: _builtins.int
     top_k: _builtins.int
     """Also report the top k next tokens before and after. 0 means 10."""
     add_generation_prompt: _builtins.bool
@@ -309,6 +310,13 @@ class PerturbRequest(_message.Message):
         `positions.message_tail`. The last position is then the end of the assistant's header.
         """
 
+    @_builtins.property
+    def presets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+        latest version) or "name@version"; at most 16. Their interventions follow `interventions`,
+        in the order given; together at most 32.
+        """
+
     def __init__(
         self,
         *,
@@ -319,10 +327,11 @@ class PerturbRequest(_message.Message):
         top_k: _builtins.int = ...,
         messages: _abc.Iterable[Global___ChatPromptMessage] | None = ...,
         add_generation_prompt: _builtins.bool | None = ...,
+        presets: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "add_generation_prompt", b"add_generation_prompt", "input", b"input", "model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "add_generation_prompt", b"add_generation_prompt", "input", b"input", "interventions", b"interventions", "messages", b"messages", "model", b"model", "target_tokens", b"target_tokens", "top_k", b"top_k"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "add_generation_prompt", b"add_generation_prompt", "input", b"input", "interventions", b"interventions", "messages", b"messages", "model", b"model", "presets", b"presets", "target_tokens", b"target_tokens", "top_k", b"top_k"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__add_generation_prompt: _TypeAlias = _typing.Literal["add_generation_prompt"]  # noqa: Y015
     _WhichOneofArgType__add_generation_prompt: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt"]  # noqa: Y015
@@ -511,6 +520,7 @@ class GenerateRequest(_message.Message):
     RULES_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     ADD_GENERATION_PROMPT_FIELD_NUMBER: _builtins.int
+    PRESETS_FIELD_NUMBER: _builtins.int
     control: _builtins.bool
     """Also run an unperturbed arm with the same sampling parameters and seed."""
     add_generation_prompt: _builtins.bool
@@ -546,6 +556,13 @@ class GenerateRequest(_message.Message):
         `positions.message_tail`.
         """
 
+    @_builtins.property
+    def presets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+        latest version) or "name@version"; at most 16. Their interventions follow `interventions`,
+        in the order given; together at most 32.
+        """
+
     def __init__(
         self,
         *,
@@ -558,10 +575,11 @@ class GenerateRequest(_message.Message):
         rules: _abc.Iterable[Global___DetectionRule] | None = ...,
         messages: _abc.Iterable[Global___ChatPromptMessage] | None = ...,
         add_generation_prompt: _builtins.bool | None = ...,
+        presets: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "add_generation_prompt", b"add_generation_prompt", "model", b"model", "prompt", b"prompt", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "add_generation_prompt", b"add_generation_prompt", "control", b"control", "detect_dictionary_ids", b"detect_dictionary_ids", "interventions", b"interventions", "messages", b"messages", "model", b"model", "prompt", b"prompt", "rules", b"rules", "sampling", b"sampling"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt", "add_generation_prompt", b"add_generation_prompt", "control", b"control", "detect_dictionary_ids", b"detect_dictionary_ids", "interventions", b"interventions", "messages", b"messages", "model", b"model", "presets", b"presets", "prompt", b"prompt", "rules", b"rules", "sampling", b"sampling"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__add_generation_prompt: _TypeAlias = _typing.Literal["add_generation_prompt"]  # noqa: Y015
     _WhichOneofArgType__add_generation_prompt: _TypeAlias = _typing.Literal["_add_generation_prompt", b"_add_generation_prompt"]  # noqa: Y015

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chunkscope/v1/guard.proto.
  */
 export const file_chunkscope_v1_guard: GenFile = /*@__PURE__*/
-  fileDesc("ChljaHVua3Njb3BlL3YxL2d1YXJkLnByb3RvEg1jaHVua3Njb3BlLnYxIogCCgpQb2xpY3lSdWxlEhUKDWRpY3Rpb25hcnlfaWQYASABKAkSDQoFbGFiZWwYAiABKAkSEgoKbWluX3Rva2VucxgDIAEoBRIcCg9zY29yZV90aHJlc2hvbGQYBCABKAFIAIgBARIrCgZhY3Rpb24YBSABKA4yGy5jaHVua3Njb3BlLnYxLlBvbGljeUFjdGlvbhIyCg1pbnRlcnZlbnRpb25zGAYgAygLMhsuY2h1bmtzY29wZS52MS5JbnRlcnZlbnRpb24SLQoLaW5wdXRfdHlwZXMYByADKA4yGC5jaHVua3Njb3BlLnYxLklucHV0VHlwZUISChBfc2NvcmVfdGhyZXNob2xkIuUBCgZQb2xpY3kSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEhMKC2Rlc2NyaXB0aW9uGAMgASgJEiYKBW1vZGVsGAQgASgLMhcuY2h1bmtzY29wZS52MS5Nb2RlbFJlZhIoCgVydWxlcxgFIAMoCzIZLmNodW5rc2NvcGUudjEuUG9saWN5UnVsZRINCgVyb2xlcxgGIAMoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXV0aG9yX2tleV9pZBgIIAEoCSJtChBQdXRQb2xpY3lSZXF1ZXN0EiUKBnBvbGljeRgBIAEoCzIVLmNodW5rc2NvcGUudjEuUG9saWN5Eh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKANIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiI6ChFQdXRQb2xpY3lSZXNwb25zZRIlCgZwb2xpY3kYASABKAsyFS5jaHVua3Njb3BlLnYxLlBvbGljeSIxChBHZXRQb2xpY3lSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoAyI6ChFHZXRQb2xpY3lSZXNwb25zZRIlCgZwb2xpY3kYASABKAsyFS5jaHVua3Njb3BlLnYxLlBvbGljeSJNChNMaXN0UG9saWNpZXNSZXF1ZXN0EigKBHBhZ2UYASABKAsyGi5jaHVua3Njb3BlLnYxLlBhZ2VSZXF1ZXN0EgwKBG5hbWUYAiABKAkiagoUTGlzdFBvbGljaWVzUmVzcG9uc2USJwoIcG9saWNpZXMYASADKAsyFS5jaHVua3Njb3BlLnYxLlBvbGljeRIpCgRwYWdlGAIgASgLMhsuY2h1bmtzY29wZS52MS5QYWdlUmVzcG9uc2UiVwoTRGVsZXRlUG9saWN5UmVxdWVzdBIMCgRuYW1lGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKANIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiI1ChREZWxldGVQb2xpY3lSZXNwb25zZRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAMiLAoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJIqEBCgxDaGVja1JlcXVlc3QSDgoGcG9saWN5GAEgASgJEhYKDnBvbGljeV92ZXJzaW9uGAIgASgDEiwKCmlucHV0X3R5cGUYAyABKA4yGC5jaHVua3Njb3BlLnYxLklucHV0VHlwZRINCgV0ZXh0cxgEIAMoCRIsCghtZXNzYWdlcxgFIAMoCzIaLmNodW5rc2NvcGUudjEuQ2hhdE1lc3NhZ2UibQoJVG9rZW5TcGFuEhIKCmNoYXJfc3RhcnQYASABKAUSEAoIY2hhcl9lbmQYAiABKAUSEwoLdG9rZW5fc3RhcnQYAyABKAUSEQoJdG9rZW5fZW5kGAQgASgFEhIKCmJlc3Rfc2NvcmUYBSABKAEi5QEKDENvbmNlcHRTY29yZRISCgpydWxlX2luZGV4GAEgASgFEhUKDWRpY3Rpb25hcnlfaWQYAiABKAkSDQoFbGFiZWwYAyABKAkSEwoLaW5wdXRfaW5kZXgYBCABKAUSDQoFY291bnQYBSABKAUSEgoKYmVzdF9zY29yZRgGIAEoARINCgVmaXJlZBgHIAEoCBIrCgZhY3Rpb24YCCABKA4yGy5jaHVua3Njb3BlLnYxLlBvbGljeUFjdGlvbhInCgVzcGFucxgJIAMoCzIYLmNodW5rc2NvcGUudjEuVG9rZW5TcGFuIosCCg1DaGVja1Jlc3BvbnNlEicKB3ZlcmRpY3QYASABKA4yFi5jaHVua3Njb3BlLnYxLlZlcmRpY3QSDgoGcmVhc29uGAIgASgJEg4KBnBvbGljeRgDIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgEIAEoAxIrCgZzY29yZXMYBSADKAsyGy5jaHVua3Njb3BlLnYxLkNvbmNlcHRTY29yZRIyCg1pbnRlcnZlbnRpb25zGAYgAygLMhsuY2h1bmtzY29wZS52MS5JbnRlcnZlbnRpb24SEwoLZmlyZWRfcnVsZXMYByADKAUSEAoIbl90b2tlbnMYCCABKAUSEQoJZGV0ZWN0X25zGAkgASgDKnwKDFBvbGljeUFjdGlvbhIdChlQT0xJQ1lfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFwoTUE9MSUNZX0FDVElPTl9BTExPVxABEhcKE1BPTElDWV9BQ1RJT05fQkxPQ0sQAhIbChdQT0xJQ1lfQUNUSU9OX0lOVEVSVkVORRADKlgKCUlucHV0VHlwZRIaChZJTlBVVF9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSSU5QVVRfVFlQRV9SRVFVRVNUEAESFwoTSU5QVVRfVFlQRV9SRVNQT05TRRACKl8KB1ZlcmRpY3QSFwoTVkVSRElDVF9VTlNQRUNJRklFRBAAEhEKDVZFUkRJQ1RfQUxMT1cQARIRCg1WRVJESUNUX0JMT0NLEAISFQoRVkVSRElDVF9JTlRFUlZFTkUQAzKkAwoMR3VhcmRTZXJ2aWNlEk4KCVB1dFBvbGljeRIfLmNodW5rc2NvcGUudjEuUHV0UG9saWN5UmVxdWVzdBogLmNodW5rc2NvcGUudjEuUHV0UG9saWN5UmVzcG9uc2USTgoJR2V0UG9saWN5Eh8uY2h1bmtzY29wZS52MS5HZXRQb2xpY3lSZXF1ZXN0GiAuY2h1bmtzY29wZS52MS5HZXRQb2xpY3lSZXNwb25zZRJXCgxMaXN0UG9saWNpZXMSIi5jaHVua3Njb3BlLnYxLkxpc3RQb2xpY2llc1JlcXVlc3QaIy5jaHVua3Njb3BlLnYxLkxpc3RQb2xpY2llc1Jlc3BvbnNlElcKDERlbGV0ZVBvbGljeRIiLmNodW5rc2NvcGUudjEuRGVsZXRlUG9saWN5UmVxdWVzdBojLmNodW5rc2NvcGUudjEuRGVsZXRlUG9saWN5UmVzcG9uc2USQgoFQ2hlY2sSGy5jaHVua3Njb3BlLnYxLkNoZWNrUmVxdWVzdBocLmNodW5rc2NvcGUudjEuQ2hlY2tSZXNwb25zZUJoChFkZXYuY2h1bmtzY29wZS52MUIKR3VhcmRQcm90b1ABWkVnaXRodWIuY29tL2NodW5rc2NvcGUvY2h1bmtzY29wZS9jbGllbnRzL2dvL2NodW5rc2NvcGV2MTtjaHVua3Njb3BldjFiBnByb3RvMw", [file_chunkscope_v1_common, file_chunkscope_v1_perturbation, file_google_protobuf_timestamp]);
+  fileDesc("ChljaHVua3Njb3BlL3YxL2d1YXJkLnByb3RvEg1jaHVua3Njb3BlLnYxIogCCgpQb2xpY3lSdWxlEhUKDWRpY3Rpb25hcnlfaWQYASABKAkSDQoFbGFiZWwYAiABKAkSEgoKbWluX3Rva2VucxgDIAEoBRIcCg9zY29yZV90aHJlc2hvbGQYBCABKAFIAIgBARIrCgZhY3Rpb24YBSABKA4yGy5jaHVua3Njb3BlLnYxLlBvbGljeUFjdGlvbhIyCg1pbnRlcnZlbnRpb25zGAYgAygLMhsuY2h1bmtzY29wZS52MS5JbnRlcnZlbnRpb24SLQoLaW5wdXRfdHlwZXMYByADKA4yGC5jaHVua3Njb3BlLnYxLklucHV0VHlwZUISChBfc2NvcmVfdGhyZXNob2xkIuUBCgZQb2xpY3kSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEhMKC2Rlc2NyaXB0aW9uGAMgASgJEiYKBW1vZGVsGAQgASgLMhcuY2h1bmtzY29wZS52MS5Nb2RlbFJlZhIoCgVydWxlcxgFIAMoCzIZLmNodW5rc2NvcGUudjEuUG9saWN5UnVsZRINCgVyb2xlcxgGIAMoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXV0aG9yX2tleV9pZBgIIAEoCSJtChBQdXRQb2xpY3lSZXF1ZXN0EiUKBnBvbGljeRgBIAEoCzIVLmNodW5rc2NvcGUudjEuUG9saWN5Eh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKANIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiI6ChFQdXRQb2xpY3lSZXNwb25zZRIlCgZwb2xpY3kYASABKAsyFS5jaHVua3Njb3BlLnYxLlBvbGljeSIxChBHZXRQb2xpY3lSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoAyI6ChFHZXRQb2xpY3lSZXNwb25zZRIlCgZwb2xpY3kYASABKAsyFS5jaHVua3Njb3BlLnYxLlBvbGljeSJNChNMaXN0UG9saWNpZXNSZXF1ZXN0EigKBHBhZ2UYASABKAsyGi5jaHVua3Njb3BlLnYxLlBhZ2VSZXF1ZXN0EgwKBG5hbWUYAiABKAkiagoUTGlzdFBvbGljaWVzUmVzcG9uc2USJwoIcG9saWNpZXMYASADKAsyFS5jaHVua3Njb3BlLnYxLlBvbGljeRIpCgRwYWdlGAIgASgLMhsuY2h1bmtzY29wZS52MS5QYWdlUmVzcG9uc2UiVwoTRGVsZXRlUG9saWN5UmVxdWVzdBIMCgRuYW1lGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKANIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiI1ChREZWxldGVQb2xpY3lSZXNwb25zZRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAMiLAoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJIqEBCgxDaGVja1JlcXVlc3QSDgoGcG9saWN5GAEgASgJEhYKDnBvbGljeV92ZXJzaW9uGAIgASgDEiwKCmlucHV0X3R5cGUYAyABKA4yGC5jaHVua3Njb3BlLnYxLklucHV0VHlwZRINCgV0ZXh0cxgEIAMoCRIsCghtZXNzYWdlcxgFIAMoCzIaLmNodW5rc2NvcGUudjEuQ2hhdE1lc3NhZ2UibQoJVG9rZW5TcGFuEhIKCmNoYXJfc3RhcnQYASABKAUSEAoIY2hhcl9lbmQYAiABKAUSEwoLdG9rZW5fc3RhcnQYAyABKAUSEQoJdG9rZW5fZW5kGAQgASgFEhIKCmJlc3Rfc2NvcmUYBSABKAEi5QEKDENvbmNlcHRTY29yZRISCgpydWxlX2luZGV4GAEgASgFEhUKDWRpY3Rpb25hcnlfaWQYAiABKAkSDQoFbGFiZWwYAyABKAkSEwoLaW5wdXRfaW5kZXgYBCABKAUSDQoFY291bnQYBSABKAUSEgoKYmVzdF9zY29yZRgGIAEoARINCgVmaXJlZBgHIAEoCBIrCgZhY3Rpb24YCCABKA4yGy5jaHVua3Njb3BlLnYxLlBvbGljeUFjdGlvbhInCgVzcGFucxgJIAMoCzIYLmNodW5rc2NvcGUudjEuVG9rZW5TcGFuIosCCg1DaGVja1Jlc3BvbnNlEicKB3ZlcmRpY3QYASABKA4yFi5jaHVua3Njb3BlLnYxLlZlcmRpY3QSDgoGcmVhc29uGAIgASgJEg4KBnBvbGljeRgDIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgEIAEoAxIrCgZzY29yZXMYBSADKAsyGy5jaHVua3Njb3BlLnYxLkNvbmNlcHRTY29yZRIyCg1pbnRlcnZlbnRpb25zGAYgAygLMhsuY2h1bmtzY29wZS52MS5JbnRlcnZlbnRpb24SEwoLZmlyZWRfcnVsZXMYByADKAUSEAoIbl90b2tlbnMYCCABKAUSEQoJZGV0ZWN0X25zGAkgASgDIsQBChJJbnRlcnZlbnRpb25QcmVzZXQSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEhMKC2Rlc2NyaXB0aW9uGAMgASgJEjIKDWludGVydmVudGlvbnMYBCADKAsyGy5jaHVua3Njb3BlLnYxLkludGVydmVudGlvbhIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXV0aG9yX2tleV9pZBgGIAEoCSJ5ChBQdXRQcmVzZXRSZXF1ZXN0EjEKBnByZXNldBgBIAEoCzIhLmNodW5rc2NvcGUudjEuSW50ZXJ2ZW50aW9uUHJlc2V0Eh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKANIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiJGChFQdXRQcmVzZXRSZXNwb25zZRIxCgZwcmVzZXQYASABKAsyIS5jaHVua3Njb3BlLnYxLkludGVydmVudGlvblByZXNldCIxChBHZXRQcmVzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoAyJGChFHZXRQcmVzZXRSZXNwb25zZRIxCgZwcmVzZXQYASABKAsyIS5jaHVua3Njb3BlLnYxLkludGVydmVudGlvblByZXNldCJMChJMaXN0UHJlc2V0c1JlcXVlc3QSKAoEcGFnZRgBIAEoCzIaLmNodW5rc2NvcGUudjEuUGFnZVJlcXVlc3QSDAoEbmFtZRgCIAEoCSJ0ChNMaXN0UHJlc2V0c1Jlc3BvbnNlEjIKB3ByZXNldHMYASADKAsyIS5jaHVua3Njb3BlLnYxLkludGVydmVudGlvblByZXNldBIpCgRwYWdlGAIgASgLMhsuY2h1bmtzY29wZS52MS5QYWdlUmVzcG9uc2UiVwoTRGVsZXRlUHJlc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKANIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiI1ChREZWxldGVQcmVzZXRSZXNwb25zZRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAMqfAoMUG9saWN5QWN0aW9uEh0KGVBPTElDWV9BQ1RJT05fVU5TUEVDSUZJRUQQABIXChNQT0xJQ1lfQUNUSU9OX0FMTE9XEAESFwoTUE9MSUNZX0FDVElPTl9CTE9DSxACEhsKF1BPTElDWV9BQ1RJT05fSU5URVJWRU5FEAMqWAoJSW5wdXRUeXBlEhoKFklOUFVUX1RZUEVfVU5TUEVDSUZJRUQQABIWChJJTlBVVF9UWVBFX1JFUVVFU1QQARIXChNJTlBVVF9UWVBFX1JFU1BPTlNFEAIqXwoHVmVyZGljdBIXChNWRVJESUNUX1VOU1BFQ0lGSUVEEAASEQoNVkVSRElDVF9BTExPVxABEhEKDVZFUkRJQ1RfQkxPQ0sQAhIVChFWRVJESUNUX0lOVEVSVkVORRADMvMFCgxHdWFyZFNlcnZpY2USTgoJUHV0UG9saWN5Eh8uY2h1bmtzY29wZS52MS5QdXRQb2xpY3lSZXF1ZXN0GiAuY2h1bmtzY29wZS52MS5QdXRQb2xpY3lSZXNwb25zZRJOCglHZXRQb2xpY3kSHy5jaHVua3Njb3BlLnYxLkdldFBvbGljeVJlcXVlc3QaIC5jaHVua3Njb3BlLnYxLkdldFBvbGljeVJlc3BvbnNlElcKDExpc3RQb2xpY2llcxIiLmNodW5rc2NvcGUudjEuTGlzdFBvbGljaWVzUmVxdWVzdBojLmNodW5rc2NvcGUudjEuTGlzdFBvbGljaWVzUmVzcG9uc2USVwoMRGVsZXRlUG9saWN5EiIuY2h1bmtzY29wZS52MS5EZWxldGVQb2xpY3lSZXF1ZXN0GiMuY2h1bmtzY29wZS52MS5EZWxldGVQb2xpY3lSZXNwb25zZRJCCgVDaGVjaxIbLmNodW5rc2NvcGUudjEuQ2hlY2tSZXF1ZXN0GhwuY2h1bmtzY29wZS52MS5DaGVja1Jlc3BvbnNlEk4KCVB1dFByZXNldBIfLmNodW5rc2NvcGUudjEuUHV0UHJlc2V0UmVxdWVzdBogLmNodW5rc2NvcGUudjEuUHV0UHJlc2V0UmVzcG9uc2USTgoJR2V0UHJlc2V0Eh8uY2h1bmtzY29wZS52MS5HZXRQcmVzZXRSZXF1ZXN0GiAuY2h1bmtzY29wZS52MS5HZXRQcmVzZXRSZXNwb25zZRJUCgtMaXN0UHJlc2V0cxIhLmNodW5rc2NvcGUudjEuTGlzdFByZXNldHNSZXF1ZXN0GiIuY2h1bmtzY29wZS52MS5MaXN0UHJlc2V0c1Jlc3BvbnNlElcKDERlbGV0ZVByZXNldBIiLmNodW5rc2NvcGUudjEuRGVsZXRlUHJlc2V0UmVxdWVzdBojLmNodW5rc2NvcGUudjEuRGVsZXRlUHJlc2V0UmVzcG9uc2VCaAoRZGV2LmNodW5rc2NvcGUudjFCCkd1YXJkUHJvdG9QAVpFZ2l0aHViLmNvbS9jaHVua3Njb3BlL2NodW5rc2NvcGUvY2xpZW50cy9nby9jaHVua3Njb3BldjE7Y2h1bmtzY29wZXYxYgZwcm90bzM", [file_chunkscope_v1_common, file_chunkscope_v1_perturbation, file_google_protobuf_timestamp]);
 
 /**
  * One concept a policy watches, and what to do when it is found.
@@ -654,6 +654,280 @@ export const CheckResponseSchema: GenMessage<CheckResponse> = /*@__PURE__*/
   messageDesc(file_chunkscope_v1_guard, 14);
 
 /**
+ * A named, versioned list of interventions, stored once and named by GenerateRequest.presets and
+ * PerturbRequest.presets ("name" or "name@version") instead of resending them on every call.
+ * Versioned as policies are: every PutPreset stores a new version, older versions stay usable.
+ *
+ * @generated from message chunkscope.v1.InterventionPreset
+ */
+export type InterventionPreset = Message<"chunkscope.v1.InterventionPreset"> & {
+  /**
+   * Required. 1-64 characters: lower-case letters, digits, '.', '_' and '-', starting with a
+   * letter or digit.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Output only: the version (1, 2, ...).
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+
+  /**
+   * Free text, at most 1024 characters.
+   *
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * Required. 1-32 interventions, as in PerturbationService. Checked when stored (targets,
+   * modes, alphas, positions, inline vectors, that named dictionaries and entries exist) and
+   * again when used (against the request's model and prompt).
+   *
+   * @generated from field: repeated chunkscope.v1.Intervention interventions = 4;
+   */
+  interventions: Intervention[];
+
+  /**
+   * Output only: when this version was stored.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 5;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * Output only: the id of the API key that stored this version ("" with auth disabled).
+   *
+   * @generated from field: string author_key_id = 6;
+   */
+  authorKeyId: string;
+};
+
+/**
+ * Describes the message chunkscope.v1.InterventionPreset.
+ * Use `create(InterventionPresetSchema)` to create a new message.
+ */
+export const InterventionPresetSchema: GenMessage<InterventionPreset> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_guard, 15);
+
+/**
+ * Request for GuardService.PutPreset.
+ *
+ * @generated from message chunkscope.v1.PutPresetRequest
+ */
+export type PutPresetRequest = Message<"chunkscope.v1.PutPresetRequest"> & {
+  /**
+   * Required. The preset (version, create_time and author_key_id are ignored).
+   *
+   * @generated from field: chunkscope.v1.InterventionPreset preset = 1;
+   */
+  preset?: InterventionPreset | undefined;
+
+  /**
+   * Optional optimistic concurrency: the version the caller expects to be the latest (0: that
+   * the preset does not exist yet). When the latest differs the call is refused with
+   * FAILED_PRECONDITION (reason PRESET_VERSION_CONFLICT). Unset: no check.
+   *
+   * @generated from field: optional int64 expected_version = 2;
+   */
+  expectedVersion?: bigint | undefined;
+};
+
+/**
+ * Describes the message chunkscope.v1.PutPresetRequest.
+ * Use `create(PutPresetRequestSchema)` to create a new message.
+ */
+export const PutPresetRequestSchema: GenMessage<PutPresetRequest> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_guard, 16);
+
+/**
+ * Response for GuardService.PutPreset.
+ *
+ * @generated from message chunkscope.v1.PutPresetResponse
+ */
+export type PutPresetResponse = Message<"chunkscope.v1.PutPresetResponse"> & {
+  /**
+   * The preset as stored, with its new version.
+   *
+   * @generated from field: chunkscope.v1.InterventionPreset preset = 1;
+   */
+  preset?: InterventionPreset | undefined;
+};
+
+/**
+ * Describes the message chunkscope.v1.PutPresetResponse.
+ * Use `create(PutPresetResponseSchema)` to create a new message.
+ */
+export const PutPresetResponseSchema: GenMessage<PutPresetResponse> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_guard, 17);
+
+/**
+ * Request for GuardService.GetPreset.
+ *
+ * @generated from message chunkscope.v1.GetPresetRequest
+ */
+export type GetPresetRequest = Message<"chunkscope.v1.GetPresetRequest"> & {
+  /**
+   * Required. The preset's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * A version; 0 means the latest.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message chunkscope.v1.GetPresetRequest.
+ * Use `create(GetPresetRequestSchema)` to create a new message.
+ */
+export const GetPresetRequestSchema: GenMessage<GetPresetRequest> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_guard, 18);
+
+/**
+ * Response for GuardService.GetPreset.
+ *
+ * @generated from message chunkscope.v1.GetPresetResponse
+ */
+export type GetPresetResponse = Message<"chunkscope.v1.GetPresetResponse"> & {
+  /**
+   * The preset.
+   *
+   * @generated from field: chunkscope.v1.InterventionPreset preset = 1;
+   */
+  preset?: InterventionPreset | undefined;
+};
+
+/**
+ * Describes the message chunkscope.v1.GetPresetResponse.
+ * Use `create(GetPresetResponseSchema)` to create a new message.
+ */
+export const GetPresetResponseSchema: GenMessage<GetPresetResponse> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_guard, 19);
+
+/**
+ * Request for GuardService.ListPresets.
+ *
+ * @generated from message chunkscope.v1.ListPresetsRequest
+ */
+export type ListPresetsRequest = Message<"chunkscope.v1.ListPresetsRequest"> & {
+  /**
+   * Paging.
+   *
+   * @generated from field: chunkscope.v1.PageRequest page = 1;
+   */
+  page?: PageRequest | undefined;
+
+  /**
+   * When set, every version of this preset (newest first) instead of the latest of each.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message chunkscope.v1.ListPresetsRequest.
+ * Use `create(ListPresetsRequestSchema)` to create a new message.
+ */
+export const ListPresetsRequestSchema: GenMessage<ListPresetsRequest> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_guard, 20);
+
+/**
+ * Response for GuardService.ListPresets.
+ *
+ * @generated from message chunkscope.v1.ListPresetsResponse
+ */
+export type ListPresetsResponse = Message<"chunkscope.v1.ListPresetsResponse"> & {
+  /**
+   * Presets by name (or versions, newest first).
+   *
+   * @generated from field: repeated chunkscope.v1.InterventionPreset presets = 1;
+   */
+  presets: InterventionPreset[];
+
+  /**
+   * Paging state.
+   *
+   * @generated from field: chunkscope.v1.PageResponse page = 2;
+   */
+  page?: PageResponse | undefined;
+};
+
+/**
+ * Describes the message chunkscope.v1.ListPresetsResponse.
+ * Use `create(ListPresetsResponseSchema)` to create a new message.
+ */
+export const ListPresetsResponseSchema: GenMessage<ListPresetsResponse> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_guard, 21);
+
+/**
+ * Request for GuardService.DeletePreset.
+ *
+ * @generated from message chunkscope.v1.DeletePresetRequest
+ */
+export type DeletePresetRequest = Message<"chunkscope.v1.DeletePresetRequest"> & {
+  /**
+   * Required. The preset's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Optional optimistic concurrency: the version the caller expects to be the latest; when it
+   * differs the call is refused with FAILED_PRECONDITION (reason PRESET_VERSION_CONFLICT).
+   *
+   * @generated from field: optional int64 expected_version = 2;
+   */
+  expectedVersion?: bigint | undefined;
+};
+
+/**
+ * Describes the message chunkscope.v1.DeletePresetRequest.
+ * Use `create(DeletePresetRequestSchema)` to create a new message.
+ */
+export const DeletePresetRequestSchema: GenMessage<DeletePresetRequest> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_guard, 22);
+
+/**
+ * Response for GuardService.DeletePreset.
+ *
+ * @generated from message chunkscope.v1.DeletePresetResponse
+ */
+export type DeletePresetResponse = Message<"chunkscope.v1.DeletePresetResponse"> & {
+  /**
+   * The preset's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The last version it had.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message chunkscope.v1.DeletePresetResponse.
+ * Use `create(DeletePresetResponseSchema)` to create a new message.
+ */
+export const DeletePresetResponseSchema: GenMessage<DeletePresetResponse> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_guard, 23);
+
+/**
  * What a rule does when it fires.
  *
  * @generated from enum chunkscope.v1.PolicyAction
@@ -835,6 +1109,47 @@ export const GuardService: GenService<{
     methodKind: "unary";
     input: typeof CheckRequestSchema;
     output: typeof CheckResponseSchema;
+  },
+  /**
+   * Stores a new version of an intervention preset (version 1 when the name is new).
+   *
+   * @generated from rpc chunkscope.v1.GuardService.PutPreset
+   */
+  putPreset: {
+    methodKind: "unary";
+    input: typeof PutPresetRequestSchema;
+    output: typeof PutPresetResponseSchema;
+  },
+  /**
+   * A preset: its latest version, or a given one.
+   *
+   * @generated from rpc chunkscope.v1.GuardService.GetPreset
+   */
+  getPreset: {
+    methodKind: "unary";
+    input: typeof GetPresetRequestSchema;
+    output: typeof GetPresetResponseSchema;
+  },
+  /**
+   * The latest version of every preset, or every version of one preset.
+   *
+   * @generated from rpc chunkscope.v1.GuardService.ListPresets
+   */
+  listPresets: {
+    methodKind: "unary";
+    input: typeof ListPresetsRequestSchema;
+    output: typeof ListPresetsResponseSchema;
+  },
+  /**
+   * Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+   * are not reused.
+   *
+   * @generated from rpc chunkscope.v1.GuardService.DeletePreset
+   */
+  deletePreset: {
+    methodKind: "unary";
+    input: typeof DeletePresetRequestSchema;
+    output: typeof DeletePresetResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chunkscope_v1_guard, 0);

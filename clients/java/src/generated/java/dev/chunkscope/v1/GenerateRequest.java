@@ -37,6 +37,8 @@ private static final long serialVersionUID = 0L;
         com.google.protobuf.LazyStringArrayList.emptyList();
     rules_ = java.util.Collections.emptyList();
     messages_ = java.util.Collections.emptyList();
+    presets_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -455,6 +457,67 @@ private static final long serialVersionUID = 0L;
     return addGenerationPrompt_;
   }
 
+  public static final int PRESETS_FIELD_NUMBER = 10;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList presets_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 10;</code>
+   * @return A list containing the presets.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getPresetsList() {
+    return presets_;
+  }
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 10;</code>
+   * @return The count of presets.
+   */
+  public int getPresetsCount() {
+    return presets_.size();
+  }
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 10;</code>
+   * @param index The index of the element to return.
+   * @return The presets at the given index.
+   */
+  public java.lang.String getPresets(int index) {
+    return presets_.get(index);
+  }
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 10;</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the presets at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getPresetsBytes(int index) {
+    return presets_.getByteString(index);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -495,6 +558,9 @@ private static final long serialVersionUID = 0L;
     }
     if (((bitField0_ & 0x00000008) != 0)) {
       output.writeBool(9, addGenerationPrompt_);
+    }
+    for (int i = 0; i < presets_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 10, presets_.getRaw(i));
     }
     getUnknownFields().writeTo(output);
   }
@@ -545,6 +611,14 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(9, addGenerationPrompt_);
     }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < presets_.size(); i++) {
+        dataSize += computeStringSizeNoTag(presets_.getRaw(i));
+      }
+      size += dataSize;
+      size += 1 * getPresetsList().size();
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -590,6 +664,8 @@ private static final long serialVersionUID = 0L;
       if (getAddGenerationPrompt()
           != other.getAddGenerationPrompt()) return false;
     }
+    if (!getPresetsList()
+        .equals(other.getPresetsList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -636,6 +712,10 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + ADD_GENERATION_PROMPT_FIELD_NUMBER;
       hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
           getAddGenerationPrompt());
+    }
+    if (getPresetsCount() > 0) {
+      hash = (37 * hash) + PRESETS_FIELD_NUMBER;
+      hash = (53 * hash) + getPresetsList().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -823,6 +903,8 @@ private static final long serialVersionUID = 0L;
       }
       bitField0_ = (bitField0_ & ~0x00000080);
       addGenerationPrompt_ = false;
+      presets_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
       return this;
     }
 
@@ -916,6 +998,10 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000100) != 0)) {
         result.addGenerationPrompt_ = addGenerationPrompt_;
         to_bitField0_ |= 0x00000008;
+      }
+      if (((from_bitField0_ & 0x00000200) != 0)) {
+        presets_.makeImmutable();
+        result.presets_ = presets_;
       }
       result.bitField0_ |= to_bitField0_;
     }
@@ -1035,6 +1121,16 @@ private static final long serialVersionUID = 0L;
       if (other.hasAddGenerationPrompt()) {
         setAddGenerationPrompt(other.getAddGenerationPrompt());
       }
+      if (!other.presets_.isEmpty()) {
+        if (presets_.isEmpty()) {
+          presets_ = other.presets_;
+          bitField0_ |= 0x00000200;
+        } else {
+          ensurePresetsIsMutable();
+          presets_.addAll(other.presets_);
+        }
+        onChanged();
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -1137,6 +1233,12 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000100;
               break;
             } // case 72
+            case 82: {
+              java.lang.String s = input.readStringRequireUtf8();
+              ensurePresetsIsMutable();
+              presets_.add(s);
+              break;
+            } // case 82
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2840,6 +2942,171 @@ private static final long serialVersionUID = 0L;
     public Builder clearAddGenerationPrompt() {
       bitField0_ = (bitField0_ & ~0x00000100);
       addGenerationPrompt_ = false;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList presets_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensurePresetsIsMutable() {
+      if (!presets_.isModifiable()) {
+        presets_ = new com.google.protobuf.LazyStringArrayList(presets_);
+      }
+      bitField0_ |= 0x00000200;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 10;</code>
+     * @return A list containing the presets.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getPresetsList() {
+      presets_.makeImmutable();
+      return presets_;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 10;</code>
+     * @return The count of presets.
+     */
+    public int getPresetsCount() {
+      return presets_.size();
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 10;</code>
+     * @param index The index of the element to return.
+     * @return The presets at the given index.
+     */
+    public java.lang.String getPresets(int index) {
+      return presets_.get(index);
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 10;</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the presets at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getPresetsBytes(int index) {
+      return presets_.getByteString(index);
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 10;</code>
+     * @param index The index to set the value at.
+     * @param value The presets to set.
+     * @return This builder for chaining.
+     */
+    public Builder setPresets(
+        int index, java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      ensurePresetsIsMutable();
+      presets_.set(index, value);
+      bitField0_ |= 0x00000200;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 10;</code>
+     * @param value The presets to add.
+     * @return This builder for chaining.
+     */
+    public Builder addPresets(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      ensurePresetsIsMutable();
+      presets_.add(value);
+      bitField0_ |= 0x00000200;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 10;</code>
+     * @param values The presets to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllPresets(
+        java.lang.Iterable<java.lang.String> values) {
+      ensurePresetsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, presets_);
+      bitField0_ |= 0x00000200;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 10;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearPresets() {
+      presets_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x00000200);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 10;</code>
+     * @param value The bytes of the presets to add.
+     * @return This builder for chaining.
+     */
+    public Builder addPresetsBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      ensurePresetsIsMutable();
+      presets_.add(value);
+      bitField0_ |= 0x00000200;
       onChanged();
       return this;
     }

@@ -101,6 +101,51 @@ public final class GuardProto extends com.google.protobuf.GeneratedFile {
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_chunkscope_v1_CheckResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_InterventionPreset_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_InterventionPreset_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_PutPresetRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_PutPresetRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_PutPresetResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_PutPresetResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_GetPresetRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_GetPresetRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_GetPresetResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_GetPresetResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_ListPresetsRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_ListPresetsRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_ListPresetsResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_ListPresetsResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_DeletePresetRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_DeletePresetRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_DeletePresetResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_DeletePresetResponse_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -161,29 +206,58 @@ public final class GuardProto extends com.google.protobuf.GeneratedFile {
       "\006scores\030\005 \003(\0132\033.chunkscope.v1.ConceptSco" +
       "re\0222\n\rinterventions\030\006 \003(\0132\033.chunkscope.v" +
       "1.Intervention\022\023\n\013fired_rules\030\007 \003(\005\022\020\n\010n" +
-      "_tokens\030\010 \001(\005\022\021\n\tdetect_ns\030\t \001(\003*|\n\014Poli" +
-      "cyAction\022\035\n\031POLICY_ACTION_UNSPECIFIED\020\000\022" +
-      "\027\n\023POLICY_ACTION_ALLOW\020\001\022\027\n\023POLICY_ACTIO" +
-      "N_BLOCK\020\002\022\033\n\027POLICY_ACTION_INTERVENE\020\003*X" +
-      "\n\tInputType\022\032\n\026INPUT_TYPE_UNSPECIFIED\020\000\022" +
-      "\026\n\022INPUT_TYPE_REQUEST\020\001\022\027\n\023INPUT_TYPE_RE" +
-      "SPONSE\020\002*_\n\007Verdict\022\027\n\023VERDICT_UNSPECIFI" +
-      "ED\020\000\022\021\n\rVERDICT_ALLOW\020\001\022\021\n\rVERDICT_BLOCK" +
-      "\020\002\022\025\n\021VERDICT_INTERVENE\020\0032\244\003\n\014GuardServi" +
-      "ce\022N\n\tPutPolicy\022\037.chunkscope.v1.PutPolic" +
-      "yRequest\032 .chunkscope.v1.PutPolicyRespon" +
-      "se\022N\n\tGetPolicy\022\037.chunkscope.v1.GetPolic" +
-      "yRequest\032 .chunkscope.v1.GetPolicyRespon" +
-      "se\022W\n\014ListPolicies\022\".chunkscope.v1.ListP" +
-      "oliciesRequest\032#.chunkscope.v1.ListPolic" +
-      "iesResponse\022W\n\014DeletePolicy\022\".chunkscope" +
-      ".v1.DeletePolicyRequest\032#.chunkscope.v1." +
-      "DeletePolicyResponse\022B\n\005Check\022\033.chunksco" +
-      "pe.v1.CheckRequest\032\034.chunkscope.v1.Check" +
-      "ResponseBh\n\021dev.chunkscope.v1B\nGuardProt" +
-      "oP\001ZEgithub.com/chunkscope/chunkscope/cl" +
-      "ients/go/chunkscopev1;chunkscopev1b\006prot" +
-      "o3"
+      "_tokens\030\010 \001(\005\022\021\n\tdetect_ns\030\t \001(\003\"\304\001\n\022Int" +
+      "erventionPreset\022\014\n\004name\030\001 \001(\t\022\017\n\007version" +
+      "\030\002 \001(\003\022\023\n\013description\030\003 \001(\t\0222\n\rintervent" +
+      "ions\030\004 \003(\0132\033.chunkscope.v1.Intervention\022" +
+      "/\n\013create_time\030\005 \001(\0132\032.google.protobuf.T" +
+      "imestamp\022\025\n\rauthor_key_id\030\006 \001(\t\"y\n\020PutPr" +
+      "esetRequest\0221\n\006preset\030\001 \001(\0132!.chunkscope" +
+      ".v1.InterventionPreset\022\035\n\020expected_versi" +
+      "on\030\002 \001(\003H\000\210\001\001B\023\n\021_expected_version\"F\n\021Pu" +
+      "tPresetResponse\0221\n\006preset\030\001 \001(\0132!.chunks" +
+      "cope.v1.InterventionPreset\"1\n\020GetPresetR" +
+      "equest\022\014\n\004name\030\001 \001(\t\022\017\n\007version\030\002 \001(\003\"F\n" +
+      "\021GetPresetResponse\0221\n\006preset\030\001 \001(\0132!.chu" +
+      "nkscope.v1.InterventionPreset\"L\n\022ListPre" +
+      "setsRequest\022(\n\004page\030\001 \001(\0132\032.chunkscope.v" +
+      "1.PageRequest\022\014\n\004name\030\002 \001(\t\"t\n\023ListPrese" +
+      "tsResponse\0222\n\007presets\030\001 \003(\0132!.chunkscope" +
+      ".v1.InterventionPreset\022)\n\004page\030\002 \001(\0132\033.c" +
+      "hunkscope.v1.PageResponse\"W\n\023DeletePrese" +
+      "tRequest\022\014\n\004name\030\001 \001(\t\022\035\n\020expected_versi" +
+      "on\030\002 \001(\003H\000\210\001\001B\023\n\021_expected_version\"5\n\024De" +
+      "letePresetResponse\022\014\n\004name\030\001 \001(\t\022\017\n\007vers" +
+      "ion\030\002 \001(\003*|\n\014PolicyAction\022\035\n\031POLICY_ACTI" +
+      "ON_UNSPECIFIED\020\000\022\027\n\023POLICY_ACTION_ALLOW\020" +
+      "\001\022\027\n\023POLICY_ACTION_BLOCK\020\002\022\033\n\027POLICY_ACT" +
+      "ION_INTERVENE\020\003*X\n\tInputType\022\032\n\026INPUT_TY" +
+      "PE_UNSPECIFIED\020\000\022\026\n\022INPUT_TYPE_REQUEST\020\001" +
+      "\022\027\n\023INPUT_TYPE_RESPONSE\020\002*_\n\007Verdict\022\027\n\023" +
+      "VERDICT_UNSPECIFIED\020\000\022\021\n\rVERDICT_ALLOW\020\001" +
+      "\022\021\n\rVERDICT_BLOCK\020\002\022\025\n\021VERDICT_INTERVENE" +
+      "\020\0032\363\005\n\014GuardService\022N\n\tPutPolicy\022\037.chunk" +
+      "scope.v1.PutPolicyRequest\032 .chunkscope.v" +
+      "1.PutPolicyResponse\022N\n\tGetPolicy\022\037.chunk" +
+      "scope.v1.GetPolicyRequest\032 .chunkscope.v" +
+      "1.GetPolicyResponse\022W\n\014ListPolicies\022\".ch" +
+      "unkscope.v1.ListPoliciesRequest\032#.chunks" +
+      "cope.v1.ListPoliciesResponse\022W\n\014DeletePo" +
+      "licy\022\".chunkscope.v1.DeletePolicyRequest" +
+      "\032#.chunkscope.v1.DeletePolicyResponse\022B\n" +
+      "\005Check\022\033.chunkscope.v1.CheckRequest\032\034.ch" +
+      "unkscope.v1.CheckResponse\022N\n\tPutPreset\022\037" +
+      ".chunkscope.v1.PutPresetRequest\032 .chunks" +
+      "cope.v1.PutPresetResponse\022N\n\tGetPreset\022\037" +
+      ".chunkscope.v1.GetPresetRequest\032 .chunks" +
+      "cope.v1.GetPresetResponse\022T\n\013ListPresets" +
+      "\022!.chunkscope.v1.ListPresetsRequest\032\".ch" +
+      "unkscope.v1.ListPresetsResponse\022W\n\014Delet" +
+      "ePreset\022\".chunkscope.v1.DeletePresetRequ" +
+      "est\032#.chunkscope.v1.DeletePresetResponse" +
+      "Bh\n\021dev.chunkscope.v1B\nGuardProtoP\001ZEgit" +
+      "hub.com/chunkscope/chunkscope/clients/go" +
+      "/chunkscopev1;chunkscopev1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -282,6 +356,60 @@ public final class GuardProto extends com.google.protobuf.GeneratedFile {
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_CheckResponse_descriptor,
         new java.lang.String[] { "Verdict", "Reason", "Policy", "PolicyVersion", "Scores", "Interventions", "FiredRules", "NTokens", "DetectNs", });
+    internal_static_chunkscope_v1_InterventionPreset_descriptor =
+      getDescriptor().getMessageType(15);
+    internal_static_chunkscope_v1_InterventionPreset_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_InterventionPreset_descriptor,
+        new java.lang.String[] { "Name", "Version", "Description", "Interventions", "CreateTime", "AuthorKeyId", });
+    internal_static_chunkscope_v1_PutPresetRequest_descriptor =
+      getDescriptor().getMessageType(16);
+    internal_static_chunkscope_v1_PutPresetRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_PutPresetRequest_descriptor,
+        new java.lang.String[] { "Preset", "ExpectedVersion", });
+    internal_static_chunkscope_v1_PutPresetResponse_descriptor =
+      getDescriptor().getMessageType(17);
+    internal_static_chunkscope_v1_PutPresetResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_PutPresetResponse_descriptor,
+        new java.lang.String[] { "Preset", });
+    internal_static_chunkscope_v1_GetPresetRequest_descriptor =
+      getDescriptor().getMessageType(18);
+    internal_static_chunkscope_v1_GetPresetRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_GetPresetRequest_descriptor,
+        new java.lang.String[] { "Name", "Version", });
+    internal_static_chunkscope_v1_GetPresetResponse_descriptor =
+      getDescriptor().getMessageType(19);
+    internal_static_chunkscope_v1_GetPresetResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_GetPresetResponse_descriptor,
+        new java.lang.String[] { "Preset", });
+    internal_static_chunkscope_v1_ListPresetsRequest_descriptor =
+      getDescriptor().getMessageType(20);
+    internal_static_chunkscope_v1_ListPresetsRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_ListPresetsRequest_descriptor,
+        new java.lang.String[] { "Page", "Name", });
+    internal_static_chunkscope_v1_ListPresetsResponse_descriptor =
+      getDescriptor().getMessageType(21);
+    internal_static_chunkscope_v1_ListPresetsResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_ListPresetsResponse_descriptor,
+        new java.lang.String[] { "Presets", "Page", });
+    internal_static_chunkscope_v1_DeletePresetRequest_descriptor =
+      getDescriptor().getMessageType(22);
+    internal_static_chunkscope_v1_DeletePresetRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_DeletePresetRequest_descriptor,
+        new java.lang.String[] { "Name", "ExpectedVersion", });
+    internal_static_chunkscope_v1_DeletePresetResponse_descriptor =
+      getDescriptor().getMessageType(23);
+    internal_static_chunkscope_v1_DeletePresetResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_DeletePresetResponse_descriptor,
+        new java.lang.String[] { "Name", "Version", });
     descriptor.resolveAllFeaturesImmutable();
     dev.chunkscope.v1.CommonProto.getDescriptor();
     dev.chunkscope.v1.PerturbationProto.getDescriptor();

@@ -177,6 +177,130 @@ public final class GuardServiceGrpc {
     return getCheckMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<dev.chunkscope.v1.PutPresetRequest,
+      dev.chunkscope.v1.PutPresetResponse> getPutPresetMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "PutPreset",
+      requestType = dev.chunkscope.v1.PutPresetRequest.class,
+      responseType = dev.chunkscope.v1.PutPresetResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.chunkscope.v1.PutPresetRequest,
+      dev.chunkscope.v1.PutPresetResponse> getPutPresetMethod() {
+    io.grpc.MethodDescriptor<dev.chunkscope.v1.PutPresetRequest, dev.chunkscope.v1.PutPresetResponse> getPutPresetMethod;
+    if ((getPutPresetMethod = GuardServiceGrpc.getPutPresetMethod) == null) {
+      synchronized (GuardServiceGrpc.class) {
+        if ((getPutPresetMethod = GuardServiceGrpc.getPutPresetMethod) == null) {
+          GuardServiceGrpc.getPutPresetMethod = getPutPresetMethod =
+              io.grpc.MethodDescriptor.<dev.chunkscope.v1.PutPresetRequest, dev.chunkscope.v1.PutPresetResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "PutPreset"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.chunkscope.v1.PutPresetRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.chunkscope.v1.PutPresetResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new GuardServiceMethodDescriptorSupplier("PutPreset"))
+              .build();
+        }
+      }
+    }
+    return getPutPresetMethod;
+  }
+
+  private static volatile io.grpc.MethodDescriptor<dev.chunkscope.v1.GetPresetRequest,
+      dev.chunkscope.v1.GetPresetResponse> getGetPresetMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "GetPreset",
+      requestType = dev.chunkscope.v1.GetPresetRequest.class,
+      responseType = dev.chunkscope.v1.GetPresetResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.chunkscope.v1.GetPresetRequest,
+      dev.chunkscope.v1.GetPresetResponse> getGetPresetMethod() {
+    io.grpc.MethodDescriptor<dev.chunkscope.v1.GetPresetRequest, dev.chunkscope.v1.GetPresetResponse> getGetPresetMethod;
+    if ((getGetPresetMethod = GuardServiceGrpc.getGetPresetMethod) == null) {
+      synchronized (GuardServiceGrpc.class) {
+        if ((getGetPresetMethod = GuardServiceGrpc.getGetPresetMethod) == null) {
+          GuardServiceGrpc.getGetPresetMethod = getGetPresetMethod =
+              io.grpc.MethodDescriptor.<dev.chunkscope.v1.GetPresetRequest, dev.chunkscope.v1.GetPresetResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "GetPreset"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.chunkscope.v1.GetPresetRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.chunkscope.v1.GetPresetResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new GuardServiceMethodDescriptorSupplier("GetPreset"))
+              .build();
+        }
+      }
+    }
+    return getGetPresetMethod;
+  }
+
+  private static volatile io.grpc.MethodDescriptor<dev.chunkscope.v1.ListPresetsRequest,
+      dev.chunkscope.v1.ListPresetsResponse> getListPresetsMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "ListPresets",
+      requestType = dev.chunkscope.v1.ListPresetsRequest.class,
+      responseType = dev.chunkscope.v1.ListPresetsResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.chunkscope.v1.ListPresetsRequest,
+      dev.chunkscope.v1.ListPresetsResponse> getListPresetsMethod() {
+    io.grpc.MethodDescriptor<dev.chunkscope.v1.ListPresetsRequest, dev.chunkscope.v1.ListPresetsResponse> getListPresetsMethod;
+    if ((getListPresetsMethod = GuardServiceGrpc.getListPresetsMethod) == null) {
+      synchronized (GuardServiceGrpc.class) {
+        if ((getListPresetsMethod = GuardServiceGrpc.getListPresetsMethod) == null) {
+          GuardServiceGrpc.getListPresetsMethod = getListPresetsMethod =
+              io.grpc.MethodDescriptor.<dev.chunkscope.v1.ListPresetsRequest, dev.chunkscope.v1.ListPresetsResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "ListPresets"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.chunkscope.v1.ListPresetsRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.chunkscope.v1.ListPresetsResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new GuardServiceMethodDescriptorSupplier("ListPresets"))
+              .build();
+        }
+      }
+    }
+    return getListPresetsMethod;
+  }
+
+  private static volatile io.grpc.MethodDescriptor<dev.chunkscope.v1.DeletePresetRequest,
+      dev.chunkscope.v1.DeletePresetResponse> getDeletePresetMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "DeletePreset",
+      requestType = dev.chunkscope.v1.DeletePresetRequest.class,
+      responseType = dev.chunkscope.v1.DeletePresetResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.chunkscope.v1.DeletePresetRequest,
+      dev.chunkscope.v1.DeletePresetResponse> getDeletePresetMethod() {
+    io.grpc.MethodDescriptor<dev.chunkscope.v1.DeletePresetRequest, dev.chunkscope.v1.DeletePresetResponse> getDeletePresetMethod;
+    if ((getDeletePresetMethod = GuardServiceGrpc.getDeletePresetMethod) == null) {
+      synchronized (GuardServiceGrpc.class) {
+        if ((getDeletePresetMethod = GuardServiceGrpc.getDeletePresetMethod) == null) {
+          GuardServiceGrpc.getDeletePresetMethod = getDeletePresetMethod =
+              io.grpc.MethodDescriptor.<dev.chunkscope.v1.DeletePresetRequest, dev.chunkscope.v1.DeletePresetResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "DeletePreset"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.chunkscope.v1.DeletePresetRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.chunkscope.v1.DeletePresetResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new GuardServiceMethodDescriptorSupplier("DeletePreset"))
+              .build();
+        }
+      }
+    }
+    return getDeletePresetMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -300,6 +424,47 @@ public final class GuardServiceGrpc {
         io.grpc.stub.StreamObserver<dev.chunkscope.v1.CheckResponse> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getCheckMethod(), responseObserver);
     }
+
+    /**
+     * <pre>
+     * Stores a new version of an intervention preset (version 1 when the name is new).
+     * </pre>
+     */
+    default void putPreset(dev.chunkscope.v1.PutPresetRequest request,
+        io.grpc.stub.StreamObserver<dev.chunkscope.v1.PutPresetResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getPutPresetMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * A preset: its latest version, or a given one.
+     * </pre>
+     */
+    default void getPreset(dev.chunkscope.v1.GetPresetRequest request,
+        io.grpc.stub.StreamObserver<dev.chunkscope.v1.GetPresetResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getGetPresetMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * The latest version of every preset, or every version of one preset.
+     * </pre>
+     */
+    default void listPresets(dev.chunkscope.v1.ListPresetsRequest request,
+        io.grpc.stub.StreamObserver<dev.chunkscope.v1.ListPresetsResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getListPresetsMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+     * are not reused.
+     * </pre>
+     */
+    default void deletePreset(dev.chunkscope.v1.DeletePresetRequest request,
+        io.grpc.stub.StreamObserver<dev.chunkscope.v1.DeletePresetResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getDeletePresetMethod(), responseObserver);
+    }
   }
 
   /**
@@ -404,6 +569,51 @@ public final class GuardServiceGrpc {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getCheckMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * Stores a new version of an intervention preset (version 1 when the name is new).
+     * </pre>
+     */
+    public void putPreset(dev.chunkscope.v1.PutPresetRequest request,
+        io.grpc.stub.StreamObserver<dev.chunkscope.v1.PutPresetResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getPutPresetMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * A preset: its latest version, or a given one.
+     * </pre>
+     */
+    public void getPreset(dev.chunkscope.v1.GetPresetRequest request,
+        io.grpc.stub.StreamObserver<dev.chunkscope.v1.GetPresetResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getGetPresetMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * The latest version of every preset, or every version of one preset.
+     * </pre>
+     */
+    public void listPresets(dev.chunkscope.v1.ListPresetsRequest request,
+        io.grpc.stub.StreamObserver<dev.chunkscope.v1.ListPresetsResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getListPresetsMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+     * are not reused.
+     * </pre>
+     */
+    public void deletePreset(dev.chunkscope.v1.DeletePresetRequest request,
+        io.grpc.stub.StreamObserver<dev.chunkscope.v1.DeletePresetResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getDeletePresetMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -482,6 +692,47 @@ public final class GuardServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
           getChannel(), getCheckMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * Stores a new version of an intervention preset (version 1 when the name is new).
+     * </pre>
+     */
+    public dev.chunkscope.v1.PutPresetResponse putPreset(dev.chunkscope.v1.PutPresetRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getPutPresetMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * A preset: its latest version, or a given one.
+     * </pre>
+     */
+    public dev.chunkscope.v1.GetPresetResponse getPreset(dev.chunkscope.v1.GetPresetRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getGetPresetMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * The latest version of every preset, or every version of one preset.
+     * </pre>
+     */
+    public dev.chunkscope.v1.ListPresetsResponse listPresets(dev.chunkscope.v1.ListPresetsRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getListPresetsMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+     * are not reused.
+     * </pre>
+     */
+    public dev.chunkscope.v1.DeletePresetResponse deletePreset(dev.chunkscope.v1.DeletePresetRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getDeletePresetMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -559,6 +810,47 @@ public final class GuardServiceGrpc {
     public dev.chunkscope.v1.CheckResponse check(dev.chunkscope.v1.CheckRequest request) {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getCheckMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Stores a new version of an intervention preset (version 1 when the name is new).
+     * </pre>
+     */
+    public dev.chunkscope.v1.PutPresetResponse putPreset(dev.chunkscope.v1.PutPresetRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getPutPresetMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * A preset: its latest version, or a given one.
+     * </pre>
+     */
+    public dev.chunkscope.v1.GetPresetResponse getPreset(dev.chunkscope.v1.GetPresetRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getGetPresetMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * The latest version of every preset, or every version of one preset.
+     * </pre>
+     */
+    public dev.chunkscope.v1.ListPresetsResponse listPresets(dev.chunkscope.v1.ListPresetsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getListPresetsMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+     * are not reused.
+     * </pre>
+     */
+    public dev.chunkscope.v1.DeletePresetResponse deletePreset(dev.chunkscope.v1.DeletePresetRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getDeletePresetMethod(), getCallOptions(), request);
     }
   }
 
@@ -643,6 +935,51 @@ public final class GuardServiceGrpc {
       return io.grpc.stub.ClientCalls.futureUnaryCall(
           getChannel().newCall(getCheckMethod(), getCallOptions()), request);
     }
+
+    /**
+     * <pre>
+     * Stores a new version of an intervention preset (version 1 when the name is new).
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.chunkscope.v1.PutPresetResponse> putPreset(
+        dev.chunkscope.v1.PutPresetRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getPutPresetMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
+     * A preset: its latest version, or a given one.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.chunkscope.v1.GetPresetResponse> getPreset(
+        dev.chunkscope.v1.GetPresetRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getGetPresetMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
+     * The latest version of every preset, or every version of one preset.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.chunkscope.v1.ListPresetsResponse> listPresets(
+        dev.chunkscope.v1.ListPresetsRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getListPresetsMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
+     * Deletes a preset: Generate, Perturb and GetPreset no longer find it. Its version numbers
+     * are not reused.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.chunkscope.v1.DeletePresetResponse> deletePreset(
+        dev.chunkscope.v1.DeletePresetRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getDeletePresetMethod(), getCallOptions()), request);
+    }
   }
 
   private static final int METHODID_PUT_POLICY = 0;
@@ -650,6 +987,10 @@ public final class GuardServiceGrpc {
   private static final int METHODID_LIST_POLICIES = 2;
   private static final int METHODID_DELETE_POLICY = 3;
   private static final int METHODID_CHECK = 4;
+  private static final int METHODID_PUT_PRESET = 5;
+  private static final int METHODID_GET_PRESET = 6;
+  private static final int METHODID_LIST_PRESETS = 7;
+  private static final int METHODID_DELETE_PRESET = 8;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -687,6 +1028,22 @@ public final class GuardServiceGrpc {
         case METHODID_CHECK:
           serviceImpl.check((dev.chunkscope.v1.CheckRequest) request,
               (io.grpc.stub.StreamObserver<dev.chunkscope.v1.CheckResponse>) responseObserver);
+          break;
+        case METHODID_PUT_PRESET:
+          serviceImpl.putPreset((dev.chunkscope.v1.PutPresetRequest) request,
+              (io.grpc.stub.StreamObserver<dev.chunkscope.v1.PutPresetResponse>) responseObserver);
+          break;
+        case METHODID_GET_PRESET:
+          serviceImpl.getPreset((dev.chunkscope.v1.GetPresetRequest) request,
+              (io.grpc.stub.StreamObserver<dev.chunkscope.v1.GetPresetResponse>) responseObserver);
+          break;
+        case METHODID_LIST_PRESETS:
+          serviceImpl.listPresets((dev.chunkscope.v1.ListPresetsRequest) request,
+              (io.grpc.stub.StreamObserver<dev.chunkscope.v1.ListPresetsResponse>) responseObserver);
+          break;
+        case METHODID_DELETE_PRESET:
+          serviceImpl.deletePreset((dev.chunkscope.v1.DeletePresetRequest) request,
+              (io.grpc.stub.StreamObserver<dev.chunkscope.v1.DeletePresetResponse>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -741,6 +1098,34 @@ public final class GuardServiceGrpc {
               dev.chunkscope.v1.CheckRequest,
               dev.chunkscope.v1.CheckResponse>(
                 service, METHODID_CHECK)))
+        .addMethod(
+          getPutPresetMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              dev.chunkscope.v1.PutPresetRequest,
+              dev.chunkscope.v1.PutPresetResponse>(
+                service, METHODID_PUT_PRESET)))
+        .addMethod(
+          getGetPresetMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              dev.chunkscope.v1.GetPresetRequest,
+              dev.chunkscope.v1.GetPresetResponse>(
+                service, METHODID_GET_PRESET)))
+        .addMethod(
+          getListPresetsMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              dev.chunkscope.v1.ListPresetsRequest,
+              dev.chunkscope.v1.ListPresetsResponse>(
+                service, METHODID_LIST_PRESETS)))
+        .addMethod(
+          getDeletePresetMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              dev.chunkscope.v1.DeletePresetRequest,
+              dev.chunkscope.v1.DeletePresetResponse>(
+                service, METHODID_DELETE_PRESET)))
         .build();
   }
 
@@ -794,6 +1179,10 @@ public final class GuardServiceGrpc {
               .addMethod(getListPoliciesMethod())
               .addMethod(getDeletePolicyMethod())
               .addMethod(getCheckMethod())
+              .addMethod(getPutPresetMethod())
+              .addMethod(getGetPresetMethod())
+              .addMethod(getListPresetsMethod())
+              .addMethod(getDeletePresetMethod())
               .build();
         }
       }

@@ -36,6 +36,8 @@ private static final long serialVersionUID = 0L;
     targetTokens_ =
         com.google.protobuf.LazyStringArrayList.emptyList();
     messages_ = java.util.Collections.emptyList();
+    presets_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -359,6 +361,67 @@ private static final long serialVersionUID = 0L;
     return addGenerationPrompt_;
   }
 
+  public static final int PRESETS_FIELD_NUMBER = 8;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList presets_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 8;</code>
+   * @return A list containing the presets.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getPresetsList() {
+    return presets_;
+  }
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 8;</code>
+   * @return The count of presets.
+   */
+  public int getPresetsCount() {
+    return presets_.size();
+  }
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 8;</code>
+   * @param index The index of the element to return.
+   * @return The presets at the given index.
+   */
+  public java.lang.String getPresets(int index) {
+    return presets_.get(index);
+  }
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 8;</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the presets at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getPresetsBytes(int index) {
+    return presets_.getByteString(index);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -393,6 +456,9 @@ private static final long serialVersionUID = 0L;
     }
     if (((bitField0_ & 0x00000004) != 0)) {
       output.writeBool(7, addGenerationPrompt_);
+    }
+    for (int i = 0; i < presets_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 8, presets_.getRaw(i));
     }
     getUnknownFields().writeTo(output);
   }
@@ -435,6 +501,14 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(7, addGenerationPrompt_);
     }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < presets_.size(); i++) {
+        dataSize += computeStringSizeNoTag(presets_.getRaw(i));
+      }
+      size += dataSize;
+      size += 1 * getPresetsList().size();
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -473,6 +547,8 @@ private static final long serialVersionUID = 0L;
       if (getAddGenerationPrompt()
           != other.getAddGenerationPrompt()) return false;
     }
+    if (!getPresetsList()
+        .equals(other.getPresetsList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -510,6 +586,10 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + ADD_GENERATION_PROMPT_FIELD_NUMBER;
       hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
           getAddGenerationPrompt());
+    }
+    if (getPresetsCount() > 0) {
+      hash = (37 * hash) + PRESETS_FIELD_NUMBER;
+      hash = (53 * hash) + getPresetsList().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -683,6 +763,8 @@ private static final long serialVersionUID = 0L;
       }
       bitField0_ = (bitField0_ & ~0x00000020);
       addGenerationPrompt_ = false;
+      presets_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
       return this;
     }
 
@@ -761,6 +843,10 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000040) != 0)) {
         result.addGenerationPrompt_ = addGenerationPrompt_;
         to_bitField0_ |= 0x00000004;
+      }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        presets_.makeImmutable();
+        result.presets_ = presets_;
       }
       result.bitField0_ |= to_bitField0_;
     }
@@ -851,6 +937,16 @@ private static final long serialVersionUID = 0L;
       if (other.hasAddGenerationPrompt()) {
         setAddGenerationPrompt(other.getAddGenerationPrompt());
       }
+      if (!other.presets_.isEmpty()) {
+        if (presets_.isEmpty()) {
+          presets_ = other.presets_;
+          bitField0_ |= 0x00000080;
+        } else {
+          ensurePresetsIsMutable();
+          presets_.addAll(other.presets_);
+        }
+        onChanged();
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -933,6 +1029,12 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000040;
               break;
             } // case 56
+            case 66: {
+              java.lang.String s = input.readStringRequireUtf8();
+              ensurePresetsIsMutable();
+              presets_.add(s);
+              break;
+            } // case 66
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2176,6 +2278,171 @@ private static final long serialVersionUID = 0L;
     public Builder clearAddGenerationPrompt() {
       bitField0_ = (bitField0_ & ~0x00000040);
       addGenerationPrompt_ = false;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList presets_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensurePresetsIsMutable() {
+      if (!presets_.isModifiable()) {
+        presets_ = new com.google.protobuf.LazyStringArrayList(presets_);
+      }
+      bitField0_ |= 0x00000080;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 8;</code>
+     * @return A list containing the presets.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getPresetsList() {
+      presets_.makeImmutable();
+      return presets_;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 8;</code>
+     * @return The count of presets.
+     */
+    public int getPresetsCount() {
+      return presets_.size();
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 8;</code>
+     * @param index The index of the element to return.
+     * @return The presets at the given index.
+     */
+    public java.lang.String getPresets(int index) {
+      return presets_.get(index);
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 8;</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the presets at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getPresetsBytes(int index) {
+      return presets_.getByteString(index);
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 8;</code>
+     * @param index The index to set the value at.
+     * @param value The presets to set.
+     * @return This builder for chaining.
+     */
+    public Builder setPresets(
+        int index, java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      ensurePresetsIsMutable();
+      presets_.set(index, value);
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 8;</code>
+     * @param value The presets to add.
+     * @return This builder for chaining.
+     */
+    public Builder addPresets(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      ensurePresetsIsMutable();
+      presets_.add(value);
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 8;</code>
+     * @param values The presets to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllPresets(
+        java.lang.Iterable<java.lang.String> values) {
+      ensurePresetsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, presets_);
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearPresets() {
+      presets_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x00000080);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+     * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+     * in the order given; together at most 32.
+     * </pre>
+     *
+     * <code>repeated string presets = 8;</code>
+     * @param value The bytes of the presets to add.
+     * @return This builder for chaining.
+     */
+    public Builder addPresetsBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      ensurePresetsIsMutable();
+      presets_.add(value);
+      bitField0_ |= 0x00000080;
       onChanged();
       return this;
     }

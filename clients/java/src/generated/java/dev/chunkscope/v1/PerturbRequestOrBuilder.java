@@ -235,4 +235,53 @@ public interface PerturbRequestOrBuilder extends
    * @return The addGenerationPrompt.
    */
   boolean getAddGenerationPrompt();
+
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 8;</code>
+   * @return A list containing the presets.
+   */
+  java.util.List<java.lang.String>
+      getPresetsList();
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 8;</code>
+   * @return The count of presets.
+   */
+  int getPresetsCount();
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 8;</code>
+   * @param index The index of the element to return.
+   * @return The presets at the given index.
+   */
+  java.lang.String getPresets(int index);
+  /**
+   * <pre>
+   * Stored intervention presets (GuardService.PutPreset) to apply as well, each "name" (its
+   * latest version) or "name&#64;version"; at most 16. Their interventions follow `interventions`,
+   * in the order given; together at most 32.
+   * </pre>
+   *
+   * <code>repeated string presets = 8;</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the presets at the given index.
+   */
+  com.google.protobuf.ByteString
+      getPresetsBytes(int index);
 }

@@ -116,62 +116,63 @@ public final class PerturbationProto extends com.google.protobuf.GeneratedFile {
       "(\0162\037.chunkscope.v1.InterventionMode\022\022\n\nh" +
       "ook_point\030\004 \001(\t\022\036\n\026allow_other_hook_poin" +
       "t\030\005 \001(\010\022\r\n\005alpha\030\006 \001(\001\022+\n\tpositions\030\007 \001(" +
-      "\0132\030.chunkscope.v1.PositionsB\010\n\006target\"\257\002" +
+      "\0132\030.chunkscope.v1.PositionsB\010\n\006target\"\300\002" +
       "\n\016PerturbRequest\022&\n\005model\030\001 \001(\0132\027.chunks" +
       "cope.v1.ModelRef\022)\n\005input\030\002 \001(\0132\032.chunks" +
       "cope.v1.DetectInput\0222\n\rinterventions\030\003 \003" +
       "(\0132\033.chunkscope.v1.Intervention\022\025\n\rtarge" +
       "t_tokens\030\004 \003(\t\022\r\n\005top_k\030\005 \001(\005\0222\n\010message" +
       "s\030\006 \003(\0132 .chunkscope.v1.ChatPromptMessag" +
-      "e\022\"\n\025add_generation_prompt\030\007 \001(\010H\000\210\001\001B\030\n" +
-      "\026_add_generation_prompt\"@\n\014TokenLogprob\022" +
-      "\r\n\005token\030\001 \001(\t\022\020\n\010token_id\030\002 \001(\005\022\017\n\007logp" +
-      "rob\030\003 \001(\001\"\227\002\n\017PerturbResponse\0223\n\016targets" +
-      "_before\030\001 \003(\0132\033.chunkscope.v1.TokenLogpr" +
-      "ob\0222\n\rtargets_after\030\002 \003(\0132\033.chunkscope.v" +
-      "1.TokenLogprob\022/\n\ntop_before\030\003 \003(\0132\033.chu" +
-      "nkscope.v1.TokenLogprob\022.\n\ttop_after\030\004 \003" +
-      "(\0132\033.chunkscope.v1.TokenLogprob\022\025\n\rkl_di" +
-      "vergence\030\005 \001(\001\022\017\n\007applied\030\006 \001(\005\022\022\n\nforwa" +
-      "rd_ns\030\007 \001(\003\"~\n\016SamplingParams\022\026\n\016max_new" +
-      "_tokens\030\001 \001(\005\022\023\n\013temperature\030\002 \001(\001\022\r\n\005to" +
-      "p_p\030\003 \001(\001\022\r\n\005top_k\030\004 \001(\005\022\014\n\004seed\030\005 \001(\003\022\023" +
-      "\n\013stop_at_eos\030\006 \001(\010\"\230\001\n\rDetectionRule\022%\n" +
-      "\004when\030\001 \001(\0132\027.chunkscope.v1.ChunkRef\022\032\n\022" +
-      "consecutive_tokens\030\002 \001(\005\022*\n\007inhibit\030\003 \001(" +
-      "\0132\027.chunkscope.v1.ChunkRefH\000\022\016\n\004stop\030\004 \001" +
-      "(\010H\000B\010\n\006action\"\231\003\n\017GenerateRequest\022&\n\005mo" +
-      "del\030\001 \001(\0132\027.chunkscope.v1.ModelRef\022*\n\006pr" +
-      "ompt\030\002 \001(\0132\032.chunkscope.v1.DetectInput\0222" +
-      "\n\rinterventions\030\003 \003(\0132\033.chunkscope.v1.In" +
-      "tervention\022/\n\010sampling\030\004 \001(\0132\035.chunkscop" +
-      "e.v1.SamplingParams\022\017\n\007control\030\005 \001(\010\022\035\n\025" +
-      "detect_dictionary_ids\030\006 \003(\t\022+\n\005rules\030\007 \003" +
-      "(\0132\034.chunkscope.v1.DetectionRule\0222\n\010mess" +
-      "ages\030\010 \003(\0132 .chunkscope.v1.ChatPromptMes" +
-      "sage\022\"\n\025add_generation_prompt\030\t \001(\010H\000\210\001\001" +
-      "B\030\n\026_add_generation_prompt\"=\n\tRuleEvent\022" +
-      "\022\n\nrule_index\030\001 \001(\005\022\014\n\004step\030\002 \001(\005\022\016\n\006act" +
-      "ion\030\003 \001(\t\"\331\001\n\020GenerateResponse\022\037\n\003arm\030\001 " +
-      "\001(\0162\022.chunkscope.v1.Arm\022\014\n\004step\030\002 \001(\005\022\r\n" +
-      "\005token\030\003 \001(\t\022\020\n\010token_id\030\004 \001(\005\022*\n\007matche" +
-      "s\030\005 \003(\0132\031.chunkscope.v1.ChunkMatch\022-\n\013ru" +
-      "le_events\030\006 \003(\0132\030.chunkscope.v1.RuleEven" +
-      "t\022\014\n\004text\030\007 \001(\t\022\014\n\004done\030\010 \001(\010*\262\001\n\020Interv" +
-      "entionMode\022!\n\035INTERVENTION_MODE_UNSPECIF" +
-      "IED\020\000\022\036\n\032INTERVENTION_MODE_ACTIVATE\020\001\022\035\n" +
-      "\031INTERVENTION_MODE_INHIBIT\020\002\022\031\n\025INTERVEN" +
-      "TION_MODE_ADD\020\003\022!\n\035INTERVENTION_MODE_PRO" +
-      "JECT_OUT\020\004*>\n\003Arm\022\023\n\017ARM_UNSPECIFIED\020\000\022\021" +
-      "\n\rARM_PERTURBED\020\001\022\017\n\013ARM_CONTROL\020\0022\256\001\n\023P" +
-      "erturbationService\022H\n\007Perturb\022\035.chunksco" +
-      "pe.v1.PerturbRequest\032\036.chunkscope.v1.Per" +
-      "turbResponse\022M\n\010Generate\022\036.chunkscope.v1" +
-      ".GenerateRequest\032\037.chunkscope.v1.Generat" +
-      "eResponse0\001Bo\n\021dev.chunkscope.v1B\021Pertur" +
-      "bationProtoP\001ZEgithub.com/chunkscope/chu" +
-      "nkscope/clients/go/chunkscopev1;chunksco" +
-      "pev1b\006proto3"
+      "e\022\"\n\025add_generation_prompt\030\007 \001(\010H\000\210\001\001\022\017\n" +
+      "\007presets\030\010 \003(\tB\030\n\026_add_generation_prompt" +
+      "\"@\n\014TokenLogprob\022\r\n\005token\030\001 \001(\t\022\020\n\010token" +
+      "_id\030\002 \001(\005\022\017\n\007logprob\030\003 \001(\001\"\227\002\n\017PerturbRe" +
+      "sponse\0223\n\016targets_before\030\001 \003(\0132\033.chunksc" +
+      "ope.v1.TokenLogprob\0222\n\rtargets_after\030\002 \003" +
+      "(\0132\033.chunkscope.v1.TokenLogprob\022/\n\ntop_b" +
+      "efore\030\003 \003(\0132\033.chunkscope.v1.TokenLogprob" +
+      "\022.\n\ttop_after\030\004 \003(\0132\033.chunkscope.v1.Toke" +
+      "nLogprob\022\025\n\rkl_divergence\030\005 \001(\001\022\017\n\007appli" +
+      "ed\030\006 \001(\005\022\022\n\nforward_ns\030\007 \001(\003\"~\n\016Sampling" +
+      "Params\022\026\n\016max_new_tokens\030\001 \001(\005\022\023\n\013temper" +
+      "ature\030\002 \001(\001\022\r\n\005top_p\030\003 \001(\001\022\r\n\005top_k\030\004 \001(" +
+      "\005\022\014\n\004seed\030\005 \001(\003\022\023\n\013stop_at_eos\030\006 \001(\010\"\230\001\n" +
+      "\rDetectionRule\022%\n\004when\030\001 \001(\0132\027.chunkscop" +
+      "e.v1.ChunkRef\022\032\n\022consecutive_tokens\030\002 \001(" +
+      "\005\022*\n\007inhibit\030\003 \001(\0132\027.chunkscope.v1.Chunk" +
+      "RefH\000\022\016\n\004stop\030\004 \001(\010H\000B\010\n\006action\"\252\003\n\017Gene" +
+      "rateRequest\022&\n\005model\030\001 \001(\0132\027.chunkscope." +
+      "v1.ModelRef\022*\n\006prompt\030\002 \001(\0132\032.chunkscope" +
+      ".v1.DetectInput\0222\n\rinterventions\030\003 \003(\0132\033" +
+      ".chunkscope.v1.Intervention\022/\n\010sampling\030" +
+      "\004 \001(\0132\035.chunkscope.v1.SamplingParams\022\017\n\007" +
+      "control\030\005 \001(\010\022\035\n\025detect_dictionary_ids\030\006" +
+      " \003(\t\022+\n\005rules\030\007 \003(\0132\034.chunkscope.v1.Dete" +
+      "ctionRule\0222\n\010messages\030\010 \003(\0132 .chunkscope" +
+      ".v1.ChatPromptMessage\022\"\n\025add_generation_" +
+      "prompt\030\t \001(\010H\000\210\001\001\022\017\n\007presets\030\n \003(\tB\030\n\026_a" +
+      "dd_generation_prompt\"=\n\tRuleEvent\022\022\n\nrul" +
+      "e_index\030\001 \001(\005\022\014\n\004step\030\002 \001(\005\022\016\n\006action\030\003 " +
+      "\001(\t\"\331\001\n\020GenerateResponse\022\037\n\003arm\030\001 \001(\0162\022." +
+      "chunkscope.v1.Arm\022\014\n\004step\030\002 \001(\005\022\r\n\005token" +
+      "\030\003 \001(\t\022\020\n\010token_id\030\004 \001(\005\022*\n\007matches\030\005 \003(" +
+      "\0132\031.chunkscope.v1.ChunkMatch\022-\n\013rule_eve" +
+      "nts\030\006 \003(\0132\030.chunkscope.v1.RuleEvent\022\014\n\004t" +
+      "ext\030\007 \001(\t\022\014\n\004done\030\010 \001(\010*\262\001\n\020Intervention" +
+      "Mode\022!\n\035INTERVENTION_MODE_UNSPECIFIED\020\000\022" +
+      "\036\n\032INTERVENTION_MODE_ACTIVATE\020\001\022\035\n\031INTER" +
+      "VENTION_MODE_INHIBIT\020\002\022\031\n\025INTERVENTION_M" +
+      "ODE_ADD\020\003\022!\n\035INTERVENTION_MODE_PROJECT_O" +
+      "UT\020\004*>\n\003Arm\022\023\n\017ARM_UNSPECIFIED\020\000\022\021\n\rARM_" +
+      "PERTURBED\020\001\022\017\n\013ARM_CONTROL\020\0022\256\001\n\023Perturb" +
+      "ationService\022H\n\007Perturb\022\035.chunkscope.v1." +
+      "PerturbRequest\032\036.chunkscope.v1.PerturbRe" +
+      "sponse\022M\n\010Generate\022\036.chunkscope.v1.Gener" +
+      "ateRequest\032\037.chunkscope.v1.GenerateRespo" +
+      "nse0\001Bo\n\021dev.chunkscope.v1B\021Perturbation" +
+      "ProtoP\001ZEgithub.com/chunkscope/chunkscop" +
+      "e/clients/go/chunkscopev1;chunkscopev1b\006" +
+      "proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -214,7 +215,7 @@ public final class PerturbationProto extends com.google.protobuf.GeneratedFile {
     internal_static_chunkscope_v1_PerturbRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_PerturbRequest_descriptor,
-        new java.lang.String[] { "Model", "Input", "Interventions", "TargetTokens", "TopK", "Messages", "AddGenerationPrompt", });
+        new java.lang.String[] { "Model", "Input", "Interventions", "TargetTokens", "TopK", "Messages", "AddGenerationPrompt", "Presets", });
     internal_static_chunkscope_v1_TokenLogprob_descriptor =
       getDescriptor().getMessageType(6);
     internal_static_chunkscope_v1_TokenLogprob_fieldAccessorTable = new
@@ -244,7 +245,7 @@ public final class PerturbationProto extends com.google.protobuf.GeneratedFile {
     internal_static_chunkscope_v1_GenerateRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_GenerateRequest_descriptor,
-        new java.lang.String[] { "Model", "Prompt", "Interventions", "Sampling", "Control", "DetectDictionaryIds", "Rules", "Messages", "AddGenerationPrompt", });
+        new java.lang.String[] { "Model", "Prompt", "Interventions", "Sampling", "Control", "DetectDictionaryIds", "Rules", "Messages", "AddGenerationPrompt", "Presets", });
     internal_static_chunkscope_v1_RuleEvent_descriptor =
       getDescriptor().getMessageType(11);
     internal_static_chunkscope_v1_RuleEvent_fieldAccessorTable = new
