@@ -45,6 +45,8 @@ AUDITED = frozenset(
         "AnalysisService/OptimizeNeuronLayout",
         "GuardService/PutPolicy",
         "GuardService/DeletePolicy",
+        "GuardService/PutPreset",
+        "GuardService/DeletePreset",
     )
 )
 MAX_STRING, MAX_ITEMS = 200, 20

@@ -51,6 +51,9 @@ REQUIRED_ROLE: dict[str, str] = {
     _V1 + "DictionaryService/ExportDictionary": "analyst",
     _V1 + "PerturbationService/Perturb": "analyst",
     _V1 + "PerturbationService/Generate": "analyst",
+    # Presets are named by Generate and Perturb: whoever may call them may read presets.
+    _V1 + "GuardService/GetPreset": "analyst",
+    _V1 + "GuardService/ListPresets": "analyst",
     _V1 + "AnalysisService/CompareRepresentations": "analyst",
     _V1 + "AnalysisService/LayerSimilarity": "analyst",
     _V1 + "AnalysisService/ConnectionCost": "analyst",
@@ -62,6 +65,8 @@ REQUIRED_ROLE: dict[str, str] = {
     _V1 + "DictionaryService/DeleteDictionary": "admin",
     _V1 + "GuardService/PutPolicy": "admin",
     _V1 + "GuardService/DeletePolicy": "admin",
+    _V1 + "GuardService/PutPreset": "admin",
+    _V1 + "GuardService/DeletePreset": "admin",
 }
 
 

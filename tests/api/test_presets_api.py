@@ -4,6 +4,7 @@ they act exactly as the same interventions given inline."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,7 +235,32 @@ def test_only_admins_change_presets_and_analysts_apply_them(
             assert e.code is grpc.StatusCode.PERMISSION_DENIED
     with Client.connect(server.address, token=api_keys["analyst"], timeout=60) as analyst:
         assert _tokens(analyst, presets=["roles"]) == expected
+        # Whoever may name a preset in Generate may read it.
+        assert analyst.get_preset("roles").interventions[0] == _push(10)
+        assert "roles" in [p.name for p in analyst.list_presets()]
+    with Client.connect(server.address, token=api_keys["monitor"], timeout=60) as monitor:
+        e = _error(monitor.get_preset, "roles")
+        assert e.code is grpc.StatusCode.PERMISSION_DENIED
     assert c.get_preset("roles").version == 1  # the refused calls changed nothing
+
+    records = [
+        json.loads(line) for line in (server.data_dir / "audit.jsonl").read_text().splitlines()
+    ]
+    changes = [
+        r
+        for r in records
+        if r["method"].rsplit("/")[-1] in ("PutPreset", "DeletePreset")
+        and r["request"].get("preset", {}).get("name", r["request"].get("name")) == "roles"
+    ]
+    assert [(r["method"].rsplit("/")[-1], r["outcome"], r["role"]) for r in changes] == [
+        ("PutPreset", "OK", "admin"),
+        ("PutPreset", "PERMISSION_DENIED", "monitor"),
+        ("DeletePreset", "PERMISSION_DENIED", "monitor"),
+        ("PutPreset", "PERMISSION_DENIED", "analyst"),
+        ("DeletePreset", "PERMISSION_DENIED", "analyst"),
+    ]
+    assert changes[0]["detail"] == "preset roles version 1"
+    assert not any(r["method"].endswith(("/GetPreset", "/ListPresets")) for r in records)
 
 
 def test_presets_put_on_one_replica_serve_generate_on_another(
