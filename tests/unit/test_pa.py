@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from chunkscope.chunking.pa import (
+    AUTHORS,
     DEFAULT_TAUS,
+    RECOMMENDED,
     HonestScores,
     NoValidTolerance,
     PAParams,
@@ -75,6 +77,7 @@ def test_default_taus_are_the_authors_grid() -> None:
         ({"radius_negatives": 1.5}, "radius_negatives"),
         ({"radius_scale": 0.0}, "radius_scale"),
         ({"radius_scale": float("inf")}, "radius_scale"),
+        ({"sample_all": "yes"}, "sample_all"),
     ],
 )
 def test_params_validate_names_the_field(change: dict[str, object], field: str) -> None:
@@ -651,3 +654,43 @@ def test_negatives_rule_cross_validation_never_calibrates_on_the_held_out_fold()
     # set its radius, so a few of them may fall inside, but never more than a handful.
     assert chunk.cross_validated.tpr == 1.0
     assert chunk.cross_validated.fpr <= 5 / chunk.cross_validated.negatives
+
+
+def test_sample_all_samples_every_occurrence_whatever_the_seed() -> None:
+    states, positives = _blob(5)
+    params = PAParams(
+        n_samples=5, taus=(100.0,), criterion="tpr_at_fpr", cv_folds=0,
+        radius_rule="negatives", sample_all=True,
+    )  # fmt: skip
+    chunks = [fit_concept(states, positives, dataclasses.replace(params, seed=s)) for s in (0, 7)]
+    for chunk in chunks:
+        assert np.array_equal(chunk.sample_positions, positives)
+        expected = states[positives].astype(np.float64).mean(axis=0).astype(np.float32)
+        assert np.array_equal(chunk.mean, expected)
+        assert chunk.out_of_sample is None  # no occurrence was left out of the fit
+    assert chunks[0].radius == chunks[1].radius
+    assert np.array_equal(chunks[0].prototype, chunks[1].prototype)
+    # n_samples is still the fewest occurrences a fit needs.
+    with pytest.raises(TooFewOccurrences, match="n_samples"):
+        fit_concept(states, positives[:4], dataclasses.replace(params, min_occurrences=1))
+
+
+def test_sample_all_cross_validation_samples_every_training_occurrence() -> None:
+    states, positives = _blob(6)
+    params = PAParams(
+        n_samples=5, taus=(100.0,), criterion="tpr_at_fpr", cv_folds=5,
+        radius_rule="negatives", sample_all=True,
+    )  # fmt: skip
+    scores, folds = cross_validate(states, positives, params)
+    assert folds == 5 and scores is not None
+    assert scores.tpr == 1.0 and scores.positives == positives.size
+
+
+def test_presets() -> None:
+    assert PAParams() == AUTHORS  # today's defaults are the authors' settings
+    assert (AUTHORS.n_samples, AUTHORS.criterion, AUTHORS.radius_rule) == (5, "accuracy", "samples")
+    RECOMMENDED.validate()
+    assert (RECOMMENDED.radius_rule, RECOMMENDED.radius_scale, RECOMMENDED.sample_all) == (
+        "negatives", 0.9, True,
+    )  # fmt: skip
+    assert RECOMMENDED.criterion == "tpr_at_fpr"

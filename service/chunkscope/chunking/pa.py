@@ -14,7 +14,11 @@ Corrections relative to the published code, on purpose:
 - besides the in-sample training scores (which count the very samples that set the radius, so
   they flatter) there are two honest ones: the stored chunk on the training occurrences it was
   not fitted on (out of sample), and k-fold cross-validation of the whole fit; :func:`recommend`
-  picks a hook point per concept by them.
+  picks a hook point per concept by them;
+- besides the authors' radius (the largest distance of a sample) there is a radius calibrated on
+  the training negatives (``radius_rule="negatives"``, with ``radius_scale`` and
+  ``sample_all``): the preset RECOMMENDED, measured in docs/PA_STUDY.md; AUTHORS keeps the
+  paper's settings.
 
 This module is pure: numpy only. It must not import gRPC, torch, the config, the store, or do any
 file IO; the service owns those and passes arrays in.
@@ -29,9 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "AUTHORS",
     "CRITERIA",
     "DEFAULT_TAUS",
     "RADIUS_RULES",
+    "RECOMMENDED",
     "HonestScores",
     "NoValidTolerance",
     "PAChunk",
@@ -91,12 +97,17 @@ class PAParams:
     # the training negatives: the largest one that lets at most ``radius_negatives`` of them in
     # (0: the ball stops just short of the nearest negative). ``radius_scale`` multiplies the
     # radius of either rule (1.0: as is; below 1 leaves a margin to the nearest negative, so
-    # that unseen negatives near the boundary stay out). On the demo model, n_samples 10 with
-    # "negatives", 0 and 0.9 raised the mean held-out TPR over all 30 blocks from 0.66 to 0.83
-    # at no higher held-out FPR (docs/PA_STUDY.md).
+    # that unseen negatives near the boundary stay out). RECOMMENDED below: on the demo model
+    # it raised the mean held-out TPR over all 30 blocks from 0.66 (n_samples 10, TPR at FPR
+    # <= 0.001, the authors' radius) to 0.84, with no cell above FPR 0.001 (docs/PA_STUDY.md).
     radius_rule: str = "samples"
     radius_negatives: int = 0
     radius_scale: float = 1.0
+    # Sample every training occurrence instead of n_samples of them (n_samples is then only the
+    # fewest occurrences a fit needs): the prototype and the neuron subsets come from all of
+    # the data, and the draw no longer depends on the seed. Meant for radius_rule "negatives";
+    # with "samples" the radius then covers every training occurrence.
+    sample_all: bool = False
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and its allowed range."""
@@ -151,6 +162,8 @@ class PAParams:
             or self.radius_scale <= 0
         ):
             raise ValueError(f"radius_scale must be a finite number > 0, got {self.radius_scale!r}")
+        if not isinstance(self.sample_all, (bool, np.bool_)):
+            raise ValueError(f"sample_all must be true or false, got {self.sample_all!r}")
         if not _is_int(self.cv_folds) or not (
             self.cv_folds == 0 or 2 <= self.cv_folds <= MAX_CV_FOLDS
         ):
@@ -158,6 +171,16 @@ class PAParams:
                 f"cv_folds must be 0 (no cross-validation) or an integer in 2..{MAX_CV_FOLDS}, "
                 f"got {self.cv_folds!r}"
             )
+
+
+# Named presets. AUTHORS: the paper's settings (n_samples 5, the accuracy rule, the radius of
+# the samples), today's defaults. RECOMMENDED: what docs/PA_STUDY.md measured best on held-out
+# text: every occurrence a sample, TPR at FPR <= 0.001, the radius calibrated on the training
+# negatives with a 10 % margin.
+AUTHORS = PAParams()
+RECOMMENDED = PAParams(
+    criterion="tpr_at_fpr", radius_rule="negatives", radius_scale=0.9, sample_all=True
+)
 
 
 @dataclass(frozen=True)
@@ -200,7 +223,7 @@ class PAChunk:
     heldout: Scores | None
     auc: float
     sweep: tuple[SweepPoint, ...]
-    sample_positions: np.ndarray  # int64 [n_samples], sorted
+    sample_positions: np.ndarray  # int64 [n_samples, or every occurrence], sorted
     # The stored chunk on the training positions other than its samples (None when every
     # occurrence was sampled): honest about the radius, which only the samples set.
     out_of_sample: Scores | None = None
@@ -292,7 +315,8 @@ def fit_concept(
         raise TooFewOccurrences(int(pos.size), params.n_samples, "n_samples")
     heldout = _check_heldout(heldout_states, heldout_positives, dim)
 
-    sample, max_dev, mean32 = _draw(states, pos, params.n_samples, params.seed)
+    n_draw = int(pos.size) if params.sample_all else params.n_samples
+    sample, max_dev, mean32 = _draw(states, pos, n_draw, params.seed)
     pos_mask = np.zeros(n_rows, dtype=bool)
     pos_mask[pos] = True
     sweep, _ = _sweep(states, pos_mask, sample, max_dev, mean32, params.taus, radius=params)
@@ -302,7 +326,7 @@ def fit_concept(
     if not sweep:
         raise NoValidTolerance(
             f"every tau gave an empty neuron subset: the smallest per-neuron deviation over the "
-            f"{params.n_samples} samples is {float(max_dev.min()):.6g}, the largest tau is "
+            f"{n_draw} samples is {float(max_dev.min()):.6g}, the largest tau is "
             f"{max(params.taus):.6g}",
             (), cv, folds,
         )  # fmt: skip
@@ -401,7 +425,8 @@ def cross_validate(
     for fold in range(folds):
         test = fold_of == fold
         train_pos = pos[~test[pos]]
-        sample, max_dev, mean32 = _draw(states, train_pos, params.n_samples, params.seed + fold)
+        n_draw = int(train_pos.size) if params.sample_all else params.n_samples
+        sample, max_dev, mean32 = _draw(states, train_pos, n_draw, params.seed + fold)
         sweep, held = _sweep(
             states, pos_mask, sample, max_dev, mean32, params.taus, test, radius=params
         )
