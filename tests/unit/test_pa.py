@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from chunkscope.chunking.pa import (
+    AUTHORS,
     DEFAULT_TAUS,
+    RECOMMENDED,
     HonestScores,
     NoValidTolerance,
     PAParams,
@@ -21,6 +23,7 @@ from chunkscope.chunking.pa import (
     distances,
     fit_concept,
     matches,
+    radius_from_negatives,
     recommend,
     score,
 )
@@ -69,6 +72,12 @@ def test_default_taus_are_the_authors_grid() -> None:
         ({"sparsity_margin": -0.1}, "sparsity_margin"),
         ({"sparsity_margin": float("nan")}, "sparsity_margin"),
         ({"max_neurons": -1}, "max_neurons"),
+        ({"radius_rule": "quantile"}, "radius_rule"),
+        ({"radius_negatives": -1}, "radius_negatives"),
+        ({"radius_negatives": 1.5}, "radius_negatives"),
+        ({"radius_scale": 0.0}, "radius_scale"),
+        ({"radius_scale": float("inf")}, "radius_scale"),
+        ({"sample_all": "yes"}, "sample_all"),
     ],
 )
 def test_params_validate_names_the_field(change: dict[str, object], field: str) -> None:
@@ -540,3 +549,148 @@ def test_max_neurons_bounds_the_chunk_and_refuses_when_nothing_fits() -> None:
     # With tau 100 alone every neuron is in the set, so no tau gives at most 1 neuron.
     with pytest.raises(NoValidTolerance, match="max_neurons=1"):
         fit_concept(states, positives, dataclasses.replace(base, max_neurons=1, taus=(100.0,)))
+
+
+# --- radius rules (docs/PA_STUDY.md) -----------------------------------------------------------
+
+
+def test_defaults_keep_the_authors_radius() -> None:
+    params = PAParams()
+    assert (params.radius_rule, params.radius_negatives, params.radius_scale) == ("samples", 0, 1.0)
+
+
+def _below(value: float) -> float:
+    return float(np.nextafter(np.float32(value), np.float32(-np.inf)))
+
+
+def test_radius_from_negatives_stops_just_short_of_the_next_negative() -> None:
+    d = np.array([3.0, 1.0, 2.0, 2.0], dtype=np.float32)
+    assert radius_from_negatives(d, 0) == _below(1.0)
+    assert radius_from_negatives(d, 1) == _below(2.0)
+    # Two negatives tie at 2.0: a ball that admits at most two admits only the one at 1.0.
+    assert radius_from_negatives(d, 2) == _below(2.0)
+    assert radius_from_negatives(d, 3) == _below(3.0)
+    assert radius_from_negatives(d, 4) == 3.0  # every negative fits
+    assert radius_from_negatives(np.zeros(0, np.float32), 0) == 0.0
+    assert radius_from_negatives(np.array([0.0, 5.0], np.float32), 0) == 0.0
+    for allowed in range(5):
+        assert np.count_nonzero(d <= np.float32(radius_from_negatives(d, allowed))) <= allowed
+    with pytest.raises(ValueError, match="allowed"):
+        radius_from_negatives(d, -1)
+    with pytest.raises(ValueError, match="finite"):
+        radius_from_negatives(np.array([1.0, np.nan], np.float32), 0)
+
+
+def _blob(seed: int, t: int = 3000, d: int = 16, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Background N(0, 1); the concept is N(6, 1) in every neuron, far from every negative."""
+    rng = np.random.default_rng(seed)
+    states = rng.standard_normal((t, d)).astype(np.float32)
+    positives = np.sort(rng.choice(t, n, replace=False))
+    states[positives] += np.float32(6.0)
+    return states, positives
+
+
+def test_negatives_rule_calibrates_the_radius_on_the_training_negatives() -> None:
+    states, positives = _blob(0)
+    held_states, held_positives = _blob(1)
+    # One tolerance that keeps every neuron, so C is the whole state for both rules.
+    base = PAParams(n_samples=3, taus=(100.0,), criterion="tpr_at_fpr", cv_folds=0)
+    samples = fit_concept(
+        states, positives, base, heldout_states=held_states, heldout_positives=held_positives
+    )
+    negatives = fit_concept(
+        states, positives, dataclasses.replace(base, radius_rule="negatives"),
+        heldout_states=held_states, heldout_positives=held_positives,
+    )  # fmt: skip
+    # Three samples of a spread-out concept: the authors' ball misses many occurrences.
+    assert samples.heldout is not None and samples.heldout.tpr < 0.9
+    # The calibrated ball ends just short of the nearest training negative ...
+    mask = np.zeros(states.shape[0], dtype=bool)
+    mask[positives] = True
+    d = distances(states, negatives.neurons, negatives.prototype)
+    assert negatives.radius == _below(float(d[~mask].min()))
+    assert negatives.train.fpr == 0.0 and negatives.train.tpr == 1.0
+    # ... and, the concept lying far from every negative, finds every held-out occurrence.
+    assert negatives.heldout is not None
+    assert negatives.heldout.tpr == 1.0 and negatives.heldout.fpr == 0.0
+    assert negatives.radius > samples.radius
+
+
+def test_radius_negatives_lets_exactly_that_many_training_negatives_in() -> None:
+    states, positives = _blob(2)
+    for allowed in (0, 1, 5):
+        params = PAParams(
+            n_samples=5, taus=(100.0,), criterion="accuracy", cv_folds=0,
+            radius_rule="negatives", radius_negatives=allowed,
+        )  # fmt: skip
+        chunk = fit_concept(states, positives, params)
+        # Distances of continuous random states do not tie, so the count is exact.
+        assert round(chunk.train.fpr * chunk.train.negatives) == allowed
+
+
+def test_radius_scale_multiplies_the_radius_of_either_rule() -> None:
+    states, positives = _blob(3)
+    for rule in ("samples", "negatives"):
+        base = PAParams(n_samples=5, taus=(100.0,), cv_folds=0, radius_rule=rule)
+        full = fit_concept(states, positives, base)
+        half = fit_concept(states, positives, dataclasses.replace(base, radius_scale=0.5))
+        assert np.array_equal(full.neurons, half.neurons)
+        assert half.radius == float(np.float32(full.radius * 0.5))
+        # The stored radius is what matches() uses, and train scores are exactly reproduced.
+        reproduced = score(
+            matches(states, half.neurons, half.prototype, half.radius), positives, len(states)
+        )
+        assert reproduced == half.train
+
+
+def test_negatives_rule_cross_validation_never_calibrates_on_the_held_out_fold() -> None:
+    states, positives = _blob(4)
+    params = PAParams(
+        n_samples=5, taus=(100.0,), criterion="tpr_at_fpr", cv_folds=5, radius_rule="negatives"
+    )
+    chunk = fit_concept(states, positives, params)
+    assert chunk.cross_validated is not None and chunk.cv_folds == 5
+    # Well separated: every held-out fold's occurrences are found; a fold's own negatives never
+    # set its radius, so a few of them may fall inside, but never more than a handful.
+    assert chunk.cross_validated.tpr == 1.0
+    assert chunk.cross_validated.fpr <= 5 / chunk.cross_validated.negatives
+
+
+def test_sample_all_samples_every_occurrence_whatever_the_seed() -> None:
+    states, positives = _blob(5)
+    params = PAParams(
+        n_samples=5, taus=(100.0,), criterion="tpr_at_fpr", cv_folds=0,
+        radius_rule="negatives", sample_all=True,
+    )  # fmt: skip
+    chunks = [fit_concept(states, positives, dataclasses.replace(params, seed=s)) for s in (0, 7)]
+    for chunk in chunks:
+        assert np.array_equal(chunk.sample_positions, positives)
+        expected = states[positives].astype(np.float64).mean(axis=0).astype(np.float32)
+        assert np.array_equal(chunk.mean, expected)
+        assert chunk.out_of_sample is None  # no occurrence was left out of the fit
+    assert chunks[0].radius == chunks[1].radius
+    assert np.array_equal(chunks[0].prototype, chunks[1].prototype)
+    # n_samples is still the fewest occurrences a fit needs.
+    with pytest.raises(TooFewOccurrences, match="n_samples"):
+        fit_concept(states, positives[:4], dataclasses.replace(params, min_occurrences=1))
+
+
+def test_sample_all_cross_validation_samples_every_training_occurrence() -> None:
+    states, positives = _blob(6)
+    params = PAParams(
+        n_samples=5, taus=(100.0,), criterion="tpr_at_fpr", cv_folds=5,
+        radius_rule="negatives", sample_all=True,
+    )  # fmt: skip
+    scores, folds = cross_validate(states, positives, params)
+    assert folds == 5 and scores is not None
+    assert scores.tpr == 1.0 and scores.positives == positives.size
+
+
+def test_presets() -> None:
+    assert PAParams() == AUTHORS  # today's defaults are the authors' settings
+    assert (AUTHORS.n_samples, AUTHORS.criterion, AUTHORS.radius_rule) == (5, "accuracy", "samples")
+    RECOMMENDED.validate()
+    assert (RECOMMENDED.radius_rule, RECOMMENDED.radius_scale, RECOMMENDED.sample_all) == (
+        "negatives", 0.9, True,
+    )  # fmt: skip
+    assert RECOMMENDED.criterion == "tpr_at_fpr"

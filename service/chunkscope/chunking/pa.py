@@ -14,7 +14,11 @@ Corrections relative to the published code, on purpose:
 - besides the in-sample training scores (which count the very samples that set the radius, so
   they flatter) there are two honest ones: the stored chunk on the training occurrences it was
   not fitted on (out of sample), and k-fold cross-validation of the whole fit; :func:`recommend`
-  picks a hook point per concept by them.
+  picks a hook point per concept by them;
+- besides the authors' radius (the largest distance of a sample) there is a radius calibrated on
+  the training negatives (``radius_rule="negatives"``, with ``radius_scale`` and
+  ``sample_all``): the preset RECOMMENDED, measured in docs/PA_STUDY.md; AUTHORS keeps the
+  paper's settings.
 
 This module is pure: numpy only. It must not import gRPC, torch, the config, the store, or do any
 file IO; the service owns those and passes arrays in.
@@ -29,8 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "AUTHORS",
     "CRITERIA",
     "DEFAULT_TAUS",
+    "RADIUS_RULES",
+    "RECOMMENDED",
     "HonestScores",
     "NoValidTolerance",
     "PAChunk",
@@ -44,6 +51,7 @@ __all__ = [
     "distances",
     "fit_concept",
     "matches",
+    "radius_from_negatives",
     "recommend",
     "score",
 ]
@@ -52,6 +60,10 @@ __all__ = [
 DEFAULT_TAUS: tuple[float, ...] = (100.0, 30.0, 20.0, 10.0, 3.0, *(0.8**i for i in range(35)))
 
 CRITERIA: tuple[str, ...] = ("accuracy", "tpr_at_fpr")
+# How the radius of a chunk is set: "samples" (the authors'): the largest distance of any sample
+# from the prototype; "negatives": the largest radius that holds at most ``radius_negatives`` of
+# the training positions outside the concept (docs/PA_STUDY.md).
+RADIUS_RULES: tuple[str, ...] = ("samples", "negatives")
 MAX_CV_FOLDS = 100
 
 # Rows are processed in blocks so that no [T, d] temporary is ever made: a block holds at most
@@ -80,6 +92,22 @@ class PAParams:
     # tolerances whose neuron set has at most this many neurons are candidates.
     sparsity_margin: float = 0.0
     max_neurons: int = 0
+    # Radius rule (RADIUS_RULES; "samples" is the authors'). With "negatives" the prototype and
+    # the neuron subsets still come from the samples, but each subset's radius is calibrated on
+    # the training negatives: the largest one that lets at most ``radius_negatives`` of them in
+    # (0: the ball stops just short of the nearest negative). ``radius_scale`` multiplies the
+    # radius of either rule (1.0: as is; below 1 leaves a margin to the nearest negative, so
+    # that unseen negatives near the boundary stay out). RECOMMENDED below: on the demo model
+    # it raised the mean held-out TPR over all 30 blocks from 0.66 (n_samples 10, TPR at FPR
+    # <= 0.001, the authors' radius) to 0.84, with no cell above FPR 0.001 (docs/PA_STUDY.md).
+    radius_rule: str = "samples"
+    radius_negatives: int = 0
+    radius_scale: float = 1.0
+    # Sample every training occurrence instead of n_samples of them (n_samples is then only the
+    # fewest occurrences a fit needs): the prototype and the neuron subsets come from all of
+    # the data, and the draw no longer depends on the seed. Meant for radius_rule "negatives";
+    # with "samples" the radius then covers every training occurrence.
+    sample_all: bool = False
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and its allowed range."""
@@ -121,6 +149,21 @@ class PAParams:
             raise ValueError(
                 f"max_neurons must be an integer >= 0 (0: no bound), got {self.max_neurons!r}"
             )
+        if self.radius_rule not in RADIUS_RULES:
+            raise ValueError(f"radius_rule must be one of {RADIUS_RULES}, got {self.radius_rule!r}")
+        if not _is_int(self.radius_negatives) or self.radius_negatives < 0:
+            raise ValueError(
+                f"radius_negatives must be an integer >= 0, got {self.radius_negatives!r}"
+            )
+        if (
+            isinstance(self.radius_scale, bool)
+            or not isinstance(self.radius_scale, (int, float))
+            or not math.isfinite(self.radius_scale)
+            or self.radius_scale <= 0
+        ):
+            raise ValueError(f"radius_scale must be a finite number > 0, got {self.radius_scale!r}")
+        if not isinstance(self.sample_all, (bool, np.bool_)):
+            raise ValueError(f"sample_all must be true or false, got {self.sample_all!r}")
         if not _is_int(self.cv_folds) or not (
             self.cv_folds == 0 or 2 <= self.cv_folds <= MAX_CV_FOLDS
         ):
@@ -128,6 +171,16 @@ class PAParams:
                 f"cv_folds must be 0 (no cross-validation) or an integer in 2..{MAX_CV_FOLDS}, "
                 f"got {self.cv_folds!r}"
             )
+
+
+# Named presets. AUTHORS: the paper's settings (n_samples 5, the accuracy rule, the radius of
+# the samples), today's defaults. RECOMMENDED: what docs/PA_STUDY.md measured best on held-out
+# text: every occurrence a sample, TPR at FPR <= 0.001, the radius calibrated on the training
+# negatives with a 10 % margin.
+AUTHORS = PAParams()
+RECOMMENDED = PAParams(
+    criterion="tpr_at_fpr", radius_rule="negatives", radius_scale=0.9, sample_all=True
+)
 
 
 @dataclass(frozen=True)
@@ -170,7 +223,7 @@ class PAChunk:
     heldout: Scores | None
     auc: float
     sweep: tuple[SweepPoint, ...]
-    sample_positions: np.ndarray  # int64 [n_samples], sorted
+    sample_positions: np.ndarray  # int64 [n_samples, or every occurrence], sorted
     # The stored chunk on the training positions other than its samples (None when every
     # occurrence was sampled): honest about the radius, which only the samples set.
     out_of_sample: Scores | None = None
@@ -262,17 +315,18 @@ def fit_concept(
         raise TooFewOccurrences(int(pos.size), params.n_samples, "n_samples")
     heldout = _check_heldout(heldout_states, heldout_positives, dim)
 
-    sample, max_dev, mean32 = _draw(states, pos, params.n_samples, params.seed)
+    n_draw = int(pos.size) if params.sample_all else params.n_samples
+    sample, max_dev, mean32 = _draw(states, pos, n_draw, params.seed)
     pos_mask = np.zeros(n_rows, dtype=bool)
     pos_mask[pos] = True
-    sweep, _ = _sweep(states, pos_mask, sample, max_dev, mean32, params.taus)
+    sweep, _ = _sweep(states, pos_mask, sample, max_dev, mean32, params.taus, radius=params)
     cv, folds = (None, 0)
     if params.cv_folds:
         cv, folds = cross_validate(states, pos, params)
     if not sweep:
         raise NoValidTolerance(
             f"every tau gave an empty neuron subset: the smallest per-neuron deviation over the "
-            f"{params.n_samples} samples is {float(max_dev.min()):.6g}, the largest tau is "
+            f"{n_draw} samples is {float(max_dev.min()):.6g}, the largest tau is "
             f"{max(params.taus):.6g}",
             (), cv, folds,
         )  # fmt: skip
@@ -284,12 +338,17 @@ def fit_concept(
     neurons = np.flatnonzero(max_dev < best.tau).astype(np.int64)
     prototype = mean32[neurons]
     train_dist = distances(states, neurons, prototype)
-    # Δ is taken from the very float32 values a later matches() call computes (row results do
-    # not depend on blocking), so every sample is guaranteed to match its own chunk.
-    radius = float(train_dist[sample].max())
+    if params.radius_rule == "negatives":
+        radius = radius_from_negatives(train_dist[~pos_mask], params.radius_negatives)
+    else:
+        # Δ is taken from the very float32 values a later matches() call computes (row results
+        # do not depend on blocking), so every sample is guaranteed to match its own chunk.
+        radius = float(train_dist[sample].max())
+    if params.radius_scale != 1.0:
+        radius = float(np.float32(radius * params.radius_scale))
     matched = train_dist <= np.float32(radius)
     train = score(matched, pos, n_rows)
-    # Every sample matches (radius above), so leaving them out takes them off TP and positives.
+    # Leaving the samples out takes them off positives, and those that match off TP.
     unsampled = int(pos.size) - int(sample.size)
     out_of_sample = (
         _scores(
@@ -366,8 +425,11 @@ def cross_validate(
     for fold in range(folds):
         test = fold_of == fold
         train_pos = pos[~test[pos]]
-        sample, max_dev, mean32 = _draw(states, train_pos, params.n_samples, params.seed + fold)
-        sweep, held = _sweep(states, pos_mask, sample, max_dev, mean32, params.taus, test)
+        n_draw = int(train_pos.size) if params.sample_all else params.n_samples
+        sample, max_dev, mean32 = _draw(states, train_pos, n_draw, params.seed + fold)
+        sweep, held = _sweep(
+            states, pos_mask, sample, max_dev, mean32, params.taus, test, radius=params
+        )
         if not sweep:
             continue
         n_neg_train = int(np.count_nonzero(~test)) - int(train_pos.size)
@@ -400,6 +462,30 @@ def recommend(candidates: Sequence[HonestScores | None], max_fpr: float) -> int 
     if admissible:
         return max(admissible, key=lambda c: (c[1], c[3]))[0]
     return max(scored, key=lambda c: (c[1] - c[2], c[3]))[0]
+
+
+def radius_from_negatives(negative_distances: np.ndarray, allowed: int) -> float:
+    """The largest radius whose ball holds at most ``allowed`` of the given negative distances.
+
+    ``negative_distances`` are float32 distances (as :func:`distances` gives them) of positions
+    that are not the concept. The radius is the float32 value just below the (allowed+1)-th
+    smallest of them, so ``distance <= radius`` admits exactly the ``allowed`` nearest ones (fewer
+    when some tie with the next). With no more than ``allowed`` negatives at all, every one of
+    them fits: the radius is the largest distance (0.0 when there are none). Never negative: when
+    the (allowed+1)-th distance is 0 the radius is 0, which lets the tied zeros in.
+    """
+    d = np.asarray(negative_distances, dtype=np.float32).ravel()
+    if not _is_int(allowed) or allowed < 0:
+        raise ValueError(f"allowed must be an integer >= 0, got {allowed!r}")
+    if d.size == 0:
+        return 0.0
+    if not np.all(np.isfinite(d)) or float(d.min()) < 0:
+        raise ValueError("negative_distances must be finite and >= 0")
+    if d.size <= allowed:
+        return float(d.max())
+    kth = np.partition(d, allowed)[allowed]
+    below = np.nextafter(kth, np.float32(-np.inf), dtype=np.float32)
+    return float(max(below, np.float32(0.0)))
 
 
 def distances(states: np.ndarray, neurons: np.ndarray, prototype: np.ndarray) -> np.ndarray:
@@ -482,6 +568,8 @@ def _sweep(
     mean32: np.ndarray,
     taus: Sequence[float],
     test: np.ndarray | None = None,
+    *,
+    radius: PAParams | None = None,
 ) -> tuple[list[SweepPoint], list[tuple[int, int]]]:
     """Score every tolerance with a non-empty subset in one pass over the states.
 
@@ -518,16 +606,37 @@ def _sweep(
         seg = np.add.reduceat(gathered, seg_starts, axis=1).astype(np.float64)
         return np.cumsum(seg, axis=1) / sizes
 
-    # Δ per subset from the same function the positions go through, so samples match themselves.
-    radii = mean_sq(np.asarray(states[sample])).max(axis=0)
     train_mask = ~test if test is not None else None
+    step = _block_rows(int(cols.size))
+    if radius is not None and radius.radius_rule == "negatives":
+        # One extra pass: per subset, keep the (k+1) smallest distances of the negatives that
+        # the fit may see (not the concept, not a held-out fold), then stop just below the last.
+        keep = radius.radius_negatives + 1
+        calib = ~pos_mask if train_mask is None else ~pos_mask & train_mask
+        nearest = np.empty((0, sizes.size), dtype=np.float32)
+        for start in range(0, n_rows, step):
+            rows = calib[start : start + step]
+            if not rows.any():
+                continue
+            block = mean_sq(states[start : start + step][rows]).astype(np.float32)
+            both = np.concatenate([nearest, block])
+            nearest = np.partition(both, keep - 1, axis=0)[:keep] if both.shape[0] > keep else both
+        radii = np.array(
+            [radius_from_negatives(nearest[:, i], keep - 1) for i in range(sizes.size)],
+            dtype=np.float64,
+        )
+    else:
+        # Δ per subset from the same function the positions go through, so samples match
+        # themselves.
+        radii = mean_sq(np.asarray(states[sample])).max(axis=0)
+    if radius is not None and radius.radius_scale != 1.0:
+        radii = radii * radius.radius_scale
     n_pos = int(np.count_nonzero(pos_mask if train_mask is None else pos_mask & train_mask))
     n_scored = n_rows if train_mask is None else int(np.count_nonzero(train_mask))
     matched_all = np.zeros(sizes.size, dtype=np.int64)
     matched_pos = np.zeros(sizes.size, dtype=np.int64)
     test_all = np.zeros(sizes.size, dtype=np.int64)
     test_pos = np.zeros(sizes.size, dtype=np.int64)
-    step = _block_rows(int(cols.size))
     for start in range(0, n_rows, step):
         inside = mean_sq(states[start : start + step]) <= radii
         block_pos = pos_mask[start : start + step]
