@@ -79,7 +79,8 @@ func (ContextPolicy) EnumDescriptor() ([]byte, []int) {
 type PaCriterion int32
 
 const (
-	// The server default: ACCURACY.
+	// The preset's criterion: TPR_AT_FPR for PA_PRESET_RECOMMENDED, ACCURACY for
+	// PA_PRESET_AUTHORS.
 	PaCriterion_PA_CRITERION_UNSPECIFIED PaCriterion = 0
 	// Highest training accuracy; ties go to the larger tolerance (the authors' rule).
 	PaCriterion_PA_CRITERION_ACCURACY PaCriterion = 1
@@ -128,6 +129,117 @@ func (PaCriterion) EnumDescriptor() ([]byte, []int) {
 	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{1}
 }
 
+// A named set of PA settings; fields set explicitly in PopulationAveragingParams override it.
+type PaPreset int32
+
+const (
+	// The server default: PA_PRESET_RECOMMENDED.
+	PaPreset_PA_PRESET_UNSPECIFIED PaPreset = 0
+	// Every training occurrence a sample, TPR at FPR <= max_fpr, the radius calibrated on the
+	// training negatives (PA_RADIUS_RULE_NEGATIVES, radius_negatives 0) times 0.9. On the demo
+	// model: mean held-out TPR over all 30 blocks 0.836, best block 1.000, no cell above FPR
+	// 0.001 (docs/PA_STUDY.md).
+	PaPreset_PA_PRESET_RECOMMENDED PaPreset = 1
+	// The paper's settings: 5 samples, the accuracy criterion, the radius of the samples. On the
+	// demo model: mean held-out TPR 0.488, best block 0.728. The server default up to 0.2.0.
+	PaPreset_PA_PRESET_AUTHORS PaPreset = 2
+)
+
+// Enum value maps for PaPreset.
+var (
+	PaPreset_name = map[int32]string{
+		0: "PA_PRESET_UNSPECIFIED",
+		1: "PA_PRESET_RECOMMENDED",
+		2: "PA_PRESET_AUTHORS",
+	}
+	PaPreset_value = map[string]int32{
+		"PA_PRESET_UNSPECIFIED": 0,
+		"PA_PRESET_RECOMMENDED": 1,
+		"PA_PRESET_AUTHORS":     2,
+	}
+)
+
+func (x PaPreset) Enum() *PaPreset {
+	p := new(PaPreset)
+	*p = x
+	return p
+}
+
+func (x PaPreset) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PaPreset) Descriptor() protoreflect.EnumDescriptor {
+	return file_chunkscope_v1_dictionaries_proto_enumTypes[2].Descriptor()
+}
+
+func (PaPreset) Type() protoreflect.EnumType {
+	return &file_chunkscope_v1_dictionaries_proto_enumTypes[2]
+}
+
+func (x PaPreset) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PaPreset.Descriptor instead.
+func (PaPreset) EnumDescriptor() ([]byte, []int) {
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{2}
+}
+
+// How the radius of a PA chunk is set.
+type PaRadiusRule int32
+
+const (
+	// The preset's rule: NEGATIVES for PA_PRESET_RECOMMENDED, SAMPLES for PA_PRESET_AUTHORS.
+	PaRadiusRule_PA_RADIUS_RULE_UNSPECIFIED PaRadiusRule = 0
+	// The largest distance of any sample from the prototype (the authors' rule).
+	PaRadiusRule_PA_RADIUS_RULE_SAMPLES PaRadiusRule = 1
+	// The largest radius that lets at most radius_negatives of the training positions outside
+	// the concept in.
+	PaRadiusRule_PA_RADIUS_RULE_NEGATIVES PaRadiusRule = 2
+)
+
+// Enum value maps for PaRadiusRule.
+var (
+	PaRadiusRule_name = map[int32]string{
+		0: "PA_RADIUS_RULE_UNSPECIFIED",
+		1: "PA_RADIUS_RULE_SAMPLES",
+		2: "PA_RADIUS_RULE_NEGATIVES",
+	}
+	PaRadiusRule_value = map[string]int32{
+		"PA_RADIUS_RULE_UNSPECIFIED": 0,
+		"PA_RADIUS_RULE_SAMPLES":     1,
+		"PA_RADIUS_RULE_NEGATIVES":   2,
+	}
+)
+
+func (x PaRadiusRule) Enum() *PaRadiusRule {
+	p := new(PaRadiusRule)
+	*p = x
+	return p
+}
+
+func (x PaRadiusRule) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PaRadiusRule) Descriptor() protoreflect.EnumDescriptor {
+	return file_chunkscope_v1_dictionaries_proto_enumTypes[3].Descriptor()
+}
+
+func (PaRadiusRule) Type() protoreflect.EnumType {
+	return &file_chunkscope_v1_dictionaries_proto_enumTypes[3]
+}
+
+func (x PaRadiusRule) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PaRadiusRule.Descriptor instead.
+func (PaRadiusRule) EnumDescriptor() ([]byte, []int) {
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{3}
+}
+
 // How the atoms of a cosine dictionary start.
 type CosineInit int32
 
@@ -171,11 +283,11 @@ func (x CosineInit) String() string {
 }
 
 func (CosineInit) Descriptor() protoreflect.EnumDescriptor {
-	return file_chunkscope_v1_dictionaries_proto_enumTypes[2].Descriptor()
+	return file_chunkscope_v1_dictionaries_proto_enumTypes[4].Descriptor()
 }
 
 func (CosineInit) Type() protoreflect.EnumType {
-	return &file_chunkscope_v1_dictionaries_proto_enumTypes[2]
+	return &file_chunkscope_v1_dictionaries_proto_enumTypes[4]
 }
 
 func (x CosineInit) Number() protoreflect.EnumNumber {
@@ -184,7 +296,7 @@ func (x CosineInit) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CosineInit.Descriptor instead.
 func (CosineInit) EnumDescriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{2}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{4}
 }
 
 // What a cosine dictionary's training does with atoms that win no state during an epoch.
@@ -224,11 +336,11 @@ func (x DeadAtomPolicy) String() string {
 }
 
 func (DeadAtomPolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_chunkscope_v1_dictionaries_proto_enumTypes[3].Descriptor()
+	return file_chunkscope_v1_dictionaries_proto_enumTypes[5].Descriptor()
 }
 
 func (DeadAtomPolicy) Type() protoreflect.EnumType {
-	return &file_chunkscope_v1_dictionaries_proto_enumTypes[3]
+	return &file_chunkscope_v1_dictionaries_proto_enumTypes[5]
 }
 
 func (x DeadAtomPolicy) Number() protoreflect.EnumNumber {
@@ -237,7 +349,7 @@ func (x DeadAtomPolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeadAtomPolicy.Descriptor instead.
 func (DeadAtomPolicy) EnumDescriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{3}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{5}
 }
 
 // Phase of an extraction job.
@@ -281,11 +393,11 @@ func (x ExtractionPhase) String() string {
 }
 
 func (ExtractionPhase) Descriptor() protoreflect.EnumDescriptor {
-	return file_chunkscope_v1_dictionaries_proto_enumTypes[4].Descriptor()
+	return file_chunkscope_v1_dictionaries_proto_enumTypes[6].Descriptor()
 }
 
 func (ExtractionPhase) Type() protoreflect.EnumType {
-	return &file_chunkscope_v1_dictionaries_proto_enumTypes[4]
+	return &file_chunkscope_v1_dictionaries_proto_enumTypes[6]
 }
 
 func (x ExtractionPhase) Number() protoreflect.EnumNumber {
@@ -294,7 +406,7 @@ func (x ExtractionPhase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExtractionPhase.Descriptor instead.
 func (ExtractionPhase) EnumDescriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{4}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{6}
 }
 
 // Which method built a dictionary.
@@ -342,11 +454,11 @@ func (x ChunkMethod) String() string {
 }
 
 func (ChunkMethod) Descriptor() protoreflect.EnumDescriptor {
-	return file_chunkscope_v1_dictionaries_proto_enumTypes[5].Descriptor()
+	return file_chunkscope_v1_dictionaries_proto_enumTypes[7].Descriptor()
 }
 
 func (ChunkMethod) Type() protoreflect.EnumType {
-	return &file_chunkscope_v1_dictionaries_proto_enumTypes[5]
+	return &file_chunkscope_v1_dictionaries_proto_enumTypes[7]
 }
 
 func (x ChunkMethod) Number() protoreflect.EnumNumber {
@@ -355,7 +467,7 @@ func (x ChunkMethod) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChunkMethod.Descriptor instead.
 func (ChunkMethod) EnumDescriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{5}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{7}
 }
 
 // Symbols fed to a recurrent network, one string per time step.
@@ -739,11 +851,13 @@ type PopulationAveragingParams struct {
 	Spans []*LabelSpan `protobuf:"bytes,2,rep,name=spans,proto3" json:"spans,omitempty"`
 	// Label the token `step` positions before each occurrence (negative: after). Default 0.
 	Step int32 `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
-	// Occurrences drawn to form the prototype. 0 means 5.
+	// Occurrences drawn to form the prototype. 0 means 5. With sample_all (PA_PRESET_RECOMMENDED)
+	// every occurrence is drawn and n_samples is only the fewest a concept needs; setting
+	// n_samples without setting sample_all draws exactly n_samples (sample_all false).
 	NSamples int32 `protobuf:"varint,4,opt,name=n_samples,json=nSamples,proto3" json:"n_samples,omitempty"`
 	// A concept needs at least this many occurrences in the training texts. 0 means 10.
 	MinOccurrences int32 `protobuf:"varint,5,opt,name=min_occurrences,json=minOccurrences,proto3" json:"min_occurrences,omitempty"`
-	// How the tolerance is chosen.
+	// How the tolerance is chosen. UNSPECIFIED means the preset's.
 	Criterion PaCriterion `protobuf:"varint,6,opt,name=criterion,proto3,enum=chunkscope.v1.PaCriterion" json:"criterion,omitempty"`
 	// FPR bound for PA_CRITERION_TPR_AT_FPR, in (0, 1). 0 means 0.001.
 	MaxFpr float64 `protobuf:"fixed64,7,opt,name=max_fpr,json=maxFpr,proto3" json:"max_fpr,omitempty"`
@@ -758,7 +872,8 @@ type PopulationAveragingParams struct {
 	// Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
 	// out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
 	// sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
-	// training part (up to leave-one-out).
+	// training part (up to leave-one-out). With sample_all there are no out-of-sample scores, so
+	// -1 is refused (INVALID_ARGUMENT): nothing honest would be left to recommend by.
 	CvFolds int32 `protobuf:"varint,11,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
 	// Sparse entries. When > 0, the tolerance is the one with the fewest neurons among those whose
 	// score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
@@ -767,7 +882,23 @@ type PopulationAveragingParams struct {
 	SparsityMargin float64 `protobuf:"fixed64,12,opt,name=sparsity_margin,json=sparsityMargin,proto3" json:"sparsity_margin,omitempty"`
 	// When > 0, only tolerances whose neuron set has at most this many neurons compete; a cell
 	// where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
-	MaxNeurons    int32 `protobuf:"varint,13,opt,name=max_neurons,json=maxNeurons,proto3" json:"max_neurons,omitempty"`
+	MaxNeurons int32 `protobuf:"varint,13,opt,name=max_neurons,json=maxNeurons,proto3" json:"max_neurons,omitempty"`
+	// The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+	// field above and below that is set overrides the preset's value.
+	Preset PaPreset `protobuf:"varint,14,opt,name=preset,proto3,enum=chunkscope.v1.PaPreset" json:"preset,omitempty"`
+	// How the radius is set. UNSPECIFIED means the preset's.
+	RadiusRule PaRadiusRule `protobuf:"varint,15,opt,name=radius_rule,json=radiusRule,proto3,enum=chunkscope.v1.PaRadiusRule" json:"radius_rule,omitempty"`
+	// PA_RADIUS_RULE_NEGATIVES: training negatives the ball may hold. Unset means the preset's
+	// (0 in both presets: the ball stops just short of the nearest training negative); >= 0.
+	RadiusNegatives *int32 `protobuf:"varint,16,opt,name=radius_negatives,json=radiusNegatives,proto3,oneof" json:"radius_negatives,omitempty"`
+	// Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
+	// 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
+	// a finite number > 0.
+	RadiusScale float64 `protobuf:"fixed64,17,opt,name=radius_scale,json=radiusScale,proto3" json:"radius_scale,omitempty"`
+	// Sample every training occurrence instead of n_samples of them. Unset means the preset's
+	// (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
+	// set.
+	SampleAll     *bool `protobuf:"varint,18,opt,name=sample_all,json=sampleAll,proto3,oneof" json:"sample_all,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -891,6 +1022,41 @@ func (x *PopulationAveragingParams) GetMaxNeurons() int32 {
 		return x.MaxNeurons
 	}
 	return 0
+}
+
+func (x *PopulationAveragingParams) GetPreset() PaPreset {
+	if x != nil {
+		return x.Preset
+	}
+	return PaPreset_PA_PRESET_UNSPECIFIED
+}
+
+func (x *PopulationAveragingParams) GetRadiusRule() PaRadiusRule {
+	if x != nil {
+		return x.RadiusRule
+	}
+	return PaRadiusRule_PA_RADIUS_RULE_UNSPECIFIED
+}
+
+func (x *PopulationAveragingParams) GetRadiusNegatives() int32 {
+	if x != nil && x.RadiusNegatives != nil {
+		return *x.RadiusNegatives
+	}
+	return 0
+}
+
+func (x *PopulationAveragingParams) GetRadiusScale() float64 {
+	if x != nil {
+		return x.RadiusScale
+	}
+	return 0
+}
+
+func (x *PopulationAveragingParams) GetSampleAll() bool {
+	if x != nil && x.SampleAll != nil {
+		return *x.SampleAll
+	}
+	return false
 }
 
 // Discrete Sequence Chunking for small recurrent networks (docs/METHODS.md section 2).
@@ -3037,7 +3203,7 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\aconcept\x18\x04 \x01(\tR\aconcept\">\n" +
 	"\fConceptWords\x12\x18\n" +
 	"\aconcept\x18\x01 \x01(\tR\aconcept\x12\x14\n" +
-	"\x05words\x18\x02 \x03(\tR\x05words\"\xea\x03\n" +
+	"\x05words\x18\x02 \x03(\tR\x05words\"\xf4\x05\n" +
 	"\x19PopulationAveragingParams\x127\n" +
 	"\bconcepts\x18\x01 \x03(\v2\x1b.chunkscope.v1.ConceptWordsR\bconcepts\x12.\n" +
 	"\x05spans\x18\x02 \x03(\v2\x18.chunkscope.v1.LabelSpanR\x05spans\x12\x12\n" +
@@ -3053,7 +3219,16 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\bcv_folds\x18\v \x01(\x05R\acvFolds\x12'\n" +
 	"\x0fsparsity_margin\x18\f \x01(\x01R\x0esparsityMargin\x12\x1f\n" +
 	"\vmax_neurons\x18\r \x01(\x05R\n" +
-	"maxNeurons\"\xd2\x01\n" +
+	"maxNeurons\x12/\n" +
+	"\x06preset\x18\x0e \x01(\x0e2\x17.chunkscope.v1.PaPresetR\x06preset\x12<\n" +
+	"\vradius_rule\x18\x0f \x01(\x0e2\x1b.chunkscope.v1.PaRadiusRuleR\n" +
+	"radiusRule\x12.\n" +
+	"\x10radius_negatives\x18\x10 \x01(\x05H\x00R\x0fradiusNegatives\x88\x01\x01\x12!\n" +
+	"\fradius_scale\x18\x11 \x01(\x01R\vradiusScale\x12\"\n" +
+	"\n" +
+	"sample_all\x18\x12 \x01(\bH\x01R\tsampleAll\x88\x01\x01B\x13\n" +
+	"\x11_radius_negativesB\r\n" +
+	"\v_sample_all\"\xd2\x01\n" +
 	"\x1eDiscreteSequenceChunkingParams\x12\x15\n" +
 	"\x06n_bins\x18\x01 \x01(\x05R\x05nBins\x12\x15\n" +
 	"\x06n_iter\x18\x02 \x01(\x05R\x05nIter\x12 \n" +
@@ -3244,7 +3419,15 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\vPaCriterion\x12\x1c\n" +
 	"\x18PA_CRITERION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PA_CRITERION_ACCURACY\x10\x01\x12\x1b\n" +
-	"\x17PA_CRITERION_TPR_AT_FPR\x10\x02*}\n" +
+	"\x17PA_CRITERION_TPR_AT_FPR\x10\x02*W\n" +
+	"\bPaPreset\x12\x19\n" +
+	"\x15PA_PRESET_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15PA_PRESET_RECOMMENDED\x10\x01\x12\x15\n" +
+	"\x11PA_PRESET_AUTHORS\x10\x02*h\n" +
+	"\fPaRadiusRule\x12\x1e\n" +
+	"\x1aPA_RADIUS_RULE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16PA_RADIUS_RULE_SAMPLES\x10\x01\x12\x1c\n" +
+	"\x18PA_RADIUS_RULE_NEGATIVES\x10\x02*}\n" +
 	"\n" +
 	"CosineInit\x12\x1b\n" +
 	"\x17COSINE_INIT_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -3287,117 +3470,121 @@ func file_chunkscope_v1_dictionaries_proto_rawDescGZIP() []byte {
 	return file_chunkscope_v1_dictionaries_proto_rawDescData
 }
 
-var file_chunkscope_v1_dictionaries_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_chunkscope_v1_dictionaries_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
 var file_chunkscope_v1_dictionaries_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_chunkscope_v1_dictionaries_proto_goTypes = []any{
 	(ContextPolicy)(0),                     // 0: chunkscope.v1.ContextPolicy
 	(PaCriterion)(0),                       // 1: chunkscope.v1.PaCriterion
-	(CosineInit)(0),                        // 2: chunkscope.v1.CosineInit
-	(DeadAtomPolicy)(0),                    // 3: chunkscope.v1.DeadAtomPolicy
-	(ExtractionPhase)(0),                   // 4: chunkscope.v1.ExtractionPhase
-	(ChunkMethod)(0),                       // 5: chunkscope.v1.ChunkMethod
-	(*SymbolSequence)(nil),                 // 6: chunkscope.v1.SymbolSequence
-	(*TextList)(nil),                       // 7: chunkscope.v1.TextList
-	(*SequenceList)(nil),                   // 8: chunkscope.v1.SequenceList
-	(*Corpus)(nil),                         // 9: chunkscope.v1.Corpus
-	(*LabelSpan)(nil),                      // 10: chunkscope.v1.LabelSpan
-	(*ConceptWords)(nil),                   // 11: chunkscope.v1.ConceptWords
-	(*PopulationAveragingParams)(nil),      // 12: chunkscope.v1.PopulationAveragingParams
-	(*DiscreteSequenceChunkingParams)(nil), // 13: chunkscope.v1.DiscreteSequenceChunkingParams
-	(*CosineDictionaryParams)(nil),         // 14: chunkscope.v1.CosineDictionaryParams
-	(*DensityChunksParams)(nil),            // 15: chunkscope.v1.DensityChunksParams
-	(*ExtractDictionaryRequest)(nil),       // 16: chunkscope.v1.ExtractDictionaryRequest
-	(*ExtractionProgress)(nil),             // 17: chunkscope.v1.ExtractionProgress
-	(*ExtractDictionaryResponse)(nil),      // 18: chunkscope.v1.ExtractDictionaryResponse
-	(*ExtractionResult)(nil),               // 19: chunkscope.v1.ExtractionResult
-	(*PaSweepPoint)(nil),                   // 20: chunkscope.v1.PaSweepPoint
-	(*InfeasibleCell)(nil),                 // 21: chunkscope.v1.InfeasibleCell
-	(*RecommendedHookPoint)(nil),           // 22: chunkscope.v1.RecommendedHookPoint
-	(*DetectionScores)(nil),                // 23: chunkscope.v1.DetectionScores
-	(*ChunkExample)(nil),                   // 24: chunkscope.v1.ChunkExample
-	(*ChunkEntry)(nil),                     // 25: chunkscope.v1.ChunkEntry
-	(*Dictionary)(nil),                     // 26: chunkscope.v1.Dictionary
-	(*GetDictionaryRequest)(nil),           // 27: chunkscope.v1.GetDictionaryRequest
-	(*GetDictionaryResponse)(nil),          // 28: chunkscope.v1.GetDictionaryResponse
-	(*ListDictionariesRequest)(nil),        // 29: chunkscope.v1.ListDictionariesRequest
-	(*ListDictionariesResponse)(nil),       // 30: chunkscope.v1.ListDictionariesResponse
-	(*DeleteDictionaryRequest)(nil),        // 31: chunkscope.v1.DeleteDictionaryRequest
-	(*DeleteDictionaryResponse)(nil),       // 32: chunkscope.v1.DeleteDictionaryResponse
-	(*ExportDictionaryRequest)(nil),        // 33: chunkscope.v1.ExportDictionaryRequest
-	(*ExportDictionaryResponse)(nil),       // 34: chunkscope.v1.ExportDictionaryResponse
-	(*ImportDictionaryRequest)(nil),        // 35: chunkscope.v1.ImportDictionaryRequest
-	(*ImportDictionaryResponse)(nil),       // 36: chunkscope.v1.ImportDictionaryResponse
-	nil,                                    // 37: chunkscope.v1.Dictionary.StatsEntry
-	(*ModelRef)(nil),                       // 38: chunkscope.v1.ModelRef
-	(*Tensor)(nil),                         // 39: chunkscope.v1.Tensor
-	(*timestamppb.Timestamp)(nil),          // 40: google.protobuf.Timestamp
-	(*PageRequest)(nil),                    // 41: chunkscope.v1.PageRequest
-	(*PageResponse)(nil),                   // 42: chunkscope.v1.PageResponse
+	(PaPreset)(0),                          // 2: chunkscope.v1.PaPreset
+	(PaRadiusRule)(0),                      // 3: chunkscope.v1.PaRadiusRule
+	(CosineInit)(0),                        // 4: chunkscope.v1.CosineInit
+	(DeadAtomPolicy)(0),                    // 5: chunkscope.v1.DeadAtomPolicy
+	(ExtractionPhase)(0),                   // 6: chunkscope.v1.ExtractionPhase
+	(ChunkMethod)(0),                       // 7: chunkscope.v1.ChunkMethod
+	(*SymbolSequence)(nil),                 // 8: chunkscope.v1.SymbolSequence
+	(*TextList)(nil),                       // 9: chunkscope.v1.TextList
+	(*SequenceList)(nil),                   // 10: chunkscope.v1.SequenceList
+	(*Corpus)(nil),                         // 11: chunkscope.v1.Corpus
+	(*LabelSpan)(nil),                      // 12: chunkscope.v1.LabelSpan
+	(*ConceptWords)(nil),                   // 13: chunkscope.v1.ConceptWords
+	(*PopulationAveragingParams)(nil),      // 14: chunkscope.v1.PopulationAveragingParams
+	(*DiscreteSequenceChunkingParams)(nil), // 15: chunkscope.v1.DiscreteSequenceChunkingParams
+	(*CosineDictionaryParams)(nil),         // 16: chunkscope.v1.CosineDictionaryParams
+	(*DensityChunksParams)(nil),            // 17: chunkscope.v1.DensityChunksParams
+	(*ExtractDictionaryRequest)(nil),       // 18: chunkscope.v1.ExtractDictionaryRequest
+	(*ExtractionProgress)(nil),             // 19: chunkscope.v1.ExtractionProgress
+	(*ExtractDictionaryResponse)(nil),      // 20: chunkscope.v1.ExtractDictionaryResponse
+	(*ExtractionResult)(nil),               // 21: chunkscope.v1.ExtractionResult
+	(*PaSweepPoint)(nil),                   // 22: chunkscope.v1.PaSweepPoint
+	(*InfeasibleCell)(nil),                 // 23: chunkscope.v1.InfeasibleCell
+	(*RecommendedHookPoint)(nil),           // 24: chunkscope.v1.RecommendedHookPoint
+	(*DetectionScores)(nil),                // 25: chunkscope.v1.DetectionScores
+	(*ChunkExample)(nil),                   // 26: chunkscope.v1.ChunkExample
+	(*ChunkEntry)(nil),                     // 27: chunkscope.v1.ChunkEntry
+	(*Dictionary)(nil),                     // 28: chunkscope.v1.Dictionary
+	(*GetDictionaryRequest)(nil),           // 29: chunkscope.v1.GetDictionaryRequest
+	(*GetDictionaryResponse)(nil),          // 30: chunkscope.v1.GetDictionaryResponse
+	(*ListDictionariesRequest)(nil),        // 31: chunkscope.v1.ListDictionariesRequest
+	(*ListDictionariesResponse)(nil),       // 32: chunkscope.v1.ListDictionariesResponse
+	(*DeleteDictionaryRequest)(nil),        // 33: chunkscope.v1.DeleteDictionaryRequest
+	(*DeleteDictionaryResponse)(nil),       // 34: chunkscope.v1.DeleteDictionaryResponse
+	(*ExportDictionaryRequest)(nil),        // 35: chunkscope.v1.ExportDictionaryRequest
+	(*ExportDictionaryResponse)(nil),       // 36: chunkscope.v1.ExportDictionaryResponse
+	(*ImportDictionaryRequest)(nil),        // 37: chunkscope.v1.ImportDictionaryRequest
+	(*ImportDictionaryResponse)(nil),       // 38: chunkscope.v1.ImportDictionaryResponse
+	nil,                                    // 39: chunkscope.v1.Dictionary.StatsEntry
+	(*ModelRef)(nil),                       // 40: chunkscope.v1.ModelRef
+	(*Tensor)(nil),                         // 41: chunkscope.v1.Tensor
+	(*timestamppb.Timestamp)(nil),          // 42: google.protobuf.Timestamp
+	(*PageRequest)(nil),                    // 43: chunkscope.v1.PageRequest
+	(*PageResponse)(nil),                   // 44: chunkscope.v1.PageResponse
 }
 var file_chunkscope_v1_dictionaries_proto_depIdxs = []int32{
-	6,  // 0: chunkscope.v1.SequenceList.sequences:type_name -> chunkscope.v1.SymbolSequence
-	7,  // 1: chunkscope.v1.Corpus.texts:type_name -> chunkscope.v1.TextList
-	8,  // 2: chunkscope.v1.Corpus.sequences:type_name -> chunkscope.v1.SequenceList
-	11, // 3: chunkscope.v1.PopulationAveragingParams.concepts:type_name -> chunkscope.v1.ConceptWords
-	10, // 4: chunkscope.v1.PopulationAveragingParams.spans:type_name -> chunkscope.v1.LabelSpan
+	8,  // 0: chunkscope.v1.SequenceList.sequences:type_name -> chunkscope.v1.SymbolSequence
+	9,  // 1: chunkscope.v1.Corpus.texts:type_name -> chunkscope.v1.TextList
+	10, // 2: chunkscope.v1.Corpus.sequences:type_name -> chunkscope.v1.SequenceList
+	13, // 3: chunkscope.v1.PopulationAveragingParams.concepts:type_name -> chunkscope.v1.ConceptWords
+	12, // 4: chunkscope.v1.PopulationAveragingParams.spans:type_name -> chunkscope.v1.LabelSpan
 	1,  // 5: chunkscope.v1.PopulationAveragingParams.criterion:type_name -> chunkscope.v1.PaCriterion
-	2,  // 6: chunkscope.v1.CosineDictionaryParams.init:type_name -> chunkscope.v1.CosineInit
-	3,  // 7: chunkscope.v1.CosineDictionaryParams.dead_atom_policy:type_name -> chunkscope.v1.DeadAtomPolicy
-	38, // 8: chunkscope.v1.ExtractDictionaryRequest.model:type_name -> chunkscope.v1.ModelRef
-	9,  // 9: chunkscope.v1.ExtractDictionaryRequest.corpus:type_name -> chunkscope.v1.Corpus
-	9,  // 10: chunkscope.v1.ExtractDictionaryRequest.heldout:type_name -> chunkscope.v1.Corpus
-	0,  // 11: chunkscope.v1.ExtractDictionaryRequest.context:type_name -> chunkscope.v1.ContextPolicy
-	12, // 12: chunkscope.v1.ExtractDictionaryRequest.population_averaging:type_name -> chunkscope.v1.PopulationAveragingParams
-	13, // 13: chunkscope.v1.ExtractDictionaryRequest.discrete_sequence_chunking:type_name -> chunkscope.v1.DiscreteSequenceChunkingParams
-	14, // 14: chunkscope.v1.ExtractDictionaryRequest.cosine_dictionary:type_name -> chunkscope.v1.CosineDictionaryParams
-	15, // 15: chunkscope.v1.ExtractDictionaryRequest.density_chunks:type_name -> chunkscope.v1.DensityChunksParams
-	4,  // 16: chunkscope.v1.ExtractionProgress.phase:type_name -> chunkscope.v1.ExtractionPhase
-	17, // 17: chunkscope.v1.ExtractDictionaryResponse.progress:type_name -> chunkscope.v1.ExtractionProgress
-	19, // 18: chunkscope.v1.ExtractDictionaryResponse.result:type_name -> chunkscope.v1.ExtractionResult
-	26, // 19: chunkscope.v1.ExtractionResult.dictionaries:type_name -> chunkscope.v1.Dictionary
-	21, // 20: chunkscope.v1.ExtractionResult.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
-	22, // 21: chunkscope.v1.ExtractionResult.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
-	20, // 22: chunkscope.v1.InfeasibleCell.sweep:type_name -> chunkscope.v1.PaSweepPoint
-	23, // 23: chunkscope.v1.RecommendedHookPoint.cross_validated:type_name -> chunkscope.v1.DetectionScores
-	23, // 24: chunkscope.v1.RecommendedHookPoint.out_of_sample:type_name -> chunkscope.v1.DetectionScores
-	23, // 25: chunkscope.v1.ChunkEntry.train:type_name -> chunkscope.v1.DetectionScores
-	23, // 26: chunkscope.v1.ChunkEntry.heldout:type_name -> chunkscope.v1.DetectionScores
-	24, // 27: chunkscope.v1.ChunkEntry.examples:type_name -> chunkscope.v1.ChunkExample
-	39, // 28: chunkscope.v1.ChunkEntry.prototype:type_name -> chunkscope.v1.Tensor
-	39, // 29: chunkscope.v1.ChunkEntry.neurons:type_name -> chunkscope.v1.Tensor
-	20, // 30: chunkscope.v1.ChunkEntry.sweep:type_name -> chunkscope.v1.PaSweepPoint
-	23, // 31: chunkscope.v1.ChunkEntry.cross_validated:type_name -> chunkscope.v1.DetectionScores
-	23, // 32: chunkscope.v1.ChunkEntry.out_of_sample:type_name -> chunkscope.v1.DetectionScores
-	38, // 33: chunkscope.v1.Dictionary.model:type_name -> chunkscope.v1.ModelRef
-	5,  // 34: chunkscope.v1.Dictionary.method:type_name -> chunkscope.v1.ChunkMethod
-	40, // 35: chunkscope.v1.Dictionary.created_at:type_name -> google.protobuf.Timestamp
-	37, // 36: chunkscope.v1.Dictionary.stats:type_name -> chunkscope.v1.Dictionary.StatsEntry
-	25, // 37: chunkscope.v1.Dictionary.entries:type_name -> chunkscope.v1.ChunkEntry
-	21, // 38: chunkscope.v1.Dictionary.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
-	22, // 39: chunkscope.v1.Dictionary.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
-	26, // 40: chunkscope.v1.GetDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	41, // 41: chunkscope.v1.ListDictionariesRequest.page:type_name -> chunkscope.v1.PageRequest
-	26, // 42: chunkscope.v1.ListDictionariesResponse.dictionaries:type_name -> chunkscope.v1.Dictionary
-	42, // 43: chunkscope.v1.ListDictionariesResponse.page:type_name -> chunkscope.v1.PageResponse
-	26, // 44: chunkscope.v1.DeleteDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	26, // 45: chunkscope.v1.ImportDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	16, // 46: chunkscope.v1.DictionaryService.ExtractDictionary:input_type -> chunkscope.v1.ExtractDictionaryRequest
-	27, // 47: chunkscope.v1.DictionaryService.GetDictionary:input_type -> chunkscope.v1.GetDictionaryRequest
-	29, // 48: chunkscope.v1.DictionaryService.ListDictionaries:input_type -> chunkscope.v1.ListDictionariesRequest
-	31, // 49: chunkscope.v1.DictionaryService.DeleteDictionary:input_type -> chunkscope.v1.DeleteDictionaryRequest
-	33, // 50: chunkscope.v1.DictionaryService.ExportDictionary:input_type -> chunkscope.v1.ExportDictionaryRequest
-	35, // 51: chunkscope.v1.DictionaryService.ImportDictionary:input_type -> chunkscope.v1.ImportDictionaryRequest
-	18, // 52: chunkscope.v1.DictionaryService.ExtractDictionary:output_type -> chunkscope.v1.ExtractDictionaryResponse
-	28, // 53: chunkscope.v1.DictionaryService.GetDictionary:output_type -> chunkscope.v1.GetDictionaryResponse
-	30, // 54: chunkscope.v1.DictionaryService.ListDictionaries:output_type -> chunkscope.v1.ListDictionariesResponse
-	32, // 55: chunkscope.v1.DictionaryService.DeleteDictionary:output_type -> chunkscope.v1.DeleteDictionaryResponse
-	34, // 56: chunkscope.v1.DictionaryService.ExportDictionary:output_type -> chunkscope.v1.ExportDictionaryResponse
-	36, // 57: chunkscope.v1.DictionaryService.ImportDictionary:output_type -> chunkscope.v1.ImportDictionaryResponse
-	52, // [52:58] is the sub-list for method output_type
-	46, // [46:52] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	2,  // 6: chunkscope.v1.PopulationAveragingParams.preset:type_name -> chunkscope.v1.PaPreset
+	3,  // 7: chunkscope.v1.PopulationAveragingParams.radius_rule:type_name -> chunkscope.v1.PaRadiusRule
+	4,  // 8: chunkscope.v1.CosineDictionaryParams.init:type_name -> chunkscope.v1.CosineInit
+	5,  // 9: chunkscope.v1.CosineDictionaryParams.dead_atom_policy:type_name -> chunkscope.v1.DeadAtomPolicy
+	40, // 10: chunkscope.v1.ExtractDictionaryRequest.model:type_name -> chunkscope.v1.ModelRef
+	11, // 11: chunkscope.v1.ExtractDictionaryRequest.corpus:type_name -> chunkscope.v1.Corpus
+	11, // 12: chunkscope.v1.ExtractDictionaryRequest.heldout:type_name -> chunkscope.v1.Corpus
+	0,  // 13: chunkscope.v1.ExtractDictionaryRequest.context:type_name -> chunkscope.v1.ContextPolicy
+	14, // 14: chunkscope.v1.ExtractDictionaryRequest.population_averaging:type_name -> chunkscope.v1.PopulationAveragingParams
+	15, // 15: chunkscope.v1.ExtractDictionaryRequest.discrete_sequence_chunking:type_name -> chunkscope.v1.DiscreteSequenceChunkingParams
+	16, // 16: chunkscope.v1.ExtractDictionaryRequest.cosine_dictionary:type_name -> chunkscope.v1.CosineDictionaryParams
+	17, // 17: chunkscope.v1.ExtractDictionaryRequest.density_chunks:type_name -> chunkscope.v1.DensityChunksParams
+	6,  // 18: chunkscope.v1.ExtractionProgress.phase:type_name -> chunkscope.v1.ExtractionPhase
+	19, // 19: chunkscope.v1.ExtractDictionaryResponse.progress:type_name -> chunkscope.v1.ExtractionProgress
+	21, // 20: chunkscope.v1.ExtractDictionaryResponse.result:type_name -> chunkscope.v1.ExtractionResult
+	28, // 21: chunkscope.v1.ExtractionResult.dictionaries:type_name -> chunkscope.v1.Dictionary
+	23, // 22: chunkscope.v1.ExtractionResult.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
+	24, // 23: chunkscope.v1.ExtractionResult.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
+	22, // 24: chunkscope.v1.InfeasibleCell.sweep:type_name -> chunkscope.v1.PaSweepPoint
+	25, // 25: chunkscope.v1.RecommendedHookPoint.cross_validated:type_name -> chunkscope.v1.DetectionScores
+	25, // 26: chunkscope.v1.RecommendedHookPoint.out_of_sample:type_name -> chunkscope.v1.DetectionScores
+	25, // 27: chunkscope.v1.ChunkEntry.train:type_name -> chunkscope.v1.DetectionScores
+	25, // 28: chunkscope.v1.ChunkEntry.heldout:type_name -> chunkscope.v1.DetectionScores
+	26, // 29: chunkscope.v1.ChunkEntry.examples:type_name -> chunkscope.v1.ChunkExample
+	41, // 30: chunkscope.v1.ChunkEntry.prototype:type_name -> chunkscope.v1.Tensor
+	41, // 31: chunkscope.v1.ChunkEntry.neurons:type_name -> chunkscope.v1.Tensor
+	22, // 32: chunkscope.v1.ChunkEntry.sweep:type_name -> chunkscope.v1.PaSweepPoint
+	25, // 33: chunkscope.v1.ChunkEntry.cross_validated:type_name -> chunkscope.v1.DetectionScores
+	25, // 34: chunkscope.v1.ChunkEntry.out_of_sample:type_name -> chunkscope.v1.DetectionScores
+	40, // 35: chunkscope.v1.Dictionary.model:type_name -> chunkscope.v1.ModelRef
+	7,  // 36: chunkscope.v1.Dictionary.method:type_name -> chunkscope.v1.ChunkMethod
+	42, // 37: chunkscope.v1.Dictionary.created_at:type_name -> google.protobuf.Timestamp
+	39, // 38: chunkscope.v1.Dictionary.stats:type_name -> chunkscope.v1.Dictionary.StatsEntry
+	27, // 39: chunkscope.v1.Dictionary.entries:type_name -> chunkscope.v1.ChunkEntry
+	23, // 40: chunkscope.v1.Dictionary.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
+	24, // 41: chunkscope.v1.Dictionary.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
+	28, // 42: chunkscope.v1.GetDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	43, // 43: chunkscope.v1.ListDictionariesRequest.page:type_name -> chunkscope.v1.PageRequest
+	28, // 44: chunkscope.v1.ListDictionariesResponse.dictionaries:type_name -> chunkscope.v1.Dictionary
+	44, // 45: chunkscope.v1.ListDictionariesResponse.page:type_name -> chunkscope.v1.PageResponse
+	28, // 46: chunkscope.v1.DeleteDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	28, // 47: chunkscope.v1.ImportDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	18, // 48: chunkscope.v1.DictionaryService.ExtractDictionary:input_type -> chunkscope.v1.ExtractDictionaryRequest
+	29, // 49: chunkscope.v1.DictionaryService.GetDictionary:input_type -> chunkscope.v1.GetDictionaryRequest
+	31, // 50: chunkscope.v1.DictionaryService.ListDictionaries:input_type -> chunkscope.v1.ListDictionariesRequest
+	33, // 51: chunkscope.v1.DictionaryService.DeleteDictionary:input_type -> chunkscope.v1.DeleteDictionaryRequest
+	35, // 52: chunkscope.v1.DictionaryService.ExportDictionary:input_type -> chunkscope.v1.ExportDictionaryRequest
+	37, // 53: chunkscope.v1.DictionaryService.ImportDictionary:input_type -> chunkscope.v1.ImportDictionaryRequest
+	20, // 54: chunkscope.v1.DictionaryService.ExtractDictionary:output_type -> chunkscope.v1.ExtractDictionaryResponse
+	30, // 55: chunkscope.v1.DictionaryService.GetDictionary:output_type -> chunkscope.v1.GetDictionaryResponse
+	32, // 56: chunkscope.v1.DictionaryService.ListDictionaries:output_type -> chunkscope.v1.ListDictionariesResponse
+	34, // 57: chunkscope.v1.DictionaryService.DeleteDictionary:output_type -> chunkscope.v1.DeleteDictionaryResponse
+	36, // 58: chunkscope.v1.DictionaryService.ExportDictionary:output_type -> chunkscope.v1.ExportDictionaryResponse
+	38, // 59: chunkscope.v1.DictionaryService.ImportDictionary:output_type -> chunkscope.v1.ImportDictionaryResponse
+	54, // [54:60] is the sub-list for method output_type
+	48, // [48:54] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_chunkscope_v1_dictionaries_proto_init() }
@@ -3411,6 +3598,7 @@ func file_chunkscope_v1_dictionaries_proto_init() {
 		(*Corpus_Path)(nil),
 		(*Corpus_Sequences)(nil),
 	}
+	file_chunkscope_v1_dictionaries_proto_msgTypes[6].OneofWrappers = []any{}
 	file_chunkscope_v1_dictionaries_proto_msgTypes[10].OneofWrappers = []any{
 		(*ExtractDictionaryRequest_PopulationAveraging)(nil),
 		(*ExtractDictionaryRequest_DiscreteSequenceChunking)(nil),
@@ -3426,7 +3614,7 @@ func file_chunkscope_v1_dictionaries_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chunkscope_v1_dictionaries_proto_rawDesc), len(file_chunkscope_v1_dictionaries_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      8,
 			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -52,7 +52,9 @@ class _PaCriterion:
 class _PaCriterionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaCriterion.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     PA_CRITERION_UNSPECIFIED: _PaCriterion.ValueType  # 0
-    """The server default: ACCURACY."""
+    """The preset's criterion: TPR_AT_FPR for PA_PRESET_RECOMMENDED, ACCURACY for
+    PA_PRESET_AUTHORS.
+    """
     PA_CRITERION_ACCURACY: _PaCriterion.ValueType  # 1
     """Highest training accuracy; ties go to the larger tolerance (the authors' rule)."""
     PA_CRITERION_TPR_AT_FPR: _PaCriterion.ValueType  # 2
@@ -62,12 +64,78 @@ class PaCriterion(_PaCriterion, metaclass=_PaCriterionEnumTypeWrapper):
     """Selection rule for the PA tolerance sweep."""
 
 PA_CRITERION_UNSPECIFIED: PaCriterion.ValueType  # 0
-"""The server default: ACCURACY."""
+"""The preset's criterion: TPR_AT_FPR for PA_PRESET_RECOMMENDED, ACCURACY for
+PA_PRESET_AUTHORS.
+"""
 PA_CRITERION_ACCURACY: PaCriterion.ValueType  # 1
 """Highest training accuracy; ties go to the larger tolerance (the authors' rule)."""
 PA_CRITERION_TPR_AT_FPR: PaCriterion.ValueType  # 2
 """Highest training TPR with FPR <= max_fpr (what a monitor needs)."""
 Global___PaCriterion: _TypeAlias = PaCriterion  # noqa: Y015
+
+class _PaPreset:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaPresetEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaPreset.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PA_PRESET_UNSPECIFIED: _PaPreset.ValueType  # 0
+    """The server default: PA_PRESET_RECOMMENDED."""
+    PA_PRESET_RECOMMENDED: _PaPreset.ValueType  # 1
+    """Every training occurrence a sample, TPR at FPR <= max_fpr, the radius calibrated on the
+    training negatives (PA_RADIUS_RULE_NEGATIVES, radius_negatives 0) times 0.9. On the demo
+    model: mean held-out TPR over all 30 blocks 0.836, best block 1.000, no cell above FPR
+    0.001 (docs/PA_STUDY.md).
+    """
+    PA_PRESET_AUTHORS: _PaPreset.ValueType  # 2
+    """The paper's settings: 5 samples, the accuracy criterion, the radius of the samples. On the
+    demo model: mean held-out TPR 0.488, best block 0.728. The server default up to 0.2.0.
+    """
+
+class PaPreset(_PaPreset, metaclass=_PaPresetEnumTypeWrapper):
+    """A named set of PA settings; fields set explicitly in PopulationAveragingParams override it."""
+
+PA_PRESET_UNSPECIFIED: PaPreset.ValueType  # 0
+"""The server default: PA_PRESET_RECOMMENDED."""
+PA_PRESET_RECOMMENDED: PaPreset.ValueType  # 1
+"""Every training occurrence a sample, TPR at FPR <= max_fpr, the radius calibrated on the
+training negatives (PA_RADIUS_RULE_NEGATIVES, radius_negatives 0) times 0.9. On the demo
+model: mean held-out TPR over all 30 blocks 0.836, best block 1.000, no cell above FPR
+0.001 (docs/PA_STUDY.md).
+"""
+PA_PRESET_AUTHORS: PaPreset.ValueType  # 2
+"""The paper's settings: 5 samples, the accuracy criterion, the radius of the samples. On the
+demo model: mean held-out TPR 0.488, best block 0.728. The server default up to 0.2.0.
+"""
+Global___PaPreset: _TypeAlias = PaPreset  # noqa: Y015
+
+class _PaRadiusRule:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaRadiusRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaRadiusRule.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PA_RADIUS_RULE_UNSPECIFIED: _PaRadiusRule.ValueType  # 0
+    """The preset's rule: NEGATIVES for PA_PRESET_RECOMMENDED, SAMPLES for PA_PRESET_AUTHORS."""
+    PA_RADIUS_RULE_SAMPLES: _PaRadiusRule.ValueType  # 1
+    """The largest distance of any sample from the prototype (the authors' rule)."""
+    PA_RADIUS_RULE_NEGATIVES: _PaRadiusRule.ValueType  # 2
+    """The largest radius that lets at most radius_negatives of the training positions outside
+    the concept in.
+    """
+
+class PaRadiusRule(_PaRadiusRule, metaclass=_PaRadiusRuleEnumTypeWrapper):
+    """How the radius of a PA chunk is set."""
+
+PA_RADIUS_RULE_UNSPECIFIED: PaRadiusRule.ValueType  # 0
+"""The preset's rule: NEGATIVES for PA_PRESET_RECOMMENDED, SAMPLES for PA_PRESET_AUTHORS."""
+PA_RADIUS_RULE_SAMPLES: PaRadiusRule.ValueType  # 1
+"""The largest distance of any sample from the prototype (the authors' rule)."""
+PA_RADIUS_RULE_NEGATIVES: PaRadiusRule.ValueType  # 2
+"""The largest radius that lets at most radius_negatives of the training positions outside
+the concept in.
+"""
+Global___PaRadiusRule: _TypeAlias = PaRadiusRule  # noqa: Y015
 
 class _CosineInit:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -382,14 +450,22 @@ class PopulationAveragingParams(_message.Message):
     CV_FOLDS_FIELD_NUMBER: _builtins.int
     SPARSITY_MARGIN_FIELD_NUMBER: _builtins.int
     MAX_NEURONS_FIELD_NUMBER: _builtins.int
+    PRESET_FIELD_NUMBER: _builtins.int
+    RADIUS_RULE_FIELD_NUMBER: _builtins.int
+    RADIUS_NEGATIVES_FIELD_NUMBER: _builtins.int
+    RADIUS_SCALE_FIELD_NUMBER: _builtins.int
+    SAMPLE_ALL_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """Label the token `step` positions before each occurrence (negative: after). Default 0."""
     n_samples: _builtins.int
-    """Occurrences drawn to form the prototype. 0 means 5."""
+    """Occurrences drawn to form the prototype. 0 means 5. With sample_all (PA_PRESET_RECOMMENDED)
+    every occurrence is drawn and n_samples is only the fewest a concept needs; setting
+    n_samples without setting sample_all draws exactly n_samples (sample_all false).
+    """
     min_occurrences: _builtins.int
     """A concept needs at least this many occurrences in the training texts. 0 means 10."""
     criterion: Global___PaCriterion.ValueType
-    """How the tolerance is chosen."""
+    """How the tolerance is chosen. UNSPECIFIED means the preset's."""
     max_fpr: _builtins.float
     """FPR bound for PA_CRITERION_TPR_AT_FPR, in (0, 1). 0 means 0.001."""
     seed: _builtins.int
@@ -403,7 +479,8 @@ class PopulationAveragingParams(_message.Message):
     """Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
     out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
     sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
-    training part (up to leave-one-out).
+    training part (up to leave-one-out). With sample_all there are no out-of-sample scores, so
+    -1 is refused (INVALID_ARGUMENT): nothing honest would be left to recommend by.
     """
     sparsity_margin: _builtins.float
     """Sparse entries. When > 0, the tolerance is the one with the fewest neurons among those whose
@@ -414,6 +491,26 @@ class PopulationAveragingParams(_message.Message):
     max_neurons: _builtins.int
     """When > 0, only tolerances whose neuron set has at most this many neurons compete; a cell
     where none does is infeasible (NO_VALID_TOLERANCE). 0 means no bound.
+    """
+    preset: Global___PaPreset.ValueType
+    """The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+    field above and below that is set overrides the preset's value.
+    """
+    radius_rule: Global___PaRadiusRule.ValueType
+    """How the radius is set. UNSPECIFIED means the preset's."""
+    radius_negatives: _builtins.int
+    """PA_RADIUS_RULE_NEGATIVES: training negatives the ball may hold. Unset means the preset's
+    (0 in both presets: the ball stops just short of the nearest training negative); >= 0.
+    """
+    radius_scale: _builtins.float
+    """Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
+    0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
+    a finite number > 0.
+    """
+    sample_all: _builtins.bool
+    """Sample every training occurrence instead of n_samples of them. Unset means the preset's
+    (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
+    set.
     """
     @_builtins.property
     def concepts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConceptWords]:
@@ -443,12 +540,24 @@ class PopulationAveragingParams(_message.Message):
         cv_folds: _builtins.int = ...,
         sparsity_margin: _builtins.float = ...,
         max_neurons: _builtins.int = ...,
+        preset: Global___PaPreset.ValueType = ...,
+        radius_rule: Global___PaRadiusRule.ValueType = ...,
+        radius_negatives: _builtins.int | None = ...,
+        radius_scale: _builtins.float = ...,
+        sample_all: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_radius_negatives", b"_radius_negatives", "_sample_all", b"_sample_all", "radius_negatives", b"radius_negatives", "sample_all", b"sample_all"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concepts", b"concepts", "criterion", b"criterion", "cv_folds", b"cv_folds", "max_fpr", b"max_fpr", "max_neurons", b"max_neurons", "min_occurrences", b"min_occurrences", "n_samples", b"n_samples", "require_all_cells", b"require_all_cells", "seed", b"seed", "spans", b"spans", "sparsity_margin", b"sparsity_margin", "step", b"step", "taus", b"taus"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_radius_negatives", b"_radius_negatives", "_sample_all", b"_sample_all", "concepts", b"concepts", "criterion", b"criterion", "cv_folds", b"cv_folds", "max_fpr", b"max_fpr", "max_neurons", b"max_neurons", "min_occurrences", b"min_occurrences", "n_samples", b"n_samples", "preset", b"preset", "radius_negatives", b"radius_negatives", "radius_rule", b"radius_rule", "radius_scale", b"radius_scale", "require_all_cells", b"require_all_cells", "sample_all", b"sample_all", "seed", b"seed", "spans", b"spans", "sparsity_margin", b"sparsity_margin", "step", b"step", "taus", b"taus"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__radius_negatives: _TypeAlias = _typing.Literal["radius_negatives"]  # noqa: Y015
+    _WhichOneofArgType__radius_negatives: _TypeAlias = _typing.Literal["_radius_negatives", b"_radius_negatives"]  # noqa: Y015
+    _WhichOneofReturnType__sample_all: _TypeAlias = _typing.Literal["sample_all"]  # noqa: Y015
+    _WhichOneofArgType__sample_all: _TypeAlias = _typing.Literal["_sample_all", b"_sample_all"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__radius_negatives) -> _WhichOneofReturnType__radius_negatives | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sample_all) -> _WhichOneofReturnType__sample_all | None: ...
 
 Global___PopulationAveragingParams: _TypeAlias = PopulationAveragingParams  # noqa: Y015
 

@@ -168,7 +168,7 @@ public enum ChunkMethod
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.chunkscope.v1.DictionariesProto.getDescriptor().getEnumTypes().get(5);
+    return dev.chunkscope.v1.DictionariesProto.getDescriptor().getEnumTypes().get(7);
   }
 
   private static final ChunkMethod[] VALUES = values();

@@ -155,7 +155,7 @@ public enum CosineInit
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.chunkscope.v1.DictionariesProto.getDescriptor().getEnumTypes().get(2);
+    return dev.chunkscope.v1.DictionariesProto.getDescriptor().getEnumTypes().get(4);
   }
 
   private static final CosineInit[] VALUES = values();

@@ -134,7 +134,7 @@ public enum DeadAtomPolicy
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.chunkscope.v1.DictionariesProto.getDescriptor().getEnumTypes().get(3);
+    return dev.chunkscope.v1.DictionariesProto.getDescriptor().getEnumTypes().get(5);
   }
 
   private static final DeadAtomPolicy[] VALUES = values();

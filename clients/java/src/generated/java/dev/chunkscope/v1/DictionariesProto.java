@@ -207,7 +207,7 @@ public final class DictionariesProto extends com.google.protobuf.GeneratedFile {
       "source\"L\n\tLabelSpan\022\022\n\ntext_index\030\001 \001(\005\022" +
       "\r\n\005start\030\002 \001(\005\022\013\n\003end\030\003 \001(\005\022\017\n\007concept\030\004" +
       " \001(\t\".\n\014ConceptWords\022\017\n\007concept\030\001 \001(\t\022\r\n" +
-      "\005words\030\002 \003(\t\"\344\002\n\031PopulationAveragingPara" +
+      "\005words\030\002 \003(\t\"\261\004\n\031PopulationAveragingPara" +
       "ms\022-\n\010concepts\030\001 \003(\0132\033.chunkscope.v1.Con" +
       "ceptWords\022\'\n\005spans\030\002 \003(\0132\030.chunkscope.v1" +
       ".LabelSpan\022\014\n\004step\030\003 \001(\005\022\021\n\tn_samples\030\004 " +
@@ -216,118 +216,128 @@ public final class DictionariesProto extends com.google.protobuf.GeneratedFile {
       "ax_fpr\030\007 \001(\001\022\014\n\004seed\030\010 \001(\003\022\014\n\004taus\030\t \003(\001" +
       "\022\031\n\021require_all_cells\030\n \001(\010\022\020\n\010cv_folds\030" +
       "\013 \001(\005\022\027\n\017sparsity_margin\030\014 \001(\001\022\023\n\013max_ne" +
-      "urons\030\r \001(\005\"\224\001\n\036DiscreteSequenceChunking" +
-      "Params\022\016\n\006n_bins\030\001 \001(\005\022\016\n\006n_iter\030\002 \001(\005\022\024" +
-      "\n\014n_new_chunks\030\003 \001(\005\022\025\n\rmin_frequency\030\004 " +
-      "\001(\005\022\027\n\017overlap_jaccard\030\005 \001(\001\022\014\n\004seed\030\006 \001" +
-      "(\003\"\344\001\n\026CosineDictionaryParams\022\t\n\001k\030\001 \001(\005" +
-      "\022\016\n\006epochs\030\002 \001(\005\022\025\n\rlearning_rate\030\003 \001(\001\022" +
-      "\022\n\nbatch_size\030\004 \001(\005\022\014\n\004seed\030\005 \001(\003\022\024\n\014rej" +
-      "ect_below\030\006 \001(\001\022\'\n\004init\030\007 \001(\0162\031.chunksco" +
-      "pe.v1.CosineInit\0227\n\020dead_atom_policy\030\010 \001" +
-      "(\0162\035.chunkscope.v1.DeadAtomPolicy\"\224\001\n\023De" +
-      "nsityChunksParams\022\017\n\007pca_dim\030\001 \001(\005\022\030\n\020mi" +
-      "n_cluster_size\030\002 \001(\005\022\023\n\013min_samples\030\003 \001(" +
-      "\005\022\027\n\017radius_quantile\030\004 \001(\001\022\026\n\016max_fit_st" +
-      "ates\030\005 \001(\005\022\014\n\004seed\030\006 \001(\003\"\275\004\n\030ExtractDict" +
-      "ionaryRequest\022&\n\005model\030\001 \001(\0132\027.chunkscop" +
-      "e.v1.ModelRef\022\023\n\013hook_points\030\002 \003(\t\022%\n\006co" +
-      "rpus\030\003 \001(\0132\025.chunkscope.v1.Corpus\022&\n\007hel" +
-      "dout\030\004 \001(\0132\025.chunkscope.v1.Corpus\022-\n\007con" +
-      "text\030\005 \001(\0162\034.chunkscope.v1.ContextPolicy" +
-      "\022\022\n\nbatch_size\030\006 \001(\005\022\022\n\nmax_tokens\030\007 \001(\005" +
-      "\022\023\n\013description\030\010 \001(\t\022H\n\024population_aver" +
-      "aging\030\n \001(\0132(.chunkscope.v1.PopulationAv" +
-      "eragingParamsH\000\022S\n\032discrete_sequence_chu" +
-      "nking\030\013 \001(\0132-.chunkscope.v1.DiscreteSequ" +
-      "enceChunkingParamsH\000\022B\n\021cosine_dictionar" +
-      "y\030\014 \001(\0132%.chunkscope.v1.CosineDictionary" +
-      "ParamsH\000\022<\n\016density_chunks\030\r \001(\0132\".chunk" +
-      "scope.v1.DensityChunksParamsH\000B\010\n\006method" +
-      "\"\323\001\n\022ExtractionProgress\022-\n\005phase\030\001 \001(\0162\036" +
-      ".chunkscope.v1.ExtractionPhase\022\022\n\nhook_p" +
-      "oint\030\002 \001(\t\022\022\n\nitems_done\030\003 \001(\003\022\023\n\013items_" +
-      "total\030\004 \001(\003\022\030\n\020tokens_processed\030\005 \001(\003\022\027\n" +
-      "\017elapsed_seconds\030\006 \001(\001\022\036\n\026estimated_seco" +
-      "nds_left\030\007 \001(\001\"\216\001\n\031ExtractDictionaryResp" +
-      "onse\0225\n\010progress\030\001 \001(\0132!.chunkscope.v1.E" +
-      "xtractionProgressH\000\0221\n\006result\030\002 \001(\0132\037.ch" +
-      "unkscope.v1.ExtractionResultH\000B\007\n\005event\"" +
-      "\317\001\n\020ExtractionResult\022/\n\014dictionaries\030\001 \003" +
-      "(\0132\031.chunkscope.v1.Dictionary\022\027\n\017elapsed" +
-      "_seconds\030\002 \001(\001\0227\n\020infeasible_cells\030\003 \003(\013" +
-      "2\035.chunkscope.v1.InfeasibleCell\0228\n\013recom" +
-      "mended\030\004 \003(\0132#.chunkscope.v1.Recommended" +
-      "HookPoint\"j\n\014PaSweepPoint\022\013\n\003tau\030\001 \001(\001\022\021" +
-      "\n\tn_neurons\030\002 \001(\005\022\016\n\006radius\030\003 \001(\001\022\013\n\003tpr" +
-      "\030\004 \001(\001\022\013\n\003fpr\030\005 \001(\001\022\020\n\010accuracy\030\006 \001(\001\"\221\001" +
-      "\n\016InfeasibleCell\022\022\n\nhook_point\030\001 \001(\t\022\017\n\007" +
-      "concept\030\002 \001(\t\022\016\n\006reason\030\003 \001(\t\022\017\n\007message" +
-      "\030\004 \001(\t\022\r\n\005count\030\005 \001(\003\022*\n\005sweep\030\006 \003(\0132\033.c" +
-      "hunkscope.v1.PaSweepPoint\"\350\001\n\024Recommende" +
-      "dHookPoint\022\017\n\007concept\030\001 \001(\t\022\022\n\nhook_poin" +
-      "t\030\002 \001(\t\022\025\n\rdictionary_id\030\003 \001(\t\022\020\n\010entry_" +
-      "id\030\004 \001(\005\0227\n\017cross_validated\030\005 \001(\0132\036.chun" +
-      "kscope.v1.DetectionScores\022\022\n\nhonest_tpr\030" +
-      "\006 \001(\001\0225\n\rout_of_sample\030\007 \001(\0132\036.chunkscop" +
-      "e.v1.DetectionScores\"c\n\017DetectionScores\022" +
-      "\013\n\003tpr\030\001 \001(\001\022\013\n\003fpr\030\002 \001(\001\022\020\n\010accuracy\030\003 " +
-      "\001(\001\022\021\n\tpositives\030\004 \001(\003\022\021\n\tnegatives\030\005 \001(" +
-      "\003\"d\n\014ChunkExample\022\023\n\013input_index\030\001 \001(\005\022\020" +
-      "\n\010position\030\002 \001(\005\022\r\n\005token\030\003 \001(\t\022\017\n\007conte" +
-      "xt\030\004 \001(\t\022\r\n\005score\030\005 \001(\001\"\225\004\n\nChunkEntry\022\n" +
-      "\n\002id\030\001 \001(\005\022\r\n\005label\030\002 \001(\t\022\013\n\003tau\030\003 \001(\001\022\021" +
-      "\n\tthreshold\030\004 \001(\001\022\021\n\tn_neurons\030\005 \001(\005\022\r\n\005" +
-      "count\030\006 \001(\003\022-\n\005train\030\007 \001(\0132\036.chunkscope." +
-      "v1.DetectionScores\022/\n\007heldout\030\010 \001(\0132\036.ch" +
-      "unkscope.v1.DetectionScores\022\013\n\003auc\030\t \001(\001" +
-      "\022\016\n\006states\030\n \003(\005\022-\n\010examples\030\013 \003(\0132\033.chu" +
-      "nkscope.v1.ChunkExample\022(\n\tprototype\030\014 \001" +
-      "(\0132\025.chunkscope.v1.Tensor\022&\n\007neurons\030\r \001" +
-      "(\0132\025.chunkscope.v1.Tensor\022*\n\005sweep\030\016 \003(\013" +
-      "2\033.chunkscope.v1.PaSweepPoint\0227\n\017cross_v" +
-      "alidated\030\017 \001(\0132\036.chunkscope.v1.Detection" +
-      "Scores\022\020\n\010cv_folds\030\020 \001(\005\0225\n\rout_of_sampl" +
-      "e\030\021 \001(\0132\036.chunkscope.v1.DetectionScores\"" +
-      "\363\004\n\nDictionary\022\n\n\002id\030\001 \001(\t\022&\n\005model\030\002 \001(" +
-      "\0132\027.chunkscope.v1.ModelRef\022\022\n\nhook_point" +
-      "\030\003 \001(\t\022\023\n\013hidden_size\030\004 \001(\005\022\r\n\005dtype\030\005 \001" +
-      "(\t\022*\n\006method\030\006 \001(\0162\032.chunkscope.v1.Chunk" +
-      "Method\022\027\n\017parameters_json\030\007 \001(\t\022\032\n\022corpu" +
-      "s_fingerprint\030\010 \001(\t\022\020\n\010n_inputs\030\t \001(\003\022\020\n" +
-      "\010n_tokens\030\n \001(\003\022.\n\ncreated_at\030\013 \001(\0132\032.go" +
-      "ogle.protobuf.Timestamp\022\032\n\022chunkscope_ve" +
-      "rsion\030\014 \001(\t\022\023\n\013description\030\r \001(\t\022\021\n\tn_en" +
-      "tries\030\016 \001(\005\0223\n\005stats\030\017 \003(\0132$.chunkscope." +
-      "v1.Dictionary.StatsEntry\022*\n\007entries\030\020 \003(" +
-      "\0132\031.chunkscope.v1.ChunkEntry\0227\n\020infeasib" +
-      "le_cells\030\021 \003(\0132\035.chunkscope.v1.Infeasibl" +
-      "eCell\0228\n\013recommended\030\022 \003(\0132#.chunkscope." +
-      "v1.RecommendedHookPoint\032,\n\nStatsEntry\022\013\n" +
-      "\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\">\n\024GetDict" +
-      "ionaryRequest\022\n\n\002id\030\001 \001(\t\022\032\n\022include_pro" +
-      "totypes\030\002 \001(\010\"F\n\025GetDictionaryResponse\022-" +
-      "\n\ndictionary\030\001 \001(\0132\031.chunkscope.v1.Dicti" +
-      "onary\"R\n\027ListDictionariesRequest\022\r\n\005mode" +
-      "l\030\001 \001(\t\022(\n\004page\030\002 \001(\0132\032.chunkscope.v1.Pa" +
-      "geRequest\"v\n\030ListDictionariesResponse\022/\n" +
-      "\014dictionaries\030\001 \003(\0132\031.chunkscope.v1.Dict" +
-      "ionary\022)\n\004page\030\002 \001(\0132\033.chunkscope.v1.Pag" +
-      "eResponse\"%\n\027DeleteDictionaryRequest\022\n\n\002" +
-      "id\030\001 \001(\t\"I\n\030DeleteDictionaryResponse\022-\n\n" +
-      "dictionary\030\001 \001(\0132\031.chunkscope.v1.Diction" +
-      "ary\"%\n\027ExportDictionaryRequest\022\n\n\002id\030\001 \001" +
-      "(\t\"M\n\030ExportDictionaryResponse\022\014\n\004data\030\001" +
-      " \001(\014\022\023\n\013total_bytes\030\002 \001(\003\022\016\n\006sha256\030\003 \001(" +
-      "\t\"7\n\027ImportDictionaryRequest\022\014\n\004data\030\001 \001" +
-      "(\014\022\016\n\006sha256\030\002 \001(\t\"I\n\030ImportDictionaryRe" +
-      "sponse\022-\n\ndictionary\030\001 \001(\0132\031.chunkscope." +
-      "v1.Dictionary*k\n\rContextPolicy\022\036\n\032CONTEX" +
-      "T_POLICY_UNSPECIFIED\020\000\022\035\n\031CONTEXT_POLICY" +
-      "_WHOLE_TEXT\020\001\022\033\n\027CONTEXT_POLICY_SENTENCE" +
-      "\020\002*c\n\013PaCriterion\022\034\n\030PA_CRITERION_UNSPEC" +
-      "IFIED\020\000\022\031\n\025PA_CRITERION_ACCURACY\020\001\022\033\n\027PA" +
-      "_CRITERION_TPR_AT_FPR\020\002*}\n\nCosineInit\022\033\n" +
+      "urons\030\r \001(\005\022\'\n\006preset\030\016 \001(\0162\027.chunkscope" +
+      ".v1.PaPreset\0220\n\013radius_rule\030\017 \001(\0162\033.chun" +
+      "kscope.v1.PaRadiusRule\022\035\n\020radius_negativ" +
+      "es\030\020 \001(\005H\000\210\001\001\022\024\n\014radius_scale\030\021 \001(\001\022\027\n\ns" +
+      "ample_all\030\022 \001(\010H\001\210\001\001B\023\n\021_radius_negative" +
+      "sB\r\n\013_sample_all\"\224\001\n\036DiscreteSequenceChu" +
+      "nkingParams\022\016\n\006n_bins\030\001 \001(\005\022\016\n\006n_iter\030\002 " +
+      "\001(\005\022\024\n\014n_new_chunks\030\003 \001(\005\022\025\n\rmin_frequen" +
+      "cy\030\004 \001(\005\022\027\n\017overlap_jaccard\030\005 \001(\001\022\014\n\004see" +
+      "d\030\006 \001(\003\"\344\001\n\026CosineDictionaryParams\022\t\n\001k\030" +
+      "\001 \001(\005\022\016\n\006epochs\030\002 \001(\005\022\025\n\rlearning_rate\030\003" +
+      " \001(\001\022\022\n\nbatch_size\030\004 \001(\005\022\014\n\004seed\030\005 \001(\003\022\024" +
+      "\n\014reject_below\030\006 \001(\001\022\'\n\004init\030\007 \001(\0162\031.chu" +
+      "nkscope.v1.CosineInit\0227\n\020dead_atom_polic" +
+      "y\030\010 \001(\0162\035.chunkscope.v1.DeadAtomPolicy\"\224" +
+      "\001\n\023DensityChunksParams\022\017\n\007pca_dim\030\001 \001(\005\022" +
+      "\030\n\020min_cluster_size\030\002 \001(\005\022\023\n\013min_samples" +
+      "\030\003 \001(\005\022\027\n\017radius_quantile\030\004 \001(\001\022\026\n\016max_f" +
+      "it_states\030\005 \001(\005\022\014\n\004seed\030\006 \001(\003\"\275\004\n\030Extrac" +
+      "tDictionaryRequest\022&\n\005model\030\001 \001(\0132\027.chun" +
+      "kscope.v1.ModelRef\022\023\n\013hook_points\030\002 \003(\t\022" +
+      "%\n\006corpus\030\003 \001(\0132\025.chunkscope.v1.Corpus\022&" +
+      "\n\007heldout\030\004 \001(\0132\025.chunkscope.v1.Corpus\022-" +
+      "\n\007context\030\005 \001(\0162\034.chunkscope.v1.ContextP" +
+      "olicy\022\022\n\nbatch_size\030\006 \001(\005\022\022\n\nmax_tokens\030" +
+      "\007 \001(\005\022\023\n\013description\030\010 \001(\t\022H\n\024population" +
+      "_averaging\030\n \001(\0132(.chunkscope.v1.Populat" +
+      "ionAveragingParamsH\000\022S\n\032discrete_sequenc" +
+      "e_chunking\030\013 \001(\0132-.chunkscope.v1.Discret" +
+      "eSequenceChunkingParamsH\000\022B\n\021cosine_dict" +
+      "ionary\030\014 \001(\0132%.chunkscope.v1.CosineDicti" +
+      "onaryParamsH\000\022<\n\016density_chunks\030\r \001(\0132\"." +
+      "chunkscope.v1.DensityChunksParamsH\000B\010\n\006m" +
+      "ethod\"\323\001\n\022ExtractionProgress\022-\n\005phase\030\001 " +
+      "\001(\0162\036.chunkscope.v1.ExtractionPhase\022\022\n\nh" +
+      "ook_point\030\002 \001(\t\022\022\n\nitems_done\030\003 \001(\003\022\023\n\013i" +
+      "tems_total\030\004 \001(\003\022\030\n\020tokens_processed\030\005 \001" +
+      "(\003\022\027\n\017elapsed_seconds\030\006 \001(\001\022\036\n\026estimated" +
+      "_seconds_left\030\007 \001(\001\"\216\001\n\031ExtractDictionar" +
+      "yResponse\0225\n\010progress\030\001 \001(\0132!.chunkscope" +
+      ".v1.ExtractionProgressH\000\0221\n\006result\030\002 \001(\013" +
+      "2\037.chunkscope.v1.ExtractionResultH\000B\007\n\005e" +
+      "vent\"\317\001\n\020ExtractionResult\022/\n\014dictionarie" +
+      "s\030\001 \003(\0132\031.chunkscope.v1.Dictionary\022\027\n\017el" +
+      "apsed_seconds\030\002 \001(\001\0227\n\020infeasible_cells\030" +
+      "\003 \003(\0132\035.chunkscope.v1.InfeasibleCell\0228\n\013" +
+      "recommended\030\004 \003(\0132#.chunkscope.v1.Recomm" +
+      "endedHookPoint\"j\n\014PaSweepPoint\022\013\n\003tau\030\001 " +
+      "\001(\001\022\021\n\tn_neurons\030\002 \001(\005\022\016\n\006radius\030\003 \001(\001\022\013" +
+      "\n\003tpr\030\004 \001(\001\022\013\n\003fpr\030\005 \001(\001\022\020\n\010accuracy\030\006 \001" +
+      "(\001\"\221\001\n\016InfeasibleCell\022\022\n\nhook_point\030\001 \001(" +
+      "\t\022\017\n\007concept\030\002 \001(\t\022\016\n\006reason\030\003 \001(\t\022\017\n\007me" +
+      "ssage\030\004 \001(\t\022\r\n\005count\030\005 \001(\003\022*\n\005sweep\030\006 \003(" +
+      "\0132\033.chunkscope.v1.PaSweepPoint\"\350\001\n\024Recom" +
+      "mendedHookPoint\022\017\n\007concept\030\001 \001(\t\022\022\n\nhook" +
+      "_point\030\002 \001(\t\022\025\n\rdictionary_id\030\003 \001(\t\022\020\n\010e" +
+      "ntry_id\030\004 \001(\005\0227\n\017cross_validated\030\005 \001(\0132\036" +
+      ".chunkscope.v1.DetectionScores\022\022\n\nhonest" +
+      "_tpr\030\006 \001(\001\0225\n\rout_of_sample\030\007 \001(\0132\036.chun" +
+      "kscope.v1.DetectionScores\"c\n\017DetectionSc" +
+      "ores\022\013\n\003tpr\030\001 \001(\001\022\013\n\003fpr\030\002 \001(\001\022\020\n\010accura" +
+      "cy\030\003 \001(\001\022\021\n\tpositives\030\004 \001(\003\022\021\n\tnegatives" +
+      "\030\005 \001(\003\"d\n\014ChunkExample\022\023\n\013input_index\030\001 " +
+      "\001(\005\022\020\n\010position\030\002 \001(\005\022\r\n\005token\030\003 \001(\t\022\017\n\007" +
+      "context\030\004 \001(\t\022\r\n\005score\030\005 \001(\001\"\225\004\n\nChunkEn" +
+      "try\022\n\n\002id\030\001 \001(\005\022\r\n\005label\030\002 \001(\t\022\013\n\003tau\030\003 " +
+      "\001(\001\022\021\n\tthreshold\030\004 \001(\001\022\021\n\tn_neurons\030\005 \001(" +
+      "\005\022\r\n\005count\030\006 \001(\003\022-\n\005train\030\007 \001(\0132\036.chunks" +
+      "cope.v1.DetectionScores\022/\n\007heldout\030\010 \001(\013" +
+      "2\036.chunkscope.v1.DetectionScores\022\013\n\003auc\030" +
+      "\t \001(\001\022\016\n\006states\030\n \003(\005\022-\n\010examples\030\013 \003(\0132" +
+      "\033.chunkscope.v1.ChunkExample\022(\n\tprototyp" +
+      "e\030\014 \001(\0132\025.chunkscope.v1.Tensor\022&\n\007neuron" +
+      "s\030\r \001(\0132\025.chunkscope.v1.Tensor\022*\n\005sweep\030" +
+      "\016 \003(\0132\033.chunkscope.v1.PaSweepPoint\0227\n\017cr" +
+      "oss_validated\030\017 \001(\0132\036.chunkscope.v1.Dete" +
+      "ctionScores\022\020\n\010cv_folds\030\020 \001(\005\0225\n\rout_of_" +
+      "sample\030\021 \001(\0132\036.chunkscope.v1.DetectionSc" +
+      "ores\"\363\004\n\nDictionary\022\n\n\002id\030\001 \001(\t\022&\n\005model" +
+      "\030\002 \001(\0132\027.chunkscope.v1.ModelRef\022\022\n\nhook_" +
+      "point\030\003 \001(\t\022\023\n\013hidden_size\030\004 \001(\005\022\r\n\005dtyp" +
+      "e\030\005 \001(\t\022*\n\006method\030\006 \001(\0162\032.chunkscope.v1." +
+      "ChunkMethod\022\027\n\017parameters_json\030\007 \001(\t\022\032\n\022" +
+      "corpus_fingerprint\030\010 \001(\t\022\020\n\010n_inputs\030\t \001" +
+      "(\003\022\020\n\010n_tokens\030\n \001(\003\022.\n\ncreated_at\030\013 \001(\013" +
+      "2\032.google.protobuf.Timestamp\022\032\n\022chunksco" +
+      "pe_version\030\014 \001(\t\022\023\n\013description\030\r \001(\t\022\021\n" +
+      "\tn_entries\030\016 \001(\005\0223\n\005stats\030\017 \003(\0132$.chunks" +
+      "cope.v1.Dictionary.StatsEntry\022*\n\007entries" +
+      "\030\020 \003(\0132\031.chunkscope.v1.ChunkEntry\0227\n\020inf" +
+      "easible_cells\030\021 \003(\0132\035.chunkscope.v1.Infe" +
+      "asibleCell\0228\n\013recommended\030\022 \003(\0132#.chunks" +
+      "cope.v1.RecommendedHookPoint\032,\n\nStatsEnt" +
+      "ry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\">\n\024Ge" +
+      "tDictionaryRequest\022\n\n\002id\030\001 \001(\t\022\032\n\022includ" +
+      "e_prototypes\030\002 \001(\010\"F\n\025GetDictionaryRespo" +
+      "nse\022-\n\ndictionary\030\001 \001(\0132\031.chunkscope.v1." +
+      "Dictionary\"R\n\027ListDictionariesRequest\022\r\n" +
+      "\005model\030\001 \001(\t\022(\n\004page\030\002 \001(\0132\032.chunkscope." +
+      "v1.PageRequest\"v\n\030ListDictionariesRespon" +
+      "se\022/\n\014dictionaries\030\001 \003(\0132\031.chunkscope.v1" +
+      ".Dictionary\022)\n\004page\030\002 \001(\0132\033.chunkscope.v" +
+      "1.PageResponse\"%\n\027DeleteDictionaryReques" +
+      "t\022\n\n\002id\030\001 \001(\t\"I\n\030DeleteDictionaryRespons" +
+      "e\022-\n\ndictionary\030\001 \001(\0132\031.chunkscope.v1.Di" +
+      "ctionary\"%\n\027ExportDictionaryRequest\022\n\n\002i" +
+      "d\030\001 \001(\t\"M\n\030ExportDictionaryResponse\022\014\n\004d" +
+      "ata\030\001 \001(\014\022\023\n\013total_bytes\030\002 \001(\003\022\016\n\006sha256" +
+      "\030\003 \001(\t\"7\n\027ImportDictionaryRequest\022\014\n\004dat" +
+      "a\030\001 \001(\014\022\016\n\006sha256\030\002 \001(\t\"I\n\030ImportDiction" +
+      "aryResponse\022-\n\ndictionary\030\001 \001(\0132\031.chunks" +
+      "cope.v1.Dictionary*k\n\rContextPolicy\022\036\n\032C" +
+      "ONTEXT_POLICY_UNSPECIFIED\020\000\022\035\n\031CONTEXT_P" +
+      "OLICY_WHOLE_TEXT\020\001\022\033\n\027CONTEXT_POLICY_SEN" +
+      "TENCE\020\002*c\n\013PaCriterion\022\034\n\030PA_CRITERION_U" +
+      "NSPECIFIED\020\000\022\031\n\025PA_CRITERION_ACCURACY\020\001\022" +
+      "\033\n\027PA_CRITERION_TPR_AT_FPR\020\002*W\n\010PaPreset" +
+      "\022\031\n\025PA_PRESET_UNSPECIFIED\020\000\022\031\n\025PA_PRESET" +
+      "_RECOMMENDED\020\001\022\025\n\021PA_PRESET_AUTHORS\020\002*h\n" +
+      "\014PaRadiusRule\022\036\n\032PA_RADIUS_RULE_UNSPECIF" +
+      "IED\020\000\022\032\n\026PA_RADIUS_RULE_SAMPLES\020\001\022\034\n\030PA_" +
+      "RADIUS_RULE_NEGATIVES\020\002*}\n\nCosineInit\022\033\n" +
       "\027COSINE_INIT_UNSPECIFIED\020\000\022\031\n\025COSINE_INI" +
       "T_KMEANS_PP\020\001\022\035\n\031COSINE_INIT_RANDOM_STAT" +
       "ES\020\002\022\030\n\024COSINE_INIT_GAUSSIAN\020\003*j\n\016DeadAt" +
@@ -409,7 +419,7 @@ public final class DictionariesProto extends com.google.protobuf.GeneratedFile {
     internal_static_chunkscope_v1_PopulationAveragingParams_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_PopulationAveragingParams_descriptor,
-        new java.lang.String[] { "Concepts", "Spans", "Step", "NSamples", "MinOccurrences", "Criterion", "MaxFpr", "Seed", "Taus", "RequireAllCells", "CvFolds", "SparsityMargin", "MaxNeurons", });
+        new java.lang.String[] { "Concepts", "Spans", "Step", "NSamples", "MinOccurrences", "Criterion", "MaxFpr", "Seed", "Taus", "RequireAllCells", "CvFolds", "SparsityMargin", "MaxNeurons", "Preset", "RadiusRule", "RadiusNegatives", "RadiusScale", "SampleAll", });
     internal_static_chunkscope_v1_DiscreteSequenceChunkingParams_descriptor =
       getDescriptor().getMessageType(7);
     internal_static_chunkscope_v1_DiscreteSequenceChunkingParams_fieldAccessorTable = new

@@ -151,7 +151,7 @@ public enum ExtractionPhase
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.chunkscope.v1.DictionariesProto.getDescriptor().getEnumTypes().get(4);
+    return dev.chunkscope.v1.DictionariesProto.getDescriptor().getEnumTypes().get(6);
   }
 
   private static final ExtractionPhase[] VALUES = values();

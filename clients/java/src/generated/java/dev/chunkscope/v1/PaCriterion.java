@@ -17,7 +17,8 @@ public enum PaCriterion
     implements com.google.protobuf.ProtocolMessageEnum {
   /**
    * <pre>
-   * The server default: ACCURACY.
+   * The preset's criterion: TPR_AT_FPR for PA_PRESET_RECOMMENDED, ACCURACY for
+   * PA_PRESET_AUTHORS.
    * </pre>
    *
    * <code>PA_CRITERION_UNSPECIFIED = 0;</code>
@@ -53,7 +54,8 @@ public enum PaCriterion
   }
   /**
    * <pre>
-   * The server default: ACCURACY.
+   * The preset's criterion: TPR_AT_FPR for PA_PRESET_RECOMMENDED, ACCURACY for
+   * PA_PRESET_AUTHORS.
    * </pre>
    *
    * <code>PA_CRITERION_UNSPECIFIED = 0;</code>

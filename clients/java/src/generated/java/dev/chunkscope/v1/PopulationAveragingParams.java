@@ -36,6 +36,8 @@ private static final long serialVersionUID = 0L;
     spans_ = java.util.Collections.emptyList();
     criterion_ = 0;
     taus_ = emptyDoubleList();
+    preset_ = 0;
+    radiusRule_ = 0;
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -51,6 +53,7 @@ private static final long serialVersionUID = 0L;
             dev.chunkscope.v1.PopulationAveragingParams.class, dev.chunkscope.v1.PopulationAveragingParams.Builder.class);
   }
 
+  private int bitField0_;
   public static final int CONCEPTS_FIELD_NUMBER = 1;
   @SuppressWarnings("serial")
   private java.util.List<dev.chunkscope.v1.ConceptWords> concepts_;
@@ -192,7 +195,9 @@ private static final long serialVersionUID = 0L;
   private int nSamples_ = 0;
   /**
    * <pre>
-   * Occurrences drawn to form the prototype. 0 means 5.
+   * Occurrences drawn to form the prototype. 0 means 5. With sample_all (PA_PRESET_RECOMMENDED)
+   * every occurrence is drawn and n_samples is only the fewest a concept needs; setting
+   * n_samples without setting sample_all draws exactly n_samples (sample_all false).
    * </pre>
    *
    * <code>int32 n_samples = 4;</code>
@@ -222,7 +227,7 @@ private static final long serialVersionUID = 0L;
   private int criterion_ = 0;
   /**
    * <pre>
-   * How the tolerance is chosen.
+   * How the tolerance is chosen. UNSPECIFIED means the preset's.
    * </pre>
    *
    * <code>.chunkscope.v1.PaCriterion criterion = 6;</code>
@@ -233,7 +238,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * How the tolerance is chosen.
+   * How the tolerance is chosen. UNSPECIFIED means the preset's.
    * </pre>
    *
    * <code>.chunkscope.v1.PaCriterion criterion = 6;</code>
@@ -340,7 +345,8 @@ private static final long serialVersionUID = 0L;
    * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
    * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
    * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
-   * training part (up to leave-one-out).
+   * training part (up to leave-one-out). With sample_all there are no out-of-sample scores, so
+   * -1 is refused (INVALID_ARGUMENT): nothing honest would be left to recommend by.
    * </pre>
    *
    * <code>int32 cv_folds = 11;</code>
@@ -383,6 +389,137 @@ private static final long serialVersionUID = 0L;
   @java.lang.Override
   public int getMaxNeurons() {
     return maxNeurons_;
+  }
+
+  public static final int PRESET_FIELD_NUMBER = 14;
+  private int preset_ = 0;
+  /**
+   * <pre>
+   * The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+   * field above and below that is set overrides the preset's value.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.PaPreset preset = 14;</code>
+   * @return The enum numeric value on the wire for preset.
+   */
+  @java.lang.Override public int getPresetValue() {
+    return preset_;
+  }
+  /**
+   * <pre>
+   * The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+   * field above and below that is set overrides the preset's value.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.PaPreset preset = 14;</code>
+   * @return The preset.
+   */
+  @java.lang.Override public dev.chunkscope.v1.PaPreset getPreset() {
+    dev.chunkscope.v1.PaPreset result = dev.chunkscope.v1.PaPreset.forNumber(preset_);
+    return result == null ? dev.chunkscope.v1.PaPreset.UNRECOGNIZED : result;
+  }
+
+  public static final int RADIUS_RULE_FIELD_NUMBER = 15;
+  private int radiusRule_ = 0;
+  /**
+   * <pre>
+   * How the radius is set. UNSPECIFIED means the preset's.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.PaRadiusRule radius_rule = 15;</code>
+   * @return The enum numeric value on the wire for radiusRule.
+   */
+  @java.lang.Override public int getRadiusRuleValue() {
+    return radiusRule_;
+  }
+  /**
+   * <pre>
+   * How the radius is set. UNSPECIFIED means the preset's.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.PaRadiusRule radius_rule = 15;</code>
+   * @return The radiusRule.
+   */
+  @java.lang.Override public dev.chunkscope.v1.PaRadiusRule getRadiusRule() {
+    dev.chunkscope.v1.PaRadiusRule result = dev.chunkscope.v1.PaRadiusRule.forNumber(radiusRule_);
+    return result == null ? dev.chunkscope.v1.PaRadiusRule.UNRECOGNIZED : result;
+  }
+
+  public static final int RADIUS_NEGATIVES_FIELD_NUMBER = 16;
+  private int radiusNegatives_ = 0;
+  /**
+   * <pre>
+   * PA_RADIUS_RULE_NEGATIVES: training negatives the ball may hold. Unset means the preset's
+   * (0 in both presets: the ball stops just short of the nearest training negative); &gt;= 0.
+   * </pre>
+   *
+   * <code>optional int32 radius_negatives = 16;</code>
+   * @return Whether the radiusNegatives field is set.
+   */
+  @java.lang.Override
+  public boolean hasRadiusNegatives() {
+    return ((bitField0_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * PA_RADIUS_RULE_NEGATIVES: training negatives the ball may hold. Unset means the preset's
+   * (0 in both presets: the ball stops just short of the nearest training negative); &gt;= 0.
+   * </pre>
+   *
+   * <code>optional int32 radius_negatives = 16;</code>
+   * @return The radiusNegatives.
+   */
+  @java.lang.Override
+  public int getRadiusNegatives() {
+    return radiusNegatives_;
+  }
+
+  public static final int RADIUS_SCALE_FIELD_NUMBER = 17;
+  private double radiusScale_ = 0D;
+  /**
+   * <pre>
+   * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
+   * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
+   * a finite number &gt; 0.
+   * </pre>
+   *
+   * <code>double radius_scale = 17;</code>
+   * @return The radiusScale.
+   */
+  @java.lang.Override
+  public double getRadiusScale() {
+    return radiusScale_;
+  }
+
+  public static final int SAMPLE_ALL_FIELD_NUMBER = 18;
+  private boolean sampleAll_ = false;
+  /**
+   * <pre>
+   * Sample every training occurrence instead of n_samples of them. Unset means the preset's
+   * (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
+   * set.
+   * </pre>
+   *
+   * <code>optional bool sample_all = 18;</code>
+   * @return Whether the sampleAll field is set.
+   */
+  @java.lang.Override
+  public boolean hasSampleAll() {
+    return ((bitField0_ & 0x00000002) != 0);
+  }
+  /**
+   * <pre>
+   * Sample every training occurrence instead of n_samples of them. Unset means the preset's
+   * (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
+   * set.
+   * </pre>
+   *
+   * <code>optional bool sample_all = 18;</code>
+   * @return The sampleAll.
+   */
+  @java.lang.Override
+  public boolean getSampleAll() {
+    return sampleAll_;
   }
 
   private byte memoizedIsInitialized = -1;
@@ -442,6 +579,21 @@ private static final long serialVersionUID = 0L;
     }
     if (maxNeurons_ != 0) {
       output.writeInt32(13, maxNeurons_);
+    }
+    if (preset_ != dev.chunkscope.v1.PaPreset.PA_PRESET_UNSPECIFIED.getNumber()) {
+      output.writeEnum(14, preset_);
+    }
+    if (radiusRule_ != dev.chunkscope.v1.PaRadiusRule.PA_RADIUS_RULE_UNSPECIFIED.getNumber()) {
+      output.writeEnum(15, radiusRule_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      output.writeInt32(16, radiusNegatives_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(radiusScale_) != 0) {
+      output.writeDouble(17, radiusScale_);
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      output.writeBool(18, sampleAll_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -511,6 +663,26 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(13, maxNeurons_);
     }
+    if (preset_ != dev.chunkscope.v1.PaPreset.PA_PRESET_UNSPECIFIED.getNumber()) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeEnumSize(14, preset_);
+    }
+    if (radiusRule_ != dev.chunkscope.v1.PaRadiusRule.PA_RADIUS_RULE_UNSPECIFIED.getNumber()) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeEnumSize(15, radiusRule_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt32Size(16, radiusNegatives_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(radiusScale_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(17, radiusScale_);
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(18, sampleAll_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -553,6 +725,21 @@ private static final long serialVersionUID = 0L;
             other.getSparsityMargin())) return false;
     if (getMaxNeurons()
         != other.getMaxNeurons()) return false;
+    if (preset_ != other.preset_) return false;
+    if (radiusRule_ != other.radiusRule_) return false;
+    if (hasRadiusNegatives() != other.hasRadiusNegatives()) return false;
+    if (hasRadiusNegatives()) {
+      if (getRadiusNegatives()
+          != other.getRadiusNegatives()) return false;
+    }
+    if (java.lang.Double.doubleToLongBits(getRadiusScale())
+        != java.lang.Double.doubleToLongBits(
+            other.getRadiusScale())) return false;
+    if (hasSampleAll() != other.hasSampleAll()) return false;
+    if (hasSampleAll()) {
+      if (getSampleAll()
+          != other.getSampleAll()) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -600,6 +787,22 @@ private static final long serialVersionUID = 0L;
         java.lang.Double.doubleToLongBits(getSparsityMargin()));
     hash = (37 * hash) + MAX_NEURONS_FIELD_NUMBER;
     hash = (53 * hash) + getMaxNeurons();
+    hash = (37 * hash) + PRESET_FIELD_NUMBER;
+    hash = (53 * hash) + preset_;
+    hash = (37 * hash) + RADIUS_RULE_FIELD_NUMBER;
+    hash = (53 * hash) + radiusRule_;
+    if (hasRadiusNegatives()) {
+      hash = (37 * hash) + RADIUS_NEGATIVES_FIELD_NUMBER;
+      hash = (53 * hash) + getRadiusNegatives();
+    }
+    hash = (37 * hash) + RADIUS_SCALE_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getRadiusScale()));
+    if (hasSampleAll()) {
+      hash = (37 * hash) + SAMPLE_ALL_FIELD_NUMBER;
+      hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+          getSampleAll());
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -760,6 +963,11 @@ private static final long serialVersionUID = 0L;
       cvFolds_ = 0;
       sparsityMargin_ = 0D;
       maxNeurons_ = 0;
+      preset_ = 0;
+      radiusRule_ = 0;
+      radiusNegatives_ = 0;
+      radiusScale_ = 0D;
+      sampleAll_ = false;
       return this;
     }
 
@@ -849,6 +1057,25 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00001000) != 0)) {
         result.maxNeurons_ = maxNeurons_;
       }
+      if (((from_bitField0_ & 0x00002000) != 0)) {
+        result.preset_ = preset_;
+      }
+      if (((from_bitField0_ & 0x00004000) != 0)) {
+        result.radiusRule_ = radiusRule_;
+      }
+      int to_bitField0_ = 0;
+      if (((from_bitField0_ & 0x00008000) != 0)) {
+        result.radiusNegatives_ = radiusNegatives_;
+        to_bitField0_ |= 0x00000001;
+      }
+      if (((from_bitField0_ & 0x00010000) != 0)) {
+        result.radiusScale_ = radiusScale_;
+      }
+      if (((from_bitField0_ & 0x00020000) != 0)) {
+        result.sampleAll_ = sampleAll_;
+        to_bitField0_ |= 0x00000002;
+      }
+      result.bitField0_ |= to_bitField0_;
     }
 
     @java.lang.Override
@@ -955,6 +1182,21 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getMaxNeurons() != 0) {
         setMaxNeurons(other.getMaxNeurons());
+      }
+      if (other.preset_ != 0) {
+        setPresetValue(other.getPresetValue());
+      }
+      if (other.radiusRule_ != 0) {
+        setRadiusRuleValue(other.getRadiusRuleValue());
+      }
+      if (other.hasRadiusNegatives()) {
+        setRadiusNegatives(other.getRadiusNegatives());
+      }
+      if (java.lang.Double.doubleToRawLongBits(other.getRadiusScale()) != 0) {
+        setRadiusScale(other.getRadiusScale());
+      }
+      if (other.hasSampleAll()) {
+        setSampleAll(other.getSampleAll());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1075,6 +1317,31 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00001000;
               break;
             } // case 104
+            case 112: {
+              preset_ = input.readEnum();
+              bitField0_ |= 0x00002000;
+              break;
+            } // case 112
+            case 120: {
+              radiusRule_ = input.readEnum();
+              bitField0_ |= 0x00004000;
+              break;
+            } // case 120
+            case 128: {
+              radiusNegatives_ = input.readInt32();
+              bitField0_ |= 0x00008000;
+              break;
+            } // case 128
+            case 137: {
+              radiusScale_ = input.readDouble();
+              bitField0_ |= 0x00010000;
+              break;
+            } // case 137
+            case 144: {
+              sampleAll_ = input.readBool();
+              bitField0_ |= 0x00020000;
+              break;
+            } // case 144
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1763,7 +2030,9 @@ private static final long serialVersionUID = 0L;
     private int nSamples_ ;
     /**
      * <pre>
-     * Occurrences drawn to form the prototype. 0 means 5.
+     * Occurrences drawn to form the prototype. 0 means 5. With sample_all (PA_PRESET_RECOMMENDED)
+     * every occurrence is drawn and n_samples is only the fewest a concept needs; setting
+     * n_samples without setting sample_all draws exactly n_samples (sample_all false).
      * </pre>
      *
      * <code>int32 n_samples = 4;</code>
@@ -1775,7 +2044,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Occurrences drawn to form the prototype. 0 means 5.
+     * Occurrences drawn to form the prototype. 0 means 5. With sample_all (PA_PRESET_RECOMMENDED)
+     * every occurrence is drawn and n_samples is only the fewest a concept needs; setting
+     * n_samples without setting sample_all draws exactly n_samples (sample_all false).
      * </pre>
      *
      * <code>int32 n_samples = 4;</code>
@@ -1791,7 +2062,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Occurrences drawn to form the prototype. 0 means 5.
+     * Occurrences drawn to form the prototype. 0 means 5. With sample_all (PA_PRESET_RECOMMENDED)
+     * every occurrence is drawn and n_samples is only the fewest a concept needs; setting
+     * n_samples without setting sample_all draws exactly n_samples (sample_all false).
      * </pre>
      *
      * <code>int32 n_samples = 4;</code>
@@ -1851,7 +2124,7 @@ private static final long serialVersionUID = 0L;
     private int criterion_ = 0;
     /**
      * <pre>
-     * How the tolerance is chosen.
+     * How the tolerance is chosen. UNSPECIFIED means the preset's.
      * </pre>
      *
      * <code>.chunkscope.v1.PaCriterion criterion = 6;</code>
@@ -1862,7 +2135,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * How the tolerance is chosen.
+     * How the tolerance is chosen. UNSPECIFIED means the preset's.
      * </pre>
      *
      * <code>.chunkscope.v1.PaCriterion criterion = 6;</code>
@@ -1877,7 +2150,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * How the tolerance is chosen.
+     * How the tolerance is chosen. UNSPECIFIED means the preset's.
      * </pre>
      *
      * <code>.chunkscope.v1.PaCriterion criterion = 6;</code>
@@ -1890,7 +2163,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * How the tolerance is chosen.
+     * How the tolerance is chosen. UNSPECIFIED means the preset's.
      * </pre>
      *
      * <code>.chunkscope.v1.PaCriterion criterion = 6;</code>
@@ -1906,7 +2179,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * How the tolerance is chosen.
+     * How the tolerance is chosen. UNSPECIFIED means the preset's.
      * </pre>
      *
      * <code>.chunkscope.v1.PaCriterion criterion = 6;</code>
@@ -2181,7 +2454,8 @@ private static final long serialVersionUID = 0L;
      * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
      * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
      * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
-     * training part (up to leave-one-out).
+     * training part (up to leave-one-out). With sample_all there are no out-of-sample scores, so
+     * -1 is refused (INVALID_ARGUMENT): nothing honest would be left to recommend by.
      * </pre>
      *
      * <code>int32 cv_folds = 11;</code>
@@ -2196,7 +2470,8 @@ private static final long serialVersionUID = 0L;
      * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
      * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
      * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
-     * training part (up to leave-one-out).
+     * training part (up to leave-one-out). With sample_all there are no out-of-sample scores, so
+     * -1 is refused (INVALID_ARGUMENT): nothing honest would be left to recommend by.
      * </pre>
      *
      * <code>int32 cv_folds = 11;</code>
@@ -2215,7 +2490,8 @@ private static final long serialVersionUID = 0L;
      * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
      * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
      * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
-     * training part (up to leave-one-out).
+     * training part (up to leave-one-out). With sample_all there are no out-of-sample scores, so
+     * -1 is refused (INVALID_ARGUMENT): nothing honest would be left to recommend by.
      * </pre>
      *
      * <code>int32 cv_folds = 11;</code>
@@ -2324,6 +2600,327 @@ private static final long serialVersionUID = 0L;
     public Builder clearMaxNeurons() {
       bitField0_ = (bitField0_ & ~0x00001000);
       maxNeurons_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private int preset_ = 0;
+    /**
+     * <pre>
+     * The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+     * field above and below that is set overrides the preset's value.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.PaPreset preset = 14;</code>
+     * @return The enum numeric value on the wire for preset.
+     */
+    @java.lang.Override public int getPresetValue() {
+      return preset_;
+    }
+    /**
+     * <pre>
+     * The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+     * field above and below that is set overrides the preset's value.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.PaPreset preset = 14;</code>
+     * @param value The enum numeric value on the wire for preset to set.
+     * @return This builder for chaining.
+     */
+    public Builder setPresetValue(int value) {
+      preset_ = value;
+      bitField0_ |= 0x00002000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+     * field above and below that is set overrides the preset's value.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.PaPreset preset = 14;</code>
+     * @return The preset.
+     */
+    @java.lang.Override
+    public dev.chunkscope.v1.PaPreset getPreset() {
+      dev.chunkscope.v1.PaPreset result = dev.chunkscope.v1.PaPreset.forNumber(preset_);
+      return result == null ? dev.chunkscope.v1.PaPreset.UNRECOGNIZED : result;
+    }
+    /**
+     * <pre>
+     * The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+     * field above and below that is set overrides the preset's value.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.PaPreset preset = 14;</code>
+     * @param value The preset to set.
+     * @return This builder for chaining.
+     */
+    public Builder setPreset(dev.chunkscope.v1.PaPreset value) {
+      if (value == null) { throw new NullPointerException(); }
+      bitField0_ |= 0x00002000;
+      preset_ = value.getNumber();
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+     * field above and below that is set overrides the preset's value.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.PaPreset preset = 14;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearPreset() {
+      bitField0_ = (bitField0_ & ~0x00002000);
+      preset_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private int radiusRule_ = 0;
+    /**
+     * <pre>
+     * How the radius is set. UNSPECIFIED means the preset's.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.PaRadiusRule radius_rule = 15;</code>
+     * @return The enum numeric value on the wire for radiusRule.
+     */
+    @java.lang.Override public int getRadiusRuleValue() {
+      return radiusRule_;
+    }
+    /**
+     * <pre>
+     * How the radius is set. UNSPECIFIED means the preset's.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.PaRadiusRule radius_rule = 15;</code>
+     * @param value The enum numeric value on the wire for radiusRule to set.
+     * @return This builder for chaining.
+     */
+    public Builder setRadiusRuleValue(int value) {
+      radiusRule_ = value;
+      bitField0_ |= 0x00004000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * How the radius is set. UNSPECIFIED means the preset's.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.PaRadiusRule radius_rule = 15;</code>
+     * @return The radiusRule.
+     */
+    @java.lang.Override
+    public dev.chunkscope.v1.PaRadiusRule getRadiusRule() {
+      dev.chunkscope.v1.PaRadiusRule result = dev.chunkscope.v1.PaRadiusRule.forNumber(radiusRule_);
+      return result == null ? dev.chunkscope.v1.PaRadiusRule.UNRECOGNIZED : result;
+    }
+    /**
+     * <pre>
+     * How the radius is set. UNSPECIFIED means the preset's.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.PaRadiusRule radius_rule = 15;</code>
+     * @param value The radiusRule to set.
+     * @return This builder for chaining.
+     */
+    public Builder setRadiusRule(dev.chunkscope.v1.PaRadiusRule value) {
+      if (value == null) { throw new NullPointerException(); }
+      bitField0_ |= 0x00004000;
+      radiusRule_ = value.getNumber();
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * How the radius is set. UNSPECIFIED means the preset's.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.PaRadiusRule radius_rule = 15;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearRadiusRule() {
+      bitField0_ = (bitField0_ & ~0x00004000);
+      radiusRule_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private int radiusNegatives_ ;
+    /**
+     * <pre>
+     * PA_RADIUS_RULE_NEGATIVES: training negatives the ball may hold. Unset means the preset's
+     * (0 in both presets: the ball stops just short of the nearest training negative); &gt;= 0.
+     * </pre>
+     *
+     * <code>optional int32 radius_negatives = 16;</code>
+     * @return Whether the radiusNegatives field is set.
+     */
+    @java.lang.Override
+    public boolean hasRadiusNegatives() {
+      return ((bitField0_ & 0x00008000) != 0);
+    }
+    /**
+     * <pre>
+     * PA_RADIUS_RULE_NEGATIVES: training negatives the ball may hold. Unset means the preset's
+     * (0 in both presets: the ball stops just short of the nearest training negative); &gt;= 0.
+     * </pre>
+     *
+     * <code>optional int32 radius_negatives = 16;</code>
+     * @return The radiusNegatives.
+     */
+    @java.lang.Override
+    public int getRadiusNegatives() {
+      return radiusNegatives_;
+    }
+    /**
+     * <pre>
+     * PA_RADIUS_RULE_NEGATIVES: training negatives the ball may hold. Unset means the preset's
+     * (0 in both presets: the ball stops just short of the nearest training negative); &gt;= 0.
+     * </pre>
+     *
+     * <code>optional int32 radius_negatives = 16;</code>
+     * @param value The radiusNegatives to set.
+     * @return This builder for chaining.
+     */
+    public Builder setRadiusNegatives(int value) {
+
+      radiusNegatives_ = value;
+      bitField0_ |= 0x00008000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * PA_RADIUS_RULE_NEGATIVES: training negatives the ball may hold. Unset means the preset's
+     * (0 in both presets: the ball stops just short of the nearest training negative); &gt;= 0.
+     * </pre>
+     *
+     * <code>optional int32 radius_negatives = 16;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearRadiusNegatives() {
+      bitField0_ = (bitField0_ & ~0x00008000);
+      radiusNegatives_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private double radiusScale_ ;
+    /**
+     * <pre>
+     * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
+     * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
+     * a finite number &gt; 0.
+     * </pre>
+     *
+     * <code>double radius_scale = 17;</code>
+     * @return The radiusScale.
+     */
+    @java.lang.Override
+    public double getRadiusScale() {
+      return radiusScale_;
+    }
+    /**
+     * <pre>
+     * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
+     * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
+     * a finite number &gt; 0.
+     * </pre>
+     *
+     * <code>double radius_scale = 17;</code>
+     * @param value The radiusScale to set.
+     * @return This builder for chaining.
+     */
+    public Builder setRadiusScale(double value) {
+
+      radiusScale_ = value;
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
+     * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
+     * a finite number &gt; 0.
+     * </pre>
+     *
+     * <code>double radius_scale = 17;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearRadiusScale() {
+      bitField0_ = (bitField0_ & ~0x00010000);
+      radiusScale_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private boolean sampleAll_ ;
+    /**
+     * <pre>
+     * Sample every training occurrence instead of n_samples of them. Unset means the preset's
+     * (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
+     * set.
+     * </pre>
+     *
+     * <code>optional bool sample_all = 18;</code>
+     * @return Whether the sampleAll field is set.
+     */
+    @java.lang.Override
+    public boolean hasSampleAll() {
+      return ((bitField0_ & 0x00020000) != 0);
+    }
+    /**
+     * <pre>
+     * Sample every training occurrence instead of n_samples of them. Unset means the preset's
+     * (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
+     * set.
+     * </pre>
+     *
+     * <code>optional bool sample_all = 18;</code>
+     * @return The sampleAll.
+     */
+    @java.lang.Override
+    public boolean getSampleAll() {
+      return sampleAll_;
+    }
+    /**
+     * <pre>
+     * Sample every training occurrence instead of n_samples of them. Unset means the preset's
+     * (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
+     * set.
+     * </pre>
+     *
+     * <code>optional bool sample_all = 18;</code>
+     * @param value The sampleAll to set.
+     * @return This builder for chaining.
+     */
+    public Builder setSampleAll(boolean value) {
+
+      sampleAll_ = value;
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Sample every training occurrence instead of n_samples of them. Unset means the preset's
+     * (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
+     * set.
+     * </pre>
+     *
+     * <code>optional bool sample_all = 18;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearSampleAll() {
+      bitField0_ = (bitField0_ & ~0x00020000);
+      sampleAll_ = false;
       onChanged();
       return this;
     }

@@ -110,7 +110,9 @@ public interface PopulationAveragingParamsOrBuilder extends
 
   /**
    * <pre>
-   * Occurrences drawn to form the prototype. 0 means 5.
+   * Occurrences drawn to form the prototype. 0 means 5. With sample_all (PA_PRESET_RECOMMENDED)
+   * every occurrence is drawn and n_samples is only the fewest a concept needs; setting
+   * n_samples without setting sample_all draws exactly n_samples (sample_all false).
    * </pre>
    *
    * <code>int32 n_samples = 4;</code>
@@ -130,7 +132,7 @@ public interface PopulationAveragingParamsOrBuilder extends
 
   /**
    * <pre>
-   * How the tolerance is chosen.
+   * How the tolerance is chosen. UNSPECIFIED means the preset's.
    * </pre>
    *
    * <code>.chunkscope.v1.PaCriterion criterion = 6;</code>
@@ -139,7 +141,7 @@ public interface PopulationAveragingParamsOrBuilder extends
   int getCriterionValue();
   /**
    * <pre>
-   * How the tolerance is chosen.
+   * How the tolerance is chosen. UNSPECIFIED means the preset's.
    * </pre>
    *
    * <code>.chunkscope.v1.PaCriterion criterion = 6;</code>
@@ -213,7 +215,8 @@ public interface PopulationAveragingParamsOrBuilder extends
    * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
    * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
    * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
-   * training part (up to leave-one-out).
+   * training part (up to leave-one-out). With sample_all there are no out-of-sample scores, so
+   * -1 is refused (INVALID_ARGUMENT): nothing honest would be left to recommend by.
    * </pre>
    *
    * <code>int32 cv_folds = 11;</code>
@@ -244,4 +247,100 @@ public interface PopulationAveragingParamsOrBuilder extends
    * @return The maxNeurons.
    */
   int getMaxNeurons();
+
+  /**
+   * <pre>
+   * The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+   * field above and below that is set overrides the preset's value.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.PaPreset preset = 14;</code>
+   * @return The enum numeric value on the wire for preset.
+   */
+  int getPresetValue();
+  /**
+   * <pre>
+   * The named settings the fit starts from; UNSPECIFIED means PA_PRESET_RECOMMENDED. Every
+   * field above and below that is set overrides the preset's value.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.PaPreset preset = 14;</code>
+   * @return The preset.
+   */
+  dev.chunkscope.v1.PaPreset getPreset();
+
+  /**
+   * <pre>
+   * How the radius is set. UNSPECIFIED means the preset's.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.PaRadiusRule radius_rule = 15;</code>
+   * @return The enum numeric value on the wire for radiusRule.
+   */
+  int getRadiusRuleValue();
+  /**
+   * <pre>
+   * How the radius is set. UNSPECIFIED means the preset's.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.PaRadiusRule radius_rule = 15;</code>
+   * @return The radiusRule.
+   */
+  dev.chunkscope.v1.PaRadiusRule getRadiusRule();
+
+  /**
+   * <pre>
+   * PA_RADIUS_RULE_NEGATIVES: training negatives the ball may hold. Unset means the preset's
+   * (0 in both presets: the ball stops just short of the nearest training negative); &gt;= 0.
+   * </pre>
+   *
+   * <code>optional int32 radius_negatives = 16;</code>
+   * @return Whether the radiusNegatives field is set.
+   */
+  boolean hasRadiusNegatives();
+  /**
+   * <pre>
+   * PA_RADIUS_RULE_NEGATIVES: training negatives the ball may hold. Unset means the preset's
+   * (0 in both presets: the ball stops just short of the nearest training negative); &gt;= 0.
+   * </pre>
+   *
+   * <code>optional int32 radius_negatives = 16;</code>
+   * @return The radiusNegatives.
+   */
+  int getRadiusNegatives();
+
+  /**
+   * <pre>
+   * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
+   * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
+   * a finite number &gt; 0.
+   * </pre>
+   *
+   * <code>double radius_scale = 17;</code>
+   * @return The radiusScale.
+   */
+  double getRadiusScale();
+
+  /**
+   * <pre>
+   * Sample every training occurrence instead of n_samples of them. Unset means the preset's
+   * (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
+   * set.
+   * </pre>
+   *
+   * <code>optional bool sample_all = 18;</code>
+   * @return Whether the sampleAll field is set.
+   */
+  boolean hasSampleAll();
+  /**
+   * <pre>
+   * Sample every training occurrence instead of n_samples of them. Unset means the preset's
+   * (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
+   * set.
+   * </pre>
+   *
+   * <code>optional bool sample_all = 18;</code>
+   * @return The sampleAll.
+   */
+  boolean getSampleAll();
 }
