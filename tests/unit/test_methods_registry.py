@@ -9,6 +9,7 @@ the manifest, and every ChunkMethod value and request oneof field names a regist
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
+from chunkscope.chunking import pa
 from chunkscope.config import Settings
 from chunkscope.corpus import Inputs
 from chunkscope.engine import methods
@@ -273,6 +275,10 @@ def _requests() -> list[tuple[str, Any]]:
             max_fpr=0.01, seed=3, cv_folds=-1, sparsity_margin=0.02, max_neurons=9,
             require_all_cells=True,
         )),
+        ("population_averaging", pb.PopulationAveragingParams(preset=pb.PA_PRESET_AUTHORS)),
+        ("population_averaging", pb.PopulationAveragingParams(
+            preset=pb.PA_PRESET_AUTHORS, radius_rule=pb.PA_RADIUS_RULE_NEGATIVES,
+            radius_negatives=2, radius_scale=0.8, sample_all=True)),
         ("discrete_sequence_chunking", pb.DiscreteSequenceChunkingParams()),
         ("discrete_sequence_chunking", pb.DiscreteSequenceChunkingParams(
             n_bins=3, n_iter=10, n_new_chunks=4, min_frequency=2, overlap_jaccard=0.5, seed=1)),
@@ -303,3 +309,75 @@ def test_pa_parameters_stored_before_the_sparsity_options_still_load() -> None:
     loaded = method.load_parameters(stored)
     assert loaded.params.sparsity_margin == 0.0 and loaded.params.max_neurons == 0
     assert loaded.require_all_cells is False
+
+
+def test_pa_presets_resolve_and_explicit_fields_override_them() -> None:
+    method = registry.get("population_averaging")
+    resolve = lambda **kw: method.from_request(pb.PopulationAveragingParams(**kw))  # noqa: E731
+    default = resolve()
+    assert default.preset == "recommended" and default.params == pa.RECOMMENDED
+    assert resolve(preset=pb.PA_PRESET_RECOMMENDED).params == pa.RECOMMENDED
+    authors = resolve(preset=pb.PA_PRESET_AUTHORS)
+    assert authors.preset == "authors" and authors.params == pa.AUTHORS
+    # Each explicit field beats its preset, one at a time.
+    assert resolve(criterion=pb.PA_CRITERION_ACCURACY).params == dataclasses.replace(
+        pa.RECOMMENDED, criterion="accuracy")  # fmt: skip
+    assert resolve(radius_rule=pb.PA_RADIUS_RULE_SAMPLES).params.radius_rule == "samples"
+    assert resolve(radius_scale=1.0).params.radius_scale == 1.0
+    assert resolve(radius_negatives=0, preset=pb.PA_PRESET_AUTHORS).params == pa.AUTHORS
+    assert resolve(radius_negatives=3).params.radius_negatives == 3
+    assert resolve(sample_all=False).params == dataclasses.replace(pa.RECOMMENDED, sample_all=False)
+    assert resolve(preset=pb.PA_PRESET_AUTHORS, sample_all=True).params.sample_all is True
+    # An explicit n_samples keeps meaning "draw that many", unless sample_all is set too.
+    assert resolve(n_samples=20).params == dataclasses.replace(
+        pa.RECOMMENDED, n_samples=20, sample_all=False)  # fmt: skip
+    assert resolve(n_samples=20, sample_all=True).params.sample_all is True
+    # Old explicit requests keep the meaning of the fields they set.
+    old = resolve(n_samples=7, criterion=pb.PA_CRITERION_TPR_AT_FPR, max_fpr=0.01, cv_folds=3)
+    p = old.params
+    assert (p.n_samples, p.criterion, p.max_fpr, p.cv_folds) == (7, "tpr_at_fpr", 0.01, 3)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"preset": 9}, "population_averaging.preset"),
+        ({"radius_rule": 9}, "population_averaging.radius_rule"),
+        ({"radius_negatives": -1}, "population_averaging.radius_negatives"),
+        ({"radius_scale": -0.5}, "population_averaging.radius_scale"),
+        ({"radius_scale": float("nan")}, "population_averaging.radius_scale"),
+        ({"radius_scale": float("inf")}, "population_averaging.radius_scale"),
+        # No cross-validation with every occurrence sampled: no honest score would be left.
+        ({"cv_folds": -1}, "population_averaging.cv_folds"),
+        ({"cv_folds": -1, "preset": 2, "sample_all": True}, "population_averaging.cv_folds"),
+    ],
+)
+def test_pa_bad_preset_fields_are_refused_by_name(fields: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        registry.get("population_averaging").from_request(pb.PopulationAveragingParams(**fields))
+    [violation] = caught.value.violations
+    assert violation.field == named
+
+
+def test_pa_cv_off_is_accepted_where_out_of_sample_scores_remain() -> None:
+    method = registry.get("population_averaging")
+    for fields in ({"preset": pb.PA_PRESET_AUTHORS}, {"sample_all": False}, {"n_samples": 10}):
+        spec = method.from_request(pb.PopulationAveragingParams(cv_folds=-1, **fields))
+        assert spec.params.cv_folds == 0 and not spec.params.sample_all
+
+
+def test_pa_manifest_without_the_preset_keys_loads_as_the_authors_fitted_it() -> None:
+    """Stored before presets (and the RECOMMENDED default) existed: no preset, radius_rule,
+    radius_negatives, radius_scale or sample_all keys; the fit used the authors' radius."""
+    method = registry.get("population_averaging")
+    request = pb.PopulationAveragingParams(
+        preset=pb.PA_PRESET_AUTHORS, n_samples=10, criterion=pb.PA_CRITERION_TPR_AT_FPR
+    )
+    stored = method.parameters(method.from_request(request))
+    for key in ("preset", "radius_rule", "radius_negatives", "radius_scale", "sample_all"):
+        del stored[key]
+    loaded = method.load_parameters(json.loads(json.dumps(stored)))
+    assert loaded.preset == "authors"
+    assert loaded.params == dataclasses.replace(
+        pa.AUTHORS, n_samples=10, criterion="tpr_at_fpr")  # fmt: skip
+    assert loaded.params.radius_rule == "samples" and loaded.params.sample_all is False

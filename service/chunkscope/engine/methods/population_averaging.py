@@ -8,6 +8,7 @@ one hook point, the per-cell results across hook points (`finish`), the stored l
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,6 +51,21 @@ class PASpec:
     params: pa.PAParams
     # All or nothing: one infeasible (hook point, concept) cell fails the request.
     require_all_cells: bool = False
+    # The preset the parameters were resolved from (PRESETS); params holds the resolved values.
+    preset: str = "recommended"
+
+
+# The named presets a request starts from (PaPreset); fields the request sets override them.
+# Dictionaries stored before presets existed were fitted with the authors' settings, so their
+# missing keys load from AUTHORS (load_parameters), whatever the default is now.
+PRESETS: dict[str, pa.PAParams] = {"recommended": pa.RECOMMENDED, "authors": pa.AUTHORS}
+_PRESET_OF = {
+    pb.PA_PRESET_UNSPECIFIED: "recommended",
+    pb.PA_PRESET_RECOMMENDED: "recommended",
+    pb.PA_PRESET_AUTHORS: "authors",
+}
+_RADIUS_RULE_OF = {pb.PA_RADIUS_RULE_SAMPLES: "samples", pb.PA_RADIUS_RULE_NEGATIVES: "negatives"}
+_LEGACY_PRESET = "authors"
 
 
 # ----- labels (PA) ----------------------------------------------------------------------------
@@ -251,8 +267,16 @@ class PopulationAveraging(Method[PASpec, PADetector]):
             )
         if violations:
             raise InvalidArgument(violations)
+        preset = _PRESET_OF.get(p.preset)
+        if preset is None:
+            raise InvalidArgument.field(
+                "population_averaging.preset",
+                f"unknown PaPreset value {p.preset}: use PA_PRESET_RECOMMENDED (the default) or "
+                "PA_PRESET_AUTHORS (the paper's settings)",
+            )
+        base = PRESETS[preset]
         criterion = {
-            pb.PA_CRITERION_UNSPECIFIED: "accuracy",
+            pb.PA_CRITERION_UNSPECIFIED: base.criterion,
             pb.PA_CRITERION_ACCURACY: "accuracy",
             pb.PA_CRITERION_TPR_AT_FPR: "tpr_at_fpr",
         }.get(p.criterion)
@@ -260,11 +284,51 @@ class PopulationAveraging(Method[PASpec, PADetector]):
             raise InvalidArgument.field(
                 "population_averaging.criterion", "unknown PaCriterion value"
             )
+        radius_rule = (
+            base.radius_rule
+            if p.radius_rule == pb.PA_RADIUS_RULE_UNSPECIFIED
+            else _RADIUS_RULE_OF.get(p.radius_rule)
+        )
+        if radius_rule is None:
+            raise InvalidArgument.field(
+                "population_averaging.radius_rule",
+                f"unknown PaRadiusRule value {p.radius_rule}: use PA_RADIUS_RULE_SAMPLES, "
+                "PA_RADIUS_RULE_NEGATIVES, or leave it unset for the preset's",
+            )
+        radius_negatives = (
+            p.radius_negatives if p.HasField("radius_negatives") else base.radius_negatives
+        )
+        if radius_negatives < 0:
+            raise InvalidArgument.field(
+                "population_averaging.radius_negatives",
+                f"{radius_negatives} is negative: use the number of training negatives the ball "
+                "may hold (0: none), or leave it unset for the preset's",
+            )
+        if not (math.isfinite(p.radius_scale) and p.radius_scale >= 0.0):
+            raise InvalidArgument.field(
+                "population_averaging.radius_scale",
+                f"{p.radius_scale} is not a radius factor: use a finite number > 0 (e.g. 0.9 "
+                "for a 10% margin), or 0 for the preset's",
+            )
+        # An explicit n_samples keeps its meaning (that many occurrences drawn) unless
+        # sample_all is set as well.
+        if p.HasField("sample_all"):
+            sample_all = p.sample_all
+        else:
+            sample_all = base.sample_all and not p.n_samples
         if not (p.cv_folds in (-1, 0) or 2 <= p.cv_folds <= pa.MAX_CV_FOLDS):
             raise InvalidArgument.field(
                 "population_averaging.cv_folds",
                 f"{p.cv_folds} is not a fold count: use 0 for the default (5 folds), 2.."
                 f"{pa.MAX_CV_FOLDS}, or -1 to turn cross-validation off",
+            )
+        if p.cv_folds == -1 and sample_all:
+            raise InvalidArgument.field(
+                "population_averaging.cv_folds",
+                "-1 (no cross-validation) leaves nothing to recommend a hook point by when every "
+                "occurrence is a sample (sample_all, the PA_PRESET_RECOMMENDED default): there "
+                "are no out-of-sample occurrences. Use 0 (5 folds) or 2.."
+                f"{pa.MAX_CV_FOLDS}, or set sample_all false (or n_samples) to keep -1",
             )
         if not (math.isfinite(p.sparsity_margin) and 0.0 <= p.sparsity_margin <= 1.0):
             raise InvalidArgument.field(
@@ -280,18 +344,22 @@ class PopulationAveraging(Method[PASpec, PADetector]):
                 "entry may have",
             )
         params = pa.PAParams(
-            n_samples=p.n_samples or 5,
-            min_occurrences=p.min_occurrences or 10,
-            taus=tuple(p.taus) or pa.DEFAULT_TAUS,
+            n_samples=p.n_samples or base.n_samples,
+            min_occurrences=p.min_occurrences or base.min_occurrences,
+            taus=tuple(p.taus) or base.taus,
             criterion=criterion,
-            max_fpr=or_default(p.max_fpr, 0.001),
+            max_fpr=or_default(p.max_fpr, base.max_fpr),
             seed=p.seed,
-            cv_folds={0: 5, -1: 0}.get(p.cv_folds, p.cv_folds),
+            cv_folds={0: base.cv_folds, -1: 0}.get(p.cv_folds, p.cv_folds),
             sparsity_margin=p.sparsity_margin,
             max_neurons=p.max_neurons,
+            radius_rule=radius_rule,
+            radius_negatives=radius_negatives,
+            radius_scale=p.radius_scale or base.radius_scale,
+            sample_all=sample_all,
         )
         spans = tuple(Span(s.text_index, s.start, s.end, s.concept) for s in p.spans)
-        return PASpec(tuple(concepts), spans, p.step, params, p.require_all_cells)
+        return PASpec(tuple(concepts), spans, p.step, params, p.require_all_cells, preset)
 
     def parameters(self, spec: PASpec) -> dict[str, Any]:
         return {
@@ -299,10 +367,13 @@ class PopulationAveraging(Method[PASpec, PADetector]):
             "spans": [asdict(s) for s in spec.spans],
             "step": spec.step,
             "require_all_cells": spec.require_all_cells,
+            "preset": spec.preset,
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec.params).items()},
         }
 
     def load_parameters(self, stored: dict[str, Any]) -> PASpec:
+        # Keys a manifest lacks were not there when it was stored, and then the fit ran with
+        # the authors' settings: fill them from AUTHORS, never from today's default.
         params = known_fields(pa.PAParams, stored)
         if "taus" in params:
             params["taus"] = tuple(params["taus"])
@@ -310,8 +381,9 @@ class PopulationAveraging(Method[PASpec, PADetector]):
             tuple((c["concept"], tuple(c["words"])) for c in stored.get("concepts", [])),
             tuple(Span(**s) for s in stored.get("spans", [])),
             stored.get("step", 0),
-            pa.PAParams(**params),
+            dataclasses.replace(PRESETS[_LEGACY_PRESET], **params),
             stored.get("require_all_cells", False),
+            stored.get("preset", _LEGACY_PRESET),
         )
 
     def validate(self, spec: PASpec, model: LoadedModel, corpus: Inputs) -> None:
@@ -333,7 +405,7 @@ class PopulationAveraging(Method[PASpec, PADetector]):
         train_rows = concept_rows(concept_spans(spec, corpus), train, spec.step)
         held_rows = None
         if heldout is not None and heldout_inputs is not None:
-            word_only = PASpec(spec.concepts, (), spec.step, spec.params)
+            word_only = PASpec(spec.concepts, (), spec.step, spec.params, preset=spec.preset)
             held_rows = concept_rows(concept_spans(word_only, heldout_inputs), heldout, spec.step)
         return lambda hp, progress: fit_population_averaging(
             model, spec, hp, train, train_rows, heldout, held_rows, progress
