@@ -348,7 +348,7 @@ def test_pa_presets_resolve_and_explicit_fields_override_them() -> None:
         ({"radius_scale": float("nan")}, "population_averaging.radius_scale"),
         ({"radius_scale": float("inf")}, "population_averaging.radius_scale"),
         # No cross-validation with every occurrence sampled: no honest score would be left.
-        ({"cv_folds": -1}, "population_averaging.cv_folds"),
+        ({"cv_folds": -1, "sample_all": True}, "population_averaging.cv_folds"),
         ({"cv_folds": -1, "preset": 2, "sample_all": True}, "population_averaging.cv_folds"),
     ],
 )
@@ -361,9 +361,12 @@ def test_pa_bad_preset_fields_are_refused_by_name(fields: dict[str, Any], named:
 
 def test_pa_cv_off_is_accepted_where_out_of_sample_scores_remain() -> None:
     method = registry.get("population_averaging")
-    for fields in ({"preset": pb.PA_PRESET_AUTHORS}, {"sample_all": False}, {"n_samples": 10}):
+    for fields in ({}, {"preset": pb.PA_PRESET_AUTHORS}, {"sample_all": False}, {"n_samples": 9}):
         spec = method.from_request(pb.PopulationAveragingParams(cv_folds=-1, **fields))
         assert spec.params.cv_folds == 0 and not spec.params.sample_all
+    # The default's other settings stay: only the draw falls back to n_samples.
+    spec = method.from_request(pb.PopulationAveragingParams(cv_folds=-1))
+    assert spec.params == dataclasses.replace(pa.RECOMMENDED, cv_folds=0, sample_all=False)
 
 
 def test_pa_manifest_without_the_preset_keys_loads_as_the_authors_fitted_it() -> None:

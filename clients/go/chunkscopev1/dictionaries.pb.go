@@ -872,8 +872,9 @@ type PopulationAveragingParams struct {
 	// Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
 	// out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
 	// sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
-	// training part (up to leave-one-out). With sample_all there are no out-of-sample scores, so
-	// -1 is refused (INVALID_ARGUMENT): nothing honest would be left to recommend by.
+	// training part (up to leave-one-out). -1 needs out-of-sample occurrences to recommend by:
+	// with sample_all unset it turns the preset's sample_all off (n_samples are drawn); with
+	// sample_all true it is refused (INVALID_ARGUMENT).
 	CvFolds int32 `protobuf:"varint,11,opt,name=cv_folds,json=cvFolds,proto3" json:"cv_folds,omitempty"`
 	// Sparse entries. When > 0, the tolerance is the one with the fewest neurons among those whose
 	// score (accuracy, or TPR for PA_CRITERION_TPR_AT_FPR with the FPR bound still met) is within
@@ -897,7 +898,7 @@ type PopulationAveragingParams struct {
 	RadiusScale float64 `protobuf:"fixed64,17,opt,name=radius_scale,json=radiusScale,proto3" json:"radius_scale,omitempty"`
 	// Sample every training occurrence instead of n_samples of them. Unset means the preset's
 	// (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
-	// set.
+	// set or cv_folds is -1.
 	SampleAll     *bool `protobuf:"varint,18,opt,name=sample_all,json=sampleAll,proto3,oneof" json:"sample_all,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

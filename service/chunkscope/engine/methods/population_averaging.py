@@ -310,12 +310,13 @@ class PopulationAveraging(Method[PASpec, PADetector]):
                 f"{p.radius_scale} is not a radius factor: use a finite number > 0 (e.g. 0.9 "
                 "for a 10% margin), or 0 for the preset's",
             )
-        # An explicit n_samples keeps its meaning (that many occurrences drawn) unless
-        # sample_all is set as well.
+        # An explicit n_samples keeps its meaning (that many occurrences drawn), and cv_folds -1
+        # needs some occurrences left out of the draw (the out-of-sample scores are then the
+        # only honest ones): either turns the preset's sample_all off unless it is set too.
         if p.HasField("sample_all"):
             sample_all = p.sample_all
         else:
-            sample_all = base.sample_all and not p.n_samples
+            sample_all = base.sample_all and not p.n_samples and p.cv_folds != -1
         if not (p.cv_folds in (-1, 0) or 2 <= p.cv_folds <= pa.MAX_CV_FOLDS):
             raise InvalidArgument.field(
                 "population_averaging.cv_folds",
@@ -325,10 +326,10 @@ class PopulationAveraging(Method[PASpec, PADetector]):
         if p.cv_folds == -1 and sample_all:
             raise InvalidArgument.field(
                 "population_averaging.cv_folds",
-                "-1 (no cross-validation) leaves nothing to recommend a hook point by when every "
-                "occurrence is a sample (sample_all, the PA_PRESET_RECOMMENDED default): there "
-                "are no out-of-sample occurrences. Use 0 (5 folds) or 2.."
-                f"{pa.MAX_CV_FOLDS}, or set sample_all false (or n_samples) to keep -1",
+                "-1 (no cross-validation) leaves nothing to recommend a hook point by with "
+                "sample_all true: every occurrence is a sample, so none is out of sample. Use 0 "
+                f"(5 folds) or 2..{pa.MAX_CV_FOLDS}, or leave sample_all unset (or false) to "
+                "keep -1",
             )
         if not (math.isfinite(p.sparsity_margin) and 0.0 <= p.sparsity_margin <= 1.0):
             raise InvalidArgument.field(

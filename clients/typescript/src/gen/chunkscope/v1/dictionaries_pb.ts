@@ -280,8 +280,9 @@ export type PopulationAveragingParams = Message<"chunkscope.v1.PopulationAveragi
    * Folds of the cross-validated scores (ChunkEntry.cross_validated), which together with the
    * out-of-sample scores choose the recommended hook point. 0 means 5; -1 turns cross-validation off (faster: each fold is one more
    * sweep); otherwise 2..100. Raised as far as needed to leave n_samples occurrences in every
-   * training part (up to leave-one-out). With sample_all there are no out-of-sample scores, so
-   * -1 is refused (INVALID_ARGUMENT): nothing honest would be left to recommend by.
+   * training part (up to leave-one-out). -1 needs out-of-sample occurrences to recommend by:
+   * with sample_all unset it turns the preset's sample_all off (n_samples are drawn); with
+   * sample_all true it is refused (INVALID_ARGUMENT).
    *
    * @generated from field: int32 cv_folds = 11;
    */
@@ -340,7 +341,7 @@ export type PopulationAveragingParams = Message<"chunkscope.v1.PopulationAveragi
   /**
    * Sample every training occurrence instead of n_samples of them. Unset means the preset's
    * (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is
-   * set.
+   * set or cv_folds is -1.
    *
    * @generated from field: optional bool sample_all = 18;
    */
