@@ -195,7 +195,8 @@ def test_pa_sparse_selection_round_trips_and_is_validated(models: Client) -> Non
     def extract(**params: object) -> pb.Dictionary:
         pa_params = pb.PopulationAveragingParams(
             concepts=[pb.ConceptWords(concept="cat"), pb.ConceptWords(concept="cake")],
-            seed=1, cv_folds=-1, **params,  # type: ignore[arg-type]
+            seed=1, cv_folds=-1, preset=pb.PA_PRESET_AUTHORS,
+            **params,  # type: ignore[arg-type]
         )  # fmt: skip
         [d] = models.extract_dictionary(_pa_request(
             hook_points=["blocks.1.resid_post"], population_averaging=pa_params))  # fmt: skip
@@ -504,6 +505,7 @@ def _cells_request(
         population_averaging=pb.PopulationAveragingParams(
             concepts=[pb.ConceptWords(concept=c) for c in concepts if c != "some-cake"],
             spans=_cake_spans(12) if "some-cake" in concepts else [], seed=1,
+            preset=pb.PA_PRESET_AUTHORS,  # five samples: out-of-sample scores to check
             criterion=pb.PA_CRITERION_TPR_AT_FPR, max_fpr=0.002, **params,  # type: ignore[arg-type]
         ),
     )  # fmt: skip
