@@ -3,10 +3,11 @@ write a chunk page.
 
 Run by `make demo` after `make demo-model` has put the model under <data-dir>/models. Everything
 goes through the public gRPC API with the Python client and the `chunkscope` command line, as any
-user's program would. The settings are the ones docs/REPRODUCTION.md measured to work on this
-model: Population Averaging with 20 samples under the TPR-at-FPR rule (FPR <= 0.001), detection at
-block 12, the activation grafted onto the question's last words at block 8, and inhibition by
-projecting the concept's direction out at block 12.
+user's program would. The settings are the ones docs/PA_STUDY.md and docs/REPRODUCTION.md measured
+to work on this model: Population Averaging with the server's default (the RECOMMENDED preset:
+every occurrence a sample, the TPR-at-FPR rule with FPR <= 0.001, the radius calibrated on the
+training negatives), detection at block 12, the activation grafted onto the question's last words
+at block 8, and inhibition by projecting the concept's direction out at block 12.
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ def extract_concepts(cs: Client, content_hash: str) -> list[dpb.Dictionary]:
         heldout=dpb.Corpus(texts=dpb.TextList(texts=data["heldout"])),
         population_averaging=dpb.PopulationAveragingParams(
             concepts=[dpb.ConceptWords(concept=c, words=data["concepts"][c]) for c in CONCEPTS],
-            n_samples=20,
-            criterion=dpb.PA_CRITERION_TPR_AT_FPR,
+            # The default preset, named: PA_PRESET_RECOMMENDED (PA_PRESET_AUTHORS: the paper's).
+            preset=dpb.PA_PRESET_RECOMMENDED,
             max_fpr=0.001,
             seed=0,
         ),
-        description="make demo: population averaging, 20 samples, FPR <= 0.001",
+        description="make demo: population averaging, recommended preset, FPR <= 0.001",
     )
     print(
         f"\nextracting {', '.join(CONCEPTS)} by population averaging at blocks "

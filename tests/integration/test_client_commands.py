@@ -151,6 +151,37 @@ def test_extract_quiet_from_json_files_prints_only_the_ids(
         client_module.delete_dictionary(d.id)
 
 
+def test_extract_preset_flag_picks_the_pa_settings_and_params_override_it(
+    server: ServerProcess, registered: dict[str, Any], client_module: Client
+) -> None:
+    texts = [a for t in TRAIN for a in ("--text", t)]
+    stored = {}
+    for name, extra in (
+        ("default", ()),
+        ("authors", ("--preset", "authors")),
+        ("override", ("--preset", "authors", "--params",
+                      '{"radius_rule": "PA_RADIUS_RULE_NEGATIVES", "radius_scale": 0.5}')),
+    ):  # fmt: skip
+        done = run(server, "dictionaries", "extract", "--model", MODEL, "--hook-point", HOOK,
+                   "--concepts", "cat", *texts, "--description", f"cli preset {name}", "-q",
+                   *extra)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        [d] = [d for d in client_module.list_dictionaries(MODEL)
+               if d.description == f"cli preset {name}"]  # fmt: skip
+        assert done.stdout.split() == [d.id]
+        stored[name] = json.loads(client_module.get_dictionary(d.id).parameters_json)
+        client_module.delete_dictionary(d.id)
+    pick = ("preset", "radius_rule", "radius_scale", "sample_all", "criterion")
+    assert [stored["default"][k] for k in pick] == [
+        "recommended", "negatives", 0.9, True, "tpr_at_fpr"]  # fmt: skip
+    assert [stored["authors"][k] for k in pick] == ["authors", "samples", 1.0, False, "accuracy"]
+    assert [stored["override"][k] for k in pick] == [
+        "authors", "negatives", 0.5, False, "accuracy"]  # fmt: skip
+    wrong = run(server, "dictionaries", "extract", "--model", MODEL, "--hook-point", HOOK,
+                "--method", "cosine-dictionary", *texts, "--preset", "authors")  # fmt: skip
+    assert wrong.returncode == 2 and "--preset is for" in wrong.stderr, wrong.stderr
+
+
 def test_dictionaries_list_show_export_import_delete(
     server: ServerProcess, dictionary_id: str, tmp_path: Path, client_module: Client
 ) -> None:

@@ -196,7 +196,16 @@ def corpus_of(
     return dpb.Corpus(texts=dpb.TextList(texts=items)) if items else None
 
 
-def _method_params(method: str, concepts: str, seed: int | None, params: str) -> tuple[str, Any]:
+# `--preset`: the named PA settings a request starts from (PaPreset; fields in --params override).
+_PA_PRESETS = {
+    "recommended": dpb.PA_PRESET_RECOMMENDED,
+    "authors": dpb.PA_PRESET_AUTHORS,
+}
+
+
+def _method_params(
+    method: str, concepts: str, seed: int | None, params: str, preset: str | None = None
+) -> tuple[str, Any]:
     field, message_type = _METHODS[method]
     message = message_type()
     if params:
@@ -212,6 +221,10 @@ def _method_params(method: str, concepts: str, seed: int | None, params: str) ->
             message.concepts.add(concept=name, words=[w for w in words.split("+") if w])
     if seed is not None:
         message.seed = seed
+    if preset is not None:
+        if method != "population-averaging":
+            raise click.UsageError("--preset is for --method population-averaging")
+        message.preset = _PA_PRESETS[preset]
     return field, message
 
 
@@ -311,6 +324,10 @@ def dictionaries() -> None:
 @click.option("--params", default="", help="The method's parameters as a JSON object "
               '(proto field names), e.g. \'{"n_samples": 10}\'.')  # fmt: skip
 @click.option("--seed", type=int, help="The method's seed.")
+@click.option("--preset", type=click.Choice(list(_PA_PRESETS)), help="Population averaging: the "
+              "named settings to start from (default: the server's, recommended; authors: the "
+              "paper's exact settings). Fields in --params override it, e.g. "
+              '\'{"radius_scale": 1.0, "sample_all": false}\'.')  # fmt: skip
 @click.option("--context", type=click.Choice(["whole-text", "sentence"]), help="Context policy.")
 @click.option("--batch-size", type=int, default=0)
 @click.option("--max-tokens", type=int, default=0)
@@ -321,15 +338,16 @@ def dictionaries() -> None:
 def dictionaries_extract(
     model: str, hook_points: tuple[str, ...], method: str, concepts: str, texts: tuple[str, ...],
     texts_file: Path | None, texts_key: str, symbols_file: Path | None, corpus_path: str | None,
-    heldout_file: Path | None, heldout_key: str, params: str, seed: int | None, context: str | None,
-    batch_size: int, max_tokens: int, description: str, quiet: bool, conn: Connection,
+    heldout_file: Path | None, heldout_key: str, params: str, seed: int | None,
+    preset: str | None, context: str | None, batch_size: int, max_tokens: int, description: str,
+    quiet: bool, conn: Connection,
 ) -> None:  # fmt: skip
     corpus = corpus_of(texts, texts_file, symbols_file, corpus_path, texts_key=texts_key)
     if corpus is None:
         raise click.UsageError(
             "give a corpus: --text, --texts-file, --symbols-file or --corpus-path"
         )
-    field, method_params = _method_params(method, concepts, seed, params)
+    field, method_params = _method_params(method, concepts, seed, params, preset)
     request = dpb.ExtractDictionaryRequest(
         model=common_pb2.ModelRef(name=model), hook_points=list(hook_points), corpus=corpus,
         batch_size=batch_size, max_tokens=max_tokens, description=description,
