@@ -98,7 +98,12 @@ PAPER_PA = {
 }
 
 Scores = tuple[float, float, float, int, int]  # tpr, fpr, accuracy, positives, negatives
-Config = tuple[int, str]  # (n_samples, criterion)
+# (n_samples, criterion, preset): "authors" runs the paper's radius with the given n_samples and
+# criterion (PA_PRESET_AUTHORS); "recommended" the server's default (PA_PRESET_RECOMMENDED: every
+# occurrence a sample, n_samples 0 here, the radius calibrated on the training negatives).
+Config = tuple[int, str, str]
+PA_PRESETS = {"authors": pb.PA_PRESET_AUTHORS, "recommended": pb.PA_PRESET_RECOMMENDED}
+RECOMMENDED_CONFIG: Config = (0, "tpr_at_fpr", "recommended")
 
 
 # ----- small helpers ----------------------------------------------------------------------------
@@ -733,16 +738,26 @@ def mean_difference_detector(
     )
 
 
+def pa_params(cfg: Config, seed: int) -> pa.PAParams:
+    """The parameters the server resolves a configuration's request to (its preset, overridden
+    by n_samples and the criterion for the authors' rows)."""
+    n_samples, criterion, preset = cfg
+    if preset == "recommended":
+        return pa.PAParams(**{**vars(pa.RECOMMENDED), "max_fpr": MAX_FPR, "seed": seed})
+    return pa.PAParams(**{**vars(pa.AUTHORS), "n_samples": n_samples, "criterion": criterion,
+                          "max_fpr": MAX_FPR, "seed": seed})  # fmt: skip
+
+
 def feasible_cells(
-    train: InProcess, concepts: Sequence[str], n_samples: int, seed: int
+    train: InProcess, concepts: Sequence[str], params: pa.PAParams
 ) -> dict[int, set[str]]:
     """Per block, the concepts for which some tolerance meets FPR <= MAX_FPR on training.
 
     The server refuses a whole request (FAILED_PRECONDITION, NO_VALID_TOLERANCE) when one concept
     at one hook point has no such tolerance, so this asks chunkscope's PA function first, in
-    process, on the same states.
+    process, on the same states, with the parameters the request resolves to.
     """
-    params = pa.PAParams(n_samples=n_samples, criterion="tpr_at_fpr", max_fpr=MAX_FPR, seed=seed)
+    params = pa.PAParams(**{**vars(params), "cv_folds": 0})  # feasibility needs no CV
     out: dict[int, set[str]] = {}
     for block, states in enumerate(train.states):
         out[block] = set()
@@ -795,8 +810,8 @@ def run_pa_config(
     feasible: dict[int, set[str]],
     args: argparse.Namespace,
 ) -> PaRun:
-    """All requests of one configuration (n_samples, criterion) over every block."""
-    n_samples, criterion = config
+    """All requests of one configuration (n_samples, criterion, preset) over every block."""
+    n_samples, criterion, preset = config
     concepts = list(corpus["concepts"])
     run = PaRun()
     run.infeasible = {(b, c) for b in feasible for c in concepts if c not in feasible[b]}
@@ -807,6 +822,10 @@ def run_pa_config(
         for i in range(0, len(blocks), args.layer_group)
     ]
     rule = {"accuracy": pb.PA_CRITERION_ACCURACY, "tpr_at_fpr": pb.PA_CRITERION_TPR_AT_FPR}
+    # The authors' rows name their preset and set n_samples and the criterion; the default's
+    # row sends the preset alone, as a user who sets nothing gets it.
+    explicit = {"n_samples": n_samples, "criterion": rule[criterion]} if preset == "authors" else {}
+    tag = config_tag(config)
     started = time.perf_counter()
     retries = 0
     while queue:
@@ -818,16 +837,16 @@ def run_pa_config(
             heldout=pb.Corpus(texts=pb.TextList(texts=corpus["heldout"])),
             context=pb.CONTEXT_POLICY_SENTENCE,
             batch_size=args.batch_size,
-            description=f"{DESCRIPTION_PREFIX} PA n={n_samples} {criterion}",
+            description=f"{DESCRIPTION_PREFIX} PA {tag}",
             population_averaging=pb.PopulationAveragingParams(
                 concepts=[pb.ConceptWords(concept=c, words=corpus["concepts"][c]) for c in subset],
-                n_samples=n_samples,
-                criterion=rule[criterion],
+                preset=PA_PRESETS[preset],
                 max_fpr=MAX_FPR,
                 seed=args.seed,
+                **explicit,  # type: ignore[arg-type]
             ),
         )
-        label = f"PA n={n_samples} {criterion}, {len(blocks)} blocks × {len(subset)} concepts"
+        label = f"PA {tag}, {len(blocks)} blocks × {len(subset)} concepts"
         run.requests += 1
         try:
             stored = cs.extract_dictionary(request, on_progress=ProgressPrinter(label))
@@ -852,7 +871,7 @@ def run_pa_config(
     run.seconds = time.perf_counter() - started
     fitted = run.select()
     print(
-        f"  PA n={n_samples} {criterion}: {len(fitted)} cells fitted in {run.requests} requests, "
+        f"  PA {tag}: {len(fitted)} cells fitted in {run.requests} requests, "
         f"{len(run.infeasible)} infeasible, {len(run.skipped)} skipped; held-out TPR "
         f"{mean(c.heldout[0] for c in fitted):.3f}, FPR {mean(c.heldout[1] for c in fitted):.4f} "
         f"({run.seconds:.1f}s)",
@@ -887,7 +906,9 @@ def run_pa(
     timer: Timer,
 ) -> PaResults:  # fmt: skip
     concepts = list(corpus["concepts"])
-    configs: list[Config] = [(n, c) for n in args.pa_samples for c in ("accuracy", "tpr_at_fpr")]
+    configs: list[Config] = [
+        (n, c, "authors") for n in args.pa_samples for c in ("accuracy", "tpr_at_fpr")
+    ] + [RECOMMENDED_CONFIG]
     model_dir = args.data_dir / "models" / DEMO_MODEL_NAME
 
     def inprocess() -> tuple[dict, dict, dict, dict]:
@@ -905,7 +926,7 @@ def run_pa(
         }
         everything = {b: set(concepts) for b in range(len(train.states))}
         feasible = {
-            cfg: feasible_cells(train, concepts, cfg[0], args.seed)
+            cfg: feasible_cells(train, concepts, pa_params(cfg, args.seed))
             if cfg[1] == "tpr_at_fpr"
             else everything  # the accuracy rule always has a tolerance to choose
             for cfg in configs
@@ -927,8 +948,64 @@ def run_pa(
 
 
 def config_name(cfg: Config) -> str:
+    if cfg[2] == "recommended":
+        return (
+            f"PA, default (recommended preset: every occurrence, TPR at FPR ≤ {MAX_FPR:g}, "
+            "radius from the negatives × 0.9)"
+        )
     rule = "accuracy rule (authors')" if cfg[1] == "accuracy" else f"TPR at FPR ≤ {MAX_FPR:g}"
-    return f"PA, n_samples {cfg[0]}, {rule}"
+    return f"PA, authors' preset, n_samples {cfg[0]}, {rule}"
+
+
+def config_tag(cfg: Config) -> str:
+    """A short name: for progress lines, descriptions and narrow table headers."""
+    if cfg[2] == "recommended":
+        return "default"
+    return f"n {cfg[0]}, {'accuracy' if cfg[1] == 'accuracy' else 'TPR@FPR'}"
+
+
+def pa_block_means(run: PaRun, n_blocks: int, n_concepts: int) -> dict[int, float]:
+    """Per block with no skipped cell, the mean held-out TPR over its concepts, an infeasible
+    cell counting as a detector that never fires (TPR 0)."""
+    out = {}
+    for b in range(n_blocks):
+        if any(block == b for block, _ in run.skipped):
+            continue
+        cells = run.select(block=b)
+        out[b] = sum(c.heldout[0] for c in cells) / n_concepts
+    return out
+
+
+def pa_presets_table(res: PaResults, configs: list[Config], concepts: list[str]) -> list[str]:
+    """The paper's preset beside the server's default, by the targets of issue #14."""
+    rows = []
+    for cfg in configs:
+        run = res.runs[cfg]
+        per_block = pa_block_means(run, res.n_blocks, len(concepts))
+        fprs = [c.heldout[1] for c in run.select()]
+        best = max(per_block, key=lambda b: (per_block[b], -b)) if per_block else None
+        rows.append([
+            config_name(cfg), f"{len(per_block)} / {res.n_blocks}",
+            rate(mean(per_block.values())),
+            f"{per_block[best]:.3f} (block {best})" if best is not None else "–",
+            rate(min(per_block.values()) if per_block else math.nan),
+            rate(mean(fprs), 4), rate(max(fprs) if fprs else math.nan, 4),
+            f"{sum(f > MAX_FPR for f in fprs)} of {len(fprs)}",
+        ])  # fmt: skip
+    header = ["method", "blocks", "mean held-out TPR over blocks", "best block", "worst block",
+              "held-out FPR, mean", "largest", f"cells above FPR {MAX_FPR:g}"]  # fmt: skip
+    return [
+        "### Paper preset vs the default",
+        "",
+        "The rows of the authors' preset (`PA_PRESET_AUTHORS`, with n_samples and the criterion "
+        "set) beside the server's default (`PA_PRESET_RECOMMENDED`, nothing else set), as "
+        "docs/PA_STUDY.md chose it. A block's TPR is the mean over its concepts, an infeasible "
+        "cell counting 0; blocks with skipped cells are left out. The default targets a mean "
+        f"over all blocks ≥ 0.80 and a best block ≥ 0.97 at held-out FPR ≤ {MAX_FPR:g}.",
+        "",
+        table(header, rows),
+        "",
+    ]
 
 
 def pa_report(
@@ -1018,6 +1095,7 @@ def pa_report(
               f"cells with held-out FPR ≤ {MAX_FPR:g}", "held-out TPR, infeasible = 0",
               "median neurons |C|"]  # fmt: skip
     out += [table(header, rows), ""]
+    out += pa_presets_table(res, configs, concepts)
 
     out += ["### Per concept: mean over blocks (held-out TPR / FPR)", ""]
     rows = []
@@ -1054,7 +1132,7 @@ def pa_report(
         bb = base(block=b)
         row.append(f"{rate(mean(x[1][0] for x in bb))} / {rate(mean(x[1][1] for x in bb), 4)}")
         rows.append(row)
-    short = [f"n {n}, {'accuracy' if r == 'accuracy' else 'TPR@FPR'}" for n, r in configs]
+    short = [config_tag(cfg) for cfg in configs]
     header = ["block", *short, "baseline"]
     out += [table(header, rows), ""]
 
@@ -1106,9 +1184,9 @@ def pa_report(
     )
     trends = []
     for criterion in ("accuracy", "tpr_at_fpr"):
-        pairs = sorted((n, mean(c.heldout[0] for c in res.runs[(n, r)].select()),
-                        mean(c.heldout[1] for c in res.runs[(n, r)].select()))
-                       for n, r in configs if r == criterion)  # fmt: skip
+        pairs = sorted((n, mean(c.heldout[0] for c in res.runs[(n, r, p)].select()),
+                        mean(c.heldout[1] for c in res.runs[(n, r, p)].select()))
+                       for n, r, p in configs if r == criterion and p == "authors")  # fmt: skip
         if len(pairs) > 1:
             rule = "accuracy rule" if criterion == "accuracy" else "TPR-at-FPR rule"
             steps = " → ".join(f"{t:.2f} / {f:.4f} (n {n})" for n, t, f in pairs)
@@ -1127,11 +1205,11 @@ def pa_report(
     # (block, held-out TPR, held-out FPR) per method, to compare before and after the outliers.
     split_sources: list[tuple[str, list[tuple[int, float, float]]]] = [
         (
-            f"PA n {n} {'accuracy' if r == 'accuracy' else 'TPR@FPR'}",
-            [(b, c.heldout[0], c.heldout[1]) for b, row in res.runs[(n, r)].cells.items()
+            f"PA {config_tag(cfg)}",
+            [(b, c.heldout[0], c.heldout[1]) for b, row in res.runs[cfg].cells.items()
              for c in row.values()],
         )
-        for n, r in configs
+        for cfg in configs
     ]  # fmt: skip
     split_sources.append(
         (
@@ -1166,8 +1244,9 @@ def pa_report(
     for cfg, run in tpr_runs:
         if run.infeasible:
             worst = sorted({b for b, _ in run.infeasible})
+            who = "the default" if cfg[2] == "recommended" else f"n_samples {cfg[0]}"
             out.append(
-                f"- With n_samples {cfg[0]}, {len(run.infeasible)} of "
+                f"- With {who}, {len(run.infeasible)} of "
                 f"{res.n_blocks * len(concepts)} cells have no tolerance that reaches FPR ≤ "
                 f"{MAX_FPR:g} on the training text (blocks {worst[0]}–{worst[-1]}): with more "
                 "samples the radius grows, and even the smallest neuron subset of the sweep "
