@@ -16,8 +16,10 @@ TPR of the block chosen
 - by the cross-validated scores alone, and by the in-sample training scores alone,
 
 each by the same rule (pa.recommend). Cells with no valid tolerance are no candidates, as in the
-API. Exits 1 when the honest choice's mean held-out TPR is more than --tolerance below the
-oracle's.
+API. The PA settings are the server's default (--preset recommended: every occurrence a sample,
+so no occurrence is out of sample and the honest scores are the cross-validated ones alone) or
+the paper's (--preset authors, with --n-samples). Exits 1 when the honest choice's mean held-out
+TPR is more than --tolerance below the oracle's.
 
     .venv/bin/python scripts/check_recommendation.py --models-root data/models
 """
@@ -25,6 +27,7 @@ oracle's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -81,7 +84,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models-root", type=Path, default=ROOT / "data" / "models")
     p.add_argument("--concepts", type=Path, default=ROOT / "docs" / "concepts.json")
-    p.add_argument("--n-samples", default="10", help="comma-separated n_samples values")
+    p.add_argument("--preset", default="recommended", choices=("recommended", "authors"),
+                   help="the PA settings to start from (the server's default)")  # fmt: skip
+    p.add_argument("--n-samples", default="", help="comma-separated n_samples values (each "
+                   "draws that many, as an explicit n_samples does in a request; default: the "
+                   "preset's, every occurrence for recommended, 10 for authors)")  # fmt: skip
     p.add_argument("--criterion", default="tpr_at_fpr", choices=pa.CRITERIA)
     p.add_argument("--max-fpr", type=float, default=0.001)
     p.add_argument("--cv-folds", type=int, default=5)
@@ -106,16 +113,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{held.states[0].shape[0]} held-out tokens ({time.perf_counter() - started:.0f}s)"
     )
     failed = False
-    for n_samples in (int(n) for n in args.n_samples.split(",")):
-        params = pa.PAParams(
-            n_samples=n_samples, criterion=args.criterion, max_fpr=args.max_fpr,
-            seed=args.seed, cv_folds=args.cv_folds,
-        )  # fmt: skip
+    base = pa.RECOMMENDED if args.preset == "recommended" else pa.AUTHORS
+    common_params = {"criterion": args.criterion, "max_fpr": args.max_fpr, "seed": args.seed,
+                     "cv_folds": args.cv_folds}  # fmt: skip
+    if args.n_samples:
+        variants = [
+            dataclasses.replace(base, n_samples=int(n), sample_all=False, **common_params)
+            for n in args.n_samples.split(",")
+        ]
+    elif args.preset == "recommended":
+        variants = [dataclasses.replace(base, **common_params)]
+    else:
+        variants = [dataclasses.replace(base, n_samples=10, **common_params)]
+    for params in variants:
         t0 = time.perf_counter()
         chunks = fit_all(train, held, concepts, params)
+        drawn = "every occurrence" if params.sample_all else f"n_samples {params.n_samples}"
         print(
-            f"\nn_samples {n_samples}, {args.criterion}, max_fpr {args.max_fpr:g}, "
-            f"{args.cv_folds}-fold CV ({time.perf_counter() - t0:.0f}s of fitting)"
+            f"\n{args.preset} preset: {drawn}, {params.criterion}, radius {params.radius_rule}"
+            f" x{params.radius_scale:g}, max_fpr {params.max_fpr:g}, {params.cv_folds}-fold CV "
+            f"({time.perf_counter() - t0:.0f}s of fitting)"
         )
         print(f"{'concept':<12}" + "".join(f"{h:>24}" for h in RULES))
         means: dict[str, list[float]] = {rule: [] for rule in RULES}
