@@ -282,9 +282,10 @@ def _as_stored_before(archive: bytes, new_id: str) -> bytes:
     """The archive as a DSC dictionary stored before the decode split existed: no split
     parameters, no decode_train_steps stat (under another id, so both can be stored)."""
     out = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(archive)) as src, tarfile.open(
-        fileobj=out, mode="w", format=tarfile.PAX_FORMAT
-    ) as dst:
+    with (
+        tarfile.open(fileobj=io.BytesIO(archive)) as src,
+        tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst,
+    ):
         for info in src:
             data = src.extractfile(info).read()  # type: ignore[union-attr]
             if info.name == "manifest.json":
