@@ -50,18 +50,21 @@ def fit_discrete_sequence_chunking(
     trajectories = [
         states[start : start + n] for start, n in zip(train.row_starts, train.lengths, strict=True)
     ]
+    n_steps = sum(int(n) for n in train.lengths)
+    if n_steps < 2:
+        raise InvalidArgument.field(
+            "corpus",
+            f"discrete sequence chunking needs at least 2 time steps in all (after max_tokens); "
+            f"got {n_steps}: send longer sequences or raise max_tokens",
+        )
+    # Checked before the corpus was cut at max_tokens (validate); again on what was captured.
+    train_steps = _decode_split(params, n_steps)
     progress(0, 1)
     result = dsc.fit(trajectories, params)
     progress(1, 1)
     symbols = [[model.symbols[int(t)] for t in ids] for ids in train.token_ids]
     all_states = np.concatenate(result.sequences)
     all_symbols = [s for seq in symbols for s in seq]
-    if all_states.size < 2:
-        raise InvalidArgument.field(
-            "corpus",
-            f"discrete sequence chunking needs at least 2 time steps in all (after max_tokens); "
-            f"got {all_states.size}: send longer sequences or raise max_tokens",
-        )
     # Labels: the input symbols each chunk most often spans, without the filler's runs at either
     # end, unique ("#2", "#3" for variants); see dsc.chunk_labels.
     labels = dsc.chunk_labels(result, symbols)
@@ -79,7 +82,6 @@ def fit_discrete_sequence_chunking(
             "source": chunk.source,
             "examples": examples(model, train, rows, np.zeros(rows.size)),
         })  # fmt: skip
-    train_steps = _decode_split(params, int(all_states.size))
     accuracy, n_test = dsc.decode_accuracy(all_states, all_symbols, train_steps)
     offsets = np.concatenate([[0], np.cumsum([len(c.states) for c in result.chunks])])
     tensors: dict[str, np.ndarray] = {
