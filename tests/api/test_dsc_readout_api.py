@@ -10,6 +10,7 @@ centroid table the states come from and the decoding check of the split that was
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -22,6 +23,8 @@ import grpc
 import numpy as np
 import pytest
 import torch
+from safetensors.numpy import load as load_tensors
+from safetensors.numpy import save as save_tensors
 
 from chunkscope.chunking import dsc
 from chunkscope.engine.recurrent import RecurrentConfig, RecurrentLM, save_checkpoint
@@ -279,22 +282,27 @@ def test_a_split_that_max_tokens_leaves_too_long_is_refused_naming_the_field(
 
 
 def _as_stored_before(archive: bytes, new_id: str) -> bytes:
-    """The archive as a DSC dictionary stored before the decode split existed: no split
-    parameters, no decode_train_steps stat (under another id, so both can be stored)."""
+    """The archive as a DSC dictionary stored before the decode split and filler-stripped labels
+    existed: no split parameters, no decode_train_steps stat, no label_offsets tensor (under
+    another id, so both can be stored)."""
+    with tarfile.open(fileobj=io.BytesIO(archive)) as src:
+        files = {info.name: src.extractfile(info).read() for info in src}  # type: ignore[union-attr]
+    tensors = load_tensors(files["chunks.safetensors"])
+    assert tensors.pop("label_offsets").shape == (
+        len(json.loads(files["manifest.json"])["entries"]),
+    )
+    files["chunks.safetensors"] = save_tensors(tensors)
+    manifest = json.loads(files["manifest.json"])
+    for key in ("decode_train_fraction", "decode_train_steps"):
+        del manifest["parameters"][key]
+    del manifest["stats"]["decode_train_steps"]
+    manifest["id"] = new_id
+    manifest["tensors_sha256"] = "sha256:" + hashlib.sha256(files["chunks.safetensors"]).hexdigest()
+    files["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True).encode()
     out = io.BytesIO()
-    with (
-        tarfile.open(fileobj=io.BytesIO(archive)) as src,
-        tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst,
-    ):
-        for info in src:
-            data = src.extractfile(info).read()  # type: ignore[union-attr]
-            if info.name == "manifest.json":
-                manifest = json.loads(data)
-                for key in ("decode_train_fraction", "decode_train_steps"):
-                    del manifest["parameters"][key]
-                del manifest["stats"]["decode_train_steps"]
-                manifest["id"] = new_id
-                data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
             info.size = len(data)
             dst.addfile(info, io.BytesIO(data))
     return out.getvalue()

@@ -4,12 +4,14 @@ Everything DSC-specific outside chunking/dsc.py: the request's parameters, the c
 model is recurrent and small enough, the fit (trajectories -> chunks labelled by the symbols they
 stand for), the stored layout, detection (the greedy parse of the discretised state sequence:
 every step a chunk spans matches it; `sequential`, so streams and Generate pass the whole context)
-and steering (graft the chunk's first state).
+and steering (graft the first state its label names: the chunk's first state after the leading
+fillers that the label leaves out).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -68,6 +70,7 @@ def fit_discrete_sequence_chunking(
     # Labels: the input symbols each chunk most often spans, without the filler's runs at either
     # end, unique ("#2", "#3" for variants); see dsc.chunk_labels.
     labels = dsc.chunk_labels(result, symbols)
+    label_offsets = _label_offsets(result, symbols)
     first_rows: list[list[int]] = [[] for _ in result.chunks]
     states_of = [c.states for c in result.chunks]
     for seq_index, parse in enumerate(result.parses):
@@ -91,6 +94,7 @@ def fit_discrete_sequence_chunking(
         "state_counts": result.state_counts.astype(np.int64),
         "chunk_states": np.asarray([s for c in result.chunks for s in c.states], dtype=np.int64),
         "chunk_offsets": offsets.astype(np.int64),
+        "label_offsets": label_offsets,
     }
     stats = {
         "distinct_states": float(result.state_bins.shape[0]),
@@ -106,6 +110,44 @@ def fit_discrete_sequence_chunking(
 
 
 NAME = "discrete_sequence_chunking"
+
+
+def _label_offsets(result: dsc.DSCResult, symbols: list[list[str]]) -> np.ndarray:
+    """int64 [E]: per chunk, the index into its states where its label's spelling begins.
+
+    dsc.chunk_labels cuts the filler's runs off a chunk's spelling, so a chunk whose states are
+    "E E A B C D" reads "ABCD"; its steering graft is then the state at offset 2 (A's), the one
+    the label names first, not the filler's. The offset is the number of leading fillers cut off
+    the chunk's most frequent spelling (the label), most often among its occurrences (0 when no
+    filler was cut).
+    """
+    filler = dsc.filler_symbol(result, symbols)
+    states = [c.states for c in result.chunks]
+    spelled: list[Counter[str]] = [Counter() for _ in result.chunks]
+    leads: list[Counter[tuple[str, int]]] = [Counter() for _ in result.chunks]
+    for units, syms in zip(result.parses, symbols, strict=True):
+        for found in dsc.occurrences(units, states):
+            piece = syms[found.start : found.end]
+            begin, end = 0, len(piece)
+            while begin < end and piece[begin] == filler:
+                begin += 1
+            while end > begin and piece[end - 1] == filler:
+                end -= 1
+            if end == begin:  # fillers only: the label keeps the whole spelling
+                begin, end = 0, len(piece)
+            word = "".join(piece[begin:end])
+            spelled[found.chunk][word] += 1
+            leads[found.chunk][word, begin] += 1
+    out = np.zeros(len(result.chunks), dtype=np.int64)
+    for i, counter in enumerate(spelled):
+        if counter:
+            word = counter.most_common(1)[0][0]
+            out[i] = max(
+                (lead for w, lead in leads[i] if w == word), key=lambda k: leads[i][word, k]
+            )
+    return out
+
+
 # The request's fields (DiscreteSequenceChunkingParams); DSCParams' ValueErrors start with one.
 _REQUEST_FIELDS = (
     "n_bins", "n_iter", "n_new_chunks", "min_frequency", "overlap_jaccard", "seed",
@@ -143,6 +185,8 @@ class DiscreteSequenceChunking(Method[dsc.DSCParams, DSCDetector]):
     higher_is_better = True
     sequential = True
     layout = Layout(
+        # label_offsets: added with filler-stripped labels; without it the graft is state 0.
+        optional={"label_offsets": ("i", 1)},
         tensors={
             "centroids": ("f", 2), "state_bins": ("i", 2), "state_vectors": ("f", 2),
             "state_counts": ("i", 1), "chunk_states": ("i", 1), "chunk_offsets": ("i", 1),
@@ -198,6 +242,13 @@ class DiscreteSequenceChunking(Method[dsc.DSCParams, DSCDetector]):
         cs = tensors["chunk_states"]
         if cs.size and (cs.min() < 0 or cs.max() >= s):
             raise invalid_dictionary("tensor chunk_states refers to states that do not exist")
+        if "label_offsets" in tensors:
+            lengths = np.diff(tensors["chunk_offsets"])
+            lo = tensors["label_offsets"]
+            if lo.shape != lengths.shape or np.any(lo < 0) or np.any(lo >= lengths):
+                raise invalid_dictionary(
+                    "tensor label_offsets must hold one offset per entry within its states"
+                )
 
     def detector(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> DSCDetector:
         offsets, flat = tensors["chunk_offsets"], tensors["chunk_states"]
@@ -218,7 +269,9 @@ class DiscreteSequenceChunking(Method[dsc.DSCParams, DSCDetector]):
         return Detection(matches, matches.astype(np.float32), True, spans, ids)
 
     def graft(self, t: dict[str, np.ndarray], entry: int, center: np.ndarray) -> Graft:
-        first = int(t["chunk_states"][t["chunk_offsets"][entry]])  # the chunk's first state
+        # The first state the label names (leading fillers skipped; older dictionaries: state 0).
+        skip = int(t["label_offsets"][entry]) if "label_offsets" in t else 0
+        first = int(t["chunk_states"][t["chunk_offsets"][entry] + skip])
         vector = t["state_vectors"][first]
         return Graft(unit_vector(vector - center), values=vector)
 
