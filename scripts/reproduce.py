@@ -325,8 +325,7 @@ def extract_dsc(
         for sequence, decode_steps in requests:
             request = dsc_request(model, spec, sequence, seed, decode_steps)
             (stored,) = cs.extract_dictionary(request, on_progress=ProgressPrinter(spec.name))
-            get = pb.GetDictionaryRequest(id=stored.id, include_tables=True)
-            out.append(cs._call(cs.dictionaries.GetDictionary, get).dictionary)
+            out.append(cs.get_dictionary(stored.id, include_tables=True))
     finally:
         cs.unregister_model(spec.name)
     return out

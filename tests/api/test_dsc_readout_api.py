@@ -81,8 +81,7 @@ def setup(server: ServerProcess, model_root: Path) -> Iterator[Setup]:
 
 
 def _get(c: Client, dictionary_id: str, **kw: bool) -> pb.Dictionary:
-    request = pb.GetDictionaryRequest(id=dictionary_id, **kw)
-    return c._call(c.dictionaries.GetDictionary, request).dictionary
+    return c.get_dictionary(dictionary_id, **kw)
 
 
 def _detect(c: Client, dictionary_id: str, *inputs: str, **config: Any) -> dp.DetectResponse:

@@ -11,7 +11,6 @@ fillers that the label leaves out).
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -70,7 +69,7 @@ def fit_discrete_sequence_chunking(
     # Labels: the input symbols each chunk most often spans, without the filler's runs at either
     # end, unique ("#2", "#3" for variants); see dsc.chunk_labels.
     labels = dsc.chunk_labels(result, symbols)
-    label_offsets = _label_offsets(result, symbols)
+    label_offsets = dsc.label_offsets(result, symbols)
     first_rows: list[list[int]] = [[] for _ in result.chunks]
     states_of = [c.states for c in result.chunks]
     for seq_index, parse in enumerate(result.parses):
@@ -110,42 +109,6 @@ def fit_discrete_sequence_chunking(
 
 
 NAME = "discrete_sequence_chunking"
-
-
-def _label_offsets(result: dsc.DSCResult, symbols: list[list[str]]) -> np.ndarray:
-    """int64 [E]: per chunk, the index into its states where its label's spelling begins.
-
-    dsc.chunk_labels cuts the filler's runs off a chunk's spelling, so a chunk whose states are
-    "E E A B C D" reads "ABCD"; its steering graft is then the state at offset 2 (A's), the one
-    the label names first, not the filler's. The offset is the number of leading fillers cut off
-    the chunk's most frequent spelling (the label), most often among its occurrences (0 when no
-    filler was cut).
-    """
-    filler = dsc.filler_symbol(result, symbols)
-    states = [c.states for c in result.chunks]
-    spelled: list[Counter[str]] = [Counter() for _ in result.chunks]
-    leads: list[Counter[tuple[str, int]]] = [Counter() for _ in result.chunks]
-    for units, syms in zip(result.parses, symbols, strict=True):
-        for found in dsc.occurrences(units, states):
-            piece = syms[found.start : found.end]
-            begin, end = 0, len(piece)
-            while begin < end and piece[begin] == filler:
-                begin += 1
-            while end > begin and piece[end - 1] == filler:
-                end -= 1
-            if end == begin:  # fillers only: the label keeps the whole spelling
-                begin, end = 0, len(piece)
-            word = "".join(piece[begin:end])
-            spelled[found.chunk][word] += 1
-            leads[found.chunk][word, begin] += 1
-    out = np.zeros(len(result.chunks), dtype=np.int64)
-    for i, counter in enumerate(spelled):
-        if counter:
-            word = counter.most_common(1)[0][0]
-            out[i] = max(
-                (lead for w, lead in leads[i] if w == word), key=lambda k: leads[i][word, k]
-            )
-    return out
 
 
 # The request's fields (DiscreteSequenceChunkingParams); DSCParams' ValueErrors start with one.
