@@ -129,7 +129,7 @@ release-check: venv toolchains
 
 # pytest exits 5 when it collects nothing: that is a broken suite here, not a pass.
 test: lint proto-check docker-check tools litellm deploy-check release-check
-	$(PY) -m pytest -q; rc=$$?; \
+	$(PY) -m pytest -q --durations=15; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 test-fast: venv

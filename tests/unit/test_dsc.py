@@ -482,8 +482,27 @@ def test_chunk_labels_suffix_duplicates_by_count() -> None:
         ("ABC#2", 20),
     ]
     # A chunk of fillers only keeps its spelling (stripping would leave nothing).
-    filler_only = dsc._strip(["E", "E"], "E")
-    assert list(filler_only) == ["E", "E"]
+    assert dsc._strip(["E", "E"], "E") == (0, 2)
+
+
+def test_label_offsets_point_at_the_first_state_the_label_names() -> None:
+    # "x" is a state of its own whose input symbol is the filler E (a network leaving rest just
+    # before a word): the chunk spans x A B C D but reads "ABCD", so its graft state is offset 1.
+    rng = np.random.default_rng(2)
+    vectors = {s: rng.normal(size=WIDTH) for s in "ABCDGHIEx"}
+    words = ["xABCD", "GHI"] * 30
+    stream = "".join(w + "E" * (2 + i % 3) for i, w in enumerate(words))
+    hidden = np.stack([vectors[s] for s in stream]).astype(np.float32)
+    symbols = ["E" if s == "x" else s for s in stream]
+    result = fit([hidden], DSCParams())
+    labels = chunk_labels(result, [symbols])
+    offsets = dsc.label_offsets(result, [symbols])
+    by_label = dict(zip(labels, offsets.tolist(), strict=True))
+    assert sorted(by_label) == ["ABCD", "GHI"]
+    assert by_label == {"ABCD": 1, "GHI": 0}
+    abcd = result.chunks[labels.index("ABCD")]
+    first = result.state_vectors[abcd.states[0]]  # the chunk starts at x's state
+    assert max(vectors, key=lambda k: -np.linalg.norm(vectors[k] - first)) == "x"
 
 
 # --- parameters ------------------------------------------------------------------------------

@@ -258,8 +258,11 @@ def test_every_chunk_method_value_and_request_field_names_a_registered_method() 
     assert [f.name for f in oneof.fields] == list(registry.METHODS)
     for name, method in registry.METHODS.items():
         assert method.name == name and "center" in method.layout.tensors
-    # What Detector.higher_is_better and .sequential were before the registry.
-    assert [n for n, m in registry.METHODS.items() if m.higher_is_better] == ["cosine_dictionary"]
+    # Cosine scores are similarities and DSC's the 0/1 matches (higher is better); PA's and
+    # density's are distances. A Detector's flag is the one its Detections carry.
+    assert [n for n, m in registry.METHODS.items() if m.higher_is_better] == [
+        "discrete_sequence_chunking", "cosine_dictionary"
+    ]  # fmt: skip
     assert [n for n, m in registry.METHODS.items() if m.sequential] == [
         "discrete_sequence_chunking"
     ]

@@ -125,9 +125,12 @@ type DetectionConfig struct {
 	SummaryOnly bool `protobuf:"varint,5,opt,name=summary_only,json=summaryOnly,proto3" json:"summary_only,omitempty"`
 	// Tokens per input at most; longer inputs are truncated. 0 means no truncation: an input
 	// longer than the server's --max-input-tokens is refused with RESOURCE_EXHAUSTED.
-	MaxTokens     int32 `protobuf:"varint,6,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxTokens int32 `protobuf:"varint,6,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
+	// DSC dictionaries: also return each input's discrete state sequence, the state id of every
+	// token (DetectResult.state_sequences).
+	IncludeStateSequences bool `protobuf:"varint,7,opt,name=include_state_sequences,json=includeStateSequences,proto3" json:"include_state_sequences,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *DetectionConfig) Reset() {
@@ -200,6 +203,13 @@ func (x *DetectionConfig) GetMaxTokens() int32 {
 		return x.MaxTokens
 	}
 	return 0
+}
+
+func (x *DetectionConfig) GetIncludeStateSequences() bool {
+	if x != nil {
+		return x.IncludeStateSequences
+	}
+	return false
 }
 
 // Request for DetectionService.Detect.
@@ -530,9 +540,14 @@ type DetectResult struct {
 	// Per-token results (see DetectionConfig.positives_only / summary_only).
 	Tokens []*TokenResult `protobuf:"bytes,2,rep,name=tokens,proto3" json:"tokens,omitempty"`
 	// One summary per entry considered, in dictionary then entry order.
-	Summaries     []*ChunkSummary `protobuf:"bytes,3,rep,name=summaries,proto3" json:"summaries,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Summaries []*ChunkSummary `protobuf:"bytes,3,rep,name=summaries,proto3" json:"summaries,omitempty"`
+	// DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+	// order (left out with summary_only).
+	Occurrences []*ChunkOccurrence `protobuf:"bytes,4,rep,name=occurrences,proto3" json:"occurrences,omitempty"`
+	// DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+	StateSequences []*StateSequence `protobuf:"bytes,5,rep,name=state_sequences,json=stateSequences,proto3" json:"state_sequences,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DetectResult) Reset() {
@@ -586,6 +601,169 @@ func (x *DetectResult) GetSummaries() []*ChunkSummary {
 	return nil
 }
 
+func (x *DetectResult) GetOccurrences() []*ChunkOccurrence {
+	if x != nil {
+		return x.Occurrences
+	}
+	return nil
+}
+
+func (x *DetectResult) GetStateSequences() []*StateSequence {
+	if x != nil {
+		return x.StateSequences
+	}
+	return nil
+}
+
+// DSC: one occurrence of a chunk, the tokens [start, end) that the parse of the input's state
+// sequence assigned to it. Every token in it carries a ChunkMatch for the entry.
+type ChunkOccurrence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Dictionary the entry belongs to.
+	DictionaryId string `protobuf:"bytes,1,opt,name=dictionary_id,json=dictionaryId,proto3" json:"dictionary_id,omitempty"`
+	// Entry id within its dictionary.
+	EntryId int32 `protobuf:"varint,2,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	// Entry label.
+	Label string `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`
+	// Position of the first token. In a continued StreamDetect input it may lie before the
+	// message's first position: the occurrence began in an earlier message.
+	Start int32 `protobuf:"varint,4,opt,name=start,proto3" json:"start,omitempty"`
+	// One past the position of the last token.
+	End           int32 `protobuf:"varint,5,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChunkOccurrence) Reset() {
+	*x = ChunkOccurrence{}
+	mi := &file_chunkscope_v1_detection_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChunkOccurrence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChunkOccurrence) ProtoMessage() {}
+
+func (x *ChunkOccurrence) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_detection_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChunkOccurrence.ProtoReflect.Descriptor instead.
+func (*ChunkOccurrence) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_detection_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ChunkOccurrence) GetDictionaryId() string {
+	if x != nil {
+		return x.DictionaryId
+	}
+	return ""
+}
+
+func (x *ChunkOccurrence) GetEntryId() int32 {
+	if x != nil {
+		return x.EntryId
+	}
+	return 0
+}
+
+func (x *ChunkOccurrence) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *ChunkOccurrence) GetStart() int32 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *ChunkOccurrence) GetEnd() int32 {
+	if x != nil {
+		return x.End
+	}
+	return 0
+}
+
+// DSC: the discrete population state of each token of an input, for one dictionary.
+type StateSequence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The DSC dictionary.
+	DictionaryId string `protobuf:"bytes,1,opt,name=dictionary_id,json=dictionaryId,proto3" json:"dictionary_id,omitempty"`
+	// Position of the first token listed.
+	Start int32 `protobuf:"varint,2,opt,name=start,proto3" json:"start,omitempty"`
+	// Per token, its state id (an index into the dictionary's DscTables.states), or -1 for a
+	// state never seen in training (no chunk spans it).
+	StateIds      []int32 `protobuf:"varint,3,rep,packed,name=state_ids,json=stateIds,proto3" json:"state_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateSequence) Reset() {
+	*x = StateSequence{}
+	mi := &file_chunkscope_v1_detection_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateSequence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateSequence) ProtoMessage() {}
+
+func (x *StateSequence) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_detection_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateSequence.ProtoReflect.Descriptor instead.
+func (*StateSequence) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_detection_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StateSequence) GetDictionaryId() string {
+	if x != nil {
+		return x.DictionaryId
+	}
+	return ""
+}
+
+func (x *StateSequence) GetStart() int32 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *StateSequence) GetStateIds() []int32 {
+	if x != nil {
+		return x.StateIds
+	}
+	return nil
+}
+
 // Response for DetectionService.Detect.
 type DetectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -599,7 +777,7 @@ type DetectResponse struct {
 
 func (x *DetectResponse) Reset() {
 	*x = DetectResponse{}
-	mi := &file_chunkscope_v1_detection_proto_msgTypes[7]
+	mi := &file_chunkscope_v1_detection_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +789,7 @@ func (x *DetectResponse) String() string {
 func (*DetectResponse) ProtoMessage() {}
 
 func (x *DetectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_detection_proto_msgTypes[7]
+	mi := &file_chunkscope_v1_detection_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +802,7 @@ func (x *DetectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetectResponse.ProtoReflect.Descriptor instead.
 func (*DetectResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_detection_proto_rawDescGZIP(), []int{7}
+	return file_chunkscope_v1_detection_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DetectResponse) GetResults() []*DetectResult {
@@ -660,7 +838,7 @@ type StreamDetectRequest struct {
 
 func (x *StreamDetectRequest) Reset() {
 	*x = StreamDetectRequest{}
-	mi := &file_chunkscope_v1_detection_proto_msgTypes[8]
+	mi := &file_chunkscope_v1_detection_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +850,7 @@ func (x *StreamDetectRequest) String() string {
 func (*StreamDetectRequest) ProtoMessage() {}
 
 func (x *StreamDetectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_detection_proto_msgTypes[8]
+	mi := &file_chunkscope_v1_detection_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +863,7 @@ func (x *StreamDetectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamDetectRequest.ProtoReflect.Descriptor instead.
 func (*StreamDetectRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_detection_proto_rawDescGZIP(), []int{8}
+	return file_chunkscope_v1_detection_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StreamDetectRequest) GetMessage() isStreamDetectRequest_Message {
@@ -751,7 +929,7 @@ type StreamDetectResponse struct {
 
 func (x *StreamDetectResponse) Reset() {
 	*x = StreamDetectResponse{}
-	mi := &file_chunkscope_v1_detection_proto_msgTypes[9]
+	mi := &file_chunkscope_v1_detection_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +941,7 @@ func (x *StreamDetectResponse) String() string {
 func (*StreamDetectResponse) ProtoMessage() {}
 
 func (x *StreamDetectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_detection_proto_msgTypes[9]
+	mi := &file_chunkscope_v1_detection_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +954,7 @@ func (x *StreamDetectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamDetectResponse.ProtoReflect.Descriptor instead.
 func (*StreamDetectResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_detection_proto_rawDescGZIP(), []int{9}
+	return file_chunkscope_v1_detection_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StreamDetectResponse) GetSequence() int64 {
@@ -801,7 +979,7 @@ const file_chunkscope_v1_detection_proto_rawDesc = "" +
 	"\vDetectInput\x12\x14\n" +
 	"\x04text\x18\x01 \x01(\tH\x00R\x04text\x129\n" +
 	"\asymbols\x18\x02 \x01(\v2\x1d.chunkscope.v1.SymbolSequenceH\x00R\asymbolsB\t\n" +
-	"\acontent\"\xe8\x01\n" +
+	"\acontent\"\xa0\x02\n" +
 	"\x0fDetectionConfig\x12-\n" +
 	"\x05model\x18\x01 \x01(\v2\x17.chunkscope.v1.ModelRefR\x05model\x12%\n" +
 	"\x0edictionary_ids\x18\x02 \x03(\tR\rdictionaryIds\x12\x16\n" +
@@ -809,7 +987,8 @@ const file_chunkscope_v1_detection_proto_rawDesc = "" +
 	"\x0epositives_only\x18\x04 \x01(\bR\rpositivesOnly\x12!\n" +
 	"\fsummary_only\x18\x05 \x01(\bR\vsummaryOnly\x12\x1d\n" +
 	"\n" +
-	"max_tokens\x18\x06 \x01(\x05R\tmaxTokens\"{\n" +
+	"max_tokens\x18\x06 \x01(\x05R\tmaxTokens\x126\n" +
+	"\x17include_state_sequences\x18\a \x01(\bR\x15includeStateSequences\"{\n" +
 	"\rDetectRequest\x126\n" +
 	"\x06config\x18\x01 \x01(\v2\x1e.chunkscope.v1.DetectionConfigR\x06config\x122\n" +
 	"\x06inputs\x18\x02 \x03(\v2\x1a.chunkscope.v1.DetectInputR\x06inputs\"\x96\x01\n" +
@@ -835,11 +1014,23 @@ const file_chunkscope_v1_detection_proto_rawDesc = "" +
 	"\x05count\x18\x05 \x01(\x05R\x05count\x12\x1d\n" +
 	"\n" +
 	"best_score\x18\x06 \x01(\x01R\tbestScore\x12%\n" +
-	"\x0efirst_position\x18\a \x01(\x05R\rfirstPosition\"\x98\x01\n" +
+	"\x0efirst_position\x18\a \x01(\x05R\rfirstPosition\"\xa1\x02\n" +
 	"\fDetectResult\x12\x19\n" +
 	"\bn_tokens\x18\x01 \x01(\x05R\anTokens\x122\n" +
 	"\x06tokens\x18\x02 \x03(\v2\x1a.chunkscope.v1.TokenResultR\x06tokens\x129\n" +
-	"\tsummaries\x18\x03 \x03(\v2\x1b.chunkscope.v1.ChunkSummaryR\tsummaries\"f\n" +
+	"\tsummaries\x18\x03 \x03(\v2\x1b.chunkscope.v1.ChunkSummaryR\tsummaries\x12@\n" +
+	"\voccurrences\x18\x04 \x03(\v2\x1e.chunkscope.v1.ChunkOccurrenceR\voccurrences\x12E\n" +
+	"\x0fstate_sequences\x18\x05 \x03(\v2\x1c.chunkscope.v1.StateSequenceR\x0estateSequences\"\x8f\x01\n" +
+	"\x0fChunkOccurrence\x12#\n" +
+	"\rdictionary_id\x18\x01 \x01(\tR\fdictionaryId\x12\x19\n" +
+	"\bentry_id\x18\x02 \x01(\x05R\aentryId\x12\x14\n" +
+	"\x05label\x18\x03 \x01(\tR\x05label\x12\x14\n" +
+	"\x05start\x18\x04 \x01(\x05R\x05start\x12\x10\n" +
+	"\x03end\x18\x05 \x01(\x05R\x03end\"g\n" +
+	"\rStateSequence\x12#\n" +
+	"\rdictionary_id\x18\x01 \x01(\tR\fdictionaryId\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\x05R\x05start\x12\x1b\n" +
+	"\tstate_ids\x18\x03 \x03(\x05R\bstateIds\"f\n" +
 	"\x0eDetectResponse\x125\n" +
 	"\aresults\x18\x01 \x03(\v2\x1b.chunkscope.v1.DetectResultR\aresults\x12\x1d\n" +
 	"\n" +
@@ -869,7 +1060,7 @@ func file_chunkscope_v1_detection_proto_rawDescGZIP() []byte {
 	return file_chunkscope_v1_detection_proto_rawDescData
 }
 
-var file_chunkscope_v1_detection_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_chunkscope_v1_detection_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_chunkscope_v1_detection_proto_goTypes = []any{
 	(*DetectInput)(nil),          // 0: chunkscope.v1.DetectInput
 	(*DetectionConfig)(nil),      // 1: chunkscope.v1.DetectionConfig
@@ -878,33 +1069,37 @@ var file_chunkscope_v1_detection_proto_goTypes = []any{
 	(*TokenResult)(nil),          // 4: chunkscope.v1.TokenResult
 	(*ChunkSummary)(nil),         // 5: chunkscope.v1.ChunkSummary
 	(*DetectResult)(nil),         // 6: chunkscope.v1.DetectResult
-	(*DetectResponse)(nil),       // 7: chunkscope.v1.DetectResponse
-	(*StreamDetectRequest)(nil),  // 8: chunkscope.v1.StreamDetectRequest
-	(*StreamDetectResponse)(nil), // 9: chunkscope.v1.StreamDetectResponse
-	(*SymbolSequence)(nil),       // 10: chunkscope.v1.SymbolSequence
-	(*ModelRef)(nil),             // 11: chunkscope.v1.ModelRef
+	(*ChunkOccurrence)(nil),      // 7: chunkscope.v1.ChunkOccurrence
+	(*StateSequence)(nil),        // 8: chunkscope.v1.StateSequence
+	(*DetectResponse)(nil),       // 9: chunkscope.v1.DetectResponse
+	(*StreamDetectRequest)(nil),  // 10: chunkscope.v1.StreamDetectRequest
+	(*StreamDetectResponse)(nil), // 11: chunkscope.v1.StreamDetectResponse
+	(*SymbolSequence)(nil),       // 12: chunkscope.v1.SymbolSequence
+	(*ModelRef)(nil),             // 13: chunkscope.v1.ModelRef
 }
 var file_chunkscope_v1_detection_proto_depIdxs = []int32{
-	10, // 0: chunkscope.v1.DetectInput.symbols:type_name -> chunkscope.v1.SymbolSequence
-	11, // 1: chunkscope.v1.DetectionConfig.model:type_name -> chunkscope.v1.ModelRef
+	12, // 0: chunkscope.v1.DetectInput.symbols:type_name -> chunkscope.v1.SymbolSequence
+	13, // 1: chunkscope.v1.DetectionConfig.model:type_name -> chunkscope.v1.ModelRef
 	1,  // 2: chunkscope.v1.DetectRequest.config:type_name -> chunkscope.v1.DetectionConfig
 	0,  // 3: chunkscope.v1.DetectRequest.inputs:type_name -> chunkscope.v1.DetectInput
 	3,  // 4: chunkscope.v1.TokenResult.matches:type_name -> chunkscope.v1.ChunkMatch
 	4,  // 5: chunkscope.v1.DetectResult.tokens:type_name -> chunkscope.v1.TokenResult
 	5,  // 6: chunkscope.v1.DetectResult.summaries:type_name -> chunkscope.v1.ChunkSummary
-	6,  // 7: chunkscope.v1.DetectResponse.results:type_name -> chunkscope.v1.DetectResult
-	1,  // 8: chunkscope.v1.StreamDetectRequest.config:type_name -> chunkscope.v1.DetectionConfig
-	0,  // 9: chunkscope.v1.StreamDetectRequest.input:type_name -> chunkscope.v1.DetectInput
-	6,  // 10: chunkscope.v1.StreamDetectResponse.result:type_name -> chunkscope.v1.DetectResult
-	2,  // 11: chunkscope.v1.DetectionService.Detect:input_type -> chunkscope.v1.DetectRequest
-	8,  // 12: chunkscope.v1.DetectionService.StreamDetect:input_type -> chunkscope.v1.StreamDetectRequest
-	7,  // 13: chunkscope.v1.DetectionService.Detect:output_type -> chunkscope.v1.DetectResponse
-	9,  // 14: chunkscope.v1.DetectionService.StreamDetect:output_type -> chunkscope.v1.StreamDetectResponse
-	13, // [13:15] is the sub-list for method output_type
-	11, // [11:13] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	7,  // 7: chunkscope.v1.DetectResult.occurrences:type_name -> chunkscope.v1.ChunkOccurrence
+	8,  // 8: chunkscope.v1.DetectResult.state_sequences:type_name -> chunkscope.v1.StateSequence
+	6,  // 9: chunkscope.v1.DetectResponse.results:type_name -> chunkscope.v1.DetectResult
+	1,  // 10: chunkscope.v1.StreamDetectRequest.config:type_name -> chunkscope.v1.DetectionConfig
+	0,  // 11: chunkscope.v1.StreamDetectRequest.input:type_name -> chunkscope.v1.DetectInput
+	6,  // 12: chunkscope.v1.StreamDetectResponse.result:type_name -> chunkscope.v1.DetectResult
+	2,  // 13: chunkscope.v1.DetectionService.Detect:input_type -> chunkscope.v1.DetectRequest
+	10, // 14: chunkscope.v1.DetectionService.StreamDetect:input_type -> chunkscope.v1.StreamDetectRequest
+	9,  // 15: chunkscope.v1.DetectionService.Detect:output_type -> chunkscope.v1.DetectResponse
+	11, // 16: chunkscope.v1.DetectionService.StreamDetect:output_type -> chunkscope.v1.StreamDetectResponse
+	15, // [15:17] is the sub-list for method output_type
+	13, // [13:15] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_chunkscope_v1_detection_proto_init() }
@@ -918,7 +1113,7 @@ func file_chunkscope_v1_detection_proto_init() {
 		(*DetectInput_Text)(nil),
 		(*DetectInput_Symbols)(nil),
 	}
-	file_chunkscope_v1_detection_proto_msgTypes[8].OneofWrappers = []any{
+	file_chunkscope_v1_detection_proto_msgTypes[10].OneofWrappers = []any{
 		(*StreamDetectRequest_Config)(nil),
 		(*StreamDetectRequest_Input)(nil),
 	}
@@ -928,7 +1123,7 @@ func file_chunkscope_v1_detection_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chunkscope_v1_detection_proto_rawDesc), len(file_chunkscope_v1_detection_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

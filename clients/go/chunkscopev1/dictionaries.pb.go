@@ -1074,9 +1074,16 @@ type DiscreteSequenceChunkingParams struct {
 	// Jaccard index at or above which two overlapping chunks are united. 0 means 0.8.
 	OverlapJaccard float64 `protobuf:"fixed64,5,opt,name=overlap_jaccard,json=overlapJaccard,proto3" json:"overlap_jaccard,omitempty"`
 	// Seed for k-means.
-	Seed          int64 `protobuf:"varint,6,opt,name=seed,proto3" json:"seed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Seed int64 `protobuf:"varint,6,opt,name=seed,proto3" json:"seed,omitempty"`
+	// The decoding check (stats "decode_accuracy"): a lookup table state -> input symbol is fitted
+	// on the first part of the training steps and scored on the rest. This fraction of the steps
+	// is the fitted part, in (0, 1). 0 means 0.3. Ignored when decode_train_steps is set.
+	DecodeTrainFraction float64 `protobuf:"fixed64,7,opt,name=decode_train_fraction,json=decodeTrainFraction,proto3" json:"decode_train_fraction,omitempty"`
+	// Fit the decoding table on exactly this many first steps (the paper's protocol: 100 or 300);
+	// it must leave at least one step to score. 0 means use decode_train_fraction.
+	DecodeTrainSteps uint32 `protobuf:"varint,8,opt,name=decode_train_steps,json=decodeTrainSteps,proto3" json:"decode_train_steps,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DiscreteSequenceChunkingParams) Reset() {
@@ -1147,6 +1154,20 @@ func (x *DiscreteSequenceChunkingParams) GetOverlapJaccard() float64 {
 func (x *DiscreteSequenceChunkingParams) GetSeed() int64 {
 	if x != nil {
 		return x.Seed
+	}
+	return 0
+}
+
+func (x *DiscreteSequenceChunkingParams) GetDecodeTrainFraction() float64 {
+	if x != nil {
+		return x.DecodeTrainFraction
+	}
+	return 0
+}
+
+func (x *DiscreteSequenceChunkingParams) GetDecodeTrainSteps() uint32 {
+	if x != nil {
+		return x.DecodeTrainSteps
 	}
 	return 0
 }
@@ -2505,7 +2526,10 @@ type Dictionary struct {
 	// PA: per concept, the recommended hook point among the dictionaries stored by the same
 	// extraction (the same list in each of them; empty for dictionaries stored before it existed
 	// or extracted with cv_folds = -1). Filled like infeasible_cells.
-	Recommended   []*RecommendedHookPoint `protobuf:"bytes,18,rep,name=recommended,proto3" json:"recommended,omitempty"`
+	Recommended []*RecommendedHookPoint `protobuf:"bytes,18,rep,name=recommended,proto3" json:"recommended,omitempty"`
+	// DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+	// Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+	DscTables     *DscTables `protobuf:"bytes,19,opt,name=dsc_tables,json=dscTables,proto3" json:"dsc_tables,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2666,6 +2690,208 @@ func (x *Dictionary) GetRecommended() []*RecommendedHookPoint {
 	return nil
 }
 
+func (x *Dictionary) GetDscTables() *DscTables {
+	if x != nil {
+		return x.DscTables
+	}
+	return nil
+}
+
+// DSC: the bins of one neuron.
+type DscNeuron struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The centroid of each bin, ascending; a bin id is an index into this list.
+	Centroids     []float64 `protobuf:"fixed64,1,rep,packed,name=centroids,proto3" json:"centroids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DscNeuron) Reset() {
+	*x = DscNeuron{}
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DscNeuron) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DscNeuron) ProtoMessage() {}
+
+func (x *DscNeuron) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DscNeuron.ProtoReflect.Descriptor instead.
+func (*DscNeuron) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DscNeuron) GetCentroids() []float64 {
+	if x != nil {
+		return x.Centroids
+	}
+	return nil
+}
+
+// DSC: one discrete population state.
+type DscState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Per neuron, the bin id (an index into DscNeuron.centroids); the state's vector is
+	// neurons[j].centroids[bins[j]] for each neuron j.
+	Bins []int32 `protobuf:"varint,1,rep,packed,name=bins,proto3" json:"bins,omitempty"`
+	// Training steps in this state.
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DscState) Reset() {
+	*x = DscState{}
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DscState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DscState) ProtoMessage() {}
+
+func (x *DscState) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DscState.ProtoReflect.Descriptor instead.
+func (*DscState) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DscState) GetBins() []int32 {
+	if x != nil {
+		return x.Bins
+	}
+	return nil
+}
+
+func (x *DscState) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// DSC: what a state id means, and how well the states decode the input.
+type DscTables struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Per neuron (hidden unit), its bin centroids.
+	Neurons []*DscNeuron `protobuf:"bytes,1,rep,name=neurons,proto3" json:"neurons,omitempty"`
+	// The distinct population states of the training trajectories; a state id (ChunkEntry.states,
+	// Detect's StateSequence.state_ids) is an index into this list.
+	States []*DscState `protobuf:"bytes,2,rep,name=states,proto3" json:"states,omitempty"`
+	// The most frequent state (it never enters a chunk).
+	NullState int32 `protobuf:"varint,3,opt,name=null_state,json=nullState,proto3" json:"null_state,omitempty"`
+	// Accuracy of decoding the current input symbol from the state: a lookup table fitted on the
+	// first decode_train_steps steps, scored on the next decode_test_steps.
+	DecodeAccuracy float64 `protobuf:"fixed64,4,opt,name=decode_accuracy,json=decodeAccuracy,proto3" json:"decode_accuracy,omitempty"`
+	// Steps the decoding table was fitted on.
+	DecodeTrainSteps int64 `protobuf:"varint,5,opt,name=decode_train_steps,json=decodeTrainSteps,proto3" json:"decode_train_steps,omitempty"`
+	// Steps it was scored on.
+	DecodeTestSteps int64 `protobuf:"varint,6,opt,name=decode_test_steps,json=decodeTestSteps,proto3" json:"decode_test_steps,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DscTables) Reset() {
+	*x = DscTables{}
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DscTables) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DscTables) ProtoMessage() {}
+
+func (x *DscTables) ProtoReflect() protoreflect.Message {
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DscTables.ProtoReflect.Descriptor instead.
+func (*DscTables) Descriptor() ([]byte, []int) {
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DscTables) GetNeurons() []*DscNeuron {
+	if x != nil {
+		return x.Neurons
+	}
+	return nil
+}
+
+func (x *DscTables) GetStates() []*DscState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *DscTables) GetNullState() int32 {
+	if x != nil {
+		return x.NullState
+	}
+	return 0
+}
+
+func (x *DscTables) GetDecodeAccuracy() float64 {
+	if x != nil {
+		return x.DecodeAccuracy
+	}
+	return 0
+}
+
+func (x *DscTables) GetDecodeTrainSteps() int64 {
+	if x != nil {
+		return x.DecodeTrainSteps
+	}
+	return 0
+}
+
+func (x *DscTables) GetDecodeTestSteps() int64 {
+	if x != nil {
+		return x.DecodeTestSteps
+	}
+	return 0
+}
+
 // Request for DictionaryService.GetDictionary.
 type GetDictionaryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2673,13 +2899,15 @@ type GetDictionaryRequest struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Include each entry's prototype and neuron tensors.
 	IncludePrototypes bool `protobuf:"varint,2,opt,name=include_prototypes,json=includePrototypes,proto3" json:"include_prototypes,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// DSC dictionaries: include Dictionary.dsc_tables (ignored for other methods).
+	IncludeTables bool `protobuf:"varint,3,opt,name=include_tables,json=includeTables,proto3" json:"include_tables,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetDictionaryRequest) Reset() {
 	*x = GetDictionaryRequest{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[21]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2691,7 +2919,7 @@ func (x *GetDictionaryRequest) String() string {
 func (*GetDictionaryRequest) ProtoMessage() {}
 
 func (x *GetDictionaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[21]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2704,7 +2932,7 @@ func (x *GetDictionaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDictionaryRequest.ProtoReflect.Descriptor instead.
 func (*GetDictionaryRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{21}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetDictionaryRequest) GetId() string {
@@ -2721,6 +2949,13 @@ func (x *GetDictionaryRequest) GetIncludePrototypes() bool {
 	return false
 }
 
+func (x *GetDictionaryRequest) GetIncludeTables() bool {
+	if x != nil {
+		return x.IncludeTables
+	}
+	return false
+}
+
 // Response for DictionaryService.GetDictionary.
 type GetDictionaryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2732,7 +2967,7 @@ type GetDictionaryResponse struct {
 
 func (x *GetDictionaryResponse) Reset() {
 	*x = GetDictionaryResponse{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[22]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2979,7 @@ func (x *GetDictionaryResponse) String() string {
 func (*GetDictionaryResponse) ProtoMessage() {}
 
 func (x *GetDictionaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[22]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2992,7 @@ func (x *GetDictionaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDictionaryResponse.ProtoReflect.Descriptor instead.
 func (*GetDictionaryResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{22}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetDictionaryResponse) GetDictionary() *Dictionary {
@@ -2780,7 +3015,7 @@ type ListDictionariesRequest struct {
 
 func (x *ListDictionariesRequest) Reset() {
 	*x = ListDictionariesRequest{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[23]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2792,7 +3027,7 @@ func (x *ListDictionariesRequest) String() string {
 func (*ListDictionariesRequest) ProtoMessage() {}
 
 func (x *ListDictionariesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[23]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2805,7 +3040,7 @@ func (x *ListDictionariesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDictionariesRequest.ProtoReflect.Descriptor instead.
 func (*ListDictionariesRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{23}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListDictionariesRequest) GetModel() string {
@@ -2835,7 +3070,7 @@ type ListDictionariesResponse struct {
 
 func (x *ListDictionariesResponse) Reset() {
 	*x = ListDictionariesResponse{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[24]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2847,7 +3082,7 @@ func (x *ListDictionariesResponse) String() string {
 func (*ListDictionariesResponse) ProtoMessage() {}
 
 func (x *ListDictionariesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[24]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2860,7 +3095,7 @@ func (x *ListDictionariesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDictionariesResponse.ProtoReflect.Descriptor instead.
 func (*ListDictionariesResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{24}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListDictionariesResponse) GetDictionaries() []*Dictionary {
@@ -2888,7 +3123,7 @@ type DeleteDictionaryRequest struct {
 
 func (x *DeleteDictionaryRequest) Reset() {
 	*x = DeleteDictionaryRequest{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[25]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3135,7 @@ func (x *DeleteDictionaryRequest) String() string {
 func (*DeleteDictionaryRequest) ProtoMessage() {}
 
 func (x *DeleteDictionaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[25]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3148,7 @@ func (x *DeleteDictionaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDictionaryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteDictionaryRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{25}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteDictionaryRequest) GetId() string {
@@ -2934,7 +3169,7 @@ type DeleteDictionaryResponse struct {
 
 func (x *DeleteDictionaryResponse) Reset() {
 	*x = DeleteDictionaryResponse{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[26]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2946,7 +3181,7 @@ func (x *DeleteDictionaryResponse) String() string {
 func (*DeleteDictionaryResponse) ProtoMessage() {}
 
 func (x *DeleteDictionaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[26]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2959,7 +3194,7 @@ func (x *DeleteDictionaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDictionaryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteDictionaryResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{26}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteDictionaryResponse) GetDictionary() *Dictionary {
@@ -2980,7 +3215,7 @@ type ExportDictionaryRequest struct {
 
 func (x *ExportDictionaryRequest) Reset() {
 	*x = ExportDictionaryRequest{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[27]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3227,7 @@ func (x *ExportDictionaryRequest) String() string {
 func (*ExportDictionaryRequest) ProtoMessage() {}
 
 func (x *ExportDictionaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[27]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3240,7 @@ func (x *ExportDictionaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDictionaryRequest.ProtoReflect.Descriptor instead.
 func (*ExportDictionaryRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{27}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ExportDictionaryRequest) GetId() string {
@@ -3030,7 +3265,7 @@ type ExportDictionaryResponse struct {
 
 func (x *ExportDictionaryResponse) Reset() {
 	*x = ExportDictionaryResponse{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[28]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3277,7 @@ func (x *ExportDictionaryResponse) String() string {
 func (*ExportDictionaryResponse) ProtoMessage() {}
 
 func (x *ExportDictionaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[28]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3290,7 @@ func (x *ExportDictionaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDictionaryResponse.ProtoReflect.Descriptor instead.
 func (*ExportDictionaryResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{28}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ExportDictionaryResponse) GetData() []byte {
@@ -3092,7 +3327,7 @@ type ImportDictionaryRequest struct {
 
 func (x *ImportDictionaryRequest) Reset() {
 	*x = ImportDictionaryRequest{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[29]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3104,7 +3339,7 @@ func (x *ImportDictionaryRequest) String() string {
 func (*ImportDictionaryRequest) ProtoMessage() {}
 
 func (x *ImportDictionaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[29]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3117,7 +3352,7 @@ func (x *ImportDictionaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportDictionaryRequest.ProtoReflect.Descriptor instead.
 func (*ImportDictionaryRequest) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{29}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ImportDictionaryRequest) GetData() []byte {
@@ -3145,7 +3380,7 @@ type ImportDictionaryResponse struct {
 
 func (x *ImportDictionaryResponse) Reset() {
 	*x = ImportDictionaryResponse{}
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[30]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3157,7 +3392,7 @@ func (x *ImportDictionaryResponse) String() string {
 func (*ImportDictionaryResponse) ProtoMessage() {}
 
 func (x *ImportDictionaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[30]
+	mi := &file_chunkscope_v1_dictionaries_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3170,7 +3405,7 @@ func (x *ImportDictionaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportDictionaryResponse.ProtoReflect.Descriptor instead.
 func (*ImportDictionaryResponse) Descriptor() ([]byte, []int) {
-	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{30}
+	return file_chunkscope_v1_dictionaries_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ImportDictionaryResponse) GetDictionary() *Dictionary {
@@ -3229,7 +3464,7 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\n" +
 	"sample_all\x18\x12 \x01(\bH\x01R\tsampleAll\x88\x01\x01B\x13\n" +
 	"\x11_radius_negativesB\r\n" +
-	"\v_sample_all\"\xd2\x01\n" +
+	"\v_sample_all\"\xb4\x02\n" +
 	"\x1eDiscreteSequenceChunkingParams\x12\x15\n" +
 	"\x06n_bins\x18\x01 \x01(\x05R\x05nBins\x12\x15\n" +
 	"\x06n_iter\x18\x02 \x01(\x05R\x05nIter\x12 \n" +
@@ -3237,7 +3472,9 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"nNewChunks\x12#\n" +
 	"\rmin_frequency\x18\x04 \x01(\x05R\fminFrequency\x12'\n" +
 	"\x0foverlap_jaccard\x18\x05 \x01(\x01R\x0eoverlapJaccard\x12\x12\n" +
-	"\x04seed\x18\x06 \x01(\x03R\x04seed\"\xb1\x02\n" +
+	"\x04seed\x18\x06 \x01(\x03R\x04seed\x122\n" +
+	"\x15decode_train_fraction\x18\a \x01(\x01R\x13decodeTrainFraction\x12,\n" +
+	"\x12decode_train_steps\x18\b \x01(\rR\x10decodeTrainSteps\"\xb1\x02\n" +
 	"\x16CosineDictionaryParams\x12\f\n" +
 	"\x01k\x18\x01 \x01(\x05R\x01k\x12\x16\n" +
 	"\x06epochs\x18\x02 \x01(\x05R\x06epochs\x12#\n" +
@@ -3351,7 +3588,7 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\x05sweep\x18\x0e \x03(\v2\x1b.chunkscope.v1.PaSweepPointR\x05sweep\x12G\n" +
 	"\x0fcross_validated\x18\x0f \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\x0ecrossValidated\x12\x19\n" +
 	"\bcv_folds\x18\x10 \x01(\x05R\acvFolds\x12B\n" +
-	"\rout_of_sample\x18\x11 \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\voutOfSample\"\xc8\x06\n" +
+	"\rout_of_sample\x18\x11 \x01(\v2\x1e.chunkscope.v1.DetectionScoresR\voutOfSample\"\x81\a\n" +
 	"\n" +
 	"Dictionary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
@@ -3375,14 +3612,30 @@ const file_chunkscope_v1_dictionaries_proto_rawDesc = "" +
 	"\x05stats\x18\x0f \x03(\v2$.chunkscope.v1.Dictionary.StatsEntryR\x05stats\x123\n" +
 	"\aentries\x18\x10 \x03(\v2\x19.chunkscope.v1.ChunkEntryR\aentries\x12H\n" +
 	"\x10infeasible_cells\x18\x11 \x03(\v2\x1d.chunkscope.v1.InfeasibleCellR\x0finfeasibleCells\x12E\n" +
-	"\vrecommended\x18\x12 \x03(\v2#.chunkscope.v1.RecommendedHookPointR\vrecommended\x1a8\n" +
+	"\vrecommended\x18\x12 \x03(\v2#.chunkscope.v1.RecommendedHookPointR\vrecommended\x127\n" +
+	"\n" +
+	"dsc_tables\x18\x13 \x01(\v2\x18.chunkscope.v1.DscTablesR\tdscTables\x1a8\n" +
 	"\n" +
 	"StatsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"U\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\")\n" +
+	"\tDscNeuron\x12\x1c\n" +
+	"\tcentroids\x18\x01 \x03(\x01R\tcentroids\"4\n" +
+	"\bDscState\x12\x12\n" +
+	"\x04bins\x18\x01 \x03(\x05R\x04bins\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\x92\x02\n" +
+	"\tDscTables\x122\n" +
+	"\aneurons\x18\x01 \x03(\v2\x18.chunkscope.v1.DscNeuronR\aneurons\x12/\n" +
+	"\x06states\x18\x02 \x03(\v2\x17.chunkscope.v1.DscStateR\x06states\x12\x1d\n" +
+	"\n" +
+	"null_state\x18\x03 \x01(\x05R\tnullState\x12'\n" +
+	"\x0fdecode_accuracy\x18\x04 \x01(\x01R\x0edecodeAccuracy\x12,\n" +
+	"\x12decode_train_steps\x18\x05 \x01(\x03R\x10decodeTrainSteps\x12*\n" +
+	"\x11decode_test_steps\x18\x06 \x01(\x03R\x0fdecodeTestSteps\"|\n" +
 	"\x14GetDictionaryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
-	"\x12include_prototypes\x18\x02 \x01(\bR\x11includePrototypes\"R\n" +
+	"\x12include_prototypes\x18\x02 \x01(\bR\x11includePrototypes\x12%\n" +
+	"\x0einclude_tables\x18\x03 \x01(\bR\rincludeTables\"R\n" +
 	"\x15GetDictionaryResponse\x129\n" +
 	"\n" +
 	"dictionary\x18\x01 \x01(\v2\x19.chunkscope.v1.DictionaryR\n" +
@@ -3472,7 +3725,7 @@ func file_chunkscope_v1_dictionaries_proto_rawDescGZIP() []byte {
 }
 
 var file_chunkscope_v1_dictionaries_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_chunkscope_v1_dictionaries_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_chunkscope_v1_dictionaries_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_chunkscope_v1_dictionaries_proto_goTypes = []any{
 	(ContextPolicy)(0),                     // 0: chunkscope.v1.ContextPolicy
 	(PaCriterion)(0),                       // 1: chunkscope.v1.PaCriterion
@@ -3503,22 +3756,25 @@ var file_chunkscope_v1_dictionaries_proto_goTypes = []any{
 	(*ChunkExample)(nil),                   // 26: chunkscope.v1.ChunkExample
 	(*ChunkEntry)(nil),                     // 27: chunkscope.v1.ChunkEntry
 	(*Dictionary)(nil),                     // 28: chunkscope.v1.Dictionary
-	(*GetDictionaryRequest)(nil),           // 29: chunkscope.v1.GetDictionaryRequest
-	(*GetDictionaryResponse)(nil),          // 30: chunkscope.v1.GetDictionaryResponse
-	(*ListDictionariesRequest)(nil),        // 31: chunkscope.v1.ListDictionariesRequest
-	(*ListDictionariesResponse)(nil),       // 32: chunkscope.v1.ListDictionariesResponse
-	(*DeleteDictionaryRequest)(nil),        // 33: chunkscope.v1.DeleteDictionaryRequest
-	(*DeleteDictionaryResponse)(nil),       // 34: chunkscope.v1.DeleteDictionaryResponse
-	(*ExportDictionaryRequest)(nil),        // 35: chunkscope.v1.ExportDictionaryRequest
-	(*ExportDictionaryResponse)(nil),       // 36: chunkscope.v1.ExportDictionaryResponse
-	(*ImportDictionaryRequest)(nil),        // 37: chunkscope.v1.ImportDictionaryRequest
-	(*ImportDictionaryResponse)(nil),       // 38: chunkscope.v1.ImportDictionaryResponse
-	nil,                                    // 39: chunkscope.v1.Dictionary.StatsEntry
-	(*ModelRef)(nil),                       // 40: chunkscope.v1.ModelRef
-	(*Tensor)(nil),                         // 41: chunkscope.v1.Tensor
-	(*timestamppb.Timestamp)(nil),          // 42: google.protobuf.Timestamp
-	(*PageRequest)(nil),                    // 43: chunkscope.v1.PageRequest
-	(*PageResponse)(nil),                   // 44: chunkscope.v1.PageResponse
+	(*DscNeuron)(nil),                      // 29: chunkscope.v1.DscNeuron
+	(*DscState)(nil),                       // 30: chunkscope.v1.DscState
+	(*DscTables)(nil),                      // 31: chunkscope.v1.DscTables
+	(*GetDictionaryRequest)(nil),           // 32: chunkscope.v1.GetDictionaryRequest
+	(*GetDictionaryResponse)(nil),          // 33: chunkscope.v1.GetDictionaryResponse
+	(*ListDictionariesRequest)(nil),        // 34: chunkscope.v1.ListDictionariesRequest
+	(*ListDictionariesResponse)(nil),       // 35: chunkscope.v1.ListDictionariesResponse
+	(*DeleteDictionaryRequest)(nil),        // 36: chunkscope.v1.DeleteDictionaryRequest
+	(*DeleteDictionaryResponse)(nil),       // 37: chunkscope.v1.DeleteDictionaryResponse
+	(*ExportDictionaryRequest)(nil),        // 38: chunkscope.v1.ExportDictionaryRequest
+	(*ExportDictionaryResponse)(nil),       // 39: chunkscope.v1.ExportDictionaryResponse
+	(*ImportDictionaryRequest)(nil),        // 40: chunkscope.v1.ImportDictionaryRequest
+	(*ImportDictionaryResponse)(nil),       // 41: chunkscope.v1.ImportDictionaryResponse
+	nil,                                    // 42: chunkscope.v1.Dictionary.StatsEntry
+	(*ModelRef)(nil),                       // 43: chunkscope.v1.ModelRef
+	(*Tensor)(nil),                         // 44: chunkscope.v1.Tensor
+	(*timestamppb.Timestamp)(nil),          // 45: google.protobuf.Timestamp
+	(*PageRequest)(nil),                    // 46: chunkscope.v1.PageRequest
+	(*PageResponse)(nil),                   // 47: chunkscope.v1.PageResponse
 }
 var file_chunkscope_v1_dictionaries_proto_depIdxs = []int32{
 	8,  // 0: chunkscope.v1.SequenceList.sequences:type_name -> chunkscope.v1.SymbolSequence
@@ -3531,7 +3787,7 @@ var file_chunkscope_v1_dictionaries_proto_depIdxs = []int32{
 	3,  // 7: chunkscope.v1.PopulationAveragingParams.radius_rule:type_name -> chunkscope.v1.PaRadiusRule
 	4,  // 8: chunkscope.v1.CosineDictionaryParams.init:type_name -> chunkscope.v1.CosineInit
 	5,  // 9: chunkscope.v1.CosineDictionaryParams.dead_atom_policy:type_name -> chunkscope.v1.DeadAtomPolicy
-	40, // 10: chunkscope.v1.ExtractDictionaryRequest.model:type_name -> chunkscope.v1.ModelRef
+	43, // 10: chunkscope.v1.ExtractDictionaryRequest.model:type_name -> chunkscope.v1.ModelRef
 	11, // 11: chunkscope.v1.ExtractDictionaryRequest.corpus:type_name -> chunkscope.v1.Corpus
 	11, // 12: chunkscope.v1.ExtractDictionaryRequest.heldout:type_name -> chunkscope.v1.Corpus
 	0,  // 13: chunkscope.v1.ExtractDictionaryRequest.context:type_name -> chunkscope.v1.ContextPolicy
@@ -3551,41 +3807,44 @@ var file_chunkscope_v1_dictionaries_proto_depIdxs = []int32{
 	25, // 27: chunkscope.v1.ChunkEntry.train:type_name -> chunkscope.v1.DetectionScores
 	25, // 28: chunkscope.v1.ChunkEntry.heldout:type_name -> chunkscope.v1.DetectionScores
 	26, // 29: chunkscope.v1.ChunkEntry.examples:type_name -> chunkscope.v1.ChunkExample
-	41, // 30: chunkscope.v1.ChunkEntry.prototype:type_name -> chunkscope.v1.Tensor
-	41, // 31: chunkscope.v1.ChunkEntry.neurons:type_name -> chunkscope.v1.Tensor
+	44, // 30: chunkscope.v1.ChunkEntry.prototype:type_name -> chunkscope.v1.Tensor
+	44, // 31: chunkscope.v1.ChunkEntry.neurons:type_name -> chunkscope.v1.Tensor
 	22, // 32: chunkscope.v1.ChunkEntry.sweep:type_name -> chunkscope.v1.PaSweepPoint
 	25, // 33: chunkscope.v1.ChunkEntry.cross_validated:type_name -> chunkscope.v1.DetectionScores
 	25, // 34: chunkscope.v1.ChunkEntry.out_of_sample:type_name -> chunkscope.v1.DetectionScores
-	40, // 35: chunkscope.v1.Dictionary.model:type_name -> chunkscope.v1.ModelRef
+	43, // 35: chunkscope.v1.Dictionary.model:type_name -> chunkscope.v1.ModelRef
 	7,  // 36: chunkscope.v1.Dictionary.method:type_name -> chunkscope.v1.ChunkMethod
-	42, // 37: chunkscope.v1.Dictionary.created_at:type_name -> google.protobuf.Timestamp
-	39, // 38: chunkscope.v1.Dictionary.stats:type_name -> chunkscope.v1.Dictionary.StatsEntry
+	45, // 37: chunkscope.v1.Dictionary.created_at:type_name -> google.protobuf.Timestamp
+	42, // 38: chunkscope.v1.Dictionary.stats:type_name -> chunkscope.v1.Dictionary.StatsEntry
 	27, // 39: chunkscope.v1.Dictionary.entries:type_name -> chunkscope.v1.ChunkEntry
 	23, // 40: chunkscope.v1.Dictionary.infeasible_cells:type_name -> chunkscope.v1.InfeasibleCell
 	24, // 41: chunkscope.v1.Dictionary.recommended:type_name -> chunkscope.v1.RecommendedHookPoint
-	28, // 42: chunkscope.v1.GetDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	43, // 43: chunkscope.v1.ListDictionariesRequest.page:type_name -> chunkscope.v1.PageRequest
-	28, // 44: chunkscope.v1.ListDictionariesResponse.dictionaries:type_name -> chunkscope.v1.Dictionary
-	44, // 45: chunkscope.v1.ListDictionariesResponse.page:type_name -> chunkscope.v1.PageResponse
-	28, // 46: chunkscope.v1.DeleteDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	28, // 47: chunkscope.v1.ImportDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
-	18, // 48: chunkscope.v1.DictionaryService.ExtractDictionary:input_type -> chunkscope.v1.ExtractDictionaryRequest
-	29, // 49: chunkscope.v1.DictionaryService.GetDictionary:input_type -> chunkscope.v1.GetDictionaryRequest
-	31, // 50: chunkscope.v1.DictionaryService.ListDictionaries:input_type -> chunkscope.v1.ListDictionariesRequest
-	33, // 51: chunkscope.v1.DictionaryService.DeleteDictionary:input_type -> chunkscope.v1.DeleteDictionaryRequest
-	35, // 52: chunkscope.v1.DictionaryService.ExportDictionary:input_type -> chunkscope.v1.ExportDictionaryRequest
-	37, // 53: chunkscope.v1.DictionaryService.ImportDictionary:input_type -> chunkscope.v1.ImportDictionaryRequest
-	20, // 54: chunkscope.v1.DictionaryService.ExtractDictionary:output_type -> chunkscope.v1.ExtractDictionaryResponse
-	30, // 55: chunkscope.v1.DictionaryService.GetDictionary:output_type -> chunkscope.v1.GetDictionaryResponse
-	32, // 56: chunkscope.v1.DictionaryService.ListDictionaries:output_type -> chunkscope.v1.ListDictionariesResponse
-	34, // 57: chunkscope.v1.DictionaryService.DeleteDictionary:output_type -> chunkscope.v1.DeleteDictionaryResponse
-	36, // 58: chunkscope.v1.DictionaryService.ExportDictionary:output_type -> chunkscope.v1.ExportDictionaryResponse
-	38, // 59: chunkscope.v1.DictionaryService.ImportDictionary:output_type -> chunkscope.v1.ImportDictionaryResponse
-	54, // [54:60] is the sub-list for method output_type
-	48, // [48:54] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	31, // 42: chunkscope.v1.Dictionary.dsc_tables:type_name -> chunkscope.v1.DscTables
+	29, // 43: chunkscope.v1.DscTables.neurons:type_name -> chunkscope.v1.DscNeuron
+	30, // 44: chunkscope.v1.DscTables.states:type_name -> chunkscope.v1.DscState
+	28, // 45: chunkscope.v1.GetDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	46, // 46: chunkscope.v1.ListDictionariesRequest.page:type_name -> chunkscope.v1.PageRequest
+	28, // 47: chunkscope.v1.ListDictionariesResponse.dictionaries:type_name -> chunkscope.v1.Dictionary
+	47, // 48: chunkscope.v1.ListDictionariesResponse.page:type_name -> chunkscope.v1.PageResponse
+	28, // 49: chunkscope.v1.DeleteDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	28, // 50: chunkscope.v1.ImportDictionaryResponse.dictionary:type_name -> chunkscope.v1.Dictionary
+	18, // 51: chunkscope.v1.DictionaryService.ExtractDictionary:input_type -> chunkscope.v1.ExtractDictionaryRequest
+	32, // 52: chunkscope.v1.DictionaryService.GetDictionary:input_type -> chunkscope.v1.GetDictionaryRequest
+	34, // 53: chunkscope.v1.DictionaryService.ListDictionaries:input_type -> chunkscope.v1.ListDictionariesRequest
+	36, // 54: chunkscope.v1.DictionaryService.DeleteDictionary:input_type -> chunkscope.v1.DeleteDictionaryRequest
+	38, // 55: chunkscope.v1.DictionaryService.ExportDictionary:input_type -> chunkscope.v1.ExportDictionaryRequest
+	40, // 56: chunkscope.v1.DictionaryService.ImportDictionary:input_type -> chunkscope.v1.ImportDictionaryRequest
+	20, // 57: chunkscope.v1.DictionaryService.ExtractDictionary:output_type -> chunkscope.v1.ExtractDictionaryResponse
+	33, // 58: chunkscope.v1.DictionaryService.GetDictionary:output_type -> chunkscope.v1.GetDictionaryResponse
+	35, // 59: chunkscope.v1.DictionaryService.ListDictionaries:output_type -> chunkscope.v1.ListDictionariesResponse
+	37, // 60: chunkscope.v1.DictionaryService.DeleteDictionary:output_type -> chunkscope.v1.DeleteDictionaryResponse
+	39, // 61: chunkscope.v1.DictionaryService.ExportDictionary:output_type -> chunkscope.v1.ExportDictionaryResponse
+	41, // 62: chunkscope.v1.DictionaryService.ImportDictionary:output_type -> chunkscope.v1.ImportDictionaryResponse
+	57, // [57:63] is the sub-list for method output_type
+	51, // [51:57] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_chunkscope_v1_dictionaries_proto_init() }
@@ -3616,7 +3875,7 @@ func file_chunkscope_v1_dictionaries_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chunkscope_v1_dictionaries_proto_rawDesc), len(file_chunkscope_v1_dictionaries_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

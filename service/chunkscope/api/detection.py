@@ -37,6 +37,7 @@ class Plan:
     positives_only: bool
     summary_only: bool
     max_tokens: int
+    state_sequences: bool = False  # DSC: each input's state sequence per sequence dictionary
 
 
 def plan(config: pb.DetectionConfig, registry: ModelRegistry, cache: DetectorCache,
@@ -77,7 +78,7 @@ def plan(config: pb.DetectionConfig, registry: ModelRegistry, cache: DetectorCac
         )  # fmt: skip
     max_tokens = config.max_tokens or (1 << 22)  # default: whole inputs, within the server limit
     return Plan(config.model.name, content_hash, model, detectors, keep, config.positives_only,
-                config.summary_only, max_tokens)  # fmt: skip
+                config.summary_only, max_tokens, config.include_state_sequences)  # fmt: skip
 
 
 def segment_of(item: pb.DetectInput, model: LoadedModel, field: str, index: int, limits: Limits,
@@ -184,7 +185,31 @@ def result_proto(p: Plan, found: InputDetection, base: int = 0) -> pb.DetectResu
                 position=base + t, token=decode_token(p.model, int(found.token_ids[t])),
                 char_start=s, char_end=e, matches=token_matches,
             ))  # fmt: skip
-    return pb.DetectResult(n_tokens=n, tokens=tokens, summaries=summaries)
+    occurrences, sequences = _sequence_results(p, found, base)
+    return pb.DetectResult(n_tokens=n, tokens=tokens, summaries=summaries,
+                           occurrences=occurrences, state_sequences=sequences)  # fmt: skip
+
+
+def _sequence_results(
+    p: Plan, found: InputDetection, base: int
+) -> tuple[list[pb.ChunkOccurrence], list[pb.StateSequence]]:
+    """DSC: the chunk occurrences (of the entries reported) and, if asked, the state sequences."""
+    occurrences: list[pb.ChunkOccurrence] = []
+    sequences: list[pb.StateSequence] = []
+    for detector, keep, det in zip(p.detectors, p.keep, found.results, strict=True):
+        if det.spans is not None and not p.summary_only:
+            wanted = set(keep.tolist())
+            for s in det.spans:
+                if s.entry in wanted:
+                    occurrences.append(pb.ChunkOccurrence(
+                        dictionary_id=detector.id, entry_id=s.entry,
+                        label=detector.labels[s.entry], start=base + s.start, end=base + s.end,
+                    ))  # fmt: skip
+        if det.states is not None and p.state_sequences:
+            sequences.append(pb.StateSequence(
+                dictionary_id=detector.id, start=base, state_ids=det.states.tolist()
+            ))  # fmt: skip
+    return occurrences, sequences
 
 
 # The fix each refusal names: truncating (config.max_tokens) helps with tokens, not with bytes.

@@ -19,6 +19,7 @@ from chunkscope.corpus import Inputs, read_corpus_file
 from chunkscope.engine import methods
 from chunkscope.engine.chunks import DetectorCache
 from chunkscope.engine.extraction import ExtractionSpec, Extractor, Progress
+from chunkscope.engine.methods import discrete_sequence_chunking as dsc_method
 from chunkscope.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -144,6 +145,21 @@ def entry_to_proto(
     return message
 
 
+def dsc_tables_to_proto(manifest: dict[str, Any], t: dict[str, np.ndarray]) -> pb.DscTables:
+    found = dsc_method.tables(manifest, t)
+    return pb.DscTables(
+        neurons=[pb.DscNeuron(centroids=row) for row in found.neurons],
+        states=[
+            pb.DscState(bins=bins, count=count)
+            for bins, count in zip(found.state_bins, found.state_counts, strict=True)
+        ],
+        null_state=found.null_state,
+        decode_accuracy=found.decode_accuracy,
+        decode_train_steps=found.decode_train_steps,
+        decode_test_steps=found.decode_test_steps,
+    )
+
+
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(value)
@@ -151,9 +167,20 @@ def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
 
 
 def dictionary_to_proto(
-    manifest: dict[str, Any], t: dict[str, np.ndarray] | None = None, *, entries: bool = True
+    manifest: dict[str, Any],
+    t: dict[str, np.ndarray] | None = None,
+    *,
+    entries: bool = True,
+    tables: dict[str, np.ndarray] | None = None,
 ) -> pb.Dictionary:
+    """`t`: the tensors for the entries' prototypes; `tables`: the tensors for DscTables (DSC)."""
+    dsc_tables = (
+        dsc_tables_to_proto(manifest, tables)
+        if tables is not None and manifest["method"] == dsc_method.NAME
+        else None
+    )
     return pb.Dictionary(
+        dsc_tables=dsc_tables,
         id=manifest["id"],
         model=common_pb2.ModelRef(
             name=manifest["model"]["name"], content_hash=manifest["model"]["content_hash"]
@@ -254,7 +281,11 @@ class DictionaryServicer(dictionaries_pb2_grpc.DictionaryServiceServicer):
     ) -> pb.GetDictionaryResponse:
         manifest, t = await asyncio.to_thread(self.store.load, request.id)
         return pb.GetDictionaryResponse(
-            dictionary=dictionary_to_proto(manifest, t if request.include_prototypes else None)
+            dictionary=dictionary_to_proto(
+                manifest,
+                t if request.include_prototypes else None,
+                tables=t if request.include_tables else None,
+            )
         )
 
     async def ListDictionaries(

@@ -62,6 +62,7 @@ __all__ = [
     "find_occurrences",
     "fit",
     "jaccard",
+    "label_offsets",
     "occurrences",
     "parse",
 ]
@@ -767,16 +768,40 @@ def filler_symbol(result: DSCResult, symbols: Sequence[Sequence[str]]) -> str | 
     return counts.most_common(1)[0][0] if counts else None
 
 
-def _strip(spelled: Sequence[str], filler: str | None) -> Sequence[str]:
-    if filler is None:
-        return spelled
+def _strip(spelled: Sequence[str], filler: str | None) -> tuple[int, int]:
+    """The [begin, end) of `spelled` without its leading and trailing filler runs."""
     begin, end = 0, len(spelled)
+    if filler is None:
+        return begin, end
     while begin < end and spelled[begin] == filler:
         begin += 1
     while end > begin and spelled[end - 1] == filler:
         end -= 1
     # A chunk of fillers only (the transient states of a short run) keeps its whole spelling.
-    return spelled[begin:end] if end > begin else spelled
+    return (begin, end) if end > begin else (0, len(spelled))
+
+
+def _spellings(
+    result: DSCResult, symbols: Sequence[Sequence[str]], strip_filler: bool
+) -> list[Counter[tuple[str, int]]]:
+    """Per chunk: how often each (spelling, leading fillers cut) occurs in the final parse."""
+    _check_symbols(result, symbols)
+    filler = filler_symbol(result, symbols) if strip_filler else None
+    states = [c.states for c in result.chunks]
+    spelled: list[Counter[tuple[str, int]]] = [Counter() for _ in result.chunks]
+    for units, syms in zip(result.parses, symbols, strict=True):
+        for found in occurrences(units, states):
+            piece = list(syms[found.start : found.end])
+            begin, end = _strip(piece, filler)
+            spelled[found.chunk]["".join(piece[begin:end]), begin] += 1
+    return spelled
+
+
+def _spelling_counts(counter: Counter[tuple[str, int]]) -> Counter[str]:
+    words: Counter[str] = Counter()
+    for (word, _), n in counter.items():  # insertion order: first seen first on ties
+        words[word] += n
+    return words
 
 
 def chunk_labels(
@@ -796,14 +821,7 @@ def chunk_labels(
     3. Labels are made unique: of the chunks sharing a label, the one with the most occurrences
        (lowest index on ties) keeps it, the others get "#2", "#3", ... in that order.
     """
-    _check_symbols(result, symbols)
-    filler = filler_symbol(result, symbols) if strip_filler else None
-    states = [c.states for c in result.chunks]
-    spelled: list[Counter[str]] = [Counter() for _ in result.chunks]
-    for units, syms in zip(result.parses, symbols, strict=True):
-        for found in occurrences(units, states):
-            piece = _strip(list(syms[found.start : found.end]), filler)
-            spelled[found.chunk]["".join(piece)] += 1
+    spelled = [_spelling_counts(c) for c in _spellings(result, symbols, strip_filler)]
     base = [
         counter.most_common(1)[0][0] if counter else f"chunk-{i}"
         for i, counter in enumerate(spelled)
@@ -822,3 +840,20 @@ def chunk_labels(
         labels[i] = f"{base[i]}#{k}"
         taken.add(labels[i])
     return labels
+
+
+def label_offsets(result: DSCResult, symbols: Sequence[Sequence[str]]) -> np.ndarray:
+    """int64 [E]: per chunk, the index into its states where its label's spelling begins.
+
+    `chunk_labels` cuts the filler's runs off a chunk's spelling, so a chunk whose states read
+    "E E A B C D" is labelled "ABCD", and the state its label names first is at offset 2 (A's),
+    not the filler's. The offset is the number of leading fillers cut off the label's spelling,
+    the most frequent among its occurrences (0 when none was cut or the chunk never occurs).
+    """
+    out = np.zeros(len(result.chunks), dtype=np.int64)
+    for i, counter in enumerate(_spellings(result, symbols, strip_filler=True)):
+        words = _spelling_counts(counter)
+        if words:
+            word = words.most_common(1)[0][0]
+            out[i] = max((lead for w, lead in counter if w == word), key=lambda k: counter[word, k])
+    return out

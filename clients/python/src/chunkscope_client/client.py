@@ -391,10 +391,12 @@ class Client:
         return list(result.dictionaries)
 
     def get_dictionary(
-        self, dictionary_id: str, *, include_prototypes: bool = False
+        self, dictionary_id: str, *, include_prototypes: bool = False, include_tables: bool = False
     ) -> dictionaries_pb2.Dictionary:
+        """A stored dictionary; `include_tables` adds a DSC dictionary's `dsc_tables` (centroids,
+        state bins and counts, the decode split)."""
         request = dictionaries_pb2.GetDictionaryRequest(
-            id=dictionary_id, include_prototypes=include_prototypes
+            id=dictionary_id, include_prototypes=include_prototypes, include_tables=include_tables
         )
         return self._call(self.dictionaries.GetDictionary, request).dictionary
 

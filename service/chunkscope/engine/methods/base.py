@@ -44,14 +44,39 @@ Fit = Callable[[str, ProgressFn], FitOutput]
 
 
 @dataclass(frozen=True)
+class Span:
+    """Rows [start, end) of a Detection that one occurrence of entry `entry` covers."""
+
+    entry: int
+    start: int
+    end: int  # exclusive
+
+
+@dataclass(frozen=True)
 class Detection:
     matches: np.ndarray  # bool [T, E]
     scores: np.ndarray  # float32 [T, E]
     higher_is_better: bool
+    # Sequence methods (DSC): each occurrence of an entry, in row order, and the discrete state
+    # of every row (-1: unseen in the fit). None for methods that match rows one by one.
+    spans: tuple[Span, ...] | None = None
+    states: np.ndarray | None = None  # int64 [T]
 
     def since(self, start: int) -> Detection:
-        """The rows from position `start` on (negative: from the end)."""
-        return Detection(self.matches[start:], self.scores[start:], self.higher_is_better)
+        """The rows from position `start` on (negative: from the end). Spans that end after it
+        are kept, shifted with the rows (one that began before it starts below 0)."""
+        first = start if start >= 0 else max(0, self.matches.shape[0] + start)
+        spans = (
+            None
+            if self.spans is None
+            else tuple(
+                Span(s.entry, s.start - first, s.end - first) for s in self.spans if s.end > first
+            )
+        )
+        states = None if self.states is None else self.states[first:]
+        return Detection(
+            self.matches[first:], self.scores[first:], self.higher_is_better, spans, states
+        )
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,13 @@ Everything DSC-specific outside chunking/dsc.py: the request's parameters, the c
 model is recurrent and small enough, the fit (trajectories -> chunks labelled by the symbols they
 stand for), the stored layout, detection (the greedy parse of the discretised state sequence:
 every step a chunk spans matches it; `sequential`, so streams and Generate pass the whole context)
-and steering (graft the chunk's first state).
+and steering (graft the first state its label names: the chunk's first state after the leading
+fillers that the label leaves out).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from chunkscope.engine.methods.base import (
     Layout,
     Method,
     ProgressFn,
+    Span,
     center_of,
     examples,
     invalid_dictionary,
@@ -50,40 +51,39 @@ def fit_discrete_sequence_chunking(
     trajectories = [
         states[start : start + n] for start, n in zip(train.row_starts, train.lengths, strict=True)
     ]
+    n_steps = sum(int(n) for n in train.lengths)
+    if n_steps < 2:
+        raise InvalidArgument.field(
+            "corpus",
+            f"discrete sequence chunking needs at least 2 time steps in all (after max_tokens); "
+            f"got {n_steps}: send longer sequences or raise max_tokens",
+        )
+    # Checked before the corpus was cut at max_tokens (validate); again on what was captured.
+    train_steps = _decode_split(params, n_steps)
     progress(0, 1)
     result = dsc.fit(trajectories, params)
     progress(1, 1)
     symbols = [[model.symbols[int(t)] for t in ids] for ids in train.token_ids]
-    entries: list[dict[str, Any]] = []
-    # Label each chunk by the input symbols it most often stands for, and keep occurrences.
-    spelled: list[Counter[str]] = [Counter() for _ in result.chunks]
+    all_states = np.concatenate(result.sequences)
+    all_symbols = [s for seq in symbols for s in seq]
+    # Labels: the input symbols each chunk most often spans, without the filler's runs at either
+    # end, unique ("#2", "#3" for variants); see dsc.chunk_labels.
+    labels = dsc.chunk_labels(result, symbols)
+    label_offsets = dsc.label_offsets(result, symbols)
     first_rows: list[list[int]] = [[] for _ in result.chunks]
+    states_of = [c.states for c in result.chunks]
     for seq_index, parse in enumerate(result.parses):
-        t = 0
-        for unit in parse:
-            length = len(result.chunks[unit].states) if unit >= 0 else 1
-            if unit >= 0:
-                spelled[unit]["".join(symbols[seq_index][t : t + length])] += 1
-                if len(first_rows[unit]) < N_EXAMPLES:
-                    first_rows[unit].append(train.row_starts[seq_index] + t)
-            t += length
+        for found in dsc.occurrences(parse, states_of):
+            if len(first_rows[found.chunk]) < N_EXAMPLES:
+                first_rows[found.chunk].append(train.row_starts[seq_index] + found.start)
+    entries: list[dict[str, Any]] = []
     for i, chunk in enumerate(result.chunks):
-        label = spelled[i].most_common(1)[0][0] if spelled[i] else f"chunk-{i}"
         rows = np.asarray(first_rows[i], dtype=np.int64)
         entries.append({
-            "id": i, "label": label, "count": int(chunk.count), "states": list(chunk.states),
+            "id": i, "label": labels[i], "count": int(chunk.count), "states": list(chunk.states),
             "source": chunk.source,
             "examples": examples(model, train, rows, np.zeros(rows.size)),
         })  # fmt: skip
-    all_states = np.concatenate(result.sequences)
-    all_symbols = [s for seq in symbols for s in seq]
-    if all_states.size < 2:
-        raise InvalidArgument.field(
-            "corpus",
-            f"discrete sequence chunking needs at least 2 time steps in all (after max_tokens); "
-            f"got {all_states.size}: send longer sequences or raise max_tokens",
-        )
-    train_steps = max(1, int(0.3 * all_states.size))
     accuracy, n_test = dsc.decode_accuracy(all_states, all_symbols, train_steps)
     offsets = np.concatenate([[0], np.cumsum([len(c.states) for c in result.chunks])])
     tensors: dict[str, np.ndarray] = {
@@ -93,17 +93,45 @@ def fit_discrete_sequence_chunking(
         "state_counts": result.state_counts.astype(np.int64),
         "chunk_states": np.asarray([s for c in result.chunks for s in c.states], dtype=np.int64),
         "chunk_offsets": offsets.astype(np.int64),
+        "label_offsets": label_offsets,
     }
     stats = {
         "distinct_states": float(result.state_bins.shape[0]),
         "null_state": float(result.null_state),
         "decode_accuracy": accuracy,
+        "decode_train_steps": float(train_steps),
         "decode_test_steps": float(n_test),
         "parse_length": float(sum(len(p) for p in result.parses)),
         "steps": float(all_states.size),
     }
     tensors["center"] = center_of(states, train)
     return FitOutput(entries, tensors, stats)
+
+
+NAME = "discrete_sequence_chunking"
+
+
+# The request's fields (DiscreteSequenceChunkingParams); DSCParams' ValueErrors start with one.
+_REQUEST_FIELDS = (
+    "n_bins", "n_iter", "n_new_chunks", "min_frequency", "overlap_jaccard", "seed",
+    "decode_train_fraction", "decode_train_steps",
+)  # fmt: skip
+
+
+def _invalid(exc: ValueError) -> InvalidArgument:
+    """A DSCParams ValueError ("<field>: ...") as INVALID_ARGUMENT naming the request's field."""
+    message = str(exc)
+    head = message.split(":", 1)[0]
+    field = f"{NAME}.{head}" if head in _REQUEST_FIELDS else NAME
+    return InvalidArgument.field(field, message)
+
+
+def _decode_split(params: dsc.DSCParams, n_steps: int) -> int:
+    """dsc.decode_train_steps, its ValueError naming the request's field."""
+    try:
+        return dsc.decode_train_steps(params, n_steps)
+    except ValueError as exc:
+        raise _invalid(exc) from None
 
 
 @dataclass(frozen=True)
@@ -114,13 +142,14 @@ class DSCDetector:
 
 
 class DiscreteSequenceChunking(Method[dsc.DSCParams, DSCDetector]):
-    name = "discrete_sequence_chunking"
+    name = NAME
     proto = pb.CHUNK_METHOD_DISCRETE_SEQUENCE_CHUNKING
-    # As before the registry: a DSC Detector reports False here (streams' empty results use it)
-    # while its Detections say True (the scores are the 0/1 matches).
-    higher_is_better = False
+    # The scores are the 0/1 matches: 1 on every step a chunk spans.
+    higher_is_better = True
     sequential = True
     layout = Layout(
+        # label_offsets: added with filler-stripped labels; without it the graft is state 0.
+        optional={"label_offsets": ("i", 1)},
         tensors={
             "centroids": ("f", 2), "state_bins": ("i", 2), "state_vectors": ("f", 2),
             "state_counts": ("i", 1), "chunk_states": ("i", 1), "chunk_offsets": ("i", 1),
@@ -134,7 +163,8 @@ class DiscreteSequenceChunking(Method[dsc.DSCParams, DSCDetector]):
         return dsc.DSCParams(
             n_bins=s.n_bins or 5, n_iter=s.n_iter or 60, n_new_chunks=s.n_new_chunks or 10,
             min_frequency=s.min_frequency or 5, overlap_jaccard=or_default(s.overlap_jaccard, 0.8),
-            seed=s.seed,
+            seed=s.seed, decode_train_fraction=or_default(s.decode_train_fraction, 0.3),
+            decode_train_steps=s.decode_train_steps,
         )  # fmt: skip
 
     def parameters(self, params: dsc.DSCParams) -> dict[str, Any]:
@@ -148,7 +178,15 @@ class DiscreteSequenceChunking(Method[dsc.DSCParams, DSCDetector]):
             raise InvalidArgument.field(
                 self.name, "DSC is for small recurrent networks; for language models use "
                 "cosine_dictionary or density_chunks")  # fmt: skip
-        params.validate(model.hidden_size)
+        try:
+            params.validate(model.hidden_size)
+        except ValueError as exc:
+            raise _invalid(exc) from None
+        # The decode split against the corpus's steps before any capture (max_tokens may cut
+        # them further: the fit checks again).
+        n_steps = sum(len(seq) for seq in corpus.sequences)
+        if n_steps >= 2:
+            _decode_split(params, n_steps)
 
     def prepare(
         self, params: dsc.DSCParams, model: LoadedModel, corpus: Inputs,
@@ -167,6 +205,13 @@ class DiscreteSequenceChunking(Method[dsc.DSCParams, DSCDetector]):
         cs = tensors["chunk_states"]
         if cs.size and (cs.min() < 0 or cs.max() >= s):
             raise invalid_dictionary("tensor chunk_states refers to states that do not exist")
+        if "label_offsets" in tensors:
+            lengths = np.diff(tensors["chunk_offsets"])
+            lo = tensors["label_offsets"]
+            if lo.shape != lengths.shape or np.any(lo < 0) or np.any(lo >= lengths):
+                raise invalid_dictionary(
+                    "tensor label_offsets must hold one offset per entry within its states"
+                )
 
     def detector(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> DSCDetector:
         offsets, flat = tensors["chunk_offsets"], tensors["chunk_states"]
@@ -178,24 +223,51 @@ class DiscreteSequenceChunking(Method[dsc.DSCParams, DSCDetector]):
 
     def detect(self, state: DSCDetector, states: np.ndarray) -> Detection:
         ids = dsc.assign_states(states, state.centroids, state.state_bins)
-        t, e = ids.shape[0], len(state.chunks)
-        matches = np.zeros((t, e), dtype=bool)
-        # A state never seen during extraction breaks the sequence: parse each run between them.
-        start = 0
-        for end in [*np.nonzero(ids < 0)[0].tolist(), t]:
-            position = start
-            for u in dsc.parse(ids[start:end], state.chunks) if end > start else []:
-                length = len(state.chunks[u]) if u >= 0 else 1
-                if u >= 0:
-                    matches[position : position + length, u] = True
-                position += length
-            start = end + 1
-        return Detection(matches, matches.astype(np.float32), True)
+        matches = np.zeros((ids.shape[0], len(state.chunks)), dtype=bool)
+        # A state never seen during extraction breaks the sequence (dsc.find_occurrences).
+        found = dsc.find_occurrences(ids, state.chunks)
+        for o in found:
+            matches[o.start : o.end, o.chunk] = True
+        spans = tuple(Span(o.chunk, o.start, o.end) for o in found)
+        return Detection(matches, matches.astype(np.float32), True, spans, ids)
 
     def graft(self, t: dict[str, np.ndarray], entry: int, center: np.ndarray) -> Graft:
-        first = int(t["chunk_states"][t["chunk_offsets"][entry]])  # the chunk's first state
+        # The first state the label names (leading fillers skipped; older dictionaries: state 0).
+        skip = int(t["label_offsets"][entry]) if "label_offsets" in t else 0
+        first = int(t["chunk_states"][t["chunk_offsets"][entry] + skip])
         vector = t["state_vectors"][first]
         return Graft(unit_vector(vector - center), values=vector)
 
     def prototype(self, entry: dict[str, Any], t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"prototype": t["state_vectors"][np.asarray(entry["states"])]}
+
+
+@dataclass(frozen=True)
+class Tables:
+    """What a DSC dictionary's state ids mean (GetDictionary's DscTables)."""
+
+    neurons: list[list[float]]  # per neuron, its bin centroids (bin id = index)
+    state_bins: list[list[int]]  # per state id, each neuron's bin id
+    state_counts: list[int]  # per state id, its training steps
+    null_state: int
+    decode_accuracy: float
+    decode_train_steps: int
+    decode_test_steps: int
+
+
+def tables(manifest: dict[str, Any], t: dict[str, np.ndarray]) -> Tables:
+    """The centroid table, the states and the decoding check of a stored DSC dictionary."""
+    stats = manifest.get("stats", {})
+    n_test = int(stats.get("decode_test_steps", 0))
+    # Dictionaries stored before the split was a parameter have no "decode_train_steps": their
+    # table was fitted on every step the test part left.
+    n_train = int(stats.get("decode_train_steps", max(0, int(stats.get("steps", 0)) - n_test)))
+    return Tables(
+        neurons=dsc.centroid_table(t["centroids"]),
+        state_bins=t["state_bins"].astype(np.int64).tolist(),
+        state_counts=t["state_counts"].astype(np.int64).tolist(),
+        null_state=int(stats.get("null_state", -1)),
+        decode_accuracy=float(stats.get("decode_accuracy", 0.0)),
+        decode_train_steps=n_train,
+        decode_test_steps=n_test,
+    )

@@ -26,7 +26,7 @@ from chunkscope_client.v1 import common_pb2 as chunkscope_dot_v1_dot_common__pb2
 from chunkscope_client.v1 import dictionaries_pb2 as chunkscope_dot_v1_dot_dictionaries__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63hunkscope/v1/detection.proto\x12\rchunkscope.v1\x1a\x1a\x63hunkscope/v1/common.proto\x1a chunkscope/v1/dictionaries.proto\"Z\n\x0b\x44\x65tectInput\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x30\n\x07symbols\x18\x02 \x01(\x0b\x32\x1d.chunkscope.v1.SymbolSequenceH\x00\x42\t\n\x07\x63ontent\"\xa3\x01\n\x0f\x44\x65tectionConfig\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.chunkscope.v1.ModelRef\x12\x16\n\x0e\x64ictionary_ids\x18\x02 \x03(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x16\n\x0epositives_only\x18\x04 \x01(\x08\x12\x14\n\x0csummary_only\x18\x05 \x01(\x08\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\"k\n\rDetectRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1e.chunkscope.v1.DetectionConfig\x12*\n\x06inputs\x18\x02 \x03(\x0b\x32\x1a.chunkscope.v1.DetectInput\"f\n\nChunkMatch\x12\x15\n\rdictionary_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x11\n\tthreshold\x18\x05 \x01(\x01\"\x80\x01\n\x0bTokenResult\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\x12\n\nchar_start\x18\x03 \x01(\x05\x12\x10\n\x08\x63har_end\x18\x04 \x01(\x05\x12*\n\x07matches\x18\x05 \x03(\x0b\x32\x19.chunkscope.v1.ChunkMatch\"\x90\x01\n\x0c\x43hunkSummary\x12\x15\n\rdictionary_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05\x66ired\x18\x04 \x01(\x08\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\x12\x12\n\nbest_score\x18\x06 \x01(\x01\x12\x16\n\x0e\x66irst_position\x18\x07 \x01(\x05\"|\n\x0c\x44\x65tectResult\x12\x10\n\x08n_tokens\x18\x01 \x01(\x05\x12*\n\x06tokens\x18\x02 \x03(\x0b\x32\x1a.chunkscope.v1.TokenResult\x12.\n\tsummaries\x18\x03 \x03(\x0b\x32\x1b.chunkscope.v1.ChunkSummary\"R\n\x0e\x44\x65tectResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.chunkscope.v1.DetectResult\x12\x12\n\nforward_ns\x18\x02 \x01(\x03\"\x92\x01\n\x13StreamDetectRequest\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1e.chunkscope.v1.DetectionConfigH\x00\x12+\n\x05input\x18\x02 \x01(\x0b\x32\x1a.chunkscope.v1.DetectInputH\x00\x12\x11\n\tcontinues\x18\x03 \x01(\x08\x42\t\n\x07message\"U\n\x14StreamDetectResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12+\n\x06result\x18\x02 \x01(\x0b\x32\x1b.chunkscope.v1.DetectResult2\xb6\x01\n\x10\x44\x65tectionService\x12\x45\n\x06\x44\x65tect\x12\x1c.chunkscope.v1.DetectRequest\x1a\x1d.chunkscope.v1.DetectResponse\x12[\n\x0cStreamDetect\x12\".chunkscope.v1.StreamDetectRequest\x1a#.chunkscope.v1.StreamDetectResponse(\x01\x30\x01\x42l\n\x11\x64\x65v.chunkscope.v1B\x0e\x44\x65tectionProtoP\x01ZEgithub.com/chunkscope/chunkscope/clients/go/chunkscopev1;chunkscopev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63hunkscope/v1/detection.proto\x12\rchunkscope.v1\x1a\x1a\x63hunkscope/v1/common.proto\x1a chunkscope/v1/dictionaries.proto\"Z\n\x0b\x44\x65tectInput\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x30\n\x07symbols\x18\x02 \x01(\x0b\x32\x1d.chunkscope.v1.SymbolSequenceH\x00\x42\t\n\x07\x63ontent\"\xc4\x01\n\x0f\x44\x65tectionConfig\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.chunkscope.v1.ModelRef\x12\x16\n\x0e\x64ictionary_ids\x18\x02 \x03(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x16\n\x0epositives_only\x18\x04 \x01(\x08\x12\x14\n\x0csummary_only\x18\x05 \x01(\x08\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\x12\x1f\n\x17include_state_sequences\x18\x07 \x01(\x08\"k\n\rDetectRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1e.chunkscope.v1.DetectionConfig\x12*\n\x06inputs\x18\x02 \x03(\x0b\x32\x1a.chunkscope.v1.DetectInput\"f\n\nChunkMatch\x12\x15\n\rdictionary_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x11\n\tthreshold\x18\x05 \x01(\x01\"\x80\x01\n\x0bTokenResult\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\x12\n\nchar_start\x18\x03 \x01(\x05\x12\x10\n\x08\x63har_end\x18\x04 \x01(\x05\x12*\n\x07matches\x18\x05 \x03(\x0b\x32\x19.chunkscope.v1.ChunkMatch\"\x90\x01\n\x0c\x43hunkSummary\x12\x15\n\rdictionary_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05\x66ired\x18\x04 \x01(\x08\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\x12\x12\n\nbest_score\x18\x06 \x01(\x01\x12\x16\n\x0e\x66irst_position\x18\x07 \x01(\x05\"\xe8\x01\n\x0c\x44\x65tectResult\x12\x10\n\x08n_tokens\x18\x01 \x01(\x05\x12*\n\x06tokens\x18\x02 \x03(\x0b\x32\x1a.chunkscope.v1.TokenResult\x12.\n\tsummaries\x18\x03 \x03(\x0b\x32\x1b.chunkscope.v1.ChunkSummary\x12\x33\n\x0boccurrences\x18\x04 \x03(\x0b\x32\x1e.chunkscope.v1.ChunkOccurrence\x12\x35\n\x0fstate_sequences\x18\x05 \x03(\x0b\x32\x1c.chunkscope.v1.StateSequence\"e\n\x0f\x43hunkOccurrence\x12\x15\n\rdictionary_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05start\x18\x04 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x05\"H\n\rStateSequence\x12\x15\n\rdictionary_id\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x05\x12\x11\n\tstate_ids\x18\x03 \x03(\x05\"R\n\x0e\x44\x65tectResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.chunkscope.v1.DetectResult\x12\x12\n\nforward_ns\x18\x02 \x01(\x03\"\x92\x01\n\x13StreamDetectRequest\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1e.chunkscope.v1.DetectionConfigH\x00\x12+\n\x05input\x18\x02 \x01(\x0b\x32\x1a.chunkscope.v1.DetectInputH\x00\x12\x11\n\tcontinues\x18\x03 \x01(\x08\x42\t\n\x07message\"U\n\x14StreamDetectResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12+\n\x06result\x18\x02 \x01(\x0b\x32\x1b.chunkscope.v1.DetectResult2\xb6\x01\n\x10\x44\x65tectionService\x12\x45\n\x06\x44\x65tect\x12\x1c.chunkscope.v1.DetectRequest\x1a\x1d.chunkscope.v1.DetectResponse\x12[\n\x0cStreamDetect\x12\".chunkscope.v1.StreamDetectRequest\x1a#.chunkscope.v1.StreamDetectResponse(\x01\x30\x01\x42l\n\x11\x64\x65v.chunkscope.v1B\x0e\x44\x65tectionProtoP\x01ZEgithub.com/chunkscope/chunkscope/clients/go/chunkscopev1;chunkscopev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETECTINPUT']._serialized_start=110
   _globals['_DETECTINPUT']._serialized_end=200
   _globals['_DETECTIONCONFIG']._serialized_start=203
-  _globals['_DETECTIONCONFIG']._serialized_end=366
-  _globals['_DETECTREQUEST']._serialized_start=368
-  _globals['_DETECTREQUEST']._serialized_end=475
-  _globals['_CHUNKMATCH']._serialized_start=477
-  _globals['_CHUNKMATCH']._serialized_end=579
-  _globals['_TOKENRESULT']._serialized_start=582
-  _globals['_TOKENRESULT']._serialized_end=710
-  _globals['_CHUNKSUMMARY']._serialized_start=713
-  _globals['_CHUNKSUMMARY']._serialized_end=857
-  _globals['_DETECTRESULT']._serialized_start=859
-  _globals['_DETECTRESULT']._serialized_end=983
-  _globals['_DETECTRESPONSE']._serialized_start=985
-  _globals['_DETECTRESPONSE']._serialized_end=1067
-  _globals['_STREAMDETECTREQUEST']._serialized_start=1070
-  _globals['_STREAMDETECTREQUEST']._serialized_end=1216
-  _globals['_STREAMDETECTRESPONSE']._serialized_start=1218
-  _globals['_STREAMDETECTRESPONSE']._serialized_end=1303
-  _globals['_DETECTIONSERVICE']._serialized_start=1306
-  _globals['_DETECTIONSERVICE']._serialized_end=1488
+  _globals['_DETECTIONCONFIG']._serialized_end=399
+  _globals['_DETECTREQUEST']._serialized_start=401
+  _globals['_DETECTREQUEST']._serialized_end=508
+  _globals['_CHUNKMATCH']._serialized_start=510
+  _globals['_CHUNKMATCH']._serialized_end=612
+  _globals['_TOKENRESULT']._serialized_start=615
+  _globals['_TOKENRESULT']._serialized_end=743
+  _globals['_CHUNKSUMMARY']._serialized_start=746
+  _globals['_CHUNKSUMMARY']._serialized_end=890
+  _globals['_DETECTRESULT']._serialized_start=893
+  _globals['_DETECTRESULT']._serialized_end=1125
+  _globals['_CHUNKOCCURRENCE']._serialized_start=1127
+  _globals['_CHUNKOCCURRENCE']._serialized_end=1228
+  _globals['_STATESEQUENCE']._serialized_start=1230
+  _globals['_STATESEQUENCE']._serialized_end=1302
+  _globals['_DETECTRESPONSE']._serialized_start=1304
+  _globals['_DETECTRESPONSE']._serialized_end=1386
+  _globals['_STREAMDETECTREQUEST']._serialized_start=1389
+  _globals['_STREAMDETECTREQUEST']._serialized_end=1535
+  _globals['_STREAMDETECTRESPONSE']._serialized_start=1537
+  _globals['_STREAMDETECTRESPONSE']._serialized_end=1622
+  _globals['_DETECTIONSERVICE']._serialized_start=1625
+  _globals['_DETECTIONSERVICE']._serialized_end=1807
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,7 @@ class DetectionConfig(_message.Message):
     POSITIVES_ONLY_FIELD_NUMBER: _builtins.int
     SUMMARY_ONLY_FIELD_NUMBER: _builtins.int
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    INCLUDE_STATE_SEQUENCES_FIELD_NUMBER: _builtins.int
     positives_only: _builtins.bool
     """Return only the tokens where some chunk fires (per-token results are omitted otherwise)."""
     summary_only: _builtins.bool
@@ -69,6 +70,10 @@ class DetectionConfig(_message.Message):
     max_tokens: _builtins.int
     """Tokens per input at most; longer inputs are truncated. 0 means no truncation: an input
     longer than the server's --max-input-tokens is refused with RESOURCE_EXHAUSTED.
+    """
+    include_state_sequences: _builtins.bool
+    """DSC dictionaries: also return each input's discrete state sequence, the state id of every
+    token (DetectResult.state_sequences).
     """
     @_builtins.property
     def model(self) -> _common_pb2.ModelRef:
@@ -94,10 +99,11 @@ class DetectionConfig(_message.Message):
         positives_only: _builtins.bool = ...,
         summary_only: _builtins.bool = ...,
         max_tokens: _builtins.int = ...,
+        include_state_sequences: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dictionary_ids", b"dictionary_ids", "labels", b"labels", "max_tokens", b"max_tokens", "model", b"model", "positives_only", b"positives_only", "summary_only", b"summary_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dictionary_ids", b"dictionary_ids", "include_state_sequences", b"include_state_sequences", "labels", b"labels", "max_tokens", b"max_tokens", "model", b"model", "positives_only", b"positives_only", "summary_only", b"summary_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -268,6 +274,8 @@ class DetectResult(_message.Message):
     N_TOKENS_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
     SUMMARIES_FIELD_NUMBER: _builtins.int
+    OCCURRENCES_FIELD_NUMBER: _builtins.int
+    STATE_SEQUENCES_FIELD_NUMBER: _builtins.int
     n_tokens: _builtins.int
     """Tokens the model saw."""
     @_builtins.property
@@ -278,20 +286,108 @@ class DetectResult(_message.Message):
     def summaries(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChunkSummary]:
         """One summary per entry considered, in dictionary then entry order."""
 
+    @_builtins.property
+    def occurrences(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChunkOccurrence]:
+        """DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+        order (left out with summary_only).
+        """
+
+    @_builtins.property
+    def state_sequences(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateSequence]:
+        """DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary."""
+
     def __init__(
         self,
         *,
         n_tokens: _builtins.int = ...,
         tokens: _abc.Iterable[Global___TokenResult] | None = ...,
         summaries: _abc.Iterable[Global___ChunkSummary] | None = ...,
+        occurrences: _abc.Iterable[Global___ChunkOccurrence] | None = ...,
+        state_sequences: _abc.Iterable[Global___StateSequence] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["n_tokens", b"n_tokens", "summaries", b"summaries", "tokens", b"tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["n_tokens", b"n_tokens", "occurrences", b"occurrences", "state_sequences", b"state_sequences", "summaries", b"summaries", "tokens", b"tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DetectResult: _TypeAlias = DetectResult  # noqa: Y015
+
+@_typing.final
+class ChunkOccurrence(_message.Message):
+    """DSC: one occurrence of a chunk, the tokens [start, end) that the parse of the input's state
+    sequence assigned to it. Every token in it carries a ChunkMatch for the entry.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DICTIONARY_ID_FIELD_NUMBER: _builtins.int
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    dictionary_id: _builtins.str
+    """Dictionary the entry belongs to."""
+    entry_id: _builtins.int
+    """Entry id within its dictionary."""
+    label: _builtins.str
+    """Entry label."""
+    start: _builtins.int
+    """Position of the first token. In a continued StreamDetect input it may lie before the
+    message's first position: the occurrence began in an earlier message.
+    """
+    end: _builtins.int
+    """One past the position of the last token."""
+    def __init__(
+        self,
+        *,
+        dictionary_id: _builtins.str = ...,
+        entry_id: _builtins.int = ...,
+        label: _builtins.str = ...,
+        start: _builtins.int = ...,
+        end: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dictionary_id", b"dictionary_id", "end", b"end", "entry_id", b"entry_id", "label", b"label", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChunkOccurrence: _TypeAlias = ChunkOccurrence  # noqa: Y015
+
+@_typing.final
+class StateSequence(_message.Message):
+    """DSC: the discrete population state of each token of an input, for one dictionary."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DICTIONARY_ID_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    STATE_IDS_FIELD_NUMBER: _builtins.int
+    dictionary_id: _builtins.str
+    """The DSC dictionary."""
+    start: _builtins.int
+    """Position of the first token listed."""
+    @_builtins.property
+    def state_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Per token, its state id (an index into the dictionary's DscTables.states), or -1 for a
+        state never seen in training (no chunk spans it).
+        """
+
+    def __init__(
+        self,
+        *,
+        dictionary_id: _builtins.str = ...,
+        start: _builtins.int = ...,
+        state_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dictionary_id", b"dictionary_id", "start", b"start", "state_ids", b"state_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StateSequence: _TypeAlias = StateSequence  # noqa: Y015
 
 @_typing.final
 class DetectResponse(_message.Message):

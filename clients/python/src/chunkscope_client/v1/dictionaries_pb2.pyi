@@ -574,6 +574,8 @@ class DiscreteSequenceChunkingParams(_message.Message):
     MIN_FREQUENCY_FIELD_NUMBER: _builtins.int
     OVERLAP_JACCARD_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
+    DECODE_TRAIN_FRACTION_FIELD_NUMBER: _builtins.int
+    DECODE_TRAIN_STEPS_FIELD_NUMBER: _builtins.int
     n_bins: _builtins.int
     """k-means bins per neuron. 0 means 5."""
     n_iter: _builtins.int
@@ -586,6 +588,15 @@ class DiscreteSequenceChunkingParams(_message.Message):
     """Jaccard index at or above which two overlapping chunks are united. 0 means 0.8."""
     seed: _builtins.int
     """Seed for k-means."""
+    decode_train_fraction: _builtins.float
+    """The decoding check (stats "decode_accuracy"): a lookup table state -> input symbol is fitted
+    on the first part of the training steps and scored on the rest. This fraction of the steps
+    is the fitted part, in (0, 1). 0 means 0.3. Ignored when decode_train_steps is set.
+    """
+    decode_train_steps: _builtins.int
+    """Fit the decoding table on exactly this many first steps (the paper's protocol: 100 or 300);
+    it must leave at least one step to score. 0 means use decode_train_fraction.
+    """
     def __init__(
         self,
         *,
@@ -595,10 +606,12 @@ class DiscreteSequenceChunkingParams(_message.Message):
         min_frequency: _builtins.int = ...,
         overlap_jaccard: _builtins.float = ...,
         seed: _builtins.int = ...,
+        decode_train_fraction: _builtins.float = ...,
+        decode_train_steps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_frequency", b"min_frequency", "n_bins", b"n_bins", "n_iter", b"n_iter", "n_new_chunks", b"n_new_chunks", "overlap_jaccard", b"overlap_jaccard", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decode_train_fraction", b"decode_train_fraction", "decode_train_steps", b"decode_train_steps", "min_frequency", b"min_frequency", "n_bins", b"n_bins", "n_iter", b"n_iter", "n_new_chunks", b"n_new_chunks", "overlap_jaccard", b"overlap_jaccard", "seed", b"seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1292,6 +1305,7 @@ class Dictionary(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     INFEASIBLE_CELLS_FIELD_NUMBER: _builtins.int
     RECOMMENDED_FIELD_NUMBER: _builtins.int
+    DSC_TABLES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, e.g. "dict-3f9a1c2b7d4e"."""
     hook_point: _builtins.str
@@ -1348,6 +1362,12 @@ class Dictionary(_message.Message):
         or extracted with cv_folds = -1). Filled like infeasible_cells.
         """
 
+    @_builtins.property
+    def dsc_tables(self) -> Global___DscTables:
+        """DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+        Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+        """
+
     def __init__(
         self,
         *,
@@ -1369,14 +1389,119 @@ class Dictionary(_message.Message):
         entries: _abc.Iterable[Global___ChunkEntry] | None = ...,
         infeasible_cells: _abc.Iterable[Global___InfeasibleCell] | None = ...,
         recommended: _abc.Iterable[Global___RecommendedHookPoint] | None = ...,
+        dsc_tables: Global___DscTables | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "model", b"model"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dsc_tables", b"dsc_tables", "model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunkscope_version", b"chunkscope_version", "corpus_fingerprint", b"corpus_fingerprint", "created_at", b"created_at", "description", b"description", "dtype", b"dtype", "entries", b"entries", "hidden_size", b"hidden_size", "hook_point", b"hook_point", "id", b"id", "infeasible_cells", b"infeasible_cells", "method", b"method", "model", b"model", "n_entries", b"n_entries", "n_inputs", b"n_inputs", "n_tokens", b"n_tokens", "parameters_json", b"parameters_json", "recommended", b"recommended", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunkscope_version", b"chunkscope_version", "corpus_fingerprint", b"corpus_fingerprint", "created_at", b"created_at", "description", b"description", "dsc_tables", b"dsc_tables", "dtype", b"dtype", "entries", b"entries", "hidden_size", b"hidden_size", "hook_point", b"hook_point", "id", b"id", "infeasible_cells", b"infeasible_cells", "method", b"method", "model", b"model", "n_entries", b"n_entries", "n_inputs", b"n_inputs", "n_tokens", b"n_tokens", "parameters_json", b"parameters_json", "recommended", b"recommended", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Dictionary: _TypeAlias = Dictionary  # noqa: Y015
+
+@_typing.final
+class DscNeuron(_message.Message):
+    """DSC: the bins of one neuron."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CENTROIDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def centroids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The centroid of each bin, ascending; a bin id is an index into this list."""
+
+    def __init__(
+        self,
+        *,
+        centroids: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["centroids", b"centroids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DscNeuron: _TypeAlias = DscNeuron  # noqa: Y015
+
+@_typing.final
+class DscState(_message.Message):
+    """DSC: one discrete population state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BINS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """Training steps in this state."""
+    @_builtins.property
+    def bins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Per neuron, the bin id (an index into DscNeuron.centroids); the state's vector is
+        neurons[j].centroids[bins[j]] for each neuron j.
+        """
+
+    def __init__(
+        self,
+        *,
+        bins: _abc.Iterable[_builtins.int] | None = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bins", b"bins", "count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DscState: _TypeAlias = DscState  # noqa: Y015
+
+@_typing.final
+class DscTables(_message.Message):
+    """DSC: what a state id means, and how well the states decode the input."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEURONS_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    NULL_STATE_FIELD_NUMBER: _builtins.int
+    DECODE_ACCURACY_FIELD_NUMBER: _builtins.int
+    DECODE_TRAIN_STEPS_FIELD_NUMBER: _builtins.int
+    DECODE_TEST_STEPS_FIELD_NUMBER: _builtins.int
+    null_state: _builtins.int
+    """The most frequent state (it never enters a chunk)."""
+    decode_accuracy: _builtins.float
+    """Accuracy of decoding the current input symbol from the state: a lookup table fitted on the
+    first decode_train_steps steps, scored on the next decode_test_steps.
+    """
+    decode_train_steps: _builtins.int
+    """Steps the decoding table was fitted on."""
+    decode_test_steps: _builtins.int
+    """Steps it was scored on."""
+    @_builtins.property
+    def neurons(self) -> _containers.RepeatedCompositeFieldContainer[Global___DscNeuron]:
+        """Per neuron (hidden unit), its bin centroids."""
+
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___DscState]:
+        """The distinct population states of the training trajectories; a state id (ChunkEntry.states,
+        Detect's StateSequence.state_ids) is an index into this list.
+        """
+
+    def __init__(
+        self,
+        *,
+        neurons: _abc.Iterable[Global___DscNeuron] | None = ...,
+        states: _abc.Iterable[Global___DscState] | None = ...,
+        null_state: _builtins.int = ...,
+        decode_accuracy: _builtins.float = ...,
+        decode_train_steps: _builtins.int = ...,
+        decode_test_steps: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decode_accuracy", b"decode_accuracy", "decode_test_steps", b"decode_test_steps", "decode_train_steps", b"decode_train_steps", "neurons", b"neurons", "null_state", b"null_state", "states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DscTables: _TypeAlias = DscTables  # noqa: Y015
 
 @_typing.final
 class GetDictionaryRequest(_message.Message):
@@ -1386,19 +1511,23 @@ class GetDictionaryRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     INCLUDE_PROTOTYPES_FIELD_NUMBER: _builtins.int
+    INCLUDE_TABLES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Required. Dictionary id."""
     include_prototypes: _builtins.bool
     """Include each entry's prototype and neuron tensors."""
+    include_tables: _builtins.bool
+    """DSC dictionaries: include Dictionary.dsc_tables (ignored for other methods)."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         include_prototypes: _builtins.bool = ...,
+        include_tables: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "include_prototypes", b"include_prototypes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "include_prototypes", b"include_prototypes", "include_tables", b"include_tables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chunkscope/v1/detection.proto.
  */
 export const file_chunkscope_v1_detection: GenFile = /*@__PURE__*/
-  fileDesc("Ch1jaHVua3Njb3BlL3YxL2RldGVjdGlvbi5wcm90bxINY2h1bmtzY29wZS52MSJaCgtEZXRlY3RJbnB1dBIOCgR0ZXh0GAEgASgJSAASMAoHc3ltYm9scxgCIAEoCzIdLmNodW5rc2NvcGUudjEuU3ltYm9sU2VxdWVuY2VIAEIJCgdjb250ZW50IqMBCg9EZXRlY3Rpb25Db25maWcSJgoFbW9kZWwYASABKAsyFy5jaHVua3Njb3BlLnYxLk1vZGVsUmVmEhYKDmRpY3Rpb25hcnlfaWRzGAIgAygJEg4KBmxhYmVscxgDIAMoCRIWCg5wb3NpdGl2ZXNfb25seRgEIAEoCBIUCgxzdW1tYXJ5X29ubHkYBSABKAgSEgoKbWF4X3Rva2VucxgGIAEoBSJrCg1EZXRlY3RSZXF1ZXN0Ei4KBmNvbmZpZxgBIAEoCzIeLmNodW5rc2NvcGUudjEuRGV0ZWN0aW9uQ29uZmlnEioKBmlucHV0cxgCIAMoCzIaLmNodW5rc2NvcGUudjEuRGV0ZWN0SW5wdXQiZgoKQ2h1bmtNYXRjaBIVCg1kaWN0aW9uYXJ5X2lkGAEgASgJEhAKCGVudHJ5X2lkGAIgASgFEg0KBWxhYmVsGAMgASgJEg0KBXNjb3JlGAQgASgBEhEKCXRocmVzaG9sZBgFIAEoASKAAQoLVG9rZW5SZXN1bHQSEAoIcG9zaXRpb24YASABKAUSDQoFdG9rZW4YAiABKAkSEgoKY2hhcl9zdGFydBgDIAEoBRIQCghjaGFyX2VuZBgEIAEoBRIqCgdtYXRjaGVzGAUgAygLMhkuY2h1bmtzY29wZS52MS5DaHVua01hdGNoIpABCgxDaHVua1N1bW1hcnkSFQoNZGljdGlvbmFyeV9pZBgBIAEoCRIQCghlbnRyeV9pZBgCIAEoBRINCgVsYWJlbBgDIAEoCRINCgVmaXJlZBgEIAEoCBINCgVjb3VudBgFIAEoBRISCgpiZXN0X3Njb3JlGAYgASgBEhYKDmZpcnN0X3Bvc2l0aW9uGAcgASgFInwKDERldGVjdFJlc3VsdBIQCghuX3Rva2VucxgBIAEoBRIqCgZ0b2tlbnMYAiADKAsyGi5jaHVua3Njb3BlLnYxLlRva2VuUmVzdWx0Ei4KCXN1bW1hcmllcxgDIAMoCzIbLmNodW5rc2NvcGUudjEuQ2h1bmtTdW1tYXJ5IlIKDkRldGVjdFJlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5jaHVua3Njb3BlLnYxLkRldGVjdFJlc3VsdBISCgpmb3J3YXJkX25zGAIgASgDIpIBChNTdHJlYW1EZXRlY3RSZXF1ZXN0EjAKBmNvbmZpZxgBIAEoCzIeLmNodW5rc2NvcGUudjEuRGV0ZWN0aW9uQ29uZmlnSAASKwoFaW5wdXQYAiABKAsyGi5jaHVua3Njb3BlLnYxLkRldGVjdElucHV0SAASEQoJY29udGludWVzGAMgASgIQgkKB21lc3NhZ2UiVQoUU3RyZWFtRGV0ZWN0UmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAMSKwoGcmVzdWx0GAIgASgLMhsuY2h1bmtzY29wZS52MS5EZXRlY3RSZXN1bHQytgEKEERldGVjdGlvblNlcnZpY2USRQoGRGV0ZWN0EhwuY2h1bmtzY29wZS52MS5EZXRlY3RSZXF1ZXN0Gh0uY2h1bmtzY29wZS52MS5EZXRlY3RSZXNwb25zZRJbCgxTdHJlYW1EZXRlY3QSIi5jaHVua3Njb3BlLnYxLlN0cmVhbURldGVjdFJlcXVlc3QaIy5jaHVua3Njb3BlLnYxLlN0cmVhbURldGVjdFJlc3BvbnNlKAEwAUJsChFkZXYuY2h1bmtzY29wZS52MUIORGV0ZWN0aW9uUHJvdG9QAVpFZ2l0aHViLmNvbS9jaHVua3Njb3BlL2NodW5rc2NvcGUvY2xpZW50cy9nby9jaHVua3Njb3BldjE7Y2h1bmtzY29wZXYxYgZwcm90bzM", [file_chunkscope_v1_common, file_chunkscope_v1_dictionaries]);
+  fileDesc("Ch1jaHVua3Njb3BlL3YxL2RldGVjdGlvbi5wcm90bxINY2h1bmtzY29wZS52MSJaCgtEZXRlY3RJbnB1dBIOCgR0ZXh0GAEgASgJSAASMAoHc3ltYm9scxgCIAEoCzIdLmNodW5rc2NvcGUudjEuU3ltYm9sU2VxdWVuY2VIAEIJCgdjb250ZW50IsQBCg9EZXRlY3Rpb25Db25maWcSJgoFbW9kZWwYASABKAsyFy5jaHVua3Njb3BlLnYxLk1vZGVsUmVmEhYKDmRpY3Rpb25hcnlfaWRzGAIgAygJEg4KBmxhYmVscxgDIAMoCRIWCg5wb3NpdGl2ZXNfb25seRgEIAEoCBIUCgxzdW1tYXJ5X29ubHkYBSABKAgSEgoKbWF4X3Rva2VucxgGIAEoBRIfChdpbmNsdWRlX3N0YXRlX3NlcXVlbmNlcxgHIAEoCCJrCg1EZXRlY3RSZXF1ZXN0Ei4KBmNvbmZpZxgBIAEoCzIeLmNodW5rc2NvcGUudjEuRGV0ZWN0aW9uQ29uZmlnEioKBmlucHV0cxgCIAMoCzIaLmNodW5rc2NvcGUudjEuRGV0ZWN0SW5wdXQiZgoKQ2h1bmtNYXRjaBIVCg1kaWN0aW9uYXJ5X2lkGAEgASgJEhAKCGVudHJ5X2lkGAIgASgFEg0KBWxhYmVsGAMgASgJEg0KBXNjb3JlGAQgASgBEhEKCXRocmVzaG9sZBgFIAEoASKAAQoLVG9rZW5SZXN1bHQSEAoIcG9zaXRpb24YASABKAUSDQoFdG9rZW4YAiABKAkSEgoKY2hhcl9zdGFydBgDIAEoBRIQCghjaGFyX2VuZBgEIAEoBRIqCgdtYXRjaGVzGAUgAygLMhkuY2h1bmtzY29wZS52MS5DaHVua01hdGNoIpABCgxDaHVua1N1bW1hcnkSFQoNZGljdGlvbmFyeV9pZBgBIAEoCRIQCghlbnRyeV9pZBgCIAEoBRINCgVsYWJlbBgDIAEoCRINCgVmaXJlZBgEIAEoCBINCgVjb3VudBgFIAEoBRISCgpiZXN0X3Njb3JlGAYgASgBEhYKDmZpcnN0X3Bvc2l0aW9uGAcgASgFIugBCgxEZXRlY3RSZXN1bHQSEAoIbl90b2tlbnMYASABKAUSKgoGdG9rZW5zGAIgAygLMhouY2h1bmtzY29wZS52MS5Ub2tlblJlc3VsdBIuCglzdW1tYXJpZXMYAyADKAsyGy5jaHVua3Njb3BlLnYxLkNodW5rU3VtbWFyeRIzCgtvY2N1cnJlbmNlcxgEIAMoCzIeLmNodW5rc2NvcGUudjEuQ2h1bmtPY2N1cnJlbmNlEjUKD3N0YXRlX3NlcXVlbmNlcxgFIAMoCzIcLmNodW5rc2NvcGUudjEuU3RhdGVTZXF1ZW5jZSJlCg9DaHVua09jY3VycmVuY2USFQoNZGljdGlvbmFyeV9pZBgBIAEoCRIQCghlbnRyeV9pZBgCIAEoBRINCgVsYWJlbBgDIAEoCRINCgVzdGFydBgEIAEoBRILCgNlbmQYBSABKAUiSAoNU3RhdGVTZXF1ZW5jZRIVCg1kaWN0aW9uYXJ5X2lkGAEgASgJEg0KBXN0YXJ0GAIgASgFEhEKCXN0YXRlX2lkcxgDIAMoBSJSCg5EZXRlY3RSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsuY2h1bmtzY29wZS52MS5EZXRlY3RSZXN1bHQSEgoKZm9yd2FyZF9ucxgCIAEoAyKSAQoTU3RyZWFtRGV0ZWN0UmVxdWVzdBIwCgZjb25maWcYASABKAsyHi5jaHVua3Njb3BlLnYxLkRldGVjdGlvbkNvbmZpZ0gAEisKBWlucHV0GAIgASgLMhouY2h1bmtzY29wZS52MS5EZXRlY3RJbnB1dEgAEhEKCWNvbnRpbnVlcxgDIAEoCEIJCgdtZXNzYWdlIlUKFFN0cmVhbURldGVjdFJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgDEisKBnJlc3VsdBgCIAEoCzIbLmNodW5rc2NvcGUudjEuRGV0ZWN0UmVzdWx0MrYBChBEZXRlY3Rpb25TZXJ2aWNlEkUKBkRldGVjdBIcLmNodW5rc2NvcGUudjEuRGV0ZWN0UmVxdWVzdBodLmNodW5rc2NvcGUudjEuRGV0ZWN0UmVzcG9uc2USWwoMU3RyZWFtRGV0ZWN0EiIuY2h1bmtzY29wZS52MS5TdHJlYW1EZXRlY3RSZXF1ZXN0GiMuY2h1bmtzY29wZS52MS5TdHJlYW1EZXRlY3RSZXNwb25zZSgBMAFCbAoRZGV2LmNodW5rc2NvcGUudjFCDkRldGVjdGlvblByb3RvUAFaRWdpdGh1Yi5jb20vY2h1bmtzY29wZS9jaHVua3Njb3BlL2NsaWVudHMvZ28vY2h1bmtzY29wZXYxO2NodW5rc2NvcGV2MWIGcHJvdG8z", [file_chunkscope_v1_common, file_chunkscope_v1_dictionaries]);
 
 /**
  * One input to detect on.
@@ -103,6 +103,14 @@ export type DetectionConfig = Message<"chunkscope.v1.DetectionConfig"> & {
    * @generated from field: int32 max_tokens = 6;
    */
   maxTokens: number;
+
+  /**
+   * DSC dictionaries: also return each input's discrete state sequence, the state id of every
+   * token (DetectResult.state_sequences).
+   *
+   * @generated from field: bool include_state_sequences = 7;
+   */
+  includeStateSequences: boolean;
 };
 
 /**
@@ -328,6 +336,21 @@ export type DetectResult = Message<"chunkscope.v1.DetectResult"> & {
    * @generated from field: repeated chunkscope.v1.ChunkSummary summaries = 3;
    */
   summaries: ChunkSummary[];
+
+  /**
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   *
+   * @generated from field: repeated chunkscope.v1.ChunkOccurrence occurrences = 4;
+   */
+  occurrences: ChunkOccurrence[];
+
+  /**
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   *
+   * @generated from field: repeated chunkscope.v1.StateSequence state_sequences = 5;
+   */
+  stateSequences: StateSequence[];
 };
 
 /**
@@ -336,6 +359,93 @@ export type DetectResult = Message<"chunkscope.v1.DetectResult"> & {
  */
 export const DetectResultSchema: GenMessage<DetectResult> = /*@__PURE__*/
   messageDesc(file_chunkscope_v1_detection, 6);
+
+/**
+ * DSC: one occurrence of a chunk, the tokens [start, end) that the parse of the input's state
+ * sequence assigned to it. Every token in it carries a ChunkMatch for the entry.
+ *
+ * @generated from message chunkscope.v1.ChunkOccurrence
+ */
+export type ChunkOccurrence = Message<"chunkscope.v1.ChunkOccurrence"> & {
+  /**
+   * Dictionary the entry belongs to.
+   *
+   * @generated from field: string dictionary_id = 1;
+   */
+  dictionaryId: string;
+
+  /**
+   * Entry id within its dictionary.
+   *
+   * @generated from field: int32 entry_id = 2;
+   */
+  entryId: number;
+
+  /**
+   * Entry label.
+   *
+   * @generated from field: string label = 3;
+   */
+  label: string;
+
+  /**
+   * Position of the first token. In a continued StreamDetect input it may lie before the
+   * message's first position: the occurrence began in an earlier message.
+   *
+   * @generated from field: int32 start = 4;
+   */
+  start: number;
+
+  /**
+   * One past the position of the last token.
+   *
+   * @generated from field: int32 end = 5;
+   */
+  end: number;
+};
+
+/**
+ * Describes the message chunkscope.v1.ChunkOccurrence.
+ * Use `create(ChunkOccurrenceSchema)` to create a new message.
+ */
+export const ChunkOccurrenceSchema: GenMessage<ChunkOccurrence> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_detection, 7);
+
+/**
+ * DSC: the discrete population state of each token of an input, for one dictionary.
+ *
+ * @generated from message chunkscope.v1.StateSequence
+ */
+export type StateSequence = Message<"chunkscope.v1.StateSequence"> & {
+  /**
+   * The DSC dictionary.
+   *
+   * @generated from field: string dictionary_id = 1;
+   */
+  dictionaryId: string;
+
+  /**
+   * Position of the first token listed.
+   *
+   * @generated from field: int32 start = 2;
+   */
+  start: number;
+
+  /**
+   * Per token, its state id (an index into the dictionary's DscTables.states), or -1 for a
+   * state never seen in training (no chunk spans it).
+   *
+   * @generated from field: repeated int32 state_ids = 3;
+   */
+  stateIds: number[];
+};
+
+/**
+ * Describes the message chunkscope.v1.StateSequence.
+ * Use `create(StateSequenceSchema)` to create a new message.
+ */
+export const StateSequenceSchema: GenMessage<StateSequence> = /*@__PURE__*/
+  messageDesc(file_chunkscope_v1_detection, 8);
 
 /**
  * Response for DetectionService.Detect.
@@ -363,7 +473,7 @@ export type DetectResponse = Message<"chunkscope.v1.DetectResponse"> & {
  * Use `create(DetectResponseSchema)` to create a new message.
  */
 export const DetectResponseSchema: GenMessage<DetectResponse> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_detection, 7);
+  messageDesc(file_chunkscope_v1_detection, 9);
 
 /**
  * One message of a StreamDetect call.
@@ -408,7 +518,7 @@ export type StreamDetectRequest = Message<"chunkscope.v1.StreamDetectRequest"> &
  * Use `create(StreamDetectRequestSchema)` to create a new message.
  */
 export const StreamDetectRequestSchema: GenMessage<StreamDetectRequest> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_detection, 8);
+  messageDesc(file_chunkscope_v1_detection, 10);
 
 /**
  * One reply of a StreamDetect call, for the input message with the same sequence number.
@@ -436,7 +546,7 @@ export type StreamDetectResponse = Message<"chunkscope.v1.StreamDetectResponse">
  * Use `create(StreamDetectResponseSchema)` to create a new message.
  */
 export const StreamDetectResponseSchema: GenMessage<StreamDetectResponse> = /*@__PURE__*/
-  messageDesc(file_chunkscope_v1_detection, 9);
+  messageDesc(file_chunkscope_v1_detection, 11);
 
 /**
  * Detects which chunks of stored dictionaries are active on new inputs, token by token.

@@ -34,6 +34,8 @@ private static final long serialVersionUID = 0L;
   private DetectResult() {
     tokens_ = java.util.Collections.emptyList();
     summaries_ = java.util.Collections.emptyList();
+    occurrences_ = java.util.Collections.emptyList();
+    stateSequences_ = java.util.Collections.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -186,6 +188,133 @@ private static final long serialVersionUID = 0L;
     return summaries_.get(index);
   }
 
+  public static final int OCCURRENCES_FIELD_NUMBER = 4;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.chunkscope.v1.ChunkOccurrence> occurrences_;
+  /**
+   * <pre>
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.chunkscope.v1.ChunkOccurrence> getOccurrencesList() {
+    return occurrences_;
+  }
+  /**
+   * <pre>
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.chunkscope.v1.ChunkOccurrenceOrBuilder> 
+      getOccurrencesOrBuilderList() {
+    return occurrences_;
+  }
+  /**
+   * <pre>
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+   */
+  @java.lang.Override
+  public int getOccurrencesCount() {
+    return occurrences_.size();
+  }
+  /**
+   * <pre>
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.ChunkOccurrence getOccurrences(int index) {
+    return occurrences_.get(index);
+  }
+  /**
+   * <pre>
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.ChunkOccurrenceOrBuilder getOccurrencesOrBuilder(
+      int index) {
+    return occurrences_.get(index);
+  }
+
+  public static final int STATE_SEQUENCES_FIELD_NUMBER = 5;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.chunkscope.v1.StateSequence> stateSequences_;
+  /**
+   * <pre>
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.chunkscope.v1.StateSequence> getStateSequencesList() {
+    return stateSequences_;
+  }
+  /**
+   * <pre>
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.chunkscope.v1.StateSequenceOrBuilder> 
+      getStateSequencesOrBuilderList() {
+    return stateSequences_;
+  }
+  /**
+   * <pre>
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+   */
+  @java.lang.Override
+  public int getStateSequencesCount() {
+    return stateSequences_.size();
+  }
+  /**
+   * <pre>
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.StateSequence getStateSequences(int index) {
+    return stateSequences_.get(index);
+  }
+  /**
+   * <pre>
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.StateSequenceOrBuilder getStateSequencesOrBuilder(
+      int index) {
+    return stateSequences_.get(index);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -209,6 +338,12 @@ private static final long serialVersionUID = 0L;
     for (int i = 0; i < summaries_.size(); i++) {
       output.writeMessage(3, summaries_.get(i));
     }
+    for (int i = 0; i < occurrences_.size(); i++) {
+      output.writeMessage(4, occurrences_.get(i));
+    }
+    for (int i = 0; i < stateSequences_.size(); i++) {
+      output.writeMessage(5, stateSequences_.get(i));
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -229,6 +364,14 @@ private static final long serialVersionUID = 0L;
     for (int i = 0; i < summaries_.size(); i++) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(3, summaries_.get(i));
+    }
+    for (int i = 0; i < occurrences_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(4, occurrences_.get(i));
+    }
+    for (int i = 0; i < stateSequences_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(5, stateSequences_.get(i));
     }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
@@ -251,6 +394,10 @@ private static final long serialVersionUID = 0L;
         .equals(other.getTokensList())) return false;
     if (!getSummariesList()
         .equals(other.getSummariesList())) return false;
+    if (!getOccurrencesList()
+        .equals(other.getOccurrencesList())) return false;
+    if (!getStateSequencesList()
+        .equals(other.getStateSequencesList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -271,6 +418,14 @@ private static final long serialVersionUID = 0L;
     if (getSummariesCount() > 0) {
       hash = (37 * hash) + SUMMARIES_FIELD_NUMBER;
       hash = (53 * hash) + getSummariesList().hashCode();
+    }
+    if (getOccurrencesCount() > 0) {
+      hash = (37 * hash) + OCCURRENCES_FIELD_NUMBER;
+      hash = (53 * hash) + getOccurrencesList().hashCode();
+    }
+    if (getStateSequencesCount() > 0) {
+      hash = (37 * hash) + STATE_SEQUENCES_FIELD_NUMBER;
+      hash = (53 * hash) + getStateSequencesList().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -422,6 +577,20 @@ private static final long serialVersionUID = 0L;
         summariesBuilder_.clear();
       }
       bitField0_ = (bitField0_ & ~0x00000004);
+      if (occurrencesBuilder_ == null) {
+        occurrences_ = java.util.Collections.emptyList();
+      } else {
+        occurrences_ = null;
+        occurrencesBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00000008);
+      if (stateSequencesBuilder_ == null) {
+        stateSequences_ = java.util.Collections.emptyList();
+      } else {
+        stateSequences_ = null;
+        stateSequencesBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00000010);
       return this;
     }
 
@@ -472,6 +641,24 @@ private static final long serialVersionUID = 0L;
         result.summaries_ = summaries_;
       } else {
         result.summaries_ = summariesBuilder_.build();
+      }
+      if (occurrencesBuilder_ == null) {
+        if (((bitField0_ & 0x00000008) != 0)) {
+          occurrences_ = java.util.Collections.unmodifiableList(occurrences_);
+          bitField0_ = (bitField0_ & ~0x00000008);
+        }
+        result.occurrences_ = occurrences_;
+      } else {
+        result.occurrences_ = occurrencesBuilder_.build();
+      }
+      if (stateSequencesBuilder_ == null) {
+        if (((bitField0_ & 0x00000010) != 0)) {
+          stateSequences_ = java.util.Collections.unmodifiableList(stateSequences_);
+          bitField0_ = (bitField0_ & ~0x00000010);
+        }
+        result.stateSequences_ = stateSequences_;
+      } else {
+        result.stateSequences_ = stateSequencesBuilder_.build();
       }
     }
 
@@ -549,6 +736,58 @@ private static final long serialVersionUID = 0L;
           }
         }
       }
+      if (occurrencesBuilder_ == null) {
+        if (!other.occurrences_.isEmpty()) {
+          if (occurrences_.isEmpty()) {
+            occurrences_ = other.occurrences_;
+            bitField0_ = (bitField0_ & ~0x00000008);
+          } else {
+            ensureOccurrencesIsMutable();
+            occurrences_.addAll(other.occurrences_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.occurrences_.isEmpty()) {
+          if (occurrencesBuilder_.isEmpty()) {
+            occurrencesBuilder_.dispose();
+            occurrencesBuilder_ = null;
+            occurrences_ = other.occurrences_;
+            bitField0_ = (bitField0_ & ~0x00000008);
+            occurrencesBuilder_ = 
+              com.google.protobuf.GeneratedMessage.alwaysUseFieldBuilders ?
+                 internalGetOccurrencesFieldBuilder() : null;
+          } else {
+            occurrencesBuilder_.addAllMessages(other.occurrences_);
+          }
+        }
+      }
+      if (stateSequencesBuilder_ == null) {
+        if (!other.stateSequences_.isEmpty()) {
+          if (stateSequences_.isEmpty()) {
+            stateSequences_ = other.stateSequences_;
+            bitField0_ = (bitField0_ & ~0x00000010);
+          } else {
+            ensureStateSequencesIsMutable();
+            stateSequences_.addAll(other.stateSequences_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.stateSequences_.isEmpty()) {
+          if (stateSequencesBuilder_.isEmpty()) {
+            stateSequencesBuilder_.dispose();
+            stateSequencesBuilder_ = null;
+            stateSequences_ = other.stateSequences_;
+            bitField0_ = (bitField0_ & ~0x00000010);
+            stateSequencesBuilder_ = 
+              com.google.protobuf.GeneratedMessage.alwaysUseFieldBuilders ?
+                 internalGetStateSequencesFieldBuilder() : null;
+          } else {
+            stateSequencesBuilder_.addAllMessages(other.stateSequences_);
+          }
+        }
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -606,6 +845,32 @@ private static final long serialVersionUID = 0L;
               }
               break;
             } // case 26
+            case 34: {
+              dev.chunkscope.v1.ChunkOccurrence m =
+                  input.readMessage(
+                      dev.chunkscope.v1.ChunkOccurrence.parser(),
+                      extensionRegistry);
+              if (occurrencesBuilder_ == null) {
+                ensureOccurrencesIsMutable();
+                occurrences_.add(m);
+              } else {
+                occurrencesBuilder_.addMessage(m);
+              }
+              break;
+            } // case 34
+            case 42: {
+              dev.chunkscope.v1.StateSequence m =
+                  input.readMessage(
+                      dev.chunkscope.v1.StateSequence.parser(),
+                      extensionRegistry);
+              if (stateSequencesBuilder_ == null) {
+                ensureStateSequencesIsMutable();
+                stateSequences_.add(m);
+              } else {
+                stateSequencesBuilder_.addMessage(m);
+              }
+              break;
+            } // case 42
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1289,6 +1554,648 @@ private static final long serialVersionUID = 0L;
         summaries_ = null;
       }
       return summariesBuilder_;
+    }
+
+    private java.util.List<dev.chunkscope.v1.ChunkOccurrence> occurrences_ =
+      java.util.Collections.emptyList();
+    private void ensureOccurrencesIsMutable() {
+      if (!((bitField0_ & 0x00000008) != 0)) {
+        occurrences_ = new java.util.ArrayList<dev.chunkscope.v1.ChunkOccurrence>(occurrences_);
+        bitField0_ |= 0x00000008;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.ChunkOccurrence, dev.chunkscope.v1.ChunkOccurrence.Builder, dev.chunkscope.v1.ChunkOccurrenceOrBuilder> occurrencesBuilder_;
+
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.ChunkOccurrence> getOccurrencesList() {
+      if (occurrencesBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(occurrences_);
+      } else {
+        return occurrencesBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public int getOccurrencesCount() {
+      if (occurrencesBuilder_ == null) {
+        return occurrences_.size();
+      } else {
+        return occurrencesBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public dev.chunkscope.v1.ChunkOccurrence getOccurrences(int index) {
+      if (occurrencesBuilder_ == null) {
+        return occurrences_.get(index);
+      } else {
+        return occurrencesBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public Builder setOccurrences(
+        int index, dev.chunkscope.v1.ChunkOccurrence value) {
+      if (occurrencesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureOccurrencesIsMutable();
+        occurrences_.set(index, value);
+        onChanged();
+      } else {
+        occurrencesBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public Builder setOccurrences(
+        int index, dev.chunkscope.v1.ChunkOccurrence.Builder builderForValue) {
+      if (occurrencesBuilder_ == null) {
+        ensureOccurrencesIsMutable();
+        occurrences_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        occurrencesBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public Builder addOccurrences(dev.chunkscope.v1.ChunkOccurrence value) {
+      if (occurrencesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureOccurrencesIsMutable();
+        occurrences_.add(value);
+        onChanged();
+      } else {
+        occurrencesBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public Builder addOccurrences(
+        int index, dev.chunkscope.v1.ChunkOccurrence value) {
+      if (occurrencesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureOccurrencesIsMutable();
+        occurrences_.add(index, value);
+        onChanged();
+      } else {
+        occurrencesBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public Builder addOccurrences(
+        dev.chunkscope.v1.ChunkOccurrence.Builder builderForValue) {
+      if (occurrencesBuilder_ == null) {
+        ensureOccurrencesIsMutable();
+        occurrences_.add(builderForValue.build());
+        onChanged();
+      } else {
+        occurrencesBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public Builder addOccurrences(
+        int index, dev.chunkscope.v1.ChunkOccurrence.Builder builderForValue) {
+      if (occurrencesBuilder_ == null) {
+        ensureOccurrencesIsMutable();
+        occurrences_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        occurrencesBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public Builder addAllOccurrences(
+        java.lang.Iterable<? extends dev.chunkscope.v1.ChunkOccurrence> values) {
+      if (occurrencesBuilder_ == null) {
+        ensureOccurrencesIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, occurrences_);
+        onChanged();
+      } else {
+        occurrencesBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public Builder clearOccurrences() {
+      if (occurrencesBuilder_ == null) {
+        occurrences_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00000008);
+        onChanged();
+      } else {
+        occurrencesBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public Builder removeOccurrences(int index) {
+      if (occurrencesBuilder_ == null) {
+        ensureOccurrencesIsMutable();
+        occurrences_.remove(index);
+        onChanged();
+      } else {
+        occurrencesBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public dev.chunkscope.v1.ChunkOccurrence.Builder getOccurrencesBuilder(
+        int index) {
+      return internalGetOccurrencesFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public dev.chunkscope.v1.ChunkOccurrenceOrBuilder getOccurrencesOrBuilder(
+        int index) {
+      if (occurrencesBuilder_ == null) {
+        return occurrences_.get(index);  } else {
+        return occurrencesBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public java.util.List<? extends dev.chunkscope.v1.ChunkOccurrenceOrBuilder> 
+         getOccurrencesOrBuilderList() {
+      if (occurrencesBuilder_ != null) {
+        return occurrencesBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(occurrences_);
+      }
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public dev.chunkscope.v1.ChunkOccurrence.Builder addOccurrencesBuilder() {
+      return internalGetOccurrencesFieldBuilder().addBuilder(
+          dev.chunkscope.v1.ChunkOccurrence.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public dev.chunkscope.v1.ChunkOccurrence.Builder addOccurrencesBuilder(
+        int index) {
+      return internalGetOccurrencesFieldBuilder().addBuilder(
+          index, dev.chunkscope.v1.ChunkOccurrence.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+     * order (left out with summary_only).
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.ChunkOccurrence.Builder> 
+         getOccurrencesBuilderList() {
+      return internalGetOccurrencesFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.ChunkOccurrence, dev.chunkscope.v1.ChunkOccurrence.Builder, dev.chunkscope.v1.ChunkOccurrenceOrBuilder> 
+        internalGetOccurrencesFieldBuilder() {
+      if (occurrencesBuilder_ == null) {
+        occurrencesBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
+            dev.chunkscope.v1.ChunkOccurrence, dev.chunkscope.v1.ChunkOccurrence.Builder, dev.chunkscope.v1.ChunkOccurrenceOrBuilder>(
+                occurrences_,
+                ((bitField0_ & 0x00000008) != 0),
+                getParentForChildren(),
+                isClean());
+        occurrences_ = null;
+      }
+      return occurrencesBuilder_;
+    }
+
+    private java.util.List<dev.chunkscope.v1.StateSequence> stateSequences_ =
+      java.util.Collections.emptyList();
+    private void ensureStateSequencesIsMutable() {
+      if (!((bitField0_ & 0x00000010) != 0)) {
+        stateSequences_ = new java.util.ArrayList<dev.chunkscope.v1.StateSequence>(stateSequences_);
+        bitField0_ |= 0x00000010;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.StateSequence, dev.chunkscope.v1.StateSequence.Builder, dev.chunkscope.v1.StateSequenceOrBuilder> stateSequencesBuilder_;
+
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.StateSequence> getStateSequencesList() {
+      if (stateSequencesBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(stateSequences_);
+      } else {
+        return stateSequencesBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public int getStateSequencesCount() {
+      if (stateSequencesBuilder_ == null) {
+        return stateSequences_.size();
+      } else {
+        return stateSequencesBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public dev.chunkscope.v1.StateSequence getStateSequences(int index) {
+      if (stateSequencesBuilder_ == null) {
+        return stateSequences_.get(index);
+      } else {
+        return stateSequencesBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public Builder setStateSequences(
+        int index, dev.chunkscope.v1.StateSequence value) {
+      if (stateSequencesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureStateSequencesIsMutable();
+        stateSequences_.set(index, value);
+        onChanged();
+      } else {
+        stateSequencesBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public Builder setStateSequences(
+        int index, dev.chunkscope.v1.StateSequence.Builder builderForValue) {
+      if (stateSequencesBuilder_ == null) {
+        ensureStateSequencesIsMutable();
+        stateSequences_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        stateSequencesBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public Builder addStateSequences(dev.chunkscope.v1.StateSequence value) {
+      if (stateSequencesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureStateSequencesIsMutable();
+        stateSequences_.add(value);
+        onChanged();
+      } else {
+        stateSequencesBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public Builder addStateSequences(
+        int index, dev.chunkscope.v1.StateSequence value) {
+      if (stateSequencesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureStateSequencesIsMutable();
+        stateSequences_.add(index, value);
+        onChanged();
+      } else {
+        stateSequencesBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public Builder addStateSequences(
+        dev.chunkscope.v1.StateSequence.Builder builderForValue) {
+      if (stateSequencesBuilder_ == null) {
+        ensureStateSequencesIsMutable();
+        stateSequences_.add(builderForValue.build());
+        onChanged();
+      } else {
+        stateSequencesBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public Builder addStateSequences(
+        int index, dev.chunkscope.v1.StateSequence.Builder builderForValue) {
+      if (stateSequencesBuilder_ == null) {
+        ensureStateSequencesIsMutable();
+        stateSequences_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        stateSequencesBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public Builder addAllStateSequences(
+        java.lang.Iterable<? extends dev.chunkscope.v1.StateSequence> values) {
+      if (stateSequencesBuilder_ == null) {
+        ensureStateSequencesIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, stateSequences_);
+        onChanged();
+      } else {
+        stateSequencesBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public Builder clearStateSequences() {
+      if (stateSequencesBuilder_ == null) {
+        stateSequences_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00000010);
+        onChanged();
+      } else {
+        stateSequencesBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public Builder removeStateSequences(int index) {
+      if (stateSequencesBuilder_ == null) {
+        ensureStateSequencesIsMutable();
+        stateSequences_.remove(index);
+        onChanged();
+      } else {
+        stateSequencesBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public dev.chunkscope.v1.StateSequence.Builder getStateSequencesBuilder(
+        int index) {
+      return internalGetStateSequencesFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public dev.chunkscope.v1.StateSequenceOrBuilder getStateSequencesOrBuilder(
+        int index) {
+      if (stateSequencesBuilder_ == null) {
+        return stateSequences_.get(index);  } else {
+        return stateSequencesBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public java.util.List<? extends dev.chunkscope.v1.StateSequenceOrBuilder> 
+         getStateSequencesOrBuilderList() {
+      if (stateSequencesBuilder_ != null) {
+        return stateSequencesBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(stateSequences_);
+      }
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public dev.chunkscope.v1.StateSequence.Builder addStateSequencesBuilder() {
+      return internalGetStateSequencesFieldBuilder().addBuilder(
+          dev.chunkscope.v1.StateSequence.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public dev.chunkscope.v1.StateSequence.Builder addStateSequencesBuilder(
+        int index) {
+      return internalGetStateSequencesFieldBuilder().addBuilder(
+          index, dev.chunkscope.v1.StateSequence.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+     * </pre>
+     *
+     * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+     */
+    public java.util.List<dev.chunkscope.v1.StateSequence.Builder> 
+         getStateSequencesBuilderList() {
+      return internalGetStateSequencesFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.chunkscope.v1.StateSequence, dev.chunkscope.v1.StateSequence.Builder, dev.chunkscope.v1.StateSequenceOrBuilder> 
+        internalGetStateSequencesFieldBuilder() {
+      if (stateSequencesBuilder_ == null) {
+        stateSequencesBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
+            dev.chunkscope.v1.StateSequence, dev.chunkscope.v1.StateSequence.Builder, dev.chunkscope.v1.StateSequenceOrBuilder>(
+                stateSequences_,
+                ((bitField0_ & 0x00000010) != 0),
+                getParentForChildren(),
+                isClean());
+        stateSequences_ = null;
+      }
+      return stateSequencesBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:chunkscope.v1.DetectResult)

@@ -107,4 +107,97 @@ public interface DetectResultOrBuilder extends
    */
   dev.chunkscope.v1.ChunkSummaryOrBuilder getSummariesOrBuilder(
       int index);
+
+  /**
+   * <pre>
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+   */
+  java.util.List<dev.chunkscope.v1.ChunkOccurrence> 
+      getOccurrencesList();
+  /**
+   * <pre>
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+   */
+  dev.chunkscope.v1.ChunkOccurrence getOccurrences(int index);
+  /**
+   * <pre>
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+   */
+  int getOccurrencesCount();
+  /**
+   * <pre>
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+   */
+  java.util.List<? extends dev.chunkscope.v1.ChunkOccurrenceOrBuilder> 
+      getOccurrencesOrBuilderList();
+  /**
+   * <pre>
+   * DSC dictionaries: every chunk occurrence the greedy parse found, in dictionary then position
+   * order (left out with summary_only).
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.ChunkOccurrence occurrences = 4;</code>
+   */
+  dev.chunkscope.v1.ChunkOccurrenceOrBuilder getOccurrencesOrBuilder(
+      int index);
+
+  /**
+   * <pre>
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+   */
+  java.util.List<dev.chunkscope.v1.StateSequence> 
+      getStateSequencesList();
+  /**
+   * <pre>
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+   */
+  dev.chunkscope.v1.StateSequence getStateSequences(int index);
+  /**
+   * <pre>
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+   */
+  int getStateSequencesCount();
+  /**
+   * <pre>
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+   */
+  java.util.List<? extends dev.chunkscope.v1.StateSequenceOrBuilder> 
+      getStateSequencesOrBuilderList();
+  /**
+   * <pre>
+   * DSC dictionaries, with DetectionConfig.include_state_sequences: one per DSC dictionary.
+   * </pre>
+   *
+   * <code>repeated .chunkscope.v1.StateSequence state_sequences = 5;</code>
+   */
+  dev.chunkscope.v1.StateSequenceOrBuilder getStateSequencesOrBuilder(
+      int index);
 }

@@ -250,6 +250,22 @@ private static final long serialVersionUID = 0L;
     return maxTokens_;
   }
 
+  public static final int INCLUDE_STATE_SEQUENCES_FIELD_NUMBER = 7;
+  private boolean includeStateSequences_ = false;
+  /**
+   * <pre>
+   * DSC dictionaries: also return each input's discrete state sequence, the state id of every
+   * token (DetectResult.state_sequences).
+   * </pre>
+   *
+   * <code>bool include_state_sequences = 7;</code>
+   * @return The includeStateSequences.
+   */
+  @java.lang.Override
+  public boolean getIncludeStateSequences() {
+    return includeStateSequences_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -281,6 +297,9 @@ private static final long serialVersionUID = 0L;
     }
     if (maxTokens_ != 0) {
       output.writeInt32(6, maxTokens_);
+    }
+    if (includeStateSequences_ != false) {
+      output.writeBool(7, includeStateSequences_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -323,6 +342,10 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(6, maxTokens_);
     }
+    if (includeStateSequences_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(7, includeStateSequences_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -353,6 +376,8 @@ private static final long serialVersionUID = 0L;
         != other.getSummaryOnly()) return false;
     if (getMaxTokens()
         != other.getMaxTokens()) return false;
+    if (getIncludeStateSequences()
+        != other.getIncludeStateSequences()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -384,6 +409,9 @@ private static final long serialVersionUID = 0L;
         getSummaryOnly());
     hash = (37 * hash) + MAX_TOKENS_FIELD_NUMBER;
     hash = (53 * hash) + getMaxTokens();
+    hash = (37 * hash) + INCLUDE_STATE_SEQUENCES_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getIncludeStateSequences());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -537,6 +565,7 @@ private static final long serialVersionUID = 0L;
       positivesOnly_ = false;
       summaryOnly_ = false;
       maxTokens_ = 0;
+      includeStateSequences_ = false;
       return this;
     }
 
@@ -594,6 +623,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000020) != 0)) {
         result.maxTokens_ = maxTokens_;
       }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.includeStateSequences_ = includeStateSequences_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -640,6 +672,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getMaxTokens() != 0) {
         setMaxTokens(other.getMaxTokens());
+      }
+      if (other.getIncludeStateSequences() != false) {
+        setIncludeStateSequences(other.getIncludeStateSequences());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -701,6 +736,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 48
+            case 56: {
+              includeStateSequences_ = input.readBool();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 56
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1318,6 +1358,53 @@ private static final long serialVersionUID = 0L;
     public Builder clearMaxTokens() {
       bitField0_ = (bitField0_ & ~0x00000020);
       maxTokens_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private boolean includeStateSequences_ ;
+    /**
+     * <pre>
+     * DSC dictionaries: also return each input's discrete state sequence, the state id of every
+     * token (DetectResult.state_sequences).
+     * </pre>
+     *
+     * <code>bool include_state_sequences = 7;</code>
+     * @return The includeStateSequences.
+     */
+    @java.lang.Override
+    public boolean getIncludeStateSequences() {
+      return includeStateSequences_;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: also return each input's discrete state sequence, the state id of every
+     * token (DetectResult.state_sequences).
+     * </pre>
+     *
+     * <code>bool include_state_sequences = 7;</code>
+     * @param value The includeStateSequences to set.
+     * @return This builder for chaining.
+     */
+    public Builder setIncludeStateSequences(boolean value) {
+
+      includeStateSequences_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: also return each input's discrete state sequence, the state id of every
+     * token (DetectResult.state_sequences).
+     * </pre>
+     *
+     * <code>bool include_state_sequences = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearIncludeStateSequences() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      includeStateSequences_ = false;
       onChanged();
       return this;
     }

@@ -157,4 +157,15 @@ public interface DetectionConfigOrBuilder extends
    * @return The maxTokens.
    */
   int getMaxTokens();
+
+  /**
+   * <pre>
+   * DSC dictionaries: also return each input's discrete state sequence, the state id of every
+   * token (DetectResult.state_sequences).
+   * </pre>
+   *
+   * <code>bool include_state_sequences = 7;</code>
+   * @return The includeStateSequences.
+   */
+  boolean getIncludeStateSequences();
 }

@@ -62,6 +62,16 @@ public final class DetectionProto extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_chunkscope_v1_DetectResult_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_ChunkOccurrence_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_ChunkOccurrence_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_StateSequence_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_StateSequence_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_chunkscope_v1_DetectResponse_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -90,42 +100,50 @@ public final class DetectionProto extends com.google.protobuf.GeneratedFile {
       "kscope/v1/dictionaries.proto\"Z\n\013DetectIn" +
       "put\022\016\n\004text\030\001 \001(\tH\000\0220\n\007symbols\030\002 \001(\0132\035.c" +
       "hunkscope.v1.SymbolSequenceH\000B\t\n\007content" +
-      "\"\243\001\n\017DetectionConfig\022&\n\005model\030\001 \001(\0132\027.ch" +
+      "\"\304\001\n\017DetectionConfig\022&\n\005model\030\001 \001(\0132\027.ch" +
       "unkscope.v1.ModelRef\022\026\n\016dictionary_ids\030\002" +
       " \003(\t\022\016\n\006labels\030\003 \003(\t\022\026\n\016positives_only\030\004" +
       " \001(\010\022\024\n\014summary_only\030\005 \001(\010\022\022\n\nmax_tokens" +
-      "\030\006 \001(\005\"k\n\rDetectRequest\022.\n\006config\030\001 \001(\0132" +
-      "\036.chunkscope.v1.DetectionConfig\022*\n\006input" +
-      "s\030\002 \003(\0132\032.chunkscope.v1.DetectInput\"f\n\nC" +
-      "hunkMatch\022\025\n\rdictionary_id\030\001 \001(\t\022\020\n\010entr" +
-      "y_id\030\002 \001(\005\022\r\n\005label\030\003 \001(\t\022\r\n\005score\030\004 \001(\001" +
-      "\022\021\n\tthreshold\030\005 \001(\001\"\200\001\n\013TokenResult\022\020\n\010p" +
-      "osition\030\001 \001(\005\022\r\n\005token\030\002 \001(\t\022\022\n\nchar_sta" +
-      "rt\030\003 \001(\005\022\020\n\010char_end\030\004 \001(\005\022*\n\007matches\030\005 " +
-      "\003(\0132\031.chunkscope.v1.ChunkMatch\"\220\001\n\014Chunk" +
-      "Summary\022\025\n\rdictionary_id\030\001 \001(\t\022\020\n\010entry_" +
-      "id\030\002 \001(\005\022\r\n\005label\030\003 \001(\t\022\r\n\005fired\030\004 \001(\010\022\r" +
-      "\n\005count\030\005 \001(\005\022\022\n\nbest_score\030\006 \001(\001\022\026\n\016fir" +
-      "st_position\030\007 \001(\005\"|\n\014DetectResult\022\020\n\010n_t" +
-      "okens\030\001 \001(\005\022*\n\006tokens\030\002 \003(\0132\032.chunkscope" +
-      ".v1.TokenResult\022.\n\tsummaries\030\003 \003(\0132\033.chu" +
-      "nkscope.v1.ChunkSummary\"R\n\016DetectRespons" +
-      "e\022,\n\007results\030\001 \003(\0132\033.chunkscope.v1.Detec" +
-      "tResult\022\022\n\nforward_ns\030\002 \001(\003\"\222\001\n\023StreamDe" +
-      "tectRequest\0220\n\006config\030\001 \001(\0132\036.chunkscope" +
-      ".v1.DetectionConfigH\000\022+\n\005input\030\002 \001(\0132\032.c" +
-      "hunkscope.v1.DetectInputH\000\022\021\n\tcontinues\030" +
-      "\003 \001(\010B\t\n\007message\"U\n\024StreamDetectResponse" +
-      "\022\020\n\010sequence\030\001 \001(\003\022+\n\006result\030\002 \001(\0132\033.chu" +
-      "nkscope.v1.DetectResult2\266\001\n\020DetectionSer" +
-      "vice\022E\n\006Detect\022\034.chunkscope.v1.DetectReq" +
-      "uest\032\035.chunkscope.v1.DetectResponse\022[\n\014S" +
-      "treamDetect\022\".chunkscope.v1.StreamDetect" +
-      "Request\032#.chunkscope.v1.StreamDetectResp" +
-      "onse(\0010\001Bl\n\021dev.chunkscope.v1B\016Detection" +
-      "ProtoP\001ZEgithub.com/chunkscope/chunkscop" +
-      "e/clients/go/chunkscopev1;chunkscopev1b\006" +
-      "proto3"
+      "\030\006 \001(\005\022\037\n\027include_state_sequences\030\007 \001(\010\"" +
+      "k\n\rDetectRequest\022.\n\006config\030\001 \001(\0132\036.chunk" +
+      "scope.v1.DetectionConfig\022*\n\006inputs\030\002 \003(\013" +
+      "2\032.chunkscope.v1.DetectInput\"f\n\nChunkMat" +
+      "ch\022\025\n\rdictionary_id\030\001 \001(\t\022\020\n\010entry_id\030\002 " +
+      "\001(\005\022\r\n\005label\030\003 \001(\t\022\r\n\005score\030\004 \001(\001\022\021\n\tthr" +
+      "eshold\030\005 \001(\001\"\200\001\n\013TokenResult\022\020\n\010position" +
+      "\030\001 \001(\005\022\r\n\005token\030\002 \001(\t\022\022\n\nchar_start\030\003 \001(" +
+      "\005\022\020\n\010char_end\030\004 \001(\005\022*\n\007matches\030\005 \003(\0132\031.c" +
+      "hunkscope.v1.ChunkMatch\"\220\001\n\014ChunkSummary" +
+      "\022\025\n\rdictionary_id\030\001 \001(\t\022\020\n\010entry_id\030\002 \001(" +
+      "\005\022\r\n\005label\030\003 \001(\t\022\r\n\005fired\030\004 \001(\010\022\r\n\005count" +
+      "\030\005 \001(\005\022\022\n\nbest_score\030\006 \001(\001\022\026\n\016first_posi" +
+      "tion\030\007 \001(\005\"\350\001\n\014DetectResult\022\020\n\010n_tokens\030" +
+      "\001 \001(\005\022*\n\006tokens\030\002 \003(\0132\032.chunkscope.v1.To" +
+      "kenResult\022.\n\tsummaries\030\003 \003(\0132\033.chunkscop" +
+      "e.v1.ChunkSummary\0223\n\013occurrences\030\004 \003(\0132\036" +
+      ".chunkscope.v1.ChunkOccurrence\0225\n\017state_" +
+      "sequences\030\005 \003(\0132\034.chunkscope.v1.StateSeq" +
+      "uence\"e\n\017ChunkOccurrence\022\025\n\rdictionary_i" +
+      "d\030\001 \001(\t\022\020\n\010entry_id\030\002 \001(\005\022\r\n\005label\030\003 \001(\t" +
+      "\022\r\n\005start\030\004 \001(\005\022\013\n\003end\030\005 \001(\005\"H\n\rStateSeq" +
+      "uence\022\025\n\rdictionary_id\030\001 \001(\t\022\r\n\005start\030\002 " +
+      "\001(\005\022\021\n\tstate_ids\030\003 \003(\005\"R\n\016DetectResponse" +
+      "\022,\n\007results\030\001 \003(\0132\033.chunkscope.v1.Detect" +
+      "Result\022\022\n\nforward_ns\030\002 \001(\003\"\222\001\n\023StreamDet" +
+      "ectRequest\0220\n\006config\030\001 \001(\0132\036.chunkscope." +
+      "v1.DetectionConfigH\000\022+\n\005input\030\002 \001(\0132\032.ch" +
+      "unkscope.v1.DetectInputH\000\022\021\n\tcontinues\030\003" +
+      " \001(\010B\t\n\007message\"U\n\024StreamDetectResponse\022" +
+      "\020\n\010sequence\030\001 \001(\003\022+\n\006result\030\002 \001(\0132\033.chun" +
+      "kscope.v1.DetectResult2\266\001\n\020DetectionServ" +
+      "ice\022E\n\006Detect\022\034.chunkscope.v1.DetectRequ" +
+      "est\032\035.chunkscope.v1.DetectResponse\022[\n\014St" +
+      "reamDetect\022\".chunkscope.v1.StreamDetectR" +
+      "equest\032#.chunkscope.v1.StreamDetectRespo" +
+      "nse(\0010\001Bl\n\021dev.chunkscope.v1B\016DetectionP" +
+      "rotoP\001ZEgithub.com/chunkscope/chunkscope" +
+      "/clients/go/chunkscopev1;chunkscopev1b\006p" +
+      "roto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -144,7 +162,7 @@ public final class DetectionProto extends com.google.protobuf.GeneratedFile {
     internal_static_chunkscope_v1_DetectionConfig_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_DetectionConfig_descriptor,
-        new java.lang.String[] { "Model", "DictionaryIds", "Labels", "PositivesOnly", "SummaryOnly", "MaxTokens", });
+        new java.lang.String[] { "Model", "DictionaryIds", "Labels", "PositivesOnly", "SummaryOnly", "MaxTokens", "IncludeStateSequences", });
     internal_static_chunkscope_v1_DetectRequest_descriptor =
       getDescriptor().getMessageType(2);
     internal_static_chunkscope_v1_DetectRequest_fieldAccessorTable = new
@@ -174,21 +192,33 @@ public final class DetectionProto extends com.google.protobuf.GeneratedFile {
     internal_static_chunkscope_v1_DetectResult_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_DetectResult_descriptor,
-        new java.lang.String[] { "NTokens", "Tokens", "Summaries", });
-    internal_static_chunkscope_v1_DetectResponse_descriptor =
+        new java.lang.String[] { "NTokens", "Tokens", "Summaries", "Occurrences", "StateSequences", });
+    internal_static_chunkscope_v1_ChunkOccurrence_descriptor =
       getDescriptor().getMessageType(7);
+    internal_static_chunkscope_v1_ChunkOccurrence_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_ChunkOccurrence_descriptor,
+        new java.lang.String[] { "DictionaryId", "EntryId", "Label", "Start", "End", });
+    internal_static_chunkscope_v1_StateSequence_descriptor =
+      getDescriptor().getMessageType(8);
+    internal_static_chunkscope_v1_StateSequence_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_StateSequence_descriptor,
+        new java.lang.String[] { "DictionaryId", "Start", "StateIds", });
+    internal_static_chunkscope_v1_DetectResponse_descriptor =
+      getDescriptor().getMessageType(9);
     internal_static_chunkscope_v1_DetectResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_DetectResponse_descriptor,
         new java.lang.String[] { "Results", "ForwardNs", });
     internal_static_chunkscope_v1_StreamDetectRequest_descriptor =
-      getDescriptor().getMessageType(8);
+      getDescriptor().getMessageType(10);
     internal_static_chunkscope_v1_StreamDetectRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_StreamDetectRequest_descriptor,
         new java.lang.String[] { "Config", "Input", "Continues", "Message", });
     internal_static_chunkscope_v1_StreamDetectResponse_descriptor =
-      getDescriptor().getMessageType(9);
+      getDescriptor().getMessageType(11);
     internal_static_chunkscope_v1_StreamDetectResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_StreamDetectResponse_descriptor,

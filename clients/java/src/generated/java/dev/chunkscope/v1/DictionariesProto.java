@@ -137,6 +137,21 @@ public final class DictionariesProto extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_chunkscope_v1_Dictionary_StatsEntry_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_DscNeuron_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_DscNeuron_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_DscState_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_DscState_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_chunkscope_v1_DscTables_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_chunkscope_v1_DscTables_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_chunkscope_v1_GetDictionaryRequest_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -221,97 +236,107 @@ public final class DictionariesProto extends com.google.protobuf.GeneratedFile {
       "kscope.v1.PaRadiusRule\022\035\n\020radius_negativ" +
       "es\030\020 \001(\005H\000\210\001\001\022\024\n\014radius_scale\030\021 \001(\001\022\027\n\ns" +
       "ample_all\030\022 \001(\010H\001\210\001\001B\023\n\021_radius_negative" +
-      "sB\r\n\013_sample_all\"\224\001\n\036DiscreteSequenceChu" +
+      "sB\r\n\013_sample_all\"\317\001\n\036DiscreteSequenceChu" +
       "nkingParams\022\016\n\006n_bins\030\001 \001(\005\022\016\n\006n_iter\030\002 " +
       "\001(\005\022\024\n\014n_new_chunks\030\003 \001(\005\022\025\n\rmin_frequen" +
       "cy\030\004 \001(\005\022\027\n\017overlap_jaccard\030\005 \001(\001\022\014\n\004see" +
-      "d\030\006 \001(\003\"\344\001\n\026CosineDictionaryParams\022\t\n\001k\030" +
-      "\001 \001(\005\022\016\n\006epochs\030\002 \001(\005\022\025\n\rlearning_rate\030\003" +
-      " \001(\001\022\022\n\nbatch_size\030\004 \001(\005\022\014\n\004seed\030\005 \001(\003\022\024" +
-      "\n\014reject_below\030\006 \001(\001\022\'\n\004init\030\007 \001(\0162\031.chu" +
-      "nkscope.v1.CosineInit\0227\n\020dead_atom_polic" +
-      "y\030\010 \001(\0162\035.chunkscope.v1.DeadAtomPolicy\"\224" +
-      "\001\n\023DensityChunksParams\022\017\n\007pca_dim\030\001 \001(\005\022" +
-      "\030\n\020min_cluster_size\030\002 \001(\005\022\023\n\013min_samples" +
-      "\030\003 \001(\005\022\027\n\017radius_quantile\030\004 \001(\001\022\026\n\016max_f" +
-      "it_states\030\005 \001(\005\022\014\n\004seed\030\006 \001(\003\"\275\004\n\030Extrac" +
-      "tDictionaryRequest\022&\n\005model\030\001 \001(\0132\027.chun" +
-      "kscope.v1.ModelRef\022\023\n\013hook_points\030\002 \003(\t\022" +
-      "%\n\006corpus\030\003 \001(\0132\025.chunkscope.v1.Corpus\022&" +
-      "\n\007heldout\030\004 \001(\0132\025.chunkscope.v1.Corpus\022-" +
-      "\n\007context\030\005 \001(\0162\034.chunkscope.v1.ContextP" +
-      "olicy\022\022\n\nbatch_size\030\006 \001(\005\022\022\n\nmax_tokens\030" +
-      "\007 \001(\005\022\023\n\013description\030\010 \001(\t\022H\n\024population" +
-      "_averaging\030\n \001(\0132(.chunkscope.v1.Populat" +
-      "ionAveragingParamsH\000\022S\n\032discrete_sequenc" +
-      "e_chunking\030\013 \001(\0132-.chunkscope.v1.Discret" +
-      "eSequenceChunkingParamsH\000\022B\n\021cosine_dict" +
-      "ionary\030\014 \001(\0132%.chunkscope.v1.CosineDicti" +
-      "onaryParamsH\000\022<\n\016density_chunks\030\r \001(\0132\"." +
-      "chunkscope.v1.DensityChunksParamsH\000B\010\n\006m" +
-      "ethod\"\323\001\n\022ExtractionProgress\022-\n\005phase\030\001 " +
-      "\001(\0162\036.chunkscope.v1.ExtractionPhase\022\022\n\nh" +
-      "ook_point\030\002 \001(\t\022\022\n\nitems_done\030\003 \001(\003\022\023\n\013i" +
-      "tems_total\030\004 \001(\003\022\030\n\020tokens_processed\030\005 \001" +
-      "(\003\022\027\n\017elapsed_seconds\030\006 \001(\001\022\036\n\026estimated" +
-      "_seconds_left\030\007 \001(\001\"\216\001\n\031ExtractDictionar" +
-      "yResponse\0225\n\010progress\030\001 \001(\0132!.chunkscope" +
-      ".v1.ExtractionProgressH\000\0221\n\006result\030\002 \001(\013" +
-      "2\037.chunkscope.v1.ExtractionResultH\000B\007\n\005e" +
-      "vent\"\317\001\n\020ExtractionResult\022/\n\014dictionarie" +
-      "s\030\001 \003(\0132\031.chunkscope.v1.Dictionary\022\027\n\017el" +
-      "apsed_seconds\030\002 \001(\001\0227\n\020infeasible_cells\030" +
-      "\003 \003(\0132\035.chunkscope.v1.InfeasibleCell\0228\n\013" +
-      "recommended\030\004 \003(\0132#.chunkscope.v1.Recomm" +
-      "endedHookPoint\"j\n\014PaSweepPoint\022\013\n\003tau\030\001 " +
-      "\001(\001\022\021\n\tn_neurons\030\002 \001(\005\022\016\n\006radius\030\003 \001(\001\022\013" +
-      "\n\003tpr\030\004 \001(\001\022\013\n\003fpr\030\005 \001(\001\022\020\n\010accuracy\030\006 \001" +
-      "(\001\"\221\001\n\016InfeasibleCell\022\022\n\nhook_point\030\001 \001(" +
-      "\t\022\017\n\007concept\030\002 \001(\t\022\016\n\006reason\030\003 \001(\t\022\017\n\007me" +
-      "ssage\030\004 \001(\t\022\r\n\005count\030\005 \001(\003\022*\n\005sweep\030\006 \003(" +
-      "\0132\033.chunkscope.v1.PaSweepPoint\"\350\001\n\024Recom" +
-      "mendedHookPoint\022\017\n\007concept\030\001 \001(\t\022\022\n\nhook" +
-      "_point\030\002 \001(\t\022\025\n\rdictionary_id\030\003 \001(\t\022\020\n\010e" +
-      "ntry_id\030\004 \001(\005\0227\n\017cross_validated\030\005 \001(\0132\036" +
-      ".chunkscope.v1.DetectionScores\022\022\n\nhonest" +
-      "_tpr\030\006 \001(\001\0225\n\rout_of_sample\030\007 \001(\0132\036.chun" +
-      "kscope.v1.DetectionScores\"c\n\017DetectionSc" +
-      "ores\022\013\n\003tpr\030\001 \001(\001\022\013\n\003fpr\030\002 \001(\001\022\020\n\010accura" +
-      "cy\030\003 \001(\001\022\021\n\tpositives\030\004 \001(\003\022\021\n\tnegatives" +
-      "\030\005 \001(\003\"d\n\014ChunkExample\022\023\n\013input_index\030\001 " +
-      "\001(\005\022\020\n\010position\030\002 \001(\005\022\r\n\005token\030\003 \001(\t\022\017\n\007" +
-      "context\030\004 \001(\t\022\r\n\005score\030\005 \001(\001\"\225\004\n\nChunkEn" +
-      "try\022\n\n\002id\030\001 \001(\005\022\r\n\005label\030\002 \001(\t\022\013\n\003tau\030\003 " +
-      "\001(\001\022\021\n\tthreshold\030\004 \001(\001\022\021\n\tn_neurons\030\005 \001(" +
-      "\005\022\r\n\005count\030\006 \001(\003\022-\n\005train\030\007 \001(\0132\036.chunks" +
-      "cope.v1.DetectionScores\022/\n\007heldout\030\010 \001(\013" +
-      "2\036.chunkscope.v1.DetectionScores\022\013\n\003auc\030" +
-      "\t \001(\001\022\016\n\006states\030\n \003(\005\022-\n\010examples\030\013 \003(\0132" +
-      "\033.chunkscope.v1.ChunkExample\022(\n\tprototyp" +
-      "e\030\014 \001(\0132\025.chunkscope.v1.Tensor\022&\n\007neuron" +
-      "s\030\r \001(\0132\025.chunkscope.v1.Tensor\022*\n\005sweep\030" +
-      "\016 \003(\0132\033.chunkscope.v1.PaSweepPoint\0227\n\017cr" +
-      "oss_validated\030\017 \001(\0132\036.chunkscope.v1.Dete" +
-      "ctionScores\022\020\n\010cv_folds\030\020 \001(\005\0225\n\rout_of_" +
-      "sample\030\021 \001(\0132\036.chunkscope.v1.DetectionSc" +
-      "ores\"\363\004\n\nDictionary\022\n\n\002id\030\001 \001(\t\022&\n\005model" +
-      "\030\002 \001(\0132\027.chunkscope.v1.ModelRef\022\022\n\nhook_" +
-      "point\030\003 \001(\t\022\023\n\013hidden_size\030\004 \001(\005\022\r\n\005dtyp" +
-      "e\030\005 \001(\t\022*\n\006method\030\006 \001(\0162\032.chunkscope.v1." +
-      "ChunkMethod\022\027\n\017parameters_json\030\007 \001(\t\022\032\n\022" +
-      "corpus_fingerprint\030\010 \001(\t\022\020\n\010n_inputs\030\t \001" +
-      "(\003\022\020\n\010n_tokens\030\n \001(\003\022.\n\ncreated_at\030\013 \001(\013" +
-      "2\032.google.protobuf.Timestamp\022\032\n\022chunksco" +
-      "pe_version\030\014 \001(\t\022\023\n\013description\030\r \001(\t\022\021\n" +
-      "\tn_entries\030\016 \001(\005\0223\n\005stats\030\017 \003(\0132$.chunks" +
-      "cope.v1.Dictionary.StatsEntry\022*\n\007entries" +
-      "\030\020 \003(\0132\031.chunkscope.v1.ChunkEntry\0227\n\020inf" +
-      "easible_cells\030\021 \003(\0132\035.chunkscope.v1.Infe" +
-      "asibleCell\0228\n\013recommended\030\022 \003(\0132#.chunks" +
-      "cope.v1.RecommendedHookPoint\032,\n\nStatsEnt" +
-      "ry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\">\n\024Ge" +
-      "tDictionaryRequest\022\n\n\002id\030\001 \001(\t\022\032\n\022includ" +
-      "e_prototypes\030\002 \001(\010\"F\n\025GetDictionaryRespo" +
+      "d\030\006 \001(\003\022\035\n\025decode_train_fraction\030\007 \001(\001\022\032" +
+      "\n\022decode_train_steps\030\010 \001(\r\"\344\001\n\026CosineDic" +
+      "tionaryParams\022\t\n\001k\030\001 \001(\005\022\016\n\006epochs\030\002 \001(\005" +
+      "\022\025\n\rlearning_rate\030\003 \001(\001\022\022\n\nbatch_size\030\004 " +
+      "\001(\005\022\014\n\004seed\030\005 \001(\003\022\024\n\014reject_below\030\006 \001(\001\022" +
+      "\'\n\004init\030\007 \001(\0162\031.chunkscope.v1.CosineInit" +
+      "\0227\n\020dead_atom_policy\030\010 \001(\0162\035.chunkscope." +
+      "v1.DeadAtomPolicy\"\224\001\n\023DensityChunksParam" +
+      "s\022\017\n\007pca_dim\030\001 \001(\005\022\030\n\020min_cluster_size\030\002" +
+      " \001(\005\022\023\n\013min_samples\030\003 \001(\005\022\027\n\017radius_quan" +
+      "tile\030\004 \001(\001\022\026\n\016max_fit_states\030\005 \001(\005\022\014\n\004se" +
+      "ed\030\006 \001(\003\"\275\004\n\030ExtractDictionaryRequest\022&\n" +
+      "\005model\030\001 \001(\0132\027.chunkscope.v1.ModelRef\022\023\n" +
+      "\013hook_points\030\002 \003(\t\022%\n\006corpus\030\003 \001(\0132\025.chu" +
+      "nkscope.v1.Corpus\022&\n\007heldout\030\004 \001(\0132\025.chu" +
+      "nkscope.v1.Corpus\022-\n\007context\030\005 \001(\0162\034.chu" +
+      "nkscope.v1.ContextPolicy\022\022\n\nbatch_size\030\006" +
+      " \001(\005\022\022\n\nmax_tokens\030\007 \001(\005\022\023\n\013description\030" +
+      "\010 \001(\t\022H\n\024population_averaging\030\n \001(\0132(.ch" +
+      "unkscope.v1.PopulationAveragingParamsH\000\022" +
+      "S\n\032discrete_sequence_chunking\030\013 \001(\0132-.ch" +
+      "unkscope.v1.DiscreteSequenceChunkingPara" +
+      "msH\000\022B\n\021cosine_dictionary\030\014 \001(\0132%.chunks" +
+      "cope.v1.CosineDictionaryParamsH\000\022<\n\016dens" +
+      "ity_chunks\030\r \001(\0132\".chunkscope.v1.Density" +
+      "ChunksParamsH\000B\010\n\006method\"\323\001\n\022ExtractionP" +
+      "rogress\022-\n\005phase\030\001 \001(\0162\036.chunkscope.v1.E" +
+      "xtractionPhase\022\022\n\nhook_point\030\002 \001(\t\022\022\n\nit" +
+      "ems_done\030\003 \001(\003\022\023\n\013items_total\030\004 \001(\003\022\030\n\020t" +
+      "okens_processed\030\005 \001(\003\022\027\n\017elapsed_seconds" +
+      "\030\006 \001(\001\022\036\n\026estimated_seconds_left\030\007 \001(\001\"\216" +
+      "\001\n\031ExtractDictionaryResponse\0225\n\010progress" +
+      "\030\001 \001(\0132!.chunkscope.v1.ExtractionProgres" +
+      "sH\000\0221\n\006result\030\002 \001(\0132\037.chunkscope.v1.Extr" +
+      "actionResultH\000B\007\n\005event\"\317\001\n\020ExtractionRe" +
+      "sult\022/\n\014dictionaries\030\001 \003(\0132\031.chunkscope." +
+      "v1.Dictionary\022\027\n\017elapsed_seconds\030\002 \001(\001\0227" +
+      "\n\020infeasible_cells\030\003 \003(\0132\035.chunkscope.v1" +
+      ".InfeasibleCell\0228\n\013recommended\030\004 \003(\0132#.c" +
+      "hunkscope.v1.RecommendedHookPoint\"j\n\014PaS" +
+      "weepPoint\022\013\n\003tau\030\001 \001(\001\022\021\n\tn_neurons\030\002 \001(" +
+      "\005\022\016\n\006radius\030\003 \001(\001\022\013\n\003tpr\030\004 \001(\001\022\013\n\003fpr\030\005 " +
+      "\001(\001\022\020\n\010accuracy\030\006 \001(\001\"\221\001\n\016InfeasibleCell" +
+      "\022\022\n\nhook_point\030\001 \001(\t\022\017\n\007concept\030\002 \001(\t\022\016\n" +
+      "\006reason\030\003 \001(\t\022\017\n\007message\030\004 \001(\t\022\r\n\005count\030" +
+      "\005 \001(\003\022*\n\005sweep\030\006 \003(\0132\033.chunkscope.v1.PaS" +
+      "weepPoint\"\350\001\n\024RecommendedHookPoint\022\017\n\007co" +
+      "ncept\030\001 \001(\t\022\022\n\nhook_point\030\002 \001(\t\022\025\n\rdicti" +
+      "onary_id\030\003 \001(\t\022\020\n\010entry_id\030\004 \001(\005\0227\n\017cros" +
+      "s_validated\030\005 \001(\0132\036.chunkscope.v1.Detect" +
+      "ionScores\022\022\n\nhonest_tpr\030\006 \001(\001\0225\n\rout_of_" +
+      "sample\030\007 \001(\0132\036.chunkscope.v1.DetectionSc" +
+      "ores\"c\n\017DetectionScores\022\013\n\003tpr\030\001 \001(\001\022\013\n\003" +
+      "fpr\030\002 \001(\001\022\020\n\010accuracy\030\003 \001(\001\022\021\n\tpositives" +
+      "\030\004 \001(\003\022\021\n\tnegatives\030\005 \001(\003\"d\n\014ChunkExampl" +
+      "e\022\023\n\013input_index\030\001 \001(\005\022\020\n\010position\030\002 \001(\005" +
+      "\022\r\n\005token\030\003 \001(\t\022\017\n\007context\030\004 \001(\t\022\r\n\005scor" +
+      "e\030\005 \001(\001\"\225\004\n\nChunkEntry\022\n\n\002id\030\001 \001(\005\022\r\n\005la" +
+      "bel\030\002 \001(\t\022\013\n\003tau\030\003 \001(\001\022\021\n\tthreshold\030\004 \001(" +
+      "\001\022\021\n\tn_neurons\030\005 \001(\005\022\r\n\005count\030\006 \001(\003\022-\n\005t" +
+      "rain\030\007 \001(\0132\036.chunkscope.v1.DetectionScor" +
+      "es\022/\n\007heldout\030\010 \001(\0132\036.chunkscope.v1.Dete" +
+      "ctionScores\022\013\n\003auc\030\t \001(\001\022\016\n\006states\030\n \003(\005" +
+      "\022-\n\010examples\030\013 \003(\0132\033.chunkscope.v1.Chunk" +
+      "Example\022(\n\tprototype\030\014 \001(\0132\025.chunkscope." +
+      "v1.Tensor\022&\n\007neurons\030\r \001(\0132\025.chunkscope." +
+      "v1.Tensor\022*\n\005sweep\030\016 \003(\0132\033.chunkscope.v1" +
+      ".PaSweepPoint\0227\n\017cross_validated\030\017 \001(\0132\036" +
+      ".chunkscope.v1.DetectionScores\022\020\n\010cv_fol" +
+      "ds\030\020 \001(\005\0225\n\rout_of_sample\030\021 \001(\0132\036.chunks" +
+      "cope.v1.DetectionScores\"\241\005\n\nDictionary\022\n" +
+      "\n\002id\030\001 \001(\t\022&\n\005model\030\002 \001(\0132\027.chunkscope.v" +
+      "1.ModelRef\022\022\n\nhook_point\030\003 \001(\t\022\023\n\013hidden" +
+      "_size\030\004 \001(\005\022\r\n\005dtype\030\005 \001(\t\022*\n\006method\030\006 \001" +
+      "(\0162\032.chunkscope.v1.ChunkMethod\022\027\n\017parame" +
+      "ters_json\030\007 \001(\t\022\032\n\022corpus_fingerprint\030\010 " +
+      "\001(\t\022\020\n\010n_inputs\030\t \001(\003\022\020\n\010n_tokens\030\n \001(\003\022" +
+      ".\n\ncreated_at\030\013 \001(\0132\032.google.protobuf.Ti" +
+      "mestamp\022\032\n\022chunkscope_version\030\014 \001(\t\022\023\n\013d" +
+      "escription\030\r \001(\t\022\021\n\tn_entries\030\016 \001(\005\0223\n\005s" +
+      "tats\030\017 \003(\0132$.chunkscope.v1.Dictionary.St" +
+      "atsEntry\022*\n\007entries\030\020 \003(\0132\031.chunkscope.v" +
+      "1.ChunkEntry\0227\n\020infeasible_cells\030\021 \003(\0132\035" +
+      ".chunkscope.v1.InfeasibleCell\0228\n\013recomme" +
+      "nded\030\022 \003(\0132#.chunkscope.v1.RecommendedHo" +
+      "okPoint\022,\n\ndsc_tables\030\023 \001(\0132\030.chunkscope" +
+      ".v1.DscTables\032,\n\nStatsEntry\022\013\n\003key\030\001 \001(\t" +
+      "\022\r\n\005value\030\002 \001(\001:\0028\001\"\036\n\tDscNeuron\022\021\n\tcent" +
+      "roids\030\001 \003(\001\"\'\n\010DscState\022\014\n\004bins\030\001 \003(\005\022\r\n" +
+      "\005count\030\002 \001(\003\"\303\001\n\tDscTables\022)\n\007neurons\030\001 " +
+      "\003(\0132\030.chunkscope.v1.DscNeuron\022\'\n\006states\030" +
+      "\002 \003(\0132\027.chunkscope.v1.DscState\022\022\n\nnull_s" +
+      "tate\030\003 \001(\005\022\027\n\017decode_accuracy\030\004 \001(\001\022\032\n\022d" +
+      "ecode_train_steps\030\005 \001(\003\022\031\n\021decode_test_s" +
+      "teps\030\006 \001(\003\"V\n\024GetDictionaryRequest\022\n\n\002id" +
+      "\030\001 \001(\t\022\032\n\022include_prototypes\030\002 \001(\010\022\026\n\016in" +
+      "clude_tables\030\003 \001(\010\"F\n\025GetDictionaryRespo" +
       "nse\022-\n\ndictionary\030\001 \001(\0132\031.chunkscope.v1." +
       "Dictionary\"R\n\027ListDictionariesRequest\022\r\n" +
       "\005model\030\001 \001(\t\022(\n\004page\030\002 \001(\0132\032.chunkscope." +
@@ -425,7 +450,7 @@ public final class DictionariesProto extends com.google.protobuf.GeneratedFile {
     internal_static_chunkscope_v1_DiscreteSequenceChunkingParams_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_DiscreteSequenceChunkingParams_descriptor,
-        new java.lang.String[] { "NBins", "NIter", "NNewChunks", "MinFrequency", "OverlapJaccard", "Seed", });
+        new java.lang.String[] { "NBins", "NIter", "NNewChunks", "MinFrequency", "OverlapJaccard", "Seed", "DecodeTrainFraction", "DecodeTrainSteps", });
     internal_static_chunkscope_v1_CosineDictionaryParams_descriptor =
       getDescriptor().getMessageType(8);
     internal_static_chunkscope_v1_CosineDictionaryParams_fieldAccessorTable = new
@@ -503,69 +528,87 @@ public final class DictionariesProto extends com.google.protobuf.GeneratedFile {
     internal_static_chunkscope_v1_Dictionary_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_Dictionary_descriptor,
-        new java.lang.String[] { "Id", "Model", "HookPoint", "HiddenSize", "Dtype", "Method", "ParametersJson", "CorpusFingerprint", "NInputs", "NTokens", "CreatedAt", "ChunkscopeVersion", "Description", "NEntries", "Stats", "Entries", "InfeasibleCells", "Recommended", });
+        new java.lang.String[] { "Id", "Model", "HookPoint", "HiddenSize", "Dtype", "Method", "ParametersJson", "CorpusFingerprint", "NInputs", "NTokens", "CreatedAt", "ChunkscopeVersion", "Description", "NEntries", "Stats", "Entries", "InfeasibleCells", "Recommended", "DscTables", });
     internal_static_chunkscope_v1_Dictionary_StatsEntry_descriptor =
       internal_static_chunkscope_v1_Dictionary_descriptor.getNestedType(0);
     internal_static_chunkscope_v1_Dictionary_StatsEntry_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_Dictionary_StatsEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
-    internal_static_chunkscope_v1_GetDictionaryRequest_descriptor =
+    internal_static_chunkscope_v1_DscNeuron_descriptor =
       getDescriptor().getMessageType(21);
+    internal_static_chunkscope_v1_DscNeuron_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_DscNeuron_descriptor,
+        new java.lang.String[] { "Centroids", });
+    internal_static_chunkscope_v1_DscState_descriptor =
+      getDescriptor().getMessageType(22);
+    internal_static_chunkscope_v1_DscState_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_DscState_descriptor,
+        new java.lang.String[] { "Bins", "Count", });
+    internal_static_chunkscope_v1_DscTables_descriptor =
+      getDescriptor().getMessageType(23);
+    internal_static_chunkscope_v1_DscTables_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_chunkscope_v1_DscTables_descriptor,
+        new java.lang.String[] { "Neurons", "States", "NullState", "DecodeAccuracy", "DecodeTrainSteps", "DecodeTestSteps", });
+    internal_static_chunkscope_v1_GetDictionaryRequest_descriptor =
+      getDescriptor().getMessageType(24);
     internal_static_chunkscope_v1_GetDictionaryRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_GetDictionaryRequest_descriptor,
-        new java.lang.String[] { "Id", "IncludePrototypes", });
+        new java.lang.String[] { "Id", "IncludePrototypes", "IncludeTables", });
     internal_static_chunkscope_v1_GetDictionaryResponse_descriptor =
-      getDescriptor().getMessageType(22);
+      getDescriptor().getMessageType(25);
     internal_static_chunkscope_v1_GetDictionaryResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_GetDictionaryResponse_descriptor,
         new java.lang.String[] { "Dictionary", });
     internal_static_chunkscope_v1_ListDictionariesRequest_descriptor =
-      getDescriptor().getMessageType(23);
+      getDescriptor().getMessageType(26);
     internal_static_chunkscope_v1_ListDictionariesRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_ListDictionariesRequest_descriptor,
         new java.lang.String[] { "Model", "Page", });
     internal_static_chunkscope_v1_ListDictionariesResponse_descriptor =
-      getDescriptor().getMessageType(24);
+      getDescriptor().getMessageType(27);
     internal_static_chunkscope_v1_ListDictionariesResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_ListDictionariesResponse_descriptor,
         new java.lang.String[] { "Dictionaries", "Page", });
     internal_static_chunkscope_v1_DeleteDictionaryRequest_descriptor =
-      getDescriptor().getMessageType(25);
+      getDescriptor().getMessageType(28);
     internal_static_chunkscope_v1_DeleteDictionaryRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_DeleteDictionaryRequest_descriptor,
         new java.lang.String[] { "Id", });
     internal_static_chunkscope_v1_DeleteDictionaryResponse_descriptor =
-      getDescriptor().getMessageType(26);
+      getDescriptor().getMessageType(29);
     internal_static_chunkscope_v1_DeleteDictionaryResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_DeleteDictionaryResponse_descriptor,
         new java.lang.String[] { "Dictionary", });
     internal_static_chunkscope_v1_ExportDictionaryRequest_descriptor =
-      getDescriptor().getMessageType(27);
+      getDescriptor().getMessageType(30);
     internal_static_chunkscope_v1_ExportDictionaryRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_ExportDictionaryRequest_descriptor,
         new java.lang.String[] { "Id", });
     internal_static_chunkscope_v1_ExportDictionaryResponse_descriptor =
-      getDescriptor().getMessageType(28);
+      getDescriptor().getMessageType(31);
     internal_static_chunkscope_v1_ExportDictionaryResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_ExportDictionaryResponse_descriptor,
         new java.lang.String[] { "Data", "TotalBytes", "Sha256", });
     internal_static_chunkscope_v1_ImportDictionaryRequest_descriptor =
-      getDescriptor().getMessageType(29);
+      getDescriptor().getMessageType(32);
     internal_static_chunkscope_v1_ImportDictionaryRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_ImportDictionaryRequest_descriptor,
         new java.lang.String[] { "Data", "Sha256", });
     internal_static_chunkscope_v1_ImportDictionaryResponse_descriptor =
-      getDescriptor().getMessageType(30);
+      getDescriptor().getMessageType(33);
     internal_static_chunkscope_v1_ImportDictionaryResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_chunkscope_v1_ImportDictionaryResponse_descriptor,

@@ -861,6 +861,47 @@ private static final long serialVersionUID = 0L;
     return recommended_.get(index);
   }
 
+  public static final int DSC_TABLES_FIELD_NUMBER = 19;
+  private dev.chunkscope.v1.DscTables dscTables_;
+  /**
+   * <pre>
+   * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+   * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+   * @return Whether the dscTables field is set.
+   */
+  @java.lang.Override
+  public boolean hasDscTables() {
+    return ((bitField0_ & 0x00000004) != 0);
+  }
+  /**
+   * <pre>
+   * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+   * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+   * @return The dscTables.
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.DscTables getDscTables() {
+    return dscTables_ == null ? dev.chunkscope.v1.DscTables.getDefaultInstance() : dscTables_;
+  }
+  /**
+   * <pre>
+   * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+   * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+   */
+  @java.lang.Override
+  public dev.chunkscope.v1.DscTablesOrBuilder getDscTablesOrBuilder() {
+    return dscTables_ == null ? dev.chunkscope.v1.DscTables.getDefaultInstance() : dscTables_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -931,6 +972,9 @@ private static final long serialVersionUID = 0L;
     }
     for (int i = 0; i < recommended_.size(); i++) {
       output.writeMessage(18, recommended_.get(i));
+    }
+    if (((bitField0_ & 0x00000004) != 0)) {
+      output.writeMessage(19, getDscTables());
     }
     getUnknownFields().writeTo(output);
   }
@@ -1012,6 +1056,10 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(18, recommended_.get(i));
     }
+    if (((bitField0_ & 0x00000004) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(19, getDscTables());
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -1068,6 +1116,11 @@ private static final long serialVersionUID = 0L;
         .equals(other.getInfeasibleCellsList())) return false;
     if (!getRecommendedList()
         .equals(other.getRecommendedList())) return false;
+    if (hasDscTables() != other.hasDscTables()) return false;
+    if (hasDscTables()) {
+      if (!getDscTables()
+          .equals(other.getDscTables())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -1128,6 +1181,10 @@ private static final long serialVersionUID = 0L;
     if (getRecommendedCount() > 0) {
       hash = (37 * hash) + RECOMMENDED_FIELD_NUMBER;
       hash = (53 * hash) + getRecommendedList().hashCode();
+    }
+    if (hasDscTables()) {
+      hash = (37 * hash) + DSC_TABLES_FIELD_NUMBER;
+      hash = (53 * hash) + getDscTables().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -1290,6 +1347,7 @@ private static final long serialVersionUID = 0L;
         internalGetEntriesFieldBuilder();
         internalGetInfeasibleCellsFieldBuilder();
         internalGetRecommendedFieldBuilder();
+        internalGetDscTablesFieldBuilder();
       }
     }
     @java.lang.Override
@@ -1340,6 +1398,11 @@ private static final long serialVersionUID = 0L;
         recommendedBuilder_.clear();
       }
       bitField0_ = (bitField0_ & ~0x00020000);
+      dscTables_ = null;
+      if (dscTablesBuilder_ != null) {
+        dscTablesBuilder_.dispose();
+        dscTablesBuilder_ = null;
+      }
       return this;
     }
 
@@ -1456,6 +1519,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00004000) != 0)) {
         result.stats_ = internalGetStats();
         result.stats_.makeImmutable();
+      }
+      if (((from_bitField0_ & 0x00040000) != 0)) {
+        result.dscTables_ = dscTablesBuilder_ == null
+            ? dscTables_
+            : dscTablesBuilder_.build();
+        to_bitField0_ |= 0x00000004;
       }
       result.bitField0_ |= to_bitField0_;
     }
@@ -1609,6 +1678,9 @@ private static final long serialVersionUID = 0L;
           }
         }
       }
+      if (other.hasDscTables()) {
+        mergeDscTables(other.getDscTables());
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -1757,6 +1829,13 @@ private static final long serialVersionUID = 0L;
               }
               break;
             } // case 146
+            case 154: {
+              input.readMessage(
+                  internalGetDscTablesFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00040000;
+              break;
+            } // case 154
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -4134,6 +4213,172 @@ private static final long serialVersionUID = 0L;
         recommended_ = null;
       }
       return recommendedBuilder_;
+    }
+
+    private dev.chunkscope.v1.DscTables dscTables_;
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.DscTables, dev.chunkscope.v1.DscTables.Builder, dev.chunkscope.v1.DscTablesOrBuilder> dscTablesBuilder_;
+    /**
+     * <pre>
+     * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+     * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+     * @return Whether the dscTables field is set.
+     */
+    public boolean hasDscTables() {
+      return ((bitField0_ & 0x00040000) != 0);
+    }
+    /**
+     * <pre>
+     * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+     * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+     * @return The dscTables.
+     */
+    public dev.chunkscope.v1.DscTables getDscTables() {
+      if (dscTablesBuilder_ == null) {
+        return dscTables_ == null ? dev.chunkscope.v1.DscTables.getDefaultInstance() : dscTables_;
+      } else {
+        return dscTablesBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+     * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+     */
+    public Builder setDscTables(dev.chunkscope.v1.DscTables value) {
+      if (dscTablesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        dscTables_ = value;
+      } else {
+        dscTablesBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+     * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+     */
+    public Builder setDscTables(
+        dev.chunkscope.v1.DscTables.Builder builderForValue) {
+      if (dscTablesBuilder_ == null) {
+        dscTables_ = builderForValue.build();
+      } else {
+        dscTablesBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+     * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+     */
+    public Builder mergeDscTables(dev.chunkscope.v1.DscTables value) {
+      if (dscTablesBuilder_ == null) {
+        if (((bitField0_ & 0x00040000) != 0) &&
+          dscTables_ != null &&
+          dscTables_ != dev.chunkscope.v1.DscTables.getDefaultInstance()) {
+          getDscTablesBuilder().mergeFrom(value);
+        } else {
+          dscTables_ = value;
+        }
+      } else {
+        dscTablesBuilder_.mergeFrom(value);
+      }
+      if (dscTables_ != null) {
+        bitField0_ |= 0x00040000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+     * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+     */
+    public Builder clearDscTables() {
+      bitField0_ = (bitField0_ & ~0x00040000);
+      dscTables_ = null;
+      if (dscTablesBuilder_ != null) {
+        dscTablesBuilder_.dispose();
+        dscTablesBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+     * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+     */
+    public dev.chunkscope.v1.DscTables.Builder getDscTablesBuilder() {
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return internalGetDscTablesFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+     * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+     */
+    public dev.chunkscope.v1.DscTablesOrBuilder getDscTablesOrBuilder() {
+      if (dscTablesBuilder_ != null) {
+        return dscTablesBuilder_.getMessageOrBuilder();
+      } else {
+        return dscTables_ == null ?
+            dev.chunkscope.v1.DscTables.getDefaultInstance() : dscTables_;
+      }
+    }
+    /**
+     * <pre>
+     * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+     * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+     * </pre>
+     *
+     * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.chunkscope.v1.DscTables, dev.chunkscope.v1.DscTables.Builder, dev.chunkscope.v1.DscTablesOrBuilder> 
+        internalGetDscTablesFieldBuilder() {
+      if (dscTablesBuilder_ == null) {
+        dscTablesBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.chunkscope.v1.DscTables, dev.chunkscope.v1.DscTables.Builder, dev.chunkscope.v1.DscTablesOrBuilder>(
+                getDscTables(),
+                getParentForChildren(),
+                isClean());
+        dscTables_ = null;
+      }
+      return dscTablesBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:chunkscope.v1.Dictionary)

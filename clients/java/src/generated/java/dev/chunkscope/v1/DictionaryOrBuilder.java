@@ -471,4 +471,34 @@ public interface DictionaryOrBuilder extends
    */
   dev.chunkscope.v1.RecommendedHookPointOrBuilder getRecommendedOrBuilder(
       int index);
+
+  /**
+   * <pre>
+   * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+   * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+   * @return Whether the dscTables field is set.
+   */
+  boolean hasDscTables();
+  /**
+   * <pre>
+   * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+   * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+   * @return The dscTables.
+   */
+  dev.chunkscope.v1.DscTables getDscTables();
+  /**
+   * <pre>
+   * DSC: the discretisation behind the state ids (centroid table, states, decoding check).
+   * Only with GetDictionaryRequest.include_tables, for DSC dictionaries.
+   * </pre>
+   *
+   * <code>.chunkscope.v1.DscTables dsc_tables = 19;</code>
+   */
+  dev.chunkscope.v1.DscTablesOrBuilder getDscTablesOrBuilder();
 }

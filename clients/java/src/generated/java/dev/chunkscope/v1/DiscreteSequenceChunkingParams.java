@@ -137,6 +137,39 @@ private static final long serialVersionUID = 0L;
     return seed_;
   }
 
+  public static final int DECODE_TRAIN_FRACTION_FIELD_NUMBER = 7;
+  private double decodeTrainFraction_ = 0D;
+  /**
+   * <pre>
+   * The decoding check (stats "decode_accuracy"): a lookup table state -&gt; input symbol is fitted
+   * on the first part of the training steps and scored on the rest. This fraction of the steps
+   * is the fitted part, in (0, 1). 0 means 0.3. Ignored when decode_train_steps is set.
+   * </pre>
+   *
+   * <code>double decode_train_fraction = 7;</code>
+   * @return The decodeTrainFraction.
+   */
+  @java.lang.Override
+  public double getDecodeTrainFraction() {
+    return decodeTrainFraction_;
+  }
+
+  public static final int DECODE_TRAIN_STEPS_FIELD_NUMBER = 8;
+  private int decodeTrainSteps_ = 0;
+  /**
+   * <pre>
+   * Fit the decoding table on exactly this many first steps (the paper's protocol: 100 or 300);
+   * it must leave at least one step to score. 0 means use decode_train_fraction.
+   * </pre>
+   *
+   * <code>uint32 decode_train_steps = 8;</code>
+   * @return The decodeTrainSteps.
+   */
+  @java.lang.Override
+  public int getDecodeTrainSteps() {
+    return decodeTrainSteps_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -168,6 +201,12 @@ private static final long serialVersionUID = 0L;
     }
     if (seed_ != 0L) {
       output.writeInt64(6, seed_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(decodeTrainFraction_) != 0) {
+      output.writeDouble(7, decodeTrainFraction_);
+    }
+    if (decodeTrainSteps_ != 0) {
+      output.writeUInt32(8, decodeTrainSteps_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -202,6 +241,14 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeInt64Size(6, seed_);
     }
+    if (java.lang.Double.doubleToRawLongBits(decodeTrainFraction_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(7, decodeTrainFraction_);
+    }
+    if (decodeTrainSteps_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt32Size(8, decodeTrainSteps_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -230,6 +277,11 @@ private static final long serialVersionUID = 0L;
             other.getOverlapJaccard())) return false;
     if (getSeed()
         != other.getSeed()) return false;
+    if (java.lang.Double.doubleToLongBits(getDecodeTrainFraction())
+        != java.lang.Double.doubleToLongBits(
+            other.getDecodeTrainFraction())) return false;
+    if (getDecodeTrainSteps()
+        != other.getDecodeTrainSteps()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -255,6 +307,11 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + SEED_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         getSeed());
+    hash = (37 * hash) + DECODE_TRAIN_FRACTION_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getDecodeTrainFraction()));
+    hash = (37 * hash) + DECODE_TRAIN_STEPS_FIELD_NUMBER;
+    hash = (53 * hash) + getDecodeTrainSteps();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -396,6 +453,8 @@ private static final long serialVersionUID = 0L;
       minFrequency_ = 0;
       overlapJaccard_ = 0D;
       seed_ = 0L;
+      decodeTrainFraction_ = 0D;
+      decodeTrainSteps_ = 0;
       return this;
     }
 
@@ -447,6 +506,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000020) != 0)) {
         result.seed_ = seed_;
       }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.decodeTrainFraction_ = decodeTrainFraction_;
+      }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.decodeTrainSteps_ = decodeTrainSteps_;
+      }
     }
 
     @java.lang.Override
@@ -478,6 +543,12 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getSeed() != 0L) {
         setSeed(other.getSeed());
+      }
+      if (java.lang.Double.doubleToRawLongBits(other.getDecodeTrainFraction()) != 0) {
+        setDecodeTrainFraction(other.getDecodeTrainFraction());
+      }
+      if (other.getDecodeTrainSteps() != 0) {
+        setDecodeTrainSteps(other.getDecodeTrainSteps());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -535,6 +606,16 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 48
+            case 57: {
+              decodeTrainFraction_ = input.readDouble();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 57
+            case 64: {
+              decodeTrainSteps_ = input.readUInt32();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 64
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -812,6 +893,103 @@ private static final long serialVersionUID = 0L;
     public Builder clearSeed() {
       bitField0_ = (bitField0_ & ~0x00000020);
       seed_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private double decodeTrainFraction_ ;
+    /**
+     * <pre>
+     * The decoding check (stats "decode_accuracy"): a lookup table state -&gt; input symbol is fitted
+     * on the first part of the training steps and scored on the rest. This fraction of the steps
+     * is the fitted part, in (0, 1). 0 means 0.3. Ignored when decode_train_steps is set.
+     * </pre>
+     *
+     * <code>double decode_train_fraction = 7;</code>
+     * @return The decodeTrainFraction.
+     */
+    @java.lang.Override
+    public double getDecodeTrainFraction() {
+      return decodeTrainFraction_;
+    }
+    /**
+     * <pre>
+     * The decoding check (stats "decode_accuracy"): a lookup table state -&gt; input symbol is fitted
+     * on the first part of the training steps and scored on the rest. This fraction of the steps
+     * is the fitted part, in (0, 1). 0 means 0.3. Ignored when decode_train_steps is set.
+     * </pre>
+     *
+     * <code>double decode_train_fraction = 7;</code>
+     * @param value The decodeTrainFraction to set.
+     * @return This builder for chaining.
+     */
+    public Builder setDecodeTrainFraction(double value) {
+
+      decodeTrainFraction_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The decoding check (stats "decode_accuracy"): a lookup table state -&gt; input symbol is fitted
+     * on the first part of the training steps and scored on the rest. This fraction of the steps
+     * is the fitted part, in (0, 1). 0 means 0.3. Ignored when decode_train_steps is set.
+     * </pre>
+     *
+     * <code>double decode_train_fraction = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearDecodeTrainFraction() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      decodeTrainFraction_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private int decodeTrainSteps_ ;
+    /**
+     * <pre>
+     * Fit the decoding table on exactly this many first steps (the paper's protocol: 100 or 300);
+     * it must leave at least one step to score. 0 means use decode_train_fraction.
+     * </pre>
+     *
+     * <code>uint32 decode_train_steps = 8;</code>
+     * @return The decodeTrainSteps.
+     */
+    @java.lang.Override
+    public int getDecodeTrainSteps() {
+      return decodeTrainSteps_;
+    }
+    /**
+     * <pre>
+     * Fit the decoding table on exactly this many first steps (the paper's protocol: 100 or 300);
+     * it must leave at least one step to score. 0 means use decode_train_fraction.
+     * </pre>
+     *
+     * <code>uint32 decode_train_steps = 8;</code>
+     * @param value The decodeTrainSteps to set.
+     * @return This builder for chaining.
+     */
+    public Builder setDecodeTrainSteps(int value) {
+
+      decodeTrainSteps_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Fit the decoding table on exactly this many first steps (the paper's protocol: 100 or 300);
+     * it must leave at least one step to score. 0 means use decode_train_fraction.
+     * </pre>
+     *
+     * <code>uint32 decode_train_steps = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearDecodeTrainSteps() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      decodeTrainSteps_ = 0;
       onChanged();
       return this;
     }

@@ -69,4 +69,27 @@ public interface DiscreteSequenceChunkingParamsOrBuilder extends
    * @return The seed.
    */
   long getSeed();
+
+  /**
+   * <pre>
+   * The decoding check (stats "decode_accuracy"): a lookup table state -&gt; input symbol is fitted
+   * on the first part of the training steps and scored on the rest. This fraction of the steps
+   * is the fitted part, in (0, 1). 0 means 0.3. Ignored when decode_train_steps is set.
+   * </pre>
+   *
+   * <code>double decode_train_fraction = 7;</code>
+   * @return The decodeTrainFraction.
+   */
+  double getDecodeTrainFraction();
+
+  /**
+   * <pre>
+   * Fit the decoding table on exactly this many first steps (the paper's protocol: 100 or 300);
+   * it must leave at least one step to score. 0 means use decode_train_fraction.
+   * </pre>
+   *
+   * <code>uint32 decode_train_steps = 8;</code>
+   * @return The decodeTrainSteps.
+   */
+  int getDecodeTrainSteps();
 }

@@ -110,6 +110,21 @@ private static final long serialVersionUID = 0L;
     return includePrototypes_;
   }
 
+  public static final int INCLUDE_TABLES_FIELD_NUMBER = 3;
+  private boolean includeTables_ = false;
+  /**
+   * <pre>
+   * DSC dictionaries: include Dictionary.dsc_tables (ignored for other methods).
+   * </pre>
+   *
+   * <code>bool include_tables = 3;</code>
+   * @return The includeTables.
+   */
+  @java.lang.Override
+  public boolean getIncludeTables() {
+    return includeTables_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -130,6 +145,9 @@ private static final long serialVersionUID = 0L;
     if (includePrototypes_ != false) {
       output.writeBool(2, includePrototypes_);
     }
+    if (includeTables_ != false) {
+      output.writeBool(3, includeTables_);
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -145,6 +163,10 @@ private static final long serialVersionUID = 0L;
     if (includePrototypes_ != false) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(2, includePrototypes_);
+    }
+    if (includeTables_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(3, includeTables_);
     }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
@@ -165,6 +187,8 @@ private static final long serialVersionUID = 0L;
         .equals(other.getId())) return false;
     if (getIncludePrototypes()
         != other.getIncludePrototypes()) return false;
+    if (getIncludeTables()
+        != other.getIncludeTables()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -181,6 +205,9 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + INCLUDE_PROTOTYPES_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getIncludePrototypes());
+    hash = (37 * hash) + INCLUDE_TABLES_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getIncludeTables());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -318,6 +345,7 @@ private static final long serialVersionUID = 0L;
       bitField0_ = 0;
       id_ = "";
       includePrototypes_ = false;
+      includeTables_ = false;
       return this;
     }
 
@@ -357,6 +385,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000002) != 0)) {
         result.includePrototypes_ = includePrototypes_;
       }
+      if (((from_bitField0_ & 0x00000004) != 0)) {
+        result.includeTables_ = includeTables_;
+      }
     }
 
     @java.lang.Override
@@ -378,6 +409,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getIncludePrototypes() != false) {
         setIncludePrototypes(other.getIncludePrototypes());
+      }
+      if (other.getIncludeTables() != false) {
+        setIncludeTables(other.getIncludeTables());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -415,6 +449,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000002;
               break;
             } // case 16
+            case 24: {
+              includeTables_ = input.readBool();
+              bitField0_ |= 0x00000004;
+              break;
+            } // case 24
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -564,6 +603,50 @@ private static final long serialVersionUID = 0L;
     public Builder clearIncludePrototypes() {
       bitField0_ = (bitField0_ & ~0x00000002);
       includePrototypes_ = false;
+      onChanged();
+      return this;
+    }
+
+    private boolean includeTables_ ;
+    /**
+     * <pre>
+     * DSC dictionaries: include Dictionary.dsc_tables (ignored for other methods).
+     * </pre>
+     *
+     * <code>bool include_tables = 3;</code>
+     * @return The includeTables.
+     */
+    @java.lang.Override
+    public boolean getIncludeTables() {
+      return includeTables_;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: include Dictionary.dsc_tables (ignored for other methods).
+     * </pre>
+     *
+     * <code>bool include_tables = 3;</code>
+     * @param value The includeTables to set.
+     * @return This builder for chaining.
+     */
+    public Builder setIncludeTables(boolean value) {
+
+      includeTables_ = value;
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * DSC dictionaries: include Dictionary.dsc_tables (ignored for other methods).
+     * </pre>
+     *
+     * <code>bool include_tables = 3;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearIncludeTables() {
+      bitField0_ = (bitField0_ & ~0x00000004);
+      includeTables_ = false;
       onChanged();
       return this;
     }

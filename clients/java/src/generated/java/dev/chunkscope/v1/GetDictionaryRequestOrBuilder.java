@@ -39,4 +39,14 @@ public interface GetDictionaryRequestOrBuilder extends
    * @return The includePrototypes.
    */
   boolean getIncludePrototypes();
+
+  /**
+   * <pre>
+   * DSC dictionaries: include Dictionary.dsc_tables (ignored for other methods).
+   * </pre>
+   *
+   * <code>bool include_tables = 3;</code>
+   * @return The includeTables.
+   */
+  boolean getIncludeTables();
 }
