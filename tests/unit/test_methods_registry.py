@@ -350,6 +350,7 @@ def test_pa_presets_resolve_and_explicit_fields_override_them() -> None:
         ({"radius_scale": -0.5}, "population_averaging.radius_scale"),
         ({"radius_scale": float("nan")}, "population_averaging.radius_scale"),
         ({"radius_scale": float("inf")}, "population_averaging.radius_scale"),
+        ({"radius_scale": 1e300}, "population_averaging.radius_scale"),
         # No cross-validation with every occurrence sampled: no honest score would be left.
         ({"cv_folds": -1, "sample_all": True}, "population_averaging.cv_folds"),
         ({"cv_folds": -1, "preset": 2, "sample_all": True}, "population_averaging.cv_folds"),

@@ -894,7 +894,7 @@ type PopulationAveragingParams struct {
 	RadiusNegatives *int32 `protobuf:"varint,16,opt,name=radius_negatives,json=radiusNegatives,proto3,oneof" json:"radius_negatives,omitempty"`
 	// Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
 	// 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
-	// a finite number > 0.
+	// a number in (0, 1000].
 	RadiusScale float64 `protobuf:"fixed64,17,opt,name=radius_scale,json=radiusScale,proto3" json:"radius_scale,omitempty"`
 	// Sample every training occurrence instead of n_samples of them. Unset means the preset's
 	// (true for PA_PRESET_RECOMMENDED, false for PA_PRESET_AUTHORS), or false when n_samples is

@@ -66,6 +66,8 @@ _PRESET_OF = {
 }
 _RADIUS_RULE_OF = {pb.PA_RADIUS_RULE_SAMPLES: "samples", pb.PA_RADIUS_RULE_NEGATIVES: "negatives"}
 _LEGACY_PRESET = "authors"
+# A larger factor only makes a ball that holds everything (and its radius would overflow float32).
+MAX_RADIUS_SCALE = 1000.0
 
 
 # ----- labels (PA) ----------------------------------------------------------------------------
@@ -304,11 +306,11 @@ class PopulationAveraging(Method[PASpec, PADetector]):
                 f"{radius_negatives} is negative: use the number of training negatives the ball "
                 "may hold (0: none), or leave it unset for the preset's",
             )
-        if not (math.isfinite(p.radius_scale) and p.radius_scale >= 0.0):
+        if not (math.isfinite(p.radius_scale) and 0.0 <= p.radius_scale <= MAX_RADIUS_SCALE):
             raise InvalidArgument.field(
                 "population_averaging.radius_scale",
-                f"{p.radius_scale} is not a radius factor: use a finite number > 0 (e.g. 0.9 "
-                "for a 10% margin), or 0 for the preset's",
+                f"{p.radius_scale} is not a radius factor: use a number in (0, "
+                f"{MAX_RADIUS_SCALE:g}] (e.g. 0.9 for a 10% margin), or 0 for the preset's",
             )
         # An explicit n_samples keeps its meaning (that many occurrences drawn), and cv_folds -1
         # needs some occurrences left out of the draw (the out-of-sample scores are then the

@@ -506,7 +506,7 @@ class PopulationAveragingParams(_message.Message):
     radius_scale: _builtins.float
     """Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
     0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
-    a finite number > 0.
+    a number in (0, 1000].
     """
     sample_all: _builtins.bool
     """Sample every training occurrence instead of n_samples of them. Unset means the preset's

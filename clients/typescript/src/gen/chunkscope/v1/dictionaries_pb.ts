@@ -332,7 +332,7 @@ export type PopulationAveragingParams = Message<"chunkscope.v1.PopulationAveragi
   /**
    * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
    * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
-   * a finite number > 0.
+   * a number in (0, 1000].
    *
    * @generated from field: double radius_scale = 17;
    */

@@ -481,7 +481,7 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
    * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
-   * a finite number &gt; 0.
+   * a number in (0, 1000].
    * </pre>
    *
    * <code>double radius_scale = 17;</code>
@@ -2820,7 +2820,7 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
      * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
-     * a finite number &gt; 0.
+     * a number in (0, 1000].
      * </pre>
      *
      * <code>double radius_scale = 17;</code>
@@ -2834,7 +2834,7 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
      * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
-     * a finite number &gt; 0.
+     * a number in (0, 1000].
      * </pre>
      *
      * <code>double radius_scale = 17;</code>
@@ -2852,7 +2852,7 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
      * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
-     * a finite number &gt; 0.
+     * a number in (0, 1000].
      * </pre>
      *
      * <code>double radius_scale = 17;</code>

@@ -314,7 +314,7 @@ public interface PopulationAveragingParamsOrBuilder extends
    * <pre>
    * Factor on the radius of either rule (below 1 leaves a margin to the nearest negative).
    * 0 means the preset's (0.9 for PA_PRESET_RECOMMENDED, 1 for PA_PRESET_AUTHORS); otherwise
-   * a finite number &gt; 0.
+   * a number in (0, 1000].
    * </pre>
    *
    * <code>double radius_scale = 17;</code>
