@@ -20,10 +20,9 @@ The script starts a real server with `spawn_server` (model root <data-dir>/model
    sentences, plus sentences generated from its templates with a fixed seed), stores it under the
    server's corpus root and extracts a cosine dictionary and density chunks at a middle block.
 
-Computed in this process, not through the API (the report marks them "in-process"): the paper's
-exact RNN decoding protocol (lookup table fitted on the first 100 or 300 steps; the API's
-statistic uses the first 30 %), the mean-difference baseline for PA (it needs raw hidden states,
-which the API does not return), and a feasibility check that tells which (block, concept) pairs
+Computed in this process, not through the API (the report marks them "in-process"): the
+mean-difference baseline for PA (it needs raw hidden states, which the API does not return), and
+a feasibility check that tells which (block, concept) pairs
 can meet the FPR bound at all, so that no request is sent that the server must refuse (see
 `plan_requests`). Everything is seeded; on CPU the numbers repeat from run to run.
 """
@@ -1502,9 +1501,11 @@ SERVICE_NOTES = """## Notes on the service, found while reproducing
   atoms of the authors' cosine dictionary could not be rescued through the API. Now `init` and
   `dead_atom_policy` choose the start and the re-seeding; the default starts on training states
   and re-seeds, and the report above runs both that and the authors' exact method.
-- The DSC dictionary does not return the per-step state sequence (nor the centroid table), so the
-  paper's decoding protocol (a lookup table fitted on the first 100 or 300 steps) cannot be
-  computed from the API's answer; `decode_accuracy` uses a fixed 30 % split.
+- The DSC dictionary used to keep its per-step state sequence and centroid table to itself and
+  fitted its decoding check on a fixed 30 % split, so the paper's protocol (a lookup table fitted
+  on the first 100 or 300 steps) ran in-process. Now `decode_train_steps` asks for that split,
+  `GetDictionary(include_tables)` returns the tables and Detect the state ids and occurrences, and
+  the report above runs the paper's protocol through the API.
 - Every extraction runs the whole model, language-model head included, even when its hook points
   sit in early or middle blocks; the forward passes dominate the run time of PA and UCD here."""
 
@@ -1533,8 +1534,8 @@ def write_report(
         "Interpretability*. Reference figures are from docs/METHODS.md §7. Everything below "
         "went through a chunkscope server that the script started (`spawn_server`) and the "
         "Python client (`RegisterModel`, `ExtractDictionary`, `GetDictionary`), except what is "
-        "marked *in-process*: the paper's exact RNN decoding protocol, the mean-difference "
-        "baseline, and the check of which PA cells can meet the FPR bound at all.",
+        "marked *in-process*: the mean-difference baseline and the check of which PA cells "
+        "can meet the FPR bound at all.",
         "",
         "## Timings (wall clock)",
         "",
