@@ -17,14 +17,14 @@ import re
 from collections import OrderedDict
 from typing import Any
 
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 
 from chunkscope import metrics, policies
 from chunkscope.api.detection import Limits, plan, too_many_tokens
 from chunkscope.api.interceptors import audit_detail, caller
 from chunkscope.api.paging import next_token, page_window
 from chunkscope.api.perturbation import MAX_INTERVENTIONS, spec_of
-from chunkscope.api.presets import Presets, renamed
+from chunkscope.api.presets import Presets, renamed, stored_to_proto
 from chunkscope.api.presets import to_proto as preset_proto
 from chunkscope.engine import serving, tokens
 from chunkscope.engine.capture import Segment, token_count
@@ -102,22 +102,8 @@ def _rules(policy: pb.Policy) -> list[policies.Rule]:
 
 
 def _to_proto(record: PolicyRecord) -> pb.Policy:
-    """A stored version as the API shows it; a body this server cannot read is refused."""
-    policy = pb.Policy()
-    try:
-        json_format.Parse(record.body, policy)
-    except (json_format.ParseError, ValueError, RecursionError) as exc:
-        raise FailedPrecondition(
-            f"stored policy {record.name!r} version {record.version} is unreadable "
-            f"({str(exc)[:200]}); put a new version",
-            reason="INVALID_POLICY",
-            metadata={"policy": record.name, "version": str(record.version)},
-        ) from None
-    policy.name, policy.version, policy.author_key_id = record.name, record.version, record.author
-    created = timestamp_pb2.Timestamp()
-    created.FromDatetime(record.created_at)
-    policy.create_time.CopyFrom(created)
-    return policy
+    """A stored policy version as the API shows it."""
+    return stored_to_proto(record, pb.Policy(), "policy")
 
 
 class GuardServicer(guard_pb2_grpc.GuardServiceServicer):

@@ -16,6 +16,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from google.protobuf import json_format, timestamp_pb2
 
@@ -60,23 +61,32 @@ def parse_ref(ref: str, field: str) -> tuple[str, int]:
     return found.group(1), int(found.group(2) or 0)
 
 
-def to_proto(record: PolicyRecord) -> guard_pb2.InterventionPreset:
-    """A stored version as the API shows it; a body this server cannot read is refused."""
-    preset = guard_pb2.InterventionPreset()
+Versioned = TypeVar("Versioned", guard_pb2.Policy, guard_pb2.InterventionPreset)
+
+
+def stored_to_proto(record: PolicyRecord, message: Versioned, kind: str) -> Versioned:
+    """A stored version of a policy or preset (`kind`) as the API shows it, parsed into
+    `message`; a body this server cannot read is refused."""
     try:
-        json_format.Parse(record.body, preset)
+        json_format.Parse(record.body, message)
     except (json_format.ParseError, ValueError, RecursionError) as exc:
         raise FailedPrecondition(
-            f"stored preset {record.name!r} version {record.version} is unreadable "
+            f"stored {kind} {record.name!r} version {record.version} is unreadable "
             f"({str(exc)[:200]}); put a new version",
-            reason="INVALID_PRESET",
-            metadata={"preset": record.name, "version": str(record.version)},
+            reason=f"INVALID_{kind.upper()}",
+            metadata={kind: record.name, "version": str(record.version)},
         ) from None
-    preset.name, preset.version, preset.author_key_id = record.name, record.version, record.author
+    message.name, message.version = record.name, record.version
+    message.author_key_id = record.author
     created = timestamp_pb2.Timestamp()
     created.FromDatetime(record.created_at)
-    preset.create_time.CopyFrom(created)
-    return preset
+    message.create_time.CopyFrom(created)
+    return message
+
+
+def to_proto(record: PolicyRecord) -> guard_pb2.InterventionPreset:
+    """A stored preset version as the API shows it."""
+    return stored_to_proto(record, guard_pb2.InterventionPreset(), "preset")
 
 
 class Presets:
