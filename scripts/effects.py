@@ -1852,7 +1852,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     sparse.add_argument("--sparse-max-fpr", type=float, default=0.001)
     sparse.add_argument("--sparse-tokens", type=int, default=24, help="new tokens per arm")
     sparse.add_argument(
-        "--sparse-n-test", type=int, default=12, help="neutral held-out prompts (0: all)"
+        "--sparse-n-test", type=int, default=10, help="neutral held-out prompts (0: all)"
     )
     sparse.add_argument(
         "--sparse-n-inhibition", type=int, default=12, help="prompts per concept (0: all)"
