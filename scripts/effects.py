@@ -29,6 +29,15 @@ the same for every concept: same prompt, sampling parameters and seed) and reuse
 regenerates one request and compares both arms. The results are written between the markers
 `<!-- effects:start -->` and `<!-- effects:end -->` of --doc (replaced if present, appended
 otherwise); every continuation is kept in <data-dir>/effects/results.json.
+
+Parts (--parts, default all): `main` is the study above; `sparse` compares full-width PA entries
+with sparser ones of the same concepts (sparsity_margin, max_neurons; every PA parameter explicit)
+under ACTIVATE at the question's last words, and INHIBIT and PROJECT_OUT on prompts that make the
+model say the word, with shared control arms and seeds. It sends the prompts as chat messages
+(the server applies the template and resolves the graft positions, Positions.message_tail) and
+writes its own block between `<!-- effects-sparse:start -->` and `<!-- effects-sparse:end -->`
+(continuations in <data-dir>/effects/sparse.json), so running it alone leaves the main block as
+it is.
 """
 
 from __future__ import annotations
