@@ -506,6 +506,7 @@ class Arm:
     texts: list[str] = field(default_factory=list)
     hits: list[bool] = field(default_factory=list)
     coherent: list[bool] = field(default_factory=list)
+    on_topic: list[bool] = field(default_factory=list)  # filled by the sparse part only
 
     def add(self, text: str, pattern: re.Pattern[str], check: Callable[[str], Coherence]) -> None:
         self.texts.append(text)
@@ -1431,6 +1432,7 @@ def run_sparse_inhibition(
                 [p.question for p in concept_prompts],
             )  # fmt: skip
             for p in concept_prompts:
+                stems = topic_stems(p.question, words[concept])
                 ctrl_text: str | None = None
                 for mode_name, mode in INHIBITION_MODES.items():
                     for name, entry in by_variant.items():
@@ -1445,13 +1447,16 @@ def run_sparse_inhibition(
                             if ctrl is not None:
                                 ctrl_text = ctrl.text
                             r.arms[mode_name][name].add(out.text, pattern, check)
+                            r.arms[mode_name][name].on_topic.append(on_topic(out.text, stems))
                         prompt_only = [intervention(entry.chunk, mode, all_prompt=True)]
                         r.logprob[mode_name][name].add(api.perturb(p, prompt_only, target))
                 assert ctrl_text is not None
                 r.control.add(ctrl_text, pattern, check)
+                r.control.on_topic.append(on_topic(ctrl_text, stems))
             results.append(r)
             cells = " | ".join(
-                f"{m} {v} {sum(a.hits)}/{a.n} coh {a.coherent_rate:.2f}"
+                f"{m} {v} {sum(a.hits)}/{a.n} coh {a.coherent_rate:.2f} "
+                f"answers without the word {answers_without_word(a)}"
                 for m, arms in r.arms.items()
                 for v, a in arms.items()
             )
@@ -1464,13 +1469,35 @@ def run_sparse_inhibition(
     return results
 
 
+def topic_stems(question: str, exclude: Sequence[str]) -> frozenset[str]:
+    """The question's content words (4 letters or more, no function word, none of `exclude`),
+    each as its first five letters ('symphony' and 'symphonies' share 'symph')."""
+    skip = {w.lower() for w in exclude}
+    return frozenset(
+        w[:5]
+        for w in (x.lower() for x in WORD_RE.findall(question))
+        if len(w) >= 4 and w not in FUNCTION_WORDS and w not in skip
+    )
+
+
+def on_topic(text: str, stems: frozenset[str]) -> bool:
+    """Crude: the continuation names what the question asks about (one of its content words);
+    true when the question has none (e.g. 'What is music?' without the concept's word)."""
+    if not stems:
+        return True
+    return any(w.lower()[:5] in stems for w in WORD_RE.findall(text) if len(w) >= 4)
+
+
+def answers_without_word(arm: Arm) -> int:
+    """Continuations that pass the coherence check, stay on the question's topic and do not say
+    the word: inhibition's success (a broken model also stops saying the word)."""
+    return sum(
+        (not h) and c and t for h, c, t in zip(arm.hits, arm.coherent, arm.on_topic, strict=True)
+    )
+
+
 def coherent_hits(arm: Arm) -> int:
     return arm.coherent_hits
-
-
-def coherent_misses(arm: Arm) -> int:
-    """Continuations without the word that pass the coherence check (inhibition's success)."""
-    return sum((not h) and c for h, c in zip(arm.hits, arm.coherent, strict=True))
 
 
 def pooled(arms: Sequence[Arm], count: Callable[[Arm], int]) -> tuple[int, int]:
@@ -1507,8 +1534,13 @@ def verdict(what: str, counts: dict[str, tuple[int, int]], measure: str) -> list
     elif worse:
         advice = (
             f"**{what}: use full-width entries** (or {', '.join(tied)}, not distinguishable "
-            f"from full width at this size); {', '.join(worse)} is worse, its difference "
-            "interval lies below 0"
+            f"from full width at this size); {', '.join(worse)} "
+            + (
+                "is worse, its difference interval lies"
+                if len(worse) == 1
+                else "are worse, their difference intervals lie"
+            )
+            + " below 0"
         )
     else:
         advice = (
@@ -1648,8 +1680,10 @@ def sparse_report(
         w("### INHIBIT and PROJECT_OUT (prompts that make the model say the word)")
         w("")
         w("| concept | block | mode | control | " + " | ".join(names_) + " | coherent: control / "
-          + " / ".join(names_) + " | Δ log p: " + " / ".join(names_) + " |")  # fmt: skip
-        w("|---|---|---|---|" + "---|" * len(names_) + "---|---|")
+          + " / ".join(names_) + " | on topic: control / " + " / ".join(names_)
+          + " | answers without the word: control / " + " / ".join(names_)
+          + " | Δ log p: " + " / ".join(names_) + " |")  # fmt: skip
+        w("|---|---|---|---|" + "---|" * len(names_) + "---|---|---|---|")
         for q in inhibition:
             for mode_name, arms in q.arms.items():
                 lps = q.logprob[mode_name]
@@ -1660,13 +1694,29 @@ def sparse_report(
                     + " / ".join(
                         pct(arms[v].coherent_rate) if v in arms else "= full" for v in names_
                     )
+                    + f" | {pct(sum(q.control.on_topic) / q.control.n)} / "
+                    + " / ".join(
+                        pct(sum(arms[v].on_topic) / arms[v].n) if v in arms else "= full"
+                        for v in names_
+                    )
+                    + f" | {answers_without_word(q.control)}/{q.control.n} / "
+                    + " / ".join(
+                        f"{answers_without_word(arms[v])}/{arms[v].n}" if v in arms else "= full"
+                        for v in names_
+                    )
                     + " | "
                     + " / ".join(f"{lps[v].delta:+.1f}" if v in lps else "–" for v in names_)
                     + " |"
                 )
         w("")
         w(
-            "Cells: continuations that still say the word / continuations. '= full': "
+            "Cells: continuations that still say the word / continuations. **On topic** "
+            "(crude): the continuation names what the question asks about (one of its content "
+            "words, compared on their first five letters; the concept's words excluded; a "
+            "question with no other content word counts as on topic). The "
+            "coherence check alone passes word lists such as ' forward life. heartbeat, men. "
+            "daily, per.' that INHIBIT produces with most neurons zeroed; an **answer without "
+            "the word** is coherent, on topic and free of the word. '= full': "
             f"{', '.join(sorted(C_INDEPENDENT))} moves along a direction that does not depend "
             "on C, so only the full-width entry was generated."
         )
@@ -1682,25 +1732,35 @@ def sparse_report(
         if not inhibition:
             break
         if mode_name in C_INDEPENDENT:
-            k, n = pooled([q.arms[mode_name]["full"] for q in inhibition], coherent_misses)
+            k, n = pooled([q.arms[mode_name]["full"] for q in inhibition], answers_without_word)
             lo, hi = wilson(k, n)
             w(
                 f"- {mode_name}: the direction (corpus center to the entry's sample mean, over "
                 "every neuron) does not depend on C, so sparse and full-width entries do the "
-                f"same (Perturb's Δ log p per variant above); pooled continuations without the "
-                f"word that pass the coherence check {k}/{n} = {k / max(n, 1):.2f} "
-                f"[{lo:.2f}, {hi:.2f}]."
+                f"same (Perturb's Δ log p per variant above); pooled answers without the word "
+                f"{k}/{n} = {k / max(n, 1):.2f} [{lo:.2f}, {hi:.2f}]."
             )
             continue
         counts = {
             v: pooled([q.arms[mode_name][v] for q in inhibition if v in q.arms[mode_name]],
-                      coherent_misses)
+                      answers_without_word)
             for v in names_
         }  # fmt: skip
         for line in verdict(
-            mode_name, counts, "continuations without the word that pass the coherence check"
+            mode_name, counts, "answers without the word (coherent, on topic, word absent)"
         ):
             w(f"- {line}")
+        if C_INDEPENDENT:
+            po = next(iter(sorted(C_INDEPENDENT)))
+            pk, pn = pooled([q.arms[po]["full"] for q in inhibition], answers_without_word)
+            best = max(counts, key=lambda v: counts[v][0] / max(counts[v][1], 1))
+            bk, bn = counts[best]
+            dlo, dhi = newcombe_diff(pk, pn, bk, bn)
+            w(
+                f"- {po} against the best {mode_name} ({best}): answers without the word "
+                f"{pk}/{pn} against {bk}/{bn}, difference {pk / max(pn, 1) - bk / max(bn, 1):+.2f}"
+                f" [{dlo:+.2f}, {dhi:+.2f}]."
+            )
     half = wilson(n_activation_prompts // 2, n_activation_prompts)
     w(
         f"- Differences are Newcombe 95 % intervals treating the arms as independent (they share "

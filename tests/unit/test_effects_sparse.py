@@ -92,3 +92,23 @@ def test_parts_option() -> None:
     assert [v.name for v in fx.sparse_variants(args)] == ["full", "margin 0.1", "≤128 neurons"]
     with pytest.raises(SystemExit):
         fx.parse_args(["--parts", "sparse,other"])
+
+
+def test_on_topic_names_the_question_s_subject() -> None:
+    fx = _effects()
+    stems = fx.topic_stems("What is a symphony?", ["music"])
+    assert stems == frozenset({"symph"})
+    assert fx.on_topic("Symphonies are long works for orchestra.", stems)
+    assert not fx.on_topic(" forward life. heartbeat, men. daily, per.", stems)
+    # The concept's own words are not the topic; a question without other content words is
+    # always on topic (nothing to check).
+    assert fx.topic_stems("What is music?", ["music"]) == frozenset()
+    assert fx.on_topic("abyabyaby", frozenset())
+    arm = fx.Arm(
+        "x",
+        texts=["a", "b", "c", "d"],
+        hits=[False, False, True, False],
+        coherent=[True, True, True, False],
+        on_topic=[True, False, True, True],
+    )
+    assert fx.answers_without_word(arm) == 1
