@@ -1750,16 +1750,37 @@ def sparse_report(
             mode_name, counts, "answers without the word (coherent, on topic, word absent)"
         ):
             w(f"- {line}")
+        ck, cn = pooled([q.control for q in inhibition], answers_without_word)
+        best = max(counts, key=lambda v: counts[v][0] / max(counts[v][1], 1))
+        bk, bn = counts[best]
+        clo, chi = newcombe_diff(bk, bn, ck, cn)
+        said_k, said_n = pooled(
+            [q.arms[mode_name][best] for q in inhibition], lambda a: sum(a.hits)
+        )
+        ctrl_said = pooled([q.control for q in inhibition], lambda a: sum(a.hits))
+        w(
+            f"- The best {mode_name} ({best}) against no intervention (the control arm, whose "
+            f"answers lack the word {ck}/{cn} times): difference "
+            f"{bk / max(bn, 1) - ck / max(cn, 1):+.2f} "
+            f"[{clo:+.2f}, {chi:+.2f}]; it still says the word in {said_k}/{said_n} continuations "
+            f"(control {ctrl_said[0]}/{ctrl_said[1]})"
+            + (". **No width of INHIBIT removes the word and keeps an answer**: the wide entries "
+               "break the model, the narrow ones leave the word." if clo <= 0 else ".")
+        )  # fmt: skip
         if C_INDEPENDENT:
             po = next(iter(sorted(C_INDEPENDENT)))
             pk, pn = pooled([q.arms[po]["full"] for q in inhibition], answers_without_word)
-            best = max(counts, key=lambda v: counts[v][0] / max(counts[v][1], 1))
-            bk, bn = counts[best]
             dlo, dhi = newcombe_diff(pk, pn, bk, bn)
             w(
                 f"- {po} against the best {mode_name} ({best}): answers without the word "
                 f"{pk}/{pn} against {bk}/{bn}, difference {pk / max(pn, 1) - bk / max(bn, 1):+.2f}"
-                f" [{dlo:+.2f}, {dhi:+.2f}]."
+                f" [{dlo:+.2f}, {dhi:+.2f}]"
+                + (
+                    f". **To remove a word, use {po}** (any width: its direction does not depend "
+                    "on C)."
+                    if dlo > 0
+                    else "."
+                )
             )
     half = wilson(n_activation_prompts // 2, n_activation_prompts)
     w(
