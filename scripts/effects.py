@@ -29,6 +29,15 @@ the same for every concept: same prompt, sampling parameters and seed) and reuse
 regenerates one request and compares both arms. The results are written between the markers
 `<!-- effects:start -->` and `<!-- effects:end -->` of --doc (replaced if present, appended
 otherwise); every continuation is kept in <data-dir>/effects/results.json.
+
+Parts (--parts, default all): `main` is the study above; `sparse` compares full-width PA entries
+with sparser ones of the same concepts (sparsity_margin, max_neurons; every PA parameter explicit)
+under ACTIVATE at the question's last words, and INHIBIT and PROJECT_OUT on prompts that make the
+model say the word, with shared control arms and seeds. It sends the prompts as chat messages
+(the server applies the template and resolves the graft positions, Positions.message_tail) and
+writes its own block between `<!-- effects-sparse:start -->` and `<!-- effects-sparse:end -->`
+(continuations in <data-dir>/effects/sparse.json), so running it alone leaves the main block as
+it is.
 """
 
 from __future__ import annotations
@@ -65,6 +74,12 @@ START_MARKER = "<!-- effects:start -->"
 END_MARKER = "<!-- effects:end -->"
 DESCRIPTION_PREFIX = "effects:"
 LITERAL_INDICES = (-4, -3, -2)
+SPARSE_START_MARKER = "<!-- effects-sparse:start -->"
+SPARSE_END_MARKER = "<!-- effects-sparse:end -->"
+PARTS = ("main", "sparse")
+# The authors' graft positions in a chat prompt: the three tokens before the last message's last
+# token, found by the server in its own tokenization of the formatted prompt.
+QUESTION_TAIL = ppb.MessageTokens(message_index=-1, count=3, skip_last=1)
 
 ACTIVATE = ppb.INTERVENTION_MODE_ACTIVATE
 INHIBIT = ppb.INTERVENTION_MODE_INHIBIT
@@ -194,6 +209,13 @@ class Prompt:
     tail: tuple[int, ...] = ()  # negative indices: the three tokens before the question's last
     tail_tokens: tuple[str, ...] = ()
     literal_tokens: tuple[str, ...] = ()
+    server_chat: bool = False  # sent as a chat message; the server applies the template
+
+    def input_fields(self) -> dict[str, Any]:
+        """The prompt fields of a Generate/Perturb request: chat `messages` or the text."""
+        if self.server_chat:
+            return {"messages": [ppb.ChatPromptMessage(role="user", content=self.question)]}
+        return {}
 
 
 @dataclass(frozen=True)
@@ -233,13 +255,13 @@ def intervention(
     all_prompt: bool = False,
     generated: bool = False,
     alpha: float = 0.0,
+    question_tail: bool = False,
 ) -> ppb.Intervention:
-    return ppb.Intervention(
-        chunk=chunk.ref(),
-        mode=mode,
-        alpha=alpha,
-        positions=ppb.Positions(indices=list(indices), all_prompt=all_prompt, generated=generated),
-    )
+    """`question_tail`: the authors' positions resolved by the server (chat prompts only)."""
+    positions = ppb.Positions(indices=list(indices), all_prompt=all_prompt, generated=generated)
+    if question_tail:
+        positions.message_tail.CopyFrom(QUESTION_TAIL)
+    return ppb.Intervention(chunk=chunk.ref(), mode=mode, alpha=alpha, positions=positions)
 
 
 # ----- coherence --------------------------------------------------------------------------------
@@ -336,10 +358,10 @@ class Api:
         """(perturbed, control or None): each arm's whole continuation from its `done` message."""
         request = ppb.GenerateRequest(
             model=self.model_ref,
-            prompt=det.DetectInput(text=prompt.text),
             interventions=list(interventions),
             sampling=self.sampling(prompt, max_new_tokens),
             control=control,
+            **(prompt.input_fields() or {"prompt": det.DetectInput(text=prompt.text)}),
         )
         started = time.perf_counter()
         arms: dict[int, Continuation] = {}
@@ -359,10 +381,10 @@ class Api:
         reply = self.cs.perturb(
             ppb.PerturbRequest(
                 model=self.model_ref,
-                input=det.DetectInput(text=prompt.text),
                 interventions=list(interventions),
                 target_tokens=[target],
                 top_k=5,
+                **(prompt.input_fields() or {"input": det.DetectInput(text=prompt.text)}),
             )
         )
         self.throughput.perturb_seconds += time.perf_counter() - started
@@ -484,6 +506,7 @@ class Arm:
     texts: list[str] = field(default_factory=list)
     hits: list[bool] = field(default_factory=list)
     coherent: list[bool] = field(default_factory=list)
+    on_topic: list[bool] = field(default_factory=list)  # filled by the sparse part only
 
     def add(self, text: str, pattern: re.Pattern[str], check: Callable[[str], Coherence]) -> None:
         self.texts.append(text)
@@ -1143,13 +1166,16 @@ def commentary(
     return notes
 
 
-def write_block(doc: Path, block: str) -> None:
-    """Replace the effects block of `doc`, or append it (creating the file if needed)."""
-    body = f"{START_MARKER}\n{block.rstrip()}\n{END_MARKER}\n"
+def write_block(
+    doc: Path, block: str, start_marker: str = START_MARKER, end_marker: str = END_MARKER
+) -> None:
+    """Replace the block between the markers of `doc`, or append it (creating the file if
+    needed); the rest of the file, other marked blocks included, is kept as it is."""
+    body = f"{start_marker}\n{block.rstrip()}\n{end_marker}\n"
     text = doc.read_text(encoding="utf-8") if doc.exists() else ""
     lines = text.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if line.strip() == START_MARKER]
-    ends = [i for i, line in enumerate(lines) if line.strip() == END_MARKER]
+    starts = [i for i, line in enumerate(lines) if line.strip() == start_marker]
+    ends = [i for i, line in enumerate(lines) if line.strip() == end_marker]
     if starts and ends and ends[-1] > starts[0]:
         new = "".join(lines[: starts[0]]) + body + "".join(lines[ends[-1] + 1 :])
     elif text:
@@ -1160,6 +1186,682 @@ def write_block(doc: Path, block: str) -> None:
     tmp = doc.with_name(doc.name + ".tmp")
     tmp.write_text(new, encoding="utf-8")
     tmp.replace(doc)
+
+
+# ----- sparse against full-width entries (--parts sparse) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to choose the PA tolerance: the authors' best score, or a sparser set."""
+
+    name: str
+    sparsity_margin: float = 0.0
+    max_neurons: int = 0
+
+
+@dataclass
+class SparseEntry:
+    variant: str
+    chunk: Chunk
+    cv_tpr: float  # NaN when the server gave no cross-validated scores
+    cv_fpr: float
+    sweep: str  # the sweep's distinct neuron counts: "τ:|C|/train TPR", largest τ first
+
+
+@dataclass
+class SparseActivation:
+    concept: str
+    block: int
+    target: str
+    control: Arm
+    arms: dict[str, Arm]  # variant -> graft continuations
+    logprob: dict[str, LogProb]
+    questions: list[str]
+
+
+@dataclass
+class SparseInhibition:
+    concept: str
+    block: int
+    target: str
+    control: Arm
+    arms: dict[str, dict[str, Arm]]  # mode name -> variant -> continuations
+    logprob: dict[str, dict[str, LogProb]]
+    questions: list[str]
+
+
+INHIBITION_MODES = {"PROJECT_OUT": PROJECT_OUT, "INHIBIT": INHIBIT}
+# PA's direction runs from the corpus' center to the entry's sample mean over every neuron, so it
+# does not depend on C: these modes are generated with the full-width entry only (Perturb, run for
+# every variant, shows the same change).
+C_INDEPENDENT = frozenset({"PROJECT_OUT"})
+
+
+def newcombe_diff(k1: int, n1: int, k2: int, n2: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % interval of p1 − p2 for two proportions (Newcombe's hybrid score interval from the
+    Wilson intervals of each; it treats the samples as independent, which for paired arms
+    sharing prompts and seeds is the wider, conservative choice)."""
+    if n1 == 0 or n2 == 0:
+        return (-1.0, 1.0)
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1, z)
+    l2, u2 = wilson(k2, n2, z)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return (max(-1.0, lo), min(1.0, hi))
+
+
+def compare(name: str, k: int, n: int, base_k: int, base_n: int) -> str:
+    """One variant against the full-width baseline: rates, Wilson intervals, the difference."""
+    lo, hi = wilson(k, n)
+    dlo, dhi = newcombe_diff(k, n, base_k, base_n)
+    d = k / n - base_k / base_n if n and base_n else float("nan")
+    return (
+        f"{name} {k}/{n} = {k / max(n, 1):.2f} [{lo:.2f}, {hi:.2f}], difference to full width "
+        f"{d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]"
+    )
+
+
+def sweep_summary(entry: dpb.ChunkEntry, max_points: int = 8) -> str:
+    """The sweep where |C| changes, largest τ first: 'τ:|C|/training TPR'."""
+    points, seen = [], set()
+    for p in entry.sweep:
+        if p.n_neurons and p.n_neurons not in seen:
+            seen.add(p.n_neurons)
+            points.append(f"{p.tau:.3g}:{p.n_neurons}/{p.tpr:.2f}")
+    return " ".join(points[:max_points])
+
+
+def sparse_variants(args: argparse.Namespace) -> list[Variant]:
+    variants = [Variant("full")]
+    if args.sparse_margin > 0:
+        variants.append(
+            Variant(f"margin {args.sparse_margin:g}", sparsity_margin=args.sparse_margin)
+        )
+    for bound in args.sparse_max_neurons:
+        variants.append(Variant(f"≤{bound} neurons", max_neurons=bound))
+    return variants
+
+
+def sparse_pa_params(
+    corpus: dict[str, Any], concepts: Sequence[str], variant: Variant, args: argparse.Namespace
+) -> dpb.PopulationAveragingParams:
+    """Every parameter explicit, so that the entries do not depend on the server's defaults."""
+    return dpb.PopulationAveragingParams(
+        concepts=[dpb.ConceptWords(concept=c, words=corpus["concepts"][c]) for c in concepts],
+        n_samples=args.sparse_n_samples,
+        criterion=dpb.PA_CRITERION_TPR_AT_FPR,
+        max_fpr=args.sparse_max_fpr,
+        seed=args.seed,
+        cv_folds=5,
+        taus=args.sparse_taus,
+        sparsity_margin=variant.sparsity_margin,
+        max_neurons=variant.max_neurons,
+    )
+
+
+def extract_sparse(
+    cs: Client,
+    model: models_pb2.Model,
+    corpus: dict[str, Any],
+    concepts: Sequence[str],
+    variants: Sequence[Variant],
+    args: argparse.Namespace,
+) -> tuple[dict[str, dict[int, dict[str, SparseEntry]]], list[str]]:
+    """One PA extraction per variant: concept -> block -> variant -> entry; and the cells
+    without an entry."""
+    entries: dict[str, dict[int, dict[str, SparseEntry]]] = {
+        c: {b: {} for b in args.sparse_blocks} for c in concepts
+    }
+    missing: list[str] = []
+    print(f"  {'variant':<14} {'hook point':<20} {'concept':<8} {'tau':>6} {'|C|':>4} "
+          "held-out TPR/FPR  CV TPR")  # fmt: skip
+    for variant in variants:
+        request = dpb.ExtractDictionaryRequest(
+            model=common_pb2.ModelRef(name=model.name, content_hash=model.content_hash),
+            hook_points=[f"blocks.{b}.resid_post" for b in args.sparse_blocks],
+            corpus=dpb.Corpus(texts=dpb.TextList(texts=corpus["train"])),
+            heldout=dpb.Corpus(texts=dpb.TextList(texts=corpus["heldout"])),
+            context=dpb.CONTEXT_POLICY_SENTENCE,
+            description=f"{DESCRIPTION_PREFIX} sparse study, {variant.name}",
+            population_averaging=sparse_pa_params(corpus, concepts, variant, args),
+        )
+        for d in cs.extract_dictionary(request, timeout=1800):
+            block = int(d.hook_point.split(".")[1])
+            for e in d.entries:
+                chunk = Chunk(
+                    d.id, e.id, d.hook_point, e.label, e.tau, e.n_neurons, e.threshold,
+                    e.heldout.tpr, e.heldout.fpr,
+                )  # fmt: skip
+                has_cv = e.HasField("cross_validated")
+                entry = SparseEntry(
+                    variant.name, chunk,
+                    e.cross_validated.tpr if has_cv else float("nan"),
+                    e.cross_validated.fpr if has_cv else float("nan"),
+                    sweep_summary(e),
+                )  # fmt: skip
+                entries[e.label][block][variant.name] = entry
+                print(
+                    f"  {variant.name:<14} {d.hook_point:<20} {e.label:<8} {e.tau:>6.3g} "
+                    f"{e.n_neurons:>4} {e.heldout.tpr:.2f}/{e.heldout.fpr:.4f}      "
+                    f"{entry.cv_tpr:.2f}"
+                )
+            for cell in d.infeasible_cells:
+                missing.append(f"{variant.name}, {d.hook_point}, {cell.concept}: {cell.message}")
+                print(f"  {variant.name:<14} {d.hook_point:<20} no entry: {cell}")
+    return entries, missing
+
+
+def run_sparse_activation(
+    api: Api,
+    entries: dict[str, dict[int, dict[str, SparseEntry]]],
+    concepts: Sequence[str],
+    words: dict[str, list[str]],
+    prompts: list[Prompt],
+    tokenizer: Tokenizer,
+    check: Callable[[str], Coherence],
+) -> list[SparseActivation]:
+    """ACTIVATE at the question's last words (the server resolves them) with each variant's
+    entry; the control arm of a prompt is generated once and shared."""
+    args = api.args
+    controls: dict[int, Continuation] = {}
+    results = []
+    for block in args.sparse_blocks:
+        for concept in concepts:
+            started = time.perf_counter()
+            pattern = word_pattern(words[concept])
+            target = target_token(words[concept][0], tokenizer)
+            by_variant = entries[concept][block]
+            r = SparseActivation(
+                concept, block, target, Arm("control"),
+                {v: Arm(v) for v in by_variant}, {v: LogProb() for v in by_variant},
+                [p.question for p in prompts],
+            )  # fmt: skip
+            for i, p in enumerate(prompts):
+                for name, entry in by_variant.items():
+                    graft = [intervention(entry.chunk, ACTIVATE, question_tail=True)]
+                    out, ctrl = api.generate(
+                        p, graft, control=i not in controls, max_new_tokens=args.sparse_tokens
+                    )
+                    if ctrl is not None:
+                        controls[i] = ctrl
+                    r.arms[name].add(out.text, pattern, check)
+                    r.logprob[name].add(api.perturb(p, graft, target))
+                r.control.add(controls[i].text, pattern, check)
+            results.append(r)
+            cells = " | ".join(
+                f"{v} {sum(a.hits)}/{a.n} coh {a.coherent_rate:.2f} Δlogp {r.logprob[v].delta:+.1f}"
+                for v, a in r.arms.items()
+            )
+            print(
+                f"  {concept:<8} block {block}: control {sum(r.control.hits)}/{r.control.n} | "
+                f"{cells} ({time.perf_counter() - started:.0f}s, {api.throughput.rate:.1f} tok/s)",
+                flush=True,
+            )
+    return results
+
+
+def run_sparse_inhibition(
+    api: Api,
+    entries: dict[str, dict[int, dict[str, SparseEntry]]],
+    words: dict[str, list[str]],
+    prompts: dict[str, list[Prompt]],
+    tokenizer: Tokenizer,
+    check: Callable[[str], Coherence],
+) -> list[SparseInhibition]:
+    """PROJECT_OUT and INHIBIT on every prompt and generated token, each variant's entry, on
+    prompts that make the model say the word; one control arm per prompt."""
+    args = api.args
+    results = []
+    for block in args.sparse_blocks:
+        for concept, concept_prompts in prompts.items():
+            started = time.perf_counter()
+            pattern = word_pattern(words[concept])
+            target = target_token(words[concept][0], tokenizer)
+            by_variant = entries[concept][block]
+            generated = {
+                m: [v for v in by_variant if m not in C_INDEPENDENT or v == "full"]
+                for m in INHIBITION_MODES
+            }
+            r = SparseInhibition(
+                concept, block, target, Arm("control"),
+                {m: {v: Arm(v) for v in generated[m]} for m in INHIBITION_MODES},
+                {m: {v: LogProb() for v in by_variant} for m in INHIBITION_MODES},
+                [p.question for p in concept_prompts],
+            )  # fmt: skip
+            for p in concept_prompts:
+                stems = topic_stems(p.question, words[concept])
+                ctrl_text: str | None = None
+                for mode_name, mode in INHIBITION_MODES.items():
+                    for name, entry in by_variant.items():
+                        if name in r.arms[mode_name]:
+                            every = [
+                                intervention(entry.chunk, mode, all_prompt=True, generated=True)
+                            ]
+                            out, ctrl = api.generate(
+                                p, every, control=ctrl_text is None,
+                                max_new_tokens=args.sparse_tokens,
+                            )  # fmt: skip
+                            if ctrl is not None:
+                                ctrl_text = ctrl.text
+                            r.arms[mode_name][name].add(out.text, pattern, check)
+                            r.arms[mode_name][name].on_topic.append(on_topic(out.text, stems))
+                        prompt_only = [intervention(entry.chunk, mode, all_prompt=True)]
+                        r.logprob[mode_name][name].add(api.perturb(p, prompt_only, target))
+                assert ctrl_text is not None
+                r.control.add(ctrl_text, pattern, check)
+                r.control.on_topic.append(on_topic(ctrl_text, stems))
+            results.append(r)
+            cells = " | ".join(
+                f"{m} {v} {sum(a.hits)}/{a.n} coh {a.coherent_rate:.2f} "
+                f"answers without the word {answers_without_word(a)}"
+                for m, arms in r.arms.items()
+                for v, a in arms.items()
+            )
+            print(
+                f"  {concept:<8} block {block}: control {sum(r.control.hits)}/{r.control.n} "
+                f"coh {r.control.coherent_rate:.2f} | {cells} "
+                f"({time.perf_counter() - started:.0f}s, {api.throughput.rate:.1f} tok/s)",
+                flush=True,
+            )
+    return results
+
+
+def topic_stems(question: str, exclude: Sequence[str]) -> frozenset[str]:
+    """The question's content words (4 letters or more, no function word, none of `exclude`),
+    each as its first five letters ('symphony' and 'symphonies' share 'symph')."""
+    skip = {w.lower() for w in exclude}
+    return frozenset(
+        w[:5]
+        for w in (x.lower() for x in WORD_RE.findall(question))
+        if len(w) >= 4 and w not in FUNCTION_WORDS and w not in skip
+    )
+
+
+def on_topic(text: str, stems: frozenset[str]) -> bool:
+    """Crude: the continuation names what the question asks about (one of its content words);
+    true when the question has none (e.g. 'What is music?' without the concept's word)."""
+    if not stems:
+        return True
+    return any(w.lower()[:5] in stems for w in WORD_RE.findall(text) if len(w) >= 4)
+
+
+def answers_without_word(arm: Arm) -> int:
+    """Continuations that pass the coherence check, stay on the question's topic and do not say
+    the word: inhibition's success (a broken model also stops saying the word)."""
+    return sum(
+        (not h) and c and t for h, c, t in zip(arm.hits, arm.coherent, arm.on_topic, strict=True)
+    )
+
+
+def coherent_hits(arm: Arm) -> int:
+    return arm.coherent_hits
+
+
+def pooled(arms: Sequence[Arm], count: Callable[[Arm], int]) -> tuple[int, int]:
+    return sum(count(a) for a in arms), sum(a.n for a in arms)
+
+
+def verdict(what: str, counts: dict[str, tuple[int, int]], measure: str) -> list[str]:
+    """Which variant to use, from pooled success counts (variant -> (k, n)) against 'full':
+    a variant is better (worse) when the 95 % interval of its difference lies above (below) 0."""
+    base_k, base_n = counts["full"]
+    lo, hi = wilson(base_k, base_n)
+    parts = [f"full {base_k}/{base_n} = {base_k / max(base_n, 1):.2f} [{lo:.2f}, {hi:.2f}]"]
+    better: list[str] = []
+    worse: list[str] = []
+    tied: list[str] = []
+    for v, (k, n) in counts.items():
+        if v == "full":
+            continue
+        parts.append(compare(v, k, n, base_k, base_n))
+        dlo, dhi = newcombe_diff(k, n, base_k, base_n)
+        (better if dlo > 0 else worse if dhi < 0 else tied).append(v)
+    lines = [f"{what}, pooled {measure}: " + "; ".join(parts) + "."]
+    if better:
+        best = max(better, key=lambda v: counts[v][0] / max(counts[v][1], 1))
+        advice = (
+            f"**{what}: use the {best} entries**; the 95 % interval of the difference to full "
+            "width lies above 0"
+        )
+    elif not tied:
+        advice = (
+            f"**{what}: use full-width entries**; every sparse variant's difference interval "
+            "lies below 0"
+        )
+    elif worse:
+        advice = (
+            f"**{what}: use full-width entries** (or {', '.join(tied)}, not distinguishable "
+            f"from full width at this size); {', '.join(worse)} "
+            + (
+                "is worse, its difference interval lies"
+                if len(worse) == 1
+                else "are worse, their difference intervals lie"
+            )
+            + " below 0"
+        )
+    else:
+        advice = (
+            f"**{what}: no sparse variant is distinguishable from full width at this size** "
+            "(every difference interval contains 0)"
+        )
+    return [*lines, advice + "."]
+
+
+def sparse_report(
+    args: argparse.Namespace,
+    *,
+    variants: Sequence[Variant],
+    entries: dict[str, dict[int, dict[str, SparseEntry]]],
+    missing: list[str],
+    activation: list[SparseActivation],
+    inhibition: list[SparseInhibition],
+    n_activation_prompts: int,
+    timer: Timer,
+    api: Api,
+    total_seconds: float,
+) -> str:
+    out: list[str] = []
+    w = out.append
+    names_ = [v.name for v in variants]
+    tp = api.throughput
+    w("## Sparse against full-width PA entries (SmolLM2-135M-Instruct)")
+    w("")
+    w("    " + " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/effects.py",
+                                                    *sys.argv[1:]]))  # fmt: skip
+    w("")
+    w(
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {total_seconds / 60:.1f} min on "
+        f"{platform.machine()} CPU ({os.cpu_count()} cores visible; load average over the last "
+        f"15 minutes {os.getloadavg()[2]:.1f}, other jobs included); {tp.tokens} tokens in "
+        f"{tp.requests} Generate calls ({tp.seconds:.0f}s), {tp.perturb_calls} Perturb calls "
+        f"({tp.perturb_seconds:.0f}s). Parts: "
+        + ", ".join(f"{k} {v:.0f}s" for k, v in timer.parts.items())
+        + ". Through the gRPC API of a server started by the script, seeded."
+    )
+    w("")
+    w("**Setup.**")
+    w("")
+    w(
+        f"- Entries: one PA extraction per variant at "
+        f"{', '.join(f'blocks.{b}.resid_post' for b in args.sparse_blocks)} on docs/concepts.json "
+        f"(sentence context), all parameters explicit: n_samples {args.sparse_n_samples}, "
+        f"criterion TPR_AT_FPR with max_fpr {args.sparse_max_fpr:g}, seed {args.seed}, 5-fold "
+        f"cross-validation, τ grid {{{', '.join(f'{t:g}' for t in args.sparse_taus)}}} (finer "
+        "than the default between 3 and 1, where |C| falls from ~500 to ~50; the default's "
+        "τ < 0.64 give sets of a few neurons whose training TPR is their own samples matching). "
+        "**full** = sparsity_margin 0, no max_neurons "
+        "(the best training TPR, ties to the larger τ: the authors' choice)"
+        + (f"; **margin {args.sparse_margin:g}** = the τ with the fewest neurons whose TPR is "
+           f"within {args.sparse_margin:g} of the best" if args.sparse_margin > 0 else "")
+        + "".join(f"; **≤{b} neurons** = max_neurons {b}" for b in args.sparse_max_neurons)
+        + (" (only τ whose set has at most that many neurons compete)"
+           if args.sparse_max_neurons else "")
+        + ". The TPR criterion is used because the accuracy of the authors' rule differs by "
+        "< 0.01 between τ (the negatives dominate), so a margin on it would mean nothing; at "
+        "full width both rules choose the same τ here."
+    )  # fmt: skip
+    w(
+        f"- ACTIVATE: the first {n_activation_prompts} held-out neutral questions of "
+        "docs/prompts.json (after its development subset), the entry grafted at the three "
+        "tokens before the question's last (Positions.message_tail, resolved by the server), "
+        "prefill only. INHIBIT and PROJECT_OUT: docs/prompts.json's prompts that make the model "
+        f"say the word ({args.sparse_n_inhibition or 'all'} per concept), on every prompt and "
+        "generated token."
+    )
+    w(
+        f"- Prompts go as chat messages (the server applies the model's template). Sampling, "
+        f"identical in every arm: temperature {args.temperature}, top_p {args.top_p}, at most "
+        f"{args.sparse_tokens} new tokens, stop at end of turn, seed {args.seed} + the prompt's "
+        "index; one control arm per prompt (Generate's `control`), shared by all variants. A "
+        "hit is one of the concept's words in the continuation (whole word, case-insensitive); "
+        "coherence is the main study's crude check (above). Δ log p: Perturb's change of the "
+        "target token's next-token log-probability at the end of the prompt (mean over prompts; "
+        "for inhibition the intervention covers the prompt only)."
+    )
+    w("")
+    w("**Entries.**")
+    w("")
+    w(
+        "| concept | block | variant | τ | \\|C\\| | held-out TPR/FPR | CV TPR "
+        "| sweep (τ:\\|C\\|/training TPR) |"
+    )
+    w("|---|---|---|---|---|---|---|---|")
+    for concept, blocks in entries.items():
+        for block, by_variant in blocks.items():
+            for name in names_:
+                e = by_variant.get(name)
+                if e is None:
+                    w(f"| {concept} | {block} | {name} | – | no entry | | | |")
+                    continue
+                sweep = e.sweep if name == "full" else ""
+                w(
+                    f"| {concept} | {block} | {name} | {e.chunk.tau:.3g} | {e.chunk.n_neurons} | "
+                    f"{e.chunk.heldout_tpr:.2f}/{e.chunk.heldout_fpr:.4f} | {pct(e.cv_tpr)} | "
+                    f"{sweep} |"
+                )
+    for line in missing:
+        w(f"\nNo entry: {line}")
+    w("")
+    w(f"### ACTIVATE ({n_activation_prompts} neutral prompts per concept)")
+    w("")
+    w("| concept | block | control | " + " | ".join(names_) + " | coherent: control / "
+      + " / ".join(names_) + " | Δ log p: " + " / ".join(names_) + " |")  # fmt: skip
+    w("|---|---|---|" + "---|" * len(names_) + "---|---|")
+    for r in activation:
+        w(
+            f"| {r.concept} | {r.block} | {rate_cell(r.control)} | "
+            + " | ".join(rate_cell(r.arms[v]) if v in r.arms else "–" for v in names_)
+            + f" | {pct(r.control.coherent_rate)} / "
+            + " / ".join(pct(r.arms[v].coherent_rate) if v in r.arms else "–" for v in names_)
+            + " | "
+            + " / ".join(f"{r.logprob[v].delta:+.1f}" if v in r.logprob else "–" for v in names_)
+            + " |"
+        )
+    act_hits = {v: pooled([r.arms[v] for r in activation if v in r.arms], lambda a: sum(a.hits))
+                for v in names_}  # fmt: skip
+    act_coh = {v: pooled([r.arms[v] for r in activation if v in r.arms], coherent_hits)
+               for v in names_}  # fmt: skip
+    ctrl_k, ctrl_n = pooled([r.control for r in activation], lambda a: sum(a.hits))
+    w(
+        f"| **all** | | {ctrl_k}/{ctrl_n} | "
+        + " | ".join(
+            f"{k}/{n} [{wilson(k, n)[0]:.2f}, {wilson(k, n)[1]:.2f}]" for k, n in act_hits.values()
+        )
+        + " | | |"
+    )
+    w("")
+    w("Cells: continuations with the word / continuations; the pooled row gives the 95 % Wilson "
+      "interval.")  # fmt: skip
+    w("")
+    if inhibition:
+        w("### INHIBIT and PROJECT_OUT (prompts that make the model say the word)")
+        w("")
+        w("| concept | block | mode | control | " + " | ".join(names_) + " | coherent: control / "
+          + " / ".join(names_) + " | on topic: control / " + " / ".join(names_)
+          + " | answers without the word: control / " + " / ".join(names_)
+          + " | Δ log p: " + " / ".join(names_) + " |")  # fmt: skip
+        w("|---|---|---|---|" + "---|" * len(names_) + "---|---|---|---|")
+        for q in inhibition:
+            for mode_name, arms in q.arms.items():
+                lps = q.logprob[mode_name]
+                w(
+                    f"| {q.concept} | {q.block} | {mode_name} | {rate_cell(q.control)} | "
+                    + " | ".join(rate_cell(arms[v]) if v in arms else "= full" for v in names_)
+                    + f" | {pct(q.control.coherent_rate)} / "
+                    + " / ".join(
+                        pct(arms[v].coherent_rate) if v in arms else "= full" for v in names_
+                    )
+                    + f" | {pct(sum(q.control.on_topic) / q.control.n)} / "
+                    + " / ".join(
+                        pct(sum(arms[v].on_topic) / arms[v].n) if v in arms else "= full"
+                        for v in names_
+                    )
+                    + f" | {answers_without_word(q.control)}/{q.control.n} / "
+                    + " / ".join(
+                        f"{answers_without_word(arms[v])}/{arms[v].n}" if v in arms else "= full"
+                        for v in names_
+                    )
+                    + " | "
+                    + " / ".join(f"{lps[v].delta:+.1f}" if v in lps else "–" for v in names_)
+                    + " |"
+                )
+        w("")
+        w(
+            "Cells: continuations that still say the word / continuations. **On topic** "
+            "(crude): the continuation names what the question asks about (one of its content "
+            "words, compared on their first five letters; the concept's words excluded; a "
+            "question with no other content word counts as on topic). The "
+            "coherence check alone passes word lists such as ' forward life. heartbeat, men. "
+            "daily, per.' that INHIBIT produces with most neurons zeroed; an **answer without "
+            "the word** is coherent, on topic and free of the word. '= full': "
+            f"{', '.join(sorted(C_INDEPENDENT))} moves along a direction that does not depend "
+            "on C, so only the full-width entry was generated."
+        )
+        w("")
+    w("### Which to use")
+    w("")
+    notes = verdict(
+        "ACTIVATE", act_coh, "continuations that say the word and pass the coherence check"
+    )
+    for line in notes:
+        w(f"- {line}")
+    for mode_name in INHIBITION_MODES:
+        if not inhibition:
+            break
+        if mode_name in C_INDEPENDENT:
+            k, n = pooled([q.arms[mode_name]["full"] for q in inhibition], answers_without_word)
+            lo, hi = wilson(k, n)
+            w(
+                f"- {mode_name}: the direction (corpus center to the entry's sample mean, over "
+                "every neuron) does not depend on C, so sparse and full-width entries do the "
+                f"same (Perturb's Δ log p per variant above); pooled answers without the word "
+                f"{k}/{n} = {k / max(n, 1):.2f} [{lo:.2f}, {hi:.2f}]."
+            )
+            continue
+        counts = {
+            v: pooled([q.arms[mode_name][v] for q in inhibition if v in q.arms[mode_name]],
+                      answers_without_word)
+            for v in names_
+        }  # fmt: skip
+        for line in verdict(
+            mode_name, counts, "answers without the word (coherent, on topic, word absent)"
+        ):
+            w(f"- {line}")
+        ck, cn = pooled([q.control for q in inhibition], answers_without_word)
+        best = max(counts, key=lambda v: counts[v][0] / max(counts[v][1], 1))
+        bk, bn = counts[best]
+        clo, chi = newcombe_diff(bk, bn, ck, cn)
+        said_k, said_n = pooled(
+            [q.arms[mode_name][best] for q in inhibition], lambda a: sum(a.hits)
+        )
+        ctrl_said = pooled([q.control for q in inhibition], lambda a: sum(a.hits))
+        w(
+            f"- The best {mode_name} ({best}) against no intervention (the control arm, whose "
+            f"answers lack the word {ck}/{cn} times): difference "
+            f"{bk / max(bn, 1) - ck / max(cn, 1):+.2f} "
+            f"[{clo:+.2f}, {chi:+.2f}]; it still says the word in {said_k}/{said_n} continuations "
+            f"(control {ctrl_said[0]}/{ctrl_said[1]})"
+            + (". **No width of INHIBIT removes the word and keeps an answer**: the wide entries "
+               "break the model, the narrow ones leave the word." if clo <= 0 else ".")
+        )  # fmt: skip
+        if C_INDEPENDENT:
+            po = next(iter(sorted(C_INDEPENDENT)))
+            pk, pn = pooled([q.arms[po]["full"] for q in inhibition], answers_without_word)
+            dlo, dhi = newcombe_diff(pk, pn, bk, bn)
+            w(
+                f"- {po} against the best {mode_name} ({best}): answers without the word "
+                f"{pk}/{pn} against {bk}/{bn}, difference {pk / max(pn, 1) - bk / max(bn, 1):+.2f}"
+                f" [{dlo:+.2f}, {dhi:+.2f}]"
+                + (
+                    f". **To remove a word, use {po}** (any width: its direction does not depend "
+                    "on C)."
+                    if dlo > 0
+                    else "."
+                )
+            )
+    half = wilson(n_activation_prompts // 2, n_activation_prompts)
+    w(
+        f"- Differences are Newcombe 95 % intervals treating the arms as independent (they share "
+        f"prompts and seeds, so the paired truth is narrower); with {n_activation_prompts} prompts "
+        f"a single concept's rate has an interval up to ±{(half[1] - half[0]) / 2:.2f}, hence "
+        "the pooled verdicts."
+    )
+    return "\n".join(out)
+
+
+def run_sparse_part(
+    cs: Client,
+    model: models_pb2.Model,
+    corpus: dict[str, Any],
+    spec: dict[str, Any],
+    tokenizer: Tokenizer,
+    check: Callable[[str], Coherence],
+    args: argparse.Namespace,
+    timer: Timer,
+) -> None:
+    """Sparse against full-width entries; writes its own marked block and results file."""
+    started = time.perf_counter()
+    words: dict[str, list[str]] = corpus["concepts"]
+    variants = sparse_variants(args)
+    concepts = list(dict.fromkeys(args.sparse_concepts + args.sparse_inhibition_concepts))
+    n_dev = args.n_dev or int(spec["n_dev"])
+    neutral = spec["neutral"]
+    activation_prompts = [
+        Prompt(q, "", args.seed + i, server_chat=True) for i, q in enumerate(neutral) if i >= n_dev
+    ][: args.sparse_n_test or None]
+    inhibition_prompts = {
+        c: [
+            Prompt(q, "", args.seed + i, server_chat=True)
+            for i, q in enumerate(spec["inhibition"][c][: args.sparse_n_inhibition or None])
+        ]
+        for c in args.sparse_inhibition_concepts
+    }
+    api = Api(cs, model, args)
+    entries, missing = timer.run(
+        "S1. ExtractDictionary (PA, one per variant)",
+        lambda: extract_sparse(cs, model, corpus, concepts, variants, args),
+    )
+    activation = timer.run(
+        "S2. ACTIVATE",
+        lambda: run_sparse_activation(
+            api, entries, args.sparse_concepts, words, activation_prompts, tokenizer, check
+        ),
+    )
+    inhibition = timer.run(
+        "S3. INHIBIT and PROJECT_OUT",
+        lambda: run_sparse_inhibition(api, entries, words, inhibition_prompts, tokenizer, check),
+    )
+    total = time.perf_counter() - started
+    results_path = args.data_dir / "effects" / "sparse.json"
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "variants": [asdict(v) for v in variants],
+                "entries": {
+                    c: {str(b): {v: asdict(e) for v, e in bv.items()} for b, bv in blocks.items()}
+                    for c, blocks in entries.items()
+                },
+                "missing": missing,
+                "activation": [asdict(r) for r in activation],
+                "inhibition": [asdict(r) for r in inhibition],
+                "throughput": asdict(api.throughput),
+            },
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
+    block = sparse_report(
+        args, variants=variants, entries=entries, missing=missing, activation=activation,
+        inhibition=inhibition, n_activation_prompts=len(activation_prompts), timer=timer,
+        api=api, total_seconds=total,
+    )  # fmt: skip
+    write_block(args.doc, block, SPARSE_START_MARKER, SPARSE_END_MARKER)
+    print(f"\nwrote the sparse block into {args.doc}; continuations in {results_path}")
 
 
 # ----- main -------------------------------------------------------------------------------------
@@ -1211,30 +1913,108 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--add-n", type=int, default=16, help="held-out prompts for ADD")
     parser.add_argument("--literal-n", type=int, default=6, help="prompts for the literal graft")
     parser.add_argument("--inhibit-n", type=int, default=3, help="prompts for INHIBIT")
+    parser.add_argument(
+        "--parts",
+        type=names,
+        default=list(PARTS),
+        help="parts to run, comma-separated: main (the effects study), sparse (sparse against "
+        "full-width entries; its own block in --doc); default all",
+    )
+    sparse = parser.add_argument_group("sparse part")
+    sparse.add_argument("--sparse-concepts", type=names, default=names("cheese,river,music,school"))
+    sparse.add_argument("--sparse-inhibition-concepts", type=names, default=names("cheese,music"))
+    sparse.add_argument("--sparse-blocks", type=ints, default=ints("8"), help="hook points")
+    sparse.add_argument("--sparse-margin", type=float, default=0.1, help="sparsity_margin")
+    sparse.add_argument(
+        "--sparse-max-neurons",
+        type=ints,
+        default=ints("256,64"),
+        help="max_neurons, one variant each",
+    )
+    sparse.add_argument(
+        "--sparse-taus",
+        type=floats,
+        default=floats("100,30,20,10,5,4,3,2.5,2,1.75,1.5,1.25,1,0.8,0.64"),
+        help="the τ grid of every variant (explicit: finer than the default between 3 and 1, "
+        "and without the τ < 0.64 whose sets of a few neurons match only their own samples)",
+    )
+    sparse.add_argument("--sparse-n-samples", type=int, default=5)
+    sparse.add_argument("--sparse-max-fpr", type=float, default=0.001)
+    sparse.add_argument("--sparse-tokens", type=int, default=24, help="new tokens per arm")
+    sparse.add_argument(
+        "--sparse-n-test", type=int, default=10, help="neutral held-out prompts (0: all)"
+    )
+    sparse.add_argument(
+        "--sparse-n-inhibition", type=int, default=12, help="prompts per concept (0: all)"
+    )
     args = parser.parse_args(argv)
+    unknown_parts = set(args.parts) - set(PARTS)
+    if unknown_parts or not args.parts:
+        parser.error(f"--parts: choose from {', '.join(PARTS)} (got {args.parts})")
     if args.model_root is None:
         local = args.data_dir / "models"
         args.model_root = local if (local / DEMO_MODEL_NAME).is_dir() else REPO / "data" / "models"
     missing = set(args.inhibition_concepts) - set(args.activation_concepts)
-    if missing:
+    if missing and "main" in args.parts:
         parser.error(f"inhibition concepts need a hook point chosen by activation: {missing}")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.perf_counter()
     timer = Timer()
     corpus = json.loads(args.concepts.read_text(encoding="utf-8"))
     spec = json.loads(args.prompts.read_text(encoding="utf-8"))
     words: dict[str, list[str]] = corpus["concepts"]
-    unknown = set(args.activation_concepts) - set(words)
+    wanted = set(args.activation_concepts) if "main" in args.parts else set()
+    if "sparse" in args.parts:
+        wanted |= set(args.sparse_concepts) | set(args.sparse_inhibition_concepts)
+        no_prompts = set(args.sparse_inhibition_concepts) - set(spec["inhibition"])
+        if no_prompts:
+            raise SystemExit(f"no inhibition prompts in {args.prompts} for {sorted(no_prompts)}")
+    unknown = wanted - set(words)
     if unknown:
         raise SystemExit(f"not in {args.concepts}: {sorted(unknown)}")
     model_dir = args.model_root / DEMO_MODEL_NAME
     tokenizer = Tokenizer(model_dir)
     check = make_coherence(tokenizer)
 
+    print(f"starting chunkscope (data dir {args.data_dir}, model root {args.model_root}) ...")
+    server: ServerProcess = timer.run(
+        "0. server start",
+        lambda: spawn_server(
+            args.data_dir, "--model-roots", str(args.model_root.resolve()), "--device", "cpu",
+            "--dtype", "float32", "--grace-seconds", "10",
+        ),
+    )  # fmt: skip
+    try:
+        with Client.connect(server.address, timeout=600, token=server.token) as cs:
+            model = timer.run("1. register SmolLM2", lambda: register(cs))
+            clean_previous_runs(cs)
+            if "main" in args.parts:
+                run_main_part(cs, model, corpus, spec, tokenizer, check, args, timer, server)
+            if "sparse" in args.parts:
+                run_sparse_part(cs, model, corpus, spec, tokenizer, check, args, timer)
+    finally:
+        code = server.terminate()
+        print(f"server stopped (exit {code}); its log: {server.log_path}")
+    return 0
+
+
+def run_main_part(
+    cs: Client,
+    model: models_pb2.Model,
+    corpus: dict[str, Any],
+    spec: dict[str, Any],
+    tokenizer: Tokenizer,
+    check: Callable[[str], Coherence],
+    args: argparse.Namespace,
+    timer: Timer,
+    server: ServerProcess,
+) -> None:
+    """The effects study (steps 2-6 of the module's docstring); writes the main block."""
+    started = time.perf_counter()
+    words: dict[str, list[str]] = corpus["concepts"]
     n_dev = args.n_dev or int(spec["n_dev"])
     args.n_dev_used = n_dev
     neutral = [Prompt(q, tokenizer.chat(q), args.seed + i) for i, q in enumerate(spec["neutral"])]
@@ -1252,59 +2032,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         for c in args.inhibition_concepts
     }
-
-    print(f"starting chunkscope (data dir {args.data_dir}, model root {args.model_root}) ...")
-    server: ServerProcess = timer.run(
-        "0. server start",
-        lambda: spawn_server(
-            args.data_dir, "--model-roots", str(args.model_root.resolve()), "--device", "cpu",
-            "--dtype", "float32", "--grace-seconds", "10",
+    concepts = list(dict.fromkeys(args.activation_concepts + args.inhibition_concepts))
+    chunks = timer.run(
+        "2. ExtractDictionary (PA)", lambda: extract(cs, model, corpus, concepts, args)
+    )
+    api = Api(cs, model, args)
+    some_dictionary = next(iter(chunks[concepts[0]].values())).dictionary_id
+    dev_prompts = locate(cs, api, some_dictionary, dev_prompts)
+    test_prompts = locate(cs, api, some_dictionary, test_prompts)
+    inhibition_prompts = {
+        c: locate(cs, api, some_dictionary, ps) for c, ps in inhibition_prompts.items()
+    }
+    p = test_prompts[0]
+    print(
+        f"  authors' positions in {p.question!r}: {list(p.tail)} = {list(p.tail_tokens)}"
+        f"; literal {list(LITERAL_INDICES)} = {list(p.literal_tokens)}"
+    )
+    dev = timer.run(
+        "3. development subset: hook point and ADD strength",
+        lambda: run_dev(
+            api, chunks, args.activation_concepts, words, dev_prompts, tokenizer, check
         ),
-    )  # fmt: skip
-    try:
-        with Client.connect(server.address, timeout=600, token=server.token) as cs:
-            model = timer.run("1. register SmolLM2", lambda: register(cs))
-            clean_previous_runs(cs)
-            concepts = list(dict.fromkeys(args.activation_concepts + args.inhibition_concepts))
-            chunks = timer.run(
-                "2. ExtractDictionary (PA)", lambda: extract(cs, model, corpus, concepts, args)
-            )
-            api = Api(cs, model, args)
-            some_dictionary = next(iter(chunks[concepts[0]].values())).dictionary_id
-            dev_prompts = locate(cs, api, some_dictionary, dev_prompts)
-            test_prompts = locate(cs, api, some_dictionary, test_prompts)
-            inhibition_prompts = {
-                c: locate(cs, api, some_dictionary, ps) for c, ps in inhibition_prompts.items()
-            }
-            p = test_prompts[0]
-            print(
-                f"  authors' positions in {p.question!r}: {list(p.tail)} = {list(p.tail_tokens)}"
-                f"; literal {list(LITERAL_INDICES)} = {list(p.literal_tokens)}"
-            )
-            dev = timer.run(
-                "3. development subset: hook point and ADD strength",
-                lambda: run_dev(
-                    api, chunks, args.activation_concepts, words, dev_prompts, tokenizer, check
-                ),
-            )
-            activation, _ = timer.run(
-                "4. activation (held-out prompts)",
-                lambda: run_activation(api, chunks, dev, words, test_prompts, tokenizer, check),
-            )
-            inhibition = timer.run(
-                "5. inhibition",
-                lambda: run_inhibition(
-                    api, chunks, dev, words, inhibition_prompts, tokenizer, check
-                ),
-            )
-            determinism = timer.run(
-                "6. determinism check", lambda: check_determinism(api, activation, test_prompts)
-            )
-            print(f"  regenerated perturbed / control arms identical: {determinism}")
-            api.throughput.server_cpu_seconds = cpu_seconds(server.proc.pid)
-    finally:
-        code = server.terminate()
-        print(f"server stopped (exit {code}); its log: {server.log_path}")
+    )
+    activation, _ = timer.run(
+        "4. activation (held-out prompts)",
+        lambda: run_activation(api, chunks, dev, words, test_prompts, tokenizer, check),
+    )
+    inhibition = timer.run(
+        "5. inhibition",
+        lambda: run_inhibition(api, chunks, dev, words, inhibition_prompts, tokenizer, check),
+    )
+    determinism = timer.run(
+        "6. determinism check", lambda: check_determinism(api, activation, test_prompts)
+    )
+    print(f"  regenerated perturbed / control arms identical: {determinism}")
+    api.throughput.server_cpu_seconds = cpu_seconds(server.proc.pid)
 
     total_seconds = time.perf_counter() - started
     results_path = args.data_dir / "effects" / "results.json"
@@ -1339,7 +2101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_block(args.doc, block)
     print(f"\nwrote the effects block into {args.doc}; continuations in {results_path}")
     print(f"total {total_seconds / 60:.1f} min, {api.throughput.rate:.1f} tokens/s")
-    return 0
 
 
 if __name__ == "__main__":
