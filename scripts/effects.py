@@ -448,6 +448,7 @@ def extract(
         description=f"{DESCRIPTION_PREFIX} PA for steering",
         population_averaging=dpb.PopulationAveragingParams(
             concepts=[dpb.ConceptWords(concept=c, words=corpus["concepts"][c]) for c in concepts],
+            preset=dpb.PA_PRESET_AUTHORS,  # the radius of the samples, as this study measured
             n_samples=5,
             criterion=dpb.PA_CRITERION_ACCURACY,
             seed=args.seed,
@@ -1291,6 +1292,7 @@ def sparse_pa_params(
     """Every parameter explicit, so that the entries do not depend on the server's defaults."""
     return dpb.PopulationAveragingParams(
         concepts=[dpb.ConceptWords(concept=c, words=corpus["concepts"][c]) for c in concepts],
+        preset=dpb.PA_PRESET_AUTHORS,
         n_samples=args.sparse_n_samples,
         criterion=dpb.PA_CRITERION_TPR_AT_FPR,
         max_fpr=args.sparse_max_fpr,
@@ -1504,9 +1506,16 @@ def pooled(arms: Sequence[Arm], count: Callable[[Arm], int]) -> tuple[int, int]:
     return sum(count(a) for a in arms), sum(a.n for a in arms)
 
 
-def verdict(what: str, counts: dict[str, tuple[int, int]], measure: str) -> list[str]:
+def verdict(
+    what: str,
+    counts: dict[str, tuple[int, int]],
+    measure: str,
+    control: tuple[int, int] | None = None,
+) -> list[str]:
     """Which variant to use, from pooled success counts (variant -> (k, n)) against 'full':
-    a variant is better (worse) when the 95 % interval of its difference lies above (below) 0."""
+    a variant is better (worse) when the 95 % interval of its difference lies above (below) 0.
+    With `control` (the no-intervention arm's counts), a variant better than full width is only
+    recommended when it is also better than no intervention."""
     base_k, base_n = counts["full"]
     lo, hi = wilson(base_k, base_n)
     parts = [f"full {base_k}/{base_n} = {base_k / max(base_n, 1):.2f} [{lo:.2f}, {hi:.2f}]"]
@@ -1520,8 +1529,13 @@ def verdict(what: str, counts: dict[str, tuple[int, int]], measure: str) -> list
         dlo, dhi = newcombe_diff(k, n, base_k, base_n)
         (better if dlo > 0 else worse if dhi < 0 else tied).append(v)
     lines = [f"{what}, pooled {measure}: " + "; ".join(parts) + "."]
-    if better:
-        best = max(better, key=lambda v: counts[v][0] / max(counts[v][1], 1))
+    best = max(better, key=lambda v: counts[v][0] / max(counts[v][1], 1)) if better else ""
+    if better and control is not None and newcombe_diff(*counts[best], *control)[0] <= 0:
+        advice = (
+            f"**{what}: no width does better than no intervention**; {best} beats full width, "
+            "but the 95 % interval of its difference to the control arm includes 0"
+        )
+    elif better:
         advice = (
             f"**{what}: use the {best} entries**; the 95 % interval of the difference to full "
             "width lies above 0"
@@ -1587,7 +1601,8 @@ def sparse_report(
     w(
         f"- Entries: one PA extraction per variant at "
         f"{', '.join(f'blocks.{b}.resid_post' for b in args.sparse_blocks)} on docs/concepts.json "
-        f"(sentence context), all parameters explicit: n_samples {args.sparse_n_samples}, "
+        f"(sentence context), all parameters explicit: preset AUTHORS (the radius of the "
+        f"samples), n_samples {args.sparse_n_samples}, "
         f"criterion TPR_AT_FPR with max_fpr {args.sparse_max_fpr:g}, seed {args.seed}, 5-fold "
         f"cross-validation, τ grid {{{', '.join(f'{t:g}' for t in args.sparse_taus)}}} (finer "
         "than the default between 3 and 1, where |C| falls from ~500 to ~50; the default's "
@@ -1746,11 +1761,12 @@ def sparse_report(
                       answers_without_word)
             for v in names_
         }  # fmt: skip
-        for line in verdict(
-            mode_name, counts, "answers without the word (coherent, on topic, word absent)"
-        ):
-            w(f"- {line}")
         ck, cn = pooled([q.control for q in inhibition], answers_without_word)
+        for line in verdict(
+            mode_name, counts, "answers without the word (coherent, on topic, word absent)",
+            control=(ck, cn),
+        ):  # fmt: skip
+            w(f"- {line}")
         best = max(counts, key=lambda v: counts[v][0] / max(counts[v][1], 1))
         bk, bn = counts[best]
         clo, chi = newcombe_diff(bk, bn, ck, cn)

@@ -43,6 +43,12 @@ def test_verdict_follows_the_difference_intervals() -> None:
     # Sparse clearly better: 36/40 against 5/40.
     better = fx.verdict("INHIBIT", {"full": (5, 40), "≤64 neurons": (36, 40)}, "m")
     assert "use the ≤64 neurons entries" in better[-1]
+    # ... unless it is no better than no intervention at all (control 30/40).
+    no_better = fx.verdict("INHIBIT", {"full": (5, 40), "≤64 neurons": (36, 40)}, "m", (30, 40))
+    assert "no width does better than no intervention" in no_better[-1]
+    assert "use the" not in no_better[-1]
+    assert "use the ≤64 neurons entries" in fx.verdict(
+        "INHIBIT", {"full": (5, 40), "≤64 neurons": (36, 40)}, "m", (4, 40))[-1]  # fmt: skip
     # Every sparse variant clearly worse.
     worse = fx.verdict("ACTIVATE", {"full": (35, 40), "a": (2, 40), "b": (3, 40)}, "m")
     assert "use full-width entries**; every sparse" in worse[-1]
