@@ -141,7 +141,7 @@ demo-model: venv
 demo: demo-model
 	$(PY) scripts/demo.py --data-dir $(DATA_DIR)
 
-# The paper's figures through the service API (about 45 min on 2 CPU cores): the extraction
+# The paper's figures through the service API (about 60 min on 2 CPU cores): the extraction
 # results, then the steering effects appended to the same document.
 reproduce: demo-model
 	$(PY) scripts/reproduce.py --data-dir $(DATA_DIR) --out docs/REPRODUCTION.md
